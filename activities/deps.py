@@ -1,0 +1,21 @@
+"""What activities need, built once by the worker (and by tests) and handed to the activity classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.authz import Authorizer
+from core.mail import MailTransport
+from core.settings import Settings
+from core.storage import ObjectStorage
+
+
+@dataclass
+class ActivityDeps:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    authorizer: Authorizer
+    storage: ObjectStorage
+    mail: MailTransport

@@ -1,0 +1,136 @@
+"""Request dependencies: the transaction, the caller, and the permission each route declares."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.temporal import TemporalGateway
+from core.authz import Authorizer
+from core.logging import request_id_var
+from core.mail import MailTransport
+from core.security import InvalidToken, decode_token
+from core.settings import Settings
+from core.storage import ObjectStorage
+from domain.audit.service import AuditContext
+from domain.errors import Forbidden, Unauthorized
+from domain.models import User
+
+
+@dataclass
+class AppServices:
+    """Everything a request may need, built once in the app's lifespan."""
+
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    authorizer: Authorizer
+    temporal: TemporalGateway
+    storage: ObjectStorage
+    mail: MailTransport
+
+
+def services(request: Request) -> AppServices:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[AppServices, Depends(services)]
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request owns the transaction: commit when the handler returns, before the response goes out."""
+    async with services(request).sessions() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login")
+
+
+async def _current_user(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token")
+    settings = services(request).settings
+    try:
+        claims = decode_token(settings.auth, credentials.credentials, "access")
+    except InvalidToken as exc:
+        raise Unauthorized("invalid or expired token") from exc
+    # The role, active flag and token version come from the database on every request, so demotion,
+    # deactivation and logout take effect on the very next call.
+    user = await session.get(User, claims.user_id)
+    if user is None or not user.is_active or user.token_version != claims.token_version:
+        raise Unauthorized("invalid or expired token")
+    request.state.user = user
+    request.state.token_claims = claims
+    return user
+
+
+CurrentUser = Annotated[User, Depends(_current_user)]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A caller allowed to do something, and the policy rule that allowed it (for the audit row)."""
+
+    user: User
+    rule: str | None
+    audit: AuditContext
+
+
+def audit_context(request: Request, actor_id: int | None, rule: str | None = None) -> AuditContext:
+    client = request.client.host if request.client else None
+    return AuditContext(
+        actor_id=actor_id,
+        request_id=request_id_var.get(),
+        client_ip=client,
+        user_agent=request.headers.get("user-agent"),
+        policy_rule=rule,
+    )
+
+
+class Authorize:
+    """A route's permission: `Depends(Authorize("entry", "create"))`. Routes without one are refused at start-up."""
+
+    def __init__(self, resource: str, action: str) -> None:
+        self.resource = resource
+        self.action = action
+
+    async def __call__(self, request: Request, user: CurrentUser) -> Grant:
+        decision = services(request).authorizer.enforce(user.role, self.resource, self.action)
+        if not decision.allowed:
+            raise Forbidden(f"your role may not {self.action} {self.resource}")
+        return Grant(user=user, rule=decision.rule, audit=audit_context(request, user.id, decision.rule))
+
+    def __repr__(self) -> str:
+        return f"Authorize({self.resource!r}, {self.action!r})"
+
+
+class Public:
+    """Marks a route as open to anonymous callers (login, registration, health)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def __call__(self, request: Request) -> AuditContext:
+        return audit_context(request, None)
+
+
+def declared_permission(route_dependencies: list[object]) -> Authorize | Public | None:
+    for dependency in route_dependencies:
+        if isinstance(dependency, Authorize | Public):
+            return dependency
+    return None

@@ -1,0 +1,118 @@
+"""One table from domain errors to HTTP statuses, and one JSON error shape for every failure.
+
+{"error": {"code": "not_found", "message": "...", "details": {...}}, "request_id": "..."}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.logging import request_id_var
+from domain import errors
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.InvalidState: 409,
+    errors.Conflict: 409,
+    errors.PreconditionFailed: 412,
+    errors.ValidationFailed: 422,
+    errors.PreconditionRequired: 428,
+    errors.RateLimited: 429,
+    errors.ServiceUnavailable: 503,
+}
+
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    428: "precondition_required",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] | list[Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+    request_id: str | None = None
+
+
+def error_response(status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None):
+    body = {"error": {"code": code, "message": message, "details": details}, "request_id": request_id_var.get()}
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def status_for(error: errors.DomainError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+    return 400
+
+
+def _clean_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    cleaned = []
+    for item in exc.errors():
+        message = str(item.get("msg", "invalid"))
+        cleaned.append({"loc": list(item.get("loc", [])), "message": message, "type": item.get("type")})
+    return cleaned
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.DomainError)
+    async def _domain(_: Request, exc: errors.DomainError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
+        status = status_for(exc)
+        if status == 401:
+            headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+        return error_response(status, exc.code, exc.message, exc.details or None, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _clean_validation_errors(exc)
+        first: dict[str, Any] = details[0] if details else {"loc": [], "message": "invalid request"}
+        where = ".".join(str(part) for part in first["loc"] if part != "body")
+        message = f"{where}: {first['message']}" if where else str(first["message"])
+        return error_response(422, "validation_failed", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _CODE_BY_STATUS.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail), None, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")  # the trace goes to the log, never to the client
+        return error_response(500, "internal_error", "internal server error")
+
+
+# Documented on every route so clients (and schema-based tests) know the error shape.
+COMMON_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": code.replace("_", " ")}
+    for status, code in _CODE_BY_STATUS.items()
+    if status in (401, 403, 404, 409, 412, 413, 422, 428, 429, 503)
+}

@@ -1,0 +1,180 @@
+"""`make dev`: the whole system on embedded defaults, in the foreground, stopped cleanly by Ctrl-C/SIGTERM.
+
+PostgreSQL is DATABASE_URL when set, else an embedded server (pgserver) with its data in var/pgdata.
+Temporal is TEMPORAL_ADDRESS when set, else `temporal server start-dev` persisting to var/temporal.db,
+with the Web UI on 8233 and the project's search attributes registered. Then migrations, the first
+superadmin, the worker and the API.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from core.settings import PROJECT_ROOT
+from core.temporal import search_attribute_flags
+
+VAR = PROJECT_ROOT / "var"
+BIN = Path(sys.executable).parent
+API_PORT = int(os.environ.get("API_PORT", "8000"))
+TEMPORAL_PORT = int(os.environ.get("TEMPORAL_PORT", "7233"))
+TEMPORAL_UI_PORT = int(os.environ.get("TEMPORAL_UI_PORT", "8233"))
+
+
+def say(message: str) -> None:
+    print(f"[dev] {message}", flush=True)
+
+
+def wait_for_port(host: str, port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            probe.settimeout(0.5)
+            if probe.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.3)
+    raise SystemExit(f"{what} did not open {host}:{port} within {timeout:.0f}s")
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def secret_key() -> str:
+    """A persistent random key for development, so tokens survive a restart; never a fixed default."""
+    path = VAR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def embedded_database() -> str:
+    import pgserver  # imported here: only needed when no DATABASE_URL is given
+
+    say("starting embedded PostgreSQL (data in var/pgdata)")
+    server = pgserver.get_server(VAR / "pgdata", cleanup_mode="stop")
+    exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'finance';")
+    if "1 row" not in exists:
+        server.psql("CREATE DATABASE finance;")
+    return str(server.get_uri("finance"))
+
+
+def start_temporal(children: list[subprocess.Popen[bytes]]) -> str:
+    address = f"127.0.0.1:{TEMPORAL_PORT}"
+    if port_in_use(TEMPORAL_PORT):
+        say(f"a Temporal server already listens on {address}; using it")
+        return address
+    say(f"starting Temporal dev server on {address}, Web UI on http://127.0.0.1:{TEMPORAL_UI_PORT}")
+    log = (VAR / "temporal.log").open("ab")
+    command = [
+        str(BIN / "temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(TEMPORAL_PORT),
+        "--ui-port",
+        str(TEMPORAL_UI_PORT),
+        "--db-filename",
+        str(VAR / "temporal.db"),
+        "--log-level",
+        "warn",
+        *search_attribute_flags(),
+    ]
+    children.append(subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True))
+    wait_for_port("127.0.0.1", TEMPORAL_PORT, 60, "Temporal")
+    return address
+
+
+def stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in reversed(children):
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def main() -> int:
+    VAR.mkdir(exist_ok=True)
+    (VAR / "mail").mkdir(exist_ok=True)
+    (VAR / "storage").mkdir(exist_ok=True)
+    # The environment wins over .env, as in the app's own settings.
+    env = {key: value for key, value in dotenv_values(PROJECT_ROOT / ".env").items() if value is not None}
+    env.update(os.environ)
+    env.setdefault("APP_ENV", "dev")
+    env.setdefault("SECRET_KEY", secret_key())
+    env.setdefault("TEMPORAL_UI_URL", f"http://127.0.0.1:{TEMPORAL_UI_PORT}")
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{API_PORT}")
+    if not env.get("DATABASE_URL"):
+        env["DATABASE_URL"] = embedded_database()
+    env.setdefault("PG_BIN_DIR", "")
+
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if not env.get("TEMPORAL_ADDRESS"):
+            env["TEMPORAL_ADDRESS"] = start_temporal(children)
+        say("applying migrations")
+        subprocess.run([str(BIN / "alembic"), "upgrade", "heads"], env=env, check=True, cwd=PROJECT_ROOT)
+        subprocess.run([sys.executable, "cli.py", "create-superadmin"], env=env, check=True, cwd=PROJECT_ROOT)
+        say("starting the worker")
+        children.append(subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=PROJECT_ROOT))
+        say("starting the API")
+        children.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "uvicorn"),
+                    "api.app:app_factory",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(API_PORT),
+                    "--no-access-log",
+                ],
+                env=env,
+                cwd=PROJECT_ROOT,
+            )
+        )
+        wait_for_port("127.0.0.1", API_PORT, 60, "the API")
+        say("ready:")
+        say(f"  API          http://127.0.0.1:{API_PORT}/api/v1")
+        say(f"  Health       http://127.0.0.1:{API_PORT}/health")
+        say(f"  Swagger UI   http://127.0.0.1:{API_PORT}/docs  (ReDoc at /redoc)")
+        say(f"  Temporal UI  {env['TEMPORAL_UI_URL']}")
+        say(f"  Mail         {VAR / 'mail'} (.eml files)" if not env.get("SMTP_HOST") else "  Mail         SMTP")
+        say("Ctrl-C stops everything; data stays in var/")
+        while not stopping:
+            if any(child.poll() is not None for child in children):
+                say("a process exited; stopping the rest")
+                break
+            time.sleep(0.5)
+    finally:
+        say("stopping")
+        stop(children)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

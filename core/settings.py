@@ -1,0 +1,220 @@
+"""Settings from the environment (and an optional `.env`), grouped by concern.
+
+Each group reads its own variables, keeping the seed's flat names (`DATABASE_URL`, `SECRET_KEY`,
+`SMTP_HOST`, `AWS_BUCKET_NAME`, ...) so that existing `.env` files keep working.
+"""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIN_SECRET_BYTES = 32
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def _config() -> SettingsConfigDict:
+    return SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = _config()
+    url: str = Field(default="", validation_alias="DATABASE_URL")
+    pool_size: int = Field(default=10, validation_alias="DATABASE_POOL_SIZE")
+    echo: bool = Field(default=False, validation_alias="DATABASE_ECHO")
+
+    @property
+    def async_url(self) -> str:
+        """The URL with the psycopg 3 driver, whatever scheme the operator wrote."""
+        return to_psycopg_url(self.url)
+
+
+class TemporalSettings(BaseSettings):
+    model_config = _config()
+    address: str = Field(default="127.0.0.1:7233", validation_alias="TEMPORAL_ADDRESS")
+    namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
+    ui_url: str = Field(default="http://127.0.0.1:8233", validation_alias="TEMPORAL_UI_URL")
+    task_queue_prefix: str = Field(default="finance", validation_alias="TEMPORAL_TASK_QUEUE_PREFIX")
+    rpc_timeout_seconds: float = Field(default=10.0, validation_alias="TEMPORAL_RPC_TIMEOUT_SECONDS")
+    worker_metrics_port: int = Field(default=9464, validation_alias="WORKER_METRICS_PORT")
+
+
+class AuthSettings(BaseSettings):
+    model_config = _config()
+    secret_key: str = Field(default="", validation_alias="SECRET_KEY")
+    access_token_expire_minutes: int = Field(default=15, ge=1, validation_alias="ACCESS_TOKEN_EXPIRE_MINUTES")
+    refresh_token_expire_days: int = Field(default=14, ge=1, validation_alias="REFRESH_TOKEN_EXPIRE_DAYS")
+    jwt_issuer: str = Field(default="finance-ops", validation_alias="JWT_ISSUER")
+    jwt_audience: str = Field(default="finance-ops-api", validation_alias="JWT_AUDIENCE")
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16, validation_alias="BCRYPT_ROUNDS")
+    allow_registration: bool | None = Field(default=None, validation_alias="ALLOW_REGISTRATION")
+    login_rate_per_minute: int = Field(default=10, validation_alias="LOGIN_RATE_PER_MINUTE")
+    otp_send_rate_per_hour: int = Field(default=5, validation_alias="OTP_SEND_RATE_PER_HOUR")
+    first_superadmin_email: str = Field(default="", validation_alias="FIRST_SUPERADMIN_EMAIL")
+    first_superadmin_password: str = Field(default="", validation_alias="FIRST_SUPERADMIN_PASSWORD")
+
+
+class StorageSettings(BaseSettings):
+    """Object storage: S3 when a bucket is named, otherwise a local folder."""
+
+    model_config = _config()
+    bucket: str = Field(default="", validation_alias=AliasChoices("S3_BUCKET", "AWS_BUCKET_NAME"))
+    endpoint_url: str = Field(default="", validation_alias=AliasChoices("S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"))
+    region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    access_key_id: str = Field(default="", validation_alias="AWS_ACCESS_KEY_ID")
+    secret_access_key: str = Field(default="", validation_alias="AWS_SECRET_ACCESS_KEY")
+    server_side_encryption: str = Field(default="", validation_alias="S3_SERVER_SIDE_ENCRYPTION")
+    local_dir: Path = Field(default=PROJECT_ROOT / "var" / "storage", validation_alias="STORAGE_DIR")
+
+    @property
+    def uses_s3(self) -> bool:
+        return bool(self.bucket)
+
+
+class SmtpSettings(BaseSettings):
+    """Mail: SMTP when a host is named, otherwise `.eml` files in a local folder."""
+
+    model_config = _config()
+    host: str = Field(default="", validation_alias="SMTP_HOST")
+    port: int = Field(default=587, validation_alias="SMTP_PORT")
+    user: str = Field(default="", validation_alias="SMTP_USER")
+    password: str = Field(default="", validation_alias="SMTP_PASSWORD")
+    starttls: bool = Field(default=True, validation_alias="SMTP_STARTTLS")
+    sender: str = Field(default="finance-ops@localhost", validation_alias="SMTP_FROM")
+    mail_dir: Path = Field(default=PROJECT_ROOT / "var" / "mail", validation_alias="MAIL_DIR")
+
+    @property
+    def uses_smtp(self) -> bool:
+        return bool(self.host)
+
+
+class ApprovalSettings(BaseSettings):
+    model_config = _config()
+    base_currency: str = Field(default="USD", min_length=3, max_length=3, validation_alias="BASE_CURRENCY")
+    max_entry_amount: Decimal = Field(default=Decimal("1000000000.00"), validation_alias="MAX_ENTRY_AMOUNT")
+    reminder_hours: float = Field(default=48, gt=0, validation_alias="APPROVAL_REMINDER_HOURS")
+    escalation_hours: float = Field(default=120, gt=0, validation_alias="APPROVAL_ESCALATION_HOURS")
+    expiry_hours: float | None = Field(default=None, validation_alias="APPROVAL_EXPIRY_HOURS")
+
+
+class ReportSettings(BaseSettings):
+    model_config = _config()
+    max_period_days: int = Field(default=1830, validation_alias="REPORT_MAX_PERIOD_DAYS")
+    retention_days: int = Field(default=90, validation_alias="REPORT_RETENTION_DAYS")
+    attachment_limit_bytes: int = Field(default=5_000_000, validation_alias="REPORT_ATTACHMENT_LIMIT_BYTES")
+    organisation_email_domains: str = Field(default="", validation_alias="ORGANISATION_EMAIL_DOMAINS")
+    default_schedules: bool = Field(default=True, validation_alias="REPORT_DEFAULT_SCHEDULES")
+    timezone: str = Field(default="UTC", validation_alias="REPORT_TIMEZONE")
+
+
+class BackupSettings(BaseSettings):
+    model_config = _config()
+    daily_cron: str = Field(default="0 2 * * *", validation_alias="BACKUP_CRON")
+    drill_cron: str = Field(default="0 4 * * 0", validation_alias="RESTORE_DRILL_CRON")
+    timezone: str = Field(default="UTC", validation_alias="BACKUP_TIMEZONE")
+    keep_daily: int = Field(default=7, ge=1, validation_alias="BACKUP_KEEP_DAILY")
+    keep_monthly: int = Field(default=12, ge=0, validation_alias="BACKUP_KEEP_MONTHLY")
+    prefix: str = Field(default="backups/", validation_alias="BACKUP_PREFIX")
+    pg_bin_dir: str = Field(default="", validation_alias="PG_BIN_DIR")
+    schedules_enabled: bool = Field(default=True, validation_alias="BACKUP_SCHEDULES_ENABLED")
+
+
+class Settings(BaseSettings):
+    model_config = _config()
+    environment: Environment = Field(default=Environment.DEV, validation_alias=AliasChoices("APP_ENV", "ENVIRONMENT"))
+    app_name: str = Field(default="Finance Operations", validation_alias="APP_NAME")
+    log_file: str = Field(default="", validation_alias="LOG_FILE")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    cors_origins: str = Field(default="", validation_alias="CORS_ORIGINS")
+    docs_enabled: bool = Field(default=True, validation_alias="DOCS_ENABLED")
+    max_body_bytes: int = Field(default=1_000_000, validation_alias="MAX_BODY_BYTES")
+    policy_dir: Path = Field(default=PROJECT_ROOT / "policies", validation_alias="POLICY_DIR")
+    public_base_url: str = Field(default="http://127.0.0.1:8000", validation_alias="PUBLIC_BASE_URL")
+
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
+    backups: BackupSettings = Field(default_factory=BackupSettings)
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _normalise_environment(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == Environment.PRODUCTION
+
+    @property
+    def registration_open(self) -> bool:
+        if self.auth.allow_registration is not None:
+            return self.auth.allow_registration
+        return not self.is_production
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    def check_secrets(self) -> None:
+        """Refuse to run with a missing or weak SECRET_KEY outside development (and say why)."""
+        key = self.auth.secret_key
+        if len(key.encode()) >= MIN_SECRET_BYTES:
+            return
+        if self.environment == Environment.PRODUCTION:
+            raise WeakSecretError(
+                f"SECRET_KEY must be set to at least {MIN_SECRET_BYTES} bytes in {self.environment.value}; "
+                'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        # Development and tests: an ephemeral key, so nothing depends on a well-known default.
+        self.auth.secret_key = secrets.token_urlsafe(48)
+        if self.auth.bcrypt_rounds > 12:
+            self.auth.bcrypt_rounds = 12
+
+    def check_production(self) -> None:
+        if self.is_production and self.auth.bcrypt_rounds < 12:
+            raise WeakSecretError("BCRYPT_ROUNDS must be at least 12 in production")
+
+
+class WeakSecretError(RuntimeError):
+    pass
+
+
+def to_psycopg_url(url: str) -> str:
+    for prefix in ("postgresql+psycopg2://", "postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_settings() -> Settings:
+    settings = Settings()
+    settings.check_secrets()
+    settings.check_production()
+    if not settings.db.url:
+        raise MissingSettingError("DATABASE_URL is not set (make dev sets it to the embedded PostgreSQL)")
+    return settings
+
+
+class MissingSettingError(RuntimeError):
+    pass
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,148 @@
+"""Object storage: S3 (boto3) when a bucket is configured, else a local folder. Same interface for both."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from core.settings import StorageSettings
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+
+
+class ObjectStorage(Protocol):
+    def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> StoredObject: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def download(self, key: str, dest: Path) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str) -> Iterator[StoredObject]: ...
+    def presigned_url(self, key: str, filename: str, expires_seconds: int = 300) -> str | None: ...
+
+
+def _safe_key(key: str) -> str:
+    if key.startswith("/") or ".." in key.split("/"):
+        raise ValueError(f"unsafe storage key {key!r}")
+    return key
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / _safe_key(key)
+
+    def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> StoredObject:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(path, partial)
+        partial.replace(target)  # atomic: a reader never sees half a file
+        return StoredObject(key, target.stat().st_size)
+
+    def open(self, key: str) -> BinaryIO:
+        return self._path(key).open("rb")
+
+    def download(self, key: str, dest: Path) -> None:
+        shutil.copyfile(self._path(key), dest)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        base = self.root
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.endswith(".partial"):
+                key = path.relative_to(base).as_posix()
+                if key.startswith(prefix):
+                    yield StoredObject(key, path.stat().st_size)
+
+    def presigned_url(self, key: str, filename: str, expires_seconds: int = 300) -> str | None:
+        return None  # served by the API itself
+
+
+class S3Storage:
+    def __init__(self, settings: StorageSettings) -> None:
+        import boto3
+
+        kwargs: dict[str, Any] = {"region_name": settings.region}
+        if settings.endpoint_url:
+            kwargs["endpoint_url"] = settings.endpoint_url
+        if settings.access_key_id:
+            kwargs["aws_access_key_id"] = settings.access_key_id
+            kwargs["aws_secret_access_key"] = settings.secret_access_key
+        self.client = boto3.client("s3", **kwargs)
+        self.bucket = settings.bucket
+        self.sse = settings.server_side_encryption
+
+    def _extra(self, content_type: str) -> dict[str, str]:
+        extra = {"ContentType": content_type}
+        if self.sse:
+            extra["ServerSideEncryption"] = self.sse
+        return extra
+
+    def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> StoredObject:
+        self.client.upload_file(str(path), self.bucket, _safe_key(key), ExtraArgs=self._extra(content_type))
+        return StoredObject(key, path.stat().st_size)
+
+    def open(self, key: str) -> BinaryIO:
+        body = self.client.get_object(Bucket=self.bucket, Key=_safe_key(key))["Body"]
+        return body  # type: ignore[no-any-return]
+
+    def download(self, key: str, dest: Path) -> None:
+        self.client.download_file(self.bucket, _safe_key(key), str(dest))
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=_safe_key(key))
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=_safe_key(key))
+        except ClientError:
+            return False
+        return True
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield StoredObject(item["Key"], int(item["Size"]))
+
+    def presigned_url(self, key: str, filename: str, expires_seconds: int = 300) -> str | None:
+        url: str = self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": _safe_key(key),
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+            },
+            ExpiresIn=expires_seconds,
+        )
+        return url
+
+
+def create_storage(settings: StorageSettings) -> ObjectStorage:
+    return S3Storage(settings) if settings.uses_s3 else LocalStorage(settings.local_dir)
+
+
+def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()

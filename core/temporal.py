@@ -1,0 +1,59 @@
+"""Temporal connection, task queue names and the custom search attributes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from core.settings import TemporalSettings
+
+# Typed keys; values carry ids and amounts only, never personal data.
+ENTRY_KIND = SearchAttributeKey.for_keyword("EntryKind")
+ENTRY_ID = SearchAttributeKey.for_keyword("EntryId")
+APPROVAL_STATUS = SearchAttributeKey.for_keyword("ApprovalStatus")
+CURRENT_APPROVER = SearchAttributeKey.for_keyword("CurrentApprover")
+AMOUNT_CENTS = SearchAttributeKey.for_int("AmountCents")
+SEARCH_ATTRIBUTES = (ENTRY_KIND, ENTRY_ID, APPROVAL_STATUS, CURRENT_APPROVER, AMOUNT_CENTS)
+
+
+def search_attribute_flags() -> list[str]:
+    """`--search-attribute Name=Type` arguments for `temporal server start-dev`."""
+    names = {"KEYWORD": "Keyword", "INT": "Int"}
+    flags: list[str] = []
+    for key in SEARCH_ATTRIBUTES:
+        flags += ["--search-attribute", f"{key.name}={names[key.indexed_value_type.name]}"]
+    return flags
+
+
+class TaskQueues:
+    def __init__(self, prefix: str) -> None:
+        self.approvals = f"{prefix}-approvals"
+        self.reports = f"{prefix}-reports"
+        self.backups = f"{prefix}-backups"
+
+
+def task_queues(settings: TemporalSettings) -> TaskQueues:
+    return TaskQueues(settings.task_queue_prefix)
+
+
+async def connect(settings: TemporalSettings, runtime: Runtime | None = None) -> Client:
+    """A client with the pydantic data converter (the default one cannot carry Decimal)."""
+    return await Client.connect(
+        settings.address,
+        namespace=settings.namespace,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+    )
+
+
+def metrics_runtime(port: int) -> Runtime:
+    """A runtime exporting the SDK's metrics for Prometheus on 127.0.0.1:`port`."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}")))
+
+
+def rpc_timeout(settings: TemporalSettings) -> timedelta:
+    return timedelta(seconds=settings.rpc_timeout_seconds)

@@ -1,0 +1,1 @@
+"""Business rules. Imports `core` only; knows nothing of HTTP or Temporal."""

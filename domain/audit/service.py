@@ -1,0 +1,147 @@
+"""The audit trail: one append-only, hash-chained row per state-changing action.
+
+Writers serialise on a transaction-scoped advisory lock, so the chain never forks: each row's `prev_hash`
+is the hash of the row committed before it. The lock is held only until the writer's commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.models import AuditLog
+
+GENESIS_HASH = "0" * 64
+_CHAIN_LOCK_KEY = 0x4155444954  # "AUDIT"
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """Who acted and from where; the HTTP layer or a workflow activity fills it in."""
+
+    actor_id: int | None = None
+    request_id: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    policy_rule: str | None = None
+    workflow_id: str | None = None
+
+    def with_rule(self, rule: str | None) -> AuditContext:
+        return replace(self, policy_rule=rule)
+
+
+SYSTEM = AuditContext()
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON (Decimal and dates as strings), so the stored JSONB reads back exactly as hashed."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The changed fields as {field: [old, new]}."""
+    changed = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old != new:
+            changed[key] = [old, new]
+    return jsonable(changed)
+
+
+def _canonical(row: AuditLog) -> bytes:
+    occurred = row.occurred_at.astimezone(UTC).isoformat(timespec="microseconds")
+    content = {
+        "id": row.id,
+        "occurred_at": occurred,
+        "actor_id": row.actor_id,
+        "action": row.action,
+        "resource_type": row.resource_type,
+        "resource_id": row.resource_id,
+        "changes": row.changes,
+        "request_id": row.request_id,
+        "client_ip": row.client_ip,
+        "user_agent": row.user_agent,
+        "workflow_id": row.workflow_id,
+        "policy_rule": row.policy_rule,
+    }
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def row_hash(row: AuditLog) -> str:
+    return hashlib.sha256(row.prev_hash.encode() + _canonical(row)).hexdigest()
+
+
+async def record(
+    session: AsyncSession,
+    context: AuditContext,
+    action: str,
+    resource_type: str,
+    resource_id: object | None = None,
+    changes: dict[str, Any] | None = None,
+) -> AuditLog:
+    """Append one audit row in the caller's transaction (it becomes visible when the caller commits)."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+    previous = await session.scalar(select(AuditLog.hash).order_by(AuditLog.id.desc()).limit(1))
+    row_id = await session.scalar(text("SELECT nextval(pg_get_serial_sequence('audit_log', 'id'))"))
+    row = AuditLog(
+        id=row_id,
+        occurred_at=datetime.now(UTC),
+        actor_id=context.actor_id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=None if resource_id is None else str(resource_id),
+        changes=jsonable(changes or {}),
+        request_id=context.request_id,
+        client_ip=context.client_ip,
+        user_agent=(context.user_agent or None) and context.user_agent[:300],
+        workflow_id=context.workflow_id,
+        policy_rule=context.policy_rule,
+        prev_hash=previous or GENESIS_HASH,
+    )
+    row.hash = row_hash(row)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    ok: bool
+    rows_checked: int
+    first_broken_id: int | None = None
+    reason: str | None = None
+
+
+async def _rows(session: AsyncSession, batch: int = 5000) -> AsyncIterator[AuditLog]:
+    last_id = 0
+    while True:
+        rows = (
+            await session.scalars(select(AuditLog).where(AuditLog.id > last_id).order_by(AuditLog.id).limit(batch))
+        ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        last_id = rows[-1].id
+        session.expunge_all()
+
+
+async def verify_chain(session: AsyncSession) -> ChainVerdict:
+    """Walk the chain in id order; name the first row whose hash or link does not hold."""
+    expected_prev = GENESIS_HASH
+    checked = 0
+    async for row in _rows(session):
+        checked += 1
+        if row.prev_hash != expected_prev:
+            return ChainVerdict(False, checked, row.id, "prev_hash does not match the previous row's hash")
+        if row_hash(row) != row.hash:
+            return ChainVerdict(False, checked, row.id, "content does not match its hash")
+        expected_prev = row.hash
+    return ChainVerdict(True, checked)

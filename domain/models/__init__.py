@@ -1,0 +1,39 @@
+"""SQLAlchemy models, one module per table group; importing this package registers them all on `Base`."""
+
+from domain.models.approval import ApprovalRequest, ApprovalStep, RequestStatus, StepStatus
+from domain.models.audit import AuditLog
+from domain.models.backup import Backup, RestoreDrill
+from domain.models.base import Base
+from domain.models.delegation import Delegation
+from domain.models.entry import Entry, EntryKind, EntryStatus
+from domain.models.idempotency import IdempotencyKey
+from domain.models.notification import Notification, NotificationPreference, SentEmail
+from domain.models.report import Report, ReportSchedule
+from domain.models.session import OtpCode, RateLimitHit, RefreshToken
+from domain.models.user import Role, User
+
+__all__ = [
+    "ApprovalRequest",
+    "ApprovalStep",
+    "AuditLog",
+    "Backup",
+    "Base",
+    "Delegation",
+    "Entry",
+    "EntryKind",
+    "EntryStatus",
+    "IdempotencyKey",
+    "Notification",
+    "NotificationPreference",
+    "OtpCode",
+    "RateLimitHit",
+    "RefreshToken",
+    "Report",
+    "ReportSchedule",
+    "RequestStatus",
+    "RestoreDrill",
+    "Role",
+    "SentEmail",
+    "StepStatus",
+    "User",
+]

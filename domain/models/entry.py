@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from domain.models.base import Base, Timestamps
+
+
+class EntryKind(StrEnum):
+    REVENUE = "revenue"
+    EXPENSE = "expense"
+
+
+class EntryStatus(StrEnum):
+    DRAFT = "draft"
+    PENDING = "pending"
+    CHANGES_REQUESTED = "changes_requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+
+
+ENTRY_KINDS = tuple(kind.value for kind in EntryKind)
+ENTRY_STATUSES = tuple(status.value for status in EntryStatus)
+
+
+class Entry(Timestamps, Base):
+    """A revenue or an expense entry; `kind` says which (revenue has `source`, expenses a `vendor`)."""
+
+    __tablename__ = "entries"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {ENTRY_KINDS!r}", name="kind_known"),
+        CheckConstraint(f"status IN {ENTRY_STATUSES!r}", name="status_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_entries_kind_owner_date", "kind", "owner_id", "entry_date"),
+        Index("ix_entries_kind_status_date", "kind", "status", "entry_date"),
+        Index("ix_entries_kind_date_id", "kind", "entry_date", "id"),
+        Index("ix_entries_kind_amount_id", "kind", "amount", "id"),
+        Index("ix_entries_kind_category", "kind", "category"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    category: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    entry_date: Mapped[date] = mapped_column(Date)
+    source: Mapped[str | None] = mapped_column(String(200))
+    vendor: Mapped[str | None] = mapped_column(String(200))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default=EntryStatus.DRAFT)
+    workflow_id: Mapped[str | None] = mapped_column(String(100))
+    approval_request_id: Mapped[int | None] = mapped_column(ForeignKey("approval_requests.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __mapper_args__ = {"version_id_col": version}

@@ -1,0 +1,197 @@
+"""Fixtures on real services: PostgreSQL built by Alembic, the Temporal dev server, moto's S3, aiosmtpd.
+
+One database and one Temporal dev server per test session; every test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.deps import ActivityDeps
+from api.app import build_services, create_app
+from api.deps import AppServices
+from api.temporal import TemporalGateway
+from core.authz import Authorizer
+from core.db import create_engine, session_factory
+from core.mail import FileTransport
+from core.security import hash_password, issue_token
+from core.settings import (
+    AuthSettings,
+    DatabaseSettings,
+    Environment,
+    Settings,
+    SmtpSettings,
+    StorageSettings,
+    TemporalSettings,
+)
+from core.storage import LocalStorage
+from core.temporal import SEARCH_ATTRIBUTES
+from domain.models import User
+from tests.services import (
+    TEMPORAL_CLI,
+    SmtpSink,
+    admin_database_url,
+    free_port,
+    migrate,
+    scratch_database,
+    smtp_server,
+    truncate_all,
+)
+from worker import build_workers, worker_plan
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with scratch_database(admin_database_url()) as url:
+        migrate(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[SmtpSink]:
+    with smtp_server() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root: Path = tmp_path_factory.mktemp("var")
+    return Settings(
+        environment=Environment.TEST,
+        db=DatabaseSettings(url=database_url, pool_size=5),
+        temporal=TemporalSettings(task_queue_prefix=f"test-{uuid.uuid4().hex[:8]}", rpc_timeout_seconds=5),
+        auth=AuthSettings(secret_key=secrets.token_urlsafe(48), bcrypt_rounds=4, allow_registration=True),
+        storage=StorageSettings(bucket="", local_dir=root / "storage"),
+        smtp=SmtpSettings(host="", mail_dir=root / "mail"),
+    )
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        port=free_port(),
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def activity_deps(settings: Settings) -> ActivityDeps:
+    return ActivityDeps(
+        settings=settings,
+        sessions=session_factory(create_engine(settings.db)),
+        authorizer=Authorizer(settings.policy_dir),
+        storage=LocalStorage(settings.storage.local_dir),
+        mail=FileTransport(settings.smtp.mail_dir, settings.smtp.sender),
+    )
+
+
+@pytest.fixture(scope="session")
+async def worker(temporal_client: Client, activity_deps: ActivityDeps) -> AsyncIterator[None]:
+    """The project's workers, in this process, for the whole session."""
+    import asyncio
+
+    workers = build_workers(temporal_client, worker_plan(activity_deps))
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    yield
+    await asyncio.gather(*(w.shutdown() for w in workers))
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture(scope="session")
+async def app_services(settings: Settings, temporal_client: Client) -> AppServices:
+    return build_services(settings, TemporalGateway(settings.temporal, temporal_client))
+
+
+@pytest.fixture(scope="session")
+async def app(app_services: AppServices) -> AsyncIterator[object]:
+    application = create_app(services=app_services)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "database_url" in request.fixturenames:
+        truncate_all(request.getfixturevalue("database_url"))
+
+
+@dataclass
+class TestUser:
+    id: int
+    email: str
+    username: str
+    role: str
+    manager_id: int | None
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+MakeUser = Callable[..., Awaitable[TestUser]]
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def make_user(settings: Settings, activity_deps: ActivityDeps) -> MakeUser:
+    """Create a user directly in the database and mint an access token for them."""
+
+    async def make(role: str = "employee", manager: TestUser | None = None, **fields: object) -> TestUser:
+        n = next(_counter)
+        async with activity_deps.sessions() as session:
+            user = User(
+                email=str(fields.pop("email", f"{role}{n}@example.com")),
+                username=str(fields.pop("username", f"{role}{n}")),
+                full_name=str(fields.pop("full_name", f"{role.title()} {n}")),
+                password_hash=hash_password(str(fields.pop("password", PASSWORD)), settings.auth.bcrypt_rounds),
+                role=role,
+                manager_id=manager.id if manager else None,
+                is_active=True,
+                is_verified=True,
+                **fields,
+            )
+            session.add(user)
+            await session.commit()
+            token, _ = issue_token(
+                settings.auth,
+                user_id=user.id,
+                token_type="access",
+                token_version=user.token_version,
+                lifetime=timedelta(minutes=15),
+            )
+            return TestUser(user.id, user.email, user.username, role, user.manager_id, token)
+
+    return make

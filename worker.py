@@ -1,0 +1,94 @@
+"""The Temporal worker: connects with the pydantic data converter, runs one Worker per task queue
+(approvals, reports, backups), reconciles the schedules, and drains cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.deps import ActivityDeps
+from core.authz import Authorizer
+from core.db import create_engine, session_factory
+from core.logging import configure_logging
+from core.mail import create_transport
+from core.settings import Settings, get_settings
+from core.storage import create_storage
+from core.temporal import connect, metrics_runtime, task_queues
+
+log = logging.getLogger("worker")
+
+
+@dataclass
+class QueuePlan:
+    task_queue: str
+    workflows: list[type] = field(default_factory=list)
+    activities: list[Callable[..., Any]] = field(default_factory=list)
+
+
+def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
+    """Which workflows and activities run on which task queue."""
+    queues = task_queues(deps.settings.temporal)
+    plans = [QueuePlan(queues.approvals), QueuePlan(queues.reports), QueuePlan(queues.backups)]
+    return [plan for plan in plans if plan.workflows or plan.activities]
+
+
+async def reconcile_schedules(client: Client, deps: ActivityDeps) -> None:
+    """Create or update the standing Temporal Schedules (reports, backups) from settings."""
+
+
+def build_deps(settings: Settings) -> ActivityDeps:
+    return ActivityDeps(
+        settings=settings,
+        sessions=session_factory(create_engine(settings.db)),
+        authorizer=Authorizer(settings.policy_dir),
+        storage=create_storage(settings.storage),
+        mail=create_transport(settings.smtp),
+    )
+
+
+def build_workers(client: Client, plans: Sequence[QueuePlan]) -> list[Worker]:
+    return [
+        Worker(
+            client,
+            task_queue=plan.task_queue,
+            workflows=plan.workflows,
+            activities=plan.activities,
+            graceful_shutdown_timeout=timedelta(seconds=20),
+        )
+        for plan in plans
+    ]
+
+
+async def run() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_file)
+    runtime = metrics_runtime(settings.temporal.worker_metrics_port)
+    client = await connect(settings.temporal, runtime=runtime)
+    deps = build_deps(settings)
+    await reconcile_schedules(client, deps)
+    workers = build_workers(client, worker_plan(deps))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    watcher = asyncio.create_task(deps.authorizer.watch())
+    log.info("worker started on %s", [worker.task_queue for worker in workers])
+    running = [asyncio.create_task(worker.run()) for worker in workers]
+    await stop.wait()
+    log.info("draining: finishing in-flight tasks")
+    watcher.cancel()
+    await asyncio.gather(*(worker.shutdown() for worker in workers))
+    await asyncio.gather(*running, return_exceptions=True)
+    log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(run())
