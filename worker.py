@@ -36,12 +36,19 @@ class QueuePlan:
 def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
     """Which workflows and activities run on which task queue."""
     queues = task_queues(deps.settings.temporal)
-    plans = [QueuePlan(queues.approvals), QueuePlan(queues.reports), QueuePlan(queues.backups)]
-    return [plan for plan in plans if plan.workflows or plan.activities]
+    approvals = QueuePlan(queues.approvals)
+    reports = QueuePlan(queues.reports)
+    backups = QueuePlan(queues.backups)
+    # --- approvals queue ---
+    # --- reports queue ---
+    # --- backups queue ---
+    return [plan for plan in (approvals, reports, backups) if plan.workflows or plan.activities]
 
 
 async def reconcile_schedules(client: Client, deps: ActivityDeps) -> None:
     """Create or update the standing Temporal Schedules (reports, backups) from settings."""
+    # --- report schedules ---
+    # --- backup schedules ---
 
 
 def build_deps(settings: Settings) -> ActivityDeps:
