@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
@@ -29,9 +29,19 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 
 
-def _feature_routers() -> list:  # type: ignore[type-arg]
-    """The feature routers, each mounted under /api/v1 (imported here so the list reads as the API's map)."""
-    return []
+def _feature_routers() -> list[APIRouter]:
+    """The feature routers, each mounted under /api/v1 (imported here so the list reads as the API's map).
+
+    Order matters where paths overlap: the /users/me/... routers come before /users/{id}.
+    """
+    routers: list[APIRouter] = []
+    # --- identity: auth, users, admin policies ---
+    # --- entries, approvals, delegation ---
+    # --- notifications, preferences, audit ---
+    # --- reports and schedules ---
+    # --- dashboard ---
+    # --- backups ---
+    return routers
 
 
 class UndeclaredPermissionError(RuntimeError):
