@@ -22,7 +22,7 @@ from dotenv import dotenv_values
 from core.settings import PROJECT_ROOT
 from core.temporal import search_attribute_flags
 
-VAR = PROJECT_ROOT / "var"
+VAR = Path(os.environ.get("DEV_VAR_DIR") or PROJECT_ROOT / "var")
 BIN = Path(sys.executable).parent
 API_PORT = int(os.environ.get("API_PORT", "8000"))
 TEMPORAL_PORT = int(os.environ.get("TEMPORAL_PORT", "7233"))
@@ -118,6 +118,8 @@ def main() -> int:
     env.setdefault("APP_ENV", "dev")
     env.setdefault("SECRET_KEY", secret_key())
     env.setdefault("TEMPORAL_UI_URL", f"http://127.0.0.1:{TEMPORAL_UI_PORT}")
+    env.setdefault("STORAGE_DIR", str(VAR / "storage"))
+    env.setdefault("MAIL_DIR", str(VAR / "mail"))
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{API_PORT}")
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = embedded_database()
