@@ -1,0 +1,161 @@
+"""Approval throughput and latency over HTTP, and the bare-engine floor on the same Temporal server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from core.security import hash_password, issue_token
+from core.settings import PROJECT_ROOT, AuthSettings
+from tests.bench.stack import Stack
+
+FLOOR_SCRIPT = PROJECT_ROOT.parent / "shared" / "bench" / "temporal_floor.py"
+
+
+@dataclass
+class Actor:
+    id: int
+    headers: dict[str, str]
+
+
+def _insert_user(conn: psycopg.Connection, role: str, manager_id: int | None, tag: str) -> int:
+    row = conn.execute(
+        "INSERT INTO users (email, username, full_name, password_hash, role, manager_id, is_active, is_verified,"
+        " otp_enabled, token_version) VALUES (%s, %s, %s, %s, %s, %s, true, true, false, 0) RETURNING id",
+        (f"{tag}@bench.example", tag, f"Bench {tag}", hash_password("bench-password-1", 4), role, manager_id),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def make_team(stack: Stack, tag: str) -> tuple[Actor, Actor]:
+    """A manager and an employee reporting to them, with access tokens."""
+    auth = AuthSettings(secret_key=stack.env["SECRET_KEY"])
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        manager_id = _insert_user(conn, "manager", None, f"mgr-{tag}")
+        employee_id = _insert_user(conn, "employee", manager_id, f"emp-{tag}")
+
+    def actor(user_id: int) -> Actor:
+        token, _ = issue_token(auth, user_id=user_id, token_type="access", token_version=0, lifetime=timedelta(hours=2))
+        return Actor(user_id, {"Authorization": f"Bearer {token}"})
+
+    return actor(manager_id), actor(employee_id)
+
+
+async def _create_and_submit(http: httpx.AsyncClient, employee: Actor, n: int) -> int:
+    body = {
+        "amount": f"{100 + n % 900}.{n % 100:02d}",
+        "currency": "USD",
+        "category": "travel",
+        "description": f"bench expense {n}",
+        "entry_date": date.today().isoformat(),
+        "vendor": "Bench Airlines",
+    }
+    created = await http.post("/api/v1/expenses/", json=body, headers=employee.headers)
+    created.raise_for_status()
+    entry_id = int(created.json()["id"])
+    submitted = await http.post(f"/api/v1/expenses/{entry_id}/submit", headers=employee.headers)
+    submitted.raise_for_status()
+    return entry_id
+
+
+async def _approve(http: httpx.AsyncClient, manager: Actor, entry_id: int) -> float:
+    """Approve, retrying while the workflow has not yet opened its step; returns the successful call's seconds."""
+    for _ in range(200):
+        started = time.perf_counter()
+        response = await http.post(f"/api/v1/expenses/{entry_id}/approve", json={}, headers=manager.headers)
+        elapsed = time.perf_counter() - started
+        if response.status_code == 200:
+            return elapsed
+        if response.status_code not in (409, 503):
+            raise RuntimeError(f"approve {entry_id}: {response.status_code} {response.text}")
+        await asyncio.sleep(0.02)
+    raise RuntimeError(f"approve {entry_id} never succeeded")
+
+
+async def _wait_all_approved(stack: Stack, ids: list[int], limit_seconds: float = 600) -> None:
+    deadline = time.monotonic() + limit_seconds
+    while time.monotonic() < deadline:
+        with psycopg.connect(stack.database_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM entries WHERE id = ANY(%s) AND status = 'approved'", (ids,)
+            ).fetchone()
+        if row and row[0] == len(ids):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("not every entry reached approved")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(fraction * (len(ordered) - 1))]
+
+
+async def approval_throughput(stack: Stack, count: int, concurrency: int) -> dict[str, float]:
+    manager, employee = make_team(stack, f"tp{int(time.time())}")
+    gate = asyncio.Semaphore(concurrency)
+    ids: list[int] = []
+
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
+
+        async def one(n: int) -> None:
+            async with gate:
+                entry_id = await _create_and_submit(http, employee, n)
+                ids.append(entry_id)
+                await _approve(http, manager, entry_id)
+
+        await asyncio.gather(*(one(n) for n in range(min(20, count))))  # warm-up
+        ids.clear()
+        started = time.perf_counter()
+        await asyncio.gather(*(one(n) for n in range(count)))
+        await _wait_all_approved(stack, ids)
+        elapsed = time.perf_counter() - started
+    return {
+        "workflows": count,
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 3),
+        "per_second": round(count / elapsed, 2),
+    }
+
+
+async def approve_latency(stack: Stack, count: int) -> dict[str, float]:
+    """Serial approvals: the HTTP round trip of one approve (an Update that commits through an activity)."""
+    manager, employee = make_team(stack, f"lat{int(time.time())}")
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
+        ids = [await _create_and_submit(http, employee, n) for n in range(count)]
+        await asyncio.sleep(1.0)  # let every workflow open its first step
+        for entry_id in ids:
+            latencies.append(await _approve(http, manager, entry_id))
+    return {
+        "approvals": count,
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p95_ms": round(percentile(latencies, 0.95) * 1000, 2),
+    }
+
+
+def temporal_floor(address: str, count: int, concurrency: int) -> dict[str, float]:
+    if not FLOOR_SCRIPT.exists():
+        raise FileNotFoundError(f"engine floor script not found at {FLOOR_SCRIPT}")
+    output = subprocess.run(
+        [sys.executable, str(FLOOR_SCRIPT), address, str(count), str(concurrency)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def floor_script_path() -> Path:
+    return FLOOR_SCRIPT

@@ -1,0 +1,159 @@
+"""The system as `make bench` measures it: PostgreSQL, a Temporal dev server, the worker and the API,
+each a real process on free ports (never the development ones)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from core.settings import PROJECT_ROOT
+from core.temporal import search_attribute_flags
+from tests.services import TEMPORAL_CLI, admin_database_url, free_port, migrate, with_database
+
+BENCH_DATABASE = "finance_bench"
+
+
+@dataclass
+class Stack:
+    api_url: str
+    temporal_address: str
+    database_url: str
+    env: dict[str, str]
+    worker: subprocess.Popen[bytes]
+    api: subprocess.Popen[bytes]
+
+
+def bench_database_url() -> str:
+    """A persistent database for benchmarks, so the million-entry data set is built once."""
+    configured = os.environ.get("BENCH_DATABASE_URL")
+    if configured:
+        return configured
+    admin = admin_database_url()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DATABASE,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+    return with_database(admin, BENCH_DATABASE)
+
+
+def _wait(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextlib.contextmanager
+def temporal_server(log_dir: Path) -> Iterator[str]:
+    port = free_port()
+    log = (log_dir / "bench-temporal.log").open("ab")
+    process = subprocess.Popen(
+        [
+            str(TEMPORAL_CLI),
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+            *search_attribute_flags(),
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            check = subprocess.run(
+                [str(TEMPORAL_CLI), "operator", "cluster", "health", "--address", f"127.0.0.1:{port}"],
+                capture_output=True,
+            )
+            if check.returncode == 0:
+                break
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def running_stack(database_url: str, temporal_address: str, log_dir: Path, extra_env: dict[str, str] | None = None):
+    migrate(database_url)
+    api_port = free_port()
+    env = dict(os.environ)
+    env.update(
+        APP_ENV="test",
+        DATABASE_URL=database_url,
+        SECRET_KEY=secrets.token_urlsafe(48),
+        TEMPORAL_ADDRESS=temporal_address,
+        TEMPORAL_TASK_QUEUE_PREFIX=f"bench-{secrets.token_hex(4)}",
+        WORKER_METRICS_PORT=str(free_port()),
+        STORAGE_DIR=str(log_dir / "storage"),
+        MAIL_DIR=str(log_dir / "mail"),
+        BCRYPT_ROUNDS="4",
+        LOG_LEVEL="WARNING",
+        LOGIN_RATE_PER_MINUTE="100000",
+        BACKUP_SCHEDULES_ENABLED="false",
+        REPORT_DEFAULT_SCHEDULES="false",
+        DATABASE_POOL_SIZE="20",
+        **(extra_env or {}),
+    )
+    for key in ("SMTP_HOST", "AWS_BUCKET_NAME", "S3_BUCKET"):
+        env.pop(key, None)
+    worker_log = (log_dir / "bench-worker.log").open("ab")
+    api_log = (log_dir / "bench-api.log").open("ab")
+    worker = subprocess.Popen(
+        [sys.executable, "worker.py"], cwd=PROJECT_ROOT, env=env, stdout=worker_log, stderr=worker_log
+    )
+    api = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:app_factory",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(api_port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=api_log,
+        stderr=api_log,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{api_port}/health")
+        yield Stack(f"http://127.0.0.1:{api_port}", temporal_address, database_url, env, worker, api)
+    finally:
+        _stop(api)
+        _stop(worker)
