@@ -66,8 +66,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def temporal_server(log_dir: Path) -> Iterator[str]:
-    port = free_port()
+def temporal_server(log_dir: Path, db_file: Path | None = None, port: int | None = None) -> Iterator[str]:
+    """A Temporal dev server; with `db_file` it persists (and can be restarted on the same port and file)."""
+    port = port or free_port()
+    persistence = ["--db-filename", str(db_file)] if db_file else []
     log = (log_dir / "bench-temporal.log").open("ab")
     process = subprocess.Popen(
         [
@@ -81,6 +83,7 @@ def temporal_server(log_dir: Path) -> Iterator[str]:
             str(port),
             "--log-level",
             "error",
+            *persistence,
             *search_attribute_flags(),
         ],
         stdout=log,
@@ -100,6 +103,11 @@ def temporal_server(log_dir: Path) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         _stop(process)
+
+
+def start_worker(env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
+    log = (log_dir / "bench-worker.log").open("ab")
+    return subprocess.Popen([sys.executable, "worker.py"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
 
 
 @contextlib.contextmanager
@@ -125,12 +133,10 @@ def running_stack(database_url: str, temporal_address: str, log_dir: Path, extra
         **(extra_env or {}),
     )
     for key in ("SMTP_HOST", "AWS_BUCKET_NAME", "S3_BUCKET"):
-        env.pop(key, None)
-    worker_log = (log_dir / "bench-worker.log").open("ab")
+        if key not in (extra_env or {}):
+            env.pop(key, None)
     api_log = (log_dir / "bench-api.log").open("ab")
-    worker = subprocess.Popen(
-        [sys.executable, "worker.py"], cwd=PROJECT_ROOT, env=env, stdout=worker_log, stderr=worker_log
-    )
+    worker = start_worker(env, log_dir)
     api = subprocess.Popen(
         [
             sys.executable,
@@ -153,7 +159,8 @@ def running_stack(database_url: str, temporal_address: str, log_dir: Path, extra
     )
     try:
         _wait(f"http://127.0.0.1:{api_port}/health")
-        yield Stack(f"http://127.0.0.1:{api_port}", temporal_address, database_url, env, worker, api)
+        stack = Stack(f"http://127.0.0.1:{api_port}", temporal_address, database_url, env, worker, api)
+        yield stack
     finally:
         _stop(api)
-        _stop(worker)
+        _stop(stack.worker if "stack" in locals() else worker)  # a fault test may have replaced the worker
