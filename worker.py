@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
+from activities.notifications import NotificationActivities
 from core.authz import Authorizer
 from core.db import create_engine, session_factory
 from core.logging import configure_logging
@@ -40,8 +41,13 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
     reports = QueuePlan(queues.reports)
     backups = QueuePlan(queues.backups)
     # --- approvals queue ---
+    # The email activity runs on every queue, so each feature's workflows reach it on their own queue.
+    email = NotificationActivities(deps)
+    approvals.activities.append(email.send_email)
     # --- reports queue ---
+    reports.activities.append(email.send_email)
     # --- backups queue ---
+    backups.activities.append(email.send_email)
     return [plan for plan in (approvals, reports, backups) if plan.workflows or plan.activities]
 
 

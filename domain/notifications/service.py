@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.models import Notification
+from domain.errors import NotFound, ValidationFailed
+from domain.models import Notification, NotificationPreference
+from domain.notifications.events import ALWAYS_EMAILED, CONFIGURABLE_EVENTS, EVENT_TYPES
 
 
 async def notify(
@@ -32,14 +36,154 @@ async def notify(
         "data": data or {},
         "dedup_key": dedup_key,
     }
-    statement = insert(Notification).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
-    await session.execute(statement)
-    if dedup_key is None:
-        # Without a key there is nothing to deduplicate on: return the newest row for this user.
-        found = await session.scalar(
-            select(Notification).where(Notification.user_id == user_id).order_by(Notification.id.desc()).limit(1)
-        )
-    else:
-        found = await session.scalar(select(Notification).where(Notification.dedup_key == dedup_key))
+    statement = (
+        insert(Notification)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(Notification)
+    )
+    created = await session.scalar(statement, execution_options={"populate_existing": True})
+    if created is not None:
+        return created
+    # Already created under this key (a retried activity): hand back the existing row.
+    found = await session.scalar(select(Notification).where(Notification.dedup_key == dedup_key))
     assert found is not None
     return found
+
+
+# --- reading and marking (a user only ever sees their own) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotificationPage:
+    items: list[Notification]
+    total: int
+    limit: int
+    offset: int
+
+
+def _own(user_id: int, unread_only: bool = False) -> list[ColumnElement[bool]]:
+    conditions = [Notification.user_id == user_id]
+    if unread_only:
+        conditions.append(Notification.read_at.is_(None))
+    return conditions
+
+
+async def list_for_user(
+    session: AsyncSession, user_id: int, *, unread_only: bool = False, limit: int = 20, offset: int = 0
+) -> NotificationPage:
+    """The user's notifications, newest first."""
+    conditions = _own(user_id, unread_only)
+    total = await session.scalar(select(func.count()).select_from(Notification).where(*conditions))
+    rows = await session.scalars(
+        select(Notification).where(*conditions).order_by(Notification.id.desc()).limit(limit).offset(offset)
+    )
+    return NotificationPage(list(rows), int(total or 0), limit, offset)
+
+
+async def unread_count(session: AsyncSession, user_id: int) -> int:
+    count = await session.scalar(select(func.count()).select_from(Notification).where(*_own(user_id, True)))
+    return int(count or 0)
+
+
+async def get_for_user(session: AsyncSession, user_id: int, notification_id: int) -> Notification:
+    """One of the user's notifications; another user's is indistinguishable from a missing one."""
+    found = await session.scalar(
+        select(Notification).where(Notification.id == notification_id, Notification.user_id == user_id)
+    )
+    if found is None:
+        raise NotFound("notification not found", id=notification_id)
+    return found
+
+
+async def mark_read(session: AsyncSession, user_id: int, notification_id: int) -> tuple[Notification, bool]:
+    """Mark one notification read. Returns it and whether it changed (marking twice is harmless)."""
+    found = await get_for_user(session, user_id, notification_id)
+    if found.read_at is not None:
+        return found, False
+    found.read_at = datetime.now(UTC)
+    await session.flush()
+    return found, True
+
+
+async def mark_all_read(session: AsyncSession, user_id: int) -> int:
+    """Mark every unread notification of the user read; returns how many changed."""
+    result = await session.execute(
+        update(Notification).where(*_own(user_id, True)).values(read_at=func.now()).returning(Notification.id)
+    )
+    return len(result.all())
+
+
+async def after_id(session: AsyncSession, user_id: int, last_id: int, limit: int = 100) -> list[Notification]:
+    """The user's notifications newer than `last_id`, oldest first (what a reconnecting stream missed)."""
+    rows = await session.scalars(
+        select(Notification)
+        .where(Notification.user_id == user_id, Notification.id > last_id)
+        .order_by(Notification.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def by_ids(session: AsyncSession, user_id: int, ids: set[int]) -> list[Notification]:
+    """The user's notifications among `ids`, oldest first (ids of other users are ignored)."""
+    if not ids:
+        return []
+    rows = await session.scalars(
+        select(Notification).where(Notification.user_id == user_id, Notification.id.in_(ids)).order_by(Notification.id)
+    )
+    return list(rows)
+
+
+async def newest_id(session: AsyncSession, user_id: int) -> int:
+    newest = await session.scalar(select(func.max(Notification.id)).where(Notification.user_id == user_id))
+    return int(newest or 0)
+
+
+# --- email preferences ------------------------------------------------------------------------------
+
+
+async def email_preferences(session: AsyncSession, user_id: int) -> dict[str, bool]:
+    """Whether the user gets email, per configurable event type (on unless turned off)."""
+    stored = {
+        row.event_type: row.email
+        for row in await session.scalars(
+            select(NotificationPreference).where(NotificationPreference.user_id == user_id)
+        )
+    }
+    return {event: stored.get(event, True) for event in CONFIGURABLE_EVENTS}
+
+
+async def set_email_preferences(
+    session: AsyncSession, user_id: int, changes: dict[str, bool]
+) -> tuple[dict[str, bool], dict[str, bool]]:
+    """Set the listed event types (others keep their setting). Returns (before, after)."""
+    unknown = sorted(set(changes) - set(EVENT_TYPES))
+    if unknown:
+        raise ValidationFailed("unknown event types", unknown=unknown, known=list(CONFIGURABLE_EVENTS))
+    fixed = sorted(set(changes) & ALWAYS_EMAILED)
+    if fixed:
+        raise ValidationFailed("these emails cannot be turned off", event_types=fixed)
+    before = await email_preferences(session, user_id)
+    for event_type, wanted in changes.items():
+        statement = (
+            insert(NotificationPreference)
+            .values(user_id=user_id, event_type=event_type, email=wanted)
+            .on_conflict_do_update(index_elements=["user_id", "event_type"], set_={"email": wanted})
+        )
+        await session.execute(statement)
+    return before, {**before, **changes}
+
+
+async def users_without_email(session: AsyncSession, user_ids: list[int], event_type: str | None) -> set[int]:
+    """Among `user_ids`, those who turned email off for `event_type`."""
+    if event_type is None or event_type in ALWAYS_EMAILED or not user_ids:
+        return set()
+    rows = await session.scalars(
+        select(NotificationPreference.user_id).where(
+            NotificationPreference.user_id.in_(user_ids),
+            NotificationPreference.event_type == event_type,
+            NotificationPreference.email.is_(False),
+        )
+    )
+    return set(rows)

@@ -1,0 +1,179 @@
+"""The email activity ("send_email"): resolve recipients, honour their preferences, render, send once.
+
+Exactly-once, as far as SMTP allows. Each recipient gets its own message whose Message-ID is derived from
+`job.message_key` (the workflow and step) and the address, and the `sent_emails` ledger has that id as its
+primary key. Per message, in ONE database transaction:
+
+    INSERT the ledger row (ON CONFLICT DO NOTHING)  ->  send over SMTP  ->  COMMIT
+
+- A retry after a committed send finds the row and skips the message: no second mail.
+- A send that fails rolls the row back, so the retry sends it.
+- Two attempts running at once (a retry started while a timed-out attempt still runs) cannot both send: the
+  second INSERT waits on the first one's uncommitted row, then sees the conflict.
+- The one window left: the process or the database connection dies after the SMTP server accepted the message
+  and before COMMIT returns. The row is then gone and the retry sends again (at-least-once). We prefer a rare
+  duplicate to a lost approval mail; the duplicate carries the same Message-ID, which mail clients use to
+  collapse it. (A two-phase "sending" marker would turn this into at-most-once: a lost mail instead.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import mimetypes
+import re
+import smtplib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import ActivityDeps
+from core.mail import OutgoingMail
+from domain.mail.rendering import EmailRenderer, TemplateError
+from domain.models import SentEmail, User
+from domain.notifications.service import users_without_email
+from workflows.contracts import EmailJob, EmailResult
+
+_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    key: str  # "user:<id>" or the address, for the result's skip list
+    address: str
+    name: str | None = None
+
+
+def message_id_for(message_key: str, address: str, sender: str) -> str:
+    """Stable across retries: the same job and recipient always give the same Message-ID (without <>)."""
+    readable = _UNSAFE_ID_CHARS.sub("-", message_key).strip("-")[:120] or "mail"
+    digest = hashlib.sha256(f"{message_key}\n{address.lower()}".encode()).hexdigest()[:24]
+    domain = sender.rpartition("@")[2].strip("> ") or "localhost"
+    return f"{readable}.{digest}@{domain}"
+
+
+def _permanent_refusal(exc: Exception) -> str | None:
+    """The server's reason when it refused the message for good (5xx); None when a retry may succeed."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        if codes and all(code >= 500 for code in codes):
+            return "; ".join(f"{code} {reply.decode(errors='replace')}" for code, reply in exc.recipients.values())
+        return None
+    if isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code >= 500:
+        error = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        return f"{exc.smtp_code} {error}"
+    return None
+
+
+class NotificationActivities:
+    def __init__(self, deps: ActivityDeps) -> None:
+        self.deps = deps
+        self.renderer = EmailRenderer(base_url=deps.settings.public_base_url, app_name=deps.settings.app_name)
+
+    async def _recipients(self, job: EmailJob, result: EmailResult) -> list[Recipient]:
+        recipients: list[Recipient] = []
+        seen: set[str] = set()
+        if job.to_user_ids:
+            async with self.deps.sessions() as session:
+                users = {
+                    user.id: user
+                    for user in await session.scalars(select(User).where(User.id.in_(set(job.to_user_ids))))
+                }
+                opted_out = await users_without_email(session, list(users), job.event_type)
+            for user_id in dict.fromkeys(job.to_user_ids):
+                key = f"user:{user_id}"
+                user = users.get(user_id)
+                if user is None:
+                    result.skipped[key] = "no such user"
+                elif not user.is_active:
+                    result.skipped[key] = "user is deactivated"
+                elif user_id in opted_out:
+                    result.skipped[key] = f"email turned off for {job.event_type}"
+                elif user.email.lower() not in seen:
+                    seen.add(user.email.lower())
+                    recipients.append(Recipient(key, user.email, user.full_name))
+        for address in job.to_addresses:
+            address = address.strip()
+            if not _ADDRESS.match(address):
+                result.skipped[address] = "not an email address"
+            elif address.lower() not in seen:
+                seen.add(address.lower())
+                recipients.append(Recipient(address, address))
+        return recipients
+
+    async def _attachment(self, job: EmailJob) -> list[tuple[str, str, bytes]]:
+        key = job.attachment_storage_key
+        if not key:
+            return []
+        storage = self.deps.storage
+        if not await asyncio.to_thread(storage.exists, key):
+            raise ApplicationError(
+                f"attachment {key} is not in storage", type="EmailAttachmentMissing", non_retryable=True
+            )
+
+        def read() -> bytes:
+            with storage.open(key) as handle:
+                return handle.read()
+
+        content = await asyncio.to_thread(read)
+        filename = job.attachment_filename or PurePosixPath(key).name
+        mime_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        return [(filename, mime_type, content)]
+
+    async def _send_once(self, mail: OutgoingMail, address: str) -> bool:
+        """Send `mail` unless the ledger says it went out already. True when this call sent it."""
+        assert mail.message_id is not None
+        async with self.deps.sessions() as session, session.begin():
+            claimed = await session.scalar(
+                insert(SentEmail)
+                .values(message_id=mail.message_id, recipients=address, subject=mail.subject, sent_at=datetime.now(UTC))
+                .on_conflict_do_nothing(index_elements=["message_id"])
+                .returning(SentEmail.message_id)
+            )
+            if claimed is None:
+                return False
+            # Still inside the transaction: the ledger row commits only if the server accepted the message.
+            await asyncio.to_thread(self.deps.mail.send, mail)
+        return True
+
+    @activity.defn(name="send_email")
+    async def send_email(self, job: EmailJob) -> EmailResult:
+        """Send the job's templated email to each recipient once, however often the activity is retried."""
+        result = EmailResult()
+        recipients = await self._recipients(job, result)
+        if not recipients:
+            return result
+        attachments = await self._attachment(job)
+        sender = self.deps.settings.smtp.sender
+        for recipient in recipients:
+            try:
+                rendered = self.renderer.render(job.template, {**job.context, "recipient_name": recipient.name})
+            except TemplateError as exc:
+                raise ApplicationError(str(exc), type="EmailTemplateError", non_retryable=True) from exc
+            mail = OutgoingMail(
+                to=[recipient.address],
+                subject=rendered.subject,
+                text=rendered.text,
+                html=rendered.html,
+                message_id=message_id_for(job.message_key, recipient.address, sender),
+                attachments=attachments,
+            )
+            assert mail.message_id is not None
+            try:
+                sent = await self._send_once(mail, recipient.address)
+            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
+                refusal = _permanent_refusal(exc)
+                if refusal is None:
+                    raise  # a temporary failure (4xx): Temporal retries; what went out already is in the ledger
+                activity.logger.warning("mail server refused %s: %s", recipient.key, refusal)
+                result.skipped[recipient.key] = f"refused by the mail server: {refusal}"
+                continue
+            (result.sent if sent else result.already_sent).append(mail.message_id)
+            activity.heartbeat(len(result.sent) + len(result.already_sent))
+        return result
