@@ -36,6 +36,9 @@ def _feature_routers() -> list[APIRouter]:
     """
     routers: list[APIRouter] = []
     # --- identity: auth, users, admin policies ---
+    from api.routes import admin_policies, auth, users
+
+    routers += [auth.router, users.router, admin_policies.router]
     # --- entries, approvals, delegation ---
     # --- notifications, preferences, audit ---
     # --- reports and schedules ---

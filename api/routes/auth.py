@@ -1,0 +1,222 @@
+"""Authentication: register, login (OAuth2 form or JSON), second factor, refresh, logout, OTP, password."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import Authorize, Grant, Public, ServicesDep, SessionDep
+from core.db import session_scope
+from domain.audit.service import AuditContext
+from domain.auth import rate_limits, sessions
+from domain.auth import service as auth_service
+from domain.auth.schemas import (
+    GenerateOtpRequest,
+    LoginRequest,
+    LogoutRequest,
+    OtpChallenge,
+    OtpLoginRequest,
+    OtpSent,
+    OtpSetup,
+    OtpStatus,
+    OtpVerifyRequest,
+    PasswordChange,
+    RefreshRequest,
+    RegisterRequest,
+    TokenPair,
+)
+from domain.errors import RateLimited, Unauthorized, ValidationFailed
+from domain.users import service as users_service
+from domain.users.schemas import UserOut
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+PublicContext = Annotated[AuditContext, Depends(Public("signing in happens before one has a token"))]
+ProfileUpdate = Annotated[Grant, Depends(Authorize("profile", "update"))]
+SessionRevoke = Annotated[Grant, Depends(Authorize("session", "revoke"))]
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def throttle(services: ServicesDep, checks: Iterable[tuple[rate_limits.Limit, str]]) -> None:
+    """Count the attempt in every bucket (in its own committed transaction, shared by all API processes)."""
+    refused: list[RateLimited] = []
+    async with session_scope(services.sessions) as session:
+        for limit, key in checks:
+            try:
+                await rate_limits.hit(session, limit, key)
+            except RateLimited as exc:
+                refused.append(exc)
+    if refused:
+        raise max(refused, key=lambda exc: exc.retry_after)
+
+
+@asynccontextmanager
+async def keeping_failure_records(session: AsyncSession) -> AsyncIterator[None]:
+    """A refused sign-in still commits what it recorded (audit row, a code's used-up attempt), then answers."""
+    try:
+        yield
+    except (Unauthorized, ValidationFailed):
+        await session.commit()
+        raise
+
+
+def _address(context: AuditContext) -> str:
+    return context.client_ip or "unknown"
+
+
+async def _login_credentials(request: Request) -> LoginRequest:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data: Any
+    if content_type in _FORM_TYPES:
+        form = await request.form()
+        grant_type = form.get("grant_type")
+        if grant_type not in (None, "", "password"):
+            raise ValidationFailed("grant_type: only the password grant is supported", field="grant_type")
+        data = {key: form.get(key) for key in ("username", "password") if form.get(key) is not None}
+    else:
+        try:
+            data = await request.json()
+        except ValueError as exc:
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": "the body is not valid JSON", "input": None}]
+            ) from exc
+    try:
+        return LoginRequest.model_validate(data)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from exc
+
+
+_LOGIN_SCHEMA = LoginRequest.model_json_schema()
+_LOGIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _LOGIN_SCHEMA},
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {
+                        **_LOGIN_SCHEMA["properties"],
+                        "grant_type": {"type": "string", "enum": ["password"]},
+                        "scope": {"type": "string"},
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, summary="Register as an employee")
+async def register(
+    body: RegisterRequest, session: SessionDep, services: ServicesDep, context: PublicContext
+) -> UserOut:
+    """Open when `ALLOW_REGISTRATION` is on (default: on outside production); otherwise 403."""
+    login, _ = rate_limits.login_limits(services.settings.auth)
+    await throttle(
+        services, [(rate_limits.Limit("register:address", "registrations", login.max_hits, 60), _address(context))]
+    )
+    user = await users_service.register(session, services.settings, body, context)
+    return UserOut.model_validate(user)
+
+
+@router.post(
+    "/login",
+    summary="Sign in with a username (or email) and password",
+    response_model=TokenPair | OtpChallenge,
+    openapi_extra=_LOGIN_BODY,
+)
+async def login(request: Request, session: SessionDep, services: ServicesDep, context: PublicContext) -> Any:
+    """The OAuth2 password form or the same fields as JSON. Answers tokens, or `otp_required` with an
+    `otp_token` when the account has two-factor sign-in (finish with POST /auth/login/otp)."""
+    credentials = await _login_credentials(request)
+    per_account, per_address = rate_limits.login_limits(services.settings.auth)
+    await throttle(services, [(per_address, _address(context)), (per_account, credentials.username.strip().lower())])
+    async with keeping_failure_records(session):
+        user = await auth_service.authenticate(
+            session, services.settings, credentials.username, credentials.password, context
+        )
+    return await auth_service.sign_in(session, services.settings, user, context)
+
+
+@router.post("/login/otp", summary="Finish a sign-in with an authenticator or emailed code")
+async def login_otp(
+    body: OtpLoginRequest, session: SessionDep, services: ServicesDep, context: PublicContext
+) -> TokenPair:
+    user = await auth_service.challenged_user(session, services.settings, body.otp_token)
+    per_account, per_address = rate_limits.otp_verify_limits(services.settings.auth)
+    await throttle(services, [(per_address, _address(context)), (per_account, str(user.id))])
+    async with keeping_failure_records(session):
+        return await auth_service.complete_otp_login(session, services.settings, body.otp_token, body.code, context)
+
+
+@router.post("/generate-otp", summary="Email a 6-digit sign-in code")
+async def generate_otp(
+    body: GenerateOtpRequest, session: SessionDep, services: ServicesDep, context: PublicContext
+) -> OtpSent:
+    """For a sign-in that answered `otp_required`: the code (10 minutes, single use, 5 tries) goes to the
+    account's email; a new code replaces the previous one."""
+    user = await auth_service.challenged_user(session, services.settings, body.otp_token)
+    per_account, per_address = rate_limits.otp_send_limits(services.settings.auth)
+    await throttle(services, [(per_address, _address(context)), (per_account, str(user.id))])
+    expires_in = await auth_service.send_login_code(session, services.settings, services.mail, user, context)
+    return OtpSent(expires_in=expires_in)
+
+
+@router.post("/refresh", summary="Exchange a refresh token for a new pair (the old one stops working)")
+async def refresh(
+    body: RefreshRequest, session: SessionDep, services: ServicesDep, context: PublicContext
+) -> TokenPair:
+    """Presenting an already used refresh token revokes its whole session (someone copied it)."""
+    async with keeping_failure_records(session):
+        return await sessions.rotate(session, services.settings.auth, body.refresh_token, context)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, summary="End this session (or every session)")
+async def logout(
+    request: Request, session: SessionDep, grant: SessionRevoke, body: LogoutRequest | None = None
+) -> None:
+    """Revokes this session's refresh tokens; every access token of the user stops working at once (other
+    sessions carry on through their refresh token unless `everywhere` is true)."""
+    claims = getattr(request.state, "token_claims", None)
+    family = getattr(claims, "family", None)
+    everywhere = body.everywhere if body else False
+    await sessions.logout(session, grant.user, family, everywhere, grant.audit)
+
+
+@router.post("/otp/setup", summary="Start authenticator-app enrolment: secret, URI and QR code")
+async def otp_setup(session: SessionDep, services: ServicesDep, grant: ProfileUpdate) -> OtpSetup:
+    return await auth_service.setup_totp(session, services.settings, grant.user, grant.audit)
+
+
+@router.post("/otp/verify", summary="Confirm enrolment with a code from the app; enables two-factor sign-in")
+async def otp_verify(
+    body: OtpVerifyRequest, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
+) -> OtpStatus:
+    per_account, per_address = rate_limits.otp_verify_limits(services.settings.auth)
+    await throttle(services, [(per_address, _address(grant.audit)), (per_account, str(grant.user.id))])
+    async with keeping_failure_records(session):
+        await auth_service.enable_totp(session, grant.user, body.code, grant.audit)
+    return OtpStatus(otp_enabled=True)
+
+
+@router.post("/change-password", summary="Change the password (needs the current one); ends every other session")
+async def change_password(
+    body: PasswordChange, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
+) -> TokenPair:
+    per_account, _ = rate_limits.login_limits(services.settings.auth)
+    await throttle(services, [(per_account, grant.user.username)])
+    return await auth_service.change_password(
+        session, services.settings, grant.user, body.current_password, body.new_password, grant.audit
+    )

@@ -1,0 +1,219 @@
+"""Sign-in: password check, the second factor (TOTP or an emailed code), TOTP enrolment and password change.
+
+Failures flush their audit rows (and code attempt counters) before raising; the HTTP layer commits them even
+though the request fails, so a failed sign-in leaves its trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import segno
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import security
+from core.mail import MailTransport, OutgoingMail
+from core.settings import Settings
+from domain.audit.service import AuditContext, record
+from domain.auth import passwords, sessions
+from domain.auth.schemas import OtpChallenge, OtpSetup, TokenPair
+from domain.errors import Conflict, ServiceUnavailable, Unauthorized, ValidationFailed
+from domain.models import OtpCode, User
+from domain.users.service import check_current_password, find_by_login
+
+INVALID_LOGIN = "invalid username or password"
+INVALID_CODE = "invalid or expired code"
+INVALID_CHALLENGE = "the sign-in has expired; log in again"
+OTP_TOKEN_LIFETIME = timedelta(minutes=5)
+EMAIL_CODE_LIFETIME = timedelta(minutes=10)
+EMAIL_CODE_MAX_ATTEMPTS = 5
+
+
+async def authenticate(
+    session: AsyncSession, settings: Settings, identifier: str, password: str, context: AuditContext
+) -> User:
+    """The active user with this login and password. Unknown user, wrong password and inactive account get the
+    same answer after the same bcrypt work."""
+    user = await find_by_login(session, identifier)
+    if user is None:
+        await passwords.burn_password_check(password, settings.auth.bcrypt_rounds)
+        await record(
+            session, context, "auth.login_failed", "user", None, {"login": identifier[:64], "reason": "unknown"}
+        )
+        raise Unauthorized(INVALID_LOGIN)
+    if not await passwords.verify_password(password, user.password_hash) or not user.is_active:
+        reason = "inactive" if user.is_active is False else "password"
+        await record(session, context, "auth.login_failed", "user", user.id, {"reason": reason})
+        raise Unauthorized(INVALID_LOGIN)
+    return user
+
+
+async def sign_in(
+    session: AsyncSession, settings: Settings, user: User, context: AuditContext
+) -> TokenPair | OtpChallenge:
+    """After the password: tokens, or a challenge when the account has two-factor sign-in."""
+    if not user.otp_enabled:
+        return await sessions.start_session(session, settings.auth, user, context)
+    token, _ = security.issue_token(
+        settings.auth,
+        user_id=user.id,
+        token_type="otp",
+        token_version=user.token_version,
+        lifetime=OTP_TOKEN_LIFETIME,
+    )
+    await record(session, context, "auth.otp_challenged", "user", user.id, {})
+    methods: list = ["totp", "email"] if user.otp_secret else ["email"]
+    return OtpChallenge(otp_token=token, methods=methods, expires_in=int(OTP_TOKEN_LIFETIME.total_seconds()))
+
+
+async def challenged_user(session: AsyncSession, settings: Settings, otp_token: str, lock: bool = False) -> User:
+    """The user an `otp_token` was issued to, if the challenge still stands."""
+    try:
+        claims = security.decode_token(settings.auth, otp_token, "otp")
+    except security.InvalidToken as exc:
+        raise Unauthorized(INVALID_CHALLENGE) from exc
+    query = select(User).where(User.id == claims.user_id)
+    if lock:
+        query = query.with_for_update()
+    user = await session.scalar(query)
+    if user is None or not user.is_active or not user.otp_enabled or user.token_version != claims.token_version:
+        raise Unauthorized(INVALID_CHALLENGE)
+    return user
+
+
+def _accept_totp(user: User, code: str) -> bool | None:
+    """True when the code is fresh, False when it is a replay of a used step, None when it does not match."""
+    if not user.otp_secret:
+        return None
+    step = security.totp_matching_step(user.otp_secret, code)
+    if step is None:
+        return None
+    if user.otp_last_step is not None and step <= user.otp_last_step:
+        return False
+    user.otp_last_step = step
+    return True
+
+
+async def _accept_email_code(session: AsyncSession, settings: Settings, user: User, code: str) -> bool:
+    """Check the newest live emailed code; a wrong guess uses up one of its attempts."""
+    now = datetime.now(UTC)
+    row = await session.scalar(
+        select(OtpCode)
+        .where(OtpCode.user_id == user.id, OtpCode.purpose == "login", OtpCode.used_at.is_(None))
+        .order_by(OtpCode.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    if row is None or row.expires_at <= now or row.attempts >= EMAIL_CODE_MAX_ATTEMPTS:
+        return False
+    if security.codes_equal(security.hash_code(settings.auth.secret_key, code), row.code_hash):
+        row.used_at = now
+        return True
+    row.attempts += 1
+    return False
+
+
+async def complete_otp_login(
+    session: AsyncSession, settings: Settings, otp_token: str, code: str, context: AuditContext
+) -> TokenPair:
+    user = await challenged_user(session, settings, otp_token, lock=True)
+    totp = _accept_totp(user, code)
+    method = "totp" if totp else ("email" if await _accept_email_code(session, settings, user, code) else None)
+    if method is None:
+        reason = "totp_replayed" if totp is False else "wrong_or_expired"
+        await record(session, context, "auth.otp_failed", "user", user.id, {"reason": reason})
+        await session.flush()
+        raise Unauthorized(INVALID_CODE)
+    return await sessions.start_session(session, settings.auth, user, context, second_factor=method)
+
+
+async def send_login_code(
+    session: AsyncSession, settings: Settings, mail: MailTransport, user: User, context: AuditContext
+) -> int:
+    """Email a fresh 6-digit code (stored only as a keyed hash); earlier codes stop working. Returns its life."""
+    now = datetime.now(UTC)
+    await session.execute(
+        update(OtpCode)
+        .where(OtpCode.user_id == user.id, OtpCode.used_at.is_(None), OtpCode.expires_at > now)
+        .values(expires_at=now)
+    )
+    code = security.new_email_code()
+    row = OtpCode(
+        user_id=user.id,
+        code_hash=security.hash_code(settings.auth.secret_key, code),
+        purpose="login",
+        expires_at=now + EMAIL_CODE_LIFETIME,
+        attempts=0,
+    )
+    session.add(row)
+    await session.flush()
+    minutes = int(EMAIL_CODE_LIFETIME.total_seconds() // 60)
+    message = OutgoingMail(
+        to=[user.email],
+        subject=f"Your {settings.app_name} sign-in code",
+        text=(
+            f"Hello {user.full_name},\n\n"
+            f"Your sign-in code is {code}. It expires in {minutes} minutes and works once.\n\n"
+            "If you did not try to sign in, change your password: someone knows it.\n"
+        ),
+        message_id=f"otp-{row.id}-{uuid.uuid4().hex}@finance-ops",
+    )
+    try:
+        await asyncio.to_thread(mail.send, message)
+    except Exception as exc:
+        raise ServiceUnavailable("the code could not be sent; try again shortly") from exc
+    await record(session, context, "auth.otp_sent", "user", user.id, {"channel": "email", "code_id": row.id})
+    return int(EMAIL_CODE_LIFETIME.total_seconds())
+
+
+def _qr_svg(uri: str) -> str:
+    buffer = io.BytesIO()
+    segno.make(uri, error="m").save(buffer, kind="svg", scale=4, xmldecl=False)
+    return buffer.getvalue().decode()
+
+
+async def setup_totp(session: AsyncSession, settings: Settings, user: User, context: AuditContext) -> OtpSetup:
+    """A new secret, pending until POST /auth/otp/verify proves the authenticator app has it."""
+    if user.otp_enabled and user.otp_secret:
+        raise Conflict("two-factor sign-in with an authenticator app is already enabled")
+    secret = security.new_totp_secret()
+    user.otp_secret = secret
+    user.otp_last_step = None
+    await session.flush()
+    uri = security.totp_uri(secret, user.email, settings.app_name)
+    await record(session, context, "auth.otp_setup_started", "user", user.id, {})
+    return OtpSetup(secret=secret, provisioning_uri=uri, qr_svg=_qr_svg(uri))
+
+
+async def enable_totp(session: AsyncSession, user: User, code: str, context: AuditContext) -> None:
+    locked = await session.scalar(select(User).where(User.id == user.id).with_for_update())
+    assert locked is not None
+    if not locked.otp_secret:
+        raise Conflict("start with POST /api/v1/auth/otp/setup")
+    if locked.otp_enabled:
+        raise Conflict("two-factor sign-in with an authenticator app is already enabled")
+    if not _accept_totp(locked, code):
+        await record(session, context, "auth.otp_failed", "user", locked.id, {"reason": "enrolment_code"})
+        await session.flush()
+        raise ValidationFailed("code: does not match the authenticator app; check the device clock", field="code")
+    locked.otp_enabled = True
+    await session.flush()
+    await record(session, context, "auth.otp_enabled", "user", locked.id, {"otp_enabled": [False, True]})
+
+
+async def change_password(
+    session: AsyncSession, settings: Settings, user: User, current: str, new: str, context: AuditContext
+) -> TokenPair:
+    """A new password ends every session; the caller gets a fresh one."""
+    await check_current_password(user, current)
+    user.password_hash = await passwords.hash_password(new, settings.auth.bcrypt_rounds)
+    revoked = await sessions.revoke_all(session, user)
+    pair, family = await sessions.new_session(session, settings.auth, user, context)
+    await record(
+        session, context, "auth.password_changed", "user", user.id, {"revoked_tokens": revoked, "session": family}
+    )
+    return pair

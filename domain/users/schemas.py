@@ -1,0 +1,81 @@
+"""Request and response shapes for users. Requests forbid unknown fields (no mass assignment)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from domain.models import Role
+
+# 8 to 128 characters, every one of them counts (core.security pre-hashes before bcrypt's 72-byte cut).
+Password = Annotated[str, Field(min_length=8, max_length=128)]
+Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{3,64}$", to_lower=True)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    username: str
+    full_name: str
+    role: Role
+    manager_id: int | None
+    is_active: bool
+    is_verified: bool
+    otp_enabled: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr
+    username: Username
+    full_name: FullName
+    password: Password
+    role: Role = Role.EMPLOYEE
+    manager_id: int = Field(description="every user but a superadmin reports to a manager")
+
+
+class UserUpdate(BaseModel):
+    """An admin's change to another user. `is_active: false` deactivates, like DELETE."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr | None = None
+    username: Username | None = None
+    full_name: FullName | None = None
+    role: Role | None = None
+    manager_id: int | None = None
+    is_active: bool | None = None
+
+
+class MeUpdate(BaseModel):
+    """What a user may change about themselves: their name and their password (with the current one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: FullName | None = None
+    password: Password | None = None
+    current_password: Annotated[str, Field(max_length=128)] | None = None
+
+
+class UserFilters(BaseModel):
+    role: Role | None = None
+    manager_id: int | None = None
+    is_active: bool | None = None
+    q: Annotated[str, Field(max_length=100)] | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    offset: Annotated[int, Field(ge=0)] = 0

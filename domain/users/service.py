@@ -1,0 +1,280 @@
+"""Users in a manager tree: create, change, deactivate, list, and read within one's visibility.
+
+Rules: a role is granted (and a user managed) only strictly below one's own rank; every user but a superadmin
+reports to an active manager; the manager tree has no cycles; nobody deactivates themselves. Role changes and
+deactivation bump the token version, so they take effect on the user's next request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, or_, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.authz import Authorizer
+from core.settings import Settings
+from domain.audit.service import AuditContext, diff, record
+from domain.auth import passwords, sessions
+from domain.auth.schemas import RegisterRequest
+from domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from domain.models import Role, User
+from domain.users.roles import outranks
+from domain.users.schemas import MeUpdate, UserCreate, UserFilters, UserOut, UserPage, UserUpdate
+from domain.users.visibility import subtree_ids, visibility_for
+
+_TREE_LOCK_KEY = 0x5553455254524545  # "USERTREE": manager changes serialise, so two cannot close a cycle together
+_AUDITED_FIELDS = ("email", "username", "full_name", "role", "manager_id", "is_active")
+
+
+def _snapshot(user: User) -> dict[str, Any]:
+    return {field: getattr(user, field) for field in _AUDITED_FIELDS}
+
+
+async def find_by_login(session: AsyncSession, identifier: str) -> User | None:
+    """The user whose email or username this is (both are stored in lower case)."""
+    ident = identifier.strip().lower()
+    column = User.email if "@" in ident else User.username
+    return await session.scalar(select(User).where(column == ident))
+
+
+async def _ensure_unique(session: AsyncSession, email: str | None, username: str | None, except_id: int = 0) -> None:
+    clauses = []
+    if email is not None:
+        clauses.append(User.email == email)
+    if username is not None:
+        clauses.append(User.username == username)
+    if not clauses:
+        return
+    taken = await session.scalar(select(func.count()).select_from(User).where(or_(*clauses), User.id != except_id))
+    if taken:
+        raise Conflict("a user with this email or username already exists")
+
+
+async def _flush_unique(session: AsyncSession) -> None:
+    """Flush; a concurrent insert of the same email or username becomes a 409, not a 500."""
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("a user with this email or username already exists") from exc
+
+
+async def _active_manager(session: AsyncSession, manager_id: int) -> User:
+    manager = await session.get(User, manager_id)
+    if manager is None or not manager.is_active:
+        raise ValidationFailed("manager_id: no active user with this id", field="manager_id")
+    return manager
+
+
+async def _lock_tree(session: AsyncSession) -> None:
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _TREE_LOCK_KEY})
+
+
+async def create_user(
+    session: AsyncSession, settings: Settings, granter: User, data: UserCreate, context: AuditContext
+) -> User:
+    if not outranks(granter.role, data.role):
+        raise Forbidden(f"a {granter.role} may only grant roles below their own, not {data.role.value}")
+    await _active_manager(session, data.manager_id)
+    email = str(data.email).lower()
+    await _ensure_unique(session, email, data.username)
+    user = User(
+        email=email,
+        username=data.username,
+        full_name=data.full_name,
+        password_hash=await passwords.hash_password(data.password, settings.auth.bcrypt_rounds),
+        role=data.role.value,
+        manager_id=data.manager_id,
+        is_active=True,
+        is_verified=False,
+    )
+    session.add(user)
+    await _flush_unique(session)
+    await record(session, context, "user.created", "user", user.id, diff({}, _snapshot(user)))
+    return user
+
+
+async def register(session: AsyncSession, settings: Settings, data: RegisterRequest, context: AuditContext) -> User:
+    """Self-registration: an employee reporting to the organisation's first superadmin, until an admin moves them."""
+    if not settings.registration_open:
+        raise Forbidden("self-registration is closed; ask an administrator for an account")
+    root = await session.scalar(
+        select(User).where(User.role == Role.SUPERADMIN, User.is_active.is_(True)).order_by(User.id).limit(1)
+    )
+    if root is None:
+        raise Conflict("registration opens once a superadmin exists (python cli.py create-superadmin)")
+    email = str(data.email).lower()
+    await _ensure_unique(session, email, data.username)
+    user = User(
+        email=email,
+        username=data.username,
+        full_name=data.full_name,
+        password_hash=await passwords.hash_password(data.password, settings.auth.bcrypt_rounds),
+        role=Role.EMPLOYEE.value,
+        manager_id=root.id,
+        is_active=True,
+        is_verified=False,
+    )
+    session.add(user)
+    await _flush_unique(session)
+    await record(session, context, "user.registered", "user", user.id, diff({}, _snapshot(user)))
+    return user
+
+
+async def get_visible(session: AsyncSession, authorizer: Authorizer, viewer: User, user_id: int) -> User:
+    """The user, if the viewer may see them; otherwise 404 (existence does not leak)."""
+    visibility = await visibility_for(session, authorizer, viewer, resource="user")
+    user = await session.get(User, user_id) if visibility.can_see(user_id) else None
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+async def _deactivate(session: AsyncSession, user: User) -> int:
+    user.is_active = False
+    return await sessions.revoke_all(session, user)  # bumps the token version too
+
+
+async def update_user(
+    session: AsyncSession,
+    settings: Settings,
+    authorizer: Authorizer,
+    actor: User,
+    user_id: int,
+    data: UserUpdate,
+    context: AuditContext,
+) -> User:
+    target = await get_visible(session, authorizer, actor, user_id)
+    if target.id == actor.id:
+        raise Forbidden("change your own profile through /users/me")
+    if not outranks(actor.role, target.role):
+        raise Forbidden(f"a {actor.role} may only manage users below their own role")
+    fields = data.model_dump(exclude_unset=True)
+    for name in ("email", "username", "full_name", "role", "is_active"):
+        if name in fields and fields[name] is None:
+            raise ValidationFailed(f"{name} may not be null", field=name)
+    before = _snapshot(target)
+
+    if "email" in fields or "username" in fields:
+        email = str(fields["email"]).lower() if "email" in fields else None
+        await _ensure_unique(session, email, fields.get("username"), except_id=target.id)
+        if email is not None:
+            target.email = email
+        if "username" in fields:
+            target.username = fields["username"]
+    if "full_name" in fields:
+        target.full_name = fields["full_name"]
+    if "role" in fields and fields["role"] != target.role:
+        new_role = Role(fields["role"])
+        if not outranks(actor.role, new_role):
+            raise Forbidden(f"a {actor.role} may only grant roles below their own, not {new_role.value}")
+        target.role = new_role.value
+        target.token_version += 1  # tokens minted under the old role stop working
+    if "manager_id" in fields and fields["manager_id"] != target.manager_id:
+        manager_id = fields["manager_id"]
+        if manager_id is None:
+            raise ValidationFailed("manager_id: every user but a superadmin needs a manager", field="manager_id")
+        await _lock_tree(session)
+        await _active_manager(session, manager_id)
+        if manager_id in await subtree_ids(session, target.id):
+            raise ValidationFailed(
+                "manager_id: this manager reports to the user (directly or not); that would make a cycle",
+                field="manager_id",
+            )
+        target.manager_id = manager_id
+    if "is_active" in fields and fields["is_active"] != target.is_active:
+        if fields["is_active"]:
+            target.is_active = True
+        else:
+            await _deactivate(session, target)
+    await _flush_unique(session)
+
+    after = _snapshot(target)
+    if after != before:
+        if after["is_active"] is False and before["is_active"] is True:
+            action = "user.deactivated"
+        elif after["role"] != before["role"]:
+            action = "user.role_changed"
+        else:
+            action = "user.updated"
+        await record(session, context, action, "user", target.id, diff(before, after))
+    return target
+
+
+async def deactivate_user(
+    session: AsyncSession, authorizer: Authorizer, actor: User, user_id: int, context: AuditContext
+) -> None:
+    target = await get_visible(session, authorizer, actor, user_id)
+    if target.id == actor.id:
+        raise ValidationFailed("you cannot deactivate yourself")
+    if not outranks(actor.role, target.role):
+        raise Forbidden(f"a {actor.role} may only manage users below their own role")
+    if not target.is_active:
+        return
+    revoked = await _deactivate(session, target)
+    await record(
+        session, context, "user.deactivated", "user", target.id, {"is_active": [True, False], "revoked_tokens": revoked}
+    )
+
+
+async def update_me(
+    session: AsyncSession, settings: Settings, user: User, data: MeUpdate, context: AuditContext
+) -> User:
+    """Name and password only. A new password needs the current one and ends every session."""
+    changes: dict[str, Any] = {}
+    if data.full_name is not None and data.full_name != user.full_name:
+        changes["full_name"] = [user.full_name, data.full_name]
+        user.full_name = data.full_name
+    if data.password is not None:
+        await check_current_password(user, data.current_password)
+        user.password_hash = await passwords.hash_password(data.password, settings.auth.bcrypt_rounds)
+        changes["password"] = "changed"
+        changes["revoked_tokens"] = await sessions.revoke_all(session, user)
+    elif data.current_password is not None:
+        raise ValidationFailed("current_password is only needed together with a new password")
+    if changes:
+        await session.flush()
+        await record(session, context, "user.profile_updated", "user", user.id, changes)
+    return user
+
+
+async def check_current_password(user: User, current_password: str | None) -> None:
+    if not current_password:
+        raise ValidationFailed("current_password: required to set a new password", field="current_password")
+    if not await passwords.verify_password(current_password, user.password_hash):
+        raise ValidationFailed("current_password is incorrect", field="current_password")
+
+
+async def list_users(session: AsyncSession, filters: UserFilters) -> UserPage:
+    query = select(User)
+    if filters.role is not None:
+        query = query.where(User.role == filters.role.value)
+    if filters.manager_id is not None:
+        query = query.where(User.manager_id == filters.manager_id)
+    if filters.is_active is not None:
+        query = query.where(User.is_active.is_(filters.is_active))
+    if filters.q:
+        pattern = "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(User.full_name.ilike(pattern), User.email.ilike(pattern), User.username.ilike(pattern)))
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = (await session.scalars(query.order_by(User.id).limit(filters.limit).offset(filters.offset))).all()
+    return UserPage(
+        items=[UserOut.model_validate(row) for row in rows], total=total, limit=filters.limit, offset=filters.offset
+    )
+
+
+async def team_of(
+    session: AsyncSession, authorizer: Authorizer, viewer: User, user_id: int, limit: int, offset: int
+) -> UserPage:
+    """Everyone below the user in the manager tree, at any depth."""
+    root = await get_visible(session, authorizer, viewer, user_id)
+    members = await subtree_ids(session, root.id)
+    members.discard(root.id)
+    ordered = sorted(members)
+    rows = []
+    if ordered:
+        page = ordered[offset : offset + limit]
+        rows = list((await session.scalars(select(User).where(User.id.in_(page)).order_by(User.id))).all())
+    return UserPage(items=[UserOut.model_validate(row) for row in rows], total=len(ordered), limit=limit, offset=offset)
