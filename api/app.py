@@ -41,6 +41,9 @@ def _feature_routers() -> list[APIRouter]:
     routers += [auth.router, users.router, admin_policies.router]
     # --- entries, approvals, delegation ---
     # --- notifications, preferences, audit ---
+    from api.routes import admin_audit, notification_preferences, notifications
+
+    routers += [notifications.router, notification_preferences.router, admin_audit.router]
     # --- reports and schedules ---
     # --- dashboard ---
     # --- backups ---

@@ -41,8 +41,12 @@ SYSTEM = AuditContext()
 
 
 def jsonable(value: Any) -> Any:
-    """Plain JSON (Decimal and dates as strings), so the stored JSONB reads back exactly as hashed."""
-    return json.loads(json.dumps(value, default=str))
+    """Plain JSON (Decimal, dates and floats as strings), so the stored JSONB reads back exactly as hashed.
+
+    Floats become strings because JSONB would not give them back as written (`1e20` reads back as
+    `100000000000000000000`) and refuses NaN outright; either would break the row's hash or the write.
+    """
+    return json.loads(json.dumps(value, default=str), parse_float=str, parse_constant=str)
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +82,13 @@ def row_hash(row: AuditLog) -> str:
     return hashlib.sha256(row.prev_hash.encode() + _canonical(row)).hexdigest()
 
 
+def _clip(value: object | None, length: int) -> str | None:
+    """Fit a value to its column (an over-long user agent must not make the audited action fail)."""
+    if value is None or value == "":
+        return None
+    return str(value)[:length]
+
+
 async def record(
     session: AsyncSession,
     context: AuditContext,
@@ -87,22 +98,29 @@ async def record(
     changes: dict[str, Any] | None = None,
 ) -> AuditLog:
     """Append one audit row in the caller's transaction (it becomes visible when the caller commits)."""
-    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+    isolation = await session.scalar(
+        text("SELECT current_setting('transaction_isolation') FROM pg_advisory_xact_lock(:key)"),
+        {"key": _CHAIN_LOCK_KEY},
+    )
+    if isolation != "read committed":
+        # A snapshot taken before the lock was granted cannot see the row committed just before ours: the
+        # chain would fork. Audited work must run at READ COMMITTED (the default).
+        raise RuntimeError(f"audit rows must be written at READ COMMITTED, not {isolation}")
     previous = await session.scalar(select(AuditLog.hash).order_by(AuditLog.id.desc()).limit(1))
     row_id = await session.scalar(text("SELECT nextval(pg_get_serial_sequence('audit_log', 'id'))"))
     row = AuditLog(
         id=row_id,
         occurred_at=datetime.now(UTC),
         actor_id=context.actor_id,
-        action=action,
-        resource_type=resource_type,
-        resource_id=None if resource_id is None else str(resource_id),
+        action=action[:60],
+        resource_type=resource_type[:40],
+        resource_id=_clip(resource_id, 64),
         changes=jsonable(changes or {}),
-        request_id=context.request_id,
-        client_ip=context.client_ip,
-        user_agent=(context.user_agent or None) and context.user_agent[:300],
-        workflow_id=context.workflow_id,
-        policy_rule=context.policy_rule,
+        request_id=_clip(context.request_id, 64),
+        client_ip=_clip(context.client_ip, 64),
+        user_agent=_clip(context.user_agent, 300),
+        workflow_id=_clip(context.workflow_id, 100),
+        policy_rule=_clip(context.policy_rule, 200),
         prev_hash=previous or GENESIS_HASH,
     )
     row.hash = row_hash(row)

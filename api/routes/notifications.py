@@ -1,0 +1,179 @@
+"""In-app notifications: the caller's own list, unread count, marking read, and a live Server-Sent Events stream.
+
+The stream is fed by PostgreSQL LISTEN/NOTIFY through ONE listening connection per API process (see
+`domain.notifications.feed`), so a notification created by any process or worker reaches every open stream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from api.deps import Authorize, Grant, ServicesDep, SessionDep
+from domain.audit.service import record
+from domain.errors import ValidationFailed
+from domain.models import Notification
+from domain.notifications import service
+from domain.notifications.feed import NotificationFeed, libpq_url
+from domain.notifications.schemas import NotificationOut, NotificationPageOut, ReadAllOut, UnreadCountOut
+
+router = APIRouter(prefix="/notifications", tags=["notifications"])
+Reader = Annotated[Grant, Depends(Authorize("notification", "read"))]
+Marker = Annotated[Grant, Depends(Authorize("notification", "update"))]
+
+HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing an idle stream
+RETRY_MILLISECONDS = 3000  # how long a browser's EventSource waits before reconnecting
+REPLAY_LIMIT = 500  # at most this many missed notifications are replayed on reconnect; the list has the rest
+
+
+@router.get("", response_model=NotificationPageOut, summary="Your notifications, newest first")
+async def list_notifications(
+    grant: Reader,
+    session: SessionDep,
+    unread: Annotated[bool, Query(description="only the unread ones")] = False,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> NotificationPageOut:
+    page = await service.list_for_user(session, grant.user.id, unread_only=unread, limit=limit, offset=offset)
+    return NotificationPageOut(
+        items=[NotificationOut.model_validate(item) for item in page.items],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/unread-count", response_model=UnreadCountOut, summary="How many of your notifications are unread")
+async def unread_count(grant: Reader, session: SessionDep) -> UnreadCountOut:
+    return UnreadCountOut(unread=await service.unread_count(session, grant.user.id))
+
+
+@router.post("/read-all", response_model=ReadAllOut, summary="Mark all your notifications read")
+async def read_all(grant: Marker, session: SessionDep) -> ReadAllOut:
+    count = await service.mark_all_read(session, grant.user.id)
+    if count:
+        await record(session, grant.audit, "notification.read_all", "notification", None, {"marked_read": count})
+    return ReadAllOut(marked_read=count)
+
+
+@router.post(
+    "/{notification_id}/read",
+    response_model=NotificationOut,
+    summary="Mark one of your notifications read",
+    responses={404: {"description": "no such notification among yours"}},
+)
+async def read_one(notification_id: int, grant: Marker, session: SessionDep) -> NotificationOut:
+    notification, changed = await service.mark_read(session, grant.user.id, notification_id)
+    if changed:
+        await record(
+            session,
+            grant.audit,
+            "notification.read",
+            "notification",
+            notification.id,
+            {"read_at": [None, notification.read_at.isoformat() if notification.read_at else None]},
+        )
+    return NotificationOut.model_validate(notification)
+
+
+# --- the live stream --------------------------------------------------------------------------------
+
+
+def notification_feed(request: Request, services: ServicesDep) -> NotificationFeed:
+    """This process's feed (one LISTEN connection, opened while someone is subscribed)."""
+    feed: NotificationFeed | None = getattr(request.app.state, "notification_feed", None)
+    if feed is None:
+        feed = NotificationFeed(libpq_url(services.settings.db.async_url))
+        request.app.state.notification_feed = feed
+    return feed
+
+
+def _frame(notification: Notification, cursor: int) -> bytes:
+    payload = NotificationOut.model_validate(notification).model_dump(mode="json")
+    # The id line carries the highest id sent so far, so a reconnect never replays what the client saw,
+    # even when a slow transaction commits an older id after a newer one.
+    return f"id: {cursor}\nevent: notification\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+def _last_event_id(value: str | None) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    if not value.strip().isdigit() or len(value.strip()) > 18:
+        raise ValidationFailed("Last-Event-ID must be a notification id", last_event_id=value[:40])
+    return int(value.strip())
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    summary="Live stream of your new notifications (Server-Sent Events)",
+    description=(
+        "Each new notification arrives as `event: notification` with the notification as JSON in `data` and its id "
+        f"in `id`. A comment line every {HEARTBEAT_SECONDS:.0f} s keeps the connection open. Reconnect with the "
+        "`Last-Event-ID` header (browsers' EventSource does this by itself) to receive what you missed. The stream "
+        "ends when your access token expires (`event: token_expired`): reconnect with a fresh token."
+    ),
+    responses={200: {"content": {"text/event-stream": {}}, "description": "an endless event stream"}},
+)
+async def stream(
+    request: Request,
+    grant: Reader,
+    services: ServicesDep,
+    last_event_id: Annotated[str | None, Header(description="the last `id` you received")] = None,
+) -> StreamingResponse:
+    resume_after = _last_event_id(last_event_id)
+    feed = notification_feed(request, services)
+    user_id = grant.user.id
+    claims = getattr(request.state, "token_claims", None)
+    expires_at: datetime | None = getattr(claims, "expires_at", None)
+    sessions = services.sessions
+
+    async def events() -> AsyncIterator[bytes]:
+        async with feed.subscribe(user_id) as subscription:
+            yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
+            sent: set[int] = set()
+            # Subscribed first, then read the backlog: whatever commits in between arrives twice at most
+            # (`sent` drops the second copy), never zero times.
+            async with sessions() as session:
+                if resume_after is None:
+                    cursor = await service.newest_id(session, user_id)
+                    backlog: list[Notification] = []
+                else:
+                    cursor = resume_after
+                    backlog = await service.after_id(session, user_id, resume_after, REPLAY_LIMIT)
+            for notification in backlog:
+                sent.add(notification.id)
+                cursor = max(cursor, notification.id)
+                yield _frame(notification, cursor)
+            while True:
+                wait = HEARTBEAT_SECONDS
+                if expires_at is not None:
+                    left = (expires_at - datetime.now(UTC)).total_seconds()
+                    if left <= 0:
+                        yield b'event: token_expired\ndata: {"reason":"access token expired; reconnect"}\n\n'
+                        return
+                    wait = min(wait, left)
+                signal = await subscription.next(wait)
+                if signal is None:
+                    yield b": heartbeat\n\n"
+                    continue
+                async with sessions() as session:
+                    fresh = await service.after_id(session, user_id, cursor, REPLAY_LIMIT) if signal.resync else []
+                    fresh += await service.by_ids(session, user_id, signal.ids - {n.id for n in fresh})
+                for notification in sorted(fresh, key=lambda n: n.id):
+                    if notification.id in sent:
+                        continue
+                    sent.add(notification.id)
+                    cursor = max(cursor, notification.id)
+                    yield _frame(notification, cursor)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"},
+    )

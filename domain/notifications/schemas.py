@@ -1,0 +1,50 @@
+"""What the notification and preference endpoints read and return."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class NotificationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    event_type: str
+    title: str
+    body: str
+    link: str | None
+    data: dict[str, Any]
+    created_at: datetime
+    read_at: datetime | None
+
+
+class NotificationPageOut(BaseModel):
+    items: list[NotificationOut]
+    total: int = Field(description="how many match the filter, over all pages")
+    limit: int
+    offset: int
+
+
+class UnreadCountOut(BaseModel):
+    unread: int
+
+
+class ReadAllOut(BaseModel):
+    marked_read: int = Field(description="how many notifications were unread and are now read")
+
+
+class EmailPreferencesOut(BaseModel):
+    email: dict[str, bool] = Field(description="per event type: whether you also get an email (in-app is always on)")
+    event_types: dict[str, str] = Field(description="what each event type means")
+    always_emailed: list[str] = Field(description="security mail that cannot be turned off")
+
+
+class EmailPreferencesIn(BaseModel):
+    """The event types listed are set; the others keep their current setting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: dict[str, bool] = Field(max_length=50, examples=[{"entry_submitted": True, "approval_reminder": False}])
