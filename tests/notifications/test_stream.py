@@ -1,0 +1,129 @@
+"""The live stream over real HTTP (uvicorn on a free port): pushes, privacy, replay and heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from activities.deps import ActivityDeps
+from api.routes import notifications as notification_routes
+from domain.notifications.service import notify
+
+pytestmark = pytest.mark.usefixtures("database_url")
+STREAM = "/api/v1/notifications/stream"
+
+
+class EventReader:
+    """Parses the SSE wire format from a streaming httpx response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.aiter_lines()
+
+    async def next(self, wait: float = 10.0) -> dict[str, str]:
+        """The next event or comment block, as {field: value} (comments under ":")."""
+        block: dict[str, str] = {}
+        async with asyncio.timeout(wait):
+            async for line in self.lines:
+                if line == "":
+                    if block:
+                        return block
+                    continue
+                name, _, value = line.partition(":")
+                block[name] = value.removeprefix(" ")
+        raise AssertionError("the stream ended")
+
+    async def next_notification(self, wait: float = 10.0) -> tuple[int, dict[str, object]]:
+        while True:
+            block = await self.next(wait)
+            if block.get("event") == "notification":
+                return int(block["id"]), json.loads(block["data"])
+
+
+@asynccontextmanager
+async def open_stream(api_url: str, headers: dict[str, str]) -> AsyncIterator[EventReader]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=httpx.Timeout(10.0, read=None)) as http:
+        async with http.stream("GET", STREAM, headers=headers) as response:
+            assert response.status_code == 200, await response.aread()
+            assert response.headers["content-type"].startswith("text/event-stream")
+            reader = EventReader(response)
+            # The first block is the retry hint, sent once the stream is subscribed to the database feed.
+            assert "retry" in await reader.next()
+            yield reader
+
+
+async def _notify(deps: ActivityDeps, user_id: int, title: str) -> int:
+    # Another session, as a worker or another API request would do it.
+    async with deps.sessions() as session:
+        created = await notify(session, user_id=user_id, event_type="entry_submitted", title=title)
+        await session.commit()
+        return created.id
+
+
+async def test_stream_pushes_a_notification_created_elsewhere_to_its_user_only(
+    api_url: str, make_user, activity_deps: ActivityDeps
+) -> None:
+    alice = await make_user("employee")
+    bob = await make_user("employee")
+    async with open_stream(api_url, alice.headers) as alice_events, open_stream(api_url, bob.headers) as bob_events:
+        await _notify(activity_deps, bob.id, "For Bob")
+        created = await _notify(activity_deps, alice.id, "Expense #5 waits for you")
+
+        event_id, payload = await alice_events.next_notification()
+        assert event_id == created and payload["id"] == created
+        assert payload["title"] == "Expense #5 waits for you" and payload["read_at"] is None
+        # Bob's stream got Bob's notification, and Alice's stream never saw it (hers came first).
+        _, bobs = await bob_events.next_notification()
+        assert bobs["title"] == "For Bob"
+
+
+async def test_reconnect_with_last_event_id_replays_what_was_missed(
+    api_url: str, make_user, activity_deps: ActivityDeps
+) -> None:
+    user = await make_user("employee")
+    first = await _notify(activity_deps, user.id, "seen before the disconnect")
+    missed = [await _notify(activity_deps, user.id, f"missed {i}") for i in range(2)]
+
+    headers = {**user.headers, "Last-Event-ID": str(first)}
+    async with open_stream(api_url, headers) as events:
+        replayed = [await events.next_notification() for _ in missed]
+        assert [event_id for event_id, _ in replayed] == missed
+        live = await _notify(activity_deps, user.id, "live again")
+        assert (await events.next_notification())[0] == live
+
+    # Without Last-Event-ID a new stream starts from now: nothing old is pushed again.
+    async with open_stream(api_url, user.headers) as events:
+        newest = await _notify(activity_deps, user.id, "after connecting")
+        assert (await events.next_notification())[0] == newest
+
+
+async def test_heartbeats_keep_an_idle_stream_alive(api_url: str, make_user, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notification_routes, "HEARTBEAT_SECONDS", 0.2)
+    user = await make_user("employee")
+    async with open_stream(api_url, user.headers) as events:
+        assert await events.next(wait=5) == {"": "heartbeat"}
+        assert await events.next(wait=5) == {"": "heartbeat"}
+
+
+async def test_stream_needs_a_token_and_a_sane_last_event_id(api_url: str, make_user) -> None:
+    user = await make_user("employee")
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        assert (await http.get(STREAM)).status_code == 401
+        bad = await http.get(STREAM, headers={**user.headers, "Last-Event-ID": "drop table"})
+        assert bad.status_code == 422
+
+
+async def test_the_feed_closes_its_listening_connection_when_the_last_stream_ends(api_url: str, app, make_user) -> None:
+    user = await make_user("employee")
+    async with open_stream(api_url, user.headers):
+        feed = app.state.notification_feed
+        assert feed.subscriber_count == 1
+    async with asyncio.timeout(5):
+        while feed.subscriber_count:  # noqa: ASYNC110 - polling the feed's state is the point
+            await asyncio.sleep(0.05)
+        while feed._listener is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
