@@ -142,7 +142,8 @@ async def login(request: Request, session: SessionDep, services: ServicesDep, co
     `otp_token` when the account has two-factor sign-in (finish with POST /auth/login/otp)."""
     credentials = await _login_credentials(request)
     per_account, per_address = rate_limits.login_limits(services.settings.auth)
-    await throttle(services, [(per_address, _address(context)), (per_account, credentials.username.strip().lower())])
+    account = await auth_service.throttle_key(session, credentials.username)
+    await throttle(services, [(per_address, _address(context)), (per_account, account)])
     async with keeping_failure_records(session):
         user = await auth_service.authenticate(
             session, services.settings, credentials.username, credentials.password, context
@@ -216,7 +217,7 @@ async def change_password(
     body: PasswordChange, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
 ) -> TokenPair:
     per_account, _ = rate_limits.login_limits(services.settings.auth)
-    await throttle(services, [(per_account, grant.user.username)])
+    await throttle(services, [(per_account, f"user:{grant.user.id}")])
     return await auth_service.change_password(
         session, services.settings, grant.user, body.current_password, body.new_password, grant.audit
     )

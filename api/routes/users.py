@@ -38,7 +38,7 @@ async def update_me(body: MeUpdate, session: SessionDep, services: ServicesDep, 
     """A new password needs `current_password` and ends every session, this one included."""
     if body.password is not None:
         per_account, _ = rate_limits.login_limits(services.settings.auth)
-        await throttle(services, [(per_account, grant.user.username)])
+        await throttle(services, [(per_account, f"user:{grant.user.id}")])
     user = await service.update_me(session, services.settings, grant.user, body, grant.audit)
     return UserOut.model_validate(user)
 

@@ -33,6 +33,13 @@ EMAIL_CODE_LIFETIME = timedelta(minutes=10)
 EMAIL_CODE_MAX_ATTEMPTS = 5
 
 
+async def throttle_key(session: AsyncSession, identifier: str) -> str:
+    """The per-account rate-limit key: the user's id when the login names one (so the email and the username
+    share one allowance), else the login as typed."""
+    user = await find_by_login(session, identifier)
+    return f"user:{user.id}" if user is not None else f"login:{identifier.strip().lower()}"
+
+
 async def authenticate(
     session: AsyncSession, settings: Settings, identifier: str, password: str, context: AuditContext
 ) -> User:
