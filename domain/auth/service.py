@@ -73,7 +73,7 @@ async def sign_in(
         lifetime=OTP_TOKEN_LIFETIME,
     )
     await record(session, context, "auth.otp_challenged", "user", user.id, {})
-    methods: list = ["totp", "email"] if user.otp_secret else ["email"]
+    methods: list = ["totp", "email"] if totp_confirmed(user) else ["email"]
     return OtpChallenge(otp_token=token, methods=methods, expires_in=int(OTP_TOKEN_LIFETIME.total_seconds()))
 
 
@@ -92,9 +92,15 @@ async def challenged_user(session: AsyncSession, settings: Settings, otp_token: 
     return user
 
 
-def _accept_totp(user: User, code: str) -> bool | None:
-    """True when the code is fresh, False when it is a replay of a used step, None when it does not match."""
-    if not user.otp_secret:
+def totp_confirmed(user: User) -> bool:
+    """An authenticator secret counts once enrolment proved the app has it (a code was accepted)."""
+    return bool(user.otp_secret) and user.otp_last_step is not None
+
+
+def _accept_totp(user: User, code: str, pending: bool = False) -> bool | None:
+    """True when the code is fresh, False when it is a replay of a used step, None when it does not match.
+    A secret still pending enrolment only counts for the enrolment itself."""
+    if not user.otp_secret or (not pending and user.otp_last_step is None):
         return None
     step = security.totp_matching_step(user.otp_secret, code)
     if step is None:
@@ -185,7 +191,7 @@ def _qr_svg(uri: str) -> str:
 
 async def setup_totp(session: AsyncSession, settings: Settings, user: User, context: AuditContext) -> OtpSetup:
     """A new secret, pending until POST /auth/otp/verify proves the authenticator app has it."""
-    if user.otp_enabled and user.otp_secret:
+    if user.otp_enabled and totp_confirmed(user):
         raise Conflict("two-factor sign-in with an authenticator app is already enabled")
     secret = security.new_totp_secret()
     user.otp_secret = secret
@@ -201,15 +207,15 @@ async def enable_totp(session: AsyncSession, user: User, code: str, context: Aud
     assert locked is not None
     if not locked.otp_secret:
         raise Conflict("start with POST /api/v1/auth/otp/setup")
-    if locked.otp_enabled:
+    if totp_confirmed(locked):
         raise Conflict("two-factor sign-in with an authenticator app is already enabled")
-    if not _accept_totp(locked, code):
+    if not _accept_totp(locked, code, pending=True):
         await record(session, context, "auth.otp_failed", "user", locked.id, {"reason": "enrolment_code"})
         await session.flush()
         raise ValidationFailed("code: does not match the authenticator app; check the device clock", field="code")
     locked.otp_enabled = True
     await session.flush()
-    await record(session, context, "auth.otp_enabled", "user", locked.id, {"otp_enabled": [False, True]})
+    await record(session, context, "auth.otp_enabled", "user", locked.id, {"method": "totp"})
 
 
 async def change_password(

@@ -132,3 +132,18 @@ async def test_an_otp_token_is_not_an_access_token(client: httpx.AsyncClient, ma
     user = await make_user("employee", otp_enabled=True)
     otp_token = (await login(client, user.username)).json()["otp_token"]
     assert (await client.get("/api/v1/users/me", headers=bearer(otp_token))).status_code == 401
+
+
+async def test_a_pending_authenticator_secret_does_not_sign_in(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    """An email-only account adds an app: until enrolment is confirmed, its codes open nothing."""
+    user = await make_user("employee", otp_enabled=True)
+    setup = await client.post(f"{OTP}/otp/setup", headers=user.headers)
+    assert setup.status_code == 200
+    totp = pyotp.TOTP(setup.json()["secret"])
+    challenge = (await login(client, user.username)).json()
+    assert challenge["methods"] == ["email"]
+    pending = await client.post(f"{OTP}/login/otp", json={"otp_token": challenge["otp_token"], "code": totp.now()})
+    assert pending.status_code == 401
+    confirmed = await client.post(f"{OTP}/otp/verify", json={"code": totp.now()}, headers=user.headers)
+    assert confirmed.status_code == 200
+    assert (await login(client, user.username)).json()["methods"] == ["totp", "email"]
