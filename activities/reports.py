@@ -1,0 +1,337 @@
+"""Report activities: generate (gather, render, store) idempotently by report id, notify, schedule runs, prune.
+
+A retry or a second worker after a crash renders to the same storage key and the status update is guarded
+(queued/running -> completed once), so one report row and one stored file result whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import ActivityDeps
+from core.temporal import task_queues
+from domain.audit.service import AuditContext, record
+from domain.errors import DomainError
+from domain.models import Report, User
+from domain.notifications.service import notify
+from domain.reports import schedules as schedule_service
+from domain.reports import service
+from domain.reports.datasets import ReportQuery, dataset_for, describe_scope
+from domain.reports.renderers import ReportMeta, open_renderer, report_filename
+from domain.reports.schemas import CONTENT_TYPES, TITLES, ReportFormat, ReportStatus, ReportType
+from workflows.contracts import (
+    GeneratedReport,
+    ReportNotice,
+    ReportRetentionInput,
+    ReportRetentionResult,
+    ScheduledRun,
+    ScheduledRunRequest,
+)
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 2000
+PRESIGNED_LINK_SECONDS = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
+
+
+def storage_key_for(report: Report, filename: str) -> str:
+    """Deterministic per report: a retried attempt overwrites, never adds, a file."""
+    return f"reports/{report.id}/{filename}"
+
+
+@dataclass
+class _Counter:
+    rows: int = 0
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating(counter: _Counter, every_seconds: float) -> AsyncIterator[None]:
+    """Heartbeat the rows processed periodically, also while a long render (a PDF layout) runs in a thread."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_seconds)
+            activity.heartbeat(counter.rows)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class ReportActivities:
+    def __init__(self, deps: ActivityDeps) -> None:
+        self.deps = deps
+
+    # --- generate ------------------------------------------------------------------------------------
+
+    def _result(self, report: Report, **overrides: object) -> GeneratedReport:
+        settings = self.deps.settings
+        link = None
+        if report.storage_key and report.filename:
+            link = self.deps.storage.presigned_url(report.storage_key, report.filename, PRESIGNED_LINK_SECONDS)
+            if link is None:
+                link = f"{settings.public_base_url.rstrip('/')}/api/v1/reports/{report.id}/download"
+        values: dict[str, object] = {
+            "report_id": str(report.id),
+            "status": report.status,
+            "rows": report.rows or 0,
+            "storage_key": report.storage_key,
+            "filename": report.filename,
+            "content_type": report.content_type,
+            "size_bytes": report.size_bytes or 0,
+            "error": report.error,
+            "attachable": bool(
+                report.size_bytes is not None and report.size_bytes <= settings.reports.attachment_limit_bytes
+            ),
+            "link": link,
+            "title": TITLES[ReportType(report.type)] if report.type in set(ReportType) else report.type,
+            "period": f"{report.period_from.isoformat()} to {report.period_to.isoformat()}",
+            "format": report.format,
+        }
+        values.update(overrides)
+        return GeneratedReport.model_validate(values)
+
+    async def _load(self, report_id: uuid.UUID) -> Report:
+        async with self.deps.sessions() as session:
+            report = await service.mark_running(session, report_id)
+            await session.commit()
+            if report is None:  # already final: a retry after success, or a duplicate run
+                found = await session.get(Report, report_id)
+                assert found is not None
+                return found
+            return report
+
+    @activity.defn(name="generate_report")
+    async def generate_report(self, report_id: str) -> GeneratedReport:
+        try:
+            rid = uuid.UUID(report_id)
+            report = await self._load(rid)
+        except DomainError as error:
+            raise ApplicationError(error.message, type="ReportNotFound", non_retryable=True) from error
+        if report.status != ReportStatus.RUNNING.value:
+            return self._result(report)
+        try:
+            return await self._render_and_store(report)
+        except DomainError as error:  # permanent: bad stored request, too many rows for a PDF
+            return await self.fail_report(report_id, error.message)
+
+    async def _render_and_store(self, report: Report) -> GeneratedReport:
+        settings = self.deps.settings
+        report_type, report_format, filters, scope = service.report_query_parts(report)
+        dataset = dataset_for(
+            ReportQuery(report_type, report.period_from, report.period_to, scope, filters, settings.reports.timezone)
+        )
+        filename = report_filename(report.type, report_format, report.period_from, report.period_to)
+        content_type = CONTENT_TYPES[report_format]
+        key = storage_key_for(report, filename)
+        counter = _Counter()
+        info = activity.info()
+        every = max(1.0, (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0)
+        with tempfile.TemporaryDirectory(prefix="report-") as folder:
+            path = Path(folder) / filename
+            async with self.deps.sessions() as session:
+                meta = ReportMeta(
+                    report_id=str(report.id),
+                    title=TITLES[report_type],
+                    report_type=report.type,
+                    period_from=report.period_from,
+                    period_to=report.period_to,
+                    scope=await describe_scope(session, scope),
+                    generated_at=datetime.now(UTC),
+                    basis=dataset.basis,
+                    currency=settings.approvals.base_currency,
+                )
+                renderer = await asyncio.to_thread(open_renderer, report_format, path, meta, dataset.columns)
+                async with _heartbeating(counter, every):
+                    async for batch in dataset.batches(session, BATCH_SIZE):
+                        await asyncio.to_thread(renderer.write, batch)
+                        counter.rows += len(batch)
+                        activity.heartbeat(counter.rows)
+                        await self.after_batch(counter.rows)
+                    await asyncio.to_thread(renderer.finish, dataset.totals, dataset.chart)
+            stored = await asyncio.to_thread(self.deps.storage.put_file, key, path, content_type)
+        async with self.deps.sessions() as session:
+            changed = await service.mark_completed(
+                session,
+                report.id,
+                rows=counter.rows,
+                storage_key=key,
+                size_bytes=stored.size,
+                content_type=content_type,
+                filename=filename,
+            )
+            if changed:
+                await record(
+                    session,
+                    AuditContext(workflow_id=info.workflow_id),
+                    "report.completed",
+                    "report",
+                    str(report.id),
+                    {"rows": counter.rows, "size_bytes": stored.size, "storage_key": key, "attempt": info.attempt},
+                )
+            await session.commit()
+            final = await session.get(Report, report.id, populate_existing=True)
+            assert final is not None
+            return self._result(final)
+
+    async def after_batch(self, rows: int) -> None:
+        """A seam for tests that need a slow render (a worker killed mid-report); does nothing here."""
+
+    @activity.defn(name="fail_report")
+    async def fail_report(self, report_id: str, message: str) -> GeneratedReport:
+        rid = uuid.UUID(report_id)
+        async with self.deps.sessions() as session:
+            if await service.mark_failed(session, rid, message):
+                workflow_id = activity.info().workflow_id if activity.in_activity() else None
+                await record(
+                    session,
+                    AuditContext(workflow_id=workflow_id),
+                    "report.failed",
+                    "report",
+                    report_id,
+                    {"error": message},
+                )
+            await session.commit()
+            report = await session.get(Report, rid, populate_existing=True)
+            if report is None:
+                raise ApplicationError("report not found", type="ReportNotFound", non_retryable=True)
+            return self._result(report)
+
+    # --- notify ----------------------------------------------------------------------------------------
+
+    @activity.defn(name="notify_report_requester")
+    async def notify_requester(self, notice: ReportNotice) -> None:
+        report = notice.report
+        done = report.status == ReportStatus.COMPLETED.value
+        async with self.deps.sessions() as session:
+            await notify(
+                session,
+                user_id=notice.user_id,
+                event_type="report_ready",
+                title=f"{'Report ready' if done else 'Report failed'}: {report.title}",
+                body=(f"{report.filename}: {report.rows} rows" if done else (report.error or "")),
+                link=f"/api/v1/reports/{report.report_id}",
+                data={"report_id": report.report_id, "status": report.status},
+                dedup_key=f"report-ready-{report.report_id}",
+            )
+            await session.commit()
+
+    # --- schedules ----------------------------------------------------------------------------------------
+
+    @activity.defn(name="start_scheduled_report")
+    async def start_scheduled_report(self, request: ScheduledRunRequest) -> ScheduledRun:
+        schedule = request.schedule
+        period_from, period_to = schedule_service.period_for(schedule.period, request.reference_time, schedule.timezone)
+        workflow_id = activity.info().workflow_id or ""
+        async with self.deps.sessions() as session:
+            schedule_id = schedule.schedule_id
+            if schedule_id is not None and await session.get(schedule_service.ReportSchedule, schedule_id) is None:
+                schedule_id = None  # the record was deleted; the run still reports
+            report = await service.create_scheduled_report(
+                session,
+                report_id=uuid.UUID(request.report_id),
+                schedule_id=schedule_id,
+                report_type=ReportType(schedule.type).value,
+                format=ReportFormat(schedule.format).value,
+                period_from=period_from,
+                period_to=period_to,
+                filters=dict(schedule.filters),
+                scope=dict(schedule.scope),
+                workflow_id=workflow_id,
+            )
+            user_ids: list[int] = []
+            if not schedule.recipients:  # no recipients named: the organisation's admins
+                user_ids = list(
+                    await session.scalars(
+                        select(User.id).where(User.role.in_(["admin", "superadmin"]), User.is_active.is_(True))
+                    )
+                )
+            await record(
+                session,
+                AuditContext(workflow_id=workflow_id),
+                "report.scheduled_run",
+                "report",
+                str(report.id),
+                {"schedule": schedule.schedule_key, "period": [str(period_from), str(period_to)]},
+            )
+            await session.commit()
+        return ScheduledRun(report_id=request.report_id, to_user_ids=user_ids, to_addresses=list(schedule.recipients))
+
+    # --- retention ------------------------------------------------------------------------------------
+
+    @activity.defn(name="prune_reports")
+    async def prune_reports(self, request: ReportRetentionInput) -> ReportRetentionResult:
+        days = (
+            request.retention_days if request.retention_days is not None else self.deps.settings.reports.retention_days
+        )
+        pruned = 0
+        while True:
+            async with self.deps.sessions() as session:
+                expired = await service.expired_reports(session, days)
+                if not expired:
+                    break
+                for report in expired:
+                    if report.storage_key:
+                        await asyncio.to_thread(self.deps.storage.delete, report.storage_key)
+                await service.mark_expired(session, [report.id for report in expired])
+                await record(
+                    session,
+                    AuditContext(workflow_id=activity.info().workflow_id),
+                    "report.pruned",
+                    "report",
+                    None,
+                    {"count": len(expired), "retention_days": days, "ids": [str(r.id) for r in expired[:50]]},
+                )
+                await session.commit()
+                pruned += len(expired)
+                activity.heartbeat(pruned)
+        return ReportRetentionResult(pruned=pruned)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.generate_report,
+            self.fail_report,
+            self.notify_requester,
+            self.start_scheduled_report,
+            self.prune_reports,
+        ]
+
+
+async def reconcile_report_schedules(client: Client, deps: ActivityDeps) -> list[str]:
+    """At worker start: create the default schedules' records from settings, then make every report schedule
+    record (defaults and operators' alike) exist in Temporal with its spec, action and paused state, and keep the
+    daily retention schedule. Returns the Temporal schedule ids reconciled."""
+    from workflows.report_schedules import RETENTION_SCHEDULE_ID, report_schedule, retention_schedule, upsert_schedule
+
+    queue = task_queues(deps.settings.temporal).reports
+    reconciled: list[str] = []
+    async with deps.sessions() as session:
+        for default in schedule_service.default_schedules(deps.settings.reports):
+            await schedule_service.ensure_default_schedule(session, deps.settings.reports, default)
+        await session.commit()
+        rows = list(await session.scalars(select(schedule_service.ReportSchedule)))
+    for row in rows:
+        await upsert_schedule(client, row.schedule_key, report_schedule(row, queue))
+        reconciled.append(row.schedule_key)
+    await upsert_schedule(client, RETENTION_SCHEDULE_ID, retention_schedule(queue, deps.settings.reports.timezone))
+    reconciled.append(RETENTION_SCHEDULE_ID)
+    log.info("report schedules reconciled: %s", reconciled)
+    return reconciled

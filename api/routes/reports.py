@@ -1,0 +1,376 @@
+"""Reports (`/reports`) and their schedules (`/reports/schedules`, Temporal Schedules).
+
+`schedules_router` must be mounted before `router`, so `/reports/schedules` is not taken for a report id.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
+from temporalio.client import Client, ScheduleOverlapPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import Authorize, Grant, ServicesDep, SessionDep
+from domain.errors import InvalidState, ServiceUnavailable, ValidationFailed
+from domain.models import Report, ReportSchedule
+from domain.reports import schedules as schedule_service
+from domain.reports import service
+from domain.reports.schemas import (
+    ReportAccepted,
+    ReportOut,
+    ReportPage,
+    ReportRequest,
+    ReportStatus,
+    ScheduleIn,
+    ScheduleOut,
+    SchedulePatch,
+)
+from domain.users.visibility import visibility_for
+from workflows.contracts import ReportJob, ReportProgress, report_workflow_id
+from workflows.report_schedules import report_schedule, upsert_schedule
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/reports", tags=["reports"])
+schedules_router = APIRouter(prefix="/reports/schedules", tags=["report schedules"])
+
+CreateReport = Annotated[Grant, Depends(Authorize("report", "create"))]
+ReadReport = Annotated[Grant, Depends(Authorize("report", "read"))]
+ManageSchedules = Annotated[Grant, Depends(Authorize("report_schedule", "manage"))]
+DOWNLOAD_LINK_SECONDS = 300
+
+
+def _out(report: Report, progress_rows: int | None = None) -> ReportOut:
+    download = f"/api/v1/reports/{report.id}/download" if report.status == ReportStatus.COMPLETED.value else None
+    return ReportOut(
+        id=report.id,
+        type=report.type,
+        format=report.format,
+        period={"from": report.period_from, "to": report.period_to},
+        filters=report.filters or {},
+        scope=report.scope or {},
+        status=report.status,
+        rows=report.rows,
+        progress_rows=progress_rows,
+        filename=report.filename,
+        content_type=report.content_type,
+        size_bytes=report.size_bytes,
+        error=report.error,
+        requested_by_id=report.requested_by_id,
+        schedule_id=report.schedule_id,
+        workflow_id=report.workflow_id,
+        created_at=report.created_at,
+        completed_at=report.completed_at,
+        download_url=download,
+    )
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=ReportAccepted,
+    summary="Request a report; a workflow generates it",
+    responses={403: {"description": "a report on people outside your visibility"}},
+)
+async def request_report(
+    body: ReportRequest, grant: CreateReport, session: SessionDep, services: ServicesDep
+) -> ReportAccepted:
+    settings = services.settings
+    visibility = await visibility_for(session, services.authorizer, grant.user)
+    report = await service.request_report(session, settings.reports, grant.user, visibility, body, grant.audit)
+    await session.commit()  # the intent is durable before the workflow starts
+    workflow_id = report_workflow_id(str(report.id))
+    try:
+        client = await services.temporal.client()
+        await client.start_workflow(
+            "ReportWorkflow",
+            ReportJob(report_id=str(report.id), requested_by_id=grant.user.id),
+            id=workflow_id,
+            task_queue=services.temporal.queues.reports,
+            rpc_timeout=_rpc_timeout(services),
+        )
+    except (ServiceUnavailable, RPCError) as error:
+        await service.mark_failed(session, report.id, "the workflow engine was unreachable; request the report again")
+        await session.commit()
+        raise ServiceUnavailable("the workflow engine is unreachable; try again shortly") from error
+    return ReportAccepted(
+        id=report.id, status=report.status, workflow_id=workflow_id, status_url=f"/api/v1/reports/{report.id}"
+    )
+
+
+def _rpc_timeout(services: Any) -> Any:
+    from core.temporal import rpc_timeout
+
+    return rpc_timeout(services.settings.temporal)
+
+
+@router.get("", response_model=ReportPage, summary="Your reports (all reports for roles with report read_all)")
+async def list_reports(
+    grant: ReadReport,
+    session: SessionDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: Annotated[ReportStatus | None, Query()] = None,
+) -> ReportPage:
+    see_all = services.authorizer.allows(grant.user.role, "report", "read_all")
+    page = await service.list_reports(
+        session, grant.user, see_all=see_all, limit=limit, offset=offset, status=status.value if status else None
+    )
+    return ReportPage(items=[_out(r) for r in page.items], total=page.total, limit=limit, offset=offset)
+
+
+async def _live_progress(client: Client, workflow_id: str) -> int | None:
+    """Rows processed so far: the generate activity's last heartbeat, else the workflow's progress query."""
+    handle = client.get_workflow_handle(workflow_id)
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.heartbeat_details.payloads:
+            details = await client.data_converter.decode(pending.heartbeat_details.payloads)
+            if details and isinstance(details[0], int):
+                return details[0]
+    progress = await handle.query("progress", result_type=ReportProgress)
+    return progress.rows
+
+
+@router.get("/{report_id}", response_model=ReportOut, summary="A report's status and progress")
+async def get_report(report_id: uuid.UUID, grant: ReadReport, session: SessionDep, services: ServicesDep) -> ReportOut:
+    see_all = services.authorizer.allows(grant.user.role, "report", "read_all")
+    report = await service.get_report(session, grant.user, report_id, see_all=see_all)
+    progress_rows = None
+    if report.status in (ReportStatus.QUEUED.value, ReportStatus.RUNNING.value) and report.workflow_id:
+        try:
+            client = await services.temporal.client()
+            progress_rows = await _live_progress(client, report.workflow_id)
+        except (ServiceUnavailable, RPCError) as error:  # reads keep working without Temporal
+            log.info("no live progress for %s: %s", report.workflow_id, error)
+    return _out(report, progress_rows)
+
+
+def _chunks(handle: Any, size: int = 1 << 16) -> Iterator[bytes]:
+    try:
+        while chunk := handle.read(size):
+            yield chunk
+    finally:
+        handle.close()
+
+
+async def _download(report_id: uuid.UUID, grant: Grant, session: Any, services: Any, redirect_status: int) -> Response:
+    see_all = services.authorizer.allows(grant.user.role, "report", "read_all")
+    report = await service.get_report(session, grant.user, report_id, see_all=see_all)
+    if report.status != ReportStatus.COMPLETED.value or not report.storage_key:
+        raise InvalidState(f"the report is {report.status}, not ready to download", status=report.status)
+    filename = report.filename or f"report-{report.id}"
+    url = services.storage.presigned_url(report.storage_key, filename, DOWNLOAD_LINK_SECONDS)
+    if url is not None:
+        return RedirectResponse(url, status_code=redirect_status)
+    handle = services.storage.open(report.storage_key)
+    return StreamingResponse(
+        _chunks(handle),
+        media_type=report.content_type or "application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            **({"Content-Length": str(report.size_bytes)} if report.size_bytes is not None else {}),
+        },
+    )
+
+
+_DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file", "content": {"application/octet-stream": {}}},
+    303: {"description": "S3 storage: a short-lived presigned URL"},
+    409: {"description": "the report is not completed"},
+}
+
+
+@router.post("/{report_id}/download", summary="Download a report's file", responses=_DOWNLOAD_RESPONSES)
+async def download_report_post(
+    report_id: uuid.UUID, grant: ReadReport, session: SessionDep, services: ServicesDep
+) -> Response:
+    return await _download(report_id, grant, session, services, redirect_status=303)
+
+
+@router.get("/{report_id}/download", summary="Download a report's file", responses=_DOWNLOAD_RESPONSES)
+async def download_report(
+    report_id: uuid.UUID, grant: ReadReport, session: SessionDep, services: ServicesDep
+) -> Response:
+    return await _download(report_id, grant, session, services, redirect_status=307)
+
+
+# --- schedules ------------------------------------------------------------------------------------------
+
+
+def _schedule_out(
+    schedule: ReportSchedule, next_runs: list[datetime] | None = None, recent: list[datetime] | None = None
+) -> ScheduleOut:
+    fields = schedule_service.fields_of(schedule)
+    return ScheduleOut(
+        id=schedule.id,
+        name=fields.name,
+        type=fields.type,
+        format=fields.format,
+        cron=fields.cron,
+        timezone=fields.timezone,
+        period=fields.period,
+        recipients=fields.recipients,
+        filters=fields.filters,
+        paused=schedule.paused,
+        schedule_id=schedule.schedule_key,
+        next_runs=next_runs or [],
+        recent_runs=recent or [],
+        created_at=schedule.created_at,
+    )
+
+
+async def _temporal(services: Any) -> Client:
+    return await services.temporal.client()  # type: ignore[no-any-return]
+
+
+def _temporal_error(error: RPCError) -> Exception:
+    if error.status == RPCStatusCode.INVALID_ARGUMENT:
+        return ValidationFailed(f"the workflow engine refused the schedule: {error.message}")
+    return ServiceUnavailable("the workflow engine is unreachable; try again shortly")
+
+
+async def _apply(services: Any, schedule: ReportSchedule) -> None:
+    try:
+        client = await _temporal(services)
+        await upsert_schedule(
+            client, schedule.schedule_key, report_schedule(schedule, services.temporal.queues.reports)
+        )
+    except RPCError as error:
+        raise _temporal_error(error) from error
+
+
+async def _with_runs(services: Any, schedule: ReportSchedule) -> ScheduleOut:
+    try:
+        client = await _temporal(services)
+        description = await client.get_schedule_handle(schedule.schedule_key).describe()
+    except (ServiceUnavailable, RPCError):
+        return _schedule_out(schedule)
+    return _schedule_out(
+        schedule,
+        list(description.info.next_action_times[:5]),
+        [action.scheduled_at for action in description.info.recent_actions[-5:]],
+    )
+
+
+@schedules_router.post("", status_code=201, response_model=ScheduleOut, summary="Create a report schedule")
+async def create_schedule(
+    body: ScheduleIn, grant: ManageSchedules, session: SessionDep, services: ServicesDep
+) -> ScheduleOut:
+    schedule = await schedule_service.create_schedule(session, services.settings.reports, body, grant.user.id)
+    await _apply(services, schedule)
+    await schedule_service.audit_change(
+        session, grant.audit, "created", schedule.id, schedule_service.snapshot(schedule)
+    )
+    return await _with_runs(services, schedule)
+
+
+@schedules_router.get("", response_model=list[ScheduleOut], summary="Report schedules with their next runs")
+async def list_schedules(
+    grant: ManageSchedules,
+    session: SessionDep,
+    services: ServicesDep,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ScheduleOut]:
+    rows, total = await schedule_service.list_schedules(session, limit, offset)
+    response.headers["X-Total-Count"] = str(total)
+    return [await _with_runs(services, row) for row in rows]
+
+
+@schedules_router.get("/{schedule_id}", response_model=ScheduleOut, summary="One report schedule")
+async def get_schedule(
+    schedule_id: int, grant: ManageSchedules, session: SessionDep, services: ServicesDep
+) -> ScheduleOut:
+    return await _with_runs(services, await schedule_service.get_schedule(session, schedule_id))
+
+
+@schedules_router.patch("/{schedule_id}", response_model=ScheduleOut, summary="Change a report schedule")
+async def update_schedule(
+    schedule_id: int, body: SchedulePatch, grant: ManageSchedules, session: SessionDep, services: ServicesDep
+) -> ScheduleOut:
+    schedule, changes = await schedule_service.update_schedule(session, services.settings.reports, schedule_id, body)
+    await _apply(services, schedule)
+    await schedule_service.audit_change(session, grant.audit, "updated", schedule.id, changes)
+    return await _with_runs(services, schedule)
+
+
+@schedules_router.delete("/{schedule_id}", status_code=204, summary="Delete a report schedule")
+async def delete_schedule(
+    schedule_id: int, grant: ManageSchedules, session: SessionDep, services: ServicesDep
+) -> Response:
+    schedule, before = await schedule_service.delete_schedule(session, schedule_id)
+    try:
+        client = await _temporal(services)
+        await client.get_schedule_handle(schedule.schedule_key).delete()
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise _temporal_error(error) from error
+    await schedule_service.audit_change(session, grant.audit, "deleted", schedule_id, before)
+    return Response(status_code=204)
+
+
+async def _set_paused(schedule_id: int, paused: bool, grant: Grant, session: Any, services: Any) -> ScheduleOut:
+    schedule = await schedule_service.set_paused(session, schedule_id, paused)
+    try:
+        handle = (await _temporal(services)).get_schedule_handle(schedule.schedule_key)
+        note = f"{'paused' if paused else 'resumed'} by user {grant.user.id}"
+        if paused:
+            await handle.pause(note=note)
+        else:
+            await handle.unpause(note=note)
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise _temporal_error(error) from error
+        await _apply(services, schedule)  # lost by Temporal (a dev server restart): recreate in the right state
+    await schedule_service.audit_change(
+        session, grant.audit, "paused" if paused else "resumed", schedule.id, {"paused": paused}
+    )
+    return await _with_runs(services, schedule)
+
+
+@schedules_router.post("/{schedule_id}/pause", response_model=ScheduleOut, summary="Pause a report schedule")
+async def pause_schedule(
+    schedule_id: int, grant: ManageSchedules, session: SessionDep, services: ServicesDep
+) -> ScheduleOut:
+    return await _set_paused(schedule_id, True, grant, session, services)
+
+
+@schedules_router.post("/{schedule_id}/resume", response_model=ScheduleOut, summary="Resume a paused report schedule")
+async def resume_schedule(
+    schedule_id: int, grant: ManageSchedules, session: SessionDep, services: ServicesDep
+) -> ScheduleOut:
+    return await _set_paused(schedule_id, False, grant, session, services)
+
+
+@schedules_router.post(
+    "/{schedule_id}/trigger", status_code=202, response_model=ScheduleOut, summary="Run a schedule now"
+)
+async def trigger_schedule(
+    schedule_id: int, grant: ManageSchedules, session: SessionDep, services: ServicesDep
+) -> ScheduleOut:
+    schedule = await schedule_service.get_schedule(session, schedule_id)
+    try:
+        handle = (await _temporal(services)).get_schedule_handle(schedule.schedule_key)
+        try:
+            await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            await _apply(services, schedule)
+            await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
+    except RPCError as error:
+        raise _temporal_error(error) from error
+    await schedule_service.audit_change(session, grant.audit, "triggered", schedule.id, {"name": schedule.name})
+    return await _with_runs(services, schedule)
+
+
+routers = [schedules_router, router]

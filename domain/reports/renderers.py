@@ -1,0 +1,276 @@
+"""Writers for each format. Rows arrive in batches and are written as they come, so memory stays flat for CSV,
+XLSX (xlsxwriter in constant_memory mode) and JSON. The PDF needs the whole table for layout and is capped.
+
+Every format prints the same Decimal values: CSV, JSON and PDF as plain decimal strings with two places, XLSX as
+typed numeric cells (an XLSX number is a binary double by the file format; two-place amounts read back exactly).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from core.settings import PROJECT_ROOT
+from domain.errors import ValidationFailed
+from domain.money import CENT
+from domain.reports.charts import bar_chart_svg
+from domain.reports.datasets import Chart, Column, Row
+from domain.reports.schemas import ReportFormat
+
+TEMPLATES_DIR = PROJECT_ROOT / "templates" / "reports"
+PDF_MAX_ROWS = 5_000  # WeasyPrint lays out a 1,000-row table in ~4 s; beyond this, ask for CSV or XLSX
+
+
+class ReportTooLarge(ValidationFailed):
+    pass
+
+
+@dataclass(frozen=True)
+class ReportMeta:
+    report_id: str
+    title: str
+    report_type: str
+    period_from: date
+    period_to: date
+    scope: str
+    generated_at: datetime
+    basis: str
+    currency: str
+
+    @property
+    def period(self) -> str:
+        return f"{self.period_from.isoformat()} to {self.period_to.isoformat()}"
+
+
+def cell_text(column: Column, value: Any) -> str:
+    """The one text form of a cell, shared by CSV, JSON and PDF."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if column.kind == "month" and isinstance(value, date):
+        return value.strftime("%Y-%m")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value.quantize(CENT), "f")
+    return str(value)
+
+
+def _json_cell(column: Column, value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and column.kind == "int":
+        return value
+    return cell_text(column, value)
+
+
+class Renderer(Protocol):
+    def write(self, rows: list[Row]) -> None: ...
+    def finish(self, totals: list[Row], chart: Chart | None) -> None: ...
+
+
+class CsvRenderer:
+    def __init__(self, path: Path, meta: ReportMeta, columns: list[Column]) -> None:
+        self.columns = columns
+        self.handle: IO[str] = path.open("w", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.handle)
+        self.writer.writerow([column.label for column in columns])
+
+    def write(self, rows: list[Row]) -> None:
+        columns = self.columns
+        self.writer.writerows([cell_text(columns[i], value) for i, value in enumerate(row)] for row in rows)
+
+    def finish(self, totals: list[Row], chart: Chart | None) -> None:
+        self.write(totals)
+        self.handle.close()
+
+
+class JsonRenderer:
+    """Streams `{"report": ..., "columns": [...], "rows": [...], "totals": [...]}` row by row."""
+
+    def __init__(self, path: Path, meta: ReportMeta, columns: list[Column]) -> None:
+        self.columns = columns
+        self.handle: IO[str] = path.open("w", encoding="utf-8")
+        header = {
+            "id": meta.report_id,
+            "type": meta.report_type,
+            "title": meta.title,
+            "period": {"from": meta.period_from.isoformat(), "to": meta.period_to.isoformat()},
+            "scope": meta.scope,
+            "generated_at": meta.generated_at.isoformat(),
+            "basis": meta.basis,
+            "currency": meta.currency,
+        }
+        described = [{"key": c.key, "label": c.label, "kind": c.kind} for c in columns]
+        self.handle.write('{"report": ' + json.dumps(header) + ', "columns": ' + json.dumps(described))
+        self.handle.write(', "rows": [')
+        self.first = True
+
+    def _objects(self, rows: list[Row]) -> list[str]:
+        columns = self.columns
+        return [
+            json.dumps({columns[i].key: _json_cell(columns[i], value) for i, value in enumerate(row)}) for row in rows
+        ]
+
+    def write(self, rows: list[Row]) -> None:
+        if not rows:
+            return
+        text = ",\n".join(self._objects(rows))
+        self.handle.write(("\n" if self.first else ",\n") + text)
+        self.first = False
+
+    def finish(self, totals: list[Row], chart: Chart | None) -> None:
+        self.handle.write('\n], "totals": [' + ",\n".join(self._objects(totals)) + "]}\n")
+        self.handle.close()
+
+
+_XLSX_FORMATS = {
+    "money": {"num_format": "#,##0.00"},
+    "hours": {"num_format": "0.00"},
+    "percent": {"num_format": "0.00"},
+    "int": {"num_format": "0"},
+    "date": {"num_format": "yyyy-mm-dd"},
+    "month": {"num_format": "yyyy-mm"},
+    "text": {},
+}
+
+
+class XlsxRenderer:
+    """xlsxwriter in constant_memory mode: each row is flushed as soon as the next one starts."""
+
+    def __init__(self, path: Path, meta: ReportMeta, columns: list[Column]) -> None:
+        import xlsxwriter
+
+        self.columns = columns
+        self.book = xlsxwriter.Workbook(str(path), {"constant_memory": True, "tmpdir": str(path.parent)})
+        self.book.set_properties({"title": meta.title, "subject": meta.period, "comments": meta.basis})
+        self.formats = {kind: self.book.add_format(spec) for kind, spec in _XLSX_FORMATS.items()}
+        self.total_formats = {
+            kind: self.book.add_format({**spec, "bold": True}) for kind, spec in _XLSX_FORMATS.items()
+        }
+        bold = self.book.add_format({"bold": True})
+        # The "Report" sheet is the table alone (header in row 1), so it reads back as data; "About" says what it is.
+        self.sheet = self.book.add_worksheet("Report")
+        for index, column in enumerate(columns):
+            self.sheet.set_column(index, index, max(10, min(60, int(column.width * 12))))
+        self.sheet.write_row(0, 0, [column.label for column in columns], bold)
+        self.row = 1
+        about = self.book.add_worksheet("About")
+        about.set_column(0, 0, 16)
+        about.set_column(1, 1, 80)
+        facts = [
+            ("Title", meta.title),
+            ("Period", meta.period),
+            ("Scope", meta.scope),
+            ("Generated at", meta.generated_at.isoformat(timespec="seconds")),
+            ("Basis", meta.basis),
+            ("Currency", meta.currency),
+            ("Report id", meta.report_id),
+        ]
+        for index, (label, value) in enumerate(facts):
+            about.write_string(index, 0, label, bold)
+            about.write_string(index, 1, value)
+
+    def _write_row(self, row: Row, formats: dict[str, Any]) -> None:
+        sheet = self.sheet
+        for index, value in enumerate(row):
+            column = self.columns[index]
+            if value is None:
+                continue
+            if isinstance(value, str):
+                sheet.write_string(self.row, index, value, formats["text"])
+            elif isinstance(value, datetime | date):
+                sheet.write_datetime(self.row, index, value, formats[column.kind])
+            elif isinstance(value, int | Decimal):
+                sheet.write_number(self.row, index, value, formats[column.kind])  # type: ignore[arg-type]
+            else:
+                sheet.write(self.row, index, value)
+        self.row += 1
+
+    def write(self, rows: list[Row]) -> None:
+        for row in rows:
+            self._write_row(row, self.formats)
+
+    def finish(self, totals: list[Row], chart: Chart | None) -> None:
+        for row in totals:
+            self._write_row(row, self.total_formats)
+        self.book.close()
+
+
+class PdfRenderer:
+    """Jinja2 + WeasyPrint: header facts, an inline SVG chart, the table with totals, page numbers."""
+
+    def __init__(self, path: Path, meta: ReportMeta, columns: list[Column], max_rows: int = PDF_MAX_ROWS) -> None:
+        self.path = path
+        self.meta = meta
+        self.columns = columns
+        self.max_rows = max_rows
+        self.rows: list[list[str]] = []
+
+    def write(self, rows: list[Row]) -> None:
+        if len(self.rows) + len(rows) > self.max_rows:
+            raise ReportTooLarge(
+                f"a PDF holds at most {self.max_rows} rows; choose CSV or XLSX, or a shorter period",
+                max_rows=self.max_rows,
+            )
+        columns = self.columns
+        self.rows.extend([cell_text(columns[i], value) for i, value in enumerate(row)] for row in rows)
+
+    def _total_rows(self, totals: list[Row]) -> list[dict[str, Any]]:
+        """Totals with their label spanning the empty cells after it, so a long label never wraps in a narrow column."""
+        shaped = []
+        for row in totals:
+            texts = [cell_text(self.columns[i], value) for i, value in enumerate(row)]
+            span = 1
+            while span < len(texts) and texts[span] == "" and not self.columns[span].numeric:
+                span += 1
+            shaped.append({"label": texts[0], "span": span, "cells": list(enumerate(texts))[span:]})
+        return shaped
+
+    def html(self, totals: list[Row], chart: Chart | None) -> str:
+        from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+        environment = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
+        total_width = sum(column.width for column in self.columns)
+        return environment.get_template("report.html").render(
+            meta=self.meta,
+            columns=self.columns,
+            widths=[round(column.width * 100 / total_width, 2) for column in self.columns],
+            rows=self.rows,
+            totals=self._total_rows(totals),
+            chart_svg=bar_chart_svg(chart) if chart is not None else None,
+            landscape=len(self.columns) > 6,
+        )
+
+    def finish(self, totals: list[Row], chart: Chart | None) -> None:
+        from weasyprint import HTML
+
+        HTML(string=self.html(totals, chart), base_url=str(TEMPLATES_DIR)).write_pdf(str(self.path))
+
+
+def open_renderer(format: ReportFormat, path: Path, meta: ReportMeta, columns: list[Column]) -> Renderer:
+    if format == ReportFormat.CSV:
+        return CsvRenderer(path, meta, columns)
+    if format == ReportFormat.JSON:
+        return JsonRenderer(path, meta, columns)
+    if format == ReportFormat.XLSX:
+        return XlsxRenderer(path, meta, columns)
+    return PdfRenderer(path, meta, columns)
+
+
+FILE_EXTENSIONS = {
+    ReportFormat.CSV: "csv",
+    ReportFormat.JSON: "json",
+    ReportFormat.XLSX: "xlsx",
+    ReportFormat.PDF: "pdf",
+}
+
+
+def report_filename(report_type: str, format: ReportFormat, period_from: date, period_to: date) -> str:
+    return f"{report_type}_{period_from.isoformat()}_{period_to.isoformat()}.{FILE_EXTENSIONS[format]}"

@@ -1,0 +1,235 @@
+"""Report schedules as records (the Temporal Schedule `schedule_key` runs each one) and the periods they cover."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.settings import ReportSettings
+from domain.audit.service import AuditContext, diff, record
+from domain.errors import Conflict, NotFound
+from domain.models import ReportSchedule
+from domain.reports.datasets import ReportScope
+from domain.reports.schemas import RelativePeriod, ReportFilters, ReportFormat, ReportType, ScheduleIn, SchedulePatch
+from domain.reports.service import check_filters, check_recipients
+
+SCHEDULE_KEY_PREFIX = "report-schedule-"
+PERIOD_KEY = "period"  # kept beside the filters in the row's `filters` JSON
+
+
+def period_for(period: RelativePeriod | str, reference: datetime, timezone: str) -> tuple[date, date]:
+    """The dates a scheduled run covers, relative to its run time in the schedule's time zone."""
+    today = reference.astimezone(ZoneInfo(timezone)).date()
+    match RelativePeriod(period):
+        case RelativePeriod.PREVIOUS_MONTH:
+            last = today.replace(day=1) - timedelta(days=1)
+            return last.replace(day=1), last
+        case RelativePeriod.PREVIOUS_WEEK:
+            monday = today - timedelta(days=today.weekday())
+            return monday - timedelta(days=7), monday - timedelta(days=1)
+        case RelativePeriod.PREVIOUS_DAY:
+            yesterday = today - timedelta(days=1)
+            return yesterday, yesterday
+        case RelativePeriod.MONTH_TO_DATE:
+            return today.replace(day=1), today
+        case RelativePeriod.YEAR_TO_DATE:
+            return today.replace(month=1, day=1), today
+        case RelativePeriod.PREVIOUS_YEAR:
+            return date(today.year - 1, 1, 1), date(today.year - 1, 12, 31)
+    raise ValueError(period)  # pragma: no cover - the enum is exhaustive
+
+
+@dataclass(frozen=True)
+class ScheduleFields:
+    name: str
+    type: str
+    format: str
+    cron: str
+    timezone: str
+    period: str
+    recipients: list[str]
+    filters: dict[str, Any]
+
+
+def fields_of(schedule: ReportSchedule) -> ScheduleFields:
+    stored = dict(schedule.filters or {})
+    period = str(stored.pop(PERIOD_KEY, RelativePeriod.PREVIOUS_MONTH.value))
+    return ScheduleFields(
+        name=schedule.name,
+        type=schedule.type,
+        format=schedule.format,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        period=period,
+        recipients=list(schedule.recipients or []),
+        filters=stored,
+    )
+
+
+def snapshot(schedule: ReportSchedule) -> dict[str, Any]:
+    fields = fields_of(schedule)
+    return {**fields.__dict__, "paused": schedule.paused}
+
+
+ALL = ReportScope(everyone=True)
+
+
+# The mutations below flush without auditing; the caller applies the change to the Temporal Schedule and then
+# calls `audit_change`, so the audit chain's lock is never held across a call to Temporal.
+
+
+async def create_schedule(
+    session: AsyncSession, settings: ReportSettings, data: ScheduleIn, actor_id: int | None
+) -> ReportSchedule:
+    check_recipients(settings, [str(r) for r in data.recipients])
+    check_filters(ALL, data.type, data.filters)
+    if await session.scalar(select(func.count()).where(ReportSchedule.name == data.name)):
+        raise Conflict("a schedule with this name exists", name=data.name)
+    schedule = ReportSchedule(
+        name=data.name,
+        type=data.type.value,
+        format=data.format.value,
+        cron=data.cron,
+        timezone=data.timezone,
+        recipients=[str(r) for r in data.recipients],
+        filters={**data.filters.model_dump(exclude_defaults=True), PERIOD_KEY: data.period.value},
+        created_by_id=actor_id,
+        paused=False,
+        schedule_key=f"{SCHEDULE_KEY_PREFIX}{uuid.uuid4().hex[:16]}",
+    )
+    session.add(schedule)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("a schedule with this name exists", name=data.name) from exc
+    return schedule
+
+
+async def update_schedule(
+    session: AsyncSession, settings: ReportSettings, schedule_id: int, patch: SchedulePatch
+) -> tuple[ReportSchedule, dict[str, Any]]:
+    """Apply a partial change; returns the schedule and the changed fields as {field: [old, new]}."""
+    schedule = await get_schedule(session, schedule_id, for_update=True)
+    before = snapshot(schedule)
+    current = fields_of(schedule)
+    changes = patch.model_dump(exclude_unset=True)
+    if patch.recipients is not None:
+        check_recipients(settings, [str(r) for r in patch.recipients])
+    report_type = ReportType(changes.get("type", current.type))
+    filters = patch.filters if patch.filters is not None else ReportFilters.model_validate(current.filters)
+    check_filters(ALL, report_type, filters)
+    if patch.name is not None and patch.name != schedule.name:
+        taken = await session.scalar(select(func.count()).where(ReportSchedule.name == patch.name))
+        if taken:
+            raise Conflict("a schedule with this name exists", name=patch.name)
+        schedule.name = patch.name
+    schedule.type = report_type.value
+    schedule.format = ReportFormat(changes.get("format", current.format)).value
+    schedule.cron = patch.cron or schedule.cron
+    schedule.timezone = patch.timezone or schedule.timezone
+    if patch.recipients is not None:
+        schedule.recipients = [str(r) for r in patch.recipients]
+    period = patch.period.value if patch.period is not None else current.period
+    schedule.filters = {**filters.model_dump(exclude_defaults=True), PERIOD_KEY: period}
+    await session.flush()
+    return schedule, diff(before, snapshot(schedule))
+
+
+async def set_paused(session: AsyncSession, schedule_id: int, paused: bool) -> ReportSchedule:
+    schedule = await get_schedule(session, schedule_id, for_update=True)
+    schedule.paused = paused
+    await session.flush()
+    return schedule
+
+
+async def delete_schedule(session: AsyncSession, schedule_id: int) -> tuple[ReportSchedule, dict[str, Any]]:
+    schedule = await get_schedule(session, schedule_id, for_update=True)
+    before = snapshot(schedule)
+    await session.delete(schedule)
+    await session.flush()
+    return schedule, before
+
+
+async def audit_change(
+    session: AsyncSession, audit: AuditContext, action: str, schedule_id: int, changes: dict[str, Any]
+) -> None:
+    """One audit row per schedule change: report_schedule.created|updated|deleted|paused|resumed|triggered."""
+    await record(session, audit, f"report_schedule.{action}", "report_schedule", schedule_id, changes)
+
+
+async def get_schedule(session: AsyncSession, schedule_id: int, for_update: bool = False) -> ReportSchedule:
+    statement = select(ReportSchedule).where(ReportSchedule.id == schedule_id)
+    if for_update:
+        statement = statement.with_for_update()
+    schedule = await session.scalar(statement)
+    if schedule is None:
+        raise NotFound("report schedule not found", id=schedule_id)
+    return schedule
+
+
+async def list_schedules(session: AsyncSession, limit: int, offset: int) -> tuple[list[ReportSchedule], int]:
+    total = await session.scalar(select(func.count()).select_from(ReportSchedule))
+    rows = await session.scalars(select(ReportSchedule).order_by(ReportSchedule.id).limit(limit).offset(offset))
+    return list(rows), int(total or 0)
+
+
+# --- default schedules from settings ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DefaultSchedule:
+    key: str
+    name: str
+    type: str
+    format: str
+    cron: str
+    period: str
+
+
+def default_schedules(settings: ReportSettings) -> list[DefaultSchedule]:
+    """The standing schedules the worker creates when REPORT_DEFAULT_SCHEDULES is on: a monthly P&L."""
+    if not settings.default_schedules:
+        return []
+    return [
+        DefaultSchedule(
+            key=f"{SCHEDULE_KEY_PREFIX}monthly-pnl",
+            name="Monthly profit and loss",
+            type=ReportType.PNL.value,
+            format=ReportFormat.PDF.value,
+            cron="0 6 1 * *",  # the 1st of each month at 06:00 in REPORT_TIMEZONE
+            period=RelativePeriod.PREVIOUS_MONTH.value,
+        )
+    ]
+
+
+async def ensure_default_schedule(
+    session: AsyncSession, settings: ReportSettings, default: DefaultSchedule
+) -> ReportSchedule:
+    """Create the record of a default schedule once; an operator's later edits through the API are kept."""
+    await session.execute(
+        insert(ReportSchedule)
+        .values(
+            name=default.name,
+            type=default.type,
+            format=default.format,
+            cron=default.cron,
+            timezone=settings.timezone,
+            recipients=[],
+            filters={PERIOD_KEY: default.period},
+            paused=False,
+            schedule_key=default.key,
+            note="default schedule from settings (REPORT_DEFAULT_SCHEDULES)",
+        )
+        .on_conflict_do_nothing()
+    )
+    schedule = await session.scalar(select(ReportSchedule).where(ReportSchedule.schedule_key == default.key))
+    assert schedule is not None
+    return schedule

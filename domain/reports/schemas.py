@@ -1,0 +1,205 @@
+"""Report and schedule request/response models (the API's shapes; workflow payloads live in workflows.contracts)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+
+class ReportType(StrEnum):
+    PNL = "pnl"
+    EXPENSES_BY_CATEGORY = "expenses_by_category"
+    EXPENSES_BY_OWNER = "expenses_by_owner"
+    REVENUE_BY_CATEGORY = "revenue_by_category"
+    APPROVAL_AGING = "approval_aging"
+    LEDGER = "ledger"
+
+
+class ReportFormat(StrEnum):
+    PDF = "pdf"
+    CSV = "csv"
+    XLSX = "xlsx"
+    JSON = "json"
+
+
+class ReportStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"  # the file was pruned by the retention policy
+
+
+class RelativePeriod(StrEnum):
+    """The period a scheduled run covers, relative to the run's time in the schedule's time zone."""
+
+    PREVIOUS_MONTH = "previous_month"
+    PREVIOUS_WEEK = "previous_week"
+    PREVIOUS_DAY = "previous_day"
+    MONTH_TO_DATE = "month_to_date"
+    YEAR_TO_DATE = "year_to_date"
+    PREVIOUS_YEAR = "previous_year"
+
+
+CONTENT_TYPES: dict[ReportFormat, str] = {
+    ReportFormat.PDF: "application/pdf",
+    ReportFormat.CSV: "text/csv; charset=utf-8",
+    ReportFormat.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ReportFormat.JSON: "application/json",
+}
+
+TITLES: dict[ReportType, str] = {
+    ReportType.PNL: "Profit and loss by month",
+    ReportType.EXPENSES_BY_CATEGORY: "Expenses by category",
+    ReportType.EXPENSES_BY_OWNER: "Expenses by owner",
+    ReportType.REVENUE_BY_CATEGORY: "Revenue by category and source",
+    ReportType.APPROVAL_AGING: "Approval aging and cycle time",
+    ReportType.LEDGER: "Entries ledger",
+}
+
+_Name = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class ReportFilters(BaseModel):
+    """Optional narrowing inside the requester's visibility."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    categories: list[_Name] = Field(default_factory=list, max_length=100)
+    owner_ids: list[int] = Field(default_factory=list, max_length=100)
+    kind: str | None = Field(default=None, pattern="^(revenue|expense)$", description="ledger only")
+
+
+class Period(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date
+
+
+class ReportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: ReportType
+    format: ReportFormat
+    period: Period
+    filters: ReportFilters = Field(default_factory=ReportFilters)
+
+
+class ReportOut(BaseModel):
+    id: uuid.UUID
+    type: str
+    format: str
+    period: dict[str, date]
+    filters: dict[str, Any]
+    scope: dict[str, Any]
+    status: str
+    rows: int | None
+    progress_rows: int | None = Field(default=None, description="rows processed so far (while running)")
+    filename: str | None
+    content_type: str | None
+    size_bytes: int | None
+    error: str | None
+    requested_by_id: int | None
+    schedule_id: int | None
+    workflow_id: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    download_url: str | None = None
+
+
+class ReportAccepted(BaseModel):
+    id: uuid.UUID
+    status: str
+    workflow_id: str
+    status_url: str
+
+
+class ReportPage(BaseModel):
+    items: list[ReportOut]
+    total: int
+    limit: int
+    offset: int
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from exc
+    return value
+
+
+def _check_cron(value: str) -> str:
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValueError("cron must have five fields: minute hour day-of-month month day-of-week")
+    return " ".join(fields)
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    type: ReportType
+    format: ReportFormat
+    cron: str = Field(min_length=9, max_length=100, examples=["0 6 1 * *"])
+    timezone: str = Field(default="UTC", max_length=64)
+    period: RelativePeriod = RelativePeriod.PREVIOUS_MONTH
+    recipients: list[EmailStr] = Field(default_factory=list, max_length=50)
+    filters: ReportFilters = Field(default_factory=ReportFilters)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return _check_cron(value)
+
+
+class SchedulePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    type: ReportType | None = None
+    format: ReportFormat | None = None
+    cron: str | None = Field(default=None, min_length=9, max_length=100)
+    timezone: str | None = Field(default=None, max_length=64)
+    period: RelativePeriod | None = None
+    recipients: list[EmailStr] | None = Field(default=None, max_length=50)
+    filters: ReportFilters | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        return None if value is None else _check_timezone(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else _check_cron(value)
+
+
+class ScheduleOut(BaseModel):
+    id: int
+    name: str
+    type: str
+    format: str
+    cron: str
+    timezone: str
+    period: str
+    recipients: list[str]
+    filters: dict[str, Any]
+    paused: bool
+    schedule_id: str = Field(description="the Temporal Schedule id (see the Temporal UI's Schedules page)")
+    next_runs: list[datetime] = Field(default_factory=list)
+    recent_runs: list[datetime] = Field(default_factory=list)
+    created_at: datetime

@@ -1,0 +1,260 @@
+"""Report requests and their lifecycle (queued -> running -> completed | failed -> expired). Services flush only."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.settings import ReportSettings
+from domain.audit.service import AuditContext, record
+from domain.errors import Forbidden, NotFound, ValidationFailed
+from domain.models import Report, User
+from domain.reports.datasets import ReportScope
+from domain.reports.schemas import ReportFilters, ReportFormat, ReportRequest, ReportStatus, ReportType
+from domain.users.visibility import Visibility
+
+
+def organisation_domains(settings: ReportSettings) -> list[str]:
+    return [d.strip().lower().lstrip("@") for d in settings.organisation_email_domains.split(",") if d.strip()]
+
+
+def check_recipients(settings: ReportSettings, recipients: list[str]) -> None:
+    """Scheduled reports go to the organisation only (when ORGANISATION_EMAIL_DOMAINS is set)."""
+    domains = organisation_domains(settings)
+    if not domains:
+        return
+    outside = sorted(r for r in recipients if r.rsplit("@", 1)[-1].lower() not in domains)
+    if outside:
+        raise ValidationFailed(
+            "recipients must be addresses of the organisation", outside=outside, allowed_domains=domains
+        )
+
+
+def check_period(settings: ReportSettings, period_from: date, period_to: date) -> None:
+    if period_from > period_to:
+        raise ValidationFailed(
+            "period.from must not be after period.to", **{"from": str(period_from)}, to=str(period_to)
+        )
+    days = (period_to - period_from).days + 1
+    if days > settings.max_period_days:
+        raise ValidationFailed(
+            f"the period spans {days} days; the maximum is {settings.max_period_days}",
+            days=days,
+            max_period_days=settings.max_period_days,
+        )
+
+
+def check_filters(visibility: Visibility | ReportScope, report_type: ReportType, filters: ReportFilters) -> None:
+    """A report on people outside the requester's visibility may not be made (403)."""
+    if filters.kind is not None and report_type != ReportType.LEDGER:
+        raise ValidationFailed("filters.kind applies to the ledger only")
+    if not filters.owner_ids:
+        return
+    outside = sorted(
+        owner
+        for owner in filters.owner_ids
+        if not (visibility.can_see(owner) if isinstance(visibility, Visibility) else visibility.allows_all([owner]))
+    )
+    if outside:
+        raise Forbidden("you may not report on entries of people outside your visibility", owner_ids=outside)
+
+
+async def request_report(
+    session: AsyncSession,
+    settings: ReportSettings,
+    user: User,
+    visibility: Visibility,
+    request: ReportRequest,
+    audit: AuditContext,
+) -> Report:
+    """Validate and record a report request (status queued). The caller starts the workflow after commit."""
+    check_period(settings, request.period.from_, request.period.to)
+    check_filters(visibility, request.type, request.filters)
+    report_id = uuid.uuid4()
+    report = Report(
+        id=report_id,
+        requested_by_id=user.id,
+        type=request.type.value,
+        format=request.format.value,
+        period_from=request.period.from_,
+        period_to=request.period.to,
+        filters=request.filters.model_dump(exclude_defaults=True),
+        scope=visibility.as_scope(),
+        status=ReportStatus.QUEUED.value,
+        workflow_id=f"report-{report_id}",
+    )
+    session.add(report)
+    await session.flush()
+    await record(
+        session,
+        audit,
+        "report.requested",
+        "report",
+        str(report_id),
+        {
+            "type": report.type,
+            "format": report.format,
+            "period": [str(report.period_from), str(report.period_to)],
+            "filters": report.filters,
+            "scope": report.scope,
+        },
+    )
+    return report
+
+
+async def create_scheduled_report(
+    session: AsyncSession,
+    *,
+    report_id: uuid.UUID,
+    schedule_id: int | None,
+    report_type: str,
+    format: str,
+    period_from: date,
+    period_to: date,
+    filters: dict[str, Any],
+    scope: dict[str, Any],
+    workflow_id: str,
+) -> Report:
+    """Record a scheduled run's report once (a retried activity finds the row it made before)."""
+    await session.execute(
+        insert(Report)
+        .values(
+            id=report_id,
+            requested_by_id=None,
+            schedule_id=schedule_id,
+            type=report_type,
+            format=format,
+            period_from=period_from,
+            period_to=period_to,
+            filters=filters,
+            scope=scope,
+            status=ReportStatus.QUEUED.value,
+            workflow_id=workflow_id,
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+    report = await session.get(Report, report_id, populate_existing=True)
+    assert report is not None
+    return report
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    items: list[Report]
+    total: int
+
+
+async def list_reports(
+    session: AsyncSession, user: User, *, see_all: bool, limit: int, offset: int, status: str | None = None
+) -> ReportPage:
+    conditions = [] if see_all else [Report.requested_by_id == user.id]
+    if status:
+        conditions.append(Report.status == status)
+    total = await session.scalar(select(func.count()).select_from(Report).where(*conditions))
+    rows = await session.scalars(
+        select(Report).where(*conditions).order_by(Report.created_at.desc(), Report.id).limit(limit).offset(offset)
+    )
+    return ReportPage(list(rows), int(total or 0))
+
+
+async def get_report(session: AsyncSession, user: User, report_id: uuid.UUID, *, see_all: bool) -> Report:
+    """A report the caller may read; someone else's is indistinguishable from a missing one (404)."""
+    report = await session.get(Report, report_id)
+    if report is None or (not see_all and report.requested_by_id != user.id):
+        raise NotFound("report not found", id=str(report_id))
+    return report
+
+
+# --- lifecycle, used by the activities; every transition is guarded so a retry cannot double anything ----
+
+
+async def mark_running(session: AsyncSession, report_id: uuid.UUID) -> Report | None:
+    """Move queued -> running (or keep running on a retry). Returns None when the report is already final."""
+    await session.execute(
+        update(Report)
+        .where(Report.id == report_id, Report.status == ReportStatus.QUEUED.value)
+        .values(status=ReportStatus.RUNNING.value)
+    )
+    report = await session.get(Report, report_id, populate_existing=True)
+    if report is None:
+        raise NotFound("report not found", id=str(report_id))
+    return report if report.status == ReportStatus.RUNNING.value else None
+
+
+async def mark_completed(
+    session: AsyncSession,
+    report_id: uuid.UUID,
+    *,
+    rows: int,
+    storage_key: str,
+    size_bytes: int,
+    content_type: str,
+    filename: str,
+) -> bool:
+    """running -> completed, once. Returns whether this call made the transition."""
+    result = await session.execute(
+        update(Report)
+        .where(Report.id == report_id, Report.status.in_([ReportStatus.QUEUED.value, ReportStatus.RUNNING.value]))
+        .values(
+            status=ReportStatus.COMPLETED.value,
+            rows=rows,
+            storage_key=storage_key,
+            size_bytes=size_bytes,
+            content_type=content_type,
+            filename=filename,
+            error=None,
+            completed_at=datetime.now(UTC),
+        )
+        .returning(Report.id)
+    )
+    return result.first() is not None
+
+
+async def mark_failed(session: AsyncSession, report_id: uuid.UUID, error: str) -> bool:
+    result = await session.execute(
+        update(Report)
+        .where(Report.id == report_id, Report.status.in_([ReportStatus.QUEUED.value, ReportStatus.RUNNING.value]))
+        .values(status=ReportStatus.FAILED.value, error=error[:2000], completed_at=datetime.now(UTC))
+        .returning(Report.id)
+    )
+    return result.first() is not None
+
+
+async def expired_reports(session: AsyncSession, retention_days: int, limit: int = 500) -> list[Report]:
+    """Completed reports older than the retention period whose files are still stored."""
+    cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+    rows = await session.scalars(
+        select(Report)
+        .where(
+            Report.created_at < cutoff,
+            Report.storage_key.is_not(None),
+            Report.status == ReportStatus.COMPLETED.value,
+        )
+        .order_by(Report.created_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def mark_expired(session: AsyncSession, report_ids: list[uuid.UUID]) -> None:
+    if report_ids:
+        await session.execute(
+            update(Report)
+            .where(Report.id.in_(report_ids))
+            .values(status=ReportStatus.EXPIRED.value, storage_key=None, size_bytes=None)
+        )
+
+
+def report_query_parts(report: Report) -> tuple[ReportType, ReportFormat, ReportFilters, ReportScope]:
+    return (
+        ReportType(report.type),
+        ReportFormat(report.format),
+        ReportFilters.model_validate(report.filters or {}),
+        ReportScope.from_dict(report.scope or {}),
+    )

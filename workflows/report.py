@@ -1,0 +1,182 @@
+"""Report workflows: generate one report on request, run a schedule's report and mail it, prune old files.
+
+Deterministic orchestration only: every side effect is an activity (activities/reports.py, and "send_email").
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.reports import ReportActivities
+    from workflows.contracts import (
+        EMAIL_RETRY,
+        EMAIL_TIMEOUT,
+        EmailJob,
+        GeneratedReport,
+        ReportJob,
+        ReportNotice,
+        ReportProgress,
+        ReportRetentionInput,
+        ReportRetentionResult,
+        ScheduledReportInput,
+        ScheduledReportResult,
+        ScheduledRun,
+        ScheduledRunRequest,
+    )
+
+GENERATE_TIMEOUT = timedelta(hours=1)
+GENERATE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=5,
+    non_retryable_error_types=["ReportNotFound"],
+)
+SHORT_TIMEOUT = timedelta(seconds=30)
+SHORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+
+async def _generate(report_id: str, heartbeat_seconds: int) -> GeneratedReport:
+    """Run the generate activity; when every attempt failed, record the failure and return it."""
+    try:
+        return await workflow.execute_activity_method(
+            ReportActivities.generate_report,
+            report_id,
+            start_to_close_timeout=GENERATE_TIMEOUT,
+            heartbeat_timeout=timedelta(seconds=heartbeat_seconds),
+            retry_policy=GENERATE_RETRY,
+        )
+    except ActivityError as error:
+        cause = error.cause
+        message = str(getattr(cause, "message", None) or cause or error)
+        return await workflow.execute_activity_method(
+            ReportActivities.fail_report,
+            args=[report_id, message],
+            start_to_close_timeout=SHORT_TIMEOUT,
+            retry_policy=SHORT_RETRY,
+        )
+
+
+@workflow.defn(name="ReportWorkflow")
+class ReportWorkflow:
+    """Id `report-<uuid>`: gather, render and store one report, then tell the requester (in-app and email)."""
+
+    def __init__(self) -> None:
+        self._progress = ReportProgress(status="queued")
+
+    @workflow.run
+    async def run(self, job: ReportJob) -> GeneratedReport:
+        self._progress = ReportProgress(status="rendering")
+        report = await _generate(job.report_id, job.heartbeat_seconds)
+        self._progress = ReportProgress(status="notifying", rows=report.rows, error=report.error)
+        if job.requested_by_id is not None:
+            await workflow.execute_activity_method(
+                ReportActivities.notify_requester,
+                ReportNotice(report=report, user_id=job.requested_by_id),
+                start_to_close_timeout=SHORT_TIMEOUT,
+                retry_policy=SHORT_RETRY,
+            )
+            await workflow.execute_activity(
+                "send_email",
+                EmailJob(
+                    message_key=f"report-ready-{job.report_id}",
+                    template="report_ready",
+                    to_user_ids=[job.requested_by_id],
+                    event_type="report_ready",
+                    context=_mail_context(report),
+                ),
+                start_to_close_timeout=EMAIL_TIMEOUT,
+                retry_policy=EMAIL_RETRY,
+            )
+        self._progress = ReportProgress(status=report.status, rows=report.rows, error=report.error)
+        return report
+
+    @workflow.query
+    def progress(self) -> ReportProgress:
+        return self._progress
+
+
+def _mail_context(
+    report: GeneratedReport, schedule_name: str | None = None, attached: bool = False
+) -> dict[str, object]:
+    """Context for templates/emails/report_ready and scheduled_report (their subjects prefix `title`)."""
+    if report.status == "completed":
+        body = f"{report.title}, {report.period}: {report.rows} rows."
+    else:
+        body = f"{report.title}, {report.period}, could not be generated: {report.error}"
+    return {
+        "title": f"{schedule_name} ({report.period})" if schedule_name else f"{report.title} ({report.period})",
+        "body": body,
+        "link": report.link if report.status == "completed" else None,
+        "report_name": report.filename or report.title,
+        "format": report.format.upper(),
+        "period": report.period,
+        "attached": attached,
+        "report_id": report.report_id,
+        "status": report.status,
+    }
+
+
+@workflow.defn(name="ScheduledReportWorkflow")
+class ScheduledReportWorkflow:
+    """Started by a report Temporal Schedule: generate the report for the period before the run, mail it."""
+
+    def __init__(self) -> None:
+        self._progress = ReportProgress(status="queued")
+
+    @workflow.run
+    async def run(self, schedule: ScheduledReportInput) -> ScheduledReportResult:
+        report_id = str(workflow.uuid4())  # deterministic: a replay or a retried activity uses the same id
+        run: ScheduledRun = await workflow.execute_activity_method(
+            ReportActivities.start_scheduled_report,
+            ScheduledRunRequest(schedule=schedule, report_id=report_id, reference_time=workflow.now()),
+            start_to_close_timeout=SHORT_TIMEOUT,
+            retry_policy=SHORT_RETRY,
+        )
+        self._progress = ReportProgress(status="rendering")
+        report = await _generate(run.report_id, schedule.heartbeat_seconds)
+        self._progress = ReportProgress(status="notifying", rows=report.rows, error=report.error)
+        attach = report.status == "completed" and report.attachable
+        recipients = run.to_addresses + [f"user:{user_id}" for user_id in run.to_user_ids]
+        if run.to_addresses or run.to_user_ids:
+            await workflow.execute_activity(
+                "send_email",
+                EmailJob(
+                    message_key=f"scheduled-report-{run.report_id}",
+                    template="scheduled_report",
+                    to_user_ids=run.to_user_ids,
+                    to_addresses=run.to_addresses,
+                    event_type="scheduled_report",
+                    context=_mail_context(report, schedule.name, attach),
+                    attachment_storage_key=report.storage_key if attach else None,
+                    attachment_filename=report.filename if attach else None,
+                ),
+                start_to_close_timeout=EMAIL_TIMEOUT,
+                retry_policy=EMAIL_RETRY,
+            )
+        self._progress = ReportProgress(status=report.status, rows=report.rows, error=report.error)
+        return ScheduledReportResult(report=report, delivered_to=recipients, attached=attach)
+
+    @workflow.query
+    def progress(self) -> ReportProgress:
+        return self._progress
+
+
+@workflow.defn(name="ReportRetentionWorkflow")
+class ReportRetentionWorkflow:
+    """Daily: delete report files older than REPORT_RETENTION_DAYS (the rows stay, marked expired)."""
+
+    @workflow.run
+    async def run(self, request: ReportRetentionInput) -> ReportRetentionResult:
+        return await workflow.execute_activity_method(
+            ReportActivities.prune_reports,
+            request,
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
