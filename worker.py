@@ -46,6 +46,11 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
     approvals.activities.append(email.send_email)
     # --- reports queue ---
     reports.activities.append(email.send_email)
+    from activities.reports import ReportActivities
+    from workflows.report import ReportRetentionWorkflow, ReportWorkflow, ScheduledReportWorkflow
+
+    reports.workflows += [ReportWorkflow, ScheduledReportWorkflow, ReportRetentionWorkflow]
+    reports.activities += ReportActivities(deps).all()
     # --- backups queue ---
     backups.activities.append(email.send_email)
     return [plan for plan in (approvals, reports, backups) if plan.workflows or plan.activities]
@@ -54,6 +59,9 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
 async def reconcile_schedules(client: Client, deps: ActivityDeps) -> None:
     """Create or update the standing Temporal Schedules (reports, backups) from settings."""
     # --- report schedules ---
+    from activities.reports import reconcile_report_schedules
+
+    await reconcile_report_schedules(client, deps)
     # --- backup schedules ---
 
 

@@ -45,6 +45,9 @@ def _feature_routers() -> list[APIRouter]:
 
     routers += [notifications.router, notification_preferences.router, admin_audit.router]
     # --- reports and schedules ---
+    from api.routes import reports
+
+    routers += reports.routers  # /reports/schedules before /reports/{id}
     # --- dashboard ---
     # --- backups ---
     return routers

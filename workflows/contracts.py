@@ -6,7 +6,7 @@ Each feature keeps its contracts in its own section below.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from temporalio.common import RetryPolicy
@@ -57,6 +57,96 @@ EMAIL_RETRY = RetryPolicy(
 
 
 # === reports =========================================================================================
+
+
+REPORT_WORKFLOW_PREFIX = "report-"  # + the report's uuid
+
+
+def report_workflow_id(report_id: str) -> str:
+    return f"{REPORT_WORKFLOW_PREFIX}{report_id}"
+
+
+class ReportJob(Contract):
+    """Input of ReportWorkflow: the report row (already committed as `queued`) holds everything else."""
+
+    report_id: str
+    requested_by_id: int | None = None
+    heartbeat_seconds: int = 60  # how soon a crashed worker's attempt is retried elsewhere
+
+
+class GeneratedReport(Contract):
+    """What the generate activity stored (or why it could not)."""
+
+    report_id: str
+    status: str  # completed | failed
+    rows: int = 0
+    storage_key: str | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    size_bytes: int = 0
+    error: str | None = None
+    attachable: bool = False  # small enough to attach to an email (settings.reports.attachment_limit_bytes)
+    link: str | None = None  # where to download it (a presigned URL on S3, else the API's download route)
+    title: str = ""
+    period: str = ""  # "2024-01-01 to 2024-01-31"
+    format: str = ""
+
+
+class ReportProgress(Contract):
+    """The answer of ReportWorkflow's `progress` query."""
+
+    status: str  # queued | rendering | notifying | completed | failed
+    rows: int = 0
+    error: str | None = None
+
+
+class ReportNotice(Contract):
+    report: GeneratedReport
+    user_id: int
+
+
+class ScheduledReportInput(Contract):
+    """The action of a report Temporal Schedule (fixed when the schedule is created or updated)."""
+
+    schedule_id: int | None = None
+    schedule_key: str
+    name: str
+    type: str
+    format: str
+    period: str = "previous_month"  # relative to the run's time, in `timezone`
+    timezone: str = "UTC"
+    recipients: list[str] = []  # empty: the organisation's admins
+    filters: dict[str, object] = {}
+    scope: dict[str, object] = {"kind": "all"}
+    heartbeat_seconds: int = 60
+
+
+class ScheduledRunRequest(Contract):
+    schedule: ScheduledReportInput
+    report_id: str
+    reference_time: datetime
+
+
+class ScheduledRun(Contract):
+    report_id: str
+    to_user_ids: list[int] = []
+    to_addresses: list[str] = []
+
+
+class ScheduledReportResult(Contract):
+    report: GeneratedReport
+    delivered_to: list[str] = []
+    attached: bool = False
+
+
+class ReportRetentionInput(Contract):
+    retention_days: int | None = None  # None: settings.reports.retention_days
+
+
+class ReportRetentionResult(Contract):
+    pruned: int = 0
+
+
 
 
 # === backups =========================================================================================
