@@ -40,6 +40,9 @@ def _feature_routers() -> list[APIRouter]:
 
     routers += [auth.router, users.router, admin_policies.router]
     # --- entries, approvals, delegation ---
+    from api.routes import approvals, delegation, entries
+
+    routers += [delegation.router, entries.revenue_router, entries.expenses_router, approvals.router]
     # --- notifications, preferences, audit ---
     from api.routes import admin_audit, notification_preferences, notifications
 
@@ -49,7 +52,13 @@ def _feature_routers() -> list[APIRouter]:
 
     routers += reports.routers  # /reports/schedules before /reports/{id}
     # --- dashboard ---
+    from api.routes import dashboard
+
+    routers += [dashboard.router]
     # --- backups ---
+    from api.routes import admin_backups
+
+    routers += [admin_backups.router]
     return routers
 
 

@@ -4,6 +4,7 @@ from domain.models.approval import ApprovalRequest, ApprovalStep, RequestStatus,
 from domain.models.audit import AuditLog
 from domain.models.backup import Backup, RestoreDrill
 from domain.models.base import Base
+from domain.models.dashboard import DashboardEntryTotal
 from domain.models.delegation import Delegation
 from domain.models.entry import Entry, EntryKind, EntryStatus
 from domain.models.idempotency import IdempotencyKey
@@ -18,6 +19,7 @@ __all__ = [
     "AuditLog",
     "Backup",
     "Base",
+    "DashboardEntryTotal",
     "Delegation",
     "Entry",
     "EntryKind",

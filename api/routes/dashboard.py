@@ -1,0 +1,59 @@
+"""The dashboard: a period overview and monthly KPIs, scoped to the viewer (own, subtree, or everyone)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from api.deps import Authorize, Grant, ServicesDep, SessionDep
+from domain.dashboard import service
+from domain.dashboard.schemas import Kpi, Overview, Period
+
+router = APIRouter(prefix="/dashboard", tags=["dashboard"])
+Reader = Annotated[Grant, Depends(Authorize("dashboard", "read"))]
+
+
+@router.get(
+    "/overview",
+    response_model=Overview,
+    summary="Revenue, expenses and net for this period and the one before, approvals waiting, recent entries",
+)
+async def get_overview(
+    grant: Reader,
+    session: SessionDep,
+    services: ServicesDep,
+    period: Annotated[Period, Query(description="calendar month, quarter or year containing today (UTC)")] = (
+        Period.MONTH
+    ),
+) -> Overview:
+    return await service.overview(
+        session,
+        services.authorizer,
+        grant.user,
+        period,
+        services.settings.approvals.base_currency,
+        datetime.now(UTC),
+    )
+
+
+@router.get(
+    "/kpi",
+    response_model=Kpi,
+    summary="Monthly series, top categories and spenders, approval cycle time, approval rate and escalations",
+)
+async def get_kpi(
+    grant: Reader,
+    session: SessionDep,
+    services: ServicesDep,
+    months: Annotated[int, Query(ge=1, le=60, description="months back, the current one included")] = 12,
+) -> Kpi:
+    return await service.kpi(
+        session,
+        services.authorizer,
+        grant.user,
+        months,
+        services.settings.approvals.base_currency,
+        datetime.now(UTC),
+    )

@@ -1,0 +1,131 @@
+"""Dashboard responses. Money is a decimal string in the base currency; counts are integers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from domain.money import MoneyOut
+
+
+class Period(StrEnum):
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+
+
+class Scope(StrEnum):
+    OWN = "own"
+    TEAM = "team"
+    ALL = "all"
+
+
+class PeriodTotals(BaseModel):
+    start: date = Field(description="first day of the period")
+    end: date = Field(description="last day of the period")
+    revenue: MoneyOut
+    expenses: MoneyOut
+    net: MoneyOut
+
+
+class ChangePercent(BaseModel):
+    """(current - previous) / |previous| * 100, two places; null when the previous figure is zero."""
+
+    revenue: str | None
+    expenses: str | None
+    net: str | None
+
+
+class PendingAmounts(BaseModel):
+    """Entries waiting for approval (any date): not counted in the approved figures."""
+
+    revenue: MoneyOut
+    expenses: MoneyOut
+    revenue_entries: int
+    expense_entries: int
+
+
+class ApprovalCounts(BaseModel):
+    waiting_on_me: int = Field(description="pending steps where I am the approver or the delegate")
+    overdue_waiting_on_me: int = Field(description="of those, past their reminder time")
+    pending_in_scope: int = Field(description="pending approval requests raised by people in my scope")
+    overdue_in_scope: int = Field(description="pending steps past their reminder time, on requests in my scope")
+
+
+class RecentEntry(BaseModel):
+    id: int
+    kind: str
+    owner_id: int
+    amount: MoneyOut
+    currency: str
+    category: str
+    description: str
+    entry_date: date
+    status: str
+    created_at: datetime
+
+
+class Overview(BaseModel):
+    period: Period
+    scope: Scope
+    base_currency: str
+    current: PeriodTotals
+    previous: PeriodTotals
+    change_percent: ChangePercent
+    pending: PendingAmounts
+    approvals: ApprovalCounts
+    recent_entries: list[RecentEntry]
+
+
+class MonthTotals(BaseModel):
+    month: str = Field(description="YYYY-MM")
+    revenue: MoneyOut
+    expenses: MoneyOut
+    net: MoneyOut
+
+
+class CategorySpend(BaseModel):
+    category: str
+    amount: MoneyOut
+    entries: int
+
+
+class Spender(BaseModel):
+    user_id: int
+    full_name: str
+    amount: MoneyOut
+    entries: int
+
+
+class CycleTime(BaseModel):
+    """From submission to decision, over requests approved or rejected in the window (nearest-rank percentiles)."""
+
+    decided: int
+    median_seconds: float | None
+    p90_seconds: float | None
+    median_hours: float | None
+    p90_hours: float | None
+
+
+class ApprovalRate(BaseModel):
+    approved: int
+    rejected: int
+    rate: str | None = Field(description="approved / (approved + rejected), four places; null when none decided")
+
+
+class Kpi(BaseModel):
+    months: int
+    scope: Scope
+    base_currency: str
+    start: date
+    end: date
+    series: list[MonthTotals]
+    totals: PeriodTotals
+    pending: PendingAmounts
+    top_categories: list[CategorySpend]
+    top_spenders: list[Spender] | None = Field(description="managers and up; null for a viewer who sees only self")
+    approval_cycle_time: CycleTime
+    approval_rate: ApprovalRate
+    escalations: int

@@ -1,0 +1,336 @@
+"""The dashboard's figures, scoped to the viewer: employees their own, managers their subtree, accountants and
+admins everyone (`domain.users.visibility`, read through the `dashboard` policy lines).
+
+Amounts come from `dashboard_entry_totals` (approved entries; pending ones separately), kept current by
+`domain.dashboard.aggregates.entry_status_changed`; approval figures come from the approval tables through the
+partial indexes declared in `domain.models.dashboard`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.authz import Authorizer
+from domain.dashboard.schemas import (
+    ApprovalCounts,
+    ApprovalRate,
+    CategorySpend,
+    ChangePercent,
+    CycleTime,
+    Kpi,
+    MonthTotals,
+    Overview,
+    PendingAmounts,
+    Period,
+    PeriodTotals,
+    RecentEntry,
+    Scope,
+    Spender,
+)
+from domain.models import User
+from domain.users.visibility import visibility_for
+
+ZERO = Decimal("0.00")
+PERIOD_MONTHS = {Period.MONTH: 1, Period.QUARTER: 3, Period.YEAR: 12}
+RECENT_ENTRIES = 10
+TOP_N = 10
+
+
+@dataclass(frozen=True)
+class DashboardScope:
+    viewer_id: int
+    scope: Scope
+    owner_ids: tuple[int, ...] | None  # None: everyone
+
+    def clause(self, column: str) -> str:
+        """An SQL condition on an owner column (bind parameter `owners`); empty for everyone."""
+        return "" if self.owner_ids is None else f" AND {column} = ANY(CAST(:owners AS bigint[]))"
+
+    def params(self) -> dict[str, Any]:
+        return {} if self.owner_ids is None else {"owners": list(self.owner_ids)}
+
+
+async def scope_for(session: AsyncSession, authorizer: Authorizer, viewer: User) -> DashboardScope:
+    visibility = await visibility_for(session, authorizer, viewer, "dashboard")
+    if visibility.everyone:
+        return DashboardScope(viewer.id, Scope.ALL, None)
+    owners = tuple(sorted(visibility.owner_ids))
+    return DashboardScope(viewer.id, Scope.TEAM if owners != (viewer.id,) else Scope.OWN, owners)
+
+
+# --- calendar ---------------------------------------------------------------------------------------
+
+
+def add_months(day: date, months: int) -> date:
+    """The first of the month `months` after `day`'s month (negative goes back)."""
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def period_start(period: Period, today: date) -> date:
+    if period == Period.MONTH:
+        return today.replace(day=1)
+    if period == Period.QUARTER:
+        return date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    return date(today.year, 1, 1)
+
+
+def _instant(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+def change_percent(current: Decimal, previous: Decimal) -> str | None:
+    if previous == 0:
+        return None
+    return str(((current - previous) / abs(previous) * 100).quantize(Decimal("0.01")))
+
+
+# --- shared reads -----------------------------------------------------------------------------------
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(value or 0).quantize(Decimal("0.01"))
+
+
+async def _approved_by_month(
+    session: AsyncSession, scope: DashboardScope, start: date, end: date
+) -> dict[tuple[date, str], Decimal]:
+    rows = await session.execute(
+        text(
+            "SELECT month, kind, sum(amount_total) FROM dashboard_entry_totals "
+            "WHERE status = 'approved' AND month >= :start AND month < :end"
+            + scope.clause("owner_id")
+            + " GROUP BY month, kind"
+        ),
+        {"start": start, "end": end, **scope.params()},
+    )
+    return {(month, kind): _money(amount) for month, kind, amount in rows}
+
+
+async def pending_amounts(session: AsyncSession, scope: DashboardScope) -> PendingAmounts:
+    rows = await session.execute(
+        text(
+            "SELECT kind, sum(entry_count), sum(amount_total) FROM dashboard_entry_totals "
+            "WHERE status = 'pending'" + scope.clause("owner_id") + " GROUP BY kind"
+        ),
+        scope.params(),
+    )
+    found = {kind: (int(count or 0), _money(amount)) for kind, count, amount in rows}
+    revenue = found.get("revenue", (0, ZERO))
+    expenses = found.get("expense", (0, ZERO))
+    return PendingAmounts(
+        revenue=revenue[1], expenses=expenses[1], revenue_entries=revenue[0], expense_entries=expenses[0]
+    )
+
+
+def _totals(start: date, end: date, by_month: dict[tuple[date, str], Decimal]) -> PeriodTotals:
+    revenue = sum((v for (m, k), v in by_month.items() if start <= m < end and k == "revenue"), ZERO)
+    expenses = sum((v for (m, k), v in by_month.items() if start <= m < end and k == "expense"), ZERO)
+    last_day = date.fromordinal(end.toordinal() - 1)
+    return PeriodTotals(start=start, end=last_day, revenue=revenue, expenses=expenses, net=revenue - expenses)
+
+
+# --- overview ---------------------------------------------------------------------------------------
+
+
+async def approval_counts(session: AsyncSession, scope: DashboardScope, now: datetime) -> ApprovalCounts:
+    mine = (
+        await session.execute(
+            text(
+                "SELECT count(*), count(*) FILTER (WHERE remind_at < :now) FROM approval_steps "
+                "WHERE status = 'pending' AND (approver_id = :me OR delegate_id = :me)"
+            ),
+            {"me": scope.viewer_id, "now": now},
+        )
+    ).one()
+    pending_in_scope = await session.scalar(
+        text("SELECT count(*) FROM approval_requests WHERE status = 'pending'" + scope.clause("requester_id")),
+        scope.params(),
+    )
+    if scope.owner_ids is None:
+        overdue_sql = "SELECT count(*) FROM approval_steps WHERE status = 'pending' AND remind_at < :now"
+    else:
+        overdue_sql = (
+            "SELECT count(*) FROM approval_requests r JOIN approval_steps s ON s.request_id = r.id "
+            "WHERE r.status = 'pending' AND s.status = 'pending' AND s.remind_at < :now"
+            + scope.clause("r.requester_id")
+        )
+    overdue_in_scope = await session.scalar(text(overdue_sql), {"now": now, **scope.params()})
+    return ApprovalCounts(
+        waiting_on_me=int(mine[0]),
+        overdue_waiting_on_me=int(mine[1]),
+        pending_in_scope=int(pending_in_scope or 0),
+        overdue_in_scope=int(overdue_in_scope or 0),
+    )
+
+
+_ENTRY_COLUMNS = "id, kind, owner_id, amount, currency, category, description, entry_date, status, created_at"
+
+
+async def recent_entries(session: AsyncSession, scope: DashboardScope) -> list[RecentEntry]:
+    if scope.owner_ids is None:
+        sql = f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY created_at DESC, id DESC LIMIT :n"
+    else:
+        # One short index range per owner, then the newest of those: fast for one person or a thousand.
+        sql = (
+            f"SELECT e.* FROM unnest(CAST(:owners AS bigint[])) AS o(id) CROSS JOIN LATERAL "
+            f"(SELECT {_ENTRY_COLUMNS} FROM entries WHERE owner_id = o.id "
+            "ORDER BY created_at DESC, id DESC LIMIT :n) e "
+            "ORDER BY e.created_at DESC, e.id DESC LIMIT :n"
+        )
+    rows = await session.execute(text(sql), {"n": RECENT_ENTRIES, **scope.params()})
+    return [RecentEntry.model_validate(dict(row._mapping)) for row in rows]
+
+
+async def overview(
+    session: AsyncSession, authorizer: Authorizer, viewer: User, period: Period, base_currency: str, now: datetime
+) -> Overview:
+    scope = await scope_for(session, authorizer, viewer)
+    span = PERIOD_MONTHS[period]
+    current_start = period_start(period, now.date())
+    current_end = add_months(current_start, span)
+    previous_start = add_months(current_start, -span)
+    by_month = await _approved_by_month(session, scope, previous_start, current_end)
+    current = _totals(current_start, current_end, by_month)
+    previous = _totals(previous_start, current_start, by_month)
+    return Overview(
+        period=period,
+        scope=scope.scope,
+        base_currency=base_currency,
+        current=current,
+        previous=previous,
+        change_percent=ChangePercent(
+            revenue=change_percent(current.revenue, previous.revenue),
+            expenses=change_percent(current.expenses, previous.expenses),
+            net=change_percent(current.net, previous.net),
+        ),
+        pending=await pending_amounts(session, scope),
+        approvals=await approval_counts(session, scope, now),
+        recent_entries=await recent_entries(session, scope),
+    )
+
+
+# --- kpi --------------------------------------------------------------------------------------------
+
+
+async def _spend_breakdown(
+    session: AsyncSession, scope: DashboardScope, start: date, end: date, by_owner: bool
+) -> tuple[list[CategorySpend], list[tuple[int, Decimal, int]]]:
+    """Approved expenses in the window by category and (for managers and up) by owner, in one pass."""
+    sets = "(category), (owner_id)" if by_owner else "(category)"
+    rows = await session.execute(
+        text(
+            "SELECT category, owner_id, GROUPING(category) AS by_owner, sum(entry_count), sum(amount_total) "
+            "FROM dashboard_entry_totals "
+            "WHERE status = 'approved' AND kind = 'expense' AND month >= :start AND month < :end"
+            + scope.clause("owner_id")
+            + f" GROUP BY GROUPING SETS ({sets})"
+        ),
+        {"start": start, "end": end, **scope.params()},
+    )
+    categories: list[CategorySpend] = []
+    owners: list[tuple[int, Decimal, int]] = []
+    for category, owner_id, grouped_by_owner, count, amount in rows:
+        if grouped_by_owner:
+            owners.append((int(owner_id), _money(amount), int(count)))
+        else:
+            categories.append(CategorySpend(category=category, amount=_money(amount), entries=int(count)))
+    categories.sort(key=lambda c: (-c.amount, c.category))
+    owners.sort(key=lambda o: (-o[1], o[0]))
+    return categories[:TOP_N], owners[:TOP_N]
+
+
+async def _top_spenders(session: AsyncSession, owners: list[tuple[int, Decimal, int]]) -> list[Spender]:
+    names = dict(
+        (await session.execute(select(User.id, User.full_name).where(User.id.in_([o[0] for o in owners]))))
+        .tuples()
+        .all()
+    )
+    return [Spender(user_id=o, full_name=names.get(o, ""), amount=a, entries=n) for o, a, n in owners]
+
+
+async def _approval_stats(
+    session: AsyncSession, scope: DashboardScope, start: datetime, end: datetime
+) -> tuple[CycleTime, ApprovalRate, int]:
+    row = (
+        await session.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE status = 'approved'), count(*) FILTER (WHERE status = 'rejected'), "
+                "count(*) FILTER (WHERE submitted_at IS NOT NULL), "
+                "percentile_disc(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY extract(epoch FROM decided_at - submitted_at))"
+                " FILTER (WHERE submitted_at IS NOT NULL) "
+                "FROM approval_requests WHERE status IN ('approved', 'rejected') "
+                "AND decided_at >= :start AND decided_at < :end" + scope.clause("requester_id")
+            ),
+            {"start": start, "end": end, **scope.params()},
+        )
+    ).one()
+    approved, rejected, timed, percentiles = int(row[0]), int(row[1]), int(row[2]), row[3]
+    median, p90 = (float(percentiles[0]), float(percentiles[1])) if percentiles else (None, None)
+    cycle = CycleTime(
+        decided=timed,
+        median_seconds=median,
+        p90_seconds=p90,
+        median_hours=None if median is None else round(median / 3600, 2),
+        p90_hours=None if p90 is None else round(p90 / 3600, 2),
+    )
+    decided = approved + rejected
+    rate = ApprovalRate(
+        approved=approved,
+        rejected=rejected,
+        rate=str((Decimal(approved) / decided).quantize(Decimal("0.0001"))) if decided else None,
+    )
+    if scope.owner_ids is None:
+        escalation_sql = (
+            "SELECT count(*) FROM approval_steps "
+            "WHERE status = 'escalated' AND decided_at >= :start AND decided_at < :end"
+        )
+    else:
+        escalation_sql = (
+            "SELECT count(*) FROM approval_steps s JOIN approval_requests r ON r.id = s.request_id "
+            "WHERE s.status = 'escalated' AND s.decided_at >= :start AND s.decided_at < :end"
+            + scope.clause("r.requester_id")
+        )
+    escalations = await session.scalar(text(escalation_sql), {"start": start, "end": end, **scope.params()})
+    return cycle, rate, int(escalations or 0)
+
+
+async def kpi(
+    session: AsyncSession, authorizer: Authorizer, viewer: User, months: int, base_currency: str, now: datetime
+) -> Kpi:
+    scope = await scope_for(session, authorizer, viewer)
+    end = add_months(now.date(), 1)
+    start = add_months(end, -months)
+    by_month = await _approved_by_month(session, scope, start, end)
+    series: list[MonthTotals] = []
+    for offset in range(months):
+        month = add_months(start, offset)
+        revenue = by_month.get((month, "revenue"), ZERO)
+        expenses = by_month.get((month, "expense"), ZERO)
+        series.append(
+            MonthTotals(month=month.strftime("%Y-%m"), revenue=revenue, expenses=expenses, net=revenue - expenses)
+        )
+    show_spenders = scope.scope != Scope.OWN
+    categories, owners = await _spend_breakdown(session, scope, start, end, show_spenders)
+    cycle, rate, escalations = await _approval_stats(session, scope, _instant(start), _instant(end))
+    return Kpi(
+        months=months,
+        scope=scope.scope,
+        base_currency=base_currency,
+        start=start,
+        end=date.fromordinal(end.toordinal() - 1),
+        series=series,
+        totals=_totals(start, end, by_month),
+        pending=await pending_amounts(session, scope),
+        top_categories=categories,
+        top_spenders=await _top_spenders(session, owners) if show_spenders else None,
+        approval_cycle_time=cycle,
+        approval_rate=rate,
+        escalations=escalations,
+    )

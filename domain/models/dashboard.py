@@ -1,0 +1,86 @@
+"""Dashboard aggregates, and the indexes that the dashboard's reads need on the entries and approval tables.
+
+`dashboard_entry_totals` holds, per owner, kind, month, category and status, how many entries there are and the sum
+of their amounts. It is maintained in the transaction that changes an entry's status
+(`domain.dashboard.aggregates.entry_status_changed`), so it is never stale. Only statuses in which an entry can no
+longer be edited are counted (see `AGGREGATED_STATUSES`): drafts and entries returned for changes are edited freely
+without a status change, so counting them here would drift.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, Date, Index, Numeric, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from domain.models.approval import ApprovalRequest, ApprovalStep
+from domain.models.base import Base
+from domain.models.entry import Entry
+
+
+class DashboardEntryTotal(Base):
+    __tablename__ = "dashboard_entry_totals"
+    __table_args__ = (
+        # Organisation-wide reads (accountants, admins) go by status and month, without touching the heap.
+        Index(
+            "ix_dashboard_entry_totals_status_month",
+            "status",
+            "month",
+            postgresql_include=["kind", "category", "owner_id", "entry_count", "amount_total"],
+        ),
+    )
+
+    # The primary key leads with the owner: a subtree's reads are one index range per owner, and two approvals
+    # only ever contend on the same row when they concern the same owner, kind, month, category and status.
+    owner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    category: Mapped[str] = mapped_column(String(100), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    entry_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_total: Mapped[Decimal] = mapped_column(Numeric(20, 2), default=Decimal("0.00"))
+
+
+# --- indexes on other tables for the dashboard's reads (declared here so the models match the migration) ---
+
+# The ten most recent entries: organisation-wide, and per owner (one short index range per owner in a subtree).
+Index("ix_entries_created_id", Entry.created_at, Entry.id)
+Index("ix_entries_owner_created_id", Entry.owner_id, Entry.created_at, Entry.id)
+
+# Decided requests (cycle time, approval rate) in a window, organisation-wide and per requester.
+_DECIDED = text("status IN ('approved', 'rejected')")
+Index(
+    "ix_approval_requests_decided",
+    ApprovalRequest.decided_at,
+    postgresql_include=["submitted_at", "status", "requester_id"],
+    postgresql_where=_DECIDED,
+)
+Index(
+    "ix_approval_requests_requester_decided",
+    ApprovalRequest.requester_id,
+    ApprovalRequest.decided_at,
+    postgresql_include=["submitted_at", "status"],
+    postgresql_where=_DECIDED,
+)
+# Pending requests in scope.
+Index(
+    "ix_approval_requests_pending_requester",
+    ApprovalRequest.requester_id,
+    postgresql_where=text("status = 'pending'"),
+)
+# Steps waiting on a delegate (waiting on the approver uses ix_approval_steps_approver_status).
+Index(
+    "ix_approval_steps_pending_delegate",
+    ApprovalStep.delegate_id,
+    postgresql_include=["remind_at", "request_id"],
+    postgresql_where=text("status = 'pending'"),
+)
+# Escalations in a window.
+Index(
+    "ix_approval_steps_escalated_decided",
+    ApprovalStep.decided_at,
+    postgresql_include=["request_id"],
+    postgresql_where=text("status = 'escalated'"),
+)
