@@ -2,6 +2,7 @@
 
 create-superadmin   make sure a superadmin exists (env FIRST_SUPERADMIN_EMAIL / _PASSWORD, or flags)
 verify-audit        walk the audit hash chain and name the first broken row
+restore             restore a backup (by id or storage key) into a named database, then verify it
 """
 
 from __future__ import annotations
@@ -59,6 +60,41 @@ async def _verify_audit(_: argparse.Namespace) -> int:
     return 1
 
 
+async def _restore(args: argparse.Namespace) -> int:
+    from core.storage import create_storage
+    from domain.backups.restore import RestoreRefused, plan_restore, restore
+
+    settings = get_settings()
+    storage = create_storage(settings.storage)
+    if args.list:
+        for item in storage.list(settings.backups.prefix):
+            print(f"{item.key}\t{item.size} bytes")
+        return 0
+    if not args.database or (args.backup_id is None and not args.key):
+        print("restore: give --database and one of --backup-id / --key (or --list)", file=sys.stderr)
+        return 2
+    try:
+        plan = await plan_restore(settings, storage, backup_id=args.backup_id, key=args.key, sha256=args.sha256)
+        print(f"restoring {plan.storage_key} into database {args.database} ...")
+        report = await restore(settings, storage, plan, args.database)
+    except (RestoreRefused, RuntimeError, ValueError) as error:
+        print(f"restore REFUSED: {error}", file=sys.stderr)
+        return 1
+    print(f"sha256 {report.sha256} ({'verified' if report.checksum_verified else 'NOT verified: no checksum known'})")
+    for table, counts in sorted(report.manifest["tables"].items()):
+        print(f"  {table}: {', '.join(f'{k}={v}' for k, v in counts.items())}")
+    for difference in report.differences:
+        print(f"  DIFFERS from the backup's manifest: {difference}")
+    print(
+        f"audit chain: {'intact' if report.audit_ok else 'BROKEN at ' + str(report.audit_problem)}"
+        f" ({report.audit_rows} rows)"
+    )
+    if not report.ok:
+        return 1
+    print(f"restored into {args.database}. Point DATABASE_URL at it and restart the API and the worker.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cli.py", description="finance-ops operator commands")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     create.set_defaults(handler=_create_superadmin)
     verify = commands.add_parser("verify-audit", help="verify the audit hash chain")
     verify.set_defaults(handler=_verify_audit)
+    restore = commands.add_parser("restore", help="restore a backup into a named database and verify it")
+    source = restore.add_mutually_exclusive_group()
+    source.add_argument("--backup-id", type=int, help="a backup's id (GET /api/v1/admin/backups)")
+    source.add_argument("--key", help="a storage key, when the backups table is gone (see --list)")
+    source.add_argument("--list", action="store_true", help="list the backup files in storage")
+    restore.add_argument("--database", help="the database to restore into (created; refused if it has tables)")
+    restore.add_argument("--sha256", help="the expected SHA-256 when restoring by --key from a local folder")
+    restore.set_defaults(handler=_restore)
     args = parser.parse_args(argv)
     return asyncio.run(args.handler(args))
 

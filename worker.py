@@ -53,6 +53,11 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
     reports.activities += ReportActivities(deps).all()
     # --- backups queue ---
     backups.activities.append(email.send_email)
+    from activities.backups import BackupActivities
+    from workflows.backup import BackupWorkflow, RestoreDrillWorkflow
+
+    backups.workflows += [BackupWorkflow, RestoreDrillWorkflow]
+    backups.activities += BackupActivities(deps).all()
     return [plan for plan in (approvals, reports, backups) if plan.workflows or plan.activities]
 
 
@@ -63,6 +68,11 @@ async def reconcile_schedules(client: Client, deps: ActivityDeps) -> None:
 
     await reconcile_report_schedules(client, deps)
     # --- backup schedules ---
+    from activities.backups import check_pg_tools
+    from workflows.backup_schedules import reconcile_backup_schedules
+
+    await check_pg_tools(deps)  # says clearly, at start, when no pg_dump/pg_restore fits the server
+    await reconcile_backup_schedules(client, deps.settings)
 
 
 def build_deps(settings: Settings) -> ActivityDeps:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import builtins
 import hashlib
 import shutil
 from collections.abc import Iterator
@@ -122,6 +124,60 @@ class S3Storage:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 yield StoredObject(item["Key"], int(item["Size"]))
+
+    # --- multipart upload, one part at a time (the caller records progress and can resume) -----------------
+    # Parts carry a SHA-256 checksum that S3 verifies on receipt; the object keeps the composite checksum.
+
+    def start_multipart(
+        self, key: str, metadata: dict[str, str] | None = None, content_type: str = "application/octet-stream"
+    ) -> str:
+        response = self.client.create_multipart_upload(
+            Bucket=self.bucket,
+            Key=_safe_key(key),
+            ChecksumAlgorithm="SHA256",
+            Metadata=metadata or {},
+            **self._extra(content_type),
+        )
+        return str(response["UploadId"])
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
+        """Upload part `number` (1-based); returns what `complete_multipart` needs for it."""
+        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        response = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=_safe_key(key),
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum,
+        )
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}
+
+    def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[dict[str, Any]]) -> None:
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=_safe_key(key),
+            UploadId=upload_id,
+            MultipartUpload={"Parts": sorted(parts, key=lambda part: int(part["PartNumber"]))},
+        )
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=_safe_key(key), UploadId=upload_id)
+        except ClientError:
+            pass  # already completed, aborted or expired
+
+    def pending_uploads(self, prefix: str) -> builtins.list[tuple[str, str]]:
+        """(key, upload id) of the multipart uploads started under `prefix` and neither completed nor aborted."""
+        response = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
+        return [(item["Key"], item["UploadId"]) for item in response.get("Uploads", [])]
+
+    def metadata(self, key: str) -> dict[str, str]:
+        response = self.client.head_object(Bucket=self.bucket, Key=_safe_key(key))
+        return dict(response.get("Metadata", {}))
 
     def presigned_url(self, key: str, filename: str, expires_seconds: int = 300) -> str | None:
         url: str = self.client.generate_presigned_url(

@@ -150,3 +150,136 @@ class ReportRetentionResult(Contract):
 
 
 # === backups =========================================================================================
+
+BACKUP_WORKFLOW_PREFIX = "backup-"
+RESTORE_DRILL_WORKFLOW_PREFIX = "restore-drill-"
+BACKUP_SCHEDULE_ID = "backup"  # Temporal appends "-<UTC timestamp>" to the ids of the runs it starts
+RESTORE_DRILL_SCHEDULE_ID = "restore-drill"
+
+
+def _utc_stamp(at: datetime) -> str:
+    from datetime import UTC
+
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def backup_workflow_id(at: datetime) -> str:
+    """`backup-2026-05-01T02:00:00Z`, the shape the daily schedule's runs get too."""
+    return f"{BACKUP_WORKFLOW_PREFIX}{_utc_stamp(at)}"
+
+
+def restore_drill_workflow_id(at: datetime) -> str:
+    return f"{RESTORE_DRILL_WORKFLOW_PREFIX}{_utc_stamp(at)}"
+
+
+class BackupInput(Contract):
+    """Input of BackupWorkflow (the schedule passes the defaults)."""
+
+    requested_by_id: int | None = None
+    part_size_bytes: int | None = None  # None: the activity's default (64 MiB); S3 wants >= 5 MiB but the last
+    heartbeat_seconds: int = 60  # how soon a crashed worker's upload resumes elsewhere
+
+
+class BackupJob(Contract):
+    workflow_id: str
+    part_size_bytes: int | None = None
+
+
+class BackupProgress(Contract):
+    """The create_backup activity's heartbeat: enough to resume the upload of the same dump after a crash."""
+
+    sha256: str
+    size_bytes: int
+    manifest: dict[str, object] = {}
+    dump_seconds: float = 0.0
+    part_size: int = 0
+    upload_id: str | None = None
+    parts: list[dict[str, object]] = []  # {"PartNumber", "ETag", "ChecksumSHA256"} in order, no gaps
+
+
+class BackupArtifact(Contract):
+    """What create_backup stored."""
+
+    workflow_id: str
+    storage_key: str
+    sha256: str
+    size_bytes: int
+    manifest: dict[str, object] = {}
+    duration_seconds: float = 0.0
+    parts: int = 1
+    resumed_from_part: int | None = None  # set when this attempt continued an upload an earlier attempt began
+
+
+class BackupFailure(Contract):
+    workflow_id: str
+    error: str
+
+
+class PruneJob(Contract):
+    workflow_id: str
+
+
+class PruneResult(Contract):
+    pruned_ids: list[int] = []
+    pruned_keys: list[str] = []
+
+
+class BackupResult(Contract):
+    backup_id: int
+    workflow_id: str
+    storage_key: str
+    sha256: str
+    size_bytes: int
+    resumed_from_part: int | None = None
+    pruned_ids: list[int] = []
+
+
+class DrillInput(Contract):
+    """Input of RestoreDrillWorkflow: a given backup, or (None) the latest completed one."""
+
+    backup_id: int | None = None
+    requested_by_id: int | None = None
+    heartbeat_seconds: int = 60
+
+
+class DrillJob(Contract):
+    workflow_id: str
+    backup_id: int | None = None
+
+
+class DrillTarget(Contract):
+    """The drill's row and the backup it restores; `problem` when there is nothing to restore."""
+
+    drill_id: int
+    workflow_id: str
+    backup_id: int | None = None
+    storage_key: str | None = None
+    sha256: str | None = None
+    manifest: dict[str, object] = {}
+    problem: str | None = None
+
+
+class DrillOutcome(Contract):
+    drill_id: int
+    backup_id: int | None = None
+    passed: bool
+    reason: str | None = None  # the first check that failed, in words
+    checks: dict[str, object] = {}
+
+
+class SuperadminAlert(Contract):
+    """An in-app notification to every active superadmin (once per dedup key); the activity returns their ids."""
+
+    dedup_key: str
+    event_type: str  # backup_failed | restore_drill_failed
+    title: str
+    body: str = ""
+    link: str | None = None
+    data: dict[str, object] = {}
+
+
+class DrillResult(Contract):
+    drill_id: int
+    backup_id: int | None = None
+    status: str  # passed | failed
+    reason: str | None = None

@@ -1,0 +1,110 @@
+"""Backups for superadmins: run one now, list them, show one with its restore drills, run a drill now."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy import select
+from temporalio.service import RPCError
+
+from api.deps import Authorize, Grant, ServicesDep, SessionDep
+from core.temporal import rpc_timeout
+from domain.audit.service import record
+from domain.backups import service
+from domain.backups.schemas import BackupDetailOut, BackupOut, BackupPageOut, RestoreDrillOut, WorkflowStartedOut
+from domain.errors import Conflict, ServiceUnavailable
+from domain.models import Backup, RestoreDrill
+from workflows.contracts import BackupInput, DrillInput, backup_workflow_id, restore_drill_workflow_id
+
+router = APIRouter(prefix="/admin/backups", tags=["backups"])
+ManageBackups = Annotated[Grant, Depends(Authorize("backup", "manage"))]
+BackupId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+_UNREACHABLE = "the workflow engine was unreachable; try again shortly"
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=WorkflowStartedOut,
+    summary="Take a backup now",
+    description="Starts a BackupWorkflow (`backup-<UTC timestamp>`); follow it with GET /admin/backups/{id}.",
+)
+async def start_backup(grant: ManageBackups, session: SessionDep, services: ServicesDep) -> WorkflowStartedOut:
+    client = await services.temporal.client()  # 503 before recording anything when Temporal is down
+    workflow_id = backup_workflow_id(datetime.now(UTC))
+    if await session.scalar(select(Backup.id).where(Backup.workflow_id == workflow_id)) is not None:
+        raise Conflict("a backup was started this very second; try again in a moment")
+    backup = await service.request_backup(session, grant.audit, workflow_id)
+    await session.commit()  # the intent is durable before the workflow starts
+    try:
+        await client.start_workflow(
+            "BackupWorkflow",
+            BackupInput(requested_by_id=grant.user.id),
+            id=workflow_id,
+            task_queue=services.temporal.queues.backups,
+            rpc_timeout=rpc_timeout(services.settings.temporal),
+        )
+    except RPCError as error:
+        await service.fail_backup(session, grant.audit, workflow_id, _UNREACHABLE)
+        await session.commit()
+        raise ServiceUnavailable(_UNREACHABLE) from error
+    return WorkflowStartedOut(workflow_id=workflow_id, backup_id=backup.id)
+
+
+@router.get("", response_model=BackupPageOut, summary="Backups, newest first")
+async def list_backups(
+    grant: ManageBackups,
+    session: SessionDep,
+    status: Annotated[str | None, Query(pattern="^(queued|running|completed|failed|pruned)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> BackupPageOut:
+    rows, total = await service.list_backups(session, status=status, limit=limit, offset=offset)
+    return BackupPageOut(items=[BackupOut.model_validate(row) for row in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{backup_id}", response_model=BackupDetailOut, summary="One backup with its restore drills")
+async def get_backup(grant: ManageBackups, session: SessionDep, backup_id: BackupId) -> BackupDetailOut:
+    backup = await service.get_backup(session, backup_id)
+    drills = await service.drills_of(session, backup_id)
+    detail = BackupDetailOut.model_validate(backup)
+    detail.drills = [RestoreDrillOut.model_validate(drill) for drill in drills]
+    return detail
+
+
+@router.post(
+    "/{backup_id}/drill",
+    status_code=202,
+    response_model=WorkflowStartedOut,
+    summary="Run a restore drill of this backup now",
+    description="Restores the backup into a scratch database, compares it with the manifest, verifies the audit "
+    "chain and drops the copy. The result appears under the backup's `drills`.",
+    responses={409: {"description": "the backup is not completed (queued, running, failed or pruned)"}},
+)
+async def start_drill(
+    grant: ManageBackups, session: SessionDep, services: ServicesDep, backup_id: BackupId
+) -> WorkflowStartedOut:
+    backup = await service.get_backup(session, backup_id)
+    service.check_drillable(backup)
+    client = await services.temporal.client()
+    workflow_id = restore_drill_workflow_id(datetime.now(UTC))
+    if await session.scalar(select(RestoreDrill.id).where(RestoreDrill.workflow_id == workflow_id)) is not None:
+        raise Conflict("a restore drill was started this very second; try again in a moment")
+    drill = await service.start_drill(session, workflow_id, backup.id)
+    await record(session, grant.audit, "backup.drill_requested", "backup", backup.id, {"workflow_id": workflow_id})
+    await session.commit()
+    try:
+        await client.start_workflow(
+            "RestoreDrillWorkflow",
+            DrillInput(backup_id=backup.id, requested_by_id=grant.user.id),
+            id=workflow_id,
+            task_queue=services.temporal.queues.backups,
+            rpc_timeout=rpc_timeout(services.settings.temporal),
+        )
+    except RPCError as error:
+        await service.finish_drill(session, grant.audit, drill.id, passed=False, reason=_UNREACHABLE, details={})
+        await session.commit()
+        raise ServiceUnavailable(_UNREACHABLE) from error
+    return WorkflowStartedOut(workflow_id=workflow_id, backup_id=backup.id)

@@ -1,0 +1,225 @@
+"""Backups and restore drills in the database: the manifest rows, their lifecycle, and the queries the API uses.
+
+Services flush, never commit: the caller (a request or an activity) owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.audit.service import AuditContext, record
+from domain.backups.retention import Candidate, select_to_prune
+from domain.errors import InvalidState, NotFound
+from domain.models import Backup, RestoreDrill, Role, User
+
+
+class BackupStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PRUNED = "pruned"
+
+
+class DrillStatus:
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+def storage_key_for(prefix: str, workflow_id: str) -> str:
+    """`backups/backup-2026-05-01T020000Z.dump` (no colons: they trouble some file systems and tools)."""
+    return f"{prefix}{workflow_id.replace(':', '')}.dump"
+
+
+async def request_backup(session: AsyncSession, context: AuditContext, workflow_id: str) -> Backup:
+    """Record an on-demand backup as queued (committed before its workflow starts)."""
+    backup = Backup(workflow_id=workflow_id, status=BackupStatus.QUEUED, started_at=datetime.now(UTC), manifest={})
+    session.add(backup)
+    await session.flush()
+    await record(session, context, "backup.requested", "backup", backup.id, {"workflow_id": workflow_id})
+    return backup
+
+
+async def start_backup(session: AsyncSession, workflow_id: str) -> Backup:
+    """The row of this run (created when the schedule, not the API, started it), marked running."""
+    await session.execute(
+        insert(Backup)
+        .values(workflow_id=workflow_id, status=BackupStatus.RUNNING, started_at=datetime.now(UTC), manifest={})
+        .on_conflict_do_nothing(index_elements=["workflow_id"])
+    )
+    backup = await backup_by_workflow(session, workflow_id)
+    if backup.status == BackupStatus.QUEUED:
+        backup.status = BackupStatus.RUNNING
+    backup.error = None
+    await session.flush()
+    return backup
+
+
+async def backup_by_workflow(session: AsyncSession, workflow_id: str) -> Backup:
+    backup = await session.scalar(select(Backup).where(Backup.workflow_id == workflow_id))
+    if backup is None:
+        raise NotFound(f"no backup for workflow {workflow_id}")
+    return backup
+
+
+async def complete_backup(
+    session: AsyncSession,
+    context: AuditContext,
+    *,
+    workflow_id: str,
+    storage_key: str,
+    size_bytes: int,
+    sha256: str,
+    duration_seconds: float,
+    manifest: dict[str, Any],
+) -> Backup:
+    await start_backup(session, workflow_id)
+    backup = await backup_by_workflow(session, workflow_id)
+    if backup.status == BackupStatus.COMPLETED:
+        return backup  # a retried activity: already recorded
+    backup.status = BackupStatus.COMPLETED
+    backup.storage_key = storage_key
+    backup.size_bytes = size_bytes
+    backup.sha256 = sha256
+    backup.duration_seconds = duration_seconds
+    backup.manifest = manifest
+    backup.finished_at = datetime.now(UTC)
+    backup.error = None
+    await session.flush()
+    await record(
+        session,
+        context,
+        "backup.completed",
+        "backup",
+        backup.id,
+        {"storage_key": storage_key, "size_bytes": size_bytes, "sha256": sha256},
+    )
+    return backup
+
+
+async def fail_backup(session: AsyncSession, context: AuditContext, workflow_id: str, error: str) -> Backup:
+    await start_backup(session, workflow_id)
+    backup = await backup_by_workflow(session, workflow_id)
+    if backup.status != BackupStatus.FAILED:
+        backup.status = BackupStatus.FAILED
+        backup.error = error[:4000]
+        backup.finished_at = datetime.now(UTC)
+        await session.flush()
+        await record(session, context, "backup.failed", "backup", backup.id, {"error": error[:500]})
+    return backup
+
+
+def taken_at(backup: Backup) -> datetime:
+    return backup.started_at or backup.created_at
+
+
+async def backups_to_prune(session: AsyncSession, keep_daily: int, keep_monthly: int, timezone: str) -> list[Backup]:
+    """Completed backups that retention no longer keeps (oldest first)."""
+    completed = (
+        await session.scalars(select(Backup).where(Backup.status == BackupStatus.COMPLETED).order_by(Backup.id))
+    ).all()
+    doomed = set(select_to_prune((Candidate(b.id, taken_at(b)) for b in completed), keep_daily, keep_monthly, timezone))
+    return [b for b in completed if b.id in doomed]
+
+
+async def mark_pruned(session: AsyncSession, context: AuditContext, backup: Backup) -> None:
+    backup.status = BackupStatus.PRUNED
+    backup.pruned_at = datetime.now(UTC)
+    await session.flush()
+    await record(session, context, "backup.pruned", "backup", backup.id, {"storage_key": backup.storage_key})
+
+
+async def list_backups(
+    session: AsyncSession, *, status: str | None, limit: int, offset: int
+) -> tuple[Sequence[Backup], int]:
+    query = select(Backup)
+    if status:
+        query = query.where(Backup.status == status)
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = (await session.scalars(query.order_by(Backup.id.desc()).limit(limit).offset(offset))).all()
+    return rows, total
+
+
+async def get_backup(session: AsyncSession, backup_id: int) -> Backup:
+    backup = await session.get(Backup, backup_id)
+    if backup is None:
+        raise NotFound(f"backup {backup_id} does not exist")
+    return backup
+
+
+async def drills_of(session: AsyncSession, backup_id: int) -> Sequence[RestoreDrill]:
+    return (
+        await session.scalars(
+            select(RestoreDrill).where(RestoreDrill.backup_id == backup_id).order_by(RestoreDrill.id.desc())
+        )
+    ).all()
+
+
+async def latest_completed(session: AsyncSession) -> Backup | None:
+    return await session.scalar(
+        select(Backup).where(Backup.status == BackupStatus.COMPLETED).order_by(Backup.id.desc()).limit(1)
+    )
+
+
+def check_drillable(backup: Backup) -> None:
+    if backup.status != BackupStatus.COMPLETED or not backup.storage_key:
+        raise InvalidState(f"backup {backup.id} is {backup.status}; only a completed backup can be drilled")
+
+
+async def start_drill(session: AsyncSession, workflow_id: str, backup_id: int | None) -> RestoreDrill:
+    """The drill's row (once per workflow id), status running."""
+    await session.execute(
+        insert(RestoreDrill)
+        .values(workflow_id=workflow_id, backup_id=backup_id, status=DrillStatus.RUNNING, details={})
+        .on_conflict_do_nothing(index_elements=["workflow_id"])
+    )
+    drill = await session.scalar(select(RestoreDrill).where(RestoreDrill.workflow_id == workflow_id))
+    assert drill is not None
+    return drill
+
+
+async def finish_drill(
+    session: AsyncSession,
+    context: AuditContext,
+    drill_id: int,
+    *,
+    passed: bool,
+    reason: str | None,
+    details: dict[str, Any],
+) -> RestoreDrill:
+    drill = await session.get(RestoreDrill, drill_id)
+    if drill is None:
+        raise NotFound(f"restore drill {drill_id} does not exist")
+    if drill.status != DrillStatus.RUNNING:
+        return drill  # a retried activity: already recorded
+    drill.status = DrillStatus.PASSED if passed else DrillStatus.FAILED
+    drill.error = reason
+    drill.details = details
+    drill.finished_at = datetime.now(UTC)
+    await session.flush()
+    await record(
+        session,
+        context,
+        "backup.drill_passed" if passed else "backup.drill_failed",
+        "restore_drill",
+        drill.id,
+        {"backup_id": drill.backup_id, "reason": reason},
+    )
+    return drill
+
+
+async def superadmin_ids(session: AsyncSession) -> list[int]:
+    return list(
+        (
+            await session.scalars(
+                select(User.id).where(User.role == Role.SUPERADMIN, User.is_active.is_(True)).order_by(User.id)
+            )
+        ).all()
+    )

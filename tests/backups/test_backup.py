@@ -1,0 +1,146 @@
+"""BackupWorkflow against moto's S3 over HTTP: the object, its checksum, a crash mid-upload, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from temporalio.client import Client
+
+from activities.deps import ActivityDeps
+from core.storage import S3Storage
+from domain.models import Backup
+from tests.backups.conftest import BackupWorker, Seeded
+from workflows.contracts import BackupInput, BackupResult, backup_workflow_id
+
+PART = 8 * 1024
+
+
+def _download(s3: S3Storage, key: str) -> bytes:
+    return s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read()
+
+
+def _unique_id() -> str:
+    # The real shape plus a suffix: tests start several backups within one second.
+    return f"{backup_workflow_id(datetime.now(UTC))}-{uuid.uuid4().hex[:6]}"
+
+
+async def _run_backup(client: Client, runner: BackupWorker, part_size: int | None = PART) -> BackupResult:
+    return await client.execute_workflow(
+        "BackupWorkflow",
+        BackupInput(part_size_bytes=part_size, heartbeat_seconds=2),
+        id=_unique_id(),
+        task_queue=runner.task_queue,
+        result_type=BackupResult,
+        execution_timeout=timedelta(seconds=90),
+    )
+
+
+async def test_backup_lands_in_s3_with_its_checksum_and_manifest(
+    temporal_client: Client, backup_worker: BackupWorker, s3: S3Storage, seeded: Seeded, s3_deps: ActivityDeps
+) -> None:
+    backup_worker.start()
+    result = await _run_backup(temporal_client, backup_worker)
+
+    body = _download(s3, result.storage_key)
+    assert len(body) == result.size_bytes > 3 * PART  # a real multipart upload
+    assert hashlib.sha256(body).hexdigest() == result.sha256
+    assert body[:5] == b"PGDMP"  # pg_dump's custom format
+    head = s3.client.head_object(Bucket=s3.bucket, Key=result.storage_key, ChecksumMode="ENABLED")
+    assert head["Metadata"]["sha256"] == result.sha256
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head.get("ChecksumSHA256")  # S3 verified every part's SHA-256 on receipt
+    assert result.storage_key.startswith("backups/backup-")
+
+    async with s3_deps.sessions() as session:
+        row = await session.scalar(select(Backup).where(Backup.id == result.backup_id))
+    assert row is not None and row.status == "completed"
+    assert (row.sha256, row.size_bytes, row.storage_key) == (result.sha256, result.size_bytes, result.storage_key)
+    tables = row.manifest["tables"]
+    assert tables["entries.revenue"] == {"rows": 3, "amount_sum": str(seeded.revenue_sum)}
+    assert tables["entries.expense"] == {"rows": 2, "amount_sum": str(seeded.expense_sum)}
+    assert tables["approval_requests"] == {"rows": 1, "amount_sum": "1500.00"}
+    assert tables["users"] == {"rows": 2}
+    assert tables["audit_log"] == {"rows": 3}
+    assert row.manifest["audit_head_hash"]
+    assert row.duration_seconds is not None and row.duration_seconds > 0
+
+
+async def test_a_worker_killed_mid_upload_resumes_from_its_heartbeat(
+    temporal_client: Client, backup_worker: BackupWorker, s3: S3Storage, seeded: Seeded
+) -> None:
+    reached = asyncio.Event()
+
+    async def crash_after_third_part(number: int) -> None:
+        if number == 3:
+            reached.set()
+            await asyncio.Event().wait()  # hang here until the worker dies
+
+    backup_worker.start(after_part=crash_after_third_part)
+    handle = await temporal_client.start_workflow(
+        "BackupWorkflow",
+        BackupInput(part_size_bytes=PART, heartbeat_seconds=2),
+        id=_unique_id(),
+        task_queue=backup_worker.task_queue,
+        result_type=BackupResult,
+        execution_timeout=timedelta(seconds=90),
+    )
+    await asyncio.wait_for(reached.wait(), 30)
+    # Wait until the server holds the heartbeat that records three parts, then kill the worker.
+    async with asyncio.timeout(10):
+        while True:
+            description = await handle.describe()
+            pending = description.raw_description.pending_activities
+            if pending and pending[0].heartbeat_details.payloads:
+                details = await temporal_client.data_converter.decode(pending[0].heartbeat_details.payloads)
+                if len(details[0]["parts"]) == 3:
+                    break
+            await asyncio.sleep(0.1)
+    await backup_worker.stop()
+    assert s3.pending_uploads("backups/")  # the upload is left half done, as a crash would leave it
+
+    backup_worker.start()  # "restarted"
+    result = await asyncio.wait_for(handle.result(), 60)
+
+    assert result.resumed_from_part == 4  # parts 1-3 were not sent again
+    objects = list(s3.list("backups/"))
+    assert [o.key for o in objects] == [result.storage_key]  # exactly one object
+    assert s3.pending_uploads("backups/") == []  # and no dangling multipart upload
+    assert hashlib.sha256(_download(s3, result.storage_key)).hexdigest() == result.sha256
+
+
+async def test_retention_prunes_old_backups_and_their_objects(
+    temporal_client: Client, backup_worker: BackupWorker, s3: S3Storage, seeded: Seeded, s3_deps: ActivityDeps
+) -> None:
+    s3_deps.settings.backups.keep_daily = 2
+    s3_deps.settings.backups.keep_monthly = 0
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    yesterday_noon, yesterday_morning = today - timedelta(days=1), today - timedelta(days=1, hours=4)
+    three_days_ago = today - timedelta(days=3)
+    rows: dict[str, Backup] = {}
+    async with s3_deps.sessions() as session:
+        for name, started in (("noon", yesterday_noon), ("morning", yesterday_morning), ("old", three_days_ago)):
+            key = f"backups/{name}.dump"
+            s3.client.put_object(Bucket=s3.bucket, Key=key, Body=b"PGDMP old")
+            rows[name] = Backup(
+                workflow_id=f"backup-{name}", status="completed", storage_key=key, started_at=started, manifest={}
+            )
+        rows["failed"] = Backup(workflow_id="backup-failed", status="failed", started_at=three_days_ago, manifest={})
+        session.add_all(rows.values())
+        await session.commit()
+
+    backup_worker.start()
+    result = await _run_backup(temporal_client, backup_worker, part_size=None)
+
+    assert sorted(result.pruned_ids) == sorted([rows["morning"].id, rows["old"].id])
+    keys = {o.key for o in s3.list("backups/")}
+    assert keys == {result.storage_key, "backups/noon.dump"}
+    async with s3_deps.sessions() as session:
+        status = dict((await session.execute(select(Backup.workflow_id, Backup.status))).tuples().all())
+    assert status["backup-morning"] == status["backup-old"] == "pruned"
+    assert status["backup-noon"] == "completed"
+    assert status["backup-failed"] == "failed"
+    assert status[result.workflow_id] == "completed"
