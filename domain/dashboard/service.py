@@ -158,8 +158,7 @@ async def approval_counts(session: AsyncSession, scope: DashboardScope, now: dat
     else:
         overdue_sql = (
             "SELECT count(*) FROM approval_requests r JOIN approval_steps s ON s.request_id = r.id "
-            "WHERE r.status = 'pending' AND s.status = 'pending' AND s.remind_at < :now"
-            + scope.clause("r.requester_id")
+            "WHERE s.status = 'pending' AND s.remind_at < :now" + scope.clause("r.requester_id")
         )
     overdue_in_scope = await session.scalar(text(overdue_sql), {"now": now, **scope.params()})
     return ApprovalCounts(
@@ -223,14 +222,13 @@ async def _spend_breakdown(
     session: AsyncSession, scope: DashboardScope, start: date, end: date, by_owner: bool
 ) -> tuple[list[CategorySpend], list[tuple[int, Decimal, int]]]:
     """Approved expenses in the window by category and (for managers and up) by owner, in one pass."""
-    sets = "(category), (owner_id)" if by_owner else "(category)"
     rows = await session.execute(
         text(
             "SELECT category, owner_id, GROUPING(category) AS by_owner, sum(entry_count), sum(amount_total) "
             "FROM dashboard_entry_totals "
             "WHERE status = 'approved' AND kind = 'expense' AND month >= :start AND month < :end"
             + scope.clause("owner_id")
-            + f" GROUP BY GROUPING SETS ({sets})"
+            + " GROUP BY GROUPING SETS ((category), (owner_id))"
         ),
         {"start": start, "end": end, **scope.params()},
     )
@@ -238,7 +236,8 @@ async def _spend_breakdown(
     owners: list[tuple[int, Decimal, int]] = []
     for category, owner_id, grouped_by_owner, count, amount in rows:
         if grouped_by_owner:
-            owners.append((int(owner_id), _money(amount), int(count)))
+            if by_owner:
+                owners.append((int(owner_id), _money(amount), int(count)))
         else:
             categories.append(CategorySpend(category=category, amount=_money(amount), entries=int(count)))
     categories.sort(key=lambda c: (-c.amount, c.category))
