@@ -112,9 +112,7 @@ class BackupWorker:
 
 
 @pytest.fixture
-async def backup_worker(
-    temporal_client: Client, s3_deps: ActivityDeps, tmp_path: Path
-) -> AsyncIterator[BackupWorker]:
+async def backup_worker(temporal_client: Client, s3_deps: ActivityDeps, tmp_path: Path) -> AsyncIterator[BackupWorker]:
     runner = BackupWorker(temporal_client, s3_deps, tmp_path / "work")
     yield runner
     await runner.stop()
