@@ -400,7 +400,7 @@ class BackupActivities:
         async with session_scope(self.deps.sessions) as session:
             drill = await service.finish_drill(
                 session,
-                AuditContext(workflow_id=None),
+                AuditContext(),
                 outcome.drill_id,
                 passed=outcome.passed,
                 reason=outcome.reason,

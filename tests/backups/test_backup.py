@@ -6,13 +6,15 @@ import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 
 from activities.deps import ActivityDeps
 from core.storage import S3Storage
-from domain.models import Backup
+from domain.models import Backup, Notification
 from tests.backups.conftest import BackupWorker, Seeded
 from workflows.contracts import BackupInput, BackupResult, backup_workflow_id
 
@@ -144,3 +146,25 @@ async def test_retention_prunes_old_backups_and_their_objects(
     assert status["backup-noon"] == "completed"
     assert status["backup-failed"] == "failed"
     assert status[result.workflow_id] == "completed"
+
+
+async def test_a_backup_without_matching_pg_tools_fails_clearly_and_alerts_superadmins(
+    temporal_client: Client, backup_worker: BackupWorker, seeded: Seeded, s3_deps: ActivityDeps, tmp_path: Path
+) -> None:
+    wrong = tmp_path / "pg9" / "bin"
+    wrong.mkdir(parents=True)
+    for tool in ("pg_dump", "pg_restore"):
+        (wrong / tool).write_text(f"#!/bin/sh\necho '{tool} (PostgreSQL) 9.6.24'\n")
+        (wrong / tool).chmod(0o755)
+    s3_deps.settings.backups.pg_bin_dir = str(wrong)
+    backup_worker.start()
+
+    with pytest.raises(WorkflowFailureError):
+        await _run_backup(temporal_client, backup_worker)
+
+    async with s3_deps.sessions() as session:
+        row = await session.scalar(select(Backup))
+        alerts = (await session.scalars(select(Notification).where(Notification.user_id == seeded.admin.id))).all()
+    assert row is not None and row.status == "failed" and row.error is not None
+    assert "no pg_dump/pg_restore for PostgreSQL 15" in row.error and "pg_dump 9" in row.error
+    assert [a.event_type for a in alerts] == ["backup_failed"]
