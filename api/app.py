@@ -19,11 +19,12 @@ from api.middleware import RequestContextMiddleware
 from api.routes import health
 from api.temporal import TemporalGateway
 from core.authz import Authorizer
-from core.db import create_engine, session_factory
+from core.db import create_engine, session_factory, session_scope
 from core.logging import configure_logging
 from core.mail import create_transport
 from core.settings import Settings, get_settings
 from core.storage import create_storage
+from domain.audit.service import SYSTEM, record
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -97,6 +98,24 @@ def check_every_route_declares_permission(app: FastAPI) -> None:
         raise UndeclaredPermissionError("routes without a declared permission: " + "; ".join(missing))
 
 
+async def watch_policy_files(services: AppServices, interval_seconds: float = 2.0) -> None:
+    """Reload the Casbin files when ops edit them, and audit each reload (or refusal) like the endpoint does."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        result = services.authorizer.reload_if_changed()
+        if result is None:
+            continue
+        action = "policy.reload_refused" if result.error else "policy.reloaded"
+        changes: dict[str, object] = {"trigger": "file change", "changed": result.changed}
+        if result.error:
+            changes["error"] = result.error[:1000]
+        try:
+            async with session_scope(services.sessions) as session:
+                await record(session, SYSTEM, action, "policy", result.version, changes)
+        except Exception:
+            log.exception("could not audit the policy reload")
+
+
 def build_services(settings: Settings, temporal: TemporalGateway | None = None) -> AppServices:
     engine = create_engine(settings.db)
     return AppServices(
@@ -115,7 +134,7 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = services or build_services(settings)
-        watcher = asyncio.create_task(app.state.services.authorizer.watch())
+        watcher = asyncio.create_task(watch_policy_files(app.state.services))
         try:
             yield
         finally:
