@@ -103,8 +103,8 @@ class CycleTime(BaseModel):
     """From submission to decision, over requests approved or rejected in the window (nearest-rank percentiles)."""
 
     decided: int
-    median_seconds: float | None
-    p90_seconds: float | None
+    median_seconds: int | None
+    p90_seconds: int | None
     median_hours: float | None
     p90_hours: float | None
 

@@ -52,6 +52,19 @@ class DashboardScope:
         """An SQL condition on an owner column (bind parameter `owners`); empty for everyone."""
         return "" if self.owner_ids is None else f" AND {column} = ANY(CAST(:owners AS bigint[]))"
 
+    def totals(self, condition: str) -> str:
+        """`FROM` the totals rows matching `condition` in scope, as `t`.
+
+        For a list of owners this is one index range per owner (`OFFSET 0` keeps the planner from flattening the
+        lateral subquery into a scan of every owner's rows, which it otherwise prefers for long lists).
+        """
+        if self.owner_ids is None:
+            return f"dashboard_entry_totals t WHERE {condition}"
+        return (
+            "unnest(CAST(:owners AS bigint[])) AS o(id) CROSS JOIN LATERAL (SELECT * FROM dashboard_entry_totals "
+            f"WHERE owner_id = o.id AND {condition} OFFSET 0) t"
+        )
+
     def params(self) -> dict[str, Any]:
         return {} if self.owner_ids is None else {"owners": list(self.owner_ids)}
 
@@ -103,10 +116,9 @@ async def _approved_by_month(
 ) -> dict[tuple[date, str], Decimal]:
     rows = await session.execute(
         text(
-            "SELECT month, kind, sum(amount_total) FROM dashboard_entry_totals "
-            "WHERE status = 'approved' AND month >= :start AND month < :end"
-            + scope.clause("owner_id")
-            + " GROUP BY month, kind"
+            "SELECT t.month, t.kind, sum(t.amount_total) FROM "
+            + scope.totals("status = 'approved' AND month >= :start AND month < :end")
+            + " GROUP BY t.month, t.kind"
         ),
         {"start": start, "end": end, **scope.params()},
     )
@@ -116,8 +128,9 @@ async def _approved_by_month(
 async def pending_amounts(session: AsyncSession, scope: DashboardScope) -> PendingAmounts:
     rows = await session.execute(
         text(
-            "SELECT kind, sum(entry_count), sum(amount_total) FROM dashboard_entry_totals "
-            "WHERE status = 'pending'" + scope.clause("owner_id") + " GROUP BY kind"
+            "SELECT t.kind, sum(t.entry_count), sum(t.amount_total) FROM "
+            + scope.totals("status = 'pending'")
+            + " GROUP BY t.kind"
         ),
         scope.params(),
     )
@@ -153,13 +166,10 @@ async def approval_counts(session: AsyncSession, scope: DashboardScope, now: dat
         text("SELECT count(*) FROM approval_requests WHERE status = 'pending'" + scope.clause("requester_id")),
         scope.params(),
     )
-    if scope.owner_ids is None:
-        overdue_sql = "SELECT count(*) FROM approval_steps WHERE status = 'pending' AND remind_at < :now"
-    else:
-        overdue_sql = (
-            "SELECT count(*) FROM approval_requests r JOIN approval_steps s ON s.request_id = r.id "
-            "WHERE s.status = 'pending' AND s.remind_at < :now" + scope.clause("r.requester_id")
-        )
+    overdue_sql = (
+        "SELECT count(*) FROM approval_steps s JOIN approval_requests r ON r.id = s.request_id "
+        "WHERE s.status = 'pending' AND s.remind_at < :now AND r.status = 'pending'" + scope.clause("r.requester_id")
+    )
     overdue_in_scope = await session.scalar(text(overdue_sql), {"now": now, **scope.params()})
     return ApprovalCounts(
         waiting_on_me=int(mine[0]),
@@ -218,31 +228,38 @@ async def overview(
 # --- kpi --------------------------------------------------------------------------------------------
 
 
-async def _spend_breakdown(
-    session: AsyncSession, scope: DashboardScope, start: date, end: date, by_owner: bool
-) -> tuple[list[CategorySpend], list[tuple[int, Decimal, int]]]:
-    """Approved expenses in the window by category and (for managers and up) by owner, in one pass."""
+@dataclass
+class Breakdown:
+    by_month: dict[tuple[date, str], Decimal]
+    categories: list[CategorySpend]
+    spenders: list[tuple[int, Decimal, int]]  # owner id, amount, entries
+
+
+async def _approved_breakdown(session: AsyncSession, scope: DashboardScope, start: date, end: date) -> Breakdown:
+    """Approved amounts in the window by month, and expenses by category and by owner, in one pass over the totals."""
     rows = await session.execute(
         text(
-            "SELECT category, owner_id, GROUPING(category) AS by_owner, sum(entry_count), sum(amount_total) "
-            "FROM dashboard_entry_totals "
-            "WHERE status = 'approved' AND kind = 'expense' AND month >= :start AND month < :end"
-            + scope.clause("owner_id")
-            + " GROUP BY GROUPING SETS ((category), (owner_id))"
+            "SELECT t.month, t.kind, t.category, t.owner_id, GROUPING(t.month), GROUPING(t.category), "
+            "sum(t.entry_count), sum(t.amount_total) FROM "
+            + scope.totals("status = 'approved' AND month >= :start AND month < :end")
+            + " GROUP BY GROUPING SETS ((t.month, t.kind), (t.kind, t.category), (t.kind, t.owner_id))"
         ),
         {"start": start, "end": end, **scope.params()},
     )
-    categories: list[CategorySpend] = []
-    owners: list[tuple[int, Decimal, int]] = []
-    for category, owner_id, grouped_by_owner, count, amount in rows:
-        if grouped_by_owner:
-            if by_owner:
-                owners.append((int(owner_id), _money(amount), int(count)))
+    result = Breakdown({}, [], [])
+    for month, kind, category, owner_id, no_month, no_category, count, amount in rows:
+        if not no_month:
+            result.by_month[(month, kind)] = _money(amount)
+        elif kind != "expense":
+            continue
+        elif not no_category:
+            result.categories.append(CategorySpend(category=category, amount=_money(amount), entries=int(count)))
         else:
-            categories.append(CategorySpend(category=category, amount=_money(amount), entries=int(count)))
-    categories.sort(key=lambda c: (-c.amount, c.category))
-    owners.sort(key=lambda o: (-o[1], o[0]))
-    return categories[:TOP_N], owners[:TOP_N]
+            result.spenders.append((int(owner_id), _money(amount), int(count)))
+    result.categories.sort(key=lambda c: (-c.amount, c.category))
+    result.spenders.sort(key=lambda o: (-o[1], o[0]))
+    result.categories, result.spenders = result.categories[:TOP_N], result.spenders[:TOP_N]
+    return result
 
 
 async def _top_spenders(session: AsyncSession, owners: list[tuple[int, Decimal, int]]) -> list[Spender]:
@@ -262,7 +279,7 @@ async def _approval_stats(
             text(
                 "SELECT count(*) FILTER (WHERE status = 'approved'), count(*) FILTER (WHERE status = 'rejected'), "
                 "count(*) FILTER (WHERE submitted_at IS NOT NULL), "
-                "percentile_disc(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY extract(epoch FROM decided_at - submitted_at))"
+                "percentile_disc(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY date_part('epoch', decided_at - submitted_at))"
                 " FILTER (WHERE submitted_at IS NOT NULL) "
                 "FROM approval_requests WHERE status IN ('approved', 'rejected') "
                 "AND decided_at >= :start AND decided_at < :end" + scope.clause("requester_id")
@@ -271,7 +288,8 @@ async def _approval_stats(
         )
     ).one()
     approved, rejected, timed, percentiles = int(row[0]), int(row[1]), int(row[2]), row[3]
-    median, p90 = (float(percentiles[0]), float(percentiles[1])) if percentiles else (None, None)
+    # Sorted as float8 (fast comparisons; numeric and interval sort slowly), reported in whole seconds.
+    median, p90 = (round(percentiles[0]), round(percentiles[1])) if percentiles else (None, None)
     cycle = CycleTime(
         decided=timed,
         median_seconds=median,
@@ -285,16 +303,15 @@ async def _approval_stats(
         rejected=rejected,
         rate=str((Decimal(approved) / decided).quantize(Decimal("0.0001"))) if decided else None,
     )
-    if scope.owner_ids is None:
-        escalation_sql = (
-            "SELECT count(*) FROM approval_steps "
-            "WHERE status = 'escalated' AND decided_at >= :start AND decided_at < :end"
-        )
-    else:
-        escalation_sql = (
-            "SELECT count(*) FROM approval_steps s JOIN approval_requests r ON r.id = s.request_id "
-            "WHERE s.status = 'escalated' AND s.decided_at >= :start AND s.decided_at < :end"
-            + scope.clause("r.requester_id")
+    # Escalations are few: look each one's requester up through a covering index rather than scan the scope.
+    escalation_sql = (
+        "SELECT count(*) FROM approval_steps s WHERE s.status = 'escalated' "
+        "AND s.decided_at >= :start AND s.decided_at < :end"
+    )
+    if scope.owner_ids is not None:
+        escalation_sql += (
+            " AND (SELECT r.requester_id FROM approval_requests r WHERE r.id = s.request_id) "
+            "= ANY(CAST(:owners AS bigint[]))"
         )
     escalations = await session.scalar(text(escalation_sql), {"start": start, "end": end, **scope.params()})
     return cycle, rate, int(escalations or 0)
@@ -306,7 +323,8 @@ async def kpi(
     scope = await scope_for(session, authorizer, viewer)
     end = add_months(now.date(), 1)
     start = add_months(end, -months)
-    by_month = await _approved_by_month(session, scope, start, end)
+    breakdown = await _approved_breakdown(session, scope, start, end)
+    by_month = breakdown.by_month
     series: list[MonthTotals] = []
     for offset in range(months):
         month = add_months(start, offset)
@@ -316,7 +334,6 @@ async def kpi(
             MonthTotals(month=month.strftime("%Y-%m"), revenue=revenue, expenses=expenses, net=revenue - expenses)
         )
     show_spenders = scope.scope != Scope.OWN
-    categories, owners = await _spend_breakdown(session, scope, start, end, show_spenders)
     cycle, rate, escalations = await _approval_stats(session, scope, _instant(start), _instant(end))
     return Kpi(
         months=months,
@@ -327,8 +344,8 @@ async def kpi(
         series=series,
         totals=_totals(start, end, by_month),
         pending=await pending_amounts(session, scope),
-        top_categories=categories,
-        top_spenders=await _top_spenders(session, owners) if show_spenders else None,
+        top_categories=breakdown.categories,
+        top_spenders=await _top_spenders(session, breakdown.spenders) if show_spenders else None,
         approval_cycle_time=cycle,
         approval_rate=rate,
         escalations=escalations,

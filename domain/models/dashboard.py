@@ -30,6 +30,14 @@ class DashboardEntryTotal(Base):
             "month",
             postgresql_include=["kind", "category", "owner_id", "entry_count", "amount_total"],
         ),
+        # A subtree's reads: per owner, only the status and months asked for.
+        Index(
+            "ix_dashboard_entry_totals_owner_status_month",
+            "owner_id",
+            "status",
+            "month",
+            postgresql_include=["kind", "category", "entry_count", "amount_total"],
+        ),
     )
 
     # The primary key leads with the owner: a subtree's reads are one index range per owner, and two approvals
@@ -64,6 +72,8 @@ Index(
     postgresql_include=["submitted_at", "status"],
     postgresql_where=_DECIDED,
 )
+# Steps joined to their request's requester (scope) and status without visiting the heap.
+Index("ix_approval_requests_id_requester_status", ApprovalRequest.id, postgresql_include=["requester_id", "status"])
 # Pending requests in scope.
 Index(
     "ix_approval_requests_pending_requester",

@@ -45,6 +45,13 @@ def upgrade() -> None:
         unique=False,
         postgresql_include=["kind", "category", "owner_id", "entry_count", "amount_total"],
     )
+    op.create_index(
+        "ix_dashboard_entry_totals_owner_status_month",
+        "dashboard_entry_totals",
+        ["owner_id", "status", "month"],
+        unique=False,
+        postgresql_include=["kind", "category", "entry_count", "amount_total"],
+    )
     op.execute(BACKFILL)
 
     op.create_index("ix_entries_created_id", "entries", ["created_at", "id"], unique=False)
@@ -65,6 +72,13 @@ def upgrade() -> None:
         unique=False,
         postgresql_include=["submitted_at", "status"],
         postgresql_where=decided,
+    )
+    op.create_index(
+        "ix_approval_requests_id_requester_status",
+        "approval_requests",
+        ["id"],
+        unique=False,
+        postgresql_include=["requester_id", "status"],
     )
     op.create_index(
         "ix_approval_requests_pending_requester",
@@ -95,9 +109,11 @@ def downgrade() -> None:
     op.drop_index("ix_approval_steps_escalated_decided", table_name="approval_steps")
     op.drop_index("ix_approval_steps_pending_delegate", table_name="approval_steps")
     op.drop_index("ix_approval_requests_pending_requester", table_name="approval_requests")
+    op.drop_index("ix_approval_requests_id_requester_status", table_name="approval_requests")
     op.drop_index("ix_approval_requests_requester_decided", table_name="approval_requests")
     op.drop_index("ix_approval_requests_decided", table_name="approval_requests")
     op.drop_index("ix_entries_owner_created_id", table_name="entries")
     op.drop_index("ix_entries_created_id", table_name="entries")
+    op.drop_index("ix_dashboard_entry_totals_owner_status_month", table_name="dashboard_entry_totals")
     op.drop_index("ix_dashboard_entry_totals_status_month", table_name="dashboard_entry_totals")
     op.drop_table("dashboard_entry_totals")

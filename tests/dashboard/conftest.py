@@ -215,7 +215,12 @@ class BruteForce:
     def approvals(self, viewer: TestUser, scope: set[int] | None, now: datetime) -> dict[str, int]:
         pending = [s for s in self.steps if s["status"] == "pending"]
         mine = [s for s in pending if viewer.id in (s["approver_id"], s["delegate_id"])]
-        in_scope = [s for s in pending if self._in(scope, self.request_by_id[s["request_id"]]["requester_id"])]
+        in_scope = [
+            s
+            for s in pending
+            if self.request_by_id[s["request_id"]]["status"] == "pending"
+            and self._in(scope, self.request_by_id[s["request_id"]]["requester_id"])
+        ]
         return {
             "waiting_on_me": len(mine),
             "overdue_waiting_on_me": sum(1 for s in mine if s["remind_at"] < now),
@@ -277,10 +282,10 @@ class BruteForce:
             (r["decided_at"] - r["submitted_at"]).total_seconds() for r in decided if r["submitted_at"] is not None
         )
 
-        def nearest_rank(p: float) -> float | None:  # PostgreSQL's percentile_disc
+        def nearest_rank(p: float) -> int | None:  # PostgreSQL's percentile_disc, in whole seconds
             if not times:
                 return None
-            return times[max(1, math.ceil(p * len(times))) - 1]
+            return round(times[max(1, math.ceil(p * len(times))) - 1])
 
         median, p90 = nearest_rank(0.5), nearest_rank(0.9)
         escalations = sum(

@@ -1,0 +1,321 @@
+"""The dashboard's benchmark data set: 1,000 users in a manager tree and 1,000,000 entries over five years, with their
+approval requests and steps, loaded with COPY in one transaction (so it is either all there or not at all), and the
+dashboard totals filled by one GROUP BY (what `entry_status_changed` would have built, entry by entry).
+
+    python -m tests.bench.generate [DATABASE_URL] [--entries 1000000] [--users 1000]
+
+Bench users are named `bench-0000` ... (`bench-0000` is the admin at the root); they cannot log in (no usable
+password hash): the benchmark mints their access tokens with the API's secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+
+from tests.services import migrate
+
+ROOT_USERNAME = "bench-0000"
+EXPENSE_CATEGORIES = [
+    "travel", "meals", "software", "hardware", "office", "training",
+    "marketing", "consulting", "telecom", "rent", "utilities", "insurance",
+]  # fmt: skip
+REVENUE_CATEGORIES = ["product sales", "services", "licences", "support", "consulting fees"]
+YEARS = 5
+CHUNK = 20_000  # rows per COPY write
+# Statuses the dashboard totals count (domain.dashboard.aggregates.AGGREGATED_STATUSES).
+AGGREGATED = "('pending', 'approved', 'rejected', 'withdrawn', 'expired')"
+FINAL = {"approved", "rejected", "withdrawn", "expired"}
+
+
+@dataclass
+class BenchUser:
+    id: int
+    username: str
+    role: str
+    manager_id: int | None
+    favourite: list[str]
+    sells: bool
+
+
+def plain_url(url: str) -> str:
+    """A libpq URL, whatever SQLAlchemy driver suffix the caller used."""
+    scheme, _, rest = url.partition("://")
+    return "postgresql://" + rest if scheme.startswith("postgres") else url
+
+
+def _tree(first_id: int, count: int, rng: random.Random) -> list[BenchUser]:
+    """An admin at the root; accountants and vice presidents under them; directors, team leads, then employees."""
+    users: list[BenchUser] = []
+
+    def add(role: str, manager: int | None) -> BenchUser:
+        n = len(users)
+        user = BenchUser(
+            id=first_id + n,
+            username=f"bench-{n:04d}",
+            role=role,
+            manager_id=manager,
+            favourite=rng.sample(EXPENSE_CATEGORIES, 3),
+            sells=rng.random() < 0.1,
+        )
+        users.append(user)
+        return user
+
+    root = add("admin", None)
+    budget = count - 1
+    accountants = [add("accountant", root.id) for _ in range(min(5, max(budget // 200, 1)))]
+    budget -= len(accountants)
+    levels: list[list[BenchUser]] = [[root]]
+    for width in (5, 5, 5):  # vice presidents, directors, team leads: five reports each
+        parents = levels[-1]
+        if budget < len(parents) * width * 2:
+            break
+        level = [add("manager", parent.id) for parent in parents for _ in range(width)]
+        budget -= len(level)
+        levels.append(level)
+    leads = levels[-1]
+    for i in range(budget):
+        add("employee", leads[i % len(leads)].id)
+    return users
+
+
+def _lines(rows: Iterator[tuple[object, ...]]) -> Iterator[bytes]:
+    buffer: list[str] = []
+    for row in rows:
+        buffer.append("\t".join(r"\N" if value is None else str(value) for value in row))
+        if len(buffer) >= CHUNK:
+            yield ("\n".join(buffer) + "\n").encode()
+            buffer.clear()
+    if buffer:
+        yield ("\n".join(buffer) + "\n").encode()
+
+
+def _copy(cur: psycopg.Cursor[object], table: str, columns: str, rows: Iterator[tuple[object, ...]]) -> None:
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for chunk in _lines(rows):
+            copy.write(chunk)
+
+
+def _status(age_days: float, rng: random.Random) -> str:
+    roll = rng.random()
+    if age_days > 60:  # old entries are settled
+        for status, share in (("approved", 0.88), ("rejected", 0.05), ("withdrawn", 0.03), ("expired", 0.01)):
+            if roll < share:
+                return status
+            roll -= share
+        return "draft"
+    for status, share in (
+        ("pending", 0.25), ("approved", 0.50), ("draft", 0.10), ("changes_requested", 0.04), ("rejected", 0.06),
+    ):  # fmt: skip
+        if roll < share:
+            return status
+        roll -= share
+    return "withdrawn"
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def ensure_bench_dataset(database_url: str, entries: int = 1_000_000, users: int = 1_000) -> dict[str, object]:
+    """Build the data set unless it is there already (the bench root user marks a complete build)."""
+    url = plain_url(database_url)
+    migrate(url)
+    with psycopg.connect(url) as conn:
+        found = conn.execute(
+            "SELECT (SELECT count(*) FROM users WHERE username LIKE 'bench-%'), "
+            "(SELECT count(*) FROM entries e JOIN users u ON u.id = e.owner_id WHERE u.username LIKE 'bench-%')"
+        ).fetchone()
+        assert found is not None
+        if found[0]:
+            return {"built": False, "users": found[0], "entries": found[1], "seconds": 0.0}
+    started = time.monotonic()
+    _build(url, entries, users, random.Random(8))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE users, entries, approval_requests, approval_steps, dashboard_entry_totals")
+    return {"built": True, "users": users, "entries": entries, "seconds": round(time.monotonic() - started, 1)}
+
+
+STAGING = """
+CREATE TEMP TABLE bench_staging (
+    id bigint, kind text, amount numeric(18, 2), category text, entry_date date, owner_id bigint, status text,
+    request_id bigint, submitted_at timestamptz, decided_at timestamptz, created_at timestamptz,
+    approver_id bigint, escalated_to bigint
+) ON COMMIT DROP
+"""
+# From the staging rows: requests first (entries point at them), then entries, then steps (an escalated step, when
+# there was one, before the step that decided).
+FROM_STAGING = [
+    """
+    INSERT INTO approval_requests (id, subject_kind, entry_id, title, justification, amount, requester_id, status,
+        workflow_id, policy_version, chain, round, submitted_at, decided_at, created_at, updated_at)
+    SELECT request_id, kind, id, category, '', amount, owner_id, status, 'bench-approval-' || kind || '-' || id,
+        'bench', '[]', 1, submitted_at, decided_at, created_at, coalesce(decided_at, submitted_at)
+    FROM bench_staging WHERE request_id IS NOT NULL
+    """,
+    """
+    INSERT INTO entries (id, kind, amount, currency, category, description, entry_date, source, vendor, owner_id,
+        status, workflow_id, approval_request_id, version, submitted_at, decided_at, created_at, updated_at)
+    SELECT id, kind, amount, 'USD', category, '', entry_date,
+        CASE WHEN kind = 'revenue' THEN 'customer' END, CASE WHEN kind = 'expense' THEN 'vendor' END, owner_id,
+        status, CASE WHEN request_id IS NOT NULL THEN 'bench-approval-' || kind || '-' || id END, request_id, 1,
+        submitted_at, decided_at, created_at, coalesce(decided_at, submitted_at, created_at)
+    FROM bench_staging ORDER BY id
+    """,
+    """
+    INSERT INTO approval_steps (request_id, sequence, round, level, approver_id, status, remind_at, escalate_at,
+        decided_at, created_at, updated_at)
+    SELECT request_id, 1, 1, 1, approver_id, 'escalated', submitted_at + interval '48 hours',
+        submitted_at + interval '120 hours', submitted_at + (decided_at - submitted_at) / 2, submitted_at,
+        submitted_at + (decided_at - submitted_at) / 2
+    FROM bench_staging WHERE request_id IS NOT NULL AND escalated_to IS NOT NULL
+    """,
+    """
+    INSERT INTO approval_steps (request_id, sequence, round, level, approver_id, status, remind_at, escalate_at,
+        decided_at, created_at, updated_at)
+    SELECT request_id, 1 + (escalated_to IS NOT NULL)::int, 1, 1 + (escalated_to IS NOT NULL)::int,
+        coalesce(escalated_to, approver_id), status, submitted_at + interval '48 hours',
+        submitted_at + interval '120 hours', decided_at, submitted_at, coalesce(decided_at, submitted_at)
+    FROM bench_staging WHERE request_id IS NOT NULL
+    """,
+    f"""
+    INSERT INTO dashboard_entry_totals (owner_id, kind, month, category, status, entry_count, amount_total)
+    SELECT owner_id, kind, date_trunc('month', entry_date)::date, category, status, count(*), sum(amount)
+    FROM bench_staging WHERE status IN {AGGREGATED}
+    GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT ON CONSTRAINT pk_dashboard_entry_totals DO UPDATE SET
+        entry_count = dashboard_entry_totals.entry_count + excluded.entry_count,
+        amount_total = dashboard_entry_totals.amount_total + excluded.amount_total
+    """,
+]
+
+
+def _staging_rows(
+    people: list[BenchUser], entry_count: int, first_entry: int, first_request: int, rng: random.Random
+) -> Iterator[tuple[object, ...]]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = now.date()
+    first_day = date(today.year - YEARS, today.month, 1)
+    span_days = (today - first_day).days
+    by_id = {u.id: u for u in people}
+    fallback_approver = people[1].id
+    request_id = first_request
+    for entry_id in range(first_entry, first_entry + entry_count):
+        owner = people[rng.randrange(len(people))]
+        revenue = rng.random() < (0.6 if owner.sells else 0.03)
+        day = first_day + timedelta(days=rng.randrange(span_days + 1))
+        status = _status((today - day).days, rng)
+        if revenue:
+            kind, category = "revenue", rng.choice(REVENUE_CATEGORIES)
+            cents = min(int(math.exp(rng.gauss(math.log(250_000), 1.0))), 90_000_000) + 1
+        else:
+            kind = "expense"
+            category = rng.choice(owner.favourite) if rng.random() < 0.8 else rng.choice(EXPENSE_CATEGORIES)
+            cents = min(int(math.exp(rng.gauss(math.log(12_000), 1.0))), 9_000_000) + 1
+        created = min(
+            datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400)), now
+        )
+        request = submitted = decided = approver = escalated_to = None
+        if status != "draft":
+            request = request_id
+            request_id += 1
+            submitted = min(created + timedelta(minutes=rng.randrange(1, 240)), now)
+            if status in FINAL:
+                decided = min(submitted + timedelta(hours=math.exp(rng.gauss(math.log(20), 1.1))), now)
+            approver = owner.manager_id or fallback_approver
+            if decided is not None and rng.random() < 0.05:
+                escalated_to = by_id[approver].manager_id or fallback_approver
+        yield (
+            entry_id, kind, f"{cents // 100}.{cents % 100:02d}", category, day.isoformat(), owner.id, status, request,
+            _stamp(submitted) if submitted else None, _stamp(decided) if decided else None, _stamp(created),
+            approver, escalated_to,
+        )  # fmt: skip
+
+
+def _build(url: str, entry_count: int, user_count: int, rng: random.Random) -> None:
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SET LOCAL synchronous_commit = off")
+        cur.execute("SET LOCAL work_mem = '256MB'")
+        cur.execute("LOCK TABLE users, entries, approval_requests, approval_steps IN SHARE ROW EXCLUSIVE MODE")
+        next_ids = {}
+        for table in ("users", "entries", "approval_requests"):
+            row = cur.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()
+            assert row is not None
+            next_ids[table] = int(row[0])
+        people = _tree(next_ids["users"], user_count, rng)
+        _copy(
+            cur,
+            "users",
+            "id, email, username, full_name, password_hash, role, manager_id, is_active, is_verified",
+            (
+                (u.id, f"{u.username}@bench.example", u.username, f"Bench {u.role.title()} {u.username[6:]}",
+                 "!bench-no-login", u.role, u.manager_id, "t", "t")
+                for u in people
+            ),
+        )  # fmt: skip
+        cur.execute(STAGING)
+        _copy(
+            cur,
+            "bench_staging",
+            "id, kind, amount, category, entry_date, owner_id, status, request_id, submitted_at, decided_at, "
+            "created_at, approver_id, escalated_to",
+            _staging_rows(people, entry_count, next_ids["entries"], next_ids["approval_requests"], rng),
+        )
+        for statement in FROM_STAGING:
+            cur.execute(statement)
+        for table in ("users", "entries", "approval_requests", "approval_steps"):
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        conn.commit()
+
+
+def bench_viewers(database_url: str) -> dict[str, int]:
+    """One viewer per kind of scope: the admin (everyone), an accountant, a vice president (~200 people below),
+    a director (~40), a team lead (~8) and an employee."""
+    with psycopg.connect(plain_url(database_url)) as conn:
+        rows = conn.execute(
+            "SELECT u.id, u.role, (SELECT count(*) FROM users r WHERE r.manager_id = u.id) AS reports, "
+            "m.manager_id IS NULL AS under_root FROM users u LEFT JOIN users m ON m.id = u.manager_id "
+            "WHERE u.username LIKE 'bench-%' ORDER BY u.id"
+        ).fetchall()
+    viewers: dict[str, int] = {}
+    for user_id, role, reports, under_root in rows:
+        if role == "admin":
+            viewers.setdefault("admin (everyone)", user_id)
+        elif role == "accountant":
+            viewers.setdefault("accountant (everyone)", user_id)
+        elif role == "manager" and under_root:
+            viewers.setdefault("vice president (subtree)", user_id)
+        elif role == "manager" and reports == 5:
+            viewers.setdefault("director (subtree)", user_id)
+        elif role == "manager":
+            viewers.setdefault("team lead (subtree)", user_id)
+        else:
+            viewers.setdefault("employee (own)", user_id)
+    return viewers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.generate")
+    parser.add_argument("database_url", nargs="?", default="")
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=1_000)
+    args = parser.parse_args(argv)
+    if args.database_url:
+        url = args.database_url
+    else:
+        from tests.bench.stack import bench_database_url
+
+        url = bench_database_url()
+    print(ensure_bench_dataset(url, args.entries, args.users))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
