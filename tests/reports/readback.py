@@ -1,0 +1,70 @@
+"""Read a stored report back as a table of cell texts, whatever its format, so formats can be compared."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+from pypdf import PdfReader
+
+from domain.reports.datasets import DATASETS, Column
+from domain.reports.schemas import ReportType
+
+
+def columns_of(report_type: str) -> list[Column]:
+    return DATASETS[ReportType(report_type)].columns
+
+
+def csv_table(content: bytes) -> tuple[list[str], list[list[str]]]:
+    rows = list(csv.reader(io.StringIO(content.decode("utf-8"))))
+    return rows[0], rows[1:]
+
+
+def json_table(content: bytes) -> tuple[dict[str, Any], list[list[str]]]:
+    document = json.loads(content)
+
+    def text(value: Any) -> str:
+        return "" if value is None else str(value)
+
+    rows = [[text(v) for v in row.values()] for row in document["rows"] + document["totals"]]
+    return document, rows
+
+
+def xlsx_table(path: Path, report_type: str) -> tuple[list[list[Any]], list[list[str]]]:
+    """The raw typed cells and their text; numbers are formatted like the other formats (two places)."""
+    book = openpyxl.load_workbook(path, read_only=True)
+    sheet = book["Report"]
+    raw = [list(row) for row in sheet.iter_rows(min_row=2, values_only=True)]
+    columns = columns_of(report_type)
+    texts = []
+    for row in raw:
+        cells = []
+        for column, value in zip(columns, row, strict=False):
+            cells.append(_xlsx_text(column, value))
+        cells += [""] * (len(columns) - len(cells))
+        texts.append(cells)
+    book.close()
+    return raw, texts
+
+
+def _xlsx_text(column: Column, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime | date):
+        return value.strftime("%Y-%m") if column.kind == "month" else value.strftime("%Y-%m-%d")
+    if column.kind == "int":
+        return str(int(value))
+    return format(Decimal(repr(value)).quantize(Decimal("0.01")), "f")
+
+
+def pdf_text(content: bytes) -> tuple[int, str]:
+    reader = PdfReader(io.BytesIO(content))
+    return len(reader.pages), "\n".join(page.extract_text() or "" for page in reader.pages)
