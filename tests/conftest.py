@@ -5,6 +5,7 @@ One database and one Temporal dev server per test session; every test starts fro
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import uuid
@@ -112,8 +113,6 @@ def activity_deps(settings: Settings) -> ActivityDeps:
 @pytest.fixture(scope="session")
 async def worker(temporal_client: Client, activity_deps: ActivityDeps) -> AsyncIterator[None]:
     """The project's workers, in this process, for the whole session."""
-    import asyncio
-
     workers = build_workers(temporal_client, worker_plan(activity_deps))
     tasks = [asyncio.create_task(w.run()) for w in workers]
     yield
@@ -141,10 +140,11 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(autouse=True)
-def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+async def _empty_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     yield
     if "database_url" in request.fixturenames:
-        truncate_all(request.getfixturevalue("database_url"))
+        # In a thread: the in-process workers share this event loop and must be free to finish their work.
+        await asyncio.to_thread(truncate_all, request.getfixturevalue("database_url"))
 
 
 @dataclass
