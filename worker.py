@@ -41,6 +41,11 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
     reports = QueuePlan(queues.reports)
     backups = QueuePlan(queues.backups)
     # --- approvals queue ---
+    from activities.approvals import ApprovalActivities
+    from workflows.approval import EntryApprovalWorkflow
+
+    approvals.workflows.append(EntryApprovalWorkflow)
+    approvals.activities += ApprovalActivities(deps).all()
     # The email activity runs on every queue, so each feature's workflows reach it on their own queue.
     email = NotificationActivities(deps)
     approvals.activities.append(email.send_email)

@@ -7,6 +7,8 @@ Each feature keeps its contracts in its own section below.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 from temporalio.common import RetryPolicy
@@ -54,6 +56,205 @@ EMAIL_RETRY = RetryPolicy(
 
 
 # === approvals =======================================================================================
+
+
+def approval_workflow_id(subject_kind: str, subject_id: int) -> str:
+    """The business key of an approval lifecycle: `approval-expense-42`, `approval-revenue-7`, `approval-request-3`."""
+    return f"approval-{'request' if subject_kind == 'generic' else subject_kind}-{subject_id}"
+
+
+class ApprovalActivity:
+    """Names of the approval activities (activities/approvals.py); the workflow refers to them by name."""
+
+    ANNOUNCE = "approvals.announce_first_step"
+    RECORD_DECISION = "approvals.record_decision"
+    REMIND = "approvals.remind_step"
+    ESCALATE = "approvals.escalate_step"
+    EXPIRE = "approvals.expire_request"
+    WITHDRAW = "approvals.withdraw_request"
+    RESUBMIT = "approvals.open_round"
+    REROUTE = "approvals.reroute_step"
+
+
+# ApplicationError types shared by the workflow's validators, the activities and the API's status mapping.
+APPROVAL_ERROR_TYPES = ("Conflict", "Forbidden", "ValidationFailed", "NotFound")
+
+
+class AuditInfo(Contract):
+    """Who acted and from where, carried from the HTTP request into the activity that writes the audit row."""
+
+    actor_id: int | None = None
+    request_id: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    policy_rule: str | None = None
+
+
+class ChainLink(Contract):
+    """One level of a pinned approval chain: who approves and up to which amount ("*" unlimited)."""
+
+    level: int
+    approver_id: int
+    role: str
+    limit: str | None
+
+
+class StepInfo(Contract):
+    """The open step of a request, as the workflow tracks it (ids match the approval_steps row)."""
+
+    step_id: int
+    sequence: int
+    round: int
+    level: int
+    approver_id: int
+    approver_role: str
+    limit: str | None
+    delegate_id: int | None = None
+    delegate_starts: datetime | None = None
+    delegate_ends: datetime | None = None
+
+
+class ApprovalTimers(Contract):
+    """Per-step SLA, pinned at submit (settings.approvals); tests pass short ones."""
+
+    reminder_seconds: float = 48 * 3600
+    escalation_seconds: float = 120 * 3600
+    expiry_seconds: float | None = None
+    activity_seconds: float = 30  # start-to-close of the database activities
+
+
+class ApprovalInput(Contract):
+    """Input of EntryApprovalWorkflow. The request, its first step and the chain are committed before the start."""
+
+    request_id: int
+    subject_kind: str  # expense | revenue | generic
+    subject_id: int  # the entry id, or the request id for generic requests
+    entry_id: int | None = None
+    requester_id: int
+    title: str
+    amount: Decimal | None = None
+    policy_version: str
+    limits: dict[str, dict[str, str | None]]  # authorizer.limits_snapshot() at submit
+    chain: list[ChainLink] = []
+    first_step: StepInfo | None = None
+    auto_approve_rule: str | None = None  # set: approve at once, recording this policy rule
+    timers: ApprovalTimers = ApprovalTimers()
+    link: str = ""
+    upsert_search_attributes: bool = True
+
+
+class DecisionRequest(Contract):
+    """The argument of the `decide` update. `step_id` is the step the caller saw; another one is 409."""
+
+    action: Literal["approve", "reject", "request_changes"]
+    actor_id: int
+    step_id: int
+    comment: str | None = None
+    acting_for: int | None = None  # the approver on whose behalf an API-verified delegate decides
+    audit: AuditInfo = AuditInfo()
+
+
+class OwnerAction(Contract):
+    """The argument of the `withdraw` and `resubmit` updates (the requester only)."""
+
+    actor_id: int
+    audit: AuditInfo = AuditInfo()
+
+
+class DelegationChange(Contract):
+    """Signal `delegation_changed`: the approver's steps go to `delegate_id` within [starts, ends) (None: back)."""
+
+    approver_id: int
+    delegate_id: int | None = None
+    starts: datetime | None = None
+    ends: datetime | None = None
+
+
+class Notice(Contract):
+    """An in-app notification the activity created; the workflow sends the matching email (template = event)."""
+
+    user_id: int
+    event_type: str
+    title: str
+    body: str = ""
+    link: str = ""
+    key: str  # dedup key of the notification, and the email's message key
+
+
+class DecisionOutcome(Contract):
+    """What a transition committed: the request's and entry's new status and the step now open, if any.
+
+    `changed` is False when there was nothing to do (a timer for a step that was decided meanwhile)."""
+
+    request_status: str
+    entry_status: str | None = None
+    decided_step_id: int | None = None
+    next_step: StepInfo | None = None
+    chain: list[ChainLink] = []
+    round: int = 1
+    changed: bool = True
+    notices: list[Notice] = []
+
+
+class LiveStatus(Contract):
+    """The answer of the `status` query: what the request waits for and until when."""
+
+    request_id: int
+    status: str
+    round: int
+    step: StepInfo | None = None
+    current_approver_id: int | None = None
+    remind_at: datetime | None = None
+    escalate_at: datetime | None = None
+    expires_at: datetime | None = None
+    chain: list[ChainLink] = []
+    policy_version: str = ""
+
+
+class ApprovalResult(Contract):
+    request_id: int
+    status: str
+    rounds: int = 1
+
+
+# Activity inputs (the workflow passes its clock, so rows carry workflow time: correct under time skipping).
+
+
+class TransitionJob(Contract):
+    workflow_id: str
+    request_id: int
+    now: datetime
+    timers: ApprovalTimers = ApprovalTimers()
+    limits: dict[str, dict[str, str | None]] = {}
+    audit: AuditInfo = AuditInfo()
+
+
+class RecordDecisionJob(TransitionJob):
+    step_id: int
+    action: Literal["approve", "reject", "request_changes"]
+    actor_id: int
+    acting_for: int | None = None
+    comment: str | None = None
+    next_link: ChainLink | None = None  # approve: the next level to open, None: the request is approved
+
+
+class StepJob(TransitionJob):
+    step_id: int
+
+
+class RerouteJob(StepJob):
+    delegate_id: int | None = None
+    starts: datetime | None = None
+    ends: datetime | None = None
+
+
+class ResubmitJob(TransitionJob):
+    round: int  # the round this resubmission opens (a retried activity finds it open and does nothing)
+    actor_id: int
+
+
+class OwnerJob(TransitionJob):
+    actor_id: int
 
 
 # === reports =========================================================================================
@@ -145,8 +346,6 @@ class ReportRetentionInput(Contract):
 
 class ReportRetentionResult(Contract):
     pruned: int = 0
-
-
 
 
 # === backups =========================================================================================

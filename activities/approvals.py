@@ -1,0 +1,175 @@
+"""The approval workflow's activities: each opens a session, runs one domain transition, commits.
+
+Every transition is idempotent (a retry after a commit changes nothing and answers the same), and domain
+refusals become non-retryable ApplicationErrors whose type the workflow and the API understand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import ActivityDeps
+from domain.approvals import service
+from domain.approvals.chain import Link
+from domain.approvals.service import StepTimers, Transition
+from domain.audit.service import AuditContext
+from domain.errors import DomainError, Forbidden, InvalidState, NotFound, ValidationFailed
+from workflows.contracts import (
+    ApprovalActivity,
+    ApprovalTimers,
+    AuditInfo,
+    DecisionOutcome,
+    OwnerJob,
+    RecordDecisionJob,
+    RerouteJob,
+    ResubmitJob,
+    StepJob,
+    TransitionJob,
+)
+
+T = TypeVar("T")
+
+
+def error_type(error: DomainError) -> str:
+    if isinstance(error, Forbidden):
+        return "Forbidden"
+    if isinstance(error, NotFound):
+        return "NotFound"
+    if isinstance(error, ValidationFailed):
+        return "ValidationFailed"
+    if isinstance(error, InvalidState):
+        return "Conflict"
+    return "Conflict"
+
+
+def outcome_of(transition: Transition) -> DecisionOutcome:
+    return DecisionOutcome.model_validate(transition, from_attributes=True)
+
+
+def step_timers(timers: ApprovalTimers) -> StepTimers:
+    return StepTimers(timers.reminder_seconds, timers.escalation_seconds)
+
+
+def audit_context(info: AuditInfo, workflow_id: str) -> AuditContext:
+    return AuditContext(
+        actor_id=info.actor_id,
+        request_id=info.request_id,
+        client_ip=info.client_ip,
+        user_agent=info.user_agent,
+        policy_rule=info.policy_rule,
+        workflow_id=workflow_id,
+    )
+
+
+class ApprovalActivities:
+    def __init__(self, deps: ActivityDeps) -> None:
+        self.deps = deps
+
+    async def _transition(self, work: Callable[[AsyncSession], Awaitable[Transition]]) -> DecisionOutcome:
+        try:
+            async with self.deps.sessions() as session:
+                transition = await work(session)
+                await session.commit()
+        except DomainError as error:
+            # Permanent: the request is not in a state for this transition. Retrying will not change that.
+            raise ApplicationError(error.message, error.details, type=error_type(error), non_retryable=True) from error
+        return outcome_of(transition)
+
+    @activity.defn(name=ApprovalActivity.ANNOUNCE)
+    async def announce_first_step(self, job: TransitionJob) -> DecisionOutcome:
+        return await self._transition(
+            lambda session: service.announce_first_step(session, job.request_id, job.limits, job.now)
+        )
+
+    @activity.defn(name=ApprovalActivity.RECORD_DECISION)
+    async def record_decision(self, job: RecordDecisionJob) -> DecisionOutcome:
+        next_link = Link(**job.next_link.model_dump()) if job.next_link else None
+        return await self._transition(
+            lambda session: service.record_decision(
+                session,
+                request_id=job.request_id,
+                step_id=job.step_id,
+                action=job.action,
+                actor_id=job.actor_id,
+                acting_for_id=job.acting_for,
+                comment=job.comment,
+                next_link=next_link,
+                limits=job.limits,
+                now=job.now,
+                timers=step_timers(job.timers),
+                context=audit_context(job.audit, job.workflow_id),
+            )
+        )
+
+    @activity.defn(name=ApprovalActivity.REMIND)
+    async def remind_step(self, job: StepJob) -> DecisionOutcome:
+        return await self._transition(
+            lambda session: service.remind_step(session, job.request_id, job.step_id, job.limits, job.now)
+        )
+
+    @activity.defn(name=ApprovalActivity.ESCALATE)
+    async def escalate_step(self, job: StepJob) -> DecisionOutcome:
+        return await self._transition(
+            lambda session: service.escalate_step(
+                session, job.request_id, job.step_id, job.limits, job.now, step_timers(job.timers)
+            )
+        )
+
+    @activity.defn(name=ApprovalActivity.EXPIRE)
+    async def expire_request(self, job: TransitionJob) -> DecisionOutcome:
+        return await self._transition(
+            lambda session: service.expire_request(session, job.request_id, job.limits, job.now)
+        )
+
+    @activity.defn(name=ApprovalActivity.WITHDRAW)
+    async def withdraw_request(self, job: OwnerJob) -> DecisionOutcome:
+        return await self._transition(
+            lambda session: service.withdraw_request(
+                session,
+                job.request_id,
+                job.actor_id,
+                job.limits,
+                job.now,
+                audit_context(job.audit, job.workflow_id),
+            )
+        )
+
+    @activity.defn(name=ApprovalActivity.RESUBMIT)
+    async def open_round(self, job: ResubmitJob) -> DecisionOutcome:
+        return await self._transition(
+            lambda session: service.open_round(
+                session,
+                job.request_id,
+                job.round,
+                job.actor_id,
+                job.limits,
+                job.now,
+                step_timers(job.timers),
+                audit_context(job.audit, job.workflow_id),
+            )
+        )
+
+    @activity.defn(name=ApprovalActivity.REROUTE)
+    async def reroute_step(self, job: RerouteJob) -> DecisionOutcome:
+        return await self._transition(
+            lambda session: service.reroute_step(
+                session, job.request_id, job.step_id, job.delegate_id, job.limits, job.now
+            )
+        )
+
+    def all(self) -> list[Callable[..., object]]:
+        return [
+            self.announce_first_step,
+            self.record_decision,
+            self.remind_step,
+            self.escalate_step,
+            self.expire_request,
+            self.withdraw_request,
+            self.open_round,
+            self.reroute_step,
+        ]

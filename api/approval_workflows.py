@@ -1,0 +1,262 @@
+"""The HTTP side of the approval workflow: start it after commit, send decisions as Updates, signal delegations,
+and turn Temporal's answers into domain errors (403/404/409/422, and 503 when the engine cannot answer)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import (
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import AppServices
+from core.settings import Settings
+from core.temporal import AMOUNT_CENTS, APPROVAL_STATUS, CURRENT_APPROVER, ENTRY_ID, ENTRY_KIND
+from domain.approvals import service as approvals
+from domain.approvals.service import Submission
+from domain.audit.service import AuditContext
+from domain.errors import DomainError, Forbidden, InvalidState, NotFound, ServiceUnavailable, ValidationFailed
+from domain.models import ApprovalRequest, RequestStatus, User
+from workflows.approval import EntryApprovalWorkflow
+from workflows.contracts import (
+    ApprovalInput,
+    ApprovalTimers,
+    AuditInfo,
+    ChainLink,
+    DecisionOutcome,
+    DecisionRequest,
+    DelegationChange,
+    LiveStatus,
+    OwnerAction,
+    StepInfo,
+)
+
+log = logging.getLogger(__name__)
+
+_ERRORS: dict[str, type[DomainError]] = {
+    "Conflict": InvalidState,
+    "Forbidden": Forbidden,
+    "ValidationFailed": ValidationFailed,
+    "NotFound": NotFound,
+}
+UNREACHABLE = "the workflow engine did not answer in time; nothing was changed, try again shortly"
+
+
+def timers_from(settings: Settings) -> ApprovalTimers:
+    expiry = settings.approvals.expiry_hours
+    return ApprovalTimers(
+        reminder_seconds=settings.approvals.reminder_hours * 3600,
+        escalation_seconds=settings.approvals.escalation_hours * 3600,
+        expiry_seconds=expiry * 3600 if expiry else None,
+    )
+
+
+def workflow_input(submission: Submission, timers: ApprovalTimers, *, search_attributes: bool = True) -> ApprovalInput:
+    request = submission.request
+    return ApprovalInput(
+        request_id=request.id,
+        subject_kind=request.subject_kind,
+        subject_id=approvals.subject_id_of(request),
+        entry_id=request.entry_id,
+        requester_id=request.requester_id,
+        title=request.title,
+        amount=request.amount,
+        policy_version=request.policy_version,
+        limits=submission.limits,
+        chain=[ChainLink.model_validate(link, from_attributes=True) for link in submission.chain],
+        first_step=StepInfo.model_validate(submission.first_step, from_attributes=True)
+        if submission.first_step
+        else None,
+        auto_approve_rule=submission.auto_rule,
+        timers=timers,
+        link=approvals.link_for(request),
+        upsert_search_attributes=search_attributes,
+    )
+
+
+def search_attributes_for(request: ApprovalInput, status: str) -> TypedSearchAttributes:
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(ENTRY_KIND, request.subject_kind),  # type: ignore[list-item]
+        SearchAttributePair(ENTRY_ID, str(request.subject_id)),  # type: ignore[list-item]
+        SearchAttributePair(APPROVAL_STATUS, status),  # type: ignore[list-item]
+    ]
+    if request.first_step is not None:
+        approver = request.first_step.delegate_id or request.first_step.approver_id
+        pairs.append(SearchAttributePair(CURRENT_APPROVER, str(approver)))  # type: ignore[arg-type]
+    if request.amount is not None:
+        pairs.append(SearchAttributePair(AMOUNT_CENTS, int(request.amount * 100)))  # type: ignore[arg-type]
+    return TypedSearchAttributes(pairs)
+
+
+def audit_info(context: AuditContext) -> AuditInfo:
+    return AuditInfo(
+        actor_id=context.actor_id,
+        request_id=context.request_id,
+        client_ip=context.client_ip,
+        user_agent=context.user_agent,
+        policy_rule=context.policy_rule,
+    )
+
+
+def workflow_url(settings: Settings, workflow_id: str) -> str:
+    base = settings.temporal.ui_url.rstrip("/")
+    return f"{base}/namespaces/{settings.temporal.namespace}/workflows/{workflow_id}"
+
+
+class ApprovalWorkflows:
+    def __init__(self, services: AppServices) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.gateway = services.temporal
+        self.timeout = timedelta(seconds=self.settings.temporal.rpc_timeout_seconds)
+
+    async def start(self, submission: Submission) -> None:
+        """Start the request's workflow (its id is the business key, so a repeated start is harmless)."""
+        request = workflow_input(submission, timers_from(self.settings))
+        client = await self.gateway.client()
+        try:
+            await asyncio.wait_for(
+                client.start_workflow(
+                    EntryApprovalWorkflow.run,
+                    request,
+                    id=submission.request.workflow_id,
+                    task_queue=self.gateway.queues.approvals,
+                    search_attributes=search_attributes_for(request, submission.request.status),
+                    rpc_timeout=self.timeout,
+                ),
+                timeout=self.timeout.total_seconds() + 1,
+            )
+        except WorkflowAlreadyStartedError:
+            return
+        except (RPCError, TimeoutError) as error:
+            log.warning("could not start %s: %s", submission.request.workflow_id, error)
+            raise ServiceUnavailable(UNREACHABLE) from error
+
+    async def start_or_undo(self, session: AsyncSession, submission: Submission, context: AuditContext) -> None:
+        """Commit, start; when the start fails, put the subject back as it was (and answer 503)."""
+        await session.commit()
+        try:
+            await self.start(submission)
+        except ServiceUnavailable:
+            if submission.auto_rule:
+                log.warning("auto-approved %s without its workflow record", submission.request.workflow_id)
+                return
+            await approvals.undo_submission(
+                session, submission.request.id, "the workflow engine is unreachable", context
+            )
+            await session.commit()
+            raise
+
+    async def _update(self, workflow_id: str, name: str, argument: object, update_id: str) -> DecisionOutcome:
+        client = await self.gateway.client()
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            result: DecisionOutcome = await asyncio.wait_for(
+                handle.execute_update(
+                    name, argument, id=update_id, result_type=DecisionOutcome, rpc_timeout=self.timeout
+                ),
+                timeout=self.timeout.total_seconds() + 1,
+            )
+            return result
+        except WorkflowUpdateFailedError as failure:
+            cause = failure.cause
+            if isinstance(cause, ApplicationError) and cause.type in _ERRORS:
+                raise _ERRORS[cause.type](cause.message) from failure
+            raise InvalidState(f"the approval refused the action: {cause}") from failure
+        except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError) as error:
+            raise ServiceUnavailable(UNREACHABLE) from error
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise InvalidState("this approval has already ended") from error
+            raise ServiceUnavailable(UNREACHABLE) from error
+
+    async def decide(
+        self, request: ApprovalRequest, decision: DecisionRequest, idempotency_key: str | None
+    ) -> DecisionOutcome:
+        return await self._update(
+            request.workflow_id, "decide", decision, _update_id(decision.actor_id, "decide", idempotency_key)
+        )
+
+    async def owner_action(
+        self, request: ApprovalRequest, name: str, action: OwnerAction, idempotency_key: str | None
+    ) -> DecisionOutcome:
+        return await self._update(request.workflow_id, name, action, _update_id(action.actor_id, name, idempotency_key))
+
+    async def signal_delegation(self, workflow_id: str, change: DelegationChange) -> bool:
+        try:
+            client = await self.gateway.client()
+            handle = client.get_workflow_handle(workflow_id)
+            await asyncio.wait_for(
+                handle.signal("delegation_changed", change, rpc_timeout=self.timeout),
+                timeout=self.timeout.total_seconds() + 1,
+            )
+        except (ServiceUnavailable, RPCError, TimeoutError) as error:
+            log.warning("could not re-route %s: %s", workflow_id, error)
+            return False
+        return True
+
+    async def live_status(self, workflow_id: str) -> LiveStatus | None:
+        """The workflow's own view (deadlines included), or None when Temporal cannot answer: reads keep working."""
+        try:
+            client = await self.gateway.client()
+            handle = client.get_workflow_handle(workflow_id)
+            status: LiveStatus = await asyncio.wait_for(
+                handle.query("status", result_type=LiveStatus, rpc_timeout=timedelta(seconds=2)), timeout=3
+            )
+            return status
+        except Exception as error:  # a read must not fail because the engine is away
+            log.info("no live status for %s: %s", workflow_id, error)
+            return None
+
+
+def _update_id(actor_id: int, name: str, idempotency_key: str | None) -> str:
+    # Temporal deduplicates updates by id within a run: the client's key, scoped to the caller and the action.
+    return f"{actor_id}:{name}:{idempotency_key}" if idempotency_key else f"{actor_id}:{name}:{uuid.uuid4()}"
+
+
+async def decision_for(
+    session: AsyncSession,
+    request: ApprovalRequest,
+    user: User,
+    action: str,
+    comment: str | None,
+    context: AuditContext,
+) -> DecisionRequest:
+    """Check what the database knows (403 own request, 409 nothing open, 403 someone else's step) and build the
+    update's argument; the workflow's validator checks again against its own, authoritative state."""
+    if user.id == request.requester_id:
+        raise Forbidden("nobody decides on their own request")
+    step = await approvals.pending_step(session, request.id)
+    if request.status != RequestStatus.PENDING or step is None:
+        raise InvalidState(f"the request is {request.status}; no step waits for a decision", status=request.status)
+    now = datetime.now(UTC)
+    try:
+        acting_for = await approvals.acting_for(session, step, user, request.requester_id, now)
+    except Forbidden:
+        if await _decided_earlier(session, request, user):
+            raise InvalidState("the step you could decide has already been decided") from None
+        raise
+    return DecisionRequest(
+        action=action,  # type: ignore[arg-type]
+        actor_id=user.id,
+        step_id=step.id,
+        comment=comment,
+        acting_for=acting_for,
+        audit=audit_info(context),
+    )
+
+
+async def _decided_earlier(session: AsyncSession, request: ApprovalRequest, user: User) -> bool:
+    for step in await approvals.steps_of(session, request.id):
+        if step.status != "pending" and user.id in (step.approver_id, step.delegate_id, step.decided_by_id):
+            return True
+    return False

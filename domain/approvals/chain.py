@@ -1,0 +1,98 @@
+"""Who approves what: the approval chain from pinned policy limits and the requester's manager tree.
+
+Pure functions over plain values, so the HTTP layer (at submit) and the activities (at resubmit and
+escalation) compute the same chain from the same pinned limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from domain.errors import ValidationFailed
+
+UNLIMITED = "*"
+Limits = Mapping[str, Mapping[str, str | None]]  # role -> {"approve": limit, "auto_approve": limit}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A manager above the requester (nearest first), with their role."""
+
+    user_id: int
+    role: str
+    is_active: bool = True
+
+
+@dataclass(frozen=True)
+class Link:
+    """One level of a chain: the approver and their role's limit ("*" unlimited)."""
+
+    level: int
+    approver_id: int
+    role: str
+    limit: str | None
+
+
+def covers(limit: str | None, amount: Decimal | None) -> bool:
+    """True when a role with `limit` may approve `amount` (a request without an amount needs any limit)."""
+    if limit is None:
+        return False
+    if limit == UNLIMITED or amount is None:
+        return True
+    return amount <= Decimal(limit)
+
+
+def approve_limit(limits: Limits, role: str) -> str | None:
+    return limits.get(role, {}).get("approve")
+
+
+def auto_approve_rule(limits: Limits, requester_role: str, amount: Decimal | None) -> str | None:
+    """The policy line that approves `amount` at once for this role, or None (the default: no auto-approval)."""
+    limit = limits.get(requester_role, {}).get("auto_approve")
+    if amount is None or limit is None or not covers(limit, amount):
+        return None
+    return f"p, {requester_role}, approval_limit, auto_approve, {limit}"
+
+
+def approval_chain_for(amount: Decimal | None, managers: Sequence[Candidate], limits: Limits) -> list[Link]:
+    """The first approver is the nearest manager whose role may approve at all; while the amount exceeds the
+    current approver's limit, the next level is the nearest manager further up whose limit covers it.
+
+    Raises ValidationFailed when nobody above the requester may approve the amount.
+    """
+    approvers = [
+        (candidate, approve_limit(limits, candidate.role))
+        for candidate in managers
+        if candidate.is_active and approve_limit(limits, candidate.role) is not None
+    ]
+    if not approvers:
+        raise ValidationFailed(
+            "nobody above you in the manager tree may approve; ask an admin to set your manager",
+            reason="no_approver",
+        )
+    first, first_limit = approvers[0]
+    chain = [Link(0, first.user_id, first.role, first_limit)]
+    if covers(first_limit, amount):
+        return chain
+    for candidate, limit in approvers[1:]:
+        if covers(limit, amount):
+            chain.append(Link(1, candidate.user_id, candidate.role, limit))
+            return chain
+    raise ValidationFailed(
+        "the amount exceeds the approval limit of everyone above you in the manager tree",
+        reason="no_approver_covers_amount",
+        amount=str(amount),
+    )
+
+
+def escalation_target(managers_of_approver: Sequence[Candidate], limits: Limits, requester_id: int) -> Link | None:
+    """The next approver up the hierarchy from a step's approver: the nearest active manager with any limit."""
+    for candidate in managers_of_approver:
+        if candidate.user_id == requester_id or not candidate.is_active:
+            continue
+        limit = approve_limit(limits, candidate.role)
+        if limit is not None:
+            return Link(-1, candidate.user_id, candidate.role, limit)
+    return None

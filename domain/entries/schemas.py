@@ -1,0 +1,182 @@
+"""Request and response shapes for revenue and expense entries (one shape, a kind-specific field each)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from domain.models import EntryStatus
+from domain.money import MoneyOut, PositiveMoney
+
+Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
+Party = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Currency = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{3}$")]
+Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+RequiredText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class EntryCreate(BaseModel):
+    """A new draft. Revenue names its `source`, an expense its `vendor`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: PositiveMoney
+    currency: Currency
+    category: Category
+    description: Description = ""
+    entry_date: date
+
+
+class RevenueCreate(EntryCreate):
+    source: Party | None = None
+
+
+class ExpenseCreate(EntryCreate):
+    vendor: Party | None = None
+
+
+class EntryUpdate(BaseModel):
+    """A change to a draft (or an entry returned for changes); send only the fields that change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: PositiveMoney | None = None
+    currency: Currency | None = None
+    category: Category | None = None
+    description: Description | None = None
+    entry_date: date | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> EntryUpdate:
+        if not self.model_fields_set:
+            raise ValueError("send at least one field to change")
+        return self
+
+
+class RevenueUpdate(EntryUpdate):
+    source: Party | None = None
+
+
+class ExpenseUpdate(EntryUpdate):
+    vendor: Party | None = None
+
+
+class EntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    amount: MoneyOut
+    currency: str
+    category: str
+    description: str
+    entry_date: date
+    source: str | None = None
+    vendor: str | None = None
+    owner_id: int
+    status: EntryStatus
+    version: int = Field(description="send it back in If-Match to change the entry")
+    workflow_id: str | None
+    approval_request_id: int | None
+    submitted_at: datetime | None
+    decided_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class EntryPage(BaseModel):
+    items: list[EntryOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class EntrySort(StrEnum):
+    DATE = "date"
+    AMOUNT = "amount"
+
+
+class SortOrder(StrEnum):
+    ASC = "asc"
+    DESC = "desc"
+
+
+class EntryFilters(BaseModel):
+    status: EntryStatus | None = None
+    category: str | None = None
+    owner_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    amount_min: Decimal | None = None
+    amount_max: Decimal | None = None
+    sort: EntrySort = EntrySort.DATE
+    order: SortOrder = SortOrder.DESC
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0)
+
+
+class ApproveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Comment | None = None
+
+
+class RejectBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: RequiredText
+
+
+class ChangesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: RequiredText
+
+
+class HistoryEvent(BaseModel):
+    """One line of the trail: what happened, who did it, when, and their comment."""
+
+    at: datetime
+    action: str
+    actor_id: int | None
+    actor_name: str | None
+    summary: str
+    comment: str | None = None
+    step: int | None = None
+
+
+class HistoryStep(BaseModel):
+    sequence: int
+    round: int
+    level: int
+    status: str
+    approver_id: int
+    approver_name: str | None
+    delegate_id: int | None
+    decided_by_id: int | None
+    decided_by_name: str | None
+    on_behalf_of_id: int | None = Field(description="set when a delegate decided for the approver")
+    comment: str | None
+    rule: str | None
+    opened_at: datetime
+    remind_at: datetime | None
+    escalate_at: datetime | None
+    decided_at: datetime | None
+    summary: str
+
+
+class ApprovalHistory(BaseModel):
+    request_id: int | None
+    status: str
+    round: int | None
+    workflow_id: str | None
+    workflow_url: str | None = Field(description="the workflow in the Temporal UI")
+    policy_version: str | None
+    chain: list[dict[str, object]]
+    steps: list[HistoryStep]
+    events: list[HistoryEvent]

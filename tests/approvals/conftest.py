@@ -1,0 +1,106 @@
+"""A small organisation for the approval tests: admin <- manager <- employee, plus bystanders."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from activities.deps import ActivityDeps
+from core.settings import Settings
+from core.temporal import task_queues
+from domain.models import AuditLog
+from tests.conftest import MakeUser, TestUser
+
+
+@dataclass
+class Team:
+    admin: TestUser
+    manager: TestUser
+    employee: TestUser
+    peer: TestUser  # another manager under the admin, outside the employee's chain
+    accountant: TestUser
+
+
+@pytest.fixture
+async def team(make_user: MakeUser, worker: None, temporal_client: Client, settings: Settings) -> AsyncIterator[Team]:
+    admin = await make_user("admin")
+    manager = await make_user("manager", manager=admin)
+    employee = await make_user("employee", manager=manager)
+    peer = await make_user("manager", manager=admin)
+    accountant = await make_user("accountant", manager=admin)
+    yield Team(admin, manager, employee, peer, accountant)
+    await settle_workflows(temporal_client, task_queues(settings.temporal).approvals)
+
+
+async def settle_workflows(client: Client, task_queue: str, seconds: float = 10) -> None:
+    """Let the test's workflows finish the activity they are in, then end them.
+
+    The shared teardown empties the tables with a blocking TRUNCATE on the event loop that also runs the
+    in-process worker: an activity caught mid-transaction would hold its locks forever and hang the suite.
+    """
+    query = f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
+    deadline = asyncio.get_running_loop().time() + seconds
+    handles = [client.get_workflow_handle(w.id, run_id=w.run_id) async for w in client.list_workflows(query)]
+    for handle in handles:
+        while asyncio.get_running_loop().time() < deadline:
+            described = await handle.describe()
+            if described.status != WorkflowExecutionStatus.RUNNING or not described.raw_description.pending_activities:
+                break
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(RPCError):
+            await handle.terminate("test finished")
+    await asyncio.sleep(0.05)  # an activity that completed just now commits before the tables are emptied
+
+
+def expense_body(amount: str = "120.00", **extra: Any) -> dict[str, Any]:
+    return {
+        "amount": amount,
+        "currency": "USD",
+        "category": "travel",
+        "description": "train to the client",
+        "entry_date": date.today().isoformat(),
+        "vendor": "Rail Co",
+        **extra,
+    }
+
+
+async def create_expense(client: httpx.AsyncClient, user: TestUser, amount: str = "120.00") -> dict[str, Any]:
+    response = await client.post("/api/v1/expenses/", json=expense_body(amount), headers=user.headers)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def submitted_expense(client: httpx.AsyncClient, user: TestUser, amount: str = "120.00") -> dict[str, Any]:
+    entry = await create_expense(client, user, amount)
+    response = await client.post(f"/api/v1/expenses/{entry['id']}/submit", headers=user.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "pending"
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def audit_count(deps: ActivityDeps, action: str, resource_id: object | None = None) -> int:
+    async with deps.sessions() as session:
+        statement = select(func.count()).select_from(AuditLog).where(AuditLog.action == action)
+        if resource_id is not None:
+            statement = statement.where(AuditLog.resource_id == str(resource_id))
+        return int(await session.scalar(statement) or 0)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> bool:
+    """Poll `check` until it holds (for effects a workflow produces after answering)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.05)
+    return False

@@ -1,0 +1,443 @@
+"""EntryApprovalWorkflow: one durable approval lifecycle per entry (or generic request).
+
+Submit commits the request and its first step, then starts this workflow (`approval-expense-42`). From there:
+- decisions are the `decide` update: validators refuse the requester (403), anyone but the step's approver or
+  their delegate (403) and a step that is no longer open (409) without writing history; the handler records the
+  decision through an activity (one transaction: step, request, entry, audit row, next step) and returns the
+  committed state. A lock serialises handlers, so concurrent approvals give one transition; the rest are 409.
+- each step has durable timers: a reminder, then an escalation to the next approver up the hierarchy; an
+  optional expiry ends the request. Timers and decisions share the lock, so they never race.
+- request-changes returns the request to its owner; the `resubmit` update opens a new round in the same
+  workflow (chain recomputed with the limits pinned at submit); `withdraw` ends it.
+- the `delegation_changed` signal re-routes an open step to the approver's delegate.
+- search attributes (EntryKind, EntryId, ApprovalStatus, CurrentApprover, AmountCents) follow every transition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from core.temporal import AMOUNT_CENTS, APPROVAL_STATUS, CURRENT_APPROVER, ENTRY_ID, ENTRY_KIND
+    from workflows.contracts import (
+        APPROVAL_ERROR_TYPES,
+        EMAIL_RETRY,
+        EMAIL_TIMEOUT,
+        ApprovalActivity,
+        ApprovalInput,
+        ApprovalResult,
+        ChainLink,
+        DecisionOutcome,
+        DecisionRequest,
+        DelegationChange,
+        EmailJob,
+        LiveStatus,
+        Notice,
+        OwnerAction,
+        OwnerJob,
+        RecordDecisionJob,
+        RerouteJob,
+        ResubmitJob,
+        StepInfo,
+        StepJob,
+        TransitionJob,
+    )
+
+PENDING = "pending"
+CHANGES_REQUESTED = "changes_requested"
+FINAL = frozenset({"approved", "rejected", "withdrawn", "expired"})
+
+# Database activities: transient failures (a dropped connection, a restarting database) retry without end;
+# domain refusals are non-retryable ApplicationErrors and come back to the caller as 403/404/409/422.
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=list(APPROVAL_ERROR_TYPES),
+)
+
+
+def _covers(limit: str | None, amount: Decimal | None) -> bool:
+    if limit is None:
+        return False
+    if limit == "*" or amount is None:
+        return True
+    return amount <= Decimal(limit)
+
+
+def _conflict(message: str) -> ApplicationError:
+    return ApplicationError(message, type="Conflict", non_retryable=True)
+
+
+def _forbidden(message: str) -> ApplicationError:
+    return ApplicationError(message, type="Forbidden", non_retryable=True)
+
+
+@workflow.defn
+class EntryApprovalWorkflow:
+    @workflow.init
+    def __init__(self, request: ApprovalInput) -> None:
+        self._input = request
+        self._status = PENDING
+        self._round = request.first_step.round if request.first_step else 1
+        self._chain: list[ChainLink] = list(request.chain)
+        self._step: StepInfo | None = None
+        self._approved_by: set[int] = set()
+        self._remind_at: datetime | None = None
+        self._escalate_at: datetime | None = None
+        self._expires_at: datetime | None = None
+        self._changes = 0  # bumped on every transition, so the timer loop re-reads its deadlines
+        self._lock = asyncio.Lock()
+        self._deciding = False
+        self._emails: list[Any] = []
+
+    # --- run ---------------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: ApprovalInput) -> ApprovalResult:
+        if request.auto_approve_rule:
+            # Approved at submit, in the same transaction, by the recorded rule: nothing waits on anyone.
+            self._status = "approved"
+            self._upsert(initial=True)
+            return ApprovalResult(request_id=request.request_id, status=self._status, rounds=self._round)
+        self._open_step(request.first_step)
+        self._restart_expiry()
+        self._upsert(initial=True)
+        announced = await self._activity(ApprovalActivity.ANNOUNCE, self._job(TransitionJob))
+        self._send(announced.notices)
+        while self._status not in FINAL:
+            seen = self._changes
+            due, kind = self._next_deadline()
+            if due is None:
+                await workflow.wait_condition(functools.partial(self._moved, seen))
+                continue
+            remaining = (due - workflow.now()).total_seconds()
+            if remaining > 0:
+                try:
+                    moved = functools.partial(self._moved, seen)
+                    await workflow.wait_condition(moved, timeout=timedelta(seconds=remaining))
+                    continue
+                except TimeoutError:
+                    pass
+            await self._fire(kind, seen)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        # Emails go out durably even after the decision: the workflow ends when they are delivered (or refused).
+        await asyncio.gather(*self._emails, return_exceptions=True)
+        return ApprovalResult(request_id=request.request_id, status=self._status, rounds=self._round)
+
+    def _moved(self, seen: int) -> bool:
+        return self._changes != seen or self._status in FINAL
+
+    # --- queries -----------------------------------------------------------------------------------
+
+    @workflow.query
+    def status(self) -> LiveStatus:
+        step = self._step if self._status == PENDING else None
+        return LiveStatus(
+            request_id=self._input.request_id,
+            status=self._status,
+            round=self._round,
+            step=step,
+            current_approver_id=self._current_approver(),
+            remind_at=self._remind_at if step else None,
+            escalate_at=self._escalate_at if step else None,
+            expires_at=self._expires_at,
+            chain=self._chain,
+            policy_version=self._input.policy_version,
+        )
+
+    # --- decisions ---------------------------------------------------------------------------------
+
+    @workflow.update
+    async def decide(self, decision: DecisionRequest) -> DecisionOutcome:
+        async with self._lock:
+            self._check_decision(decision)  # again: the state may have moved while this handler waited
+            self._deciding = True
+            try:
+                step = self._step
+                assert step is not None
+                job = self._job(
+                    RecordDecisionJob,
+                    step_id=step.step_id,
+                    action=decision.action,
+                    actor_id=decision.actor_id,
+                    acting_for=self._acting_for(decision),
+                    comment=decision.comment,
+                    next_link=self._next_link(step) if decision.action == "approve" else None,
+                    audit=decision.audit,
+                )
+                outcome = await self._activity(ApprovalActivity.RECORD_DECISION, job)
+            finally:
+                self._deciding = False
+            if decision.action == "approve":
+                self._approved_by.add(step.approver_id)
+            self._apply(outcome)
+            return outcome
+
+    @decide.validator
+    def _validate_decide(self, decision: DecisionRequest) -> None:
+        if self._deciding:
+            raise _conflict("another decision on this request is being recorded")
+        self._check_decision(decision)
+
+    def _check_decision(self, decision: DecisionRequest) -> None:
+        if decision.actor_id == self._input.requester_id:
+            raise _forbidden("nobody decides on their own request")
+        step = self._step
+        if self._status != PENDING or step is None:
+            raise _conflict(f"the request is {self._status}; no step waits for a decision")
+        if decision.step_id != step.step_id:
+            raise _conflict("this step was already decided")
+        if decision.actor_id == step.approver_id:
+            return
+        if decision.actor_id == step.delegate_id and self._delegation_active(step):
+            return
+        if decision.acting_for is not None and decision.acting_for == step.approver_id:
+            return  # the API verified an active delegation the workflow has not heard of yet
+        raise _forbidden("this step waits on another approver")
+
+    def _delegation_active(self, step: StepInfo) -> bool:
+        now = workflow.now()
+        if step.delegate_starts is not None and now < step.delegate_starts:
+            return False
+        return step.delegate_ends is None or now < step.delegate_ends
+
+    def _acting_for(self, decision: DecisionRequest) -> int | None:
+        step = self._step
+        if step is None or decision.actor_id == step.approver_id:
+            return None
+        return step.approver_id
+
+    def _next_link(self, step: StepInfo) -> ChainLink | None:
+        """After an approval: None when the approver's limit covers the amount, else the next level's approver
+        (skipping anyone who already approved in this round)."""
+        if _covers(step.limit, self._input.amount):
+            return None
+        done = self._approved_by | {step.approver_id}
+        for link in self._chain:
+            if link.level > step.level and link.approver_id not in done:
+                return link
+        return None
+
+    # --- the owner's actions -----------------------------------------------------------------------
+
+    @workflow.update
+    async def withdraw(self, action: OwnerAction) -> DecisionOutcome:
+        async with self._lock:
+            self._check_owner(action, {PENDING, CHANGES_REQUESTED}, "withdrawn")
+            self._deciding = True
+            try:
+                outcome = await self._activity(
+                    ApprovalActivity.WITHDRAW, self._job(OwnerJob, actor_id=action.actor_id, audit=action.audit)
+                )
+            finally:
+                self._deciding = False
+            self._apply(outcome)
+            return outcome
+
+    @withdraw.validator
+    def _validate_withdraw(self, action: OwnerAction) -> None:
+        if self._deciding:
+            raise _conflict("a decision on this request is being recorded")
+        self._check_owner(action, {PENDING, CHANGES_REQUESTED}, "withdrawn")
+
+    @workflow.update
+    async def resubmit(self, action: OwnerAction) -> DecisionOutcome:
+        async with self._lock:
+            self._check_owner(action, {CHANGES_REQUESTED}, "resubmitted")
+            self._deciding = True
+            try:
+                job = self._job(ResubmitJob, round=self._round + 1, actor_id=action.actor_id, audit=action.audit)
+                outcome = await self._activity(ApprovalActivity.RESUBMIT, job)
+            finally:
+                self._deciding = False
+            self._approved_by = set()
+            self._apply(outcome)
+            return outcome
+
+    @resubmit.validator
+    def _validate_resubmit(self, action: OwnerAction) -> None:
+        if self._deciding:
+            raise _conflict("a decision on this request is being recorded")
+        self._check_owner(action, {CHANGES_REQUESTED}, "resubmitted")
+
+    def _check_owner(self, action: OwnerAction, allowed: set[str], verb: str) -> None:
+        if action.actor_id != self._input.requester_id:
+            raise _forbidden(f"only the requester may have it {verb}")
+        if self._status not in allowed:
+            raise _conflict(f"the request is {self._status}; it cannot be {verb}")
+
+    # --- delegation --------------------------------------------------------------------------------
+
+    @workflow.signal
+    async def delegation_changed(self, change: DelegationChange) -> None:
+        async with self._lock:
+            step = self._step
+            if self._status != PENDING or step is None or step.approver_id != change.approver_id:
+                return
+            if step.delegate_id == change.delegate_id and step.delegate_ends == change.ends:
+                return
+            job = self._job(
+                RerouteJob, step_id=step.step_id, delegate_id=change.delegate_id, starts=change.starts, ends=change.ends
+            )
+            outcome = await self._activity(ApprovalActivity.REROUTE, job)
+            if outcome.changed and outcome.next_step is not None and outcome.next_step.step_id == step.step_id:
+                rerouted = outcome.next_step.model_copy(
+                    update={"delegate_starts": change.starts, "delegate_ends": change.ends}
+                )
+                outcome = outcome.model_copy(update={"next_step": rerouted})
+                self._apply(outcome, restart_timers=False)
+            else:
+                self._send(outcome.notices)
+
+    # --- timers ------------------------------------------------------------------------------------
+
+    def _next_deadline(self) -> tuple[datetime | None, str]:
+        candidates: list[tuple[datetime, str]] = []
+        if self._expires_at is not None:
+            candidates.append((self._expires_at, "expire"))
+        if self._status == PENDING and self._step is not None:
+            if self._remind_at is not None:
+                candidates.append((self._remind_at, "remind"))
+            if self._escalate_at is not None:
+                candidates.append((self._escalate_at, "escalate"))
+        if not candidates:
+            return None, ""
+        due, kind = min(candidates, key=lambda item: item[0])
+        return due, kind
+
+    async def _fire(self, kind: str, seen: int) -> None:
+        async with self._lock:
+            if self._changes != seen or self._status in FINAL:
+                return  # a decision got there first; the loop re-reads the deadlines
+            step = self._step
+            if kind == "expire":
+                outcome = await self._activity(ApprovalActivity.EXPIRE, self._job(TransitionJob))
+                self._apply(outcome)
+                return
+            assert step is not None
+            if kind == "remind":
+                self._remind_at = None
+                outcome = await self._activity(ApprovalActivity.REMIND, self._job(StepJob, step_id=step.step_id))
+                self._send(outcome.notices)
+                self._changes += 1
+                return
+            self._escalate_at = None
+            outcome = await self._activity(ApprovalActivity.ESCALATE, self._job(StepJob, step_id=step.step_id))
+            if outcome.changed:
+                self._apply(outcome)
+            else:
+                self._changes += 1  # nobody above: the step keeps waiting (until the expiry, if any)
+
+    def _restart_expiry(self) -> None:
+        seconds = self._input.timers.expiry_seconds
+        self._expires_at = workflow.now() + timedelta(seconds=seconds) if seconds else None
+
+    # --- state -------------------------------------------------------------------------------------
+
+    def _open_step(self, step: StepInfo | None) -> None:
+        self._step = step
+        if step is None:
+            self._remind_at = self._escalate_at = None
+            return
+        now = workflow.now()
+        timers = self._input.timers
+        self._remind_at = now + timedelta(seconds=timers.reminder_seconds)
+        self._escalate_at = now + timedelta(seconds=timers.escalation_seconds)
+
+    def _apply(self, outcome: DecisionOutcome, *, restart_timers: bool = True) -> None:
+        previous_status = self._status
+        previous_step = self._step.step_id if self._step else None
+        self._status = outcome.request_status
+        self._round = outcome.round
+        if outcome.chain:
+            self._chain = list(outcome.chain)
+        next_step = outcome.next_step if self._status == PENDING else None
+        if next_step is None:
+            self._open_step(None)
+        elif next_step.step_id != previous_step and restart_timers:
+            self._open_step(next_step)
+        else:
+            self._step = next_step
+        if self._status != previous_status and self._status in {PENDING, CHANGES_REQUESTED}:
+            self._restart_expiry()  # a new round, or the owner's turn: the clock starts again
+        self._changes += 1
+        self._upsert()
+        self._send(outcome.notices)
+
+    def _current_approver(self) -> int | None:
+        step = self._step
+        if self._status != PENDING or step is None:
+            return None
+        if step.delegate_id is not None and self._delegation_active(step):
+            return step.delegate_id
+        return step.approver_id
+
+    def _upsert(self, *, initial: bool = False) -> None:
+        if not self._input.upsert_search_attributes:
+            return
+        approver = self._current_approver()
+        updates: list[SearchAttributeUpdate[Any]] = [
+            APPROVAL_STATUS.value_set(self._status),
+            CURRENT_APPROVER.value_set(str(approver)) if approver is not None else CURRENT_APPROVER.value_unset(),
+        ]
+        if initial:
+            updates += [
+                ENTRY_KIND.value_set(self._input.subject_kind),
+                ENTRY_ID.value_set(str(self._input.subject_id)),
+            ]
+            if self._input.amount is not None:
+                updates.append(AMOUNT_CENTS.value_set(int(self._input.amount * 100)))
+        workflow.upsert_search_attributes(updates)
+
+    # --- activities and mail -----------------------------------------------------------------------
+
+    def _job(self, job_type: type[Any], **fields: Any) -> Any:
+        return job_type(
+            workflow_id=workflow.info().workflow_id,
+            request_id=self._input.request_id,
+            now=workflow.now(),
+            timers=self._input.timers,
+            limits=self._input.limits,
+            **fields,
+        )
+
+    async def _activity(self, name: str, job: Any) -> DecisionOutcome:
+        try:
+            result: DecisionOutcome = await workflow.execute_activity(
+                name,
+                job,
+                result_type=DecisionOutcome,
+                start_to_close_timeout=timedelta(seconds=self._input.timers.activity_seconds),
+                retry_policy=ACTIVITY_RETRY,
+            )
+            return result
+        except ActivityError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type in APPROVAL_ERROR_TYPES:
+                # A refusal (the state moved under us): fail the update with the domain's type, keep the workflow.
+                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
+            raise
+
+    def _send(self, notices: list[Notice]) -> None:
+        for notice in notices:
+            job = EmailJob(
+                message_key=notice.key,
+                template=notice.event_type,
+                to_user_ids=[notice.user_id],
+                context={"title": notice.title, "body": notice.body, "link": notice.link},
+                event_type=notice.event_type,
+            )
+            self._emails.append(
+                workflow.start_activity(
+                    "send_email", job, start_to_close_timeout=EMAIL_TIMEOUT, retry_policy=EMAIL_RETRY
+                )
+            )
