@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import textwrap
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -203,6 +204,78 @@ class XlsxRenderer:
         self.book.close()
 
 
+# The PDF table is a monospaced listing: each row is one preformatted cell whose columns are padded (and long
+# texts wrapped) here, in Python. WeasyPrint's cost is per box (style, layout, drawing): a 10-column table cell per
+# value cost ~10 ms a row (1,000 ledger rows: 11 s, 290 MiB); one box a row costs a tenth of that.
+MONO_ADVANCE = 0.602  # DejaVu Sans Mono's advance width in em (other monospace fonts are 0.6)
+COLUMN_GAP = 2  # spaces between columns
+_PAGE_WIDTH_MM = {False: 210.0 - 24.0, True: 297.0 - 24.0}  # A4 less the side margins in report.html
+_FONT_PT = {False: 8.5, True: 7.5}  # portrait, landscape
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The table as text: one string per header, body and total row, columns aligned in a monospaced font."""
+
+    header: str
+    rows: list[str]
+    totals: list[str]
+    width: int
+
+
+def listing_chars(landscape: bool) -> int:
+    """How many monospaced characters fit across the page at the listing's font size."""
+    width_pt = _PAGE_WIDTH_MM[landscape] / 25.4 * 72
+    return int(width_pt / (_FONT_PT[landscape] * MONO_ADVANCE)) - 1
+
+
+def column_widths(columns: list[Column], natural: list[int], minimum: list[int], available: int) -> list[int]:
+    """Characters per column: the natural widths when they fit (spare room shared by the columns' relative widths),
+    else the widest columns cut down to a common cap, never below their minimum."""
+    count = len(columns)
+    room = available - COLUMN_GAP * (count - 1)
+    if sum(natural) <= room:
+        spare = room - sum(natural)
+        weight = sum(column.width for column in columns)
+        widths = [n + int(spare * column.width / weight) for n, column in zip(natural, columns, strict=True)]
+        return widths
+    low, high = 0, max(natural)
+    while low < high:  # the largest cap whose capped widths still fit
+        cap = (low + high + 1) // 2
+        if sum(max(m, min(n, cap)) for n, m in zip(natural, minimum, strict=True)) <= room:
+            low = cap
+        else:
+            high = cap - 1
+    widths = [max(m, min(n, low)) for n, m in zip(natural, minimum, strict=True)]
+    for index in sorted(range(count), key=lambda i: natural[i] - widths[i], reverse=True):
+        if sum(widths) >= room:
+            break
+        if widths[index] < natural[index]:
+            widths[index] += 1
+    return widths
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    if len(text) <= width:
+        return [text]
+    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+
+
+def _line_up(cells: list[str], widths: list[int], numeric: list[bool]) -> str:
+    """One row's lines, the cells wrapped within their columns; numbers right-aligned."""
+    wrapped = [_wrap(cell, width) for cell, width in zip(cells, widths, strict=True)]
+    height = max(len(lines) for lines in wrapped)
+    gap = " " * COLUMN_GAP
+    out = []
+    for line in range(height):
+        parts = []
+        for lines, width, right in zip(wrapped, widths, numeric, strict=True):
+            text = lines[line] if line < len(lines) else ""
+            parts.append(text.rjust(width) if right else text.ljust(width))
+        out.append(gap.join(parts).rstrip())
+    return "\n".join(out)
+
+
 class PdfRenderer:
     """Jinja2 + WeasyPrint: header facts, an inline SVG chart, the table with totals, page numbers."""
 
@@ -212,6 +285,7 @@ class PdfRenderer:
         self.columns = columns
         self.max_rows = max_rows
         self.rows: list[list[str]] = []
+        self.landscape = len(columns) > 6
 
     def write(self, rows: list[Row]) -> None:
         if len(self.rows) + len(rows) > self.max_rows:
@@ -222,30 +296,62 @@ class PdfRenderer:
         columns = self.columns
         self.rows.extend([cell_text(columns[i], value) for i, value in enumerate(row)] for row in rows)
 
-    def _total_rows(self, totals: list[Row]) -> list[dict[str, Any]]:
-        """Totals with their label spanning the empty cells after it, so a long label never wraps in a narrow column."""
+    def _total_cells(self, totals: list[Row]) -> list[tuple[int, list[str]]]:
+        """Totals with their label spanning the empty cells after it, so a long label never wraps in a narrow
+        column: (span, [label, cells after the span])."""
         shaped = []
         for row in totals:
             texts = [cell_text(self.columns[i], value) for i, value in enumerate(row)]
             span = 1
             while span < len(texts) and texts[span] == "" and not self.columns[span].numeric:
                 span += 1
-            shaped.append({"label": texts[0], "span": span, "cells": list(enumerate(texts))[span:]})
+            shaped.append((span, [texts[0], *texts[span:]]))
         return shaped
+
+    def listing(self, totals: list[Row]) -> Listing:
+        columns = self.columns
+        numeric = [column.numeric for column in columns]
+        labels = [column.label for column in columns]
+        natural = [len(label) for label in labels]
+        for row in self.rows:
+            for index, text in enumerate(row):
+                if len(text) > natural[index]:
+                    natural[index] = len(text)
+        # Numbers and dates never wrap; a text column keeps room for its header's longest word.
+        minimum = [
+            n
+            if column.numeric or column.kind in {"date", "month"}
+            else min(n, max([6, *map(len, column.label.split())]))
+            for n, column in zip(natural, columns, strict=True)
+        ]
+        shaped = self._total_cells(totals)
+        for span, cells in shaped:  # a total's figures must fit their columns; its label may wrap over the span
+            for index, text in zip(range(span, len(columns)), cells[1:], strict=True):
+                natural[index] = max(natural[index], len(text))
+                minimum[index] = max(minimum[index], len(text)) if numeric[index] else minimum[index]
+        available = listing_chars(self.landscape)
+        widths = column_widths(columns, natural, minimum, available)
+        total_lines = []
+        for span, cells in shaped:
+            spanned = sum(widths[:span]) + COLUMN_GAP * (span - 1)
+            total_lines.append(_line_up(cells, [spanned, *widths[span:]], [False, *numeric[span:]]))
+        return Listing(
+            header=_line_up(labels, widths, numeric),
+            rows=[_line_up(row, widths, numeric) for row in self.rows],
+            totals=total_lines,
+            width=available,
+        )
 
     def html(self, totals: list[Row], chart: Chart | None) -> str:
         from jinja2 import Environment, FileSystemLoader, select_autoescape
 
         environment = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
-        total_width = sum(column.width for column in self.columns)
         return environment.get_template("report.html").render(
             meta=self.meta,
-            columns=self.columns,
-            widths=[round(column.width * 100 / total_width, 2) for column in self.columns],
-            rows=self.rows,
-            totals=self._total_rows(totals),
+            listing=self.listing(totals),
             chart_svg=bar_chart_svg(chart) if chart is not None else None,
-            landscape=len(self.columns) > 6,
+            landscape=self.landscape,
+            font_pt=_FONT_PT[self.landscape],
         )
 
     def finish(self, totals: list[Row], chart: Chart | None) -> None:
