@@ -149,6 +149,7 @@ async def _empty_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
 
 @dataclass
 class TestUser:
+    __test__ = False  # not a test class, despite its name
     id: int
     email: str
     username: str
