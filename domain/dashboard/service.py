@@ -1,9 +1,12 @@
 """The dashboard's figures, scoped to the viewer: employees their own, managers their subtree, accountants and
 admins everyone (`domain.users.visibility`, read through the `dashboard` policy lines).
 
-Amounts come from `dashboard_entry_totals` (approved entries; pending ones separately), kept current by
-`domain.dashboard.aggregates.entry_status_changed`; approval figures come from the approval tables through the
-partial indexes declared in `domain.models.dashboard`.
+Amounts come from the totals tables (approved entries; pending ones separately): `dashboard_owner_totals` for series,
+spenders and pending amounts, `dashboard_category_totals` (everyone) or `dashboard_entry_totals` (a subtree) for
+categories, all kept current by `domain.dashboard.aggregates.entry_status_changed`. Approval figures come from
+`dashboard_approval_decisions` and `dashboard_escalations` (kept by triggers on the approval tables) for everyone, and
+from the approval tables through the partial indexes declared in `domain.models.dashboard` for a subtree or one person.
+Every figure is exact; nothing is cached.
 """
 
 from __future__ import annotations
@@ -52,16 +55,16 @@ class DashboardScope:
         """An SQL condition on an owner column (bind parameter `owners`); empty for everyone."""
         return "" if self.owner_ids is None else f" AND {column} = ANY(CAST(:owners AS bigint[]))"
 
-    def totals(self, condition: str) -> str:
-        """`FROM` the totals rows matching `condition` in scope, as `t`.
+    def totals(self, condition: str, table: str = "dashboard_owner_totals") -> str:
+        """`FROM` the rows of a per-owner totals table matching `condition` in scope, as `t`.
 
         For a list of owners this is one index range per owner (`OFFSET 0` keeps the planner from flattening the
         lateral subquery into a scan of every owner's rows, which it otherwise prefers for long lists).
         """
         if self.owner_ids is None:
-            return f"dashboard_entry_totals t WHERE {condition}"
+            return f"{table} t WHERE {condition}"
         return (
-            "unnest(CAST(:owners AS bigint[])) AS o(id) CROSS JOIN LATERAL (SELECT * FROM dashboard_entry_totals "
+            f"unnest(CAST(:owners AS bigint[])) AS o(id) CROSS JOIN LATERAL (SELECT * FROM {table} "
             f"WHERE owner_id = o.id AND {condition} OFFSET 0) t"
         )
 
@@ -236,26 +239,35 @@ class Breakdown:
 
 
 async def _approved_breakdown(session: AsyncSession, scope: DashboardScope, start: date, end: date) -> Breakdown:
-    """Approved amounts in the window by month, and expenses by category and by owner, in one pass over the totals."""
+    """Approved amounts in the window by month, and expenses by owner (per-owner totals, no category), and expenses
+    by category (organisation-wide category totals for everyone, per-owner category rows for a subtree)."""
+    window = "status = 'approved' AND month >= :start AND month < :end"
+    params = {"start": start, "end": end, **scope.params()}
     rows = await session.execute(
         text(
-            "SELECT t.month, t.kind, t.category, t.owner_id, GROUPING(t.month), GROUPING(t.category), "
-            "sum(t.entry_count), sum(t.amount_total) FROM "
-            + scope.totals("status = 'approved' AND month >= :start AND month < :end")
-            + " GROUP BY GROUPING SETS ((t.month, t.kind), (t.kind, t.category), (t.kind, t.owner_id))"
+            "SELECT t.month, t.kind, t.owner_id, GROUPING(t.month), sum(t.entry_count), sum(t.amount_total) FROM "
+            + scope.totals(window)
+            + " GROUP BY GROUPING SETS ((t.month, t.kind), (t.kind, t.owner_id))"
         ),
-        {"start": start, "end": end, **scope.params()},
+        params,
     )
     result = Breakdown({}, [], [])
-    for month, kind, category, owner_id, no_month, no_category, count, amount in rows:
+    for month, kind, owner_id, no_month, count, amount in rows:
         if not no_month:
             result.by_month[(month, kind)] = _money(amount)
-        elif kind != "expense":
-            continue
-        elif not no_category:
-            result.categories.append(CategorySpend(category=category, amount=_money(amount), entries=int(count)))
-        else:
+        elif kind == "expense":
             result.spenders.append((int(owner_id), _money(amount), int(count)))
+    if scope.owner_ids is None:
+        categories_from = f"dashboard_category_totals t WHERE {window} AND kind = 'expense'"
+    else:
+        categories_from = scope.totals(f"{window} AND kind = 'expense'", "dashboard_entry_totals")
+    rows = await session.execute(
+        text(f"SELECT t.category, sum(t.entry_count), sum(t.amount_total) FROM {categories_from} GROUP BY t.category"),
+        params,
+    )
+    result.categories = [
+        CategorySpend(category=category, amount=_money(amount), entries=int(count)) for category, count, amount in rows
+    ]
     result.categories.sort(key=lambda c: (-c.amount, c.category))
     result.spenders.sort(key=lambda o: (-o[1], o[0]))
     result.categories, result.spenders = result.categories[:TOP_N], result.spenders[:TOP_N]
@@ -271,24 +283,71 @@ async def _top_spenders(session: AsyncSession, owners: list[tuple[int, Decimal, 
     return [Spender(user_id=o, full_name=names.get(o, ""), amount=a, entries=n) for o, a, n in owners]
 
 
+# Organisation-wide decided requests: counts from the maintained histogram `dashboard_approval_decisions`, and the
+# exact percentile_disc values (rank k = max(1, ceil(p * n)) in cycle order) from the bucket holding rank k plus one
+# short sorted range of `ix_approval_requests_cycle_bucket`. One statement, so one snapshot for counts and ranks.
+_DECIDED_EVERYONE = """
+WITH d AS (
+    SELECT status, bucket, sum(requests) AS n FROM dashboard_approval_decisions
+    WHERE month >= :start AND month < :end GROUP BY status, bucket
+), totals AS (
+    SELECT coalesce(sum(n) FILTER (WHERE status = 'approved'), 0) AS approved,
+           coalesce(sum(n) FILTER (WHERE status = 'rejected'), 0) AS rejected,
+           coalesce(sum(n) FILTER (WHERE bucket >= 0), 0) AS timed
+    FROM d
+), buckets AS (
+    SELECT bucket, sum(n) AS n FROM d WHERE bucket >= 0 GROUP BY bucket
+), ranked AS (
+    SELECT bucket, n, sum(n) OVER (ORDER BY bucket) - n AS before FROM buckets
+), picks AS (
+    SELECT p, ranked.bucket, k - ranked.before - 1 AS skip
+    FROM totals, unnest(CAST(:fractions AS float8[])) AS p,
+         LATERAL (SELECT greatest(1, ceil(p * totals.timed)) AS k) AS wanted
+    JOIN ranked ON wanted.k > ranked.before AND wanted.k <= ranked.before + ranked.n
+    WHERE totals.timed > 0
+)
+SELECT totals.approved, totals.rejected, totals.timed,
+    ARRAY(
+        SELECT (
+            SELECT date_part('epoch', r.decided_at - r.submitted_at) AS seconds FROM approval_requests r
+            WHERE r.status IN ('approved', 'rejected') AND r.submitted_at IS NOT NULL
+              AND dashboard_cycle_bucket(r.decided_at - r.submitted_at) = picks.bucket
+              AND r.decided_at >= :start_at AND r.decided_at < :end_at
+            ORDER BY seconds OFFSET picks.skip LIMIT 1
+        ) FROM picks ORDER BY picks.p
+    )
+FROM totals
+"""
+
+# A subtree's or one person's decided requests: straight from the per-requester index (tens of thousands of rows at
+# most), sorted as float8 (fast comparisons; numeric and interval sort slowly).
+_DECIDED_SCOPED = """
+SELECT count(*) FILTER (WHERE status = 'approved'), count(*) FILTER (WHERE status = 'rejected'),
+    count(*) FILTER (WHERE submitted_at IS NOT NULL),
+    percentile_disc(CAST(:fractions AS float8[])) WITHIN GROUP (ORDER BY date_part('epoch', decided_at - submitted_at))
+        FILTER (WHERE submitted_at IS NOT NULL)
+FROM approval_requests WHERE status IN ('approved', 'rejected') AND decided_at >= :start_at AND decided_at < :end_at
+    AND requester_id = ANY(CAST(:owners AS bigint[]))
+"""
+
+
 async def _approval_stats(
-    session: AsyncSession, scope: DashboardScope, start: datetime, end: datetime
+    session: AsyncSession, scope: DashboardScope, start: date, end: date
 ) -> tuple[CycleTime, ApprovalRate, int]:
-    row = (
-        await session.execute(
-            text(
-                "SELECT count(*) FILTER (WHERE status = 'approved'), count(*) FILTER (WHERE status = 'rejected'), "
-                "count(*) FILTER (WHERE submitted_at IS NOT NULL), "
-                "percentile_disc(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY date_part('epoch', decided_at - submitted_at))"
-                " FILTER (WHERE submitted_at IS NOT NULL) "
-                "FROM approval_requests WHERE status IN ('approved', 'rejected') "
-                "AND decided_at >= :start AND decided_at < :end" + scope.clause("requester_id")
-            ),
-            {"start": start, "end": end, **scope.params()},
-        )
-    ).one()
+    """Cycle time (median and 90th percentile, exact), approval rate and escalations of requests decided (steps
+    escalated) in the whole UTC months [start, end)."""
+    params = {
+        "start": start,
+        "end": end,
+        "start_at": _instant(start),
+        "end_at": _instant(end),
+        "fractions": [0.5, 0.9],
+        **scope.params(),
+    }
+    sql = _DECIDED_EVERYONE if scope.owner_ids is None else _DECIDED_SCOPED
+    row = (await session.execute(text(sql), params)).one()
     approved, rejected, timed, percentiles = int(row[0]), int(row[1]), int(row[2]), row[3]
-    # Sorted as float8 (fast comparisons; numeric and interval sort slowly), reported in whole seconds.
+    # Reported in whole seconds (rounding is monotonic, so it commutes with taking the k-th value).
     median, p90 = (round(percentiles[0]), round(percentiles[1])) if percentiles else (None, None)
     cycle = CycleTime(
         decided=timed,
@@ -303,17 +362,17 @@ async def _approval_stats(
         rejected=rejected,
         rate=str((Decimal(approved) / decided).quantize(Decimal("0.0001"))) if decided else None,
     )
-    # Escalations are few: look each one's requester up through a covering index rather than scan the scope.
-    escalation_sql = (
-        "SELECT count(*) FROM approval_steps s WHERE s.status = 'escalated' "
-        "AND s.decided_at >= :start AND s.decided_at < :end"
-    )
-    if scope.owner_ids is not None:
-        escalation_sql += (
-            " AND (SELECT r.requester_id FROM approval_requests r WHERE r.id = s.request_id) "
-            "= ANY(CAST(:owners AS bigint[]))"
+    if scope.owner_ids is None:  # escalations are few: the partial index over escalated steps is enough
+        escalation_sql = (
+            "SELECT count(*) FROM approval_steps s WHERE s.status = 'escalated' "
+            "AND s.decided_at >= :start_at AND s.decided_at < :end_at"
         )
-    escalations = await session.scalar(text(escalation_sql), {"start": start, "end": end, **scope.params()})
+    else:  # per requester and month, kept by a trigger on approval_steps
+        escalation_sql = (
+            "SELECT sum(escalations) FROM dashboard_escalations WHERE requester_id = ANY(CAST(:owners AS bigint[])) "
+            "AND month >= :start AND month < :end"
+        )
+    escalations = await session.scalar(text(escalation_sql), params)
     return cycle, rate, int(escalations or 0)
 
 
@@ -334,7 +393,7 @@ async def kpi(
             MonthTotals(month=month.strftime("%Y-%m"), revenue=revenue, expenses=expenses, net=revenue - expenses)
         )
     show_spenders = scope.scope != Scope.OWN
-    cycle, rate, escalations = await _approval_stats(session, scope, _instant(start), _instant(end))
+    cycle, rate, escalations = await _approval_stats(session, scope, start, end)
     return Kpi(
         months=months,
         scope=scope.scope,

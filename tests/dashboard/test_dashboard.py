@@ -118,6 +118,67 @@ async def test_every_number_equals_brute_force_for_each_scope(
     assert len(seen_totals) > 3
 
 
+async def test_approval_figures_stay_exact_whatever_happens_to_requests_and_steps(
+    org: Org, activity_deps: ActivityDeps, client: httpx.AsyncClient, database_url: str
+) -> None:
+    """Decisions, resubmissions, re-dated decisions, escalations, deleted steps and deleted requests (cascading to
+    their steps): the trigger-kept decision histogram and escalation counts equal a fresh count, and the exact median,
+    90th percentile, approval rate and escalations still equal the brute force (everyone and a subtree)."""
+    rng = random.Random(11)
+    async with activity_deps.sessions() as session:
+        await insert_random_data(session, org, rng, per_owner=15)
+        await session.commit()
+    now = datetime.now(UTC)
+    async with activity_deps.sessions() as session:
+        requests = (await session.execute(text("SELECT id, status FROM approval_requests ORDER BY id"))).all()
+        for request_id, status in requests:
+            roll = rng.random()
+            moment = now - timedelta(days=rng.uniform(1, 400), seconds=rng.uniform(0, 86400))
+            params = {"id": request_id, "at": moment}
+            if status == "pending" and roll < 0.6:  # decided now
+                decision = rng.choice(["approved", "rejected"])
+                await session.execute(
+                    text("UPDATE approval_requests SET status = :s, decided_at = :at WHERE id = :id"),
+                    {**params, "s": decision, "at": now - timedelta(hours=1)},
+                )
+                await session.execute(
+                    text("UPDATE approval_steps SET status = 'escalated', decided_at = :at WHERE request_id = :id"),
+                    {**params, "at": now - timedelta(hours=3)},
+                )
+            elif status in ("approved", "rejected") and roll < 0.15:  # returned, resubmitted, pending again
+                await session.execute(
+                    text("UPDATE approval_requests SET status = 'pending', decided_at = NULL, submitted_at = :at "
+                         "WHERE id = :id"),
+                    params,
+                )  # fmt: skip
+            elif status in ("approved", "rejected") and roll < 0.3:  # decision and submission re-dated
+                await session.execute(
+                    text("UPDATE approval_requests SET decided_at = :at, submitted_at = :at - interval '5 hours' "
+                         "WHERE id = :id"),
+                    params,
+                )  # fmt: skip
+            elif roll < 0.38:  # a step moved, un-escalated or deleted
+                step = rng.choice(["UPDATE approval_steps SET decided_at = :at", "UPDATE approval_steps SET "
+                                   "status = 'pending'", "DELETE FROM approval_steps"])  # fmt: skip
+                await session.execute(text(f"{step} WHERE request_id = :id"), params)
+            elif roll < 0.45:  # the whole request goes, its steps with it
+                await session.execute(
+                    text("UPDATE entries SET approval_request_id = NULL WHERE approval_request_id = :id"), params
+                )
+                await session.execute(text("DELETE FROM approval_requests WHERE id = :id"), params)
+        await session.commit()
+        assert await totals_mismatches(session) == []
+
+    brute = BruteForce(database_url)
+    assert sum(1 for s in brute.steps if s["status"] == "escalated") > 10
+    for viewer in (org.admin, org.top):
+        for months in (1, 12, 27):
+            body = (await client.get(f"/api/v1/dashboard/kpi?months={months}", headers=viewer.headers)).json()
+            expected = expected_kpi(brute, viewer, months, now)
+            keys = ("approval_cycle_time", "approval_rate", "escalations")
+            assert {key: body[key] for key in keys} == {key: expected[key] for key in keys}, (viewer.role, months)
+
+
 async def test_approval_and_rejection_move_the_numbers_at_once(
     make_user: MakeUser, activity_deps: ActivityDeps, client: httpx.AsyncClient
 ) -> None:
