@@ -98,6 +98,12 @@ class EntryApprovalWorkflow:
         self._lock = asyncio.Lock()
         self._deciding = False
         self._emails: list[Any] = []
+        if request.auto_approve_rule:
+            self._status = "approved"
+        else:
+            # Open the first step here, not in run(): an update may arrive in the very first workflow task.
+            self._open_step(request.first_step)
+            self._restart_expiry()
 
     # --- run ---------------------------------------------------------------------------------------
 
@@ -105,11 +111,8 @@ class EntryApprovalWorkflow:
     async def run(self, request: ApprovalInput) -> ApprovalResult:
         if request.auto_approve_rule:
             # Approved at submit, in the same transaction, by the recorded rule: nothing waits on anyone.
-            self._status = "approved"
             self._upsert(initial=True)
             return ApprovalResult(request_id=request.request_id, status=self._status, rounds=self._round)
-        self._open_step(request.first_step)
-        self._restart_expiry()
         self._upsert(initial=True)
         announced = await self._activity(ApprovalActivity.ANNOUNCE, self._job(TransitionJob))
         self._send(announced.notices)

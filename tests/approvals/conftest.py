@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
+from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from activities.deps import ActivityDeps
 from core.settings import Settings
 from core.temporal import task_queues
-from domain.models import AuditLog
+from domain.approvals.service import Submission
+from domain.audit.service import SYSTEM
+from domain.entries import service as entries
+from domain.entries.schemas import ExpenseCreate
+from domain.models import AuditLog, EntryKind, Notification, User
 from tests.conftest import MakeUser, TestUser
+from workflows.contracts import EmailJob, EmailResult, approval_workflow_id
+
+HISTORIES = Path(__file__).parent / "histories"
 
 
 @dataclass
@@ -104,3 +114,61 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) 
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def submit_directly(deps: ActivityDeps, owner_id: int, amount: str = "120.00") -> Submission:
+    """Create and submit an expense through the domain services (for tests that start the workflow themselves)."""
+    async with deps.sessions() as session:
+        owner = await session.get(User, owner_id)
+        assert owner is not None
+        body = ExpenseCreate.model_validate(expense_body(amount))
+        entry = await entries.create_entry(session, deps.settings.approvals, owner, EntryKind.EXPENSE, body, SYSTEM)
+        submission = await entries.submit_entry(
+            session,
+            deps.authorizer,
+            deps.settings.approvals,
+            entry,
+            owner,
+            approval_workflow_id,
+            datetime.now(UTC),
+            SYSTEM,
+        )
+        await session.commit()
+        return submission
+
+
+async def notifications_for(deps: ActivityDeps, user_id: int, event_type: str) -> list[Notification]:
+    async with deps.sessions() as session:
+        rows = await session.scalars(
+            select(Notification)
+            .where(Notification.user_id == user_id, Notification.event_type == event_type)
+            .order_by(Notification.id)
+        )
+        return list(rows)
+
+
+class EmailOutbox:
+    """A stand-in for the "send_email" activity that keeps the jobs (the real one is tested by its owner)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[EmailJob] = []
+
+    @activity.defn(name="send_email")
+    async def send_email(self, job: EmailJob) -> EmailResult:
+        self.jobs.append(job)
+        return EmailResult(sent=[job.message_key])
+
+    def templates(self) -> list[str]:
+        return [job.template for job in self.jobs]
+
+
+def save_history(name: str, history_json: str) -> None:
+    """Record a workflow history for the replay test (run the suite with RECORD_HISTORIES=1 to refresh them)."""
+    if os.environ.get("RECORD_HISTORIES"):
+        (HISTORIES / f"{name}.json").write_text(history_json)
+
+
+async def record_history(client: Client, workflow_id: str, name: str) -> None:
+    if os.environ.get("RECORD_HISTORIES"):
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        save_history(name, history.to_json())

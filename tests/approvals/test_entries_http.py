@@ -10,7 +10,16 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.deps import ActivityDeps
 from domain.models import ApprovalStep, Notification
-from tests.approvals.conftest import Team, audit_count, create_expense, eventually, expense_body, submitted_expense
+from tests.approvals.conftest import (
+    Team,
+    audit_count,
+    create_expense,
+    eventually,
+    expense_body,
+    record_history,
+    submitted_expense,
+)
+from workflows.contracts import ApprovalResult
 
 
 async def _completed(temporal_client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
@@ -59,6 +68,7 @@ async def test_expense_above_the_manager_limit_goes_manager_then_admin(
         "approval.approved",
     ]
     assert await audit_count(activity_deps, "approval.approved", entry["id"]) == 2
+    await record_history(temporal_client, entry["workflow_id"], "two_level_approval")
     async with activity_deps.sessions() as session:
         events = set(
             await session.scalars(select(Notification.event_type).where(Notification.user_id == team.employee.id))
@@ -106,7 +116,7 @@ async def test_a_decided_step_is_409(client: httpx.AsyncClient, team: Team) -> N
 
 
 async def test_twenty_concurrent_approvals_make_one_transition(
-    client: httpx.AsyncClient, team: Team, activity_deps: ActivityDeps
+    client: httpx.AsyncClient, team: Team, activity_deps: ActivityDeps, temporal_client: Client
 ) -> None:
     entry = await submitted_expense(client, team.employee)
     url = f"/api/v1/expenses/{entry['id']}/approve"
@@ -117,6 +127,7 @@ async def test_twenty_concurrent_approvals_make_one_transition(
     async with activity_deps.sessions() as session:
         steps = list(await session.scalars(select(ApprovalStep.status).where(ApprovalStep.status == "approved")))
     assert steps == ["approved"]
+    await record_history(temporal_client, entry["workflow_id"], "concurrent_approvals")
 
 
 async def test_idempotency_key_replays_the_first_answer(
@@ -183,8 +194,9 @@ async def test_request_changes_edit_with_if_match_resubmit_and_approve(
     assert history["round"] == 2
     assert [(s["round"], s["status"]) for s in history["steps"]] == [(1, "changes_requested"), (2, "approved")]
     assert history["steps"][0]["comment"] == "add the receipt"
-    result = await temporal_client.get_workflow_handle(entry["workflow_id"]).result()
-    assert result["status"] == "approved" if isinstance(result, dict) else result.status == "approved"
+    result = await temporal_client.get_workflow_handle(entry["workflow_id"], result_type=ApprovalResult).result()
+    assert result.status == "approved" and result.rounds == 2
+    await record_history(temporal_client, entry["workflow_id"], "changes_resubmit_approve")
 
 
 async def test_withdraw_ends_the_workflow(client: httpx.AsyncClient, team: Team, temporal_client: Client) -> None:
@@ -197,10 +209,11 @@ async def test_withdraw_ends_the_workflow(client: httpx.AsyncClient, team: Team,
     assert await _completed(temporal_client, entry["workflow_id"]) == WorkflowExecutionStatus.COMPLETED
     assert (await client.post(f"{url}/approve", json={}, headers=team.manager.headers)).status_code == 409
     assert (await client.post(f"{url}/withdraw", headers=team.employee.headers)).status_code == 409
+    await record_history(temporal_client, entry["workflow_id"], "withdraw")
 
 
 async def test_delegation_reroutes_a_step_in_flight(
-    client: httpx.AsyncClient, team: Team, activity_deps: ActivityDeps
+    client: httpx.AsyncClient, team: Team, activity_deps: ActivityDeps, temporal_client: Client
 ) -> None:
     entry = await submitted_expense(client, team.employee)
     url = f"/api/v1/expenses/{entry['id']}"
@@ -232,6 +245,7 @@ async def test_delegation_reroutes_a_step_in_flight(
     step = history["steps"][0]
     assert step["decided_by_id"] == team.peer.id and step["on_behalf_of_id"] == team.manager.id
     assert "on behalf of" in step["summary"]
+    await record_history(temporal_client, entry["workflow_id"], "delegated_approval")
     assert (await client.get("/api/v1/users/me/delegate", headers=team.manager.headers)).status_code == 200
     assert (await client.delete("/api/v1/users/me/delegate", headers=team.manager.headers)).status_code == 204
     assert (await client.get("/api/v1/users/me/delegate", headers=team.manager.headers)).status_code == 404

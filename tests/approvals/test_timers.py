@@ -1,0 +1,134 @@
+"""Durable timers on the time-skipping test server: a reminder after 48 h, an escalation after 5 days to the
+next approver up the hierarchy (both told), and an optional expiry that ends the request."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.approvals import ApprovalActivities
+from activities.deps import ActivityDeps
+from api.approval_workflows import workflow_input
+from domain.models import Entry
+from tests.approvals.conftest import (
+    EmailOutbox,
+    eventually,
+    notifications_for,
+    record_history,
+    submit_directly,
+)
+from tests.conftest import MakeUser
+from tests.services import TEMPORAL_TEST_SERVER
+from workflows.approval import EntryApprovalWorkflow
+from workflows.contracts import ApprovalResult, ApprovalTimers, DecisionRequest, LiveStatus
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+
+@pytest.fixture(scope="module")
+async def skipping() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEMPORAL_TEST_SERVER), data_converter=pydantic_data_converter
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture
+async def running(
+    skipping: WorkflowEnvironment, activity_deps: ActivityDeps
+) -> AsyncIterator[tuple[Client, str, EmailOutbox]]:
+    outbox = EmailOutbox()
+    queue = f"timers-{uuid.uuid4().hex[:8]}"
+    activities = [*ApprovalActivities(activity_deps).all(), outbox.send_email]
+    async with Worker(skipping.client, task_queue=queue, workflows=[EntryApprovalWorkflow], activities=activities):
+        yield skipping.client, queue, outbox
+
+
+async def _start(client: Client, queue: str, deps: ActivityDeps, owner_id: int, timers: ApprovalTimers):  # type: ignore[no-untyped-def]
+    submission = await submit_directly(deps, owner_id)
+    # The test server has no custom search attributes: the workflow is told not to upsert them.
+    request = workflow_input(submission, timers, search_attributes=False)
+    return submission, await client.start_workflow(
+        EntryApprovalWorkflow.run, request, id=submission.request.workflow_id, task_queue=queue
+    )
+
+
+async def test_reminder_after_48_hours_then_escalation_after_5_days(
+    running: tuple[Client, str, EmailOutbox],
+    skipping: WorkflowEnvironment,
+    activity_deps: ActivityDeps,
+    make_user: MakeUser,
+) -> None:
+    client, queue, outbox = running
+    admin = await make_user("admin")
+    manager = await make_user("manager", manager=admin)
+    employee = await make_user("employee", manager=manager)
+    submission, handle = await _start(client, queue, activity_deps, employee.id, ApprovalTimers())
+
+    assert await eventually(lambda: _has(activity_deps, manager.id, "entry_submitted"))
+    await skipping.sleep(timedelta(hours=47))
+    assert await notifications_for(activity_deps, manager.id, "approval_reminder") == []
+
+    await skipping.sleep(timedelta(hours=2))
+    assert await eventually(lambda: _has(activity_deps, manager.id, "approval_reminder"))
+    assert "approval_reminder" in outbox.templates()
+    status: LiveStatus = await handle.query(EntryApprovalWorkflow.status)
+    assert status.current_approver_id == manager.id and status.status == "pending"
+
+    await skipping.sleep(timedelta(hours=120 - 49 + 1))  # five days after submission
+    assert await eventually(lambda: _has(activity_deps, admin.id, "approval_escalated"))
+    assert await notifications_for(activity_deps, manager.id, "approval_escalated")  # the old approver hears too
+    status = await handle.query(EntryApprovalWorkflow.status)
+    assert status.current_approver_id == admin.id
+    assert outbox.templates().count("approval_escalated") == 2
+
+    # The escalated step is the admin's now, and the admin's limit covers the amount: one approval ends it.
+    outcome = await handle.execute_update(
+        EntryApprovalWorkflow.decide,
+        DecisionRequest(action="approve", actor_id=admin.id, step_id=status.step.step_id if status.step else 0),
+    )
+    assert outcome.request_status == "approved"
+    result: ApprovalResult = await handle.result()
+    assert result.status == "approved"
+    await record_history(client, handle.id, "reminder_escalation_approve")
+    async with activity_deps.sessions() as session:
+        entry = await session.get(Entry, submission.request.entry_id)
+        assert entry is not None and entry.status == "approved"
+
+
+async def test_expiry_ends_the_request(
+    running: tuple[Client, str, EmailOutbox],
+    skipping: WorkflowEnvironment,
+    activity_deps: ActivityDeps,
+    make_user: MakeUser,
+) -> None:
+    client, queue, outbox = running
+    manager = await make_user("manager")  # nobody above: no escalation target, the step waits until expiry
+    employee = await make_user("employee", manager=manager)
+    timers = ApprovalTimers(expiry_seconds=10 * DAY)
+    submission, handle = await _start(client, queue, activity_deps, employee.id, timers)
+
+    await skipping.sleep(timedelta(days=9))
+    status: LiveStatus = await handle.query(EntryApprovalWorkflow.status)
+    assert status.status == "pending" and status.current_approver_id == manager.id  # escalation found nobody
+
+    result: ApprovalResult = await handle.result()  # skips to the expiry
+    assert result.status == "expired"
+    async with activity_deps.sessions() as session:
+        entry = await session.get(Entry, submission.request.entry_id)
+        assert entry is not None and entry.status == "expired"
+    assert await notifications_for(activity_deps, employee.id, "entry_rejected")  # the owner is told it ended
+    await record_history(client, handle.id, "expiry")
+
+
+async def _has(deps: ActivityDeps, user_id: int, event_type: str) -> bool:
+    return bool(await notifications_for(deps, user_id, event_type))

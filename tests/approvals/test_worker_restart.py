@@ -1,0 +1,98 @@
+"""A worker dies mid-approval, after the decision committed and before it told Temporal; a new worker takes
+over. The approval completes, with exactly one transition and one audit row."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from sqlalchemy import func, select
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.approvals import ApprovalActivities
+from activities.deps import ActivityDeps
+from api.approval_workflows import workflow_input
+from domain.models import ApprovalStep, Entry
+from tests.approvals.conftest import EmailOutbox, audit_count, eventually, submit_directly
+from tests.conftest import MakeUser
+from workflows.approval import EntryApprovalWorkflow
+from workflows.contracts import ApprovalActivity, ApprovalTimers, DecisionRequest, RecordDecisionJob
+
+
+async def test_worker_killed_after_the_decision_committed(
+    temporal_client: Client, activity_deps: ActivityDeps, make_user: MakeUser
+) -> None:
+    manager = await make_user("manager")
+    employee = await make_user("employee", manager=manager)
+    queue = f"restart-{uuid.uuid4().hex[:8]}"
+    real = ApprovalActivities(activity_deps)
+    outbox = EmailOutbox()
+    committed = asyncio.Event()
+
+    @activity.defn(name=ApprovalActivity.RECORD_DECISION)
+    async def commit_then_hang(job: RecordDecisionJob):  # type: ignore[no-untyped-def]
+        """The real transition commits; then the process 'dies' before reporting back."""
+        await real.record_decision(job)
+        committed.set()
+        await asyncio.sleep(3600)
+
+    others = [a for a in real.all() if a != real.record_decision]
+    first = Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[EntryApprovalWorkflow],
+        activities=[*others, commit_then_hang, outbox.send_email],
+        max_cached_workflows=0,
+    )
+    first_run = asyncio.create_task(first.run())
+
+    submission = await submit_directly(activity_deps, employee.id)
+    request = workflow_input(submission, ApprovalTimers(activity_seconds=2), search_attributes=True)
+    handle = await temporal_client.start_workflow(
+        EntryApprovalWorkflow.run, request, id=submission.request.workflow_id, task_queue=queue
+    )
+    assert submission.first_step is not None
+    decision = DecisionRequest(action="approve", actor_id=manager.id, step_id=submission.first_step.step_id)
+    approving = asyncio.create_task(handle.execute_update(EntryApprovalWorkflow.decide, decision, id="approve-once"))
+
+    await asyncio.wait_for(committed.wait(), timeout=20)
+    await first.shutdown()  # the worker goes away with the activity unreported
+    await asyncio.gather(first_run, return_exceptions=True)
+    assert not approving.done()
+
+    second = Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[EntryApprovalWorkflow],
+        activities=[*real.all(), outbox.send_email],
+    )
+    async with second:
+        outcome = await asyncio.wait_for(approving, timeout=30)  # the retried activity finds the decision made
+        assert outcome.request_status == "approved"
+        result = await asyncio.wait_for(handle.result(), timeout=30)
+        assert result.status == "approved"
+
+    assert await audit_count(activity_deps, "approval.approved", submission.request.entry_id) == 1
+    async with activity_deps.sessions() as session:
+        approved_steps = await session.scalar(
+            select(func.count()).select_from(ApprovalStep).where(ApprovalStep.status == "approved")
+        )
+        entry = await session.get(Entry, submission.request.entry_id)
+    assert approved_steps == 1
+    assert entry is not None and entry.status == "approved"
+    # The owner's email went out once, whichever worker sent it.
+    assert await eventually(lambda: _async(outbox.templates().count("entry_approved") >= 1))
+    history = await handle.fetch_history()
+    scheduled = [
+        e
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == ApprovalActivity.RECORD_DECISION
+    ]
+    assert len(scheduled) == 1  # one activity, retried: never a second decision
+
+
+async def _async(value: bool) -> bool:
+    return value
