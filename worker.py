@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
@@ -103,28 +106,52 @@ def build_workers(client: Client, plans: Sequence[QueuePlan]) -> list[Worker]:
     ]
 
 
-async def run() -> None:
+async def connect_until_ready(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> Client | None:
+    """Connect, retrying with back-off while Temporal is down (a restart of Temporal must not end the worker)."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            return await connect(settings.temporal, runtime=runtime)
+        except (RuntimeError, OSError) as exc:
+            log.warning("Temporal unreachable at %s (%s); retrying in %.0f s", settings.temporal.address, exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30.0)
+    return None
+
+
+async def run() -> int:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_file)
-    runtime = metrics_runtime(settings.temporal.worker_metrics_port)
-    client = await connect(settings.temporal, runtime=runtime)
-    deps = build_deps(settings)
-    await reconcile_schedules(client, deps)
-    workers = build_workers(client, worker_plan(deps))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    runtime = metrics_runtime(settings.temporal.worker_metrics_port)
+    client = await connect_until_ready(settings, runtime, stop)
+    if client is None:
+        return 0
+    deps = build_deps(settings)
+    try:
+        await reconcile_schedules(client, deps)
+    except Exception:  # schedules are reconciled again at the next start; workflows must run meanwhile
+        log.exception("could not reconcile the schedules; continuing without")
+    workers = build_workers(client, worker_plan(deps))
     watcher = asyncio.create_task(deps.authorizer.watch())
     log.info("worker started on %s", [worker.task_queue for worker in workers])
     running = [asyncio.create_task(worker.run()) for worker in workers]
-    await stop.wait()
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopped, *running], return_when=asyncio.FIRST_COMPLETED)
+    failed = [task for task in running if task in done]
+    for task in failed:
+        log.error("a worker stopped unexpectedly: %r", task.exception())
     log.info("draining: finishing in-flight tasks")
     watcher.cancel()
-    await asyncio.gather(*(worker.shutdown() for worker in workers))
+    await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
     await asyncio.gather(*running, return_exceptions=True)
     log.info("worker stopped")
+    return 1 if failed else 0  # non-zero lets a supervisor restart us
 
 
 if __name__ == "__main__":
-    asyncio.run(run())
+    sys.exit(asyncio.run(run()))

@@ -42,6 +42,7 @@ class FaultReport:
     approved: int = 0
     transitions_per_entry: dict[int, int] = field(default_factory=dict)
     emails: int = 0
+    expected_emails: int = 0
     duplicate_emails: int = 0
     audit_chain_ok: bool = False
     seconds: float = 0.0
@@ -53,6 +54,10 @@ class FaultReport:
         doubled = {entry: n for entry, n in self.transitions_per_entry.items() if n != 1}
         if doubled:
             found.append(f"entries without exactly one approve transition: {doubled}")
+        if self.emails - self.duplicate_emails != self.expected_emails:
+            found.append(
+                f"{self.emails - self.duplicate_emails} distinct emails arrived, {self.expected_emails} expected"
+            )
         if self.duplicate_emails:
             found.append(f"{self.duplicate_emails} duplicate emails reached the SMTP server")
         if not self.audit_chain_ok:
@@ -66,6 +71,7 @@ class FaultReport:
 
 async def _approve_until_done(http: httpx.AsyncClient, manager: Actor, entry_id: int, deadline: float) -> None:
     """Keep trying through faults; a 409 on an entry that reads approved means an earlier call already won."""
+    response = httpx.Response(0, text="no answer yet")
     while time.monotonic() < deadline:
         try:
             response = await http.post(f"/api/v1/expenses/{entry_id}/approve", json={}, headers=manager.headers)
@@ -79,7 +85,7 @@ async def _approve_until_done(http: httpx.AsyncClient, manager: Actor, entry_id:
             if status.status_code == 200 and status.json().get("status") == "approved":
                 return
         await asyncio.sleep(0.3 + random.random() * 0.5)
-    raise TimeoutError(f"entry {entry_id} was never approved")
+    raise TimeoutError(f"entry {entry_id} was never approved (last answer {response.status_code}: {response.text})")
 
 
 def _drop_connections(database_url: str) -> None:
@@ -108,7 +114,7 @@ async def run_faults(approvals: int, kills: int, work: Path) -> FaultReport:
                 manager, employee = make_team(stack, f"faults{int(time.time())}")
                 async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
                     ids = [await _create_and_submit(http, employee, n) for n in range(approvals)]
-                    deadline = time.monotonic() + 300
+                    deadline = time.monotonic() + 120
                     deciders = [
                         asyncio.create_task(_approve_until_done(http, manager, entry_id, deadline)) for entry_id in ids
                     ]
@@ -129,6 +135,9 @@ async def run_faults(approvals: int, kills: int, work: Path) -> FaultReport:
                     report.temporal_restarts += 1
                     await asyncio.gather(*deciders)
                 await _wait_settled(database_url, ids, deadline=time.monotonic() + 120)
+                # Each entry mails its approver on submission and its owner on approval.
+                report.expected_emails = 2 * approvals
+                await _wait_for_mail(smtp, report.expected_emails, deadline=time.monotonic() + 120)
                 _collect(report, database_url, ids, smtp)
         finally:
             if temporal_up:
@@ -172,9 +181,15 @@ async def _wait_settled(database_url: str, ids: list[int], deadline: float) -> N
                 "SELECT count(*) FROM approval_requests WHERE entry_id = ANY(%s) AND status = 'approved'", (ids,)
             ).fetchone()
         if row and row[0] == len(ids):
-            await asyncio.sleep(3)  # let the last emails go out
             return
         await asyncio.sleep(0.5)
+
+
+async def _wait_for_mail(smtp: SmtpSink, expected: int, deadline: float) -> None:
+    """Mail is sent by retried activities (with back-off): give the stragglers time, then a moment for doubles."""
+    while time.monotonic() < deadline and len({str(m["Message-ID"]) for m in smtp.messages}) < expected:
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(2)
 
 
 def _collect(report: FaultReport, database_url: str, ids: list[int], smtp: SmtpSink) -> None:
@@ -207,9 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability.faults")
     parser.add_argument("--approvals", type=int, default=100)
     parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="keep the logs (worker, API, Temporal) in this folder")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="finance-faults-") as folder:
-        report = asyncio.run(run_faults(args.approvals, args.kills, Path(folder)))
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        report = asyncio.run(run_faults(args.approvals, args.kills, args.keep))
+    else:
+        with tempfile.TemporaryDirectory(prefix="finance-faults-") as folder:
+            report = asyncio.run(run_faults(args.approvals, args.kills, Path(folder)))
     print(json.dumps(report.__dict__, indent=2, default=str))
     problems = report.problems()
     for problem in problems:
