@@ -47,7 +47,7 @@ EVENT_FOR_STATUS = {
     RequestStatus.APPROVED: "entry_approved",
     RequestStatus.REJECTED: "entry_rejected",
     RequestStatus.CHANGES_REQUESTED: "changes_requested",
-    RequestStatus.EXPIRED: "entry_rejected",  # no template of its own: the owner hears it ended without approval
+    RequestStatus.EXPIRED: "entry_expired",
 }
 GENERIC = "generic"
 

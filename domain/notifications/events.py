@@ -11,6 +11,7 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "approval_escalated": "An approval was escalated to the next approver",
     "entry_approved": "Your entry was approved",
     "entry_rejected": "Your entry was rejected",
+    "entry_expired": "Your entry's approval expired without a decision",
     "changes_requested": "An approver asked for changes to your entry",
     "approval_delegated": "Approvals were delegated to you",
     "report_ready": "A report you asked for is ready",

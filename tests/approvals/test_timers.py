@@ -126,7 +126,7 @@ async def test_expiry_ends_the_request(
     async with activity_deps.sessions() as session:
         entry = await session.get(Entry, submission.request.entry_id)
         assert entry is not None and entry.status == "expired"
-    assert await notifications_for(activity_deps, employee.id, "entry_rejected")  # the owner is told it ended
+    assert await notifications_for(activity_deps, employee.id, "entry_expired")  # the owner is told it ended
     await record_history(client, handle.id, "expiry")
 
 
