@@ -91,7 +91,8 @@ class EntryOut(BaseModel):
 
 class EntryPage(BaseModel):
     items: list[EntryOut]
-    total: int
+    total: int = Field(description="matching entries, counted up to 1,000 (see total_exact)")
+    total_exact: bool = Field(description="false when more than 1,000 entries match: total is then 1,000")
     limit: int
     offset: int
 

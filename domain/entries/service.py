@@ -105,6 +105,9 @@ async def _decides_on(session: AsyncSession, entry: Entry, viewer: User) -> bool
     return await approvals.is_participant(session, entry.approval_request_id, viewer.id, datetime.now().astimezone())
 
 
+LIST_COUNT_CAP = 1_000
+
+
 def _filtered(statement: Select[Any], filters: EntryFilters) -> Select[Any]:
     if filters.status is not None:
         statement = statement.where(Entry.status == filters.status.value)
@@ -132,7 +135,9 @@ async def list_entries(
         raise ValidationFailed("amount_min must not exceed amount_max")
     visibility = await visibility_for(session, authorizer, viewer)
     conditions = [Entry.kind == kind.value, visibility.owner_filter(Entry.__table__.c.owner_id)]
-    total = await session.scalar(_filtered(select(func.count()).select_from(Entry).where(*conditions), filters))
+    # Counting every match of a broad filter over a million rows costs more than the page itself: count up to a cap.
+    matching = _filtered(select(Entry.id).where(*conditions), filters).limit(LIST_COUNT_CAP + 1).subquery()
+    total = int(await session.scalar(select(func.count()).select_from(matching)) or 0)
     column = Entry.entry_date if filters.sort == EntrySort.DATE else Entry.amount
     ordering = [column.desc(), Entry.id.desc()] if filters.order == SortOrder.DESC else [column.asc(), Entry.id.asc()]
     rows = await session.scalars(
@@ -143,7 +148,8 @@ async def list_entries(
     )
     return EntryPage(
         items=[EntryOut.model_validate(row) for row in rows],
-        total=int(total or 0),
+        total=min(total, LIST_COUNT_CAP),
+        total_exact=total <= LIST_COUNT_CAP,
         limit=filters.limit,
         offset=filters.offset,
     )

@@ -4,7 +4,19 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.models.base import Base, Timestamps
@@ -38,10 +50,12 @@ class Entry(Timestamps, Base):
         CheckConstraint(f"status IN {ENTRY_STATUSES!r}", name="status_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
         Index("ix_entries_kind_owner_date", "kind", "owner_id", "entry_date"),
+        Index("ix_entries_kind_owner_amount_id", "kind", "owner_id", "amount", "id"),
         Index("ix_entries_kind_status_date", "kind", "status", "entry_date"),
         Index("ix_entries_kind_date_id", "kind", "entry_date", "id"),
         Index("ix_entries_kind_amount_id", "kind", "amount", "id"),
-        Index("ix_entries_kind_category", "kind", "category"),
+        # Category filters compare case-insensitively and usually sort by date.
+        Index("ix_entries_kind_lower_category_date", "kind", text("lower(category)"), "entry_date", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

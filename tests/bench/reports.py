@@ -148,7 +148,7 @@ async def database_timings(database_url: str, rows: int = 100_000, pdf_rows: int
             await session.commit()
         results = []
         activities = ReportActivities(deps)
-        pdf_days = max(1, pdf_rows * 365 // max(rows, 1))  # rows are spread evenly over 2030
+        pdf_days = max(1, -(-pdf_rows * 365 // max(rows, 1)))  # rows spread evenly over 2030: at least pdf_rows
         for fmt, days in (("csv", 365), ("xlsx", 365), ("pdf", pdf_days)):
             end = date(2030, 1, 1) + timedelta(days=days - 1)
             report_id = uuid.uuid4()

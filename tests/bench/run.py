@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.settings import PROJECT_ROOT
-from tests.bench import approvals
+from tests.bench import approvals, sections
+from tests.bench.dashboard import dashboard_latency
+from tests.bench.generate import ensure_bench_dataset
 from tests.bench.stack import bench_database_url, running_stack, temporal_server
 
 Row = tuple[str, str, str, str, str]  # what, figure, baseline, ratio, goal
@@ -74,8 +76,89 @@ def bench_approvals(args: argparse.Namespace, work: Path, rows: list[Row], notes
     )
 
 
+def bench_reads(args: argparse.Namespace, work: Path, rows: list[Row], notes: list[str]) -> None:
+    database_url = bench_database_url()
+    built = ensure_bench_dataset(database_url, entries=args.entries, users=1_000)
+    notes.append(f"Read path data set: {built}")
+    with temporal_server(work) as address, running_stack(database_url, address, work) as stack:
+        lists = sections.list_latency(stack, args.read_samples)
+        dashboard = dashboard_latency(stack.api_url, database_url, stack.env["SECRET_KEY"], args.read_samples)
+    rows.append(
+        (
+            f"GET /expenses/ and /revenue/ with filters and sort, {args.entries:,} entries, serial, every viewer scope",
+            f"p50 {lists['p50_ms']} ms, p95 {lists['p95_ms']} ms",
+            "goal",
+            "",
+            "p95 <= 25 ms " + ("met" if lists["p95_ms"] <= 25 else "MISSED"),
+        )
+    )
+    notes.append("List p95 per viewer: " + ", ".join(f"{k} {v}" for k, v in lists.items() if k.endswith("p95_ms")))
+    for endpoint, figures in dashboard.items():
+        rows.append(
+            (
+                f"GET /dashboard/{endpoint}, {args.entries:,} entries, serial, every viewer scope",
+                f"p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms",
+                "goal",
+                "",
+                "p95 <= 100 ms " + ("met" if figures["p95_ms"] <= 100 else "MISSED"),
+            )
+        )
+        notes.append(
+            f"Dashboard {endpoint} p95 per viewer: "
+            + ", ".join(f"{k} {v}" for k, v in figures.items() if k.endswith("p95_ms") and k != "p95_ms")
+        )
+
+
+def bench_reports(args: argparse.Namespace, work: Path, rows: list[Row], notes: list[str]) -> None:
+    figures = sections.report_timings(work, args.report_rows, args.pdf_rows)
+    goals = {"csv": 3.0, "xlsx": 10.0, "pdf": 5.0}
+    peak = 0.0
+    for item in figures["activity"]:
+        goal = goals[item["format"]]
+        peak = max(peak, item["peak_rss_mib"])
+        rows.append(
+            (
+                f"Report {item['format'].upper()} of {item['rows']:,} ledger rows (generate activity, from PostgreSQL)",
+                f"{item['seconds']} s",
+                "goal",
+                "",
+                f"<= {goal:g} s " + ("met" if item["seconds"] <= goal else "MISSED"),
+            )
+        )
+    rows.append(
+        (
+            "Peak RSS of the process running the report activities",
+            f"{peak} MiB",
+            "goal",
+            "",
+            "<= 300 MB " + ("met" if peak * 1.048576 <= 300 else "MISSED"),
+        )
+    )
+    renders = ", ".join(f"{r['format']} {r['rows']:,} rows {r['seconds']} s" for r in figures["renderers"])
+    notes.append(f"Renderers alone (no database): {renders}")
+
+
+def bench_backup(args: argparse.Namespace, work: Path, rows: list[Row], notes: list[str]) -> None:
+    database_url = bench_database_url()
+    ensure_bench_dataset(database_url, entries=args.entries, users=1_000)
+    figures = sections.backup_timings(database_url, work)
+    rows.append(
+        (
+            f"Backup of the {args.entries:,}-entry database to S3 (moto over HTTP): pg_dump -Fc, SHA-256, "
+            f"manifest, {figures['parts']}-part upload",
+            f"{figures['ours_seconds']} s ({figures['ours_bytes']:,} bytes)",
+            f"bare pg_dump -Fc to a file {figures['bare_seconds']} s",
+            f"{figures['ratio']:.2f}",
+            ">= 0.7 " + ("met" if figures["ratio"] >= 0.7 else "MISSED"),
+        )
+    )
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace, Path, list[Row], list[str]], None]] = {
     "approvals": bench_approvals,
+    "reads": bench_reads,
+    "reports": bench_reports,
+    "backup": bench_backup,
 }
 
 
@@ -127,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--latency-samples", type=int, default=100)
     parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--read-samples", type=int, default=100)
+    parser.add_argument("--report-rows", type=int, default=100_000)
+    parser.add_argument("--pdf-rows", type=int, default=1_000)
     args = parser.parse_args(argv)
     started = datetime.now(UTC)
     rows: list[Row] = []
