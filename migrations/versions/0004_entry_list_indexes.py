@@ -17,6 +17,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.drop_index("ix_entries_kind_category", table_name="entries")
     op.execute("CREATE INDEX ix_entries_kind_lower_category_date ON entries (kind, lower(category), entry_date, id)")
+    op.create_index("ix_entries_kind_owner_amount_id", "entries", ["kind", "owner_id", "amount", "id"])
 
 
 def downgrade() -> None:
