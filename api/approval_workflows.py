@@ -11,10 +11,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
+    Client,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -49,6 +55,7 @@ _ERRORS: dict[str, type[DomainError]] = {
     "NotFound": NotFound,
 }
 UNREACHABLE = "the workflow engine did not answer in time; nothing was changed, try again shortly"
+UNCONFIRMED_START = "submission undone: the start of this workflow was not confirmed to the API"
 
 
 def timers_from(settings: Settings) -> ApprovalTimers:
@@ -119,10 +126,9 @@ class ApprovalWorkflows:
         self.gateway = services.temporal
         self.timeout = timedelta(seconds=self.settings.temporal.rpc_timeout_seconds)
 
-    async def start(self, submission: Submission) -> None:
+    async def _start(self, client: Client, submission: Submission) -> None:
         """Start the request's workflow (its id is the business key, so a repeated start is harmless)."""
         request = workflow_input(submission, timers_from(self.settings))
-        client = await self.gateway.client()
         try:
             await asyncio.wait_for(
                 client.start_workflow(
@@ -132,11 +138,18 @@ class ApprovalWorkflows:
                     task_queue=self.gateway.queues.approvals,
                     search_attributes=search_attributes_for(request, submission.request.status),
                     rpc_timeout=self.timeout,
+                    # A closed run of this id (an undone start's, which ended by itself) never blocks a new one.
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    # After an undone start, a run of that start may still be going: the database says it is
+                    # stale, so the new submission replaces it (atomically, in the server) instead of colliding.
+                    id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING
+                    if submission.restarted
+                    else WorkflowIDConflictPolicy.FAIL,
                 ),
                 timeout=self.timeout.total_seconds() + 1,
             )
         except WorkflowAlreadyStartedError:
-            return
+            return  # this very submission's workflow (a first submission's id is new): the start is done
         except (RPCError, TimeoutError) as error:
             log.warning("could not start %s: %s", submission.request.workflow_id, error)
             raise ServiceUnavailable(UNREACHABLE) from error
@@ -144,17 +157,36 @@ class ApprovalWorkflows:
     async def start_or_undo(self, session: AsyncSession, submission: Submission, context: AuditContext) -> None:
         """Commit, start; when the start fails, put the subject back as it was (and answer 503)."""
         await session.commit()
+        client: Client | None = None
         try:
-            await self.start(submission)
+            client = await self.gateway.client()
+            await self._start(client, submission)
         except ServiceUnavailable:
             if submission.auto_rule:
                 log.warning("auto-approved %s without its workflow record", submission.request.workflow_id)
                 return
+            if client is not None:
+                # The start may have reached the server even so: end what it started before the undo commits
+                # (while the subject is still pending, no new submission can start a run this would end instead).
+                await self._end_unconfirmed_start(client, submission.request.workflow_id)
             await approvals.undo_submission(
                 session, submission.request.id, "the workflow engine is unreachable", context
             )
             await session.commit()
             raise
+
+    async def _end_unconfirmed_start(self, client: Client, workflow_id: str) -> None:
+        """Best effort: terminate the run an unconfirmed start may have created. If the engine cannot be told now,
+        that run ends by itself as "undone" when its first activity finds the submission undone."""
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            await asyncio.wait_for(
+                handle.terminate(reason=UNCONFIRMED_START, rpc_timeout=timedelta(seconds=2)), timeout=3
+            )
+        except (RPCError, TimeoutError) as error:
+            log.info("no run of %s ended after an unconfirmed start: %s", workflow_id, error)
+        else:
+            log.warning("terminated %s: %s", workflow_id, UNCONFIRMED_START)
 
     async def _update(self, workflow_id: str, name: str, argument: object, update_id: str) -> DecisionOutcome:
         client = await self.gateway.client()

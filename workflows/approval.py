@@ -11,6 +11,9 @@ Submit commits the request and its first step, then starts this workflow (`appro
   workflow (chain recomputed with the limits pinned at submit); `withdraw` ends it.
 - the `delegation_changed` signal re-routes an open step to the approver's delegate.
 - search attributes (EntryKind, EntryId, ApprovalStatus, CurrentApprover, AmountCents) follow every transition.
+- a start the API could not confirm (it timed out after the server accepted it) leaves a workflow whose submission
+  the API then undid. Its first activity (or a later timer's) finds the request no longer open, or reopened in a
+  later round, without this workflow: it ends as "undone" at once, notifying nobody (patch UNDONE_ENDS).
 """
 
 from __future__ import annotations
@@ -53,7 +56,12 @@ with workflow.unsafe.imports_passed_through():
 
 PENDING = "pending"
 CHANGES_REQUESTED = "changes_requested"
-FINAL = frozenset({"approved", "rejected", "withdrawn", "expired"})
+UNDONE = "undone"  # the submission was undone by the API (its start was not confirmed); only with UNDONE_ENDS
+OPEN = frozenset({PENDING, CHANGES_REQUESTED})
+FINAL = frozenset({"approved", "rejected", "withdrawn", "expired", UNDONE})
+
+# Patch ids: workflows recorded before a change replay the old logic (tests/approvals/histories).
+UNDONE_ENDS = "undone-submission-ends-workflow"
 
 # Database activities: transient failures (a dropped connection, a restarting database) retry without end;
 # domain refusals are non-retryable ApplicationErrors and come back to the caller as 403/404/409/422.
@@ -115,7 +123,11 @@ class EntryApprovalWorkflow:
             return ApprovalResult(request_id=request.request_id, status=self._status, rounds=self._round)
         self._upsert(initial=True)
         announced = await self._activity(ApprovalActivity.ANNOUNCE, self._job(TransitionJob))
-        self._send(announced.notices)
+        if workflow.patched(UNDONE_ENDS):
+            async with self._lock:  # a decision recorded meanwhile is applied first: only a foreign change counts
+                self._end_if_undone(announced)
+        if self._status != UNDONE:
+            self._send(announced.notices)
         while self._status not in FINAL:
             seen = self._changes
             due, kind = self._next_deadline()
@@ -324,17 +336,23 @@ class EntryApprovalWorkflow:
             step = self._step
             if kind == "expire":
                 outcome = await self._activity(ApprovalActivity.EXPIRE, self._job(TransitionJob))
+                if self._end_if_undone(outcome):
+                    return
                 self._apply(outcome)
                 return
             assert step is not None
             if kind == "remind":
                 self._remind_at = None
                 outcome = await self._activity(ApprovalActivity.REMIND, self._job(StepJob, step_id=step.step_id))
+                if self._end_if_undone(outcome):
+                    return
                 self._send(outcome.notices)
                 self._changes += 1
                 return
             self._escalate_at = None
             outcome = await self._activity(ApprovalActivity.ESCALATE, self._job(StepJob, step_id=step.step_id))
+            if self._end_if_undone(outcome):
+                return
             if outcome.changed:
                 self._apply(outcome)
             else:
@@ -345,6 +363,23 @@ class EntryApprovalWorkflow:
         self._expires_at = workflow.now() + timedelta(seconds=seconds) if seconds else None
 
     # --- state -------------------------------------------------------------------------------------
+
+    def _end_if_undone(self, outcome: DecisionOutcome) -> bool:
+        """End the workflow when the database moved without it (call with the lock held, so this workflow's own
+        transitions are applied first): the API undid the submission after a start it could not confirm, or a
+        later submission of the same subject reopened the request in a newer round. Nothing is sent."""
+        if self._status not in OPEN or outcome.changed:
+            return False  # an expiry that ended the request itself (changed) is this workflow's own doing
+        if outcome.request_status in OPEN and outcome.round <= self._round:
+            return False
+        if not workflow.patched(UNDONE_ENDS):
+            return False  # a workflow recorded before the patch keeps waiting, as it did then
+        self._status = UNDONE
+        self._open_step(None)
+        self._expires_at = None
+        self._changes += 1
+        self._upsert()
+        return True
 
     def _open_step(self, step: StepInfo | None) -> None:
         self._step = step

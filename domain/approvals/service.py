@@ -108,6 +108,9 @@ class Submission:
     first_step: StepView | None
     auto_rule: str | None
     limits: dict[str, dict[str, str | None]]
+    # A resubmission of a request whose earlier start was undone: a workflow of that start may still run under
+    # the same id (the API could not tell whether it started) and is to be replaced.
+    restarted: bool = False
 
 
 # --- reading ------------------------------------------------------------------------------------------
@@ -409,10 +412,12 @@ async def open_request(
     rule = auto_approve_rule(limits, requester.role, amount)
     chain = [] if rule else approval_chain_for(amount, await _candidates(session, requester.id), limits)
     request = None
+    restarted = False
     if entry is not None and entry.approval_request_id is not None:
         # A submission whose workflow never started was undone; the same request (and workflow id) is reused.
         request = await get_request(session, entry.approval_request_id, lock=True)
         request.round += 1
+        restarted = True
     if request is None:
         request_id = await _new_request_id(session)
         subject_id = entry.id if entry is not None else request_id
@@ -463,7 +468,7 @@ async def open_request(
         resource_id,
         changes,
     )
-    return Submission(request, entry, chain, first_view, rule, limits)
+    return Submission(request, entry, chain, first_view, rule, limits, restarted)
 
 
 async def undo_submission(

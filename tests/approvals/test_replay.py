@@ -23,6 +23,7 @@ TEXTS = {path.stem: path.read_text() for path in RECORDED}  # read at collection
 def test_histories_were_recorded() -> None:
     names = {path.stem for path in RECORDED}
     assert {"two_level_approval", "changes_resubmit_approve", "reminder_escalation_approve", "expiry"} <= names
+    assert {"undone_before_first_activity", "undone_after_announce"} <= names  # recorded with the UNDONE_ENDS patch
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[path.stem for path in RECORDED])
