@@ -79,6 +79,7 @@ class LocalStorage:
 class S3Storage:
     def __init__(self, settings: StorageSettings) -> None:
         import boto3
+        from botocore.config import Config
 
         kwargs: dict[str, Any] = {"region_name": settings.region}
         if settings.endpoint_url:
@@ -86,7 +87,8 @@ class S3Storage:
         if settings.access_key_id:
             kwargs["aws_access_key_id"] = settings.access_key_id
             kwargs["aws_secret_access_key"] = settings.secret_access_key
-        self.client = boto3.client("s3", **kwargs)
+        # SigV4 everywhere: presigned download links must work on every region and S3-compatible store.
+        self.client = boto3.client("s3", config=Config(signature_version="s3v4"), **kwargs)
         self.bucket = settings.bucket
         self.sse = settings.server_side_encryption
 
