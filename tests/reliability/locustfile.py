@@ -14,6 +14,7 @@ import json
 import os
 import random
 import time
+from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
 
@@ -26,7 +27,9 @@ APPROVE_ATTEMPTS = 100  # x 0.1 s: the workflow opens its step within millisecon
 
 with open(os.environ["SOAK_TOKENS"], encoding="utf-8") as tokens_file:
     TOKENS: dict[str, Any] = json.load(tokens_file)
-_teams = itertools.cycle(range(len(TOKENS["teams"])))
+# One counter per user class, so every team has its readers, its creator and its approver (a reader of a team
+# whose employee never files anything would browse empty lists).
+_next_team: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
 
 
 @events.request.add_listener
@@ -67,13 +70,13 @@ def _expense(note: str) -> dict[str, Any]:
 
 
 class TeamUser(FastHttpUser):
-    """A user bound to one team (a manager and an employee reporting to them), assigned round-robin."""
+    """A user bound to one team (a manager and an employee reporting to them), round-robin within its class."""
 
     abstract = True
     wait_time = between(0.5, 1.5)
 
     def on_start(self) -> None:
-        team = TOKENS["teams"][next(_teams)]
+        team = TOKENS["teams"][next(_next_team[type(self).__name__]) % len(TOKENS["teams"])]
         self.manager: dict[str, Any] = team["manager"]
         self.employee: dict[str, Any] = team["employee"]
 

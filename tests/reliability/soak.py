@@ -202,7 +202,9 @@ def parse_stats(prefix: Path, report: SoakReport) -> None:
             ][:10]
 
 
-def run_locust(stack: Stack, work: Path, users: int, seconds: int, spawn_rate: float) -> tuple[Path, int, float]:
+def run_locust(
+    stack: Stack, work: Path, users: int, seconds: int, spawn_rate: float, classes: list[str] | None = None
+) -> tuple[Path, int, float]:
     """Run the headless soak; returns the CSV prefix, the exit code and Locust's own CPU seconds."""
     tokens = work / "soak-tokens.json"
     write_tokens(stack, teams=max(1, users // 5), path=tokens)
@@ -231,6 +233,7 @@ def run_locust(stack: Stack, work: Path, users: int, seconds: int, spawn_rate: f
                 "--only-summary",
                 "--loglevel",
                 "WARNING",
+                *(classes or []),
             ],
             cwd=PROJECT_ROOT,
             env=env,
@@ -243,7 +246,14 @@ def run_locust(stack: Stack, work: Path, users: int, seconds: int, spawn_rate: f
     return prefix, result.returncode, locust_cpu
 
 
-def run_soak(users: int = 50, seconds: int = 300, spawn_rate: float = 10, work: Path | None = None) -> SoakReport:
+def run_soak(
+    users: int = 50,
+    seconds: int = 300,
+    spawn_rate: float = 10,
+    work: Path | None = None,
+    classes: list[str] | None = None,
+) -> SoakReport:
+    """`classes` limits the mix to some of the locustfile's user classes (Reader, Creator, Approver)."""
     report = SoakReport(users=users, seconds=seconds, spawn_rate=spawn_rate)
     with tempfile.TemporaryDirectory(prefix="finance-soak-") as scratch:
         folder = work or Path(scratch)
@@ -259,7 +269,7 @@ def run_soak(users: int = 50, seconds: int = 300, spawn_rate: float = 10, work: 
             temporal_cpu = _cpu_seconds(temporal_pid) if temporal_pid else 0.0
             busy, total = _machine_busy()
             started = time.monotonic()
-            prefix, report.locust_exit_code, locust_cpu = run_locust(stack, folder, users, seconds, spawn_rate)
+            prefix, report.locust_exit_code, locust_cpu = run_locust(stack, folder, users, seconds, spawn_rate, classes)
             wall = time.monotonic() - started
             busy_after, total_after = _machine_busy()
             report.cpu_percent = {
@@ -285,12 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=300)
     parser.add_argument("--spawn-rate", type=float, default=10)
     parser.add_argument("--append", type=Path, help="append the result as a Markdown section to this file")
+    parser.add_argument(
+        "--only", nargs="+", metavar="CLASS", help="run only these user classes (Reader Creator Approver)"
+    )
     parser.add_argument("--keep", type=Path, help="keep the logs and CSV files in this folder")
     args = parser.parse_args(argv)
-    report = run_soak(args.users, args.seconds, args.spawn_rate, work=args.keep)
+    report = run_soak(args.users, args.seconds, args.spawn_rate, work=args.keep, classes=args.only)
     command = f"python -m tests.reliability.soak --seconds {args.seconds} --users {args.users}"
     if args.spawn_rate != 10:
         command += f" --spawn-rate {args.spawn_rate:g}"
+    if args.only:
+        command += " --only " + " ".join(args.only)
     print(json.dumps(asdict(report), indent=2))
     section = report.markdown(command)
     print(section)
