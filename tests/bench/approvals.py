@@ -71,7 +71,10 @@ async def _create_and_submit(http: httpx.AsyncClient, employee: Actor, n: int) -
 
 async def _approve(http: httpx.AsyncClient, manager: Actor, entry_id: int) -> float:
     """Approve, retrying while the workflow has not yet opened its step; returns the successful call's seconds."""
-    for _ in range(200):
+    deadline = time.monotonic() + 180
+    pause = 0.02
+    last = ""
+    while time.monotonic() < deadline:
         started = time.perf_counter()
         response = await http.post(f"/api/v1/expenses/{entry_id}/approve", json={}, headers=manager.headers)
         elapsed = time.perf_counter() - started
@@ -79,8 +82,10 @@ async def _approve(http: httpx.AsyncClient, manager: Actor, entry_id: int) -> fl
             return elapsed
         if response.status_code not in (409, 503):
             raise RuntimeError(f"approve {entry_id}: {response.status_code} {response.text}")
-        await asyncio.sleep(0.02)
-    raise RuntimeError(f"approve {entry_id} never succeeded")
+        last = f"{response.status_code} {response.text}"
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.5)
+    raise RuntimeError(f"approve {entry_id} never succeeded; last answer {last}")
 
 
 async def _wait_all_approved(stack: Stack, ids: list[int], limit_seconds: float = 600) -> None:
