@@ -82,6 +82,8 @@ async def _approve(http: httpx.AsyncClient, manager: Actor, entry_id: int) -> fl
             return elapsed
         if response.status_code not in (409, 503):
             raise RuntimeError(f"approve {entry_id}: {response.status_code} {response.text}")
+        if response.status_code == 409 and '"status":"approved"' in response.text:
+            return elapsed  # an earlier attempt won after its answer timed out (503): the approval stands
         last = f"{response.status_code} {response.text}"
         await asyncio.sleep(pause)
         pause = min(pause * 1.5, 0.5)
