@@ -151,17 +151,26 @@ async def approve_latency(stack: Stack, count: int) -> dict[str, float]:
     }
 
 
-def temporal_floor(address: str, count: int, concurrency: int) -> dict[str, float]:
+def temporal_floor(address: str, count: int, concurrency: int, attempts: int = 3) -> dict[str, float]:
+    """Run the shared floor script; retried because its process has been seen to crash (SIGSEGV) under load."""
     if not FLOOR_SCRIPT.exists():
         raise FileNotFoundError(f"engine floor script not found at {FLOOR_SCRIPT}")
-    output = subprocess.run(
-        [sys.executable, str(FLOOR_SCRIPT), address, str(count), str(concurrency)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    failure: subprocess.CalledProcessError | None = None
+    for _ in range(attempts):
+        try:
+            output = subprocess.run(
+                [sys.executable, str(FLOOR_SCRIPT), address, str(count), str(concurrency)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=900,
+            ).stdout
+        except subprocess.CalledProcessError as error:
+            failure = error
+            continue
+        return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    assert failure is not None
+    raise failure
 
 
 def floor_script_path() -> Path:
