@@ -78,22 +78,15 @@ async def create_user(
     if not outranks(granter.role, data.role):
         raise Forbidden(f"a {granter.role} may only grant roles below their own, not {data.role.value}")
     await _active_manager(session, data.manager_id)
-    email = str(data.email).lower()
-    await _ensure_unique(session, email, data.username)
-    user = User(
-        email=email,
-        username=data.username,
-        full_name=data.full_name,
-        password_hash=await passwords.hash_password(data.password, settings.auth.bcrypt_rounds),
+    return await _add_user(
+        session,
+        settings,
+        data,
         role=data.role.value,
         manager_id=data.manager_id,
-        is_active=True,
-        is_verified=False,
+        action="user.created",
+        context=context,
     )
-    session.add(user)
-    await _flush_unique(session)
-    await record(session, context, "user.created", "user", user.id, diff({}, _snapshot(user)))
-    return user
 
 
 async def register(session: AsyncSession, settings: Settings, data: RegisterRequest, context: AuditContext) -> User:
@@ -105,6 +98,22 @@ async def register(session: AsyncSession, settings: Settings, data: RegisterRequ
     )
     if root is None:
         raise Conflict("registration opens once a superadmin exists (python cli.py create-superadmin)")
+    return await _add_user(
+        session, settings, data, role=Role.EMPLOYEE.value, manager_id=root.id, action="user.registered", context=context
+    )
+
+
+async def _add_user(
+    session: AsyncSession,
+    settings: Settings,
+    data: UserCreate | RegisterRequest,
+    *,
+    role: str,
+    manager_id: int | None,
+    action: str,
+    context: AuditContext,
+) -> User:
+    """The one place a user row is made: unique email and username, hashed password, audited."""
     email = str(data.email).lower()
     await _ensure_unique(session, email, data.username)
     user = User(
@@ -112,14 +121,14 @@ async def register(session: AsyncSession, settings: Settings, data: RegisterRequ
         username=data.username,
         full_name=data.full_name,
         password_hash=await passwords.hash_password(data.password, settings.auth.bcrypt_rounds),
-        role=Role.EMPLOYEE.value,
-        manager_id=root.id,
+        role=role,
+        manager_id=manager_id,
         is_active=True,
         is_verified=False,
     )
     session.add(user)
     await _flush_unique(session)
-    await record(session, context, "user.registered", "user", user.id, diff({}, _snapshot(user)))
+    await record(session, context, action, "user", user.id, diff({}, _snapshot(user)))
     return user
 
 
