@@ -7,6 +7,7 @@ report was requested (`Visibility.as_scope()`), narrowed further by the report's
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ class ReportQuery:
         return start, end
 
 
-class Dataset:
+class Dataset(ABC):
     """Columns, rows in batches, then (once the rows are exhausted) totals and a chart."""
 
     basis = APPROVED_BASIS
@@ -114,13 +115,9 @@ class Dataset:
 
     columns: list[Column] = []
 
-    async def batches(self, session: AsyncSession, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
-        rows = await self.all_rows(session)
-        for start in range(0, len(rows), batch_size):
-            yield rows[start : start + batch_size]
-
-    async def all_rows(self, session: AsyncSession) -> list[Row]:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def batches(self, session: AsyncSession, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
+        """The report's rows, a batch at a time (an async generator)."""
 
     # shared WHERE clauses for entry-based reports
     def entry_conditions(self, kind: str | None, approved_only: bool = True) -> list[ColumnElement[bool]]:
@@ -152,7 +149,20 @@ def _sum(values: Sequence[Decimal]) -> Decimal:
     return sum(values, Decimal("0.00"))
 
 
-class ProfitAndLoss(Dataset):
+class SummaryDataset(Dataset):
+    """An aggregate report: few rows, computed in one query and handed out in batches."""
+
+    async def batches(self, session: AsyncSession, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
+        rows = await self.all_rows(session)
+        for start in range(0, len(rows), batch_size):
+            yield rows[start : start + batch_size]
+
+    @abstractmethod
+    async def all_rows(self, session: AsyncSession) -> list[Row]:
+        """Every row of the report."""
+
+
+class ProfitAndLoss(SummaryDataset):
     columns = [
         Column("month", "Month", "month", 1.0),
         Column("revenue", "Revenue", "money", 1.5),
@@ -189,7 +199,7 @@ class ProfitAndLoss(Dataset):
         return rows
 
 
-class ExpensesByCategory(Dataset):
+class ExpensesByCategory(SummaryDataset):
     columns = [
         Column("category", "Category", "text", 3.0),
         Column("entries", "Entries", "int", 1.0),
@@ -220,7 +230,7 @@ def _share(value: Decimal, total: Decimal) -> Decimal:
     return (value * 100 / total).quantize(CENT)
 
 
-class ExpensesByOwner(Dataset):
+class ExpensesByOwner(SummaryDataset):
     columns = [
         Column("owner", "Owner", "text", 2.5),
         Column("username", "Username", "text", 1.5),
@@ -244,7 +254,7 @@ class ExpensesByOwner(Dataset):
         return rows
 
 
-class RevenueByCategory(Dataset):
+class RevenueByCategory(SummaryDataset):
     columns = [
         Column("category", "Category", "text", 2.0),
         Column("source", "Source", "text", 2.0),
@@ -270,7 +280,7 @@ class RevenueByCategory(Dataset):
         return rows
 
 
-class ApprovalAging(Dataset):
+class ApprovalAging(SummaryDataset):
     basis = AGING_BASIS
     columns = [
         Column("level", "Step level", "int", 1.0),
