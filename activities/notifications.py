@@ -10,8 +10,11 @@ primary key. Per message, in ONE database transaction:
 - A send that fails rolls the row back, so the retry sends it.
 - Two attempts running at once (a retry started while a timed-out attempt still runs) cannot both send: the
   second INSERT waits on the first one's uncommitted row, then sees the conflict.
-- The one window left: the process or the database connection dies after the SMTP server accepted the message
-  and before COMMIT returns. The row is then gone and the retry sends again (at-least-once). We prefer a rare
+- The database connection dies while the server takes the message (the send can take a while; the
+  transaction is open all along): the COMMIT fails, but this process knows the mail went out, so it writes the
+  ledger row again in a fresh transaction, retrying until the database answers, and never sends twice.
+- The one window left: the process dies after the SMTP server accepted the message and before COMMIT returns
+  (about a millisecond). The row is then gone and the retry sends again (at-least-once). We prefer a rare
   duplicate to a lost approval mail; the duplicate carries the same Message-ID, which mail clients use to
   collapse it. (A two-phase "sending" marker would turn this into at-most-once: a lost mail instead.)
 """
@@ -28,7 +31,8 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -41,6 +45,7 @@ from workflows.contracts import EmailJob, EmailResult
 
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_LEDGER_REWRITE_ATTEMPTS = 12  # back-off capped at 5 s: ~40 s, inside the 60-second EMAIL_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -129,18 +134,40 @@ class NotificationActivities:
     async def _send_once(self, mail: OutgoingMail, address: str) -> bool:
         """Send `mail` unless the ledger says it went out already. True when this call sent it."""
         assert mail.message_id is not None
-        async with self.deps.sessions() as session, session.begin():
-            claimed = await session.scalar(
-                insert(SentEmail)
-                .values(message_id=mail.message_id, recipients=address, subject=mail.subject, sent_at=datetime.now(UTC))
-                .on_conflict_do_nothing(index_elements=["message_id"])
-                .returning(SentEmail.message_id)
-            )
-            if claimed is None:
-                return False
-            # Still inside the transaction: the ledger row commits only if the server accepted the message.
-            await asyncio.to_thread(self.deps.mail.send, mail)
+        ledger_row = (
+            insert(SentEmail)
+            .values(message_id=mail.message_id, recipients=address, subject=mail.subject, sent_at=datetime.now(UTC))
+            .on_conflict_do_nothing(index_elements=["message_id"])
+        )
+        sent = False
+        try:
+            async with self.deps.sessions() as session, session.begin():
+                claimed = await session.scalar(ledger_row.returning(SentEmail.message_id))
+                if claimed is None:
+                    return False
+                # Still inside the transaction: the ledger row commits only if the server accepted the message.
+                await asyncio.to_thread(self.deps.mail.send, mail)
+                sent = True
+        except SQLAlchemyError:
+            if not sent:
+                raise  # nothing went out: Temporal retries the activity
+            await self._record_after_lost_commit(ledger_row, mail.message_id)
         return True
+
+    async def _record_after_lost_commit(self, ledger_row: Insert, message_id: str) -> None:
+        """The server accepted the mail but the ledger's COMMIT failed (the connection dropped): write the row again,
+        here and not in a retry of the activity, which would send a second copy."""
+        delay = 0.2
+        for _ in range(_LEDGER_REWRITE_ATTEMPTS):
+            try:
+                async with self.deps.sessions() as session, session.begin():
+                    await session.execute(ledger_row)
+                return
+            except SQLAlchemyError:
+                activity.heartbeat()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        activity.logger.error("sent %s but could not record it; a retry of this activity may send it again", message_id)
 
     @activity.defn(name="send_email")
     async def send_email(self, job: EmailJob) -> EmailResult:

@@ -33,15 +33,27 @@ def say(message: str) -> None:
     print(f"[dev] {message}", flush=True)
 
 
-def wait_for_port(host: str, port: int, timeout: float, what: str) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float, what: str, process: subprocess.Popen[bytes], log: Path | None = None
+) -> None:
+    """Wait until `process` listens on the port; fail at once, with the end of its log, when it exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as probe:
             probe.settimeout(0.5)
             if probe.connect_ex((host, port)) == 0:
                 return
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited with code {process.returncode} before opening {host}:{port}{_tail(log)}")
         time.sleep(0.3)
-    raise SystemExit(f"{what} did not open {host}:{port} within {timeout:.0f}s")
+    raise SystemExit(f"{what} did not open {host}:{port} within {timeout:.0f}s{_tail(log)}")
+
+
+def _tail(log: Path | None, lines: int = 20) -> str:
+    if log is None or not log.exists():
+        return ""
+    last = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"; the end of {log}:\n" + "\n".join(last)
 
 
 def port_in_use(port: int) -> bool:
@@ -75,7 +87,8 @@ def start_temporal(children: list[subprocess.Popen[bytes]]) -> str:
         say(f"a Temporal server already listens on {address}; using it")
         return address
     say(f"starting Temporal dev server on {address}, Web UI on http://127.0.0.1:{TEMPORAL_UI_PORT}")
-    log = (VAR / "temporal.log").open("ab")
+    log_path = VAR / "temporal.log"
+    log = log_path.open("ab")
     command = [
         str(BIN / "temporal"),
         "server",
@@ -92,8 +105,9 @@ def start_temporal(children: list[subprocess.Popen[bytes]]) -> str:
         "warn",
         *search_attribute_flags(),
     ]
-    children.append(subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True))
-    wait_for_port("127.0.0.1", TEMPORAL_PORT, 60, "Temporal")
+    temporal = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    children.append(temporal)
+    wait_for_port("127.0.0.1", TEMPORAL_PORT, 60, "Temporal", temporal, log_path)
     return address
 
 
@@ -143,23 +157,22 @@ def main() -> int:
         say("starting the worker")
         children.append(subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=PROJECT_ROOT))
         say("starting the API")
-        children.append(
-            subprocess.Popen(
-                [
-                    str(BIN / "uvicorn"),
-                    "api.app:app_factory",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(API_PORT),
-                    "--no-access-log",
-                ],
-                env=env,
-                cwd=PROJECT_ROOT,
-            )
+        api = subprocess.Popen(
+            [
+                str(BIN / "uvicorn"),
+                "api.app:app_factory",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(API_PORT),
+                "--no-access-log",
+            ],
+            env=env,
+            cwd=PROJECT_ROOT,
         )
-        wait_for_port("127.0.0.1", API_PORT, 60, "the API")
+        children.append(api)
+        wait_for_port("127.0.0.1", API_PORT, 60, "the API", api)
         say("ready:")
         say(f"  API          http://127.0.0.1:{API_PORT}/api/v1")
         say(f"  Health       http://127.0.0.1:{API_PORT}/health")

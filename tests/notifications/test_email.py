@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import select
 from temporalio import workflow
@@ -157,6 +158,56 @@ async def test_retried_after_a_failure_the_mail_goes_out_once(
     assert again.sent == [] and again.already_sent == result.sent
     assert len(smtp.messages) == 1
     assert flaky.calls == 3
+
+
+class ConnectionDroppingTransport:
+    """The real SMTP transport, but the first send first kills the database connection whose transaction holds the
+    ledger row (as a restarting database or a network cut would), so the COMMIT after the send fails."""
+
+    def __init__(self, inner: SmtpTransport, database_url: str) -> None:
+        self.inner = inner
+        self.database_url = database_url
+        self.calls = 0
+
+    def send(self, mail: OutgoingMail) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND state = 'idle in transaction'"
+                )
+        self.inner.send(mail)
+
+
+async def test_a_connection_lost_after_the_send_does_not_send_twice(
+    temporal_client: Client, smtp_deps: ActivityDeps, smtp: SmtpSink, make_user, database_url: str
+) -> None:
+    owner = await make_user("employee")
+    assert isinstance(smtp_deps.mail, SmtpTransport)
+    dropping = ConnectionDroppingTransport(smtp_deps.mail, database_url)
+    mailer = NotificationActivities(
+        ActivityDeps(smtp_deps.settings, smtp_deps.sessions, smtp_deps.authorizer, smtp_deps.storage, dropping)
+    )
+    queue = f"email-test-{uuid.uuid4().hex[:8]}"
+    job = EmailJob(
+        message_key="approval-expense-11/approved",
+        template="entry_approved",
+        to_user_ids=[owner.id],
+        event_type="entry_approved",
+        context={"title": "Expense #11", "approver_name": "Boss"},
+    )
+    async with Worker(temporal_client, task_queue=queue, workflows=[SendOneEmail], activities=[mailer.send_email]):
+        result = await temporal_client.execute_workflow(
+            SendOneEmail.run, job, id=f"send-{uuid.uuid4().hex}", task_queue=queue
+        )
+        again = await temporal_client.execute_workflow(
+            SendOneEmail.run, job, id=f"send-{uuid.uuid4().hex}", task_queue=queue
+        )
+    assert len(result.sent) == 1
+    assert [rcpt for _, rcpt in smtp.envelopes] == [[owner.email]]  # one mail, though its first COMMIT failed
+    assert again.already_sent == result.sent  # the ledger row was written after all
+    assert dropping.calls == 1
 
 
 async def test_turning_email_off_stops_that_event_only(
