@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.logging import request_id_var
@@ -103,6 +104,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _CODE_BY_STATUS.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), None, getattr(exc, "headers", None))
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the request carried (an id beyond 64 bits, a NUL character in text, a
+        # number out of range). The transaction was rolled back, so nothing was stored: the client's input is at
+        # fault, and this one rule answers for every route and field.
+        diag = getattr(exc.orig, "diag", None)
+        reason = str((diag and diag.message_primary) or exc.orig).split("\n")[0]
+        return error_response(422, "validation_failed", f"a value in the request cannot be stored: {reason}")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
