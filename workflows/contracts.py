@@ -168,6 +168,7 @@ class DelegationChange(Contract):
     delegate_id: int | None = None
     starts: datetime | None = None
     ends: datetime | None = None
+    audit: AuditInfo = AuditInfo()  # who set the delegation, for the audit row of a re-routed step
 
 
 class Notice(Contract):
@@ -179,6 +180,7 @@ class Notice(Contract):
     body: str = ""
     link: str = ""
     key: str  # dedup key of the notification, and the email's message key
+    details: dict[str, str] = {}  # what the email template shows: amount, currency, owner_name, approver_name ...
 
 
 class DecisionOutcome(Contract):
@@ -194,6 +196,7 @@ class DecisionOutcome(Contract):
     round: int = 1
     changed: bool = True
     notices: list[Notice] = []
+    amount: Decimal | None = None  # the request's amount now (a resubmission after changes may have changed it)
 
 
 class LiveStatus(Contract):
