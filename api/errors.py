@@ -68,6 +68,28 @@ def error_response(status: int, code: str, message: str, details: Any = None, he
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
+_LOGGED_FLAG = "_finance_ops_logged"
+
+
+def log_unhandled(exc: BaseException) -> None:
+    """Log an unexpected exception once, with its trace (never sent to the client).
+
+    RequestContextMiddleware calls this while the request id is still set, so the line carries it; the fallback
+    handler below (outside that middleware) then knows not to log the same exception a second time.
+    """
+    if getattr(exc, _LOGGED_FLAG, False):
+        return
+    log.error("unhandled error", exc_info=exc)
+    try:
+        setattr(exc, _LOGGED_FLAG, True)
+    except AttributeError:  # an exception type with __slots__: logging twice is the lesser harm
+        pass
+
+
+def internal_error_response() -> JSONResponse:
+    return error_response(500, "internal_error", "internal server error")
+
+
 def status_for(error: errors.DomainError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_BY_ERROR:
@@ -116,8 +138,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")  # the trace goes to the log, never to the client
-        return error_response(500, "internal_error", "internal server error")
+        # A fallback only: RequestContextMiddleware answers unhandled errors itself, with the request id. This runs
+        # for an error raised outside it (Starlette calls it from the outermost middleware).
+        log_unhandled(exc)
+        return internal_error_response()
 
 
 # Documented on every route so clients (and schema-based tests) know the error shape.

@@ -11,6 +11,7 @@ import uuid
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import internal_error_response, log_unhandled
 from core.logging import request_id_var
 
 log = logging.getLogger("api.access")
@@ -38,7 +39,10 @@ _DOCS_PATHS = ("/docs", "/redoc")
 
 class RequestContextMiddleware:
     """Assigns a request id (or keeps a safe one from the client), logs the request, records metrics,
-    adds security headers, and refuses bodies over the limit with 413 before the app reads them."""
+    adds security headers, and refuses bodies over the limit with 413 before the app reads them.
+
+    It also answers unhandled exceptions with the JSON 500 itself: Starlette's own catch-all runs in the outermost
+    middleware, after this one has reset the request id, so its response and log line would carry none."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -64,6 +68,7 @@ class RequestContextMiddleware:
 
         received = 0
         too_large = False
+        response_started = False
 
         async def limited_receive() -> Message:
             nonlocal received, too_large
@@ -76,7 +81,9 @@ class RequestContextMiddleware:
             return message
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status_holder["status"] = message["status"]
                 extra = [(b"x-request-id", request_id.encode())]
                 if not path.startswith(_DOCS_PATHS):
@@ -94,6 +101,14 @@ class RequestContextMiddleware:
         except _BodyTooLarge:
             await self._too_large(send, request_id)
             status_holder["status"] = 413
+        except Exception as exc:
+            log_unhandled(exc)
+            if response_started:
+                # Part of the body is out: re-raise so the server drops the connection and the client sees a
+                # broken response rather than a complete-looking truncated one.
+                raise
+            status_holder["status"] = 500
+            await internal_error_response()(scope, receive, send_with_headers)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

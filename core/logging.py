@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,5 +39,11 @@ def configure_logging(level: str = "INFO", log_file: str = "") -> None:
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # uvicorn installs its own plain-text handlers on these loggers (and stops them propagating) before it loads
+    # the app: hand them back to the root's JSON handlers, so every line the process writes has one format.
+    for name in UVICORN_LOGGERS:
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = True
+    # The API's own access log (api.access) has the request id, route and duration; uvicorn's would double it.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
