@@ -125,7 +125,9 @@ class Kpi(BaseModel):
     totals: PeriodTotals
     pending: PendingAmounts
     top_categories: list[CategorySpend]
-    top_spenders: list[Spender] | None = Field(description="managers and up; null for a viewer who sees only self")
+    top_spenders: list[Spender] | None = Field(
+        description="for managers and up and accountants (by permission, even with no reports yet); null for employees"
+    )
     approval_cycle_time: CycleTime
     approval_rate: ApprovalRate
     escalations: int

@@ -77,7 +77,17 @@ async def scope_for(session: AsyncSession, authorizer: Authorizer, viewer: User)
     if visibility.everyone:
         return DashboardScope(viewer.id, Scope.ALL, None)
     owners = tuple(sorted(visibility.owner_ids))
-    return DashboardScope(viewer.id, Scope.TEAM if owners != (viewer.id,) else Scope.OWN, owners)
+    # A manager's view is their team's even before anyone reports to them (the label follows the role, not the
+    # size of the subtree); someone else who happens to see others (a policy edit) is shown as a team too.
+    team = owners != (viewer.id,) or sees_team_figures(authorizer, viewer)
+    return DashboardScope(viewer.id, Scope.TEAM if team else Scope.OWN, owners)
+
+
+def sees_team_figures(authorizer: Authorizer, viewer: User) -> bool:
+    """Managers and up (and accountants, who read everyone's books) get team figures such as top spenders."""
+    return authorizer.allows(viewer.role, "dashboard", "read_team") or authorizer.allows(
+        viewer.role, "dashboard", "read_all"
+    )
 
 
 # --- calendar ---------------------------------------------------------------------------------------
@@ -392,7 +402,8 @@ async def kpi(
         series.append(
             MonthTotals(month=month.strftime("%Y-%m"), revenue=revenue, expenses=expenses, net=revenue - expenses)
         )
-    show_spenders = scope.scope != Scope.OWN
+    # By permission, not by the size of the scope: a manager with no reports yet still gets the (short) list.
+    show_spenders = sees_team_figures(authorizer, viewer)
     cycle, rate, escalations = await _approval_stats(session, scope, start, end)
     return Kpi(
         months=months,

@@ -16,6 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.dashboard.aggregates import entry_status_changed
 from domain.models import ApprovalRequest, ApprovalStep, Entry
+
+# `team` (admin <- manager <- employee, with the in-process worker) for the end-to-end tests; its teardown ends the
+# test's workflows before the tables are emptied.
+from tests.approvals.conftest import team  # noqa: F401
 from tests.conftest import MakeUser, TestUser
 
 CATEGORIES = {"expense": ["travel", "software", "meals", "hardware"], "revenue": ["sales", "services", "licences"]}
