@@ -13,6 +13,10 @@ from activities.deps import ActivityDeps
 from activities.notifications import NotificationActivities
 from core.mail import SmtpTransport
 from core.settings import Settings, SmtpSettings
+
+# `team` (admin <- manager <- employee, with the in-process worker) for the end-to-end stream test; its teardown
+# ends the test's workflows before the tables are emptied.
+from tests.approvals.conftest import team  # noqa: F401
 from tests.services import SmtpSink, free_port
 
 

@@ -13,6 +13,7 @@ import pytest
 from activities.deps import ActivityDeps
 from api.routes import notifications as notification_routes
 from domain.notifications.service import notify
+from tests.approvals.conftest import Team, expense_body
 
 pytestmark = pytest.mark.usefixtures("database_url")
 STREAM = "/api/v1/notifications/stream"
@@ -79,6 +80,36 @@ async def test_stream_pushes_a_notification_created_elsewhere_to_its_user_only(
         # Bob's stream got Bob's notification, and Alice's stream never saw it (hers came first).
         _, bobs = await bob_events.next_notification()
         assert bobs["title"] == "For Bob"
+
+
+async def test_an_employees_submission_over_http_reaches_the_managers_open_stream(api_url: str, team: Team) -> None:
+    """The whole path: the employee's HTTP submit starts the workflow, the worker's activity writes the notification
+    in its own transaction, PostgreSQL NOTIFY wakes the API's feed and the manager's open stream gets it; the
+    manager's approval then reaches the employee's stream the same way."""
+    async with (
+        open_stream(api_url, team.manager.headers) as manager_events,
+        open_stream(api_url, team.employee.headers) as employee_events,
+        httpx.AsyncClient(base_url=api_url, timeout=30) as http,
+    ):
+        created = await http.post("/api/v1/expenses/", json=expense_body("88.20"), headers=team.employee.headers)
+        assert created.status_code == 201, created.text
+        entry_id = created.json()["id"]
+        submitted = await http.post(f"/api/v1/expenses/{entry_id}/submit", headers=team.employee.headers)
+        assert submitted.status_code == 200, submitted.text
+
+        event_id, pushed = await manager_events.next_notification()
+        assert pushed["event_type"] == "entry_submitted" and pushed["id"] == event_id
+        assert pushed["data"]["entry_id"] == entry_id  # type: ignore[index]
+        assert "waits for your approval" in str(pushed["title"]) and pushed["read_at"] is None
+        # What the stream pushed is the stored notification the manager's list shows.
+        listed = (await http.get("/api/v1/notifications", headers=team.manager.headers)).json()
+        assert [item["id"] for item in listed["items"]] == [event_id]
+
+        approved = await http.post(f"/api/v1/expenses/{entry_id}/approve", json={}, headers=team.manager.headers)
+        assert approved.status_code == 200, approved.text
+        # The employee's stream saw nothing of the manager's notice: its first event is its own approval notice.
+        _, outcome = await employee_events.next_notification()
+        assert outcome["event_type"] == "entry_approved" and outcome["data"]["entry_id"] == entry_id  # type: ignore[index]
 
 
 async def test_reconnect_with_last_event_id_replays_what_was_missed(
