@@ -151,6 +151,57 @@ async def test_fifty_concurrent_audited_actions_leave_one_unbroken_chain(databas
     assert len({row.prev_hash for row in links}) == 50  # no two rows claim the same predecessor: no fork
 
 
+def _expense(n: int) -> dict[str, str]:
+    return {
+        "amount": f"{10 + n}.25",
+        "currency": "USD",
+        "category": "travel",
+        "description": f"audited action {n}",
+        "entry_date": "2026-03-04",
+        "vendor": "Rail Co",
+    }
+
+
+async def test_fifty_concurrent_api_actions_by_several_users_leave_one_unbroken_chain(client, make_user) -> None:
+    """Real requests (creates and If-Match edits by five people at once), each writing its audit row in its own
+    request transaction; the verifier then walks an intact chain holding exactly those rows."""
+    superadmin = await make_user("superadmin")
+    people = [await make_user("employee") for _ in range(5)]
+    drafts = []  # one draft per (person, slot), made one at a time: ten audit rows before the burst
+    for n in range(10):
+        owner = people[n % 5]
+        created = await client.post("/api/v1/expenses/", json=_expense(n), headers=owner.headers)
+        assert created.status_code == 201, created.text
+        drafts.append((owner, created.json()["id"], created.headers["etag"]))
+
+    async def create(n: int):
+        owner = people[n % 5]
+        return owner, await client.post("/api/v1/expenses/", json=_expense(100 + n), headers=owner.headers)
+
+    async def edit(owner, entry_id: int, etag: str):
+        headers = {**owner.headers, "If-Match": etag}
+        return owner, await client.patch(f"/api/v1/expenses/{entry_id}", json={"amount": "999.99"}, headers=headers)
+
+    burst = [create(n) for n in range(40)] + [edit(*draft) for draft in drafts]
+    random.shuffle(burst)
+    answers = await asyncio.gather(*burst)
+    assert sorted(response.status_code for _, response in answers) == [200] * 10 + [201] * 40, [
+        response.text for _, response in answers if response.status_code not in (200, 201)
+    ]
+
+    verdict = await client.get("/api/v1/admin/audit/verify", headers=superadmin.headers)
+    assert verdict.status_code == 200
+    assert verdict.json() == {"ok": True, "rows_checked": 60, "first_broken_id": None, "reason": None}
+    # Every action left its own row, under the person who did it.
+    log = "/api/v1/admin/audit"
+    for person in people:
+        mine = (await client.get(log, params={"actor_id": person.id, "limit": 100}, headers=superadmin.headers)).json()
+        actions = sorted(item["action"] for item in mine["items"])
+        assert actions == ["entry.created"] * 10 + ["entry.updated"] * 2, person.id
+    edits = (await client.get(log, params={"action": "entry.updated", "limit": 100}, headers=superadmin.headers)).json()
+    assert sorted(item["resource_id"] for item in edits["items"]) == sorted(str(d[1]) for d in drafts)
+
+
 async def test_writing_under_repeatable_read_is_refused(activity_deps: ActivityDeps) -> None:
     async with activity_deps.sessions() as session:
         await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
