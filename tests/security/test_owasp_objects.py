@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import func, select
 
 from activities.deps import ActivityDeps
-from domain.models import Entry
+from domain.models import AuditLog, Entry
 from tests.conftest import MakeUser, TestUser
 
 EXPENSE = {
@@ -59,29 +59,62 @@ async def test_another_employees_entry_is_404_and_untouched(
     assert (str(stored.amount), stored.status) == ("42.50", "draft")
 
 
+async def _snapshot(deps: ActivityDeps, entry_id: int) -> dict[str, object]:
+    """Every stored column of the entry, to compare before and after."""
+    entry = await _stored(deps, entry_id)
+    return {column.key: getattr(entry, column.key) for column in Entry.__table__.columns}
+
+
+async def _count(deps: ActivityDeps, model: type, *conditions: object) -> int:
+    async with deps.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0)
+
+
+SMUGGLED = {  # fields a client must never set; each one alone makes the body invalid
+    "status": "approved",
+    "owner_id": None,  # filled with the manager's id below
+    "approved_by": None,
+    "version": 99,
+    "workflow_id": "approval-expense-1",
+    "approval_request_id": 1,
+    "decided_at": "2026-03-05T00:00:00Z",
+}
+
+
 async def test_mass_assignment_is_refused_and_changes_nothing(
     client: httpx.AsyncClient, make_user: MakeUser, activity_deps: ActivityDeps
 ) -> None:
     manager = await make_user("manager")
     alice = await make_user("employee", manager=manager)
-    for field, value in {
-        "status": "approved",
-        "owner_id": manager.id,
-        "approved_by": manager.id,
-        "version": 99,
-        "workflow_id": "approval-expense-1",
-    }.items():
+    smuggled = {**SMUGGLED, "owner_id": manager.id, "approved_by": manager.id}
+    for field, value in smuggled.items():
         refused = await client.post("/api/v1/expenses/", json={**EXPENSE, field: value}, headers=alice.headers)
         assert refused.status_code == 422, (field, refused.text)
+    # Refused means nothing was stored: no entry (for anyone, the manager included) and no audit row.
+    assert await _count(activity_deps, Entry) == 0
+    assert await _count(activity_deps, AuditLog) == 0
 
     entry = await _expense(client, alice)
     url = f"/api/v1/expenses/{entry['id']}"
     etag = (await client.get(url, headers=alice.headers)).headers["etag"]
-    for field, value in {"status": "approved", "owner_id": manager.id, "version": 7}.items():
-        refused = await client.patch(url, json={field: value}, headers={**alice.headers, "If-Match": etag})
+    before = await _snapshot(activity_deps, entry["id"])
+    for field, value in smuggled.items():
+        headers = {**alice.headers, "If-Match": etag}
+        refused = await client.patch(url, json={field: value}, headers=headers)
         assert refused.status_code == 422, (field, refused.text)
-    stored = await _stored(activity_deps, entry["id"])
-    assert (stored.status, stored.owner_id, stored.version) == ("draft", alice.id, 1)
+        # Smuggled next to an allowed change, the allowed part is not applied either.
+        mixed = await client.patch(url, json={"amount": "1.00", field: value}, headers=headers)
+        assert mixed.status_code == 422, (field, mixed.text)
+    after = await _snapshot(activity_deps, entry["id"])
+    assert after == before
+    assert (after["status"], after["owner_id"], after["version"], str(after["amount"])) == (
+        "draft",
+        alice.id,
+        1,
+        "42.50",
+    )
+    assert await _count(activity_deps, AuditLog, AuditLog.action == "entry.updated") == 0
+    assert (await client.get(url, headers=alice.headers)).headers["etag"] == etag  # clients see no change either
 
 
 async def test_page_size_is_capped(client: httpx.AsyncClient, make_user: MakeUser) -> None:
