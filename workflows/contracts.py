@@ -304,6 +304,16 @@ class ReportProgress(Contract):
     error: str | None = None
 
 
+REPORT_PROGRESS_SIGNAL = "report_rows_processed"
+
+
+class ReportRowsProcessed(Contract):
+    """Signal from the generate activity to its workflow while it renders: what the `progress` query answers."""
+
+    rows: int
+    attempt: int = 1  # a retry renders again from row 0: a later attempt's count replaces an earlier one's
+
+
 class ReportNotice(Contract):
     report: GeneratedReport
     user_id: int
