@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
             if services is None:
                 await app.state.services.sessions.kw["bind"].dispose()
 
-    docs = settings.docs_enabled
+    docs = settings.serve_docs
     app = FastAPI(
         title=settings.app_name,
         version="1.0.0",

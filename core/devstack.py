@@ -22,11 +22,21 @@ from dotenv import dotenv_values
 from core.settings import PROJECT_ROOT
 from core.temporal import search_attribute_flags
 
-VAR = Path(os.environ.get("DEV_VAR_DIR") or PROJECT_ROOT / "var")
+# Read by the dev runner only (the app never sees them); like every setting, from the environment or `.env`.
+DEV_RUNNER_SETTINGS = ("DEV_VAR_DIR", "API_PORT", "TEMPORAL_PORT", "TEMPORAL_UI_PORT")
+
+
+def _runner_setting(name: str, default: str) -> str:
+    """The environment wins over `.env`, as in the app's own settings; an empty value means the default."""
+    value = os.environ.get(name) or dotenv_values(PROJECT_ROOT / ".env").get(name)
+    return value or default
+
+
+VAR = Path(_runner_setting("DEV_VAR_DIR", str(PROJECT_ROOT / "var")))
 BIN = Path(sys.executable).parent
-API_PORT = int(os.environ.get("API_PORT", "8000"))
-TEMPORAL_PORT = int(os.environ.get("TEMPORAL_PORT", "7233"))
-TEMPORAL_UI_PORT = int(os.environ.get("TEMPORAL_UI_PORT", "8233"))
+API_PORT = int(_runner_setting("API_PORT", "8000"))
+TEMPORAL_PORT = int(_runner_setting("TEMPORAL_PORT", "7233"))
+TEMPORAL_UI_PORT = int(_runner_setting("TEMPORAL_UI_PORT", "8233"))
 
 
 def say(message: str) -> None:
@@ -81,10 +91,31 @@ def embedded_database() -> str:
     return str(server.get_uri("finance"))
 
 
-def start_temporal(children: list[subprocess.Popen[bytes]]) -> str:
+def register_search_attributes(address: str, namespace: str = "default") -> None:
+    """Register the project's search attributes on a running server (one we did not start, so they may be
+    missing: workflows that upsert them would then fail). One that already exists with its type is fine."""
+    pairs = search_attribute_flags()[1::2]  # ["EntryKind=Keyword", ...]
+    for pair in pairs:
+        name, kind = pair.split("=", 1)
+        command = [str(BIN / "temporal"), "operator", "search-attribute", "create"]
+        command += ["--address", address, "--namespace", namespace, "--name", name, "--type", kind]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired as exc:
+            raise SystemExit(f"Temporal at {address} did not answer while registering search attributes") from exc
+        output = (result.stdout + result.stderr).strip()
+        if result.returncode == 0:
+            continue
+        if "already exists" in output and "different type" not in output:
+            continue  # older CLIs report an existing attribute as an error
+        raise SystemExit(f"could not register the search attribute {name} ({kind}) on {address}: {output}")
+
+
+def start_temporal(children: list[subprocess.Popen[bytes]], namespace: str = "default") -> str:
     address = f"127.0.0.1:{TEMPORAL_PORT}"
     if port_in_use(TEMPORAL_PORT):
-        say(f"a Temporal server already listens on {address}; using it")
+        say(f"a Temporal server already listens on {address}; using it and registering the search attributes")
+        register_search_attributes(address, namespace)
         return address
     say(f"starting Temporal dev server on {address}, Web UI on http://127.0.0.1:{TEMPORAL_UI_PORT}")
     log_path = VAR / "temporal.log"
@@ -111,6 +142,26 @@ def start_temporal(children: list[subprocess.Popen[bytes]]) -> str:
     return address
 
 
+def dev_environment() -> dict[str, str]:
+    """The children's environment: `.env` under the process environment (which wins, as in the app's own
+    settings), then the dev defaults for whatever is still unset. An empty value counts as unset everywhere, as
+    it does for the app (a `.env` copied from `.env.example` leaves many blank)."""
+    env = {key: value for key, value in dotenv_values(PROJECT_ROOT / ".env").items() if value}
+    env.update({key: value for key, value in os.environ.items() if value})
+    defaults = {
+        "APP_ENV": "dev",
+        "TEMPORAL_UI_URL": f"http://127.0.0.1:{TEMPORAL_UI_PORT}",
+        "STORAGE_DIR": str(VAR / "storage"),
+        "MAIL_DIR": str(VAR / "mail"),
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{API_PORT}",
+    }
+    for name, value in defaults.items():
+        env.setdefault(name, value)
+    if not env.get("SECRET_KEY"):
+        env["SECRET_KEY"] = secret_key()
+    return env
+
+
 def stop(children: list[subprocess.Popen[bytes]]) -> None:
     for child in reversed(children):
         if child.poll() is None:
@@ -126,18 +177,9 @@ def main() -> int:
     VAR.mkdir(exist_ok=True)
     (VAR / "mail").mkdir(exist_ok=True)
     (VAR / "storage").mkdir(exist_ok=True)
-    # The environment wins over .env, as in the app's own settings.
-    env = {key: value for key, value in dotenv_values(PROJECT_ROOT / ".env").items() if value is not None}
-    env.update(os.environ)
-    env.setdefault("APP_ENV", "dev")
-    env.setdefault("SECRET_KEY", secret_key())
-    env.setdefault("TEMPORAL_UI_URL", f"http://127.0.0.1:{TEMPORAL_UI_PORT}")
-    env.setdefault("STORAGE_DIR", str(VAR / "storage"))
-    env.setdefault("MAIL_DIR", str(VAR / "mail"))
-    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{API_PORT}")
+    env = dev_environment()
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = embedded_database()
-    env.setdefault("PG_BIN_DIR", "")
 
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
@@ -150,7 +192,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         if not env.get("TEMPORAL_ADDRESS"):
-            env["TEMPORAL_ADDRESS"] = start_temporal(children)
+            env["TEMPORAL_ADDRESS"] = start_temporal(children, env.get("TEMPORAL_NAMESPACE") or "default")
         say("applying migrations")
         subprocess.run([str(BIN / "alembic"), "upgrade", "heads"], env=env, check=True, cwd=PROJECT_ROOT)
         subprocess.run([sys.executable, "cli.py", "create-superadmin"], env=env, check=True, cwd=PROJECT_ROOT)

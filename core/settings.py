@@ -26,7 +26,11 @@ class Environment(StrEnum):
 
 
 def _config() -> SettingsConfigDict:
-    return SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
+    # env_ignore_empty: `NAME=` (as in .env.example, or `NAME: ""` in compose) means "not set, use the default",
+    # so an optional number or flag left blank does not fail validation.
+    return SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
 
 class DatabaseSettings(BaseSettings):
@@ -49,6 +53,8 @@ class TemporalSettings(BaseSettings):
     task_queue_prefix: str = Field(default="finance", validation_alias="TEMPORAL_TASK_QUEUE_PREFIX")
     rpc_timeout_seconds: float = Field(default=10.0, validation_alias="TEMPORAL_RPC_TIMEOUT_SECONDS")
     worker_metrics_port: int = Field(default=9464, validation_alias="WORKER_METRICS_PORT")
+    # Loopback by default (the metrics are not for the world); a container sets 0.0.0.0 so Prometheus can scrape.
+    worker_metrics_host: str = Field(default="127.0.0.1", validation_alias="WORKER_METRICS_HOST")
 
 
 class AuthSettings(BaseSettings):
@@ -138,7 +144,7 @@ class Settings(BaseSettings):
     log_file: str = Field(default="", validation_alias="LOG_FILE")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     cors_origins: str = Field(default="", validation_alias="CORS_ORIGINS")
-    docs_enabled: bool = Field(default=True, validation_alias="DOCS_ENABLED")
+    docs_enabled: bool | None = Field(default=None, validation_alias="DOCS_ENABLED")  # None: see serve_docs
     max_body_bytes: int = Field(default=1_000_000, validation_alias="MAX_BODY_BYTES")
     policy_dir: Path = Field(default=PROJECT_ROOT / "policies", validation_alias="POLICY_DIR")
     public_base_url: str = Field(default="http://127.0.0.1:8000", validation_alias="PUBLIC_BASE_URL")
@@ -168,20 +174,35 @@ class Settings(BaseSettings):
         return not self.is_production
 
     @property
+    def serve_docs(self) -> bool:
+        """/docs, /redoc and /openapi.json: on unless turned off, and off in production unless turned on (the
+        schema maps the whole attack surface)."""
+        if self.docs_enabled is not None:
+            return self.docs_enabled
+        return not self.is_production
+
+    @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     def check_secrets(self) -> None:
-        """Refuse to run with a missing or weak SECRET_KEY outside development (and say why)."""
+        """Refuse to run with a missing or weak SECRET_KEY anywhere but development (and say why).
+
+        The key signs every access and refresh token and keys the hashes of emailed codes: whoever knows or
+        guesses it can mint a token for any user. Only a development machine may run on a throw-away key.
+        """
         key = self.auth.secret_key
         if len(key.encode()) >= MIN_SECRET_BYTES:
             return
-        if self.environment == Environment.PRODUCTION:
+        if self.environment != Environment.DEV:
+            problem = "is not set" if not key else f"is only {len(key.encode())} bytes"
             raise WeakSecretError(
-                f"SECRET_KEY must be set to at least {MIN_SECRET_BYTES} bytes in {self.environment.value}; "
-                'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                f"SECRET_KEY {problem}; with APP_ENV={self.environment.value} it must be at least "
+                f"{MIN_SECRET_BYTES} random bytes, because it signs every token (a known or short key lets anyone "
+                "sign in as anyone). Only APP_ENV=dev runs on a throw-away key. Generate one with: "
+                'python -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
-        # Development and tests: an ephemeral key, so nothing depends on a well-known default.
+        # Development: an ephemeral key, so nothing depends on a well-known default.
         self.auth.secret_key = secrets.token_urlsafe(48)
         if self.auth.bcrypt_rounds > 12:
             self.auth.bcrypt_rounds = 12
@@ -202,9 +223,14 @@ def to_psycopg_url(url: str) -> str:
     return url
 
 
-def load_settings() -> Settings:
+def load_settings(*, require_secret: bool = True) -> Settings:
+    """Settings for a process. `require_secret=False` is for operator tools that never sign or check a token
+    (verify-audit, restore): they need not hold the key; everything that serves users does (`get_settings`)."""
     settings = Settings()
-    settings.check_secrets()
+    if require_secret:
+        settings.check_secrets()
+    elif len(settings.auth.secret_key.encode()) < MIN_SECRET_BYTES:
+        settings.auth.secret_key = secrets.token_urlsafe(48)  # never an empty or short key, even unused
     settings.check_production()
     if not settings.db.url:
         raise MissingSettingError("DATABASE_URL is not set (make dev sets it to the embedded PostgreSQL)")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic_settings import BaseSettings
 
-from core.settings import PROJECT_ROOT, Settings
+from core.settings import PROJECT_ROOT
+from tests.foundation.setting_names import every_variable_read, setting_names
 
 APP_SERVICES = ("api", "worker")
 REQUIRED_SETTINGS = {
@@ -22,21 +22,6 @@ REQUIRED_SETTINGS = {
     "SMTP_HOST",
     "SMTP_PORT",
 }
-
-
-def _setting_names(model: type[BaseSettings]) -> set[str]:
-    names: set[str] = set()
-    for field in model.model_fields.values():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
-            names |= _setting_names(annotation)
-            continue
-        alias = field.validation_alias
-        if isinstance(alias, str):
-            names.add(alias)
-        elif alias is not None:
-            names |= {str(choice) for choice in alias.choices}
-    return names
 
 
 def _compose() -> dict:
@@ -55,7 +40,7 @@ def test_every_needed_service_is_present_with_a_pinned_image() -> None:
 
 
 def test_app_services_get_every_setting_and_only_known_ones() -> None:
-    known = _setting_names(Settings)
+    known = setting_names()
     services = _compose()["services"]
     for name in APP_SERVICES:
         environment = services[name]["environment"]
@@ -70,5 +55,5 @@ def test_env_example_documents_every_setting() -> None:
         for line in (PROJECT_ROOT / ".env.example").read_text().splitlines()
         if "=" in line
     }
-    missing = _setting_names(Settings) - documented
+    missing = every_variable_read() - documented
     assert not missing, f".env.example does not document {sorted(missing)}"

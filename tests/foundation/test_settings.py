@@ -1,10 +1,15 @@
-"""Settings keep the seed's names and refuse weak secrets outside development."""
+"""Settings keep the seed's names, refuse weak secrets outside development, and start from `.env.example`."""
 
 from __future__ import annotations
 
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
 import pytest
 
-from core.settings import Settings, WeakSecretError
+from core.settings import PROJECT_ROOT, Settings, WeakSecretError, load_settings
+from tests.foundation.setting_names import every_variable_read
 
 
 def test_seed_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,12 +32,26 @@ def test_seed_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.storage.access_key_id == "AKIA"
 
 
-@pytest.mark.parametrize("key", ["", "short-secret"])
-def test_production_refuses_a_weak_secret(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
-    monkeypatch.setenv("APP_ENV", "production")
+@pytest.mark.parametrize("environment", ["production", "test"])
+@pytest.mark.parametrize("key", ["", "short-secret", "x" * 31])
+def test_anything_but_development_refuses_a_weak_secret(
+    monkeypatch: pytest.MonkeyPatch, environment: str, key: str
+) -> None:
+    monkeypatch.setenv("APP_ENV", environment)
     monkeypatch.setenv("SECRET_KEY", key)
-    with pytest.raises(WeakSecretError, match="SECRET_KEY"):
+    with pytest.raises(WeakSecretError) as refused:
         Settings().check_secrets()
+    message = str(refused.value)
+    assert "SECRET_KEY" in message and f"APP_ENV={environment}" in message
+    assert "signs every token" in message and "secrets.token_urlsafe" in message  # why, and how to fix it
+
+
+def test_a_strong_secret_is_accepted_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "test")
+    monkeypatch.setenv("SECRET_KEY", "k" * 32)
+    settings = Settings()
+    settings.check_secrets()
+    assert settings.auth.secret_key == "k" * 32
 
 
 def test_development_gets_a_random_key_not_a_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,3 +68,53 @@ def test_registration_is_closed_in_production_by_default(monkeypatch: pytest.Mon
     assert Settings().registration_open is False
     monkeypatch.setenv("APP_ENV", "dev")
     assert Settings().registration_open is True
+
+
+def test_docs_are_off_in_production_unless_turned_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCS_ENABLED", raising=False)
+    monkeypatch.setenv("APP_ENV", "production")
+    assert Settings().serve_docs is False
+    monkeypatch.setenv("DOCS_ENABLED", "true")
+    assert Settings().serve_docs is True
+    monkeypatch.setenv("APP_ENV", "dev")
+    monkeypatch.delenv("DOCS_ENABLED")
+    assert Settings().serve_docs is True
+    monkeypatch.setenv("DOCS_ENABLED", "false")
+    assert Settings().serve_docs is False
+
+
+def test_env_example_copied_to_dot_env_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A new user's first step: `cp .env.example .env`. Blank values mean "the default", not a validation error."""
+    for name in every_variable_read():
+        monkeypatch.delenv(name, raising=False)
+    shutil.copy(PROJECT_ROOT / ".env.example", tmp_path / ".env")
+    monkeypatch.chdir(tmp_path)  # every settings group reads `.env` from the working directory
+
+    settings = Settings()
+    settings.check_secrets()  # APP_ENV=dev there: a throw-away key
+    assert settings.environment.value == "dev"
+    assert settings.auth.allow_registration is None and settings.registration_open is True
+    assert settings.approvals.expiry_hours is None
+    assert settings.serve_docs is True and settings.log_file == ""
+    assert settings.temporal.address == "127.0.0.1:7233" and settings.temporal.worker_metrics_host == "127.0.0.1"
+    assert settings.approvals.max_entry_amount == Decimal("1000000000.00")
+    assert settings.backups.daily_cron == "0 2 * * *"  # a value with spaces, before an inline comment
+
+
+def test_blank_values_in_the_environment_mean_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ALLOW_REGISTRATION", "APPROVAL_EXPIRY_HOURS", "DOCS_ENABLED", "SMTP_PORT", "BACKUP_KEEP_DAILY"):
+        monkeypatch.setenv(name, "")
+    settings = Settings()
+    assert settings.auth.allow_registration is None and settings.approvals.expiry_hours is None
+    assert (settings.smtp.port, settings.backups.keep_daily) == (587, 7)
+
+
+def test_operator_tools_may_load_settings_without_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify-audit and restore sign nothing; they still never run on an empty or short key."""
+    monkeypatch.setenv("APP_ENV", "test")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db/finance")
+    monkeypatch.setenv("SECRET_KEY", "")
+    with pytest.raises(WeakSecretError):
+        load_settings()
+    offline = load_settings(require_secret=False)
+    assert len(offline.auth.secret_key) >= 32
