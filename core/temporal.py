@@ -50,9 +50,12 @@ async def connect(settings: TemporalSettings, runtime: Runtime | None = None) ->
     )
 
 
-def metrics_runtime(port: int) -> Runtime:
-    """A runtime exporting the SDK's metrics for Prometheus on 127.0.0.1:`port`."""
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}")))
+def metrics_runtime(port: int, host: str = "127.0.0.1") -> Runtime:
+    """A runtime exporting the SDK's metrics for Prometheus on `host`:`port` (WORKER_METRICS_HOST/_PORT).
+
+    Loopback by default; in a container the scraper is elsewhere, so compose sets 0.0.0.0."""
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address needs brackets
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
 
 
 def rpc_timeout(settings: TemporalSettings) -> timedelta:
