@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -78,6 +79,12 @@ class ApprovalActivities:
         except DomainError as error:
             # Permanent: the request is not in a state for this transition. Retrying will not change that.
             raise ApplicationError(error.message, error.details, type=error_type(error), non_retryable=True) from error
+        except DataError as error:
+            # A value the database cannot store (the API lets none through; this guards the workflow's lock, which a
+            # retry without end would hold): the decision is refused, the request stays as it was.
+            raise ApplicationError(
+                f"the database refused a value: {error.orig}", type="ValidationFailed", non_retryable=True
+            ) from error
         return outcome_of(transition)
 
     @activity.defn(name=ApprovalActivity.ANNOUNCE)
@@ -158,7 +165,13 @@ class ApprovalActivities:
     async def reroute_step(self, job: RerouteJob) -> DecisionOutcome:
         return await self._transition(
             lambda session: service.reroute_step(
-                session, job.request_id, job.step_id, job.delegate_id, job.limits, job.now
+                session,
+                job.request_id,
+                job.step_id,
+                job.delegate_id,
+                job.limits,
+                job.now,
+                audit_context(job.audit, job.workflow_id),
             )
         )
 

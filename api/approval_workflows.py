@@ -55,6 +55,11 @@ _ERRORS: dict[str, type[DomainError]] = {
     "NotFound": NotFound,
 }
 UNREACHABLE = "the workflow engine did not answer in time; nothing was changed, try again shortly"
+# An update the engine may have accepted before the answer timed out can still be applied: say so, and how to retry.
+UNANSWERED_UPDATE = (
+    "the workflow engine did not answer in time; the action may still take effect: read the request again, or "
+    "repeat the call with the same Idempotency-Key (a repeat never applies it twice)"
+)
 UNCONFIRMED_START = "submission undone: the start of this workflow was not confirmed to the API"
 
 
@@ -205,11 +210,11 @@ class ApprovalWorkflows:
                 raise _ERRORS[cause.type](cause.message) from failure
             raise InvalidState(f"the approval refused the action: {cause}") from failure
         except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError) as error:
-            raise ServiceUnavailable(UNREACHABLE) from error
+            raise ServiceUnavailable(UNANSWERED_UPDATE) from error
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 raise InvalidState("this approval has already ended") from error
-            raise ServiceUnavailable(UNREACHABLE) from error
+            raise ServiceUnavailable(UNANSWERED_UPDATE) from error
 
     async def decide(
         self, request: ApprovalRequest, decision: DecisionRequest, idempotency_key: str | None

@@ -11,6 +11,10 @@ Submit commits the request and its first step, then starts this workflow (`appro
   workflow (chain recomputed with the limits pinned at submit); `withdraw` ends it.
 - the `delegation_changed` signal re-routes an open step to the approver's delegate.
 - search attributes (EntryKind, EntryId, ApprovalStatus, CurrentApprover, AmountCents) follow every transition.
+- transitions and their emails are local activities (patch LOCAL_ACTIVITIES): they run in the worker inside the
+  workflow task, so a whole approval costs the engine two workflow tasks and no activity task. Every transition is
+  idempotent and every email deduplicated, so a worker that dies mid-task simply runs them again. An email that
+  fails is retried on durable timers, never holding a decision's answer for longer than one attempt.
 - a start the API could not confirm (it timed out after the server accepted it) leaves a workflow whose submission
   the API then undid. Its first activity (or a later timer's) finds the request no longer open, or reopened in a
   later round, without this workflow: it ends as "undone" at once, notifying nobody (patch UNDONE_ENDS).
@@ -62,6 +66,11 @@ FINAL = frozenset({"approved", "rejected", "withdrawn", "expired", UNDONE})
 
 # Patch ids: workflows recorded before a change replay the old logic (tests/approvals/histories).
 UNDONE_ENDS = "undone-submission-ends-workflow"
+LOCAL_ACTIVITIES = "transitions-and-emails-as-local-activities"
+
+# One attempt of an approval email inside the workflow task (it holds the decision's answer, so it is short);
+# a failed attempt waits on a durable timer (local_retry_threshold 0), so the workflow task completes at once.
+EMAIL_LOCAL_ATTEMPT = timedelta(seconds=10)
 
 # Database activities: transient failures (a dropped connection, a restarting database) retry without end;
 # domain refusals are non-retryable ApplicationErrors and come back to the caller as 403/404/409/422.
@@ -94,6 +103,7 @@ class EntryApprovalWorkflow:
     @workflow.init
     def __init__(self, request: ApprovalInput) -> None:
         self._input = request
+        self._amount = request.amount  # a resubmission after changes may change it
         self._status = PENDING
         self._round = request.first_step.round if request.first_step else 1
         self._chain: list[ChainLink] = list(request.chain)
@@ -234,7 +244,7 @@ class EntryApprovalWorkflow:
     def _next_link(self, step: StepInfo) -> ChainLink | None:
         """After an approval: None when the approver's limit covers the amount, else the next level's approver
         (skipping anyone who already approved in this round)."""
-        if _covers(step.limit, self._input.amount):
+        if _covers(step.limit, self._amount):
             return None
         done = self._approved_by | {step.approver_id}
         for link in self._chain:
@@ -301,7 +311,12 @@ class EntryApprovalWorkflow:
             if step.delegate_id == change.delegate_id and step.delegate_ends == change.ends:
                 return
             job = self._job(
-                RerouteJob, step_id=step.step_id, delegate_id=change.delegate_id, starts=change.starts, ends=change.ends
+                RerouteJob,
+                step_id=step.step_id,
+                delegate_id=change.delegate_id,
+                starts=change.starts,
+                ends=change.ends,
+                audit=change.audit,
             )
             outcome = await self._activity(ApprovalActivity.REROUTE, job)
             if outcome.changed and outcome.next_step is not None and outcome.next_step.step_id == step.step_id:
@@ -394,6 +409,9 @@ class EntryApprovalWorkflow:
     def _apply(self, outcome: DecisionOutcome, *, restart_timers: bool = True) -> None:
         previous_status = self._status
         previous_step = self._step.step_id if self._step else None
+        amount_changed = outcome.amount is not None and outcome.amount != self._amount
+        if amount_changed:
+            self._amount = outcome.amount
         self._status = outcome.request_status
         self._round = outcome.round
         if outcome.chain:
@@ -408,7 +426,7 @@ class EntryApprovalWorkflow:
         if self._status != previous_status and self._status in {PENDING, CHANGES_REQUESTED}:
             self._restart_expiry()  # a new round, or the owner's turn: the clock starts again
         self._changes += 1
-        self._upsert()
+        self._upsert(amount=amount_changed)
         self._send(outcome.notices)
 
     def _current_approver(self) -> int | None:
@@ -419,7 +437,7 @@ class EntryApprovalWorkflow:
             return step.delegate_id
         return step.approver_id
 
-    def _upsert(self, *, initial: bool = False) -> None:
+    def _upsert(self, *, initial: bool = False, amount: bool = False) -> None:
         if not self._input.upsert_search_attributes:
             return
         approver = self._current_approver()
@@ -432,8 +450,8 @@ class EntryApprovalWorkflow:
                 ENTRY_KIND.value_set(self._input.subject_kind),
                 ENTRY_ID.value_set(str(self._input.subject_id)),
             ]
-            if self._input.amount is not None:
-                updates.append(AMOUNT_CENTS.value_set(int(self._input.amount * 100)))
+        if (initial or amount) and self._amount is not None:
+            updates.append(AMOUNT_CENTS.value_set(int(self._amount * 100)))
         workflow.upsert_search_attributes(updates)
 
     # --- activities and mail -----------------------------------------------------------------------
@@ -449,14 +467,17 @@ class EntryApprovalWorkflow:
         )
 
     async def _activity(self, name: str, job: Any) -> DecisionOutcome:
+        timeout = timedelta(seconds=self._input.timers.activity_seconds)
         try:
-            result: DecisionOutcome = await workflow.execute_activity(
-                name,
-                job,
-                result_type=DecisionOutcome,
-                start_to_close_timeout=timedelta(seconds=self._input.timers.activity_seconds),
-                retry_policy=ACTIVITY_RETRY,
-            )
+            result: DecisionOutcome
+            if workflow.patched(LOCAL_ACTIVITIES):
+                result = await workflow.execute_local_activity(
+                    name, job, result_type=DecisionOutcome, start_to_close_timeout=timeout, retry_policy=ACTIVITY_RETRY
+                )
+            else:
+                result = await workflow.execute_activity(
+                    name, job, result_type=DecisionOutcome, start_to_close_timeout=timeout, retry_policy=ACTIVITY_RETRY
+                )
             return result
         except ActivityError as error:
             cause = error.cause
@@ -471,11 +492,19 @@ class EntryApprovalWorkflow:
                 message_key=notice.key,
                 template=notice.event_type,
                 to_user_ids=[notice.user_id],
-                context={"title": notice.title, "body": notice.body, "link": notice.link},
+                context={**notice.details, "title": notice.title, "body": notice.body, "link": notice.link},
                 event_type=notice.event_type,
             )
-            self._emails.append(
-                workflow.start_activity(
+            if workflow.patched(LOCAL_ACTIVITIES):
+                email = workflow.start_local_activity(
+                    "send_email",
+                    job,
+                    start_to_close_timeout=EMAIL_LOCAL_ATTEMPT,
+                    retry_policy=EMAIL_RETRY,
+                    local_retry_threshold=timedelta(0),
+                )
+            else:
+                email = workflow.start_activity(
                     "send_email", job, start_to_close_timeout=EMAIL_TIMEOUT, retry_policy=EMAIL_RETRY
                 )
-            )
+            self._emails.append(email)

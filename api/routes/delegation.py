@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from api.approval_workflows import ApprovalWorkflows
+from api.approval_workflows import ApprovalWorkflows, audit_info
 from api.deps import Authorize, Grant, ServicesDep, SessionDep
 from domain.approvals import delegation as delegations
 from domain.approvals.delegation import WaitingStep
@@ -52,7 +52,11 @@ async def set_delegate(body: DelegationSet, session: SessionDep, services: Servi
     )
     await session.commit()
     change = DelegationChange(
-        approver_id=grant.user.id, delegate_id=delegation.delegate_id, starts=delegation.starts, ends=delegation.ends
+        approver_id=grant.user.id,
+        delegate_id=delegation.delegate_id,
+        starts=delegation.starts,
+        ends=delegation.ends,
+        audit=audit_info(grant.audit),
     )
     done, failed = await _reroute(ApprovalWorkflows(services), waiting, change)
     out = _out(delegation, now)
@@ -73,4 +77,5 @@ async def get_delegate(session: SessionDep, grant: Manage) -> DelegationOut:
 async def delete_delegate(session: SessionDep, services: ServicesDep, grant: Manage) -> None:
     waiting = await delegations.revoke_delegation(session, grant.user, datetime.now(UTC), grant.audit)
     await session.commit()
-    await _reroute(ApprovalWorkflows(services), waiting, DelegationChange(approver_id=grant.user.id))
+    change = DelegationChange(approver_id=grant.user.id, audit=audit_info(grant.audit))
+    await _reroute(ApprovalWorkflows(services), waiting, change)

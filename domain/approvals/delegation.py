@@ -7,7 +7,7 @@ One delegation per user is in force at a time: setting a new one revokes the pre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.audit.service import AuditContext, record
 from domain.errors import NotFound, ValidationFailed
 from domain.models import ApprovalRequest, ApprovalStep, Delegation, RequestStatus, StepStatus, User
+from domain.notifications.service import notify
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,18 @@ async def set_delegation(
             "ends": ends.isoformat(),
             "revoked": revoked,
         },
+    )
+    # The delegate hears of it now, even with nothing waiting yet; re-routed steps are announced one by one.
+    await notify(
+        session,
+        user_id=delegate_id,
+        event_type="approval_delegated",
+        title=f"{user.full_name} delegated their approvals to you",
+        body=f"From {starts.astimezone(UTC):%Y-%m-%d %H:%M} to {ends.astimezone(UTC):%Y-%m-%d %H:%M} UTC, "
+        "approvals routed to them come to you.",
+        link="/api/v1/approvals/",
+        data={"delegation_id": delegation.id, "delegator_id": user.id},
+        dedup_key=f"delegation:{delegation.id}:set",
     )
     return delegation, await steps_waiting_on(session, user.id)
 

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from domain.entries.schemas import HistoryStep
+from domain.entries.schemas import HistoryStep, Storable
 from domain.money import MoneyOut, PositiveMoney
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Justification = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
+Justification = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000), Storable]
 
 
 class GenericRequestCreate(BaseModel):

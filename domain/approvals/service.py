@@ -82,6 +82,7 @@ class NoticeView:
     body: str
     link: str
     key: str
+    details: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Transition:
     chain: list[Link] = field(default_factory=list)
     changed: bool = True
     notices: list[NoticeView] = field(default_factory=list)
+    amount: Decimal | None = None
 
 
 @dataclass
@@ -279,6 +281,24 @@ async def _set_status(
     await session.flush()
 
 
+async def _name(session: AsyncSession, user_id: int | None) -> str:
+    user = await session.get(User, user_id) if user_id is not None else None
+    return user.full_name if user is not None else ""
+
+
+async def _email_details(session: AsyncSession, request: ApprovalRequest, **extra: str) -> dict[str, str]:
+    """What an approval email shows besides its title and body (templates/emails/*: amount, who submitted ...)."""
+    entry = await _entry_of(session, request)
+    details = {
+        "entry_description": request.title,
+        "owner_name": await _name(session, request.requester_id),
+        "amount": money_str(request.amount) if request.amount is not None else "",
+        "currency": entry.currency if entry is not None else "",
+        **extra,
+    }
+    return {name: value for name, value in details.items() if value}
+
+
 async def _notice(
     session: AsyncSession,
     request: ApprovalRequest,
@@ -287,6 +307,7 @@ async def _notice(
     title: str,
     body: str,
     key: str,
+    **details: str,
 ) -> NoticeView:
     link = link_for(request)
     await notify(
@@ -299,7 +320,9 @@ async def _notice(
         data={"request_id": request.id, "entry_id": request.entry_id, "workflow_id": request.workflow_id},
         dedup_key=key,
     )
-    return NoticeView(user_id, event_type, title[:200], body, link, key)
+    return NoticeView(
+        user_id, event_type, title[:200], body, link, key, await _email_details(session, request, **details)
+    )
 
 
 def _key(request: ApprovalRequest, event: str, *parts: object) -> str:
@@ -323,7 +346,9 @@ async def _announce_step(session: AsyncSession, request: ApprovalRequest, step: 
     ]
 
 
-async def _announce_outcome(session: AsyncSession, request: ApprovalRequest, comment: str | None) -> list[NoticeView]:
+async def _announce_outcome(
+    session: AsyncSession, request: ApprovalRequest, comment: str | None, decided_by_id: int | None = None
+) -> list[NoticeView]:
     event = EVENT_FOR_STATUS.get(RequestStatus(request.status))
     if event is None:
         return []
@@ -343,6 +368,8 @@ async def _announce_outcome(session: AsyncSession, request: ApprovalRequest, com
             f"{describe(request)} {words}",
             body,
             _key(request, event, request.round),
+            approver_name=await _name(session, decided_by_id),
+            comment=comment or "",
         )
     ]
 
@@ -526,6 +553,7 @@ async def _current(
         chain=chain_links(request),
         changed=changed,
         notices=notices or [],
+        amount=request.amount,
     )
 
 
@@ -575,7 +603,7 @@ async def record_decision(
             "request_changes": RequestStatus.CHANGES_REQUESTED,
         }[action]
         await _set_status(session, request, entry, new_status, now)
-        notices += await _announce_outcome(session, request, comment)
+        notices += await _announce_outcome(session, request, comment, actor_id)
     await session.flush()
     resource_type, resource_id = _audit_target(request)
     changes: dict[str, Any] = {
@@ -617,7 +645,7 @@ async def _replayed_decision(
     if request.status == RequestStatus.PENDING and following is not None and following.sequence > step.sequence:
         notices += await _announce_step(session, request, following)
     elif request.status in EVENT_FOR_STATUS:
-        notices += await _announce_outcome(session, request, comment)
+        notices += await _announce_outcome(session, request, comment, step.decided_by_id)
     return await _current(session, request, limits, now, decided_step_id=step.id, notices=notices)
 
 
@@ -701,6 +729,10 @@ async def _announce_escalation(
     new_recipient = new.delegate_id or new.approver_id
     old_recipient = old.delegate_id or old.approver_id
     title = describe(request)
+    names = {
+        "escalated_to_name": await _name(session, new_recipient),
+        "escalated_from_name": await _name(session, old_recipient),
+    }
     return [
         await _notice(
             session,
@@ -710,6 +742,7 @@ async def _announce_escalation(
             f"{title} was escalated to you",
             "It waited past its deadline on the previous approver.",
             _key(request, "approval_escalated", new.round, new.sequence, "to"),
+            **names,
         ),
         await _notice(
             session,
@@ -719,6 +752,7 @@ async def _announce_escalation(
             f"{title} was escalated to the next approver",
             "It waited past its deadline on you; the next approver up the hierarchy now decides.",
             _key(request, "approval_escalated", new.round, new.sequence, "from"),
+            **names,
         ),
     ]
 
@@ -807,7 +841,7 @@ async def open_round(
     request.round = round_number
     request.amount = amount
     if entry is not None:
-        request.title = entry.description[:200] or entry.category
+        request.title = entry.approval_title[:200]
     request.chain = _chain_json(chain)
     request.submitted_at = now
     await _set_status(session, request, entry, RequestStatus.PENDING, now)
@@ -837,8 +871,10 @@ async def reroute_step(
     delegate_id: int | None,
     limits: Limits,
     now: datetime,
+    context: AuditContext,
 ) -> Transition:
-    """Point an open step at the approver's delegate (or back at the approver when `delegate_id` is None)."""
+    """Point an open step at the approver's delegate (or back at the approver when `delegate_id` is None).
+    `context` is the request that changed the delegation (its user is the actor of the audit row)."""
     request = await get_request(session, request_id, lock=True)
     step = await session.get(ApprovalStep, step_id)
     if (
@@ -855,7 +891,7 @@ async def reroute_step(
         resource_type, resource_id = _audit_target(request)
         await record(
             session,
-            AuditContext(workflow_id=request.workflow_id),
+            AuditContext(**{**context.__dict__, "workflow_id": request.workflow_id}),
             "approval.rerouted",
             resource_type,
             resource_id,
@@ -873,6 +909,7 @@ async def reroute_step(
                 f"{approver.full_name if approver else 'its approver'}",
                 "Approvals were delegated to you while the approver is away.",
                 _key(request, "approval_delegated", step.round, step.sequence, delegate_id),
+                delegator_name=approver.full_name if approver else "",
             )
         )
     return await _current(session, request, limits, now, notices=notices)

@@ -7,17 +7,27 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from domain.models import EntryStatus
 from domain.money import MoneyOut, PositiveMoney
 
-Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
-Party = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+def _storable(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; refusing it here answers clearly instead of failing deep in a transaction
+    # (or in a workflow's activity, for comments carried into the approval).
+    if "\x00" in text:
+        raise ValueError("text must not contain NUL characters")
+    return text
+
+
+Storable = AfterValidator(_storable)
+Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable]
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Storable]
+Party = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
 Currency = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{3}$")]
-Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
-RequiredText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), Storable]
+RequiredText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Storable]
 
 
 class EntryCreate(BaseModel):

@@ -191,7 +191,7 @@ async def update_entry(
             "the entry changed since you read it; read it again", current_version=entry.version, sent=version
         )
     fields = {name: getattr(body, name) for name in body.model_fields_set}
-    for name in ("amount", "currency", "category", "entry_date"):
+    for name in ("amount", "currency", "category", "entry_date", "description"):
         if name in fields and fields[name] is None:
             raise ValidationFailed(f"{name} cannot be empty", field=name)
     _check_kind_fields(EntryKind(entry.kind), fields)
@@ -211,16 +211,12 @@ async def delete_entry(session: AsyncSession, entry: Entry, user: User, context:
     _owned(entry, user, "delete")
     if entry.status != EntryStatus.DRAFT:
         raise InvalidState(f"only a draft can be deleted; this entry is {entry.status}")
-    await record(session, context, "entry.deleted", "entry", entry.id, diff(_snapshot(entry), {}))
+    entry_id, before = entry.id, _snapshot(entry)
     await entry_status_changed(session, entry, EntryStatus.DRAFT)
     await session.delete(entry)
     await session.flush()
-
-
-def entry_title(entry: Entry) -> str:
-    party = entry.vendor or entry.source
-    text = f"{entry.category}: {entry.description}" if entry.description else entry.category
-    return f"{text} ({party})" if party else text
+    # The audit row comes last, as in every other transaction: its chain lock is always the last one taken.
+    await record(session, context, "entry.deleted", "entry", entry_id, diff(before, {}))
 
 
 async def submit_entry(
@@ -246,7 +242,7 @@ async def submit_entry(
         subject_kind=entry.kind,
         entry=entry,
         requester=owner,
-        title=entry_title(entry),
+        title=entry.approval_title,
         justification=entry.description,
         amount=entry.amount,
         limits=authorizer.limits_snapshot(),

@@ -76,3 +76,10 @@ class Entry(Timestamps, Base):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def approval_title(self) -> str:
+        """How the entry is named in its approval request, notifications and emails."""
+        party = self.vendor or self.source
+        text = f"{self.category}: {self.description}" if self.description else self.category
+        return f"{text} ({party})" if party else text
