@@ -76,6 +76,12 @@ def _permanent_refusal(exc: Exception) -> str | None:
     return None
 
 
+def _heartbeat(*details: object) -> None:
+    # Approval workflows run this activity locally (inside their workflow task), where heartbeats do not apply.
+    if not activity.info().is_local:
+        activity.heartbeat(*details)
+
+
 class NotificationActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self.deps = deps
@@ -164,7 +170,7 @@ class NotificationActivities:
                     await session.execute(ledger_row)
                 return
             except SQLAlchemyError:
-                activity.heartbeat()
+                _heartbeat()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         activity.logger.error("sent %s but could not record it; a retry of this activity may send it again", message_id)
@@ -202,5 +208,5 @@ class NotificationActivities:
                 result.skipped[recipient.key] = f"refused by the mail server: {refusal}"
                 continue
             (result.sent if sent else result.already_sent).append(mail.message_id)
-            activity.heartbeat(len(result.sent) + len(result.already_sent))
+            _heartbeat(len(result.sent) + len(result.already_sent))
         return result
