@@ -157,7 +157,8 @@ class NotificationActivities:
         except SQLAlchemyError:
             if not sent:
                 raise  # nothing went out: Temporal retries the activity
-            await self._record_after_lost_commit(ledger_row, mail.message_id)
+            # Shielded: an attempt that times out meanwhile must still record what it sent, or a retry resends it.
+            await asyncio.shield(self._record_after_lost_commit(ledger_row, mail.message_id))
         return True
 
     async def _record_after_lost_commit(self, ledger_row: Insert, message_id: str) -> None:
