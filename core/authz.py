@@ -56,10 +56,40 @@ def _read_version(model_path: Path, policy_path: Path) -> str:
 
 
 def _build(model_path: Path, policy_path: Path) -> casbin.Enforcer:
-    enforcer = casbin.Enforcer(str(model_path), str(policy_path))
+    try:
+        enforcer = casbin.Enforcer(str(model_path), str(policy_path))
+    except Exception as exc:  # casbin raises assorted types for unreadable or malformed files
+        raise PolicyError(f"the policy files cannot be loaded: {type(exc).__name__}: {exc}") from exc
     enforcer.add_function("within_limit", within_limit)
     _validate(enforcer)
+    _trial_run(enforcer)
     return enforcer
+
+
+# Requests whose answers no sane policy changes, evaluated before a new model goes live. Casbin compiles the
+# matcher only when it first enforces, so a syntax error or an unknown function in model.conf would otherwise be
+# accepted and then make every check raise: everyone denied, including the superadmin's reload that would fix it.
+_TRIAL_REQUESTS: tuple[tuple[tuple[str, str, str, str], bool | None], ...] = (
+    (("superadmin", "policy", "reload", UNLIMITED), True),  # the way back from a bad policy stays open
+    (("employee", "policy", "reload", UNLIMITED), False),  # a matcher that allows everything is no policy
+    (("nobody", "policy", "reload", UNLIMITED), False),  # a role outside the hierarchy gets nothing
+    (("manager", "approval_limit", "approve", "1.00"), None),  # an amount goes through within_limit: any answer
+)
+
+
+def _trial_run(enforcer: casbin.Enforcer) -> None:
+    for request, expected in _TRIAL_REQUESTS:
+        try:
+            allowed, _ = enforcer.enforce_ex(*request)
+        except Exception as exc:
+            raise PolicyError(
+                f"model.conf cannot be evaluated ({type(exc).__name__}: {exc}) for the request {list(request)}"
+            ) from exc
+        if expected is not None and bool(allowed) != expected:
+            verdict = "allows" if allowed else "denies"
+            raise PolicyError(
+                f"the policy {verdict} {list(request)}, which must be {'allowed' if expected else 'denied'}"
+            )
 
 
 def _validate(enforcer: casbin.Enforcer) -> None:
