@@ -13,7 +13,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,12 @@ from domain.reports.datasets import ReportQuery, dataset_for, describe_scope
 from domain.reports.renderers import ReportMeta, open_renderer, report_filename
 from domain.reports.schemas import CONTENT_TYPES, TITLES, ReportFormat, ReportStatus, ReportType
 from workflows.contracts import (
+    REPORT_PROGRESS_SIGNAL,
     GeneratedReport,
     ReportNotice,
     ReportRetentionInput,
     ReportRetentionResult,
+    ReportRowsProcessed,
     ScheduledRun,
     ScheduledRunRequest,
 )
@@ -76,9 +78,58 @@ async def _heartbeating(counter: _Counter, every_seconds: float) -> AsyncIterato
             await task
 
 
+PROGRESS_SIGNAL_SECONDS = 5.0  # at most one progress signal per this many seconds: each one adds to history
+
+
+@contextlib.asynccontextmanager
+async def _signalling_progress(counter: _Counter, every_seconds: float) -> AsyncIterator[Callable[[], None]]:
+    """Tell the activity's workflow how many rows are rendered (its `progress` query answers the API with it).
+
+    Yields a function the render loop calls after each batch. The first batch is signalled at once, later ones
+    at most every `every_seconds`, always with the latest count, from a background task: the render never waits
+    for Temporal, and a lost signal costs only a stale figure."""
+    info = activity.info()
+    client: Client | None
+    try:
+        client = activity.client()
+    except RuntimeError:  # run outside a worker (ActivityEnvironment): no workflow to tell
+        client = None
+    if client is None or not info.workflow_id:
+        yield lambda: None
+        return
+    handle = client.get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+    changed = asyncio.Event()
+
+    async def report() -> None:
+        sent = 0
+        while True:
+            await changed.wait()
+            changed.clear()
+            if counter.rows != sent:
+                sent = counter.rows
+                try:
+                    await handle.signal(
+                        REPORT_PROGRESS_SIGNAL,
+                        ReportRowsProcessed(rows=sent, attempt=info.attempt),
+                        rpc_timeout=timedelta(seconds=5),
+                    )
+                except Exception as error:  # a progress figure must never fail the render
+                    log.info("progress of %s not signalled: %s", info.workflow_id, error)
+            await asyncio.sleep(every_seconds)
+
+    task = asyncio.create_task(report())
+    try:
+        yield changed.set
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class ReportActivities:
-    def __init__(self, deps: ActivityDeps) -> None:
+    def __init__(self, deps: ActivityDeps, progress_seconds: float = PROGRESS_SIGNAL_SECONDS) -> None:
         self.deps = deps
+        self.progress_seconds = progress_seconds
 
     # --- generate ------------------------------------------------------------------------------------
 
@@ -160,11 +211,12 @@ class ReportActivities:
                     currency=settings.approvals.base_currency,
                 )
                 renderer = await asyncio.to_thread(open_renderer, report_format, path, meta, dataset.columns)
-                async with _heartbeating(counter, every):
+                async with _heartbeating(counter, every), _signalling_progress(counter, self.progress_seconds) as told:
                     async for batch in dataset.batches(session, BATCH_SIZE):
                         await asyncio.to_thread(renderer.write, batch)
                         counter.rows += len(batch)
                         activity.heartbeat(counter.rows)
+                        told()
                         await self.after_batch(counter.rows)
                     await asyncio.to_thread(renderer.finish, dataset.totals, dataset.chart)
             stored = await asyncio.to_thread(self.deps.storage.put_file, key, path, content_type)
@@ -284,25 +336,31 @@ class ReportActivities:
         )
         pruned = 0
         while True:
+            # Expire and commit first, then delete: a download from then on sees the report expired (409), never a
+            # completed report without its file. A crash in between leaves expired rows whose files the next run
+            # (or this activity's retry) deletes, since expired_reports also finds those.
             async with self.deps.sessions() as session:
-                expired = await service.expired_reports(session, days)
-                if not expired:
+                due = await service.expired_reports(session, days)
+                if not due:
                     break
-                for report in expired:
-                    if report.storage_key:
-                        await asyncio.to_thread(self.deps.storage.delete, report.storage_key)
-                await service.mark_expired(session, [report.id for report in expired])
-                await record(
-                    session,
-                    AuditContext(workflow_id=activity.info().workflow_id),
-                    "report.pruned",
-                    "report",
-                    None,
-                    {"count": len(expired), "retention_days": days, "ids": [str(r.id) for r in expired[:50]]},
-                )
+                newly = await service.mark_expired(session, [report.id for report in due])
+                if newly:
+                    await record(
+                        session,
+                        AuditContext(workflow_id=activity.info().workflow_id),
+                        "report.pruned",
+                        "report",
+                        None,
+                        {"count": len(newly), "retention_days": days, "ids": [str(i) for i in newly[:50]]},
+                    )
                 await session.commit()
-                pruned += len(expired)
-                activity.heartbeat(pruned)
+            for key in [report.storage_key for report in due if report.storage_key]:
+                await asyncio.to_thread(self.deps.storage.delete, key)
+            async with self.deps.sessions() as session:
+                await service.forget_files(session, [report.id for report in due])
+                await session.commit()
+            pruned += len(due)
+            activity.heartbeat(pruned)
         return ReportRetentionResult(pruned=pruned)
 
     def all(self) -> list[Callable[..., Any]]:

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         EMAIL_RETRY,
         EMAIL_TIMEOUT,
+        REPORT_PROGRESS_SIGNAL,
         EmailJob,
         GeneratedReport,
         ReportJob,
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         ReportProgress,
         ReportRetentionInput,
         ReportRetentionResult,
+        ReportRowsProcessed,
         ScheduledReportInput,
         ScheduledReportResult,
         ScheduledRun,
@@ -62,12 +64,30 @@ async def _generate(report_id: str, heartbeat_seconds: int) -> GeneratedReport:
         )
 
 
-@workflow.defn(name="ReportWorkflow")
-class ReportWorkflow:
-    """Id `report-<uuid>`: gather, render and store one report, then tell the requester (in-app and email)."""
+class _TracksProgress:
+    """The `progress` query of the report workflows: their phase, and while rendering the rows processed, which
+    the generate activity signals as it goes (heartbeat details are visible to describe() only)."""
 
     def __init__(self) -> None:
         self._progress = ReportProgress(status="queued")
+        self._attempt = 0
+
+    @workflow.signal(name=REPORT_PROGRESS_SIGNAL)
+    def rows_processed(self, update: ReportRowsProcessed) -> None:
+        # Only while rendering (a late signal must not undo the final status), and never from an attempt older
+        # than the latest heard from: a retry after a crash counts again from zero.
+        if self._progress.status == "rendering" and update.attempt >= self._attempt:
+            self._attempt = update.attempt
+            self._progress = ReportProgress(status="rendering", rows=update.rows)
+
+    @workflow.query
+    def progress(self) -> ReportProgress:
+        return self._progress
+
+
+@workflow.defn(name="ReportWorkflow")
+class ReportWorkflow(_TracksProgress):
+    """Id `report-<uuid>`: gather, render and store one report, then tell the requester (in-app and email)."""
 
     @workflow.run
     async def run(self, job: ReportJob) -> GeneratedReport:
@@ -96,10 +116,6 @@ class ReportWorkflow:
         self._progress = ReportProgress(status=report.status, rows=report.rows, error=report.error)
         return report
 
-    @workflow.query
-    def progress(self) -> ReportProgress:
-        return self._progress
-
 
 def _mail_context(
     report: GeneratedReport, schedule_name: str | None = None, attached: bool = False
@@ -123,11 +139,8 @@ def _mail_context(
 
 
 @workflow.defn(name="ScheduledReportWorkflow")
-class ScheduledReportWorkflow:
+class ScheduledReportWorkflow(_TracksProgress):
     """Started by a report Temporal Schedule: generate the report for the period before the run, mail it."""
-
-    def __init__(self) -> None:
-        self._progress = ReportProgress(status="queued")
 
     @workflow.run
     async def run(self, schedule: ScheduledReportInput) -> ScheduledReportResult:
@@ -161,10 +174,6 @@ class ScheduledReportWorkflow:
             )
         self._progress = ReportProgress(status=report.status, rows=report.rows, error=report.error)
         return ScheduledReportResult(report=report, delivered_to=recipients, attached=attach)
-
-    @workflow.query
-    def progress(self) -> ReportProgress:
-        return self._progress
 
 
 @workflow.defn(name="ReportRetentionWorkflow")

@@ -5,19 +5,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
-from temporalio.client import Client, ScheduleOverlapPolicy
+from temporalio.client import Client, ScheduleOverlapPolicy, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Authorize, Grant, ServicesDep, SessionDep
-from domain.errors import InvalidState, ServiceUnavailable, ValidationFailed
+from domain.errors import InvalidState, NotFound, ServiceUnavailable, ValidationFailed
 from domain.models import Report, ReportSchedule
 from domain.reports import schedules as schedule_service
 from domain.reports import service
@@ -116,7 +117,7 @@ async def list_reports(
     session: SessionDep,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     status: Annotated[ReportStatus | None, Query()] = None,
 ) -> ReportPage:
     see_all = services.authorizer.allows(grant.user.role, "report", "read_all")
@@ -126,16 +127,24 @@ async def list_reports(
     return ReportPage(items=[_out(r) for r in page.items], total=page.total, limit=limit, offset=offset)
 
 
-async def _live_progress(client: Client, workflow_id: str) -> int | None:
-    """Rows processed so far: the generate activity's last heartbeat, else the workflow's progress query."""
-    handle = client.get_workflow_handle(workflow_id)
-    description = await handle.describe()
-    for pending in description.raw_description.pending_activities:
-        if pending.heartbeat_details.payloads:
-            details = await client.data_converter.decode(pending.heartbeat_details.payloads)
-            if details and isinstance(details[0], int):
-                return details[0]
-    progress = await handle.query("progress", result_type=ReportProgress)
+# A status read must answer promptly: when the worker is slow to answer the query (or Temporal is down) the
+# stored status is shown without live progress.
+PROGRESS_QUERY_SECONDS = 3.0
+
+
+async def _live_progress(services: Any, workflow_id: str) -> int | None:
+    """Rows processed so far, from the workflow's `progress` query (the generate activity signals it), or None
+    when the workflow does not answer in time."""
+    timeout = min(PROGRESS_QUERY_SECONDS, services.settings.temporal.rpc_timeout_seconds)
+    try:
+        async with asyncio.timeout(timeout + 1):  # the client's connect is bounded too, not only the RPC
+            client = await services.temporal.client()
+            progress = await client.get_workflow_handle(workflow_id).query(
+                "progress", result_type=ReportProgress, rpc_timeout=timedelta(seconds=timeout)
+            )
+    except (ServiceUnavailable, RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError, TimeoutError) as error:
+        log.info("no live progress for %s: %s", workflow_id, error)  # reads keep working without Temporal
+        return None
     return progress.rows
 
 
@@ -145,11 +154,7 @@ async def get_report(report_id: uuid.UUID, grant: ReadReport, session: SessionDe
     report = await service.get_report(session, grant.user, report_id, see_all=see_all)
     progress_rows = None
     if report.status in (ReportStatus.QUEUED.value, ReportStatus.RUNNING.value) and report.workflow_id:
-        try:
-            client = await services.temporal.client()
-            progress_rows = await _live_progress(client, report.workflow_id)
-        except (ServiceUnavailable, RPCError) as error:  # reads keep working without Temporal
-            log.info("no live progress for %s: %s", report.workflow_id, error)
+        progress_rows = await _live_progress(services, report.workflow_id)
     return _out(report, progress_rows)
 
 
@@ -164,13 +169,21 @@ def _chunks(handle: Any, size: int = 1 << 16) -> Iterator[bytes]:
 async def _download(report_id: uuid.UUID, grant: Grant, session: Any, services: Any, redirect_status: int) -> Response:
     see_all = services.authorizer.allows(grant.user.role, "report", "read_all")
     report = await service.get_report(session, grant.user, report_id, see_all=see_all)
+    if report.status == ReportStatus.EXPIRED.value:
+        raise InvalidState(
+            "the report expired: its file was deleted after the retention period; request the report again",
+            status=report.status,
+        )
     if report.status != ReportStatus.COMPLETED.value or not report.storage_key:
         raise InvalidState(f"the report is {report.status}, not ready to download", status=report.status)
     filename = report.filename or f"report-{report.id}"
     url = services.storage.presigned_url(report.storage_key, filename, DOWNLOAD_LINK_SECONDS)
     if url is not None:
         return RedirectResponse(url, status_code=redirect_status)
-    handle = services.storage.open(report.storage_key)
+    try:
+        handle = services.storage.open(report.storage_key)
+    except FileNotFoundError as error:  # pruned while this request ran, or lost from the storage folder
+        raise NotFound("the report's file is no longer stored; request the report again", id=str(report.id)) from error
     return StreamingResponse(
         _chunks(handle),
         media_type=report.content_type or "application/octet-stream",
@@ -184,7 +197,8 @@ async def _download(report_id: uuid.UUID, grant: Grant, session: Any, services: 
 _DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "the file", "content": {"application/octet-stream": {}}},
     303: {"description": "S3 storage: a short-lived presigned URL"},
-    409: {"description": "the report is not completed"},
+    404: {"description": "no such report, or its file is no longer stored"},
+    409: {"description": "the report is not completed, or it expired (its file was pruned)"},
 }
 
 
@@ -279,7 +293,7 @@ async def list_schedules(
     services: ServicesDep,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[ScheduleOut]:
     rows, total = await schedule_service.list_schedules(session, limit, offset)
     response.headers["X-Total-Count"] = str(total)

@@ -89,7 +89,7 @@ ALL = ReportScope(everyone=True)
 async def create_schedule(
     session: AsyncSession, settings: ReportSettings, data: ScheduleIn, actor_id: int | None
 ) -> ReportSchedule:
-    check_recipients(settings, [str(r) for r in data.recipients])
+    await check_recipients(session, settings, [str(r) for r in data.recipients])
     check_filters(ALL, data.type, data.filters)
     if await session.scalar(select(func.count()).where(ReportSchedule.name == data.name)):
         raise Conflict("a schedule with this name exists", name=data.name)
@@ -122,7 +122,7 @@ async def update_schedule(
     current = fields_of(schedule)
     changes = patch.model_dump(exclude_unset=True)
     if patch.recipients is not None:
-        check_recipients(settings, [str(r) for r in patch.recipients])
+        await check_recipients(session, settings, [str(r) for r in patch.recipients])
     report_type = ReportType(changes.get("type", current.type))
     filters = patch.filters if patch.filters is not None else ReportFilters.model_validate(current.filters)
     check_filters(ALL, report_type, filters)

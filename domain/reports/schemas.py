@@ -75,11 +75,19 @@ class ReportFilters(BaseModel):
     kind: str | None = Field(default=None, pattern="^(revenue|expense)$", description="ledger only")
 
 
+# Reports cover business dates: a bound far inside date's range keeps month arithmetic (the P&L's month after
+# the last) from overflowing in the activity. The longest period allowed is a setting (REPORT_MAX_PERIOD_DAYS),
+# checked by the service.
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2999, 12, 31)
+_ReportDate = Annotated[date, Field(ge=EARLIEST_DATE, le=LATEST_DATE)]
+
+
 class Period(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: date = Field(alias="from")
-    to: date
+    from_: _ReportDate = Field(alias="from")
+    to: _ReportDate
 
 
 class ReportRequest(BaseModel):
@@ -176,6 +184,14 @@ class SchedulePatch(BaseModel):
     period: RelativePeriod | None = None
     recipients: list[EmailStr] | None = Field(default=None, max_length=50)
     filters: ReportFilters | None = None
+
+    @field_validator("name", "type", "format", "cron", "timezone", "period", "recipients", "filters", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # A left-out field keeps its value; null is not a value any of them can take.
+        if value is None:
+            raise ValueError("may not be null; leave the field out to keep its current value")
+        return value
 
     @field_validator("timezone")
     @classmethod

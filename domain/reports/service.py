@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,19 +20,32 @@ from domain.reports.schemas import ReportFilters, ReportFormat, ReportRequest, R
 from domain.users.visibility import Visibility
 
 
-def organisation_domains(settings: ReportSettings) -> list[str]:
+def configured_domains(settings: ReportSettings) -> list[str]:
     return [d.strip().lower().lstrip("@") for d in settings.organisation_email_domains.split(",") if d.strip()]
 
 
-def check_recipients(settings: ReportSettings, recipients: list[str]) -> None:
-    """Scheduled reports go to the organisation only (when ORGANISATION_EMAIL_DOMAINS is set)."""
-    domains = organisation_domains(settings)
-    if not domains:
+async def organisation_domains(session: AsyncSession, settings: ReportSettings) -> list[str]:
+    """ORGANISATION_EMAIL_DOMAINS when set; otherwise the domains of the active users' addresses, so that an
+    address outside the organisation is refused by default rather than mailed the organisation's figures.
+    (A user on a public mail domain widens the fallback to that domain: production should set the list.)"""
+    configured = configured_domains(settings)
+    if configured:
+        return configured
+    domain = func.lower(func.split_part(User.email, "@", 2))
+    rows = await session.scalars(select(domain).where(User.is_active.is_(True)).distinct().order_by(domain))
+    return [d for d in rows if d]
+
+
+async def check_recipients(session: AsyncSession, settings: ReportSettings, recipients: list[str]) -> None:
+    """Scheduled reports go to addresses of the organisation only (422 naming the others)."""
+    if not recipients:
         return
+    domains = await organisation_domains(session, settings)
     outside = sorted(r for r in recipients if r.rsplit("@", 1)[-1].lower() not in domains)
     if outside:
+        source = "ORGANISATION_EMAIL_DOMAINS" if configured_domains(settings) else "the domains of active users"
         raise ValidationFailed(
-            "recipients must be addresses of the organisation", outside=outside, allowed_domains=domains
+            f"recipients must be addresses of the organisation ({source})", outside=outside, allowed_domains=domains
         )
 
 
@@ -227,14 +240,17 @@ async def mark_failed(session: AsyncSession, report_id: uuid.UUID, error: str) -
 
 
 async def expired_reports(session: AsyncSession, retention_days: int, limit: int = 500) -> list[Report]:
-    """Completed reports older than the retention period whose files are still stored."""
+    """Reports whose files are due for deletion: completed ones older than the retention period, and expired ones
+    whose file an earlier prune marked but did not get to delete."""
     cutoff = datetime.now(UTC) - timedelta(days=retention_days)
     rows = await session.scalars(
         select(Report)
         .where(
-            Report.created_at < cutoff,
             Report.storage_key.is_not(None),
-            Report.status == ReportStatus.COMPLETED.value,
+            or_(
+                and_(Report.status == ReportStatus.COMPLETED.value, Report.created_at < cutoff),
+                Report.status == ReportStatus.EXPIRED.value,
+            ),
         )
         .order_by(Report.created_at)
         .limit(limit)
@@ -242,12 +258,27 @@ async def expired_reports(session: AsyncSession, retention_days: int, limit: int
     return list(rows)
 
 
-async def mark_expired(session: AsyncSession, report_ids: list[uuid.UUID]) -> None:
+async def mark_expired(session: AsyncSession, report_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """completed -> expired, keeping the storage key so the file can be deleted after this commits: once a
+    report is expired nobody starts a download of a file about to vanish. Returns the ids this call expired."""
+    if not report_ids:
+        return []
+    result = await session.execute(
+        update(Report)
+        .where(Report.id.in_(report_ids), Report.status == ReportStatus.COMPLETED.value)
+        .values(status=ReportStatus.EXPIRED.value)
+        .returning(Report.id)
+    )
+    return list(result.scalars())
+
+
+async def forget_files(session: AsyncSession, report_ids: list[uuid.UUID]) -> None:
+    """After the files of expired reports are deleted: the rows no longer point at them."""
     if report_ids:
         await session.execute(
             update(Report)
-            .where(Report.id.in_(report_ids))
-            .values(status=ReportStatus.EXPIRED.value, storage_key=None, size_bytes=None)
+            .where(Report.id.in_(report_ids), Report.status == ReportStatus.EXPIRED.value)
+            .values(storage_key=None, size_bytes=None)
         )
 
 

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
+from activities.deps import ActivityDeps
+from domain.audit.service import AuditContext
+from domain.models import Report, User
+from domain.reports import service
+from domain.reports.schemas import ReportRequest
+from domain.users.visibility import visibility_for
 from tests.conftest import TestUser as Person
 from tests.reports.conftest import PERIOD, KnownData
 from tests.reports.readback import csv_table
+from workflows.contracts import ReportJob
 
 
 async def request(api: httpx.AsyncClient, user: Person, report_type: str, fmt: str, **extra: Any) -> httpx.Response:
@@ -99,6 +109,8 @@ async def test_bad_requests_are_422_with_a_message(api: httpx.AsyncClient, known
         {"type": "pnl", "format": "csv", "period": PERIOD, "colour": "red"},
         {"type": "pnl", "format": "csv", "period": {"from": "2024-01-01"}},
         {"type": "pnl", "format": "csv", "period": PERIOD, "filters": {"kind": "expense"}},  # ledger only
+        {"type": "pnl", "format": "csv", "period": {"from": "9999-01-01", "to": "9999-12-31"}},  # within 400 days
+        {"type": "pnl", "format": "csv", "period": {"from": "1899-12-01", "to": "1899-12-31"}},
     ]
     for body in cases:
         response = await api.post("/api/v1/reports", json=body, headers=user.headers)
@@ -116,6 +128,13 @@ async def test_bad_requests_are_422_with_a_message(api: httpx.AsyncClient, known
         headers=user.headers,
     )
     assert "must not be after" in reversed_period.json()["error"]["message"]
+    far_future = await api.post(
+        "/api/v1/reports",
+        json={"type": "pnl", "format": "csv", "period": {"from": "2999-12-01", "to": "3000-01-31"}},
+        headers=user.headers,
+    )
+    assert far_future.status_code == 422
+    assert far_future.json()["error"]["message"] == "period.to: Input should be less than or equal to 2999-12-31"
     assert (await api.get("/api/v1/reports", headers=user.headers)).json()["total"] == 0  # nothing was queued
 
 
@@ -148,3 +167,58 @@ async def test_a_report_not_ready_cannot_be_downloaded(api: httpx.AsyncClient, k
         await session.commit()
     response = await api.post(f"/api/v1/reports/{report_id}/download", headers=known.alice.headers)
     assert response.status_code == 409 and "failed" in response.json()["error"]["message"]
+
+
+async def test_list_offsets_are_capped(api: httpx.AsyncClient, known: KnownData) -> None:
+    for path in ("/api/v1/reports", "/api/v1/reports/schedules"):
+        capped = await api.get(f"{path}?offset=1000000", headers=known.admin.headers)
+        assert capped.status_code == 200, capped.text
+        beyond = await api.get(f"{path}?offset=1000001", headers=known.admin.headers)
+        assert beyond.status_code == 422, beyond.text
+        assert beyond.json()["error"]["message"] == "query.offset: Input should be less than or equal to 1000000"
+
+
+async def test_a_completed_report_whose_file_is_gone_is_404_with_a_message(
+    api: httpx.AsyncClient, known: KnownData, reports_deps: ActivityDeps
+) -> None:
+    body, _ = await made(api, known.alice, "pnl", "csv")
+    async with reports_deps.sessions() as session:
+        report = await session.get(Report, uuid.UUID(body["id"]))
+    assert report is not None and report.storage_key
+    (Path(reports_deps.settings.storage.local_dir) / report.storage_key).unlink()  # as a prune racing the request
+
+    for method in ("GET", "POST"):
+        response = await api.request(method, f"/api/v1/reports/{report.id}/download", headers=known.alice.headers)
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["message"] == "the report's file is no longer stored; request the report again"
+
+
+async def test_status_answers_promptly_when_the_workflow_does_not_answer_its_query(
+    api: httpx.AsyncClient, known: KnownData, reports_deps: ActivityDeps, temporal_client: Client
+) -> None:
+    """No worker polls the queue of this report's workflow, so its progress query cannot be answered: the status
+    read shows the stored status without live progress instead of waiting on Temporal."""
+    async with reports_deps.sessions() as session:
+        user = await session.get(User, known.alice.id)
+        assert user is not None
+        visibility = await visibility_for(session, reports_deps.authorizer, user)
+        request = ReportRequest.model_validate({"type": "pnl", "format": "csv", "period": PERIOD})
+        report = await service.request_report(
+            session, reports_deps.settings.reports, user, visibility, request, AuditContext()
+        )
+        await session.commit()
+    assert report.workflow_id
+    handle = await temporal_client.start_workflow(
+        "ReportWorkflow",
+        ReportJob(report_id=str(report.id), requested_by_id=user.id),
+        id=report.workflow_id,
+        task_queue=f"nobody-polls-{uuid.uuid4().hex[:8]}",
+    )
+    try:
+        response = await asyncio.wait_for(
+            api.get(f"/api/v1/reports/{report.id}", headers=known.alice.headers), timeout=15
+        )
+        assert response.status_code == 200, response.text
+        assert (response.json()["status"], response.json()["progress_rows"]) == ("queued", None)
+    finally:
+        await handle.terminate("test over")

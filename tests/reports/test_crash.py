@@ -113,7 +113,8 @@ async def test_a_worker_killed_while_rendering_leaves_one_report(
             result_type=GeneratedReport,
         )
         await _line(process, "rendered 300", 60)
-        # Mid-render the API shows the report running with the rows processed so far (the activity's heartbeat).
+        # Mid-render the API shows the report running with the rows processed so far: the workflow's progress
+        # query, which the activity in the (slow) worker keeps informed by signals.
         status = (await api.get(f"/api/v1/reports/{report.id}", headers=admin.headers)).json()
         assert status["status"] == "running"
         assert 0 < status["progress_rows"] < ROWS

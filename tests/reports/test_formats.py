@@ -6,6 +6,7 @@ import uuid
 from datetime import date, datetime
 from pathlib import Path
 
+import openpyxl
 import pytest
 from temporalio.testing import ActivityEnvironment
 
@@ -14,10 +15,10 @@ from activities.reports import ReportActivities
 from domain.audit.service import AuditContext
 from domain.models import Report, User
 from domain.reports import service
-from domain.reports.schemas import Period, ReportFilters, ReportRequest
+from domain.reports.schemas import Period, ReportFilters, ReportRequest, ReportType
 from domain.users.visibility import visibility_for
 from tests.reports.conftest import KnownData
-from tests.reports.readback import csv_table, json_table, pdf_text, xlsx_table
+from tests.reports.readback import columns_of, csv_table, json_table, pdf_text, xlsx_table
 
 
 async def generate(
@@ -186,3 +187,42 @@ async def test_the_generate_activity_is_idempotent_by_report_id(known: KnownData
     assert [f.key for f in files] == [report.storage_key]
     with pytest.raises(Exception, match="not found"):
         await ActivityEnvironment().run(ReportActivities(reports_deps).generate_report, str(uuid.uuid4()))
+
+
+NUMERIC_KINDS = {"money", "int", "percent", "hours"}
+DATE_KINDS = {"date", "month"}
+
+
+@pytest.mark.parametrize("report_type", [t.value for t in ReportType])
+async def test_xlsx_cells_are_numbers_and_dates_when_read_back(
+    known: KnownData, reports_deps: ActivityDeps, report_type: str
+) -> None:
+    """The streamed SpreadsheetML holds typed cells, as openpyxl (what spreadsheet users' tools see) reads them:
+    amounts, counts and hours are numbers, dates and months are dates, never text that looks like them."""
+    report, _, path = await generate(reports_deps, known.admin.id, report_type, "xlsx")
+    book = openpyxl.load_workbook(path)  # the full reader: it decides date-ness from the cell's number format
+    sheet = book["Report"]
+    columns = columns_of(report_type)
+    assert [cell.value for cell in sheet[1]] == [column.label for column in columns]
+    assert report.rows is not None and report.rows > 0
+    body = list(sheet.iter_rows(min_row=2, max_row=1 + report.rows))
+    totals = list(sheet.iter_rows(min_row=2 + report.rows))
+    assert len(body) == report.rows and totals
+    typed = set()
+    for row in body:
+        for column, cell in zip(columns, row, strict=True):
+            if cell.value is None:
+                continue
+            if column.kind in NUMERIC_KINDS:
+                assert cell.data_type == "n" and type(cell.value) in (int, float), (column.key, cell.value)
+            elif column.kind in DATE_KINDS:
+                assert cell.is_date and isinstance(cell.value, datetime), (column.key, cell.value)
+            else:
+                assert isinstance(cell.value, str), (column.key, cell.value)
+            typed.add(column.key)
+    assert typed == {column.key for column in columns}, "every column holds a value somewhere"
+    for row in totals:  # the label sits in the first column; the figures beside it are numbers too
+        for column, cell in list(zip(columns, row, strict=True))[1:]:
+            if column.kind in NUMERIC_KINDS and cell.value is not None:
+                assert type(cell.value) in (int, float), (column.key, cell.value)
+    book.close()

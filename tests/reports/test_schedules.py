@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import func, select, update
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from temporalio.service import RPCError
@@ -14,7 +16,9 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import ActivityDeps
 from activities.reports import ReportActivities, reconcile_report_schedules
-from domain.models import AuditLog, Report, ReportSchedule
+from core.settings import Settings
+from core.storage import ObjectStorage
+from domain.models import AuditLog, Report, ReportSchedule, User
 from domain.reports.schedules import period_for
 from tests.reports.conftest import KnownData
 from tests.reports.test_formats import generate
@@ -197,3 +201,115 @@ async def test_retention_prunes_old_report_files(known: KnownData, reports_deps:
     again = await ActivityEnvironment().run(ReportActivities(reports_deps).prune_reports, ReportRetentionInput())
     assert again.pruned == 0
     assert uuid.UUID(str(new.id))
+
+
+async def _inactive_user(api: httpx.AsyncClient, email: str) -> None:
+    services = api._transport.app.state.services  # type: ignore[attr-defined]
+    async with services.sessions() as session:
+        user = User(
+            email=email,
+            username=f"former-{uuid.uuid4().hex[:6]}",
+            full_name="Former Partner",
+            password_hash="x",
+            role="employee",
+            is_active=False,
+        )
+        session.add(user)
+        await session.commit()
+
+
+async def test_without_configured_domains_recipients_must_share_an_active_users_domain(
+    api: httpx.AsyncClient, known: KnownData, reports_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ORGANISATION_EMAIL_DOMAINS unset (the default): the organisation is its active users' email domains."""
+    monkeypatch.setattr(reports_settings.reports, "organisation_email_domains", "")
+    await _inactive_user(api, "someone@former-partner.org")
+    for outsider in ("someone@elsewhere.org", "boss@former-partner.org"):  # a deactivated user's domain is out
+        refused = await api.post(
+            "/api/v1/reports/schedules", json={**SCHEDULE, "recipients": [outsider]}, headers=known.admin.headers
+        )
+        assert refused.status_code == 422, refused.text
+        error = refused.json()["error"]
+        assert error["message"] == "recipients must be addresses of the organisation (the domains of active users)"
+        assert error["details"] == {"outside": [outsider], "allowed_domains": ["example.com"]}
+    assert (await api.get("/api/v1/reports/schedules", headers=known.admin.headers)).json() == []
+
+    created = await api.post(
+        "/api/v1/reports/schedules",
+        json={**SCHEDULE, "recipients": ["Finance@Example.com"]},
+        headers=known.admin.headers,
+    )
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["id"]
+    try:
+        changed = await api.patch(
+            f"/api/v1/reports/schedules/{schedule_id}",
+            json={"recipients": ["leak@elsewhere.org"]},
+            headers=known.admin.headers,
+        )
+        assert changed.status_code == 422, changed.text
+    finally:
+        await api.delete(f"/api/v1/reports/schedules/{schedule_id}", headers=known.admin.headers)
+
+
+async def test_patching_a_schedule_with_null_is_422_and_changes_nothing(
+    api: httpx.AsyncClient, known: KnownData, temporal_client: Client
+) -> None:
+    created = await api.post("/api/v1/reports/schedules", json=SCHEDULE, headers=known.admin.headers)
+    assert created.status_code == 201, created.text
+    schedule = created.json()
+    try:
+        for field in ("type", "format", "name", "cron", "timezone", "period", "recipients", "filters"):
+            response = await api.patch(
+                f"/api/v1/reports/schedules/{schedule['id']}", json={field: None}, headers=known.admin.headers
+            )
+            assert response.status_code == 422, (field, response.text)
+            assert response.json()["error"]["message"] == (
+                f"{field}: Value error, may not be null; leave the field out to keep its current value"
+            )
+        after = (await api.get(f"/api/v1/reports/schedules/{schedule['id']}", headers=known.admin.headers)).json()
+        assert {k: after[k] for k in SCHEDULE} == SCHEDULE
+    finally:
+        await api.delete(f"/api/v1/reports/schedules/{schedule['id']}", headers=known.admin.headers)
+
+
+class _DeleteFails:
+    """Storage whose delete fails (an outage of the bucket or folder); everything else passes through."""
+
+    def __init__(self, inner: ObjectStorage) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def delete(self, key: str) -> None:
+        raise OSError("storage unavailable")
+
+
+async def test_a_report_is_expired_before_its_file_is_deleted(known: KnownData, reports_deps: ActivityDeps) -> None:
+    """The pruner commits `expired` before deleting: when the delete fails the report is already not downloadable
+    (never a completed report without its file), and the next run deletes the file it left."""
+    old, _, old_path = await generate(reports_deps, known.admin.id, "pnl", "csv")
+    async with reports_deps.sessions() as session:
+        await session.execute(
+            update(Report).where(Report.id == old.id).values(created_at=datetime.now(UTC) - timedelta(days=91))
+        )
+        await session.commit()
+    failing = dataclasses.replace(reports_deps, storage=_DeleteFails(reports_deps.storage))
+    with pytest.raises(OSError, match="storage unavailable"):
+        await ActivityEnvironment().run(
+            ReportActivities(failing).prune_reports, ReportRetentionInput(retention_days=90)
+        )
+    async with reports_deps.sessions() as session:
+        stuck = await session.get(Report, old.id)
+    assert stuck is not None and stuck.status == "expired" and old_path.exists()
+
+    result = await ActivityEnvironment().run(
+        ReportActivities(reports_deps).prune_reports, ReportRetentionInput(retention_days=90)
+    )
+    assert result.pruned == 1 and not old_path.exists()
+    async with reports_deps.sessions() as session:
+        done = await session.get(Report, old.id)
+        audited = await session.scalar(select(func.count()).where(AuditLog.action == "report.pruned"))
+    assert done is not None and (done.status, done.storage_key) == ("expired", None)
+    assert audited == 1  # the expiry is recorded once, by the run that made it
