@@ -6,16 +6,14 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from sqlalchemy import select
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.deps import Authorize, Grant, ServicesDep, SessionDep
 from core.temporal import rpc_timeout
-from domain.audit.service import record
 from domain.backups import service
 from domain.backups.schemas import BackupDetailOut, BackupOut, BackupPageOut, RestoreDrillOut, WorkflowStartedOut
 from domain.errors import Conflict, ServiceUnavailable
-from domain.models import Backup, RestoreDrill
 from workflows.contracts import BackupInput, DrillInput, backup_workflow_id, restore_drill_workflow_id
 
 router = APIRouter(prefix="/admin/backups", tags=["backups"])
@@ -24,19 +22,22 @@ BackupId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _UNREACHABLE = "the workflow engine was unreachable; try again shortly"
 
 
+def _not_started(error: Exception) -> str:
+    return _UNREACHABLE if isinstance(error, RPCError) else f"the workflow could not be started: {error}"
+
+
 @router.post(
     "",
     status_code=202,
     response_model=WorkflowStartedOut,
     summary="Take a backup now",
     description="Starts a BackupWorkflow (`backup-<UTC timestamp>`); follow it with GET /admin/backups/{id}.",
+    responses={409: {"description": "a backup of this very second exists (`details.backup_id` names it)"}},
 )
 async def start_backup(grant: ManageBackups, session: SessionDep, services: ServicesDep) -> WorkflowStartedOut:
     client = await services.temporal.client()  # 503 before recording anything when Temporal is down
     workflow_id = backup_workflow_id(datetime.now(UTC))
-    if await session.scalar(select(Backup.id).where(Backup.workflow_id == workflow_id)) is not None:
-        raise Conflict("a backup was started this very second; try again in a moment")
-    backup = await service.request_backup(session, grant.audit, workflow_id)
+    backup = await service.request_backup(session, grant.audit, workflow_id)  # 409 when the id is taken
     await session.commit()  # the intent is durable before the workflow starts
     try:
         await client.start_workflow(
@@ -46,10 +47,23 @@ async def start_backup(grant: ManageBackups, session: SessionDep, services: Serv
             task_queue=services.temporal.queues.backups,
             rpc_timeout=rpc_timeout(services.settings.temporal),
         )
-    except RPCError as error:
-        await service.fail_backup(session, grant.audit, workflow_id, _UNREACHABLE)
+    except WorkflowAlreadyStartedError as error:
+        # The daily schedule started its run of this very second before its first activity made the row. That
+        # run adopts the row just committed (rows are found by workflow id), so nothing is left queued.
+        raise Conflict(
+            f"backup {backup.id} ({workflow_id}) was started by the schedule this very second and is running; "
+            f"follow it with GET /api/v1/admin/backups/{backup.id}",
+            backup_id=backup.id,
+            workflow_id=workflow_id,
+        ) from error
+    except Exception as error:
+        # Not started (or not known to be): never leave the row queued. Should the start have gone through
+        # after all, the run takes the row over and completes it.
+        await service.fail_backup(session, grant.audit, workflow_id, _not_started(error))
         await session.commit()
-        raise ServiceUnavailable(_UNREACHABLE) from error
+        if isinstance(error, RPCError):
+            raise ServiceUnavailable(_UNREACHABLE) from error
+        raise
     return WorkflowStartedOut(workflow_id=workflow_id, backup_id=backup.id)
 
 
@@ -81,7 +95,12 @@ async def get_backup(grant: ManageBackups, session: SessionDep, backup_id: Backu
     summary="Run a restore drill of this backup now",
     description="Restores the backup into a scratch database, compares it with the manifest, verifies the audit "
     "chain and drops the copy. The result appears under the backup's `drills`.",
-    responses={409: {"description": "the backup is not completed (queued, running, failed or pruned)"}},
+    responses={
+        409: {
+            "description": "the backup is not completed (queued, running, failed or pruned), or a drill of it "
+            "started this very second"
+        }
+    },
 )
 async def start_drill(
     grant: ManageBackups, session: SessionDep, services: ServicesDep, backup_id: BackupId
@@ -89,11 +108,10 @@ async def start_drill(
     backup = await service.get_backup(session, backup_id)
     service.check_drillable(backup)
     client = await services.temporal.client()
-    workflow_id = restore_drill_workflow_id(datetime.now(UTC))
-    if await session.scalar(select(RestoreDrill.id).where(RestoreDrill.workflow_id == workflow_id)) is not None:
-        raise Conflict("a restore drill was started this very second; try again in a moment")
-    drill = await service.start_drill(session, workflow_id, backup.id)
-    await record(session, grant.audit, "backup.drill_requested", "backup", backup.id, {"workflow_id": workflow_id})
+    # The backup's id in the workflow id keeps on-demand drills apart from the weekly schedule's runs
+    # (`restore-drill-<timestamp>`); the same backup twice in one second is 409.
+    workflow_id = f"{restore_drill_workflow_id(datetime.now(UTC))}-backup-{backup.id}"
+    drill = await service.request_drill(session, grant.audit, workflow_id, backup.id)
     await session.commit()
     try:
         await client.start_workflow(
@@ -103,8 +121,11 @@ async def start_drill(
             task_queue=services.temporal.queues.backups,
             rpc_timeout=rpc_timeout(services.settings.temporal),
         )
-    except RPCError as error:
-        await service.finish_drill(session, grant.audit, drill.id, passed=False, reason=_UNREACHABLE, details={})
+    except Exception as error:
+        reason = _not_started(error)
+        await service.finish_drill(session, grant.audit, drill.id, passed=False, reason=reason, details={})
         await session.commit()
-        raise ServiceUnavailable(_UNREACHABLE) from error
+        if isinstance(error, RPCError):
+            raise ServiceUnavailable(_UNREACHABLE) from error
+        raise
     return WorkflowStartedOut(workflow_id=workflow_id, backup_id=backup.id)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.audit.service import AuditContext, record
 from domain.backups.retention import Candidate, select_to_prune
-from domain.errors import InvalidState, NotFound
+from domain.errors import Conflict, InvalidState, NotFound
 from domain.models import Backup, RestoreDrill, Role, User
 
 
@@ -40,12 +40,27 @@ def storage_key_for(prefix: str, workflow_id: str) -> str:
 
 
 async def request_backup(session: AsyncSession, context: AuditContext, workflow_id: str) -> Backup:
-    """Record an on-demand backup as queued (committed before its workflow starts)."""
-    backup = Backup(workflow_id=workflow_id, status=BackupStatus.QUEUED, started_at=datetime.now(UTC), manifest={})
-    session.add(backup)
-    await session.flush()
-    await record(session, context, "backup.requested", "backup", backup.id, {"workflow_id": workflow_id})
-    return backup
+    """Record an on-demand backup as queued (committed before its workflow starts).
+
+    Conflict (naming the backup) when a backup with this workflow id exists: another request, or the daily
+    schedule's run, in the same second. The insert waits for a concurrent one to commit rather than failing."""
+    backup_id = await session.scalar(
+        insert(Backup)
+        .values(workflow_id=workflow_id, status=BackupStatus.QUEUED, started_at=datetime.now(UTC), manifest={})
+        .on_conflict_do_nothing(index_elements=["workflow_id"])
+        .returning(Backup.id)
+    )
+    if backup_id is None:
+        existing = await backup_by_workflow(session, workflow_id)
+        raise Conflict(
+            f"backup {existing.id} ({workflow_id}) was started this very second and is {existing.status}; "
+            f"follow it with GET /api/v1/admin/backups/{existing.id}",
+            backup_id=existing.id,
+            workflow_id=workflow_id,
+            status=existing.status,
+        )
+    await record(session, context, "backup.requested", "backup", backup_id, {"workflow_id": workflow_id})
+    return await get_backup(session, backup_id)
 
 
 async def start_backup(session: AsyncSession, workflow_id: str) -> Backup:
@@ -172,6 +187,28 @@ async def latest_completed(session: AsyncSession) -> Backup | None:
 def check_drillable(backup: Backup) -> None:
     if backup.status != BackupStatus.COMPLETED or not backup.storage_key:
         raise InvalidState(f"backup {backup.id} is {backup.status}; only a completed backup can be drilled")
+
+
+async def request_drill(session: AsyncSession, context: AuditContext, workflow_id: str, backup_id: int) -> RestoreDrill:
+    """Record an on-demand drill (committed before its workflow starts); Conflict when this id is taken."""
+    drill_id = await session.scalar(
+        insert(RestoreDrill)
+        .values(workflow_id=workflow_id, backup_id=backup_id, status=DrillStatus.RUNNING, details={})
+        .on_conflict_do_nothing(index_elements=["workflow_id"])
+        .returning(RestoreDrill.id)
+    )
+    if drill_id is None:
+        existing = await session.scalar(select(RestoreDrill).where(RestoreDrill.workflow_id == workflow_id))
+        raise Conflict(
+            f"a restore drill of backup {backup_id} was started this very second ({workflow_id})",
+            drill_id=existing.id if existing else None,
+            backup_id=backup_id,
+            workflow_id=workflow_id,
+        )
+    await record(session, context, "backup.drill_requested", "backup", backup_id, {"workflow_id": workflow_id})
+    drill = await session.get(RestoreDrill, drill_id)
+    assert drill is not None
+    return drill
 
 
 async def start_drill(session: AsyncSession, workflow_id: str, backup_id: int | None) -> RestoreDrill:
