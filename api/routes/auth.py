@@ -27,6 +27,7 @@ from domain.auth.schemas import (
     OtpStatus,
     OtpVerifyRequest,
     PasswordChange,
+    PasswordConfirmation,
     RefreshRequest,
     RegisterRequest,
     TokenPair,
@@ -196,28 +197,59 @@ async def logout(
     await sessions.logout(session, grant.user, family, everywhere, grant.audit)
 
 
-@router.post("/otp/setup", summary="Start authenticator-app enrolment: secret, URI and QR code")
-async def otp_setup(session: SessionDep, services: ServicesDep, grant: ProfileUpdate) -> OtpSetup:
-    return await auth_service.setup_totp(session, services.settings, grant.user, grant.audit)
+async def _throttle_password_check(services: ServicesDep, grant: Grant) -> None:
+    """Every route that checks the current password shares the account's login allowance (no guessing here)."""
+    per_account, _ = rate_limits.login_limits(services.settings.auth)
+    await throttle(services, [(per_account, f"user:{grant.user.id}")])
 
 
-@router.post("/otp/verify", summary="Confirm enrolment with a code from the app; enables two-factor sign-in")
+@router.post("/otp/setup", summary="Start authenticator-app enrolment (needs the current password): secret, URI, QR")
+async def otp_setup(
+    body: PasswordConfirmation, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
+) -> OtpSetup:
+    await _throttle_password_check(services, grant)
+    async with keeping_failure_records(session):
+        return await auth_service.setup_totp(session, services.settings, grant.user, body.current_password, grant.audit)
+
+
+@router.post("/otp/verify", summary="Confirm enrolment with a code from the app (and the password); enables it")
 async def otp_verify(
     body: OtpVerifyRequest, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
 ) -> OtpStatus:
     per_account, per_address = rate_limits.otp_verify_limits(services.settings.auth)
     await throttle(services, [(per_address, _address(grant.audit)), (per_account, str(grant.user.id))])
+    await _throttle_password_check(services, grant)
     async with keeping_failure_records(session):
-        await auth_service.enable_totp(session, grant.user, body.code, grant.audit)
-    return OtpStatus(otp_enabled=True)
+        return await auth_service.enable_totp(session, grant.user, body.code, body.current_password, grant.audit)
+
+
+@router.post("/otp/email", summary="Turn on two-factor sign-in by emailed code (needs the current password)")
+async def otp_email(
+    body: PasswordConfirmation, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
+) -> OtpStatus:
+    """From then on a sign-in answers `otp_required`; POST /auth/generate-otp emails the code to the account's
+    address. 409 when two-factor sign-in is already on."""
+    await _throttle_password_check(services, grant)
+    async with keeping_failure_records(session):
+        return await auth_service.enable_email_otp(session, grant.user, body.current_password, grant.audit)
+
+
+@router.post("/otp/disable", summary="Turn two-factor sign-in off (needs the current password)")
+async def otp_disable(
+    body: PasswordConfirmation, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
+) -> OtpStatus:
+    """Forgets the authenticator secret (a new enrolment starts from scratch) and kills live emailed codes.
+    409 when two-factor sign-in is not on."""
+    await _throttle_password_check(services, grant)
+    async with keeping_failure_records(session):
+        return await auth_service.disable_otp(session, grant.user, body.current_password, grant.audit)
 
 
 @router.post("/change-password", summary="Change the password (needs the current one); ends every other session")
 async def change_password(
     body: PasswordChange, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
 ) -> TokenPair:
-    per_account, _ = rate_limits.login_limits(services.settings.auth)
-    await throttle(services, [(per_account, f"user:{grant.user.id}")])
+    await _throttle_password_check(services, grant)
     return await auth_service.change_password(
         session, services.settings, grant.user, body.current_password, body.new_password, grant.audit
     )

@@ -81,14 +81,28 @@ class OtpSetup(BaseModel):
     qr_svg: str = Field(description="the provisioning URI as an SVG QR code")
 
 
+CurrentPassword = Annotated[str, Field(min_length=1, max_length=128, description="the account's current password")]
+
+
+class PasswordConfirmation(BaseModel):
+    """Changing how one signs in needs the password, not just a token: a stolen access token alone must not
+    enrol an attacker's authenticator or switch the second factor off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: CurrentPassword
+
+
 class OtpVerifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: OtpCode
+    current_password: CurrentPassword
 
 
 class OtpStatus(BaseModel):
     otp_enabled: bool
+    methods: list[Literal["totp", "email"]] = Field(description="what a sign-in accepts as its second factor")
 
 
 class PasswordChange(BaseModel):

@@ -10,6 +10,7 @@ import asyncio
 import io
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import segno
 from sqlalchemy import select, update
@@ -20,8 +21,9 @@ from core.mail import MailTransport, OutgoingMail
 from core.settings import Settings
 from domain.audit.service import AuditContext, record
 from domain.auth import passwords, sessions
-from domain.auth.schemas import OtpChallenge, OtpSetup, TokenPair
+from domain.auth.schemas import OtpChallenge, OtpSetup, OtpStatus, TokenPair
 from domain.errors import Conflict, ServiceUnavailable, Unauthorized, ValidationFailed
+from domain.mail.rendering import EmailRenderer
 from domain.models import OtpCode, User
 from domain.users.service import check_current_password, find_by_login
 
@@ -73,8 +75,9 @@ async def sign_in(
         lifetime=OTP_TOKEN_LIFETIME,
     )
     await record(session, context, "auth.otp_challenged", "user", user.id, {})
-    methods: list = ["totp", "email"] if totp_confirmed(user) else ["email"]
-    return OtpChallenge(otp_token=token, methods=methods, expires_in=int(OTP_TOKEN_LIFETIME.total_seconds()))
+    return OtpChallenge(
+        otp_token=token, methods=second_factors(user), expires_in=int(OTP_TOKEN_LIFETIME.total_seconds())
+    )
 
 
 async def challenged_user(session: AsyncSession, settings: Settings, otp_token: str, lock: bool = False) -> User:
@@ -95,6 +98,18 @@ async def challenged_user(session: AsyncSession, settings: Settings, otp_token: 
 def totp_confirmed(user: User) -> bool:
     """An authenticator secret counts once enrolment proved the app has it (a code was accepted)."""
     return bool(user.otp_secret) and user.otp_last_step is not None
+
+
+def second_factors(user: User) -> list:
+    """What a sign-in accepts after the password: emailed codes whenever two-factor is on, plus the app once
+    enrolled."""
+    if not user.otp_enabled:
+        return []
+    return ["totp", "email"] if totp_confirmed(user) else ["email"]
+
+
+def otp_status(user: User) -> OtpStatus:
+    return OtpStatus(otp_enabled=user.otp_enabled, methods=second_factors(user))
 
 
 def _accept_totp(user: User, code: str, pending: bool = False) -> bool | None:
@@ -135,7 +150,15 @@ async def complete_otp_login(
 ) -> TokenPair:
     user = await challenged_user(session, settings, otp_token, lock=True)
     totp = _accept_totp(user, code)
-    method = "totp" if totp else ("email" if await _accept_email_code(session, settings, user, code) else None)
+    method: str | None
+    if totp is True:
+        method = "totp"
+    elif totp is False:
+        # A replay of an authenticator code already used: refused as such. It is not a guess at the emailed code,
+        # so it must not use up one of that code's tries (a replayer could otherwise kill the live code).
+        method = None
+    else:
+        method = "email" if await _accept_email_code(session, settings, user, code) else None
     if method is None:
         reason = "totp_replayed" if totp is False else "wrong_or_expired"
         await record(session, context, "auth.otp_failed", "user", user.id, {"reason": reason})
@@ -165,14 +188,17 @@ async def send_login_code(
     session.add(row)
     await session.flush()
     minutes = int(EMAIL_CODE_LIFETIME.total_seconds() // 60)
+    rendered = _renderer(settings.public_base_url, settings.app_name).render(
+        "otp_code",
+        {"title": "Your sign-in code", "code": code, "expires_minutes": minutes, "recipient_name": user.full_name},
+    )
+    # Sent now, in the request, not through the notification workflow: the person is waiting at the sign-in form.
+    # The code exists in clear only in this message; the table keeps its keyed hash.
     message = OutgoingMail(
         to=[user.email],
-        subject=f"Your {settings.app_name} sign-in code",
-        text=(
-            f"Hello {user.full_name},\n\n"
-            f"Your sign-in code is {code}. It expires in {minutes} minutes and works once.\n\n"
-            "If you did not try to sign in, change your password: someone knows it.\n"
-        ),
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
         message_id=f"otp-{row.id}-{uuid.uuid4().hex}@finance-ops",
     )
     try:
@@ -183,28 +209,58 @@ async def send_login_code(
     return int(EMAIL_CODE_LIFETIME.total_seconds())
 
 
+@lru_cache(maxsize=4)
+def _renderer(base_url: str, app_name: str) -> EmailRenderer:
+    """One renderer per configuration: its Jinja environment caches the compiled templates."""
+    return EmailRenderer(base_url=base_url, app_name=app_name)
+
+
+async def _confirm_password(
+    session: AsyncSession, user: User, current_password: str, change: str, context: AuditContext
+) -> None:
+    """The current password, before any change to how the account signs in; a wrong one is audited."""
+    try:
+        await check_current_password(user, current_password)
+    except ValidationFailed:
+        await record(session, context, "auth.otp_change_refused", "user", user.id, {"change": change})
+        await session.flush()
+        raise
+
+
+async def _locked(session: AsyncSession, user: User) -> User:
+    locked = await session.scalar(select(User).where(User.id == user.id).with_for_update())
+    assert locked is not None
+    return locked
+
+
 def _qr_svg(uri: str) -> str:
     buffer = io.BytesIO()
     segno.make(uri, error="m").save(buffer, kind="svg", scale=4, xmldecl=False)
     return buffer.getvalue().decode()
 
 
-async def setup_totp(session: AsyncSession, settings: Settings, user: User, context: AuditContext) -> OtpSetup:
+async def setup_totp(
+    session: AsyncSession, settings: Settings, user: User, current_password: str, context: AuditContext
+) -> OtpSetup:
     """A new secret, pending until POST /auth/otp/verify proves the authenticator app has it."""
-    if user.otp_enabled and totp_confirmed(user):
+    await _confirm_password(session, user, current_password, "totp_setup", context)
+    locked = await _locked(session, user)
+    if locked.otp_enabled and totp_confirmed(locked):
         raise Conflict("two-factor sign-in with an authenticator app is already enabled")
     secret = security.new_totp_secret()
-    user.otp_secret = secret
-    user.otp_last_step = None
+    locked.otp_secret = secret
+    locked.otp_last_step = None
     await session.flush()
-    uri = security.totp_uri(secret, user.email, settings.app_name)
-    await record(session, context, "auth.otp_setup_started", "user", user.id, {})
+    uri = security.totp_uri(secret, locked.email, settings.app_name)
+    await record(session, context, "auth.otp_setup_started", "user", locked.id, {})
     return OtpSetup(secret=secret, provisioning_uri=uri, qr_svg=_qr_svg(uri))
 
 
-async def enable_totp(session: AsyncSession, user: User, code: str, context: AuditContext) -> None:
-    locked = await session.scalar(select(User).where(User.id == user.id).with_for_update())
-    assert locked is not None
+async def enable_totp(
+    session: AsyncSession, user: User, code: str, current_password: str, context: AuditContext
+) -> OtpStatus:
+    await _confirm_password(session, user, current_password, "totp_enable", context)
+    locked = await _locked(session, user)
     if not locked.otp_secret:
         raise Conflict("start with POST /api/v1/auth/otp/setup")
     if totp_confirmed(locked):
@@ -216,6 +272,42 @@ async def enable_totp(session: AsyncSession, user: User, code: str, context: Aud
     locked.otp_enabled = True
     await session.flush()
     await record(session, context, "auth.otp_enabled", "user", locked.id, {"method": "totp"})
+    return otp_status(locked)
+
+
+async def enable_email_otp(
+    session: AsyncSession, user: User, current_password: str, context: AuditContext
+) -> OtpStatus:
+    """Two-factor sign-in by a code emailed at each sign-in (POST /auth/generate-otp)."""
+    await _confirm_password(session, user, current_password, "email_enable", context)
+    locked = await _locked(session, user)
+    if locked.otp_enabled:
+        raise Conflict("two-factor sign-in is already on (emailed codes are accepted with it)")
+    locked.otp_enabled = True
+    await session.flush()
+    await record(session, context, "auth.otp_enabled", "user", locked.id, {"method": "email"})
+    return otp_status(locked)
+
+
+async def disable_otp(session: AsyncSession, user: User, current_password: str, context: AuditContext) -> OtpStatus:
+    """Back to password-only sign-in: the authenticator secret is forgotten and live emailed codes die."""
+    await _confirm_password(session, user, current_password, "disable", context)
+    locked = await _locked(session, user)
+    if not locked.otp_enabled and not locked.otp_secret:
+        raise Conflict("two-factor sign-in is not on")
+    before = second_factors(locked)
+    locked.otp_enabled = False
+    locked.otp_secret = None
+    locked.otp_last_step = None
+    now = datetime.now(UTC)
+    await session.execute(
+        update(OtpCode)
+        .where(OtpCode.user_id == locked.id, OtpCode.used_at.is_(None), OtpCode.expires_at > now)
+        .values(expires_at=now)
+    )
+    await session.flush()
+    await record(session, context, "auth.otp_disabled", "user", locked.id, {"methods": before})
+    return otp_status(locked)
 
 
 async def change_password(

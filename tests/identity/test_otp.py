@@ -11,23 +11,27 @@ from sqlalchemy import select, update
 from activities.deps import ActivityDeps
 from core.settings import Settings
 from domain.models import OtpCode
-from tests.conftest import MakeUser
+from tests.conftest import PASSWORD, MakeUser
 from tests.conftest import TestUser as Member
 from tests.identity.conftest import bearer, latest_code, login
 
 OTP = "/api/v1/auth"
 
 
+PROOF = {"current_password": PASSWORD}
+
+
 async def _enrol(client: httpx.AsyncClient, user: Member) -> tuple[pyotp.TOTP, str]:
-    setup = await client.post(f"{OTP}/otp/setup", headers=user.headers)
+    setup = await client.post(f"{OTP}/otp/setup", json=PROOF, headers=user.headers)
     assert setup.status_code == 200, setup.text
     body = setup.json()
     assert body["provisioning_uri"].startswith("otpauth://totp/")
     assert body["qr_svg"].lstrip().startswith("<svg") and "xmlns" in body["qr_svg"]
     totp = pyotp.TOTP(body["secret"])
     code = totp.now()
-    enabled = await client.post(f"{OTP}/otp/verify", json={"code": code}, headers=user.headers)
+    enabled = await client.post(f"{OTP}/otp/verify", json={"code": code, **PROOF}, headers=user.headers)
     assert enabled.status_code == 200, enabled.text
+    assert enabled.json() == {"otp_enabled": True, "methods": ["totp", "email"]}
     return totp, code
 
 
@@ -35,7 +39,7 @@ async def test_totp_enrolment_then_sign_in_and_a_code_works_once(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
     user = await make_user("employee")
-    wrong = await client.post(f"{OTP}/otp/verify", json={"code": "000000"}, headers=user.headers)
+    wrong = await client.post(f"{OTP}/otp/verify", json={"code": "000000", **PROOF}, headers=user.headers)
     assert wrong.status_code == 409  # nothing to verify before setup
     totp, enrolment_code = await _enrol(client, user)
 
@@ -57,7 +61,7 @@ async def test_totp_enrolment_then_sign_in_and_a_code_works_once(
     assert again.status_code == 401
 
     # With the factor enabled, nobody can swap the secret through setup again.
-    assert (await client.post(f"{OTP}/otp/setup", headers=user.headers)).status_code == 409
+    assert (await client.post(f"{OTP}/otp/setup", json=PROOF, headers=user.headers)).status_code == 409
 
 
 async def _email_challenge(client: httpx.AsyncClient, make_user: MakeUser) -> tuple[Member, str]:
@@ -137,13 +141,13 @@ async def test_an_otp_token_is_not_an_access_token(client: httpx.AsyncClient, ma
 async def test_a_pending_authenticator_secret_does_not_sign_in(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     """An email-only account adds an app: until enrolment is confirmed, its codes open nothing."""
     user = await make_user("employee", otp_enabled=True)
-    setup = await client.post(f"{OTP}/otp/setup", headers=user.headers)
+    setup = await client.post(f"{OTP}/otp/setup", json=PROOF, headers=user.headers)
     assert setup.status_code == 200
     totp = pyotp.TOTP(setup.json()["secret"])
     challenge = (await login(client, user.username)).json()
     assert challenge["methods"] == ["email"]
     pending = await client.post(f"{OTP}/login/otp", json={"otp_token": challenge["otp_token"], "code": totp.now()})
     assert pending.status_code == 401
-    confirmed = await client.post(f"{OTP}/otp/verify", json={"code": totp.now()}, headers=user.headers)
+    confirmed = await client.post(f"{OTP}/otp/verify", json={"code": totp.now(), **PROOF}, headers=user.headers)
     assert confirmed.status_code == 200
     assert (await login(client, user.username)).json()["methods"] == ["totp", "email"]

@@ -64,8 +64,15 @@ TABLE = [
     Case("POST", "/api/v1/auth/refresh", {"refresh_token": "x"}, (401,) * 6),
     # signed in: any role
     Case("POST", "/api/v1/auth/logout", None, (401, 204, 204, 204, 204, 204)),
-    Case("POST", "/api/v1/auth/otp/setup", None, (401, *ALL)),
-    Case("POST", "/api/v1/auth/otp/verify", {"code": "123456"}, (401, 409, 409, 409, 409, 409)),
+    Case("POST", "/api/v1/auth/otp/setup", {"current_password": PASSWORD}, (401, *ALL)),
+    Case(
+        "POST",
+        "/api/v1/auth/otp/verify",
+        {"code": "123456", "current_password": PASSWORD},
+        (401, 409, 409, 409, 409, 409),
+    ),
+    Case("POST", "/api/v1/auth/otp/email", {"current_password": PASSWORD}, (401, *ALL)),
+    Case("POST", "/api/v1/auth/otp/disable", {"current_password": PASSWORD}, (401, 409, 409, 409, 409, 409)),
     Case(
         "POST",
         "/api/v1/auth/change-password",
