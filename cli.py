@@ -17,7 +17,7 @@ from core.settings import get_settings
 
 
 async def _create_superadmin(args: argparse.Namespace) -> int:
-    from domain.users.bootstrap import ensure_superadmin
+    from domain.users.bootstrap import BootstrapRefused, ensure_superadmin
 
     settings = get_settings()
     email = args.email or settings.auth.first_superadmin_email
@@ -30,6 +30,9 @@ async def _create_superadmin(args: argparse.Namespace) -> int:
             result = await ensure_superadmin(
                 session, email=email, password=password, bcrypt_rounds=settings.auth.bcrypt_rounds
             )
+    except BootstrapRefused as refused:
+        print(f"No superadmin created: {refused}", file=sys.stderr)
+        return 2
     finally:
         await engine.dispose()
     if not result.created:

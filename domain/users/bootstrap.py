@@ -11,6 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.security import hash_password
 from domain.audit.service import SYSTEM, record
 from domain.models import Role, User
+from domain.users.schemas import password_length_problem
+
+
+class BootstrapRefused(ValueError):
+    """The configured first superadmin cannot be created as given (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -28,9 +33,11 @@ async def ensure_superadmin(session: AsyncSession, *, email: str, password: str,
     generated = None
     if not password:
         generated = password = secrets.token_urlsafe(18)
+    elif problem := password_length_problem(password):
+        raise BootstrapRefused(f"FIRST_SUPERADMIN_PASSWORD refused: {problem}")
     taken = await session.scalar(select(func.count()).select_from(User).where(User.email == email))
     if taken:
-        raise ValueError(f"a non-superadmin user already has the email {email}")
+        raise BootstrapRefused(f"a non-superadmin user already has the email {email}")
     user = User(
         email=email,
         username=email.split("@", 1)[0][:64] or "superadmin",

@@ -1,4 +1,4 @@
-"""Who may grant or manage which role: strictly below one's own rank.
+"""Who may grant or manage which role: strictly below one's own rank; and who may have people reporting to them.
 
 Managers and accountants are siblings (the same rank): neither may manage the other. Nobody outranks a
 superadmin, so no superadmin is ever created or changed through the API (the CLI creates the first one).
@@ -20,3 +20,12 @@ RANK: dict[str, int] = {
 def outranks(actor_role: str, other_role: str) -> bool:
     """True when `actor_role` is strictly above `other_role` (unknown roles outrank nothing)."""
     return RANK.get(actor_role, 0) > RANK.get(other_role, 99)
+
+
+# Who may be someone's manager in the tree: the approval chain climbs it, so an employee or an accountant at a
+# node would put someone without approval authority (and without a team view) above a team.
+MANAGER_ROLES: frozenset[str] = frozenset({Role.SUPERADMIN, Role.ADMIN, Role.MANAGER})
+
+
+def may_have_reports(role: str) -> bool:
+    return role in MANAGER_ROLES

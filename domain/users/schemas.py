@@ -10,7 +10,21 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 from domain.models import Role
 
 # 8 to 128 characters, every one of them counts (core.security pre-hashes before bcrypt's 72-byte cut).
-Password = Annotated[str, Field(min_length=8, max_length=128)]
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 128
+Password = Annotated[str, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
+
+
+def password_length_problem(password: str) -> str | None:
+    """Why a password is refused, for the places that do not parse it through `Password` (the CLI)."""
+    if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
+        return (
+            f"a password must be {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters long, "
+            f"this one has {len(password)}"
+        )
+    return None
+
+
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{3,64}$", to_lower=True)]
 FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 

@@ -1,7 +1,9 @@
 """Users in a manager tree: create, change, deactivate, list, and read within one's visibility.
 
 Rules: a role is granted (and a user managed) only strictly below one's own rank; every user but a superadmin
-reports to an active manager; the manager tree has no cycles; nobody deactivates themselves. Role changes and
+reports to an active manager, admin or superadmin; the manager tree has no cycles; nobody deactivates themselves.
+A user who still has active reports is neither deactivated nor demoted below manager: their reports are moved
+first (409 says how many), so nobody is left under an inactive manager or one without a team. Role changes and
 deactivation bump the token version, so they take effect on the user's next request.
 """
 
@@ -20,7 +22,7 @@ from domain.auth import passwords, sessions
 from domain.auth.schemas import RegisterRequest
 from domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from domain.models import Role, User
-from domain.users.roles import outranks
+from domain.users.roles import MANAGER_ROLES, may_have_reports, outranks
 from domain.users.schemas import MeUpdate, UserCreate, UserFilters, UserOut, UserPage, UserUpdate
 from domain.users.visibility import subtree_ids, visibility_for
 
@@ -62,10 +64,37 @@ async def _flush_unique(session: AsyncSession) -> None:
 
 
 async def _active_manager(session: AsyncSession, manager_id: int) -> User:
+    """The one check on who may be named someone's manager: an active manager, admin or superadmin."""
     manager = await session.get(User, manager_id)
     if manager is None or not manager.is_active:
         raise ValidationFailed("manager_id: no active user with this id", field="manager_id")
+    if not may_have_reports(manager.role):
+        allowed = ", ".join(sorted(MANAGER_ROLES))
+        raise ValidationFailed(
+            f"manager_id: user {manager.id} is an {manager.role}; a manager must be one of: {allowed}",
+            field="manager_id",
+        )
     return manager
+
+
+async def _active_reports(session: AsyncSession, user: User) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(User).where(User.manager_id == user.id, User.is_active.is_(True))
+        )
+        or 0
+    )
+
+
+async def _refuse_while_managing(session: AsyncSession, user: User, change: str) -> None:
+    """A user with active reports keeps a manager's role and stays active until their reports are moved."""
+    reports = await _active_reports(session, user)
+    if reports:
+        noun = "person reports" if reports == 1 else "people report"
+        raise Conflict(
+            f"{reports} active {noun} to user {user.id}; move them to another manager before {change}",
+            active_reports=reports,
+        )
 
 
 async def _lock_tree(session: AsyncSession) -> None:
@@ -77,6 +106,7 @@ async def create_user(
 ) -> User:
     if not outranks(granter.role, data.role):
         raise Forbidden(f"a {granter.role} may only grant roles below their own, not {data.role.value}")
+    await _lock_tree(session)  # the manager cannot be deactivated or demoted meanwhile
     await _active_manager(session, data.manager_id)
     return await _add_user(
         session,
@@ -142,8 +172,20 @@ async def get_visible(session: AsyncSession, authorizer: Authorizer, viewer: Use
 
 
 async def _deactivate(session: AsyncSession, user: User) -> int:
+    await _lock_tree(session)  # nobody is put under this user while we count their reports
+    await _refuse_while_managing(session, user, "deactivating them")
     user.is_active = False
     return await sessions.revoke_all(session, user)  # bumps the token version too
+
+
+async def _reactivate(session: AsyncSession, user: User) -> None:
+    """Back to work under an active manager: their old one may have left meanwhile."""
+    if user.role != Role.SUPERADMIN:
+        if user.manager_id is None:
+            raise ValidationFailed("manager_id: every user but a superadmin needs a manager", field="manager_id")
+        await _lock_tree(session)
+        await _active_manager(session, user.manager_id)
+    user.is_active = True
 
 
 async def update_user(
@@ -179,6 +221,9 @@ async def update_user(
         new_role = Role(fields["role"])
         if not outranks(actor.role, new_role):
             raise Forbidden(f"a {actor.role} may only grant roles below their own, not {new_role.value}")
+        if may_have_reports(target.role) and not may_have_reports(new_role):
+            await _lock_tree(session)
+            await _refuse_while_managing(session, target, f"making them an {new_role.value}")
         target.role = new_role.value
         target.token_version += 1  # tokens minted under the old role stop working
     if "manager_id" in fields and fields["manager_id"] != target.manager_id:
@@ -195,7 +240,7 @@ async def update_user(
         target.manager_id = manager_id
     if "is_active" in fields and fields["is_active"] != target.is_active:
         if fields["is_active"]:
-            target.is_active = True
+            await _reactivate(session, target)
         else:
             await _deactivate(session, target)
     await _flush_unique(session)

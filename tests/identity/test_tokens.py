@@ -103,6 +103,11 @@ async def test_demotion_takes_effect_on_the_next_request(
 ) -> None:
     team = f"/api/v1/users/{org.manager.id}/team"
     assert (await client.get(team, headers=org.manager.headers)).status_code == 200
+    for report in (org.employee, org.other_employee):  # a manager keeps the role while people report to them
+        moved = await client.patch(
+            f"/api/v1/users/{report.id}", json={"manager_id": org.other_manager.id}, headers=org.admin.headers
+        )
+        assert moved.status_code == 200
     demoted = await client.patch(
         f"/api/v1/users/{org.manager.id}", json={"role": "employee"}, headers=org.admin.headers
     )

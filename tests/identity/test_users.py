@@ -50,9 +50,20 @@ async def test_an_employee_cannot_read_change_or_remove_a_colleague(
     colleague = f"{USERS}/{org.other_employee.id}"
     assert (await client.get(colleague, headers=org.employee.headers)).status_code == 404
     assert (await client.get(f"{USERS}/{org.employee.id}", headers=org.employee.headers)).status_code == 200
+    # Changing or removing users is an admin permission: an employee is refused on their role, before any user is
+    # looked up. 403 is right here, and leaks nothing: it is the same answer for a colleague, for someone outside
+    # their team and for an id nobody has (checked below), so it tells nothing about who exists. Reading (allowed to
+    # everyone, within their visibility) is where a target outside one's view must answer 404, as above.
     patched = await client.patch(colleague, json={"full_name": "Hacked"}, headers=org.employee.headers)
     assert patched.status_code == 403
     assert (await client.delete(colleague, headers=org.employee.headers)).status_code == 403
+    for target in (org.outsider.id, 999_999):
+        unknown = await client.patch(f"{USERS}/{target}", json={"full_name": "x"}, headers=org.employee.headers)
+        assert (unknown.status_code, unknown.json()["error"]["message"]) == (
+            patched.status_code,
+            patched.json()["error"]["message"],
+        )
+        assert (await client.delete(f"{USERS}/{target}", headers=org.employee.headers)).status_code == 403
     stored = await _stored(activity_deps, org.other_employee.id)
     assert stored.full_name != "Hacked" and stored.is_active
 
@@ -104,15 +115,18 @@ async def test_every_new_user_needs_an_active_manager(client: httpx.AsyncClient,
 
 
 async def test_a_manager_chain_cannot_loop(client: httpx.AsyncClient, org: Org, activity_deps: ActivityDeps) -> None:
-    # The manager would report to their own report: a cycle.
+    # A team lead under the manager; the manager would report to them: a cycle (through two managers, since only
+    # managers and up may have reports at all).
+    lead = await client.post(f"{USERS}/", json=_new_user(90, "manager", org.manager.id), headers=org.admin.headers)
+    assert lead.status_code == 201
     loop = await client.patch(
-        f"{USERS}/{org.manager.id}", json={"manager_id": org.employee.id}, headers=org.admin.headers
+        f"{USERS}/{org.manager.id}", json={"manager_id": lead.json()["id"]}, headers=org.admin.headers
     )
     assert loop.status_code == 422 and "cycle" in loop.json()["error"]["message"]
     own = await client.patch(
         f"{USERS}/{org.manager.id}", json={"manager_id": org.manager.id}, headers=org.admin.headers
     )
-    assert own.status_code == 422
+    assert own.status_code == 422 and "cycle" in own.json()["error"]["message"]
     assert (await _stored(activity_deps, org.manager.id)).manager_id == org.admin.id
     moved = await client.patch(
         f"{USERS}/{org.employee.id}", json={"manager_id": org.other_manager.id}, headers=org.admin.headers
