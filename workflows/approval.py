@@ -98,7 +98,11 @@ def _forbidden(message: str) -> ApplicationError:
     return ApplicationError(message, type="Forbidden", non_retryable=True)
 
 
-@workflow.defn
+# Not sandboxed: the sandbox re-imports this module for every run it creates and wraps every activation, which cost
+# a fifth of the worker's CPU per approval (docs/benchmarks.md). What it guards, this module keeps by construction:
+# time only from workflow.now(), no I/O, no randomness, no global state; tests/approvals/test_replay.py replays
+# recorded histories against every change.
+@workflow.defn(sandboxed=False)
 class EntryApprovalWorkflow:
     @workflow.init
     def __init__(self, request: ApprovalInput) -> None:
@@ -116,6 +120,7 @@ class EntryApprovalWorkflow:
         self._lock = asyncio.Lock()
         self._deciding = False
         self._emails: list[Any] = []
+        self._local_activities: bool | None = None  # patch LOCAL_ACTIVITIES, asked once per run (see _local)
         if request.auto_approve_rule:
             self._status = "approved"
         else:
@@ -127,13 +132,14 @@ class EntryApprovalWorkflow:
 
     @workflow.run
     async def run(self, request: ApprovalInput) -> ApprovalResult:
+        self._local()  # the patch is decided before the first command
         if request.auto_approve_rule:
             # Approved at submit, in the same transaction, by the recorded rule: nothing waits on anyone.
             self._upsert(initial=True)
             return ApprovalResult(request_id=request.request_id, status=self._status, rounds=self._round)
         self._upsert(initial=True)
         announced = await self._activity(ApprovalActivity.ANNOUNCE, self._job(TransitionJob))
-        if workflow.patched(UNDONE_ENDS):
+        if self._undone_ends():
             async with self._lock:  # a decision recorded meanwhile is applied first: only a foreign change counts
                 self._end_if_undone(announced)
         if self._status != UNDONE:
@@ -387,7 +393,7 @@ class EntryApprovalWorkflow:
             return False  # an expiry that ended the request itself (changed) is this workflow's own doing
         if outcome.request_status in OPEN and outcome.round <= self._round:
             return False
-        if not workflow.patched(UNDONE_ENDS):
+        if not self._undone_ends():
             return False  # a workflow recorded before the patch keeps waiting, as it did then
         self._status = UNDONE
         self._open_step(None)
@@ -437,6 +443,19 @@ class EntryApprovalWorkflow:
             return step.delegate_id
         return step.approver_id
 
+    # --- patches -----------------------------------------------------------------------------------
+
+    def _local(self) -> bool:
+        """Patch LOCAL_ACTIVITIES: local transitions and emails, and search attributes upserted only when they
+        change. Asked once, first thing (every patch marker also costs the engine a search-attribute update)."""
+        if self._local_activities is None:
+            self._local_activities = workflow.patched(LOCAL_ACTIVITIES)
+        return self._local_activities
+
+    def _undone_ends(self) -> bool:
+        # Every run with LOCAL_ACTIVITIES also ends when undone: its history need not carry a second patch marker.
+        return self._local() or workflow.patched(UNDONE_ENDS)
+
     def _upsert(self, *, initial: bool = False, amount: bool = False) -> None:
         if not self._input.upsert_search_attributes:
             return
@@ -452,6 +471,12 @@ class EntryApprovalWorkflow:
             ]
         if (initial or amount) and self._amount is not None:
             updates.append(AMOUNT_CENTS.value_set(int(self._amount * 100)))
+        if self._local():
+            # The API starts the workflow with these attributes already set: write only what changed.
+            current = workflow.info().typed_search_attributes
+            updates = [update for update in updates if current.get(update.key) != update.value]
+            if not updates:
+                return
         workflow.upsert_search_attributes(updates)
 
     # --- activities and mail -----------------------------------------------------------------------
@@ -470,7 +495,7 @@ class EntryApprovalWorkflow:
         timeout = timedelta(seconds=self._input.timers.activity_seconds)
         try:
             result: DecisionOutcome
-            if workflow.patched(LOCAL_ACTIVITIES):
+            if self._local():
                 result = await workflow.execute_local_activity(
                     name, job, result_type=DecisionOutcome, start_to_close_timeout=timeout, retry_policy=ACTIVITY_RETRY
                 )
@@ -495,7 +520,7 @@ class EntryApprovalWorkflow:
                 context={**notice.details, "title": notice.title, "body": notice.body, "link": notice.link},
                 event_type=notice.event_type,
             )
-            if workflow.patched(LOCAL_ACTIVITIES):
+            if self._local():
                 email = workflow.start_local_activity(
                     "send_email",
                     job,
