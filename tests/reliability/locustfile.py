@@ -5,6 +5,10 @@
 SOAK_TOKENS names a JSON file written by the runner: {"teams": [{"manager": {"id", "token"}, "employee": {...}}],
 "accountant": {"id", "token"}}. Every GET also counts in a "reads" row and every other method in a "writes" row
 (type GROUP) of the stats, so the CSV carries exact percentiles for each group.
+
+With SOAK_FINAL_STATS set, the final statistics are also written there as JSON when Locust quits, after every user
+has stopped: Locust rewrites its `_stats.csv` only once a second and not at the end, so the CSV misses the requests
+of the last moments (the database then counts a few more than Locust did).
 """
 
 from __future__ import annotations
@@ -52,6 +56,36 @@ _environment: Environment | None = None
 def _remember_environment(environment: Environment, **_: Any) -> None:
     global _environment
     _environment = environment
+
+
+@events.quitting.add_listener
+def _write_final_stats(environment: Environment, **_: Any) -> None:
+    target = os.environ.get("SOAK_FINAL_STATS")
+    if not target:
+        return
+    stats = environment.stats
+    rows = []
+    for entry in [*stats.entries.values(), stats.total]:
+        counted = entry.num_requests > 0
+        rows.append(
+            {  # the CSV's column names, so the runner reads either
+                "Type": entry.method or "",
+                "Name": entry.name,
+                "Request Count": entry.num_requests,
+                "Failure Count": entry.num_failures,
+                "Requests/s": entry.total_rps,
+                "50%": entry.get_response_time_percentile(0.5) if counted else 0,
+                "95%": entry.get_response_time_percentile(0.95) if counted else 0,
+                "99%": entry.get_response_time_percentile(0.99) if counted else 0,
+                "Max Response Time": entry.max_response_time,
+            }
+        )
+    failures = [
+        {"Method": error.method, "Name": error.name, "Error": str(error.error), "Occurrences": error.occurrences}
+        for error in stats.errors.values()
+    ]
+    with open(target, "w", encoding="utf-8") as out:
+        json.dump({"stats": rows, "failures": failures}, out)
 
 
 def _bearer(actor: dict[str, Any]) -> dict[str, str]:
