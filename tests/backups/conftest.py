@@ -1,5 +1,7 @@
 """Backup fixtures: moto's S3 over HTTP with a fresh bucket per test, activity deps on it, a worker of the backup
-workflows on their own task queue, and a small database with known rows and sums."""
+workflows on their own task queue, and a small database with known rows and sums.
+
+moto's server runs in this process, so the small part size below holds for worker processes a test starts too."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.backups import BackupActivities, PartHook
+from activities.backups import BackupActivities
 from activities.deps import ActivityDeps
 from activities.notifications import NotificationActivities
 from core.settings import BackupSettings, Settings, StorageSettings, TemporalSettings
@@ -81,7 +83,7 @@ def s3(s3_deps: ActivityDeps) -> S3Storage:
 
 @dataclass
 class BackupWorker:
-    """Runs the backup workflows for one test; `start(after_part=...)` and `stop()` simulate a crash."""
+    """Runs the backup workflows in this process for one test (a crash is a separate process: test_backup.py)."""
 
     client: Client
     deps: ActivityDeps
@@ -93,8 +95,8 @@ class BackupWorker:
     def task_queue(self) -> str:
         return task_queues(self.deps.settings.temporal).backups
 
-    def start(self, after_part: PartHook | None = None) -> None:
-        activities = BackupActivities(self.deps, work_dir=self.work_dir, after_part=after_part)
+    def start(self) -> None:
+        activities = BackupActivities(self.deps, work_dir=self.work_dir)
         self.worker = Worker(
             self.client,
             task_queue=self.task_queue,

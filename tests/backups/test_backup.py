@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +16,9 @@ from sqlalchemy import select
 from temporalio.client import Client, WorkflowFailureError
 
 from activities.deps import ActivityDeps
+from core.settings import PROJECT_ROOT, Settings
 from core.storage import S3Storage
+from core.temporal import task_queues
 from domain.models import Backup, Notification
 from tests.backups.conftest import BackupWorker, Seeded
 from workflows.contracts import BackupInput, BackupResult, backup_workflow_id
@@ -71,47 +76,100 @@ async def test_backup_lands_in_s3_with_its_checksum_and_manifest(
     assert row.duration_seconds is not None and row.duration_seconds > 0
 
 
-async def test_a_worker_killed_mid_upload_resumes_from_its_heartbeat(
-    temporal_client: Client, backup_worker: BackupWorker, s3: S3Storage, seeded: Seeded
-) -> None:
-    reached = asyncio.Event()
-
-    async def crash_after_third_part(number: int) -> None:
-        if number == 3:
-            reached.set()
-            await asyncio.Event().wait()  # hang here until the worker dies
-
-    backup_worker.start(after_part=crash_after_third_part)
-    handle = await temporal_client.start_workflow(
-        "BackupWorkflow",
-        BackupInput(part_size_bytes=PART, heartbeat_seconds=2),
-        id=_unique_id(),
-        task_queue=backup_worker.task_queue,
-        result_type=BackupResult,
-        execution_timeout=timedelta(seconds=90),
+async def _worker_process(env: dict[str, str]) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.backups.upload_worker", cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE
     )
-    await asyncio.wait_for(reached.wait(), 30)
-    # Wait until the server holds the heartbeat that records three parts, then kill the worker.
-    async with asyncio.timeout(10):
+    await _line(process, "ready", 60)
+    return process
+
+
+async def _line(process: asyncio.subprocess.Process, wanted: str, seconds: float) -> str:
+    """The first line of the process's output that starts with `wanted`."""
+    assert process.stdout is not None
+    async with asyncio.timeout(seconds):
         while True:
-            description = await handle.describe()
-            pending = description.raw_description.pending_activities
-            if pending and pending[0].heartbeat_details.payloads:
-                details = await temporal_client.data_converter.decode(pending[0].heartbeat_details.payloads)
-                if len(details[0]["parts"]) == 3:
-                    break
-            await asyncio.sleep(0.1)
-    await backup_worker.stop()
-    assert s3.pending_uploads("backups/")  # the upload is left half done, as a crash would leave it
+            line = (await process.stdout.readline()).decode()
+            assert line, "the worker process ended early"
+            if line.startswith(wanted):
+                return line.strip()
 
-    backup_worker.start()  # "restarted"
-    result = await asyncio.wait_for(handle.result(), 60)
 
-    assert result.resumed_from_part == 4  # parts 1-3 were not sent again
+async def _killed(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.kill()  # SIGKILL: no shutdown, no last heartbeat, no cleanup
+        await process.wait()
+
+
+async def test_a_worker_killed_mid_upload_and_restarted_leaves_one_complete_object(
+    temporal_client: Client, s3_settings: Settings, s3: S3Storage, seeded: Seeded, s3_deps: ActivityDeps, tmp_path: Path
+) -> None:
+    """SIGKILL of a worker process after three parts; a new process on the same machine continues the same
+    multipart upload from part 4 (the dump and the heartbeat survive the crash) and completes it."""
+    storage = s3_settings.storage
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": s3_settings.db.url,
+        "SECRET_KEY": s3_settings.auth.secret_key,
+        "TEMPORAL_ADDRESS": temporal_client.service_client.config.target_host,
+        "TEMPORAL_TASK_QUEUE_PREFIX": s3_settings.temporal.task_queue_prefix,
+        "S3_BUCKET": storage.bucket,
+        "S3_ENDPOINT_URL": storage.endpoint_url,
+        "AWS_REGION": storage.region,
+        "AWS_ACCESS_KEY_ID": storage.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": storage.secret_access_key,
+        "S3_SERVER_SIDE_ENCRYPTION": storage.server_side_encryption,
+        "MAIL_DIR": str(tmp_path / "mail"),
+        "BACKUP_WORK_DIR": str(tmp_path / "work"),
+    }
+    first = await _worker_process({**env, "HANG_AFTER_PART": "3"})
+    try:
+        handle = await temporal_client.start_workflow(
+            "BackupWorkflow",
+            BackupInput(part_size_bytes=PART, heartbeat_seconds=4),
+            id=_unique_id(),
+            task_queue=task_queues(s3_settings.temporal).backups,
+            result_type=BackupResult,
+            execution_timeout=timedelta(seconds=120),
+        )
+        await _line(first, "uploaded 3", 60)
+        # Kill once the server holds the heartbeat that records the three parts (the SDK batches heartbeats).
+        async with asyncio.timeout(10):
+            while (await _heartbeat_parts(temporal_client, handle.id)) != 3:
+                await asyncio.sleep(0.05)
+        await _killed(first)
+    finally:
+        await _killed(first)
+    assert len(s3.pending_uploads("backups/")) == 1  # half done, as the crash left it
+    assert list(s3.list("backups/")) == []
+
+    second = await _worker_process(env)  # "restarted"
+    try:
+        resumed_at = await _line(second, "uploaded", 60)
+        result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        await _killed(second)
+
+    assert resumed_at == "uploaded 4" and result.resumed_from_part == 4  # parts 1-3 were not sent again
     objects = list(s3.list("backups/"))
-    assert [o.key for o in objects] == [result.storage_key]  # exactly one object
+    assert [(o.key, o.size) for o in objects] == [(result.storage_key, result.size_bytes)]  # exactly one, whole
     assert s3.pending_uploads("backups/") == []  # and no dangling multipart upload
-    assert hashlib.sha256(_download(s3, result.storage_key)).hexdigest() == result.sha256
+    body = _download(s3, result.storage_key)
+    assert hashlib.sha256(body).hexdigest() == result.sha256 and body[:5] == b"PGDMP"
+    assert len(body) > 4 * PART  # parts after the resume point were really uploaded by the new process
+    async with s3_deps.sessions() as session:
+        row = await session.scalar(select(Backup).where(Backup.id == result.backup_id))
+    assert row is not None and (row.status, row.sha256, row.size_bytes) == ("completed", result.sha256, len(body))
+
+
+async def _heartbeat_parts(client: Client, workflow_id: str) -> int:
+    """How many uploaded parts the create_backup activity's last heartbeat (as the server holds it) records."""
+    pending = (await client.get_workflow_handle(workflow_id).describe()).raw_description.pending_activities
+    if not pending or not pending[0].heartbeat_details.payloads:
+        return 0
+    details = await client.data_converter.decode(pending[0].heartbeat_details.payloads)
+    return len(details[0]["parts"])
 
 
 async def test_retention_prunes_old_backups_and_their_objects(

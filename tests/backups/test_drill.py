@@ -154,6 +154,7 @@ async def test_restore_command_gives_a_database_with_the_same_rows_and_sums(
     env = {
         **os.environ,
         "APP_ENV": "test",
+        "SECRET_KEY": s3_settings.auth.secret_key,  # outside dev the CLI refuses to start without one
         "DATABASE_URL": database_url,
         "S3_BUCKET": storage.bucket,
         "S3_ENDPOINT_URL": storage.endpoint_url,
