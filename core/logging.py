@@ -47,3 +47,5 @@ def configure_logging(level: str = "INFO", log_file: str = "") -> None:
         server_logger.propagate = True
     # The API's own access log (api.access) has the request id, route and duration; uvicorn's would double it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Casbin prints the whole model and policy at INFO on every load (each reload too); refusals are ours to log.
+    logging.getLogger("casbin").setLevel(logging.WARNING)
