@@ -30,7 +30,7 @@ from core.storage import S3Storage, sha256_of
 from domain.audit.service import AuditContext, verify_chain
 from domain.backups import pg_tools as pg
 from domain.backups import service
-from domain.backups.manifest import manifest_differences, take_manifest
+from domain.backups.manifest import audit_head_problem, table_differences, take_manifest
 from domain.errors import DomainError
 from domain.notifications.service import notify
 from workflows.contracts import (
@@ -329,8 +329,9 @@ class BackupActivities:
 
     @activity.defn(name="restore_and_verify")
     async def restore_and_verify(self, target: DrillTarget) -> DrillOutcome:
-        """Fetch, check the SHA-256, pg_restore into a scratch database, compare with the manifest, verify the
-        audit chain, drop the scratch database. A failed check is an outcome (with its reason), not an error."""
+        """Fetch, check the SHA-256, pg_restore into a scratch database, verify the audit chain and that it ends at
+        the manifest's head, compare with the manifest, drop the scratch database. A failed check is an outcome
+        (with its reason), not an error."""
         outcome = DrillOutcome(drill_id=target.drill_id, backup_id=target.backup_id, passed=False)
         if target.problem or not target.storage_key:
             outcome.reason = target.problem or "the backup has no stored file"
@@ -380,7 +381,9 @@ class BackupActivities:
                     verdict = await _beating(verify_chain(session))
         finally:
             await engine.dispose()
-        differences = manifest_differences(dict(target.manifest), restored)
+        expected = dict(target.manifest)
+        differences = table_differences(expected, restored)
+        head_problem = audit_head_problem(expected, restored)
         outcome.checks["manifest"] = {"ok": not differences, "differences": differences, "restored": restored}
         outcome.checks["audit_chain"] = {
             "ok": verdict.ok,
@@ -388,12 +391,22 @@ class BackupActivities:
             "first_broken_id": verdict.first_broken_id,
             "reason": verdict.reason,
         }
-        if differences:
-            outcome.reason = "the restored copy differs from the manifest: " + "; ".join(differences)
-        elif not verdict.ok:
+        outcome.checks["audit_head"] = {
+            "ok": head_problem is None,
+            "backup": {"id": expected.get("audit_head_id"), "hash": expected.get("audit_head_hash")},
+            "restored": {"id": restored["audit_head_id"], "hash": restored["audit_head_hash"]},
+            "reason": head_problem,
+        }
+        # The first failure names the drill's reason, the audit trail's first: a broken or cut chain says more
+        # about the backup than the row counts that differ because of it.
+        if not verdict.ok:
             outcome.reason = (
                 f"audit chain broken in the restored copy at row {verdict.first_broken_id}: {verdict.reason}"
             )
+        elif head_problem:
+            outcome.reason = head_problem
+        elif differences:
+            outcome.reason = "the restored copy differs from the manifest: " + "; ".join(differences)
 
     @activity.defn(name="record_restore_drill")
     async def record_restore_drill(self, outcome: DrillOutcome) -> DrillResult:

@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowFailureError
@@ -72,7 +73,10 @@ async def test_backup_lands_in_s3_with_its_checksum_and_manifest(
     assert tables["approval_requests"] == {"rows": 1, "amount_sum": "1500.00"}
     assert tables["users"] == {"rows": 2}
     assert tables["audit_log"] == {"rows": 3}
-    assert row.manifest["audit_head_hash"]
+    with psycopg.connect(s3_deps.settings.db.url) as conn:  # the head is the last audit row at dump time
+        head = conn.execute("SELECT id, hash FROM audit_log WHERE action = 'test.seeded' ORDER BY id DESC").fetchone()
+    assert head is not None
+    assert (row.manifest["audit_head_id"], row.manifest["audit_head_hash"]) == head
     assert row.duration_seconds is not None and row.duration_seconds > 0
 
 

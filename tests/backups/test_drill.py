@@ -7,6 +7,8 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
 
 import psycopg
 from sqlalchemy import select, update
@@ -14,7 +16,8 @@ from temporalio.client import Client
 
 from activities.deps import ActivityDeps
 from core.settings import PROJECT_ROOT, Settings
-from core.storage import S3Storage
+from core.storage import S3Storage, sha256_of
+from domain.backups import pg_tools as pg
 from domain.models import Backup, Notification, RestoreDrill
 from tests.backups.conftest import BackupWorker, Seeded
 from tests.backups.test_backup import _run_backup
@@ -58,6 +61,7 @@ async def test_drill_passes_on_a_good_backup(
     assert drill.status == "passed" and drill.finished_at is not None
     assert drill.details["checksum"]["ok"] and drill.details["manifest"]["ok"]
     assert drill.details["audit_chain"] == {"ok": True, "rows_checked": 3, "first_broken_id": None, "reason": None}
+    assert drill.details["audit_head"]["ok"] and drill.details["audit_head"]["restored"]["id"] == 3
     assert _scratch_databases(database_url) == []  # the scratch copy is dropped
 
 
@@ -87,8 +91,8 @@ async def test_drill_fails_on_a_corrupted_object_and_alerts_superadmins(
         alerts = (await session.scalars(select(Notification).where(Notification.user_id == seeded.admin.id))).all()
     assert [a.event_type for a in alerts] == ["restore_drill_failed"]
     assert "checksum mismatch" in alerts[0].body
-    mails = [p.read_text() for p in settings.smtp.mail_dir.glob("*.eml")]
-    assert any("Restore drill failed" in m and seeded.admin.email in m and result.drill_id for m in mails)
+    mails = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in settings.smtp.mail_dir.glob("*.eml")]
+    assert any("Restore drill failed" in str(m["Subject"]) and seeded.admin.email in str(m["To"]) for m in mails)
     assert _scratch_databases(database_url) == []
 
 
@@ -129,6 +133,52 @@ async def test_drill_finds_a_broken_audit_chain_in_the_copy(
     assert result.reason == (
         f"audit chain broken in the restored copy at row {victim}: content does not match its hash"
     )
+
+
+async def test_drill_catches_an_audit_chain_whose_tail_is_missing(
+    temporal_client: Client,
+    backup_worker: BackupWorker,
+    seeded: Seeded,
+    s3: S3Storage,
+    s3_deps: ActivityDeps,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """A dump whose audit log lost its last rows still verifies (every link it holds is intact): only the head
+    recorded at dump time shows the tail is gone."""
+    backup_worker.start()
+    backup = await _run_backup(temporal_client, backup_worker)
+    async with s3_deps.sessions() as session:
+        row = await session.get(Backup, backup.backup_id)
+    assert row is not None
+    head_id = row.manifest["audit_head_id"]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(
+            "SELECT max(id) FROM audit_log WHERE hash = %s", (row.manifest["audit_head_hash"],)
+        ).fetchone() == (head_id,)
+    # A damaged copy of the database, dumped and stored in the backup's place with a checksum that matches.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")  # past the append-only triggers, as the owner
+        conn.execute("DELETE FROM audit_log WHERE id >= %s", (head_id - 1,))
+    server = pg.connection_for(database_url)
+    tools = pg.find_pg_tools(await pg.server_major_of(server), s3_deps.settings.backups.pg_bin_dir)
+    damaged = tmp_path / "damaged.dump"
+    await pg.pg_dump(tools, server, damaged)
+    s3.client.put_object(Bucket=s3.bucket, Key=backup.storage_key, Body=damaged.read_bytes())
+    async with s3_deps.sessions() as session:
+        await session.execute(update(Backup).where(Backup.id == row.id).values(sha256=sha256_of(damaged)))
+        await session.commit()
+
+    result = await _run_drill(temporal_client, backup_worker, backup.backup_id)
+
+    assert result.status == "failed"
+    assert result.reason == (
+        f"audit chain tail missing in the restored copy: it ends at row {head_id - 2}, "
+        f"the backup's head is row {head_id}"
+    )
+    drill = await _drill_row(s3_deps, result.drill_id)
+    assert drill.details["checksum"]["ok"] and drill.details["audit_chain"]["ok"]  # each link it has holds
+    assert drill.details["audit_head"]["ok"] is False
 
 
 async def test_restore_command_gives_a_database_with_the_same_rows_and_sums(
