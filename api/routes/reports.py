@@ -264,7 +264,10 @@ async def _apply(services: Any, schedule: ReportSchedule) -> None:
 async def _with_runs(services: Any, schedule: ReportSchedule) -> ScheduleOut:
     try:
         client = await _temporal(services)
-        description = await client.get_schedule_handle(schedule.schedule_key).describe()
+        # Next and recent runs are extras: bounded like every read, and left out when Temporal is slow.
+        description = await client.get_schedule_handle(schedule.schedule_key).describe(
+            rpc_timeout=_rpc_timeout(services)
+        )
     except (ServiceUnavailable, RPCError):
         return _schedule_out(schedule)
     return _schedule_out(
