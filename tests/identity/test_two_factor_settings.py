@@ -116,9 +116,9 @@ async def test_the_emailed_code_is_a_rendered_mail_with_html_and_text(
     await client.post(f"{AUTH}/generate-otp", json={"otp_token": challenge["otp_token"]})
     code = latest_code(settings, user.email)
 
-    (path,) = [p for p in settings.smtp.mail_dir.glob("otp-*.eml") if code in p.read_text(errors="replace")]
-    message = message_from_bytes(path.read_bytes(), policy=policy.default)
-    assert message["Subject"] == "Your sign-in code" and message["To"] == user.email
+    messages = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in settings.smtp.mail_dir.glob("otp-*")]
+    (message,) = [m for m in messages if m["To"] == user.email]
+    assert message["Subject"] == "Your sign-in code"
     text, html = message.get_body(("plain",)), message.get_body(("html",))
     assert text is not None and html is not None, "a text and an HTML part"
     assert code in text.get_content() and "Hello Ada Lovelace" in text.get_content()
