@@ -127,7 +127,7 @@ async def run() -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runtime = metrics_runtime(settings.temporal.worker_metrics_port)
+    runtime = metrics_runtime(settings.temporal.worker_metrics_port, settings.temporal.worker_metrics_host)
     client = await connect_until_ready(settings, runtime, stop)
     if client is None:
         return 0
