@@ -41,6 +41,14 @@ ENTRY_KINDS = tuple(kind.value for kind in EntryKind)
 ENTRY_STATUSES = tuple(status.value for status in EntryStatus)
 
 
+LIST_FILTER_COLUMNS = ("owner_id", "status", "category", "entry_date", "amount")
+
+
+def _cover(*keys: str) -> list[str]:
+    """The list filter columns an index does not already have as keys."""
+    return [column for column in LIST_FILTER_COLUMNS if column not in keys]
+
+
 class Entry(Timestamps, Base):
     """A revenue or an expense entry; `kind` says which (revenue has `source`, expenses a `vendor`)."""
 
@@ -49,13 +57,43 @@ class Entry(Timestamps, Base):
         CheckConstraint(f"kind IN {ENTRY_KINDS!r}", name="kind_known"),
         CheckConstraint(f"status IN {ENTRY_STATUSES!r}", name="status_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
-        Index("ix_entries_kind_owner_date", "kind", "owner_id", "entry_date"),
-        Index("ix_entries_kind_owner_amount_id", "kind", "owner_id", "amount", "id"),
-        Index("ix_entries_kind_status_date", "kind", "status", "entry_date"),
-        Index("ix_entries_kind_date_id", "kind", "entry_date", "id"),
-        Index("ix_entries_kind_amount_id", "kind", "amount", "id"),
+        # Every list index carries the list's filter columns (migration 0006): the page's ids come from an
+        # index-only scan, whatever the viewer's scope and filters.
+        Index(
+            "ix_entries_kind_owner_date",
+            "kind",
+            "owner_id",
+            "entry_date",
+            "id",
+            postgresql_include=_cover("owner_id", "entry_date"),
+        ),
+        Index(
+            "ix_entries_kind_owner_amount_id",
+            "kind",
+            "owner_id",
+            "amount",
+            "id",
+            postgresql_include=_cover("owner_id", "amount"),
+        ),
+        Index(
+            "ix_entries_kind_status_date",
+            "kind",
+            "status",
+            "entry_date",
+            "id",
+            postgresql_include=_cover("status", "entry_date"),
+        ),
+        Index("ix_entries_kind_date_id", "kind", "entry_date", "id", postgresql_include=_cover("entry_date")),
+        Index("ix_entries_kind_amount_id", "kind", "amount", "id", postgresql_include=_cover("amount")),
         # Category filters compare case-insensitively and usually sort by date.
-        Index("ix_entries_kind_lower_category_date", "kind", text("lower(category)"), "entry_date", "id"),
+        Index(
+            "ix_entries_kind_lower_category_date",
+            "kind",
+            text("lower(category)"),
+            "entry_date",
+            "id",
+            postgresql_include=_cover("entry_date"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
