@@ -36,7 +36,7 @@ class EntryCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount: PositiveMoney
-    currency: Currency
+    currency: Currency | None = Field(default=None, description="ISO 4217; the base currency when left out")
     category: Category
     description: Description = ""
     entry_date: date

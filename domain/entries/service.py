@@ -72,6 +72,8 @@ async def create_entry(
     context: AuditContext,
 ) -> Entry:
     fields = dict(body)  # raw values (model_dump would turn money into strings)
+    if fields.get("currency") is None:
+        fields["currency"] = settings.base_currency
     _check_kind_fields(kind, fields)
     _check_amount(settings, fields)
     entry = Entry(kind=kind.value, owner_id=owner.id, status=EntryStatus.DRAFT, **fields)

@@ -273,6 +273,10 @@ async def test_bad_input_is_a_clear_422(client: httpx.AsyncClient, team: Team) -
         headers=team.employee.headers,
     )
     assert revenue.status_code == 201 and revenue.json()["source"] == "Client A"
+    unsaid = {k: v for k, v in expense_body().items() if k != "currency"}
+    defaulted = await client.post("/api/v1/expenses/", json=unsaid, headers=team.employee.headers)
+    assert defaulted.status_code == 201, defaulted.text
+    assert defaulted.json()["currency"] == "USD"  # the base currency when left out
 
 
 async def test_lists_filter_sort_and_stay_within_visibility(client: httpx.AsyncClient, team: Team, make_user) -> None:
