@@ -51,6 +51,9 @@ def bench_approvals(args: argparse.Namespace, work: Path, rows: list[Row], notes
         running_stack(bench_database_url(), address, work, {"APPROVAL_REMINDER_HOURS": "48"}) as stack,
     ):
         floor = approvals.temporal_floor(address, args.approvals, args.concurrency)
+        # Our approvals below are serial, so their baseline is the floor's Update round trip measured serially too
+        # (under 50 concurrent workflows the floor's own Update waits in the server's queues).
+        floor_serial = approvals.temporal_floor(address, args.latency_samples, 1)
         ours = asyncio.run(approvals.approval_throughput(stack, args.approvals, args.concurrency))
         latency = asyncio.run(approvals.approve_latency(stack, args.latency_samples))
     ratio = ours["per_second"] / floor["per_second"]
@@ -64,12 +67,12 @@ def bench_approvals(args: argparse.Namespace, work: Path, rows: list[Row], notes
             ">= 0.5 " + ("met" if ratio >= 0.5 else "MISSED"),
         )
     )
-    p50_ratio = latency["p50_ms"] / floor["update_p50_ms"]
+    p50_ratio = latency["p50_ms"] / floor_serial["update_p50_ms"]
     rows.append(
         (
             f"Approve latency over HTTP, serial ({latency['approvals']} approvals), p50 / p95",
             f"{latency['p50_ms']} / {latency['p95_ms']} ms",
-            f"floor Update p50 / p95 {floor['update_p50_ms']} / {floor['update_p95_ms']} ms",
+            f"floor Update, serial, p50 / p95 {floor_serial['update_p50_ms']} / {floor_serial['update_p95_ms']} ms",
             f"{p50_ratio:.2f}",
             "p50 <= 2x floor " + ("met" if p50_ratio <= 2 else "MISSED"),
         )
