@@ -123,6 +123,7 @@ class ReportSettings(BaseSettings):
     organisation_email_domains: str = Field(default="", validation_alias="ORGANISATION_EMAIL_DOMAINS")
     default_schedules: bool = Field(default=True, validation_alias="REPORT_DEFAULT_SCHEDULES")
     timezone: str = Field(default="UTC", validation_alias="REPORT_TIMEZONE")
+    requests_per_hour: int = Field(default=60, ge=1, validation_alias="REPORT_REQUESTS_PER_HOUR")
 
 
 class BackupSettings(BaseSettings):

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.settings import ReportSettings
 from domain.audit.service import AuditContext, record
+from domain.auth import rate_limits
 from domain.errors import Forbidden, NotFound, ValidationFailed
 from domain.models import Report, User
 from domain.reports.datasets import ReportScope
@@ -78,6 +79,10 @@ def check_filters(visibility: Visibility | ReportScope, report_type: ReportType,
         raise Forbidden("you may not report on entries of people outside your visibility", owner_ids=outside)
 
 
+def report_request_limit(settings: ReportSettings) -> rate_limits.Limit:
+    return rate_limits.Limit("reports:user", "report requests", settings.requests_per_hour, 3600)
+
+
 async def request_report(
     session: AsyncSession,
     settings: ReportSettings,
@@ -89,6 +94,9 @@ async def request_report(
     """Validate and record a report request (status queued). The caller starts the workflow after commit."""
     check_period(settings, request.period.from_, request.period.to)
     check_filters(visibility, request.type, request.filters)
+    # Each report costs a workflow and a render over the whole period: a per-user budget keeps one caller (or a
+    # stolen token) from flooding the reports worker. A refused request rolls its own count back.
+    await rate_limits.hit(session, report_request_limit(settings), f"user:{user.id}")
     report_id = uuid.uuid4()
     report = Report(
         id=report_id,

@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import func, select
 from temporalio.client import Client
 
 from activities.deps import ActivityDeps
+from api.errors import status_for
 from domain.audit.service import AuditContext
+from domain.errors import RateLimited
 from domain.models import Report, User
 from domain.reports import service
 from domain.reports.schemas import ReportRequest
@@ -222,3 +226,30 @@ async def test_status_answers_promptly_when_the_workflow_does_not_answer_its_que
         assert (response.json()["status"], response.json()["progress_rows"]) == ("queued", None)
     finally:
         await handle.terminate("test over")
+
+
+async def test_report_requests_beyond_the_hourly_budget_are_429(known: KnownData, reports_deps: ActivityDeps) -> None:
+    """Each report costs a workflow and a render: past REPORT_REQUESTS_PER_HOUR a user's requests are refused (429
+    with the seconds to wait), and the refused request stores nothing."""
+    budget = reports_deps.settings.reports.model_copy(update={"requests_per_hour": 2})
+    request = ReportRequest.model_validate({"type": "pnl", "format": "csv", "period": PERIOD})
+
+    async def ask() -> None:
+        async with reports_deps.sessions() as session:
+            user = await session.get(User, known.carol.id)
+            assert user is not None
+            visibility = await visibility_for(session, reports_deps.authorizer, user)
+            await service.request_report(session, budget, user, visibility, request, AuditContext())
+            await session.commit()
+
+    await ask()
+    await ask()
+    with pytest.raises(RateLimited) as refused:
+        await ask()
+    assert 0 < refused.value.retry_after <= 3600
+    async with reports_deps.sessions() as session:
+        stored = await session.scalar(
+            select(func.count()).select_from(Report).where(Report.requested_by_id == known.carol.id)
+        )
+    assert stored == 2
+    assert status_for(refused.value) == 429
