@@ -52,6 +52,13 @@ async def team(make_user: MakeUser, worker: None, temporal_client: Client, setti
     await settle_workflows(temporal_client, task_queues(settings.temporal).approvals)
 
 
+@pytest.fixture
+async def client(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """End to end over HTTP: the approval tests talk to the API served by uvicorn on a real socket."""
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        yield http
+
+
 async def settle_workflows(client: Client, task_queue: str, seconds: float = 10) -> None:
     """Let the test's workflows finish the activity they are in, then end them.
 

@@ -3,11 +3,7 @@ uvicorn on a free port (streaming responses need a real server: httpx's ASGI tra
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
 import pytest
-import uvicorn
 
 from activities.deps import ActivityDeps
 from activities.notifications import NotificationActivities
@@ -17,7 +13,7 @@ from core.settings import Settings, SmtpSettings
 # `team` (admin <- manager <- employee, with the in-process worker) for the end-to-end stream test; its teardown
 # ends the test's workflows before the tables are emptied.
 from tests.approvals.conftest import team  # noqa: F401
-from tests.services import SmtpSink, free_port
+from tests.services import SmtpSink
 
 
 @pytest.fixture
@@ -45,20 +41,3 @@ def smtp_deps(activity_deps: ActivityDeps, smtp_settings: Settings) -> ActivityD
 @pytest.fixture
 def mailer(smtp_deps: ActivityDeps) -> NotificationActivities:
     return NotificationActivities(smtp_deps)
-
-
-@pytest.fixture
-async def api_url(app: object) -> AsyncIterator[str]:
-    """The session's app (lifespan already running) served over real HTTP."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-            await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    server.force_exit = True
-    async with asyncio.timeout(10):
-        await task
