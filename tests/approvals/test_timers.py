@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -15,7 +16,8 @@ from temporalio.worker import Worker
 
 from activities.approvals import ApprovalActivities
 from activities.deps import ActivityDeps
-from api.approval_workflows import workflow_input
+from api.approval_workflows import search_attributes_for, workflow_input
+from core.temporal import CURRENT_APPROVER, SEARCH_ATTRIBUTES
 from domain.models import Entry
 from tests.approvals.conftest import (
     EmailOutbox,
@@ -39,6 +41,13 @@ async def skipping() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=str(TEMPORAL_TEST_SERVER), data_converter=pydantic_data_converter
     )
     async with env:
+        # The test server knows no custom search attributes until told (upserts of unknown ones would hang).
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={key.name: int(key.indexed_value_type) for key in SEARCH_ATTRIBUTES},
+            )
+        )
         yield env
 
 
@@ -55,10 +64,13 @@ async def running(
 
 async def _start(client: Client, queue: str, deps: ActivityDeps, owner_id: int, timers: ApprovalTimers):  # type: ignore[no-untyped-def]
     submission = await submit_directly(deps, owner_id)
-    # The test server has no custom search attributes: the workflow is told not to upsert them.
-    request = workflow_input(submission, timers, search_attributes=False)
+    request = workflow_input(submission, timers)
     return submission, await client.start_workflow(
-        EntryApprovalWorkflow.run, request, id=submission.request.workflow_id, task_queue=queue
+        EntryApprovalWorkflow.run,
+        request,
+        id=submission.request.workflow_id,
+        task_queue=queue,
+        search_attributes=search_attributes_for(request, submission.request.status),
     )
 
 
@@ -90,6 +102,9 @@ async def test_reminder_after_48_hours_then_escalation_after_5_days(
     status = await handle.query(EntryApprovalWorkflow.status)
     assert status.current_approver_id == admin.id
     assert outbox.templates().count("approval_escalated") == 2
+    # The Temporal UI finds the escalated request in the admin's queue.
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(CURRENT_APPROVER) == str(admin.id)
 
     # The escalated step is the admin's now, and the admin's limit covers the amount: one approval ends it.
     outcome = await handle.execute_update(
