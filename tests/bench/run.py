@@ -25,6 +25,7 @@ from tests.bench.generate import ensure_bench_dataset
 from tests.bench.stack import bench_database_url, running_stack, temporal_server
 
 Row = tuple[str, str, str, str, str]  # what, figure, baseline, ratio, goal
+ANALYSIS_HEADING = "## What was made faster"
 
 
 def _machine() -> str:
@@ -187,7 +188,12 @@ def write_report(rows: list[Row], notes: list[str], command: str, started: datet
         lines += ["## Notes", "", *[f"- {note}" for note in notes], ""]
     history = PROJECT_ROOT / "docs" / "benchmarks-history.md"
     previous = path.read_text() if path.exists() else ""
-    path.write_text("\n".join(lines))
+    # The written analysis (what was made faster, the misses and their causes) is kept across runs: only the
+    # measured part above it is replaced.
+    analysis = previous.find(ANALYSIS_HEADING)
+    if analysis >= 0:
+        lines += ["", previous[analysis:].rstrip()]
+    path.write_text("\n".join(lines) + "\n")
     if previous:
         with history.open("a") as handle:
             handle.write("\n\n---\n\n" + previous)
