@@ -6,6 +6,7 @@ One database and one Temporal dev server per test session; every test starts fro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 import uuid
@@ -131,6 +132,25 @@ async def app(app_services: AppServices) -> AsyncIterator[object]:
     application = create_app(services=app_services)
     async with application.router.lifespan_context(application):
         yield application
+
+
+@contextlib.asynccontextmanager
+async def own_api(
+    settings: Settings, temporal_client: Client, client_address: tuple[str, int] = ("203.0.113.9", 50000)
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An API of its own (its own engine and pool, as another API process would have) on these settings, its
+    lifespan running, reached through an ASGI client from `client_address`."""
+    services = build_services(settings, TemporalGateway(settings.temporal, temporal_client))
+    application = create_app(services=services)
+    transport = httpx.ASGITransport(app=application, client=client_address)  # type: ignore[arg-type]
+    try:
+        async with (
+            application.router.lifespan_context(application),
+            httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
+        ):
+            yield http
+    finally:
+        await services.sessions.kw["bind"].dispose()
 
 
 @pytest.fixture

@@ -14,11 +14,10 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.deps import ActivityDeps
-from api.app import build_services, create_app
-from api.temporal import TemporalGateway
 from core.settings import PROJECT_ROOT, Settings
 from core.temporal import AMOUNT_CENTS, APPROVAL_STATUS, CURRENT_APPROVER
 from tests.approvals.conftest import Team, audit_count, eventually, submitted_expense
+from tests.conftest import own_api
 from workflows.contracts import ApprovalResult
 
 MANAGER_LIMIT = "p, manager, approval_limit, approve, 10000.00\n"
@@ -41,19 +40,8 @@ async def live_api(settings: Settings, temporal_client: Client, tmp_path: Path) 
     """An API of its own over a copy of policies/, starting workflows on the suite's worker queue."""
     policies = tmp_path / "policies"
     shutil.copytree(PROJECT_ROOT / "policies", policies)
-    services = build_services(
-        settings.model_copy(update={"policy_dir": policies}), TemporalGateway(settings.temporal, temporal_client)
-    )
-    application = create_app(services=services)
-    transport = httpx.ASGITransport(app=application, client=("203.0.113.21", 50000))
-    try:
-        async with (
-            application.router.lifespan_context(application),
-            httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
-        ):
-            yield LiveApi(http, policies / "policy.csv")
-    finally:
-        await services.sessions.kw["bind"].dispose()
+    async with own_api(settings.model_copy(update={"policy_dir": policies}), temporal_client) as http:
+        yield LiveApi(http, policies / "policy.csv")
 
 
 async def _search_attributes(client: Client, workflow_id: str) -> dict[str, object]:

@@ -13,11 +13,9 @@ from sqlalchemy import select
 from temporalio.client import Client
 
 from activities.deps import ActivityDeps
-from api.app import build_services, create_app
-from api.temporal import TemporalGateway
 from core.settings import PROJECT_ROOT, Settings
 from domain.models import AuditLog
-from tests.conftest import MakeUser
+from tests.conftest import MakeUser, own_api
 
 EMPLOYEE_READS_PROFILE = "p, employee, profile, read, *\n"
 
@@ -35,18 +33,8 @@ async def live_client(
     settings: Settings, temporal_client: Client, policy_dir: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An API process of its own reading the copied policy directory (and watching it, as in production)."""
-    own_settings = settings.model_copy(update={"policy_dir": policy_dir})
-    services = build_services(own_settings, TemporalGateway(settings.temporal, temporal_client))
-    application = create_app(services=services)
-    transport = httpx.ASGITransport(app=application, client=("203.0.113.9", 50000))
-    try:
-        async with (
-            application.router.lifespan_context(application),
-            httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
-        ):
-            yield http
-    finally:
-        await services.sessions.kw["bind"].dispose()
+    async with own_api(settings.model_copy(update={"policy_dir": policy_dir}), temporal_client) as http:
+        yield http
 
 
 async def _eventually_status(http: httpx.AsyncClient, path: str, headers: dict[str, str], status: int) -> None:

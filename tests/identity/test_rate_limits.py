@@ -9,10 +9,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.app import build_services, create_app
-from api.temporal import TemporalGateway
 from core.settings import Settings
-from tests.conftest import PASSWORD, MakeUser
+from tests.conftest import PASSWORD, MakeUser, own_api
 from tests.identity.conftest import login
 
 
@@ -68,20 +66,11 @@ async def test_counters_are_shared_by_api_processes(
     monkeypatch.setattr(settings.auth, "login_rate_per_minute", 4)
     user = await make_user("employee")
     # A second application with its own engine and pool, as a second API process would have.
-    services = build_services(settings, TemporalGateway(settings.temporal, temporal_client))
-    second_app = create_app(services=services)
-    transport = httpx.ASGITransport(app=second_app, client=("203.0.113.7", 50001))
-    try:
-        async with (
-            second_app.router.lifespan_context(second_app),
-            httpx.AsyncClient(transport=transport, base_url="http://testserver") as second,
-        ):
-            for http in (client, second, client, second):
-                assert (await login(http, user.username, "wrong-password")).status_code == 401
-            _assert_throttled(await login(second, user.username, PASSWORD), 60)
-            _assert_throttled(await login(client, user.username, PASSWORD), 60)
-    finally:
-        await services.sessions.kw["bind"].dispose()
+    async with own_api(settings, temporal_client, ("203.0.113.7", 50001)) as second:
+        for http in (client, second, client, second):
+            assert (await login(http, user.username, "wrong-password")).status_code == 401
+        _assert_throttled(await login(second, user.username, PASSWORD), 60)
+        _assert_throttled(await login(client, user.username, PASSWORD), 60)
 
 
 async def test_code_sending_and_checking_are_throttled(

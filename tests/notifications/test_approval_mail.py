@@ -13,11 +13,10 @@ import pytest
 from temporalio.client import Client
 
 from activities.deps import ActivityDeps
-from api.app import build_services, create_app
-from api.temporal import TemporalGateway
 from core.mail import SmtpTransport
 from core.settings import Settings
 from tests.approvals.conftest import Team, eventually, expense_body
+from tests.conftest import own_api
 from tests.services import SmtpSink
 from worker import build_workers, worker_plan
 
@@ -40,19 +39,12 @@ async def mailing_stack(
     )
     workers = build_workers(temporal_client, worker_plan(deps))
     running = [asyncio.create_task(worker.run()) for worker in workers]
-    services = build_services(settings, TemporalGateway(settings.temporal, temporal_client))
-    application = create_app(services=services)
-    transport = httpx.ASGITransport(app=application, client=("203.0.113.31", 50000))
     try:
-        async with (
-            application.router.lifespan_context(application),
-            httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
-        ):
+        async with own_api(settings, temporal_client, ("203.0.113.31", 50000)) as http:
             yield MailingStack(http, smtp)
     finally:
         await asyncio.gather(*(worker.shutdown() for worker in workers))
         await asyncio.gather(*running, return_exceptions=True)
-        await services.sessions.kw["bind"].dispose()
 
 
 def _text(message) -> str:  # type: ignore[no-untyped-def]
