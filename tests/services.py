@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import sys
 import tempfile
@@ -29,10 +30,23 @@ TEMPORAL_CLI = BIN / "temporal"
 TEMPORAL_TEST_SERVER = BIN / "temporal-test-server"
 
 
+# Below Linux's ephemeral range (32768-60999), from which the kernel hands out every port bound to 0 and every
+# outgoing connection's: a port chosen here is not taken meanwhile by a server that asked for "any free port"
+# (Temporal's HTTP and metrics ports, say) before the test's own server binds it.
+_TEST_PORTS = range(20_000, 32_000)
+_random_ports = random.Random()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(200):
+        port = _random_ports.choice(_TEST_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32000")
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------
