@@ -85,24 +85,30 @@ async def test_a_500_without_a_client_id_gets_a_generated_one(failing_client: ht
 def restored_logging() -> Iterator[None]:
     root = logging.getLogger()
     root_handlers, root_level = root.handlers[:], root.level
-    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate) for name in UVICORN_LOGGERS}
+    saved = {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate, logging.getLogger(name).level)
+        for name in UVICORN_LOGGERS
+    }
     try:
         yield
     finally:
         root.handlers[:] = root_handlers
         root.setLevel(root_level)
-        for name, (handlers, propagate) in saved.items():
+        for name, (handlers, propagate, level) in saved.items():
             logging.getLogger(name).handlers[:] = handlers
             logging.getLogger(name).propagate = propagate
+            logging.getLogger(name).setLevel(level)
 
 
 def test_uvicorn_loggers_write_json_lines(restored_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
-    # What uvicorn does before it loads the app: plain-text handlers that do not propagate.
+    # What uvicorn does before it loads the app: plain-text handlers that do not propagate, at its log level (an
+    # earlier test's server may have left another level on these process-wide loggers).
     for name in UVICORN_LOGGERS:
         plain = logging.StreamHandler()
         plain.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logging.getLogger(name).handlers[:] = [plain]
         logging.getLogger(name).propagate = False
+        logging.getLogger(name).setLevel(logging.INFO)
     configure_logging("INFO")
     capsys.readouterr()
 
