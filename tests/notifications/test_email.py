@@ -126,6 +126,25 @@ class SendOneEmail:
         )
 
 
+def _approved_mail(owner_id: int, key: str) -> EmailJob:
+    return EmailJob(
+        message_key=key,
+        template="entry_approved",
+        to_user_ids=[owner_id],
+        event_type="entry_approved",
+        context={"title": key, "approver_name": "Boss"},
+    )
+
+
+async def _send_twice(client: Client, mailer: NotificationActivities, job: EmailJob) -> tuple[EmailResult, EmailResult]:
+    """Run the job through a real worker, then once more (as a retry whose first result was lost would)."""
+    queue = f"email-test-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[SendOneEmail], activities=[mailer.send_email]):
+        first = await client.execute_workflow(SendOneEmail.run, job, id=f"send-{uuid.uuid4().hex}", task_queue=queue)
+        again = await client.execute_workflow(SendOneEmail.run, job, id=f"send-{uuid.uuid4().hex}", task_queue=queue)
+    return first, again
+
+
 async def test_retried_after_a_failure_the_mail_goes_out_once(
     temporal_client: Client, smtp_deps: ActivityDeps, smtp: SmtpSink, make_user
 ) -> None:
@@ -135,29 +154,13 @@ async def test_retried_after_a_failure_the_mail_goes_out_once(
     mailer = NotificationActivities(
         ActivityDeps(smtp_deps.settings, smtp_deps.sessions, smtp_deps.authorizer, smtp_deps.storage, flaky)
     )
-    queue = f"email-test-{uuid.uuid4().hex[:8]}"
-    job = EmailJob(
-        message_key="approval-revenue-9/approved",
-        template="entry_approved",
-        to_user_ids=[owner.id],
-        event_type="entry_approved",
-        context={"title": "Revenue #9", "approver_name": "Boss"},
-    )
-    async with Worker(temporal_client, task_queue=queue, workflows=[SendOneEmail], activities=[mailer.send_email]):
-        result = await temporal_client.execute_workflow(
-            SendOneEmail.run, job, id=f"send-{uuid.uuid4().hex}", task_queue=queue
-        )
-        assert flaky.calls == 3  # two failed attempts, then the one that went through
-        assert len(result.sent) == 1
-        assert [rcpt for _, rcpt in smtp.envelopes] == [[owner.email]]
-
-        # The workflow's activity completed but say its result was lost: the retry finds the ledger row.
-        again = await temporal_client.execute_workflow(
-            SendOneEmail.run, job, id=f"send-{uuid.uuid4().hex}", task_queue=queue
-        )
+    result, again = await _send_twice(temporal_client, mailer, _approved_mail(owner.id, "approval-revenue-9/approved"))
+    assert len(result.sent) == 1
+    assert [rcpt for _, rcpt in smtp.envelopes] == [[owner.email]]
+    assert flaky.calls == 3  # two failed attempts, then the one that went through
+    # The second run stands for a retry whose first result was lost: it finds the ledger row and sends nothing.
     assert again.sent == [] and again.already_sent == result.sent
     assert len(smtp.messages) == 1
-    assert flaky.calls == 3
 
 
 class ConnectionDroppingTransport:
@@ -189,21 +192,7 @@ async def test_a_connection_lost_after_the_send_does_not_send_twice(
     mailer = NotificationActivities(
         ActivityDeps(smtp_deps.settings, smtp_deps.sessions, smtp_deps.authorizer, smtp_deps.storage, dropping)
     )
-    queue = f"email-test-{uuid.uuid4().hex[:8]}"
-    job = EmailJob(
-        message_key="approval-expense-11/approved",
-        template="entry_approved",
-        to_user_ids=[owner.id],
-        event_type="entry_approved",
-        context={"title": "Expense #11", "approver_name": "Boss"},
-    )
-    async with Worker(temporal_client, task_queue=queue, workflows=[SendOneEmail], activities=[mailer.send_email]):
-        result = await temporal_client.execute_workflow(
-            SendOneEmail.run, job, id=f"send-{uuid.uuid4().hex}", task_queue=queue
-        )
-        again = await temporal_client.execute_workflow(
-            SendOneEmail.run, job, id=f"send-{uuid.uuid4().hex}", task_queue=queue
-        )
+    result, again = await _send_twice(temporal_client, mailer, _approved_mail(owner.id, "approval-expense-11/approved"))
     assert len(result.sent) == 1
     assert [rcpt for _, rcpt in smtp.envelopes] == [[owner.email]]  # one mail, though its first COMMIT failed
     assert again.already_sent == result.sent  # the ledger row was written after all
