@@ -288,17 +288,7 @@ def run_soak_against(
                 "or raise ACCESS_TOKEN_EXPIRE_MINUTES on the system under test"
             )
         report.started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        busy, total = _machine_busy()
-        started = time.monotonic()
-        stats, report.locust_exit_code, locust_cpu = run_locust(
-            report.host, tokens, folder, users, seconds, spawn_rate, classes
-        )
-        wall = time.monotonic() - started
-        busy_after, total_after = _machine_busy()
-        report.cpu_percent = {
-            "locust": round(100 * locust_cpu / wall, 1),
-            "machine (all cores)": round(100 * (busy_after - busy) / max(total_after - total, 1.0), 1),
-        }
+        stats, wall = _timed_locust(report, report.host, tokens, folder, users, seconds, spawn_rate, classes)
         parse_stats(stats, report)
         count_through_api(report.host, document["admin"]["token"], owners, report)
         retire_through_api(report.host, document)
@@ -393,6 +383,21 @@ def parse_stats(prefix: Path, report: SoakReport) -> None:
     report.failure_samples = [f"{f['Method']} {f['Name']}: {f['Error']} x{f['Occurrences']}" for f in failures][:10]
 
 
+def _timed_locust(report: SoakReport, host: str, tokens: Path, work: Path, *args: Any) -> tuple[Path, float]:
+    """Run Locust (`run_locust`'s arguments after `work`), record its exit code and the CPU it and the whole
+    machine used; returns its stats prefix and the wall time."""
+    busy, total = _machine_busy()
+    started = time.monotonic()
+    stats, report.locust_exit_code, locust_cpu = run_locust(host, tokens, work, *args)
+    wall = time.monotonic() - started
+    busy_after, total_after = _machine_busy()
+    report.cpu_percent = {
+        "locust": round(100 * locust_cpu / wall, 1),
+        "machine (all cores)": round(100 * (busy_after - busy) / max(total_after - total, 1.0), 1),
+    }
+    return stats, wall
+
+
 def run_locust(
     host: str,
     tokens: Path,
@@ -473,19 +478,12 @@ def run_soak(
             temporal_cpu = _cpu_seconds(temporal_pid) if temporal_pid else 0.0
             tokens = folder / "soak-tokens.json"
             write_tokens(stack, teams=max(1, users // 5), path=tokens)
-            busy, total = _machine_busy()
-            started = time.monotonic()
-            prefix, report.locust_exit_code, locust_cpu = run_locust(
-                stack.api_url, tokens, folder, users, seconds, spawn_rate, classes
-            )
-            wall = time.monotonic() - started
-            busy_after, total_after = _machine_busy()
+            prefix, wall = _timed_locust(report, stack.api_url, tokens, folder, users, seconds, spawn_rate, classes)
             report.cpu_percent = {
                 "api": round(100 * (_cpu_seconds(stack.api.pid) - api_cpu) / wall, 1),
                 "worker": round(100 * (_cpu_seconds(stack.worker.pid) - worker_cpu) / wall, 1),
                 "temporal": round(100 * (_cpu_seconds(temporal_pid) - temporal_cpu) / wall, 1) if temporal_pid else -1,
-                "locust": round(100 * locust_cpu / wall, 1),
-                "machine (all cores)": round(100 * (busy_after - busy) / max(total_after - total, 1.0), 1),
+                **report.cpu_percent,
             }
             parse_stats(prefix, report)
             with psycopg.connect(database_url) as conn:
