@@ -3,14 +3,13 @@ fault: 422 with a message on every route, never a 500, and nothing is stored."""
 
 from __future__ import annotations
 
-from datetime import date
-
 import httpx
 from sqlalchemy import func, select
 
 from activities.deps import ActivityDeps
 from domain.models import Entry
 from tests.conftest import MakeUser
+from tests.security.test_owasp_objects import EXPENSE
 
 BEYOND_BIGINT = 10**20
 
@@ -38,13 +37,7 @@ async def test_nul_characters_answer_422_and_store_nothing(
     client: httpx.AsyncClient, make_user: MakeUser, activity_deps: ActivityDeps
 ) -> None:
     owner = await make_user("employee")
-    body = {
-        "amount": "12.00",
-        "currency": "USD",
-        "category": "travel",
-        "description": "taxi\u0000",
-        "entry_date": date(2026, 3, 4).isoformat(),
-    }
+    body = {**EXPENSE, "description": "taxi\u0000"}
     created = await client.post("/api/v1/expenses/", json=body, headers=owner.headers)
     assert created.status_code == 422, created.text
     assert "NUL" in created.json()["error"]["message"]  # entry texts are checked at the edge
