@@ -86,7 +86,8 @@ async def reconcile_schedules(client: Client, deps: ActivityDeps) -> None:
 def build_deps(settings: Settings) -> ActivityDeps:
     return ActivityDeps(
         settings=settings,
-        sessions=session_factory(create_engine(settings.db)),
+        # Every activity retries a failed attempt: no pre-ping round trip on each of its sessions (core/db.py).
+        sessions=session_factory(create_engine(settings.db, pre_ping=False)),
         authorizer=Authorizer(settings.policy_dir),
         storage=create_storage(settings.storage),
         mail=create_transport(settings.smtp),

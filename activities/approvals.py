@@ -6,7 +6,9 @@ refusals become non-retryable ApplicationErrors whose type the workflow and the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy.exc import DataError
@@ -15,16 +17,20 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
+from activities.notifications import Mailer, Recipient
 from domain.approvals import service
 from domain.approvals.chain import Link
 from domain.approvals.service import StepTimers, Transition
 from domain.audit.service import AuditContext
 from domain.errors import DomainError, Forbidden, InvalidState, NotFound, ValidationFailed
 from workflows.contracts import (
+    EMAIL_LOCAL_ATTEMPT,
     ApprovalActivity,
     ApprovalTimers,
     AuditInfo,
     DecisionOutcome,
+    EmailJob,
+    EmailResult,
     OwnerJob,
     RecordDecisionJob,
     RerouteJob,
@@ -67,14 +73,25 @@ def audit_context(info: AuditInfo, workflow_id: str) -> AuditContext:
     )
 
 
+@dataclass
+class _Mail:
+    notice_key: str
+    job: EmailJob
+    recipients: list[Recipient]
+    result: EmailResult
+
+
 class ApprovalActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self.deps = deps
+        self.mailer = Mailer(deps)
+        self._deliveries: set[asyncio.Task[list[str]]] = set()  # inline deliveries still finishing after their budget
 
     async def _transition(self, work: Callable[[AsyncSession], Awaitable[Transition]]) -> DecisionOutcome:
         try:
             async with self.deps.sessions() as session:
-                transition = await work(session)
+                outcome = outcome_of(await work(session))
+                mail = [await self._mail(session, notice.key, notice.email_job()) for notice in outcome.notices]
                 await session.commit()
         except DomainError as error:
             # Permanent: the request is not in a state for this transition. Retrying will not change that.
@@ -85,7 +102,41 @@ class ApprovalActivities:
             raise ApplicationError(
                 f"the database refused a value: {error.orig}", type="ValidationFailed", non_retryable=True
             ) from error
-        return outcome_of(transition)
+        outcome.emailed = await self._deliver(mail)
+        return outcome
+
+    async def _mail(self, session: AsyncSession, notice_key: str, job: EmailJob) -> _Mail:
+        result = EmailResult()
+        return _Mail(notice_key, job, await self.mailer.recipients(session, job, result), result)
+
+    async def _deliver(self, mail: list[_Mail]) -> list[str]:
+        """Send the committed transition's emails now, which spares most approvals a separate email activity; the
+        keys of those settled go back to the workflow, which sends the rest durably ("send_email", with retries).
+
+        Bounded by one email attempt's budget, so a slow mail server never holds the decision's answer longer
+        than that. What is still sending then goes on in the background and records itself in the ledger, where
+        the workflow's durable send of the same message finds it (waiting on its row) and does not send again."""
+        if not mail:
+            return []
+        delivery = asyncio.ensure_future(self._deliver_all(mail))
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
+        try:
+            return await asyncio.wait_for(asyncio.shield(delivery), EMAIL_LOCAL_ATTEMPT.total_seconds())
+        except TimeoutError:
+            activity.logger.warning("approval emails still sending after %s: left to the workflow", EMAIL_LOCAL_ATTEMPT)
+            return []
+
+    async def _deliver_all(self, mail: list[_Mail]) -> list[str]:
+        settled: list[str] = []
+        for item in mail:
+            try:
+                await self.mailer.deliver(item.job, item.recipients, item.result)
+            except Exception as error:  # any failure here, the workflow retries durably
+                activity.logger.info("email %s left to the workflow: %s", item.notice_key, error)
+                continue
+            settled.append(item.notice_key)
+        return settled
 
     @activity.defn(name=ApprovalActivity.ANNOUNCE)
     async def announce_first_step(self, job: TransitionJob) -> DecisionOutcome:

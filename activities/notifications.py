@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -82,21 +82,22 @@ def _heartbeat(*details: object) -> None:
         activity.heartbeat(*details)
 
 
-class NotificationActivities:
+class Mailer:
+    """Recipients, rendering and the send-once ledger: used by the "send_email" activity, and by approval transitions
+    that deliver their notices' emails themselves right after their commit (activities/approvals.py)."""
+
     def __init__(self, deps: ActivityDeps) -> None:
         self.deps = deps
         self.renderer = EmailRenderer(base_url=deps.settings.public_base_url, app_name=deps.settings.app_name)
 
-    async def _recipients(self, job: EmailJob, result: EmailResult) -> list[Recipient]:
+    async def recipients(self, session: AsyncSession, job: EmailJob, result: EmailResult) -> list[Recipient]:
+        """Who gets the job's email (read in `session`); who does not, and why, goes to `result.skipped`."""
         recipients: list[Recipient] = []
         seen: set[str] = set()
         if job.to_user_ids:
-            async with self.deps.sessions() as session:
-                users = {
-                    user.id: user
-                    for user in await session.scalars(select(User).where(User.id.in_(set(job.to_user_ids))))
-                }
-                opted_out = await users_without_email(session, list(users), job.event_type)
+            # One get per user: those the caller's session loaded already (a transition's approver) cost no query.
+            users = {user.id: user for user_id in set(job.to_user_ids) if (user := await session.get(User, user_id))}
+            opted_out = await users_without_email(session, list(users), job.event_type)
             for user_id in dict.fromkeys(job.to_user_ids):
                 key = f"user:{user_id}"
                 user = users.get(user_id)
@@ -137,7 +138,7 @@ class NotificationActivities:
         mime_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         return [(filename, mime_type, content)]
 
-    async def _send_once(self, mail: OutgoingMail, address: str) -> bool:
+    async def send_once(self, mail: OutgoingMail, address: str) -> bool:
         """Send `mail` unless the ledger says it went out already. True when this call sent it."""
         assert mail.message_id is not None
         ledger_row = (
@@ -176,11 +177,8 @@ class NotificationActivities:
                 delay = min(delay * 2, 5.0)
         activity.logger.error("sent %s but could not record it; a retry of this activity may send it again", message_id)
 
-    @activity.defn(name="send_email")
-    async def send_email(self, job: EmailJob) -> EmailResult:
-        """Send the job's templated email to each recipient once, however often the activity is retried."""
-        result = EmailResult()
-        recipients = await self._recipients(job, result)
+    async def deliver(self, job: EmailJob, recipients: list[Recipient], result: EmailResult) -> EmailResult:
+        """Render and send the job's email to each recipient once, however often this is called for the same job."""
         if not recipients:
             return result
         attachments = await self._attachment(job)
@@ -200,7 +198,7 @@ class NotificationActivities:
             )
             assert mail.message_id is not None
             try:
-                sent = await self._send_once(mail, recipient.address)
+                sent = await self.send_once(mail, recipient.address)
             except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
                 refusal = _permanent_refusal(exc)
                 if refusal is None:
@@ -211,3 +209,16 @@ class NotificationActivities:
             (result.sent if sent else result.already_sent).append(mail.message_id)
             _heartbeat(len(result.sent) + len(result.already_sent))
         return result
+
+
+class NotificationActivities:
+    def __init__(self, deps: ActivityDeps) -> None:
+        self.mailer = Mailer(deps)
+
+    @activity.defn(name="send_email")
+    async def send_email(self, job: EmailJob) -> EmailResult:
+        """Send the job's templated email to each recipient once, however often the activity is retried."""
+        result = EmailResult()
+        async with self.mailer.deps.sessions() as session:
+            recipients = await self.mailer.recipients(session, job, result)
+        return await self.mailer.deliver(job, recipients, result)

@@ -10,12 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.settings import DatabaseSettings
 
 
-def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+def create_engine(settings: DatabaseSettings, *, pre_ping: bool = True) -> AsyncEngine:
+    """`pre_ping` tests each pooled connection before use (a round trip per checkout), so a request never fails on
+    a connection the database dropped. Callers that retry anyway (the worker's activities) can go without it:
+    the first statement on a dead connection fails, SQLAlchemy discards the whole pool, and the retry reconnects."""
     return create_async_engine(
         settings.async_url,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         echo=settings.echo,
     )
 

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from core.temporal import AMOUNT_CENTS, APPROVAL_STATUS, CURRENT_APPROVER, ENTRY_ID, ENTRY_KIND
     from workflows.contracts import (
         APPROVAL_ERROR_TYPES,
+        EMAIL_LOCAL_ATTEMPT,
         EMAIL_RETRY,
         EMAIL_TIMEOUT,
         ApprovalActivity,
@@ -45,9 +46,7 @@ with workflow.unsafe.imports_passed_through():
         DecisionOutcome,
         DecisionRequest,
         DelegationChange,
-        EmailJob,
         LiveStatus,
-        Notice,
         OwnerAction,
         OwnerJob,
         RecordDecisionJob,
@@ -67,10 +66,6 @@ FINAL = frozenset({"approved", "rejected", "withdrawn", "expired", UNDONE})
 # Patch ids: workflows recorded before a change replay the old logic (tests/approvals/histories).
 UNDONE_ENDS = "undone-submission-ends-workflow"
 LOCAL_ACTIVITIES = "transitions-and-emails-as-local-activities"
-
-# One attempt of an approval email inside the workflow task (it holds the decision's answer, so it is short);
-# a failed attempt waits on a durable timer (local_retry_threshold 0), so the workflow task completes at once.
-EMAIL_LOCAL_ATTEMPT = timedelta(seconds=10)
 
 # Database activities: transient failures (a dropped connection, a restarting database) retry without end;
 # domain refusals are non-retryable ApplicationErrors and come back to the caller as 403/404/409/422.
@@ -143,7 +138,7 @@ class EntryApprovalWorkflow:
             async with self._lock:  # a decision recorded meanwhile is applied first: only a foreign change counts
                 self._end_if_undone(announced)
         if self._status != UNDONE:
-            self._send(announced.notices)
+            self._send(announced)
         while self._status not in FINAL:
             seen = self._changes
             due, kind = self._next_deadline()
@@ -332,7 +327,7 @@ class EntryApprovalWorkflow:
                 outcome = outcome.model_copy(update={"next_step": rerouted})
                 self._apply(outcome, restart_timers=False)
             else:
-                self._send(outcome.notices)
+                self._send(outcome)
 
     # --- timers ------------------------------------------------------------------------------------
 
@@ -367,7 +362,7 @@ class EntryApprovalWorkflow:
                 outcome = await self._activity(ApprovalActivity.REMIND, self._job(StepJob, step_id=step.step_id))
                 if self._end_if_undone(outcome):
                     return
-                self._send(outcome.notices)
+                self._send(outcome)
                 self._changes += 1
                 return
             self._escalate_at = None
@@ -433,7 +428,7 @@ class EntryApprovalWorkflow:
             self._restart_expiry()  # a new round, or the owner's turn: the clock starts again
         self._changes += 1
         self._upsert(amount=amount_changed)
-        self._send(outcome.notices)
+        self._send(outcome)
 
     def _current_approver(self) -> int | None:
         step = self._step
@@ -511,15 +506,11 @@ class EntryApprovalWorkflow:
                 raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
             raise
 
-    def _send(self, notices: list[Notice]) -> None:
-        for notice in notices:
-            job = EmailJob(
-                message_key=notice.key,
-                template=notice.event_type,
-                to_user_ids=[notice.user_id],
-                context={**notice.details, "title": notice.title, "body": notice.body, "link": notice.link},
-                event_type=notice.event_type,
-            )
+    def _send(self, outcome: DecisionOutcome) -> None:
+        for notice in outcome.notices:
+            if notice.key in outcome.emailed:
+                continue  # delivered by the transition itself, right after its commit
+            job = notice.email_job()
             if self._local():
                 email = workflow.start_local_activity(
                     "send_email",

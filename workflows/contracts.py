@@ -46,6 +46,9 @@ class EmailResult(Contract):
 # retry_policy=EMAIL_RETRY)`. Mail servers have outages measured in minutes, so back off up to 10 minutes
 # between attempts and keep trying for about a day; a broken template or a refused address never heals.
 EMAIL_TIMEOUT = timedelta(seconds=60)
+# One attempt of an approval email inside the workflow task, or inline in the transition that created it: it holds
+# the decision's answer, so it is short. A failed local attempt waits on a durable timer (local_retry_threshold 0).
+EMAIL_LOCAL_ATTEMPT = timedelta(seconds=10)
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
@@ -182,6 +185,17 @@ class Notice(Contract):
     key: str  # dedup key of the notification, and the email's message key
     details: dict[str, str] = {}  # what the email template shows: amount, currency, owner_name, approver_name ...
 
+    def email_job(self) -> EmailJob:
+        """The email that goes with this notification (one place for the rule: the transition that delivers it right
+        after its commit and the workflow's durable send build the same job, so the ledger sees one message)."""
+        return EmailJob(
+            message_key=self.key,
+            template=self.event_type,
+            to_user_ids=[self.user_id],
+            context={**self.details, "title": self.title, "body": self.body, "link": self.link},
+            event_type=self.event_type,
+        )
+
 
 class DecisionOutcome(Contract):
     """What a transition committed: the request's and entry's new status and the step now open, if any.
@@ -197,6 +211,9 @@ class DecisionOutcome(Contract):
     changed: bool = True
     notices: list[Notice] = []
     amount: Decimal | None = None  # the request's amount now (a resubmission after changes may have changed it)
+    # Keys of the notices whose email the transition already settled (sent, or skipped for good) right after its
+    # commit; the workflow sends the others durably. Histories recorded before this field read it as empty.
+    emailed: list[str] = []
 
 
 class LiveStatus(Contract):

@@ -19,7 +19,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from activities.deps import ActivityDeps
-from core.settings import Settings
+from core.mail import OutgoingMail
+from core.settings import PROJECT_ROOT, Settings
 from core.temporal import task_queues
 from domain.approvals.service import Submission
 from domain.audit.service import SYSTEM
@@ -155,18 +156,33 @@ async def notifications_for(deps: ActivityDeps, user_id: int, event_type: str) -
 
 
 class EmailOutbox:
-    """A stand-in for the "send_email" activity that keeps the jobs (the real one is tested by its owner)."""
+    """Catches approval emails both ways they leave: as the mail transport of the transitions that deliver them
+    right after their commit, and as a stand-in "send_email" activity for those the workflow sends durably (the
+    real activity is tested by its owner)."""
 
     def __init__(self) -> None:
         self.jobs: list[EmailJob] = []
+        self.mails: list[OutgoingMail] = []
 
     @activity.defn(name="send_email")
     async def send_email(self, job: EmailJob) -> EmailResult:
         self.jobs.append(job)
         return EmailResult(sent=[job.message_key])
 
+    def send(self, mail: OutgoingMail) -> None:
+        self.mails.append(mail)
+
     def templates(self) -> list[str]:
-        return [job.template for job in self.jobs]
+        return [job.template for job in self.jobs] + [_template_of(mail) for mail in self.mails]
+
+
+def _template_of(mail: OutgoingMail) -> str:
+    # The Message-ID carries the notice's key, "<workflow id>:<event>:<round>...", and the event is the template.
+    assert mail.message_id is not None
+    return next(name for name in EMAIL_TEMPLATES if f"-{name}-" in mail.message_id)
+
+
+EMAIL_TEMPLATES = sorted({path.stem for path in (PROJECT_ROOT / "templates" / "emails").iterdir()}, key=len)[::-1]
 
 
 def save_history(name: str, history_json: str) -> None:

@@ -16,15 +16,17 @@ from temporalio.worker import Replayer
 from tests.approvals.conftest import HISTORIES
 from workflows.approval import EntryApprovalWorkflow
 
-# histories/*.json: today's recordings; histories/before-local-activities/: recorded while transitions and emails
-# were regular activities (before the LOCAL_ACTIVITIES patch). Workflows of both kinds may be in flight.
+# histories/*.json: today's recordings; histories/before-inline-email/: recorded while every approval email was a
+# local activity of its own (before transitions sent their emails themselves, DecisionOutcome.emailed);
+# histories/before-local-activities/: recorded while transitions and emails were regular activities (before the
+# LOCAL_ACTIVITIES patch). Workflows of every kind may be in flight.
 RECORDED = sorted(HISTORIES.rglob("*.json"))
 NAMES = {path: str(path.relative_to(HISTORIES).with_suffix("")) for path in RECORDED}
 TEXTS = {path: path.read_text() for path in RECORDED}  # read at collection, not inside the event loop
 
 
 def test_histories_were_recorded() -> None:
-    for generation in ("", "before-local-activities/"):
+    for generation in ("", "before-inline-email/", "before-local-activities/"):
         names = {name for name in NAMES.values() if name.startswith(generation) and "/" not in name[len(generation) :]}
         expected = {"two_level_approval", "changes_resubmit_approve", "reminder_escalation_approve", "expiry"}
         assert {generation + name for name in expected} <= names, generation

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -57,7 +58,7 @@ async def running(
 ) -> AsyncIterator[tuple[Client, str, EmailOutbox]]:
     outbox = EmailOutbox()
     queue = f"timers-{uuid.uuid4().hex[:8]}"
-    activities = [*ApprovalActivities(activity_deps).all(), outbox.send_email]
+    activities = [*ApprovalActivities(replace(activity_deps, mail=outbox)).all(), outbox.send_email]
     async with Worker(skipping.client, task_queue=queue, workflows=[EntryApprovalWorkflow], activities=activities):
         yield skipping.client, queue, outbox
 

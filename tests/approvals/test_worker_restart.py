@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 
 from sqlalchemy import func, select
 from temporalio import activity
@@ -29,8 +30,8 @@ async def test_worker_killed_after_the_decision_committed(
     manager = await make_user("manager")
     employee = await make_user("employee", manager=manager)
     queue = f"restart-{uuid.uuid4().hex[:8]}"
-    real = ApprovalActivities(activity_deps)
     outbox = EmailOutbox()
+    real = ApprovalActivities(replace(activity_deps, mail=outbox))
     committed = asyncio.Event()
 
     @activity.defn(name=ApprovalActivity.RECORD_DECISION)
