@@ -37,6 +37,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
+from core.db import get_kept
 from core.mail import OutgoingMail
 from domain.mail.rendering import EmailRenderer, TemplateError
 from domain.models import SentEmail, User
@@ -96,7 +97,9 @@ class Mailer:
         seen: set[str] = set()
         if job.to_user_ids:
             # One get per user: those the caller's session loaded already (a transition's approver) cost no query.
-            users = {user.id: user for user_id in set(job.to_user_ids) if (user := await session.get(User, user_id))}
+            users = {
+                user.id: user for user_id in set(job.to_user_ids) if (user := await get_kept(session, User, user_id))
+            }
             opted_out = await users_without_email(session, list(users), job.event_type)
             for user_id in dict.fromkeys(job.to_user_ids):
                 key = f"user:{user_id}"

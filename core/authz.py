@@ -124,6 +124,7 @@ class Authorizer:
         # Casbin re-parses its matcher on every enforce() (about a quarter of the API's CPU under load), and the
         # answers only change with the policy: cache them per loaded policy, emptied on every swap.
         self._decisions: dict[tuple[str, str, str, str], Decision] = {}
+        self._limits: tuple[casbin.Enforcer, dict[str, dict[str, str | None]]] | None = None
 
     # --- decisions ---------------------------------------------------------------------------------
 
@@ -166,11 +167,20 @@ class Authorizer:
         return best
 
     def limits_snapshot(self) -> dict[str, dict[str, str | None]]:
-        """Every role's approval and auto-approval limit: pinned into a request for its whole life."""
-        return {
-            role: {"approve": self.limit_for(role, "approve"), "auto_approve": self.limit_for(role, "auto_approve")}
-            for role in KNOWN_ROLES
-        }
+        """Every role's approval and auto-approval limit: pinned into a request for its whole life. Computed once
+        per loaded policy (each submission asks; walking casbin's implicit permissions cost a millisecond)."""
+        with self._lock:
+            enforcer, cached = self._enforcer, self._limits
+        if cached is None or cached[0] is not enforcer:
+            limits = {
+                role: {"approve": self.limit_for(role, "approve"), "auto_approve": self.limit_for(role, "auto_approve")}
+                for role in KNOWN_ROLES
+            }
+            cached = (enforcer, limits)
+            with self._lock:
+                if self._enforcer is enforcer:  # not swapped meanwhile
+                    self._limits = cached
+        return {role: dict(limits) for role, limits in cached[1].items()}  # a copy: callers pin it into requests
 
     # --- reloading ---------------------------------------------------------------------------------
 

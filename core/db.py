@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from core.settings import DatabaseSettings
+
+T = TypeVar("T")
 
 
 def create_engine(settings: DatabaseSettings, *, pre_ping: bool = True) -> AsyncEngine:
@@ -37,3 +40,12 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
         except BaseException:
             await session.rollback()
             raise
+
+
+async def get_kept(session: AsyncSession, model: type[T], ident: Any) -> T | None:
+    """`session.get`, keeping the object for the session's life. The identity map holds objects weakly: a row read
+    for one field (a name, a role) would be gone by the next get of it, and read from the database again."""
+    found = await session.get(model, ident)
+    if found is not None:
+        session.info.setdefault("kept", []).append(found)
+    return found

@@ -17,6 +17,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.authz import Authorizer
+from core.db import get_kept
 from core.settings import ApprovalSettings
 from domain.approvals.chain import (
     Candidate,
@@ -215,7 +216,7 @@ def _view(step: ApprovalStep, role: str, limit: str | None, delegation: Delegati
 
 
 async def step_view(session: AsyncSession, step: ApprovalStep, limits: Limits, at: datetime) -> StepView:
-    approver = await session.get(User, step.approver_id)
+    approver = await get_kept(session, User, step.approver_id)
     role = approver.role if approver else ""
     delegation = None
     if step.delegate_id is not None:
@@ -247,7 +248,7 @@ def _step_limit(step: ApprovalStep, limits: Limits, role: str) -> str | None:
 async def _entry_of(session: AsyncSession, request: ApprovalRequest) -> Entry | None:
     if request.entry_id is None:
         return None
-    return await session.get(Entry, request.entry_id)
+    return await get_kept(session, Entry, request.entry_id)
 
 
 def describe(request: ApprovalRequest) -> str:
@@ -282,7 +283,7 @@ async def _set_status(
 
 
 async def _name(session: AsyncSession, user_id: int | None) -> str:
-    user = await session.get(User, user_id) if user_id is not None else None
+    user = await get_kept(session, User, user_id) if user_id is not None else None
     return user.full_name if user is not None else ""
 
 
@@ -388,8 +389,14 @@ async def _open_step(
     level: int,
     now: datetime,
     timers: StepTimers,
+    *,
+    new_request: bool = False,
 ) -> tuple[ApprovalStep, StepView]:
-    last = await session.scalar(select(func.max(ApprovalStep.sequence)).where(ApprovalStep.request_id == request.id))
+    last = (
+        0
+        if new_request  # no step yet: spare the query
+        else await session.scalar(select(func.max(ApprovalStep.sequence)).where(ApprovalStep.request_id == request.id))
+    )
     delegation = await active_delegation(session, link.approver_id, now)
     if delegation is not None and delegation.delegate_id == request.requester_id:
         delegation = None  # a delegate never decides on their own request: the approver keeps it
@@ -475,7 +482,7 @@ async def open_request(
     if rule:
         await _set_status(session, request, entry, RequestStatus.APPROVED, now)
     else:
-        _, first_view = await _open_step(session, request, chain[0], 0, now, timers)
+        _, first_view = await _open_step(session, request, chain[0], 0, now, timers, new_request=not restarted)
     resource_type, resource_id = _audit_target(request)
     changes: dict[str, Any] = {
         "status": ["draft" if entry is not None else None, request.status],
@@ -532,6 +539,10 @@ async def undo_submission(
 # --- transitions (called from activities) -----------------------------------------------------------
 
 
+class _Unknown:
+    """`_current(open_step=...)` not given: read the pending step."""
+
+
 async def _current(
     session: AsyncSession,
     request: ApprovalRequest,
@@ -541,9 +552,11 @@ async def _current(
     decided_step_id: int | None = None,
     changed: bool = True,
     notices: list[NoticeView] | None = None,
+    open_step: ApprovalStep | type[_Unknown] | None = _Unknown,
 ) -> Transition:
+    """The request as it stands now. `open_step`: its pending step, when the caller knows it (spares a query)."""
     entry = await _entry_of(session, request)
-    step = await pending_step(session, request.id)
+    step = await pending_step(session, request.id) if isinstance(open_step, type) else open_step
     return Transition(
         request_status=request.status,
         entry_status=entry.status if entry else None,
@@ -593,6 +606,7 @@ async def record_decision(
     if acting_for_id is not None and step.delegate_id is None:
         step.delegate_id = actor_id
     notices: list[NoticeView] = []
+    new_step: ApprovalStep | None = None  # the request's only open step from here on, if any
     if action == "approve" and next_link is not None:
         new_step, _ = await _open_step(session, request, next_link, next_link.level, now, timers)
         notices += await _announce_step(session, request, new_step)
@@ -628,7 +642,7 @@ async def record_decision(
         resource_id,
         changes,
     )
-    return await _current(session, request, limits, now, decided_step_id=step.id, notices=notices)
+    return await _current(session, request, limits, now, decided_step_id=step.id, notices=notices, open_step=new_step)
 
 
 async def _replayed_decision(
@@ -654,7 +668,7 @@ async def announce_first_step(session: AsyncSession, request_id: int, limits: Li
     request = await get_request(session, request_id)
     step = await pending_step(session, request.id)
     notices = await _announce_step(session, request, step) if step is not None else []
-    return await _current(session, request, limits, now, changed=False, notices=notices)
+    return await _current(session, request, limits, now, changed=False, notices=notices, open_step=step)
 
 
 async def remind_step(

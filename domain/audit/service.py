@@ -98,16 +98,22 @@ async def record(
     changes: dict[str, Any] | None = None,
 ) -> AuditLog:
     """Append one audit row in the caller's transaction (it becomes visible when the caller commits)."""
-    isolation = await session.scalar(
-        text("SELECT current_setting('transaction_isolation') FROM pg_advisory_xact_lock(:key)"),
+    # The row's id is drawn under the lock (the function in FROM runs before the select list), so ids follow the
+    # chain's order.
+    locked = await session.execute(
+        text(
+            "SELECT current_setting('transaction_isolation'), nextval(pg_get_serial_sequence('audit_log', 'id')) "
+            "FROM pg_advisory_xact_lock(:key)"
+        ),
         {"key": _CHAIN_LOCK_KEY},
     )
+    isolation, row_id = locked.one()
     if isolation != "read committed":
         # A snapshot taken before the lock was granted cannot see the row committed just before ours: the
         # chain would fork. Audited work must run at READ COMMITTED (the default).
         raise RuntimeError(f"audit rows must be written at READ COMMITTED, not {isolation}")
+    # A statement of its own, after the lock: its snapshot sees the row committed just before ours.
     previous = await session.scalar(select(AuditLog.hash).order_by(AuditLog.id.desc()).limit(1))
-    row_id = await session.scalar(text("SELECT nextval(pg_get_serial_sequence('audit_log', 'id'))"))
     row = AuditLog(
         id=row_id,
         occurred_at=datetime.now(UTC),

@@ -3,26 +3,24 @@
 The entries service calls `entry_status_changed` after every status change (submit, decision, withdraw,
 expiry, delete of a draft), so the dashboard never shows stale numbers.
 
-Concurrency: each call is ONE `INSERT ... ON CONFLICT DO UPDATE` that adds relative deltas (`count = count + d`), so
-concurrent transactions never lose an update (the second waits for the first's row lock, then adds to the committed
-value). The (at most two) rows of one call are written in a fixed order (sorted by key), so two transactions that
-each move one entry lock rows in the same order and cannot deadlock on this table. Contention is per owner, kind,
+Concurrency: each call is ONE statement, per table an `INSERT ... ON CONFLICT DO UPDATE` that adds relative deltas
+(`count = count + d`), so concurrent transactions never lose an update (the second waits for the first's row lock,
+then adds to the committed value). The tables are written in one fixed order and the (at most two) rows of each in
+a fixed order (sorted by key), so two transactions that each move one entry lock rows in the same order and cannot
+deadlock on these tables. Contention is per owner, kind,
 month, category and status: two approvals only wait for each other when all five match.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.models import DashboardEntryTotal, Entry, EntryStatus
-from domain.models.dashboard import DashboardCategoryTotal, DashboardOwnerTotal
-
-DashboardTotalRow = DashboardEntryTotal | DashboardOwnerTotal | DashboardCategoryTotal
+from domain.models import Entry, EntryStatus
 
 # Drafts and entries returned for changes are edited (amount, category, date) without a status change, so they are
 # not counted: the totals only hold entries whose amount, category and date can no longer change.
@@ -50,37 +48,42 @@ async def entry_status_changed(session: AsyncSession, entry: Entry, old_status: 
     if not changes:
         return
     changes.sort()  # one lock order for every transaction
-    month = month_of(entry.entry_date)
-    keys: list[tuple[type[DashboardTotalRow], str, dict[str, object]]] = [
-        (
-            DashboardEntryTotal,
-            "pk_dashboard_entry_totals",
-            {"owner_id": entry.owner_id, "kind": entry.kind, "month": month, "category": entry.category},
-        ),
-        (
-            DashboardOwnerTotal,
-            "pk_dashboard_owner_totals",
-            {"owner_id": entry.owner_id, "month": month, "kind": entry.kind},
-        ),
-        (
-            DashboardCategoryTotal,
-            "pk_dashboard_category_totals",
-            {"month": month, "kind": entry.kind, "category": entry.category},
-        ),
-    ]
-    for model, constraint, key in keys:
-        rows = [{**key, "status": status, "entry_count": n, "amount_total": a} for status, n, a in changes]
-        statement = insert(model).values(rows)
-        table = model.__table__
-        await session.execute(
-            statement.on_conflict_do_update(
-                constraint=constraint,
-                set_={
-                    "entry_count": table.c.entry_count + statement.excluded.entry_count,
-                    "amount_total": table.c.amount_total + statement.excluded.amount_total,
-                },
-            )
+    params: dict[str, object] = {
+        "owner_id": entry.owner_id,
+        "kind": str(entry.kind),
+        "month": month_of(entry.entry_date),
+        "category": entry.category,
+    }
+    for index, (status, count, total) in enumerate(changes):
+        params |= {f"status_{index}": status, f"count_{index}": count, f"amount_{index}": total}
+    await session.execute(_upsert_statement(len(changes)), params)
+
+
+# The three tables and their keys, in the order their rows are written.
+_TOTALS = (
+    ("dashboard_entry_totals", ("owner_id", "kind", "month", "category")),
+    ("dashboard_owner_totals", ("owner_id", "month", "kind")),
+    ("dashboard_category_totals", ("month", "kind", "category")),
+)
+
+
+@functools.cache
+def _upsert_statement(rows: int) -> TextClause:
+    """The three tables' upserts as ONE statement (one round trip per status change). Every caller runs this same
+    statement, whose plan writes the tables in one fixed order, so transactions still lock rows in one order."""
+    upserts = []
+    for table, keys in _TOTALS:
+        values = ", ".join(
+            "(" + ", ".join([*(f":{key}" for key in keys), f":status_{i}", f":count_{i}", f":amount_{i}"]) + ")"
+            for i in range(rows)
         )
+        upserts.append(
+            f"INSERT INTO {table} AS t ({', '.join(keys)}, status, entry_count, amount_total) VALUES {values} "
+            f"ON CONFLICT ON CONSTRAINT pk_{table} DO UPDATE SET entry_count = t.entry_count + excluded.entry_count, "
+            "amount_total = t.amount_total + excluded.amount_total"
+        )
+    *first, last = upserts
+    return text("WITH " + ", ".join(f"u{i} AS ({sql})" for i, sql in enumerate(first)) + " " + last)
 
 
 def totals_by_group_sql() -> str:
