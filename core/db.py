@@ -22,6 +22,8 @@ def create_engine(settings: DatabaseSettings, *, pre_ping: bool = True) -> Async
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         pool_pre_ping=pre_ping,
+        # psycopg: prepare at the first execution (0), or never (None).
+        connect_args={"prepare_threshold": 0 if settings.prepared_statements else None},
         echo=settings.echo,
     )
 
