@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Protocol
 
+import aiohttp
 import httpx
 import psycopg
 
@@ -52,8 +56,49 @@ def make_team(stack: Stack, tag: str) -> tuple[Actor, Actor]:
     return actor(manager_id), actor(employee_id)
 
 
-async def _create_and_submit(http: httpx.AsyncClient, employee: Actor, n: int) -> int:
-    body = {
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    text: str
+
+
+class Http(Protocol):
+    async def post(self, path: str, body: object, headers: dict[str, str]) -> Answer: ...
+
+
+class HttpxPoster:
+    """Posts through an httpx client (the fault-injection run's, which also reads and probes)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def post(self, path: str, body: object, headers: dict[str, str]) -> Answer:
+        response = await self.http.post(path, json=body, headers=headers)
+        return Answer(response.status_code, response.text)
+
+
+class AiohttpPoster:
+    """The load generator's client. It shares the machine with the system it measures, and aiohttp spends about a
+    third of httpx's CPU per request (docs/benchmarks.md), which leaves that CPU to the system under test."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def post(self, path: str, body: object, headers: dict[str, str]) -> Answer:
+        async with self.session.post(path, json=body, headers=headers) as response:
+            return Answer(response.status, await response.text())
+
+
+@contextlib.asynccontextmanager
+async def load_client(base_url: str, concurrency: int) -> AsyncIterator[AiohttpPoster]:
+    connector = aiohttp.TCPConnector(limit=concurrency + 10)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
+        yield AiohttpPoster(session)
+
+
+def _expense(n: int) -> dict[str, str]:
+    return {
         "amount": f"{100 + n % 900}.{n % 100:02d}",
         "currency": "USD",
         "category": "travel",
@@ -61,30 +106,37 @@ async def _create_and_submit(http: httpx.AsyncClient, employee: Actor, n: int) -
         "entry_date": date.today().isoformat(),
         "vendor": "Bench Airlines",
     }
-    created = await http.post("/api/v1/expenses/", json=body, headers=employee.headers)
-    created.raise_for_status()
-    entry_id = int(created.json()["id"])
-    submitted = await http.post(f"/api/v1/expenses/{entry_id}/submit", headers=employee.headers)
-    submitted.raise_for_status()
+
+
+def _ok(answer: Answer, what: str) -> Answer:
+    if answer.status >= 400:
+        raise RuntimeError(f"{what}: {answer.status} {answer.text}")
+    return answer
+
+
+async def _create_and_submit(http: Http, employee: Actor, n: int) -> int:
+    created = _ok(await http.post("/api/v1/expenses/", _expense(n), employee.headers), "create")
+    entry_id = int(json.loads(created.text)["id"])
+    _ok(await http.post(f"/api/v1/expenses/{entry_id}/submit", None, employee.headers), "submit")
     return entry_id
 
 
-async def _approve(http: httpx.AsyncClient, manager: Actor, entry_id: int) -> float:
+async def _approve(http: Http, manager: Actor, entry_id: int) -> float:
     """Approve, retrying while the workflow has not yet opened its step; returns the successful call's seconds."""
     deadline = time.monotonic() + 180
     pause = 0.02
     last = ""
     while time.monotonic() < deadline:
         started = time.perf_counter()
-        response = await http.post(f"/api/v1/expenses/{entry_id}/approve", json={}, headers=manager.headers)
+        response = await http.post(f"/api/v1/expenses/{entry_id}/approve", {}, manager.headers)
         elapsed = time.perf_counter() - started
-        if response.status_code == 200:
+        if response.status == 200:
             return elapsed
-        if response.status_code not in (409, 503):
-            raise RuntimeError(f"approve {entry_id}: {response.status_code} {response.text}")
-        if response.status_code == 409 and '"status":"approved"' in response.text:
+        if response.status not in (409, 503):
+            raise RuntimeError(f"approve {entry_id}: {response.status} {response.text}")
+        if response.status == 409 and '"status":"approved"' in response.text:
             return elapsed  # an earlier attempt won after its answer timed out (503): the approval stands
-        last = f"{response.status_code} {response.text}"
+        last = f"{response.status} {response.text}"
         await asyncio.sleep(pause)
         pause = min(pause * 1.5, 0.5)
     raise RuntimeError(f"approve {entry_id} never succeeded; last answer {last}")
@@ -113,7 +165,7 @@ async def approval_throughput(stack: Stack, count: int, concurrency: int) -> dic
     gate = asyncio.Semaphore(concurrency)
     ids: list[int] = []
 
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
+    async with load_client(stack.api_url, concurrency) as http:
 
         async def one(n: int) -> None:
             async with gate:
@@ -139,7 +191,7 @@ async def approve_latency(stack: Stack, count: int) -> dict[str, float]:
     """Serial approvals: the HTTP round trip of one approve (an Update that commits through an activity)."""
     manager, employee = make_team(stack, f"lat{int(time.time())}")
     latencies: list[float] = []
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
+    async with load_client(stack.api_url, 1) as http:
         ids = [await _create_and_submit(http, employee, n) for n in range(count)]
         await asyncio.sleep(1.0)  # let every workflow open its first step
         for entry_id in ids:

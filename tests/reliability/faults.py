@@ -37,7 +37,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from core.settings import PROJECT_ROOT
-from tests.bench.approvals import Actor, _create_and_submit, make_team
+from tests.bench.approvals import Actor, HttpxPoster, _create_and_submit, make_team
 from tests.bench.stack import Stack, running_stack, start_worker, temporal_server
 from tests.services import SmtpSink, admin_database_url, free_port, scratch_database, smtp_server
 
@@ -202,7 +202,7 @@ async def run_faults(
             with running_stack(database_url, address, work, {**smtp_env, "TEMPORAL_RPC_TIMEOUT_SECONDS": "3"}) as stack:
                 manager, employee = make_team(stack, f"faults{int(time.time())}")
                 async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
-                    ids = [await _create_and_submit(http, employee, n) for n in range(approvals)]
+                    ids = [await _create_and_submit(HttpxPoster(http), employee, n) for n in range(approvals)]
                     clock = WindowClock()
                     deadline = clock.opened + window + 120
                     deciders = [
