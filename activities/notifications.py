@@ -29,7 +29,9 @@ import smtplib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
+from typing import cast
 
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -144,15 +146,16 @@ class Mailer:
     async def send_once(self, mail: OutgoingMail, address: str) -> bool:
         """Send `mail` unless the ledger says it went out already. True when this call sent it."""
         assert mail.message_id is not None
+        ledger = cast(Table, SentEmail.__table__)  # a Core insert: nothing for the ORM to track
         ledger_row = (
-            insert(SentEmail)
+            insert(ledger)
             .values(message_id=mail.message_id, recipients=address, subject=mail.subject, sent_at=datetime.now(UTC))
             .on_conflict_do_nothing(index_elements=["message_id"])
         )
         sent = False
         try:
             async with self.deps.sessions() as session, session.begin():
-                claimed = await session.scalar(ledger_row.returning(SentEmail.message_id))
+                claimed = await session.scalar(ledger_row.returning(ledger.c.message_id))
                 if claimed is None:
                     return False
                 # Still inside the transaction: the ledger row commits only if the server accepted the message.

@@ -11,9 +11,9 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.models import AuditLog
@@ -130,9 +130,12 @@ async def record(
         prev_hash=previous or GENESIS_HASH,
     )
     row.hash = row_hash(row)
-    session.add(row)
-    await session.flush()
+    # A Core insert of the table: the row is never changed again, so the ORM's unit of work has nothing to track.
+    await session.execute(insert(_TABLE).values({column.key: getattr(row, column.key) for column in _TABLE.columns}))
     return row
+
+
+_TABLE = cast(Table, AuditLog.__table__)
 
 
 @dataclass(frozen=True)
