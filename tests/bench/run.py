@@ -12,8 +12,10 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +46,19 @@ def _machine() -> str:
     except (OSError, ValueError, IndexError):
         pass
     return f"{platform.node()}: {os.cpu_count()} cores ({cpu}){memory}, {platform.system()} {platform.release()}"
+
+
+def cpu_calibration(steps: int = 10_000_000, repeats: int = 3) -> float:
+    """Seconds for a fixed pure-Python loop (median of a few): hosts of this machine's kind have differed threefold
+    in it, and every absolute figure in the table moves with it, while the ratios to same-run baselines do not."""
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        total = 0
+        for step in range(steps):
+            total += step
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
 
 
 def bench_approvals(args: argparse.Namespace, work: Path, rows: list[Row], notes: list[str]) -> None:
@@ -166,7 +181,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Path, list[Row], list[str]], N
 }
 
 
-def write_report(rows: list[Row], notes: list[str], command: str, started: datetime) -> Path:
+def write_report(rows: list[Row], notes: list[str], command: str, started: datetime, calibration: float) -> Path:
     path = PROJECT_ROOT / "docs" / "benchmarks.md"
     path.parent.mkdir(exist_ok=True)
     lines = [
@@ -174,6 +189,8 @@ def write_report(rows: list[Row], notes: list[str], command: str, started: datet
         "",
         f"- Command: `{command}`",
         f"- Machine: {_machine()}",
+        f"- CPU speed: a 10,000,000-step Python loop takes {calibration:.2f} s on this host (to compare runs on"
+        " different hosts: absolute figures move with it, ratios to their same-run baselines do not)",
         f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Commit: {_commit()}",
         "",
@@ -224,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pdf-rows", type=int, default=1_000)
     args = parser.parse_args(argv)
     started = datetime.now(UTC)
+    calibration = cpu_calibration()
+    print(f"[bench] CPU calibration: {calibration:.2f} s", flush=True)
     rows: list[Row] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="finance-bench-") as folder:
@@ -233,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows:
                 print("  " + " | ".join(row), flush=True)
     command = "make bench" + (f" ARGS='{' '.join(argv)}'" if argv else "")
-    path = write_report(rows, notes, command, started)
+    path = write_report(rows, notes, command, started, calibration)
     print(f"[bench] written to {path}")
     return 0
 
