@@ -48,9 +48,12 @@ def _machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores ({cpu}){memory}, {platform.system()} {platform.release()}"
 
 
-def cpu_calibration(steps: int = 10_000_000, repeats: int = 3) -> float:
-    """Seconds for a fixed pure-Python loop (median of a few): hosts of this machine's kind have differed threefold
-    in it, and every absolute figure in the table moves with it, while the ratios to same-run baselines do not."""
+CALIBRATION_STEPS = 10_000_000
+
+
+def cpu_calibration(steps: int = CALIBRATION_STEPS, repeats: int = 3) -> float:
+    """Seconds for a fixed pure-Python loop (median of a few): hosts of this machine's kind have differed more than
+    twofold in it, and every absolute figure in the table moves with it, while ratios to same-run baselines do not."""
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -189,8 +192,8 @@ def write_report(rows: list[Row], notes: list[str], command: str, started: datet
         "",
         f"- Command: `{command}`",
         f"- Machine: {_machine()}",
-        f"- CPU speed: a 10,000,000-step Python loop takes {calibration:.2f} s on this host (to compare runs on"
-        " different hosts: absolute figures move with it, ratios to their same-run baselines do not)",
+        f"- CPU speed: a {CALIBRATION_STEPS:,}-step Python loop takes {calibration:.2f} s on this host (to compare"
+        " runs on different hosts: absolute figures move with it, ratios to their same-run baselines do not)",
         f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Commit: {_commit()}",
         "",
