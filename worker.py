@@ -156,7 +156,7 @@ async def run() -> int:
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """uvloop where it is installed (uvicorn[standard] brings it, as it does for the API): the worker spends much of
-    its time in the event loop (a database round trip per statement, a Temporal poll per task), and uvloop's costs
+    its time in the event loop (a database round trip per statement, a Temporal poll per task), and uvloop costs
     less CPU per wake-up than asyncio's own (docs/benchmarks.md)."""
     try:
         import uvloop
