@@ -24,6 +24,7 @@ from core.settings import PROJECT_ROOT, AuthSettings
 from tests.bench.stack import Stack
 
 FLOOR_SCRIPT = PROJECT_ROOT.parent / "shared" / "bench" / "temporal_floor.py"
+WARM_UP = 20  # workflows run before the clock starts, as the floor script does
 
 
 @dataclass
@@ -173,7 +174,7 @@ async def approval_throughput(stack: Stack, count: int, concurrency: int) -> dic
                 ids.append(entry_id)
                 await _approve(http, manager, entry_id)
 
-        await asyncio.gather(*(one(n) for n in range(min(20, count))))  # warm-up
+        await asyncio.gather(*(one(n) for n in range(min(WARM_UP, count))))  # warm-up
         ids.clear()
         started = time.perf_counter()
         await asyncio.gather(*(one(n) for n in range(count)))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from core.settings import PROJECT_ROOT
 from tests.bench import approvals, sections
+from tests.bench.cpu import CpuSplit, cpu_split, database_backends, pids_with_arguments
 from tests.bench.dashboard import dashboard_latency
 from tests.bench.generate import ensure_bench_dataset
 from tests.bench.stack import bench_database_url, running_stack, temporal_server
@@ -69,12 +70,24 @@ def bench_approvals(args: argparse.Namespace, work: Path, rows: list[Row], notes
         temporal_server(work) as address,
         running_stack(bench_database_url(), address, work, {"APPROVAL_REMINDER_HOURS": "48"}) as stack,
     ):
-        floor = approvals.temporal_floor(address, args.approvals, args.concurrency)
+        port = address.rpartition(":")[2]
+        temporal = {"Temporal server": lambda: pids_with_arguments("start-dev", port)}
+        units = args.approvals + approvals.WARM_UP  # both runs warm up inside the measured stretch
+        with cpu_split(temporal, units) as floor_cpu:
+            floor = approvals.temporal_floor(address, args.approvals, args.concurrency)
         # Our approvals below are serial, so their baseline is the floor's Update round trip measured serially too
         # (under 50 concurrent workflows the floor's own Update waits in the server's queues).
         floor_serial = approvals.temporal_floor(address, args.latency_samples, 1)
-        ours = asyncio.run(approvals.approval_throughput(stack, args.approvals, args.concurrency))
+        system = {
+            "API": lambda: [stack.api.pid],
+            "worker": lambda: [stack.worker.pid],
+            **temporal,
+            "PostgreSQL": lambda: database_backends(stack.database_url),
+        }
+        with cpu_split(system, units) as our_cpu:
+            ours = asyncio.run(approvals.approval_throughput(stack, args.approvals, args.concurrency))
         latency = asyncio.run(approvals.approve_latency(stack, args.latency_samples))
+    _note_cpu(notes, our_cpu, floor_cpu)
     ratio = ours["per_second"] / floor["per_second"]
     rows.append(
         (
@@ -96,6 +109,22 @@ def bench_approvals(args: argparse.Namespace, work: Path, rows: list[Row], notes
             "p50 <= 2x floor " + ("met" if p50_ratio <= 2 else "MISSED"),
         )
     )
+
+
+def _note_cpu(notes: list[str], ours: CpuSplit, floor: CpuSplit) -> None:
+    notes.append(
+        'CPU per approval in the throughput run, ms by process (/proc; "this process" is the load client): '
+        + ours.describe()
+    )
+    notes.append(
+        'CPU per workflow in the floor run, ms ("child processes" is the floor script: its client and worker,'
+        " and any attempt that crashed and was retried): " + floor.describe()
+    )
+    if floor.total_ms:
+        notes.append(
+            f"The approval costs {ours.total_ms / floor.total_ms:.1f}x the floor's CPU; where the machine is"
+            " saturated, throughput goes with the inverse of that"
+        )
 
 
 def bench_reads(args: argparse.Namespace, work: Path, rows: list[Row], notes: list[str]) -> None:
