@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from core.settings import DatabaseSettings
@@ -51,3 +52,14 @@ async def get_kept(session: AsyncSession, model: type[T], ident: Any) -> T | Non
     if found is not None:
         session.info.setdefault("kept", []).append(found)
     return found
+
+
+async def load_kept(session: AsyncSession, model: type[T], idents: Iterable[Any]) -> None:
+    """Read the rows with these primary keys in one query and keep them (as `get_kept` does), so that the gets of
+    them that follow are answered from the identity map. Rows the session holds already are left as they are."""
+    wanted = sorted({ident for ident in idents if ident is not None})
+    if not wanted:
+        return
+    primary_key = inspect(model).primary_key[0]
+    found = await session.scalars(select(model).where(primary_key.in_(wanted)))
+    session.info.setdefault("kept", []).extend(found.all())

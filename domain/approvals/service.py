@@ -17,7 +17,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.authz import Authorizer
-from core.db import get_kept
+from core.db import get_kept, load_kept
 from core.settings import ApprovalSettings
 from domain.approvals.chain import (
     Candidate,
@@ -280,6 +280,12 @@ async def _set_status(
         await session.flush()
         await entry_status_changed(session, entry, old)
     await session.flush()
+
+
+async def _keep_people(session: AsyncSession, request: ApprovalRequest, *user_ids: int | None) -> None:
+    """The users a transition names or notifies (requester, approver, delegate, decider), read in one query
+    rather than one each (a transition's notices and its emails look them up one at a time)."""
+    await load_kept(session, User, (request.requester_id, *user_ids))
 
 
 async def _name(session: AsyncSession, user_id: int | None) -> str:
@@ -598,6 +604,7 @@ async def record_decision(
     if request.status != RequestStatus.PENDING:
         raise InvalidState(f"the request is {request.status}")
     entry = await _entry_of(session, request)
+    await _keep_people(session, request, actor_id, step.approver_id, next_link.approver_id if next_link else None)
     old_status = request.status
     step.status = target
     step.decided_by_id = actor_id
@@ -667,6 +674,8 @@ async def announce_first_step(session: AsyncSession, request_id: int, limits: Li
     """Notify the first approver (run by the workflow once it has started, so a failed start notifies nobody)."""
     request = await get_request(session, request_id)
     step = await pending_step(session, request.id)
+    if step is not None:
+        await _keep_people(session, request, step.approver_id, step.delegate_id)
     notices = await _announce_step(session, request, step) if step is not None else []
     return await _current(session, request, limits, now, changed=False, notices=notices, open_step=step)
 
