@@ -24,6 +24,7 @@ from core.settings import PROJECT_ROOT
 from tests.bench import approvals, sections
 from tests.bench.cpu import CpuSplit, cpu_split, database_backends, pids_with_arguments
 from tests.bench.dashboard import dashboard_latency
+from tests.bench.dbcost import database_costs
 from tests.bench.generate import ensure_bench_dataset
 from tests.bench.stack import bench_database_url, running_stack, temporal_server
 
@@ -87,7 +88,12 @@ def bench_approvals(args: argparse.Namespace, work: Path, rows: list[Row], notes
         with cpu_split(system, units) as our_cpu:
             ours = asyncio.run(approvals.approval_throughput(stack, args.approvals, args.concurrency))
         latency = asyncio.run(approvals.approve_latency(stack, args.latency_samples))
+        costs = database_costs(stack.database_url)
     _note_cpu(notes, our_cpu, floor_cpu)
+    notes.append(
+        "CPU per database operation in the API's and worker's stack (tests/bench/dbcost.py, serial, least of five): "
+        + ", ".join(f"{name} {ms} ms" for name, ms in costs.items())
+    )
     ratio = ours["per_second"] / floor["per_second"]
     rows.append(
         (
