@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import psycopg
-from sqlalchemy import select, text
+from sqlalchemy import Executable, select, text
 
 from core.db import create_engine, session_factory
 from core.settings import DatabaseSettings
@@ -46,29 +46,31 @@ async def _measure(database_url: str, calls: int) -> dict[str, float]:
             await session.execute(text("SELECT 1"))
             await session.commit()
 
-    async def orm_reads(count: int) -> None:
+    users = User.__table__
+
+    def orm_read() -> Executable:
+        return select(User).where(User.id == user_id).execution_options(populate_existing=True)
+
+    def core_read() -> Executable:
+        return select(users).where(users.c.id == user_id)
+
+    async def reads(statement: Callable[[], Executable], count: int) -> None:
         async with sessions() as session:
-            for _ in range(count):
-                statement = select(User).where(User.id == user_id).execution_options(populate_existing=True)
-                (await session.execute(statement)).scalar_one()
+            for _ in range(count):  # built anew each time, as the application's code does
+                (await session.execute(statement())).one()
             await session.commit()
 
-    async def core_reads(count: int) -> None:
-        table = User.__table__
-        async with sessions() as session:
-            for _ in range(count):
-                (await session.execute(select(table).where(table.c.id == user_id))).one()
-            await session.commit()
+    async def one_more_read_ms(statement: Callable[[], Executable]) -> float:
+        """What one read adds to a transaction: the slope between transactions with one read and with six."""
+        one = await _cpu_ms_per_call(lambda: reads(statement, 1), calls)
+        six = await _cpu_ms_per_call(lambda: reads(statement, 6), calls // 2)
+        return (six - one) / 5
 
     figures: dict[str, float] = {}
     try:
         figures["transaction"] = await _cpu_ms_per_call(empty_transaction, calls)
-        one = await _cpu_ms_per_call(lambda: orm_reads(1), calls)
-        six = await _cpu_ms_per_call(lambda: orm_reads(6), calls // 2)
-        figures["ORM read"] = (six - one) / 5
-        one = await _cpu_ms_per_call(lambda: core_reads(1), calls)
-        six = await _cpu_ms_per_call(lambda: core_reads(6), calls // 2)
-        figures["Core read"] = (six - one) / 5
+        figures["ORM read"] = await one_more_read_ms(orm_read)
+        figures["Core read"] = await one_more_read_ms(core_read)
     finally:
         await engine.dispose()
 
