@@ -31,7 +31,7 @@ from domain.approvals import service as approvals
 from domain.approvals.service import Submission
 from domain.audit.service import AuditContext
 from domain.errors import DomainError, Forbidden, InvalidState, NotFound, ServiceUnavailable, ValidationFailed
-from domain.models import ApprovalRequest, RequestStatus, User
+from domain.models import ApprovalRequest, ApprovalStep, RequestStatus, User
 from workflows.approval import EntryApprovalWorkflow
 from workflows.contracts import (
     ApprovalInput,
@@ -264,15 +264,16 @@ async def decision_for(
     session: AsyncSession,
     request: ApprovalRequest,
     user: User,
+    step: ApprovalStep | None,
     action: str,
     comment: str | None,
     context: AuditContext,
 ) -> DecisionRequest:
-    """Check what the database knows (403 own request, 409 nothing open, 403 someone else's step) and build the
-    update's argument; the workflow's validator checks again against its own, authoritative state."""
+    """Check what the database knows of the request and its pending `step` (403 own request, 409 nothing open,
+    403 someone else's step) and build the update's argument; the workflow's validator checks again against its
+    own, authoritative state."""
     if user.id == request.requester_id:
         raise Forbidden("nobody decides on their own request")
-    step = await approvals.pending_step(session, request.id)
     if request.status != RequestStatus.PENDING or step is None:
         raise InvalidState(f"the request is {request.status}; no step waits for a decision", status=request.status)
     now = datetime.now(UTC)

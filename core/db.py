@@ -45,12 +45,17 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
             raise
 
 
+def keep(session: AsyncSession, found: object | None) -> None:
+    """Hold a loaded object for the session's life (see `get_kept`)."""
+    if found is not None:
+        session.info.setdefault("kept", []).append(found)
+
+
 async def get_kept(session: AsyncSession, model: type[T], ident: Any) -> T | None:
     """`session.get`, keeping the object for the session's life. The identity map holds objects weakly: a row read
     for one field (a name, a role) would be gone by the next get of it, and read from the database again."""
     found = await session.get(model, ident)
-    if found is not None:
-        session.info.setdefault("kept", []).append(found)
+    keep(session, found)
     return found
 
 

@@ -162,7 +162,8 @@ async def _decide(
     if claim.replay:
         return claim.replay
     request = await approvals.visible_request(session, services.authorizer, grant.user, request_id, datetime.now(UTC))
-    decision = await decision_for(session, request, grant.user, action, comment, grant.audit)
+    step = await approvals.pending_step(session, request.id)
+    decision = await decision_for(session, request, grant.user, step, action, comment, grant.audit)
     await session.commit()
     await ApprovalWorkflows(services).decide(request, decision, key)
     out = await _out(session, services, request)

@@ -173,6 +173,7 @@ def build_router(kind: EntryKind) -> APIRouter:
             await session.commit()
             action = OwnerAction(actor_id=grant.user.id, audit=audit_info(grant.audit))
             await workflows.owner_action(request, "resubmit", action, key)
+            entry = await _fresh(session, entry)  # the workflow's activity opened the new round
         else:
             submission = await service.submit_entry(
                 session,
@@ -184,8 +185,8 @@ def build_router(kind: EntryKind) -> APIRouter:
                 datetime.now(UTC),
                 grant.audit,
             )
-            await workflows.start_or_undo(session, submission, grant.audit)
-        out = _out(await _fresh(session, entry), response)
+            await workflows.start_or_undo(session, submission, grant.audit)  # the entry as this request committed it
+        out = _out(entry, response)
         await claim.remember(200, out)
         return out
 
@@ -203,11 +204,10 @@ def build_router(kind: EntryKind) -> APIRouter:
         claim = await idempotency.begin(session, grant.user.id, key, f"POST /{path}/{entry_id}/{action}", body)
         if claim.replay:
             return claim.replay
-        entry = await load(session, services, grant, entry_id)
-        if entry.approval_request_id is None:
+        entry, request, step = await service.get_for_decision(session, services.authorizer, grant.user, kind, entry_id)
+        if request is None:
             raise InvalidState(f"this {noun} was never submitted")
-        request = await approvals.get_request(session, entry.approval_request_id)
-        decision = await decision_for(session, request, grant.user, action, comment, grant.audit)
+        decision = await decision_for(session, request, grant.user, step, action, comment, grant.audit)
         await session.commit()  # the claim is stored; nothing is held open while the workflow decides
         await ApprovalWorkflows(services).decide(request, decision, key)
         out = _out(await _fresh(session, entry), response)

@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, exists, func, literal, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from core.authz import Authorizer
-from core.db import get_kept, load_kept
+from core.db import get_kept, keep, load_kept
 from core.settings import ApprovalSettings
 from domain.approvals.chain import (
     Candidate,
@@ -150,13 +151,20 @@ async def get_request(session: AsyncSession, request_id: int, *, lock: bool = Fa
     return request
 
 
-async def pending_step(session: AsyncSession, request_id: int) -> ApprovalStep | None:
-    return await session.scalar(
+def pending_step_of(
+    request_id: int | ColumnElement[int | None] | InstrumentedAttribute[int | None],
+) -> Select[ApprovalStep]:
+    """The query of a request's open step (its newest pending one); `request_id` may be a column to correlate to."""
+    return (
         select(ApprovalStep)
         .where(ApprovalStep.request_id == request_id, ApprovalStep.status == StepStatus.PENDING)
         .order_by(ApprovalStep.sequence.desc())
         .limit(1)
     )
+
+
+async def pending_step(session: AsyncSession, request_id: int) -> ApprovalStep | None:
+    return await session.scalar(pending_step_of(request_id))
 
 
 async def steps_of(session: AsyncSession, request_id: int) -> list[ApprovalStep]:
@@ -243,6 +251,42 @@ def _step_limit(step: ApprovalStep, limits: Limits, role: str) -> str | None:
 
 
 # --- the subject (entry or generic request) ----------------------------------------------------------
+
+
+async def _with_open_step(session: AsyncSession, request_id: int) -> tuple[ApprovalRequest, ApprovalStep | None]:
+    """The request and its pending step, with its entry kept for the notices that name it: one read, not three."""
+    open_step = aliased(ApprovalStep, pending_step_of(ApprovalRequest.id).lateral("open_step"))
+    row = (
+        await session.execute(
+            select(ApprovalRequest, open_step, Entry)
+            .select_from(ApprovalRequest)
+            .outerjoin(open_step, true())
+            .outerjoin(Entry, Entry.id == ApprovalRequest.entry_id)
+            .where(ApprovalRequest.id == request_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("approval request not found", id=request_id)
+    request, step, entry = row.tuple()
+    keep(session, entry)
+    return request, step
+
+
+async def _step_with_entry(session: AsyncSession, request: ApprovalRequest, step_id: int) -> ApprovalStep | None:
+    """A step of the (locked) request, with the request's entry kept, in one read."""
+    row = (
+        await session.execute(
+            select(ApprovalStep, Entry)
+            .select_from(ApprovalStep)
+            .outerjoin(Entry, Entry.id == literal(request.entry_id, BigInteger))
+            .where(ApprovalStep.id == step_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    step, entry = row.tuple()
+    keep(session, entry)
+    return step
 
 
 async def _entry_of(session: AsyncSession, request: ApprovalRequest) -> Entry | None:
@@ -593,7 +637,7 @@ async def record_decision(
 ) -> Transition:
     """Close the step with the decision and, in the same transaction, open the next level or end the request."""
     request = await get_request(session, request_id, lock=True)
-    step = await session.get(ApprovalStep, step_id)
+    step = await _step_with_entry(session, request, step_id)  # after the lock: the step as committed now
     if step is None or step.request_id != request.id:
         raise NotFound("approval step not found", id=step_id)
     target = STEP_STATUS_FOR_ACTION[action]
@@ -672,8 +716,7 @@ async def _replayed_decision(
 
 async def announce_first_step(session: AsyncSession, request_id: int, limits: Limits, now: datetime) -> Transition:
     """Notify the first approver (run by the workflow once it has started, so a failed start notifies nobody)."""
-    request = await get_request(session, request_id)
-    step = await pending_step(session, request.id)
+    request, step = await _with_open_step(session, request_id)
     if step is not None:
         await _keep_people(session, request, step.approver_id, step.delegate_id)
     notices = await _announce_step(session, request, step) if step is not None else []

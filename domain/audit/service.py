@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Insert, LargeBinary, Table, bindparam, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.models import AuditLog
@@ -112,8 +112,6 @@ async def record(
         # A snapshot taken before the lock was granted cannot see the row committed just before ours: the
         # chain would fork. Audited work must run at READ COMMITTED (the default).
         raise RuntimeError(f"audit rows must be written at READ COMMITTED, not {isolation}")
-    # A statement of its own, after the lock: its snapshot sees the row committed just before ours.
-    previous = await session.scalar(select(AuditLog.hash).order_by(AuditLog.id.desc()).limit(1))
     row = AuditLog(
         id=row_id,
         occurred_at=datetime.now(UTC),
@@ -127,15 +125,35 @@ async def record(
         user_agent=_clip(context.user_agent, 300),
         workflow_id=_clip(context.workflow_id, 100),
         policy_rule=_clip(context.policy_rule, 200),
-        prev_hash=previous or GENESIS_HASH,
     )
-    row.hash = row_hash(row)
-    # A Core insert of the table: the row is never changed again, so the ORM's unit of work has nothing to track.
-    await session.execute(insert(_TABLE).values({column.key: getattr(row, column.key) for column in _TABLE.columns}))
+    # A statement of its own, after the lock: its snapshot sees the row committed just before ours. It reads that
+    # row's hash and chains to it in the database (the same SHA-256 as `row_hash`), which spares a round trip.
+    values = {column.key: getattr(row, column.key) for column in _CONTENT}
+    linked = await session.execute(_LINKED_INSERT, {**values, "canonical": _canonical(row)})
+    row.prev_hash, row.hash = linked.one()
     return row
 
 
 _TABLE = cast(Table, AuditLog.__table__)
+_CONTENT = [column for column in _TABLE.columns if column.key not in ("prev_hash", "hash")]
+
+
+def _linked_insert() -> Insert:
+    """INSERT ... SELECT of a row's content (bound by column name) with prev_hash = the newest row's hash and
+    hash = sha256(prev_hash || :canonical), the same digest as `row_hash` computes."""
+    newest = select(AuditLog.hash).order_by(AuditLog.id.desc()).limit(1).scalar_subquery()
+    previous = select(func.coalesce(newest, GENESIS_HASH).label("hash")).subquery("previous")
+    canonical = bindparam("canonical", type_=LargeBinary)
+    chained = func.encode(func.sha256(func.convert_to(previous.c.hash, "UTF8").op("||")(canonical)), "hex")
+    content = [bindparam(column.key, type_=column.type) for column in _CONTENT]
+    return (
+        insert(_TABLE)
+        .from_select([*_CONTENT, _TABLE.c.prev_hash, _TABLE.c.hash], select(*content, previous.c.hash, chained))
+        .returning(_TABLE.c.prev_hash, _TABLE.c.hash)
+    )
+
+
+_LINKED_INSERT = _linked_insert()
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,9 @@ class Entry(Timestamps, Base):
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __mapper_args__ = {"version_id_col": version}
+    # eager_defaults: an UPDATE returns the new updated_at (RETURNING), so an entry stays fully loaded after a change
+    # and is answered without reading it again.
+    __mapper_args__ = {"version_id_col": version, "eager_defaults": True}
 
     @property
     def approval_title(self) -> str:
