@@ -52,7 +52,9 @@ def _out(entry: Entry, response: Response | None = None) -> EntryOut:
 
 
 async def _fresh(session: AsyncSession, entry: Entry) -> Entry:
-    """Re-read an entry an activity changed (the activity committed before the workflow answered)."""
+    """Re-read an entry an activity changed (the activity committed before the workflow answered). Called after the
+    request's commit: one read needs no transaction, so it runs in autocommit (no BEGIN and COMMIT round trips)."""
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     await session.refresh(entry)
     return entry
 

@@ -503,7 +503,8 @@ async def open_request(
         request.round += 1
         restarted = True
     if request is None:
-        request_id = await _new_request_id(session)
+        # A generic request is named by its own id, drawn first; an entry's by the entry (the INSERT draws the id).
+        request_id = await _new_request_id(session) if entry is None else None
         subject_id = entry.id if entry is not None else request_id
         request = ApprovalRequest(
             id=request_id,
