@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -217,11 +218,15 @@ class ApprovalWorkflows:
             raise ServiceUnavailable(UNANSWERED_UPDATE) from error
 
     async def decide(
-        self, request: ApprovalRequest, decision: DecisionRequest, idempotency_key: str | None
+        self, request: ApprovalRequest, decision: Decision, idempotency_key: str | None
     ) -> DecisionOutcome:
-        return await self._update(
-            request.workflow_id, "decide", decision, _update_id(decision.actor_id, "decide", idempotency_key)
-        )
+        update_id = _update_id(decision.update.actor_id, "decide", idempotency_key)
+        try:
+            return await self._update(request.workflow_id, "decide", decision.update, update_id)
+        except (InvalidState, Forbidden, NotFound):
+            if decision.if_refused is None:
+                raise
+            raise decision.if_refused from None  # the workflow had it already: answer as the database does
 
     async def owner_action(
         self, request: ApprovalRequest, name: str, action: OwnerAction, idempotency_key: str | None
@@ -260,6 +265,15 @@ def _update_id(actor_id: int, name: str, idempotency_key: str | None) -> str:
     return f"{actor_id}:{name}:{idempotency_key}" if idempotency_key else f"{actor_id}:{name}:{uuid.uuid4()}"
 
 
+@dataclass(frozen=True)
+class Decision:
+    """The update a decision sends. `if_refused` is set when it re-sends a decision the database recorded already:
+    the answer to give if the workflow, which heard of it, refuses it."""
+
+    update: DecisionRequest
+    if_refused: DomainError | None = None
+
+
 async def decision_for(
     session: AsyncSession,
     request: ApprovalRequest,
@@ -268,28 +282,66 @@ async def decision_for(
     action: str,
     comment: str | None,
     context: AuditContext,
-) -> DecisionRequest:
+) -> Decision:
     """Check what the database knows of the request and its pending `step` (403 own request, 409 nothing open,
     403 someone else's step) and build the update's argument; the workflow's validator checks again against its
     own, authoritative state."""
     if user.id == request.requester_id:
         raise Forbidden("nobody decides on their own request")
     if request.status != RequestStatus.PENDING or step is None:
-        raise InvalidState(f"the request is {request.status}; no step waits for a decision", status=request.status)
+        refusal = InvalidState(f"the request is {request.status}; no step waits for a decision", status=request.status)
+        return await _catch_up(session, request, user, action, comment, context, refusal)
     now = datetime.now(UTC)
     try:
         acting_for = await approvals.acting_for(session, step, user, request.requester_id, now)
-    except Forbidden:
+    except Forbidden as forbidden:
         if await _decided_earlier(session, request, user):
-            raise InvalidState("the step you could decide has already been decided") from None
-        raise
-    return DecisionRequest(
-        action=action,  # type: ignore[arg-type]
-        actor_id=user.id,
-        step_id=step.id,
-        comment=comment,
-        acting_for=acting_for,
-        audit=audit_info(context),
+            refusal = InvalidState("the step you could decide has already been decided")
+            return await _catch_up(session, request, user, action, comment, context, refusal)
+        raise forbidden from None
+    return Decision(
+        DecisionRequest(
+            action=action,  # type: ignore[arg-type]
+            actor_id=user.id,
+            step_id=step.id,
+            comment=comment,
+            acting_for=acting_for,
+            audit=audit_info(context),
+        )
+    )
+
+
+async def _catch_up(
+    session: AsyncSession,
+    request: ApprovalRequest,
+    user: User,
+    action: str,
+    comment: str | None,
+    context: AuditContext,
+    refusal: DomainError,
+) -> Decision:
+    """The caller's own last decision, when it is this same action, sent to the workflow again rather than refused.
+
+    A worker that dies after a transition commits but before its workflow task completes leaves a workflow that
+    never heard of the decision (the update dies with the task). The caller's retry is then the only thing that
+    can tell it: the workflow accepts the step it still waits on, the transition answers the repeat with what it
+    committed, and the workflow catches up. A workflow that did hear refuses the step, and the caller gets
+    `refusal`, as before."""
+    target = approvals.STEP_STATUS_FOR_ACTION.get(action)
+    own = [step for step in await approvals.steps_of(session, request.id) if step.decided_by_id == user.id]
+    if not own or own[-1].status != target or own[-1].round != request.round:
+        raise refusal
+    step = own[-1]
+    return Decision(
+        DecisionRequest(
+            action=action,  # type: ignore[arg-type]
+            actor_id=user.id,
+            step_id=step.id,
+            comment=comment,
+            acting_for=step.approver_id if step.approver_id != user.id else None,
+            audit=audit_info(context),
+        ),
+        if_refused=refusal,
     )
 
 
