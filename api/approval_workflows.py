@@ -290,29 +290,43 @@ async def decision_for(
         raise Forbidden("nobody decides on their own request")
     if request.status != RequestStatus.PENDING or step is None:
         refusal = InvalidState(f"the request is {request.status}; no step waits for a decision", status=request.status)
-        return await _catch_up(session, request, user, action, comment, context, refusal)
+        return _catch_up(
+            await approvals.steps_of(session, request.id), request, user, action, comment, context, refusal
+        )
     now = datetime.now(UTC)
     try:
         acting_for = await approvals.acting_for(session, step, user, request.requester_id, now)
     except Forbidden as forbidden:
-        if await _decided_earlier(session, request, user):
-            refusal = InvalidState("the step you could decide has already been decided")
-            return await _catch_up(session, request, user, action, comment, context, refusal)
-        raise forbidden from None
-    return Decision(
-        DecisionRequest(
-            action=action,  # type: ignore[arg-type]
-            actor_id=user.id,
-            step_id=step.id,
-            comment=comment,
-            acting_for=acting_for,
-            audit=audit_info(context),
-        )
+        steps = await approvals.steps_of(session, request.id)
+        if not _decided_earlier(steps, user):
+            raise forbidden from None
+        refusal = InvalidState("the step you could decide has already been decided")
+        return _catch_up(steps, request, user, action, comment, context, refusal)
+    return _decision(action, user, step.id, acting_for, comment, context)
+
+
+def _decision(
+    action: str,
+    user: User,
+    step_id: int,
+    acting_for: int | None,
+    comment: str | None,
+    context: AuditContext,
+    if_refused: DomainError | None = None,
+) -> Decision:
+    update = DecisionRequest(
+        action=action,  # type: ignore[arg-type]
+        actor_id=user.id,
+        step_id=step_id,
+        comment=comment,
+        acting_for=acting_for,
+        audit=audit_info(context),
     )
+    return Decision(update, if_refused)
 
 
-async def _catch_up(
-    session: AsyncSession,
+def _catch_up(
+    steps: list[ApprovalStep],
     request: ApprovalRequest,
     user: User,
     action: str,
@@ -327,26 +341,16 @@ async def _catch_up(
     can tell it: the workflow accepts the step it still waits on, the transition answers the repeat with what it
     committed, and the workflow catches up. A workflow that did hear refuses the step, and the caller gets
     `refusal`, as before."""
-    target = approvals.STEP_STATUS_FOR_ACTION.get(action)
-    own = [step for step in await approvals.steps_of(session, request.id) if step.decided_by_id == user.id]
-    if not own or own[-1].status != target or own[-1].round != request.round:
+    own = [step for step in steps if step.decided_by_id == user.id]
+    if not own or own[-1].status != approvals.STEP_STATUS_FOR_ACTION.get(action) or own[-1].round != request.round:
         raise refusal
     step = own[-1]
-    return Decision(
-        DecisionRequest(
-            action=action,  # type: ignore[arg-type]
-            actor_id=user.id,
-            step_id=step.id,
-            comment=comment,
-            acting_for=step.approver_id if step.approver_id != user.id else None,
-            audit=audit_info(context),
-        ),
-        if_refused=refusal,
+    acting_for = step.approver_id if step.approver_id != user.id else None
+    return _decision(action, user, step.id, acting_for, comment, context, if_refused=refusal)
+
+
+def _decided_earlier(steps: list[ApprovalStep], user: User) -> bool:
+    return any(
+        step.status != "pending" and user.id in (step.approver_id, step.delegate_id, step.decided_by_id)
+        for step in steps
     )
-
-
-async def _decided_earlier(session: AsyncSession, request: ApprovalRequest, user: User) -> bool:
-    for step in await approvals.steps_of(session, request.id):
-        if step.status != "pending" and user.id in (step.approver_id, step.delegate_id, step.decided_by_id):
-            return True
-    return False
