@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +30,22 @@ from tests.bench.generate import ensure_bench_dataset
 from tests.bench.stack import bench_database_url, running_stack, temporal_server
 
 Row = tuple[str, str, str, str, str]  # what, figure, baseline, ratio, goal
+
+
+@dataclass(frozen=True)
+class ThroughputPair:
+    """One floor run and one run of ours, back to back on the same Temporal server."""
+
+    floor: dict[str, float]
+    ours: dict[str, float]
+    floor_cpu: CpuSplit
+    our_cpu: CpuSplit
+
+    @property
+    def ratio(self) -> float:
+        return self.ours["per_second"] / self.floor["per_second"]
+
+
 ANALYSIS_HEADING = "## What was made faster"
 
 
@@ -74,33 +91,44 @@ def bench_approvals(args: argparse.Namespace, work: Path, rows: list[Row], notes
         port = address.rpartition(":")[2]
         temporal = {"Temporal server": lambda: pids_with_arguments("start-dev", port)}
         units = args.approvals + approvals.WARM_UP  # both runs warm up inside the measured stretch
-        with cpu_split(temporal, units) as floor_cpu:
-            floor = approvals.temporal_floor(address, args.approvals, args.concurrency)
-        # Our approvals below are serial, so their baseline is the floor's Update round trip measured serially too
-        # (under 50 concurrent workflows the floor's own Update waits in the server's queues).
-        floor_serial = approvals.temporal_floor(address, args.latency_samples, 1)
         system = {
             "API": lambda: [stack.api.pid],
             "worker": lambda: [stack.worker.pid],
             **temporal,
             "PostgreSQL": lambda: database_backends(stack.database_url),
         }
-        with cpu_split(system, units) as our_cpu:
-            ours = asyncio.run(approvals.approval_throughput(stack, args.approvals, args.concurrency))
+        # The host's speed drifts within minutes (this kind has given 0.27 and 0.38 in two runs 14 minutes apart):
+        # floor and ours alternate, and the pair with the median ratio is the one reported.
+        pairs: list[ThroughputPair] = []
+        for _ in range(args.throughput_pairs):
+            with cpu_split(temporal, units) as floor_cpu:
+                floor = approvals.temporal_floor(address, args.approvals, args.concurrency)
+            with cpu_split(system, units) as our_cpu:
+                ours = asyncio.run(approvals.approval_throughput(stack, args.approvals, args.concurrency))
+            pairs.append(ThroughputPair(floor, ours, floor_cpu, our_cpu))
+        # Our approvals below are serial, so their baseline is the floor's Update round trip measured serially too
+        # (under 50 concurrent workflows the floor's own Update waits in the server's queues).
+        floor_serial = approvals.temporal_floor(address, args.latency_samples, 1)
         latency = asyncio.run(approvals.approve_latency(stack, args.latency_samples))
         costs = database_costs(stack.database_url)
-    _note_cpu(notes, our_cpu, floor_cpu)
+    median = sorted(pairs, key=lambda pair: pair.ratio)[len(pairs) // 2]
+    _note_cpu(notes, median.our_cpu, median.floor_cpu)
+    notes.append(
+        "Approval throughput pairs, floor then ours, in the order run: "
+        + ", ".join(f"{p.floor['per_second']}/s and {p.ours['per_second']}/s ({p.ratio:.2f})" for p in pairs)
+        + "; the table shows the median pair, and the CPU notes above are its own"
+    )
     notes.append(
         "CPU per database operation in the API's and worker's stack (tests/bench/dbcost.py, serial, least of five): "
         + ", ".join(f"{name} {ms} ms" for name, ms in costs.items())
     )
-    ratio = ours["per_second"] / floor["per_second"]
+    ratio = median.ratio
     rows.append(
         (
             f"Approval throughput ({args.approvals} expenses: create, submit, approve over HTTP; "
-            f"{args.concurrency} concurrent clients)",
-            f"{ours['per_second']}/s ({ours['seconds']} s)",
-            f"floor {floor['per_second']}/s ({floor['seconds']} s)",
+            f"{args.concurrency} concurrent clients; median of {len(pairs)} alternating pairs)",
+            f"{median.ours['per_second']}/s ({median.ours['seconds']} s)",
+            f"floor {median.floor['per_second']}/s ({median.floor['seconds']} s)",
             f"{ratio:.2f}",
             ">= 0.5 " + ("met" if ratio >= 0.5 else "MISSED"),
         )
@@ -272,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--approvals", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--throughput-pairs", type=int, default=3, help="alternating floor/ours throughput runs")
     parser.add_argument("--latency-samples", type=int, default=100)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--read-samples", type=int, default=100)
