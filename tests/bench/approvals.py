@@ -223,7 +223,9 @@ def temporal_floor(address: str, count: int, concurrency: int, attempts: int = 3
             continue
         return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
     assert failure is not None
-    raise failure
+    raise RuntimeError(
+        f"the floor script failed {attempts} times; its last words: {failure.stderr[-2000:]}"
+    ) from failure
 
 
 def floor_script_path() -> Path:

@@ -99,6 +99,10 @@ def bench_approvals(args: argparse.Namespace, work: Path, rows: list[Row], notes
         }
         # The host's speed drifts within minutes (this kind has given 0.27 and 0.38 in two runs 14 minutes apart):
         # floor and ours alternate, and the pair with the median ratio is the one reported.
+        # Our approvals below are serial, so their baseline is the floor's Update round trip measured serially too
+        # (under 50 concurrent workflows the floor's own Update waits in the server's queues). It runs first, on a
+        # server with no history yet, as the floor script expects.
+        floor_serial = approvals.temporal_floor(address, args.latency_samples, 1)
         pairs: list[ThroughputPair] = []
         for _ in range(args.throughput_pairs):
             with cpu_split(temporal, units) as floor_cpu:
@@ -106,9 +110,6 @@ def bench_approvals(args: argparse.Namespace, work: Path, rows: list[Row], notes
             with cpu_split(system, units) as our_cpu:
                 ours = asyncio.run(approvals.approval_throughput(stack, args.approvals, args.concurrency))
             pairs.append(ThroughputPair(floor, ours, floor_cpu, our_cpu))
-        # Our approvals below are serial, so their baseline is the floor's Update round trip measured serially too
-        # (under 50 concurrent workflows the floor's own Update waits in the server's queues).
-        floor_serial = approvals.temporal_floor(address, args.latency_samples, 1)
         latency = asyncio.run(approvals.approve_latency(stack, args.latency_samples))
         costs = database_costs(stack.database_url)
     median = sorted(pairs, key=lambda pair: pair.ratio)[len(pairs) // 2]
