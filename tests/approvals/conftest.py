@@ -114,6 +114,17 @@ async def audit_count(deps: ActivityDeps, action: str, resource_id: object | Non
         return int(await session.scalar(statement) or 0)
 
 
+async def ended_status(temporal_client: Client, workflow_id: str, seconds: float = 10) -> WorkflowExecutionStatus:
+    """The workflow's status once it is no longer running, or RUNNING when it still is after `seconds`."""
+    handle = temporal_client.get_workflow_handle(workflow_id)
+    for _ in range(int(seconds * 10)):
+        status = (await handle.describe()).status
+        if status is not None and status != WorkflowExecutionStatus.RUNNING:
+            return status
+        await asyncio.sleep(0.1)
+    return WorkflowExecutionStatus.RUNNING
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> bool:
     """Poll `check` until it holds (for effects a workflow produces after answering)."""
     deadline = asyncio.get_running_loop().time() + seconds

@@ -14,22 +14,13 @@ from tests.approvals.conftest import (
     Team,
     audit_count,
     create_expense,
+    ended_status,
     eventually,
     expense_body,
     record_history,
     submitted_expense,
 )
 from workflows.contracts import ApprovalResult
-
-
-async def _completed(temporal_client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
-    handle = temporal_client.get_workflow_handle(workflow_id)
-    for _ in range(100):
-        described = await handle.describe()
-        if described.status != WorkflowExecutionStatus.RUNNING:
-            return described.status
-        await asyncio.sleep(0.1)
-    return WorkflowExecutionStatus.RUNNING
 
 
 async def test_expense_above_the_manager_limit_goes_manager_then_admin(
@@ -52,7 +43,7 @@ async def test_expense_above_the_manager_limit_goes_manager_then_admin(
     second = await client.post(f"{url}/approve", json={}, headers=team.admin.headers)
     assert second.status_code == 200, second.text
     assert second.json()["status"] == "approved"
-    assert await _completed(temporal_client, entry["workflow_id"]) == WorkflowExecutionStatus.COMPLETED
+    assert await ended_status(temporal_client, entry["workflow_id"]) == WorkflowExecutionStatus.COMPLETED
 
     history = (await client.get(f"{url}/history", headers=team.employee.headers)).json()
     assert [(s["level"], s["approver_id"], s["status"]) for s in history["steps"]] == [
@@ -206,7 +197,7 @@ async def test_withdraw_ends_the_workflow(client: httpx.AsyncClient, team: Team,
     withdrawn = await client.post(f"{url}/withdraw", headers=team.employee.headers)
     assert withdrawn.status_code == 200, withdrawn.text
     assert withdrawn.json()["status"] == "withdrawn"
-    assert await _completed(temporal_client, entry["workflow_id"]) == WorkflowExecutionStatus.COMPLETED
+    assert await ended_status(temporal_client, entry["workflow_id"]) == WorkflowExecutionStatus.COMPLETED
     assert (await client.post(f"{url}/approve", json={}, headers=team.manager.headers)).status_code == 409
     assert (await client.post(f"{url}/withdraw", headers=team.employee.headers)).status_code == 409
     await record_history(temporal_client, entry["workflow_id"], "withdraw")

@@ -4,7 +4,6 @@ waiting on a step the database has closed."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 import httpx
@@ -15,7 +14,7 @@ from activities.deps import ActivityDeps
 from domain.approvals import service as approvals
 from domain.audit.service import AuditContext
 from domain.models import ApprovalStep, Entry
-from tests.approvals.conftest import Team, audit_count, submitted_expense
+from tests.approvals.conftest import Team, audit_count, ended_status, submitted_expense
 
 
 async def _commit_without_the_workflow(deps: ActivityDeps, entry_id: int, actor_id: int) -> None:
@@ -42,28 +41,18 @@ async def _commit_without_the_workflow(deps: ActivityDeps, entry_id: int, actor_
         await session.commit()
 
 
-async def _status(temporal_client: Client, workflow_id: str, seconds: float = 10) -> WorkflowExecutionStatus | None:
-    handle = temporal_client.get_workflow_handle(workflow_id)
-    for _ in range(int(seconds * 10)):
-        status = (await handle.describe()).status
-        if status != WorkflowExecutionStatus.RUNNING:
-            return status
-        await asyncio.sleep(0.1)
-    return WorkflowExecutionStatus.RUNNING
-
-
 async def test_the_approvers_retry_brings_a_workflow_that_lost_the_decision_up_to_date(
     client: httpx.AsyncClient, team: Team, temporal_client: Client, activity_deps: ActivityDeps
 ) -> None:
     entry = await submitted_expense(client, team.employee)
     url = f"/api/v1/expenses/{entry['id']}"
     await _commit_without_the_workflow(activity_deps, entry["id"], team.manager.id)
-    assert await _status(temporal_client, entry["workflow_id"], seconds=1) == WorkflowExecutionStatus.RUNNING
+    assert await ended_status(temporal_client, entry["workflow_id"], seconds=1) == WorkflowExecutionStatus.RUNNING
 
     retry = await client.post(f"{url}/approve", json={}, headers=team.manager.headers)
     assert retry.status_code == 200, retry.text
     assert retry.json()["status"] == "approved"
-    assert await _status(temporal_client, entry["workflow_id"]) == WorkflowExecutionStatus.COMPLETED
+    assert await ended_status(temporal_client, entry["workflow_id"]) == WorkflowExecutionStatus.COMPLETED
     assert await audit_count(activity_deps, "approval.approved", entry["id"]) == 1  # recorded once, not twice
 
     again = await client.post(f"{url}/approve", json={}, headers=team.manager.headers)
@@ -79,4 +68,4 @@ async def test_someone_elses_decision_is_not_sent_again_on_their_behalf(
 
     other = await client.post(f"/api/v1/expenses/{entry['id']}/approve", json={}, headers=team.admin.headers)
     assert other.status_code == 409, other.text
-    assert await _status(temporal_client, entry["workflow_id"], seconds=1) == WorkflowExecutionStatus.RUNNING
+    assert await ended_status(temporal_client, entry["workflow_id"], seconds=1) == WorkflowExecutionStatus.RUNNING
