@@ -14,11 +14,26 @@ from activities.deps import ActivityDeps
 from domain.approvals import service as approvals
 from domain.audit.service import AuditContext
 from domain.models import ApprovalStep, Entry
-from tests.approvals.conftest import Team, audit_count, ended_status, submitted_expense
+from tests.approvals.conftest import (
+    Team,
+    audit_count,
+    ended_status,
+    eventually,
+    notifications_for,
+    submitted_expense,
+)
 
 
 async def _commit_without_the_workflow(deps: ActivityDeps, entry_id: int, actor_id: int) -> None:
-    """What the decision's transition commits, run here, so that the workflow's state stays where it was."""
+    """What the decision's transition commits, run here, so that the workflow's state stays where it was. First the
+    workflow announces the step to its approver (a decision comes after that; a request already decided when the
+    announcement reads it would end the workflow as undone instead)."""
+
+    async def announced() -> bool:
+        notices = await notifications_for(deps, actor_id, "entry_submitted")
+        return any(notice.data.get("entry_id") == entry_id for notice in notices)
+
+    assert await eventually(announced)
     async with deps.sessions() as session:
         entry = await session.get(Entry, entry_id)
         assert entry is not None and entry.approval_request_id is not None
