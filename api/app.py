@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
-from api.deps import AppServices, declared_permission
+from api.deps import AppServices, declared_permission, is_read_only
 from api.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.routes import health
@@ -67,6 +67,10 @@ class UndeclaredPermissionError(RuntimeError):
     pass
 
 
+class WritingReadOnlyRouteError(RuntimeError):
+    """A route marked read_only (autocommit, no transaction) that answers a method which may write."""
+
+
 def api_routes(app: FastAPI) -> Iterator[Any]:
     """Every API route with its full path, methods and resolved dependencies (router-level ones included).
 
@@ -85,6 +89,17 @@ def _dependency_calls(dependant: Any) -> Iterator[object]:
     for dependency in dependant.dependencies:
         yield dependency.call
         yield from _dependency_calls(dependency)
+
+
+def check_read_only_routes_only_read(app: FastAPI) -> None:
+    """A route marked `read_only` runs its statements in autocommit: one that could write must not have it."""
+    writing = [
+        f"{sorted(route.methods)} {route.path}"
+        for route in api_routes(app)
+        if is_read_only(route.endpoint) and route.methods - {"GET", "HEAD"}
+    ]
+    if writing:
+        raise WritingReadOnlyRouteError("routes marked read_only that are not reads: " + "; ".join(writing))
 
 
 def check_every_route_declares_permission(app: FastAPI) -> None:
@@ -169,6 +184,7 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
     for router in _feature_routers():
         app.include_router(router, prefix=API_PREFIX)
     check_every_route_declares_permission(app)
+    check_read_only_routes_only_read(app)
     return app
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -20,6 +20,9 @@ from core.storage import ObjectStorage
 from domain.audit.service import AuditContext
 from domain.errors import Forbidden, Unauthorized
 from domain.models import User
+
+F = TypeVar("F", bound=Callable[..., Any])
+_READ_ONLY = "read_only_route"
 
 
 @dataclass
@@ -38,12 +41,31 @@ def services(request: Request) -> AppServices:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-ServicesDep = Annotated[AppServices, Depends(services)]
+async def _services(request: Request) -> AppServices:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off per request.
+    return services(request)
+
+
+ServicesDep = Annotated[AppServices, Depends(_services)]
+
+
+def read_only(endpoint: F) -> F:
+    """Mark a route that only reads: its statements run in autocommit, each on its own snapshot, without the BEGIN
+    and COMMIT round trips a transaction costs. Never for a route that writes anything: an audit row needs its
+    transaction (the chain's lock is held to its end)."""
+    endpoint.__dict__[_READ_ONLY] = True
+    return endpoint
+
+
+def is_read_only(endpoint: object) -> bool:
+    return bool(getattr(endpoint, "__dict__", {}).get(_READ_ONLY))
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request owns the transaction: commit when the handler returns, before the response goes out."""
     async with services(request).sessions() as session:
+        if is_read_only(request.scope.get("endpoint")):
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         try:
             yield session
             await session.commit()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import Authorize, Grant, ServicesDep, SessionDep
+from api.deps import Authorize, Grant, ServicesDep, SessionDep, read_only
 from domain.dashboard import service
 from domain.dashboard.schemas import Kpi, Overview, Period
 
@@ -20,6 +20,7 @@ Reader = Annotated[Grant, Depends(Authorize("dashboard", "read"))]
     response_model=Overview,
     summary="Revenue, expenses and net for this period and the one before, approvals waiting, recent entries",
 )
+@read_only
 async def get_overview(
     grant: Reader,
     session: SessionDep,
@@ -43,6 +44,7 @@ async def get_overview(
     response_model=Kpi,
     summary="Monthly series, top categories and spenders, approval cycle time, approval rate and escalations",
 )
+@read_only
 async def get_kpi(
     grant: Reader,
     session: SessionDep,

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import idempotency
 from api.approval_workflows import ApprovalWorkflows, audit_info, decision_for, workflow_url
-from api.deps import AppServices, Authorize, Grant, ServicesDep, SessionDep
+from api.deps import AppServices, Authorize, Grant, ServicesDep, SessionDep, read_only
 from api.idempotency import IdempotencyKey
 from domain.approvals import service as approvals
 from domain.entries import service
@@ -89,6 +89,7 @@ def build_router(kind: EntryKind) -> APIRouter:
         return out
 
     @router.get("/", summary=f"List {path} within one's visibility")
+    @read_only
     async def list_entries(
         session: SessionDep,
         services: ServicesDep,
@@ -122,6 +123,7 @@ def build_router(kind: EntryKind) -> APIRouter:
         return await service.list_entries(session, services.authorizer, grant.user, kind, filters)
 
     @router.get("/{entry_id:int}", summary=f"One {noun} (404 outside one's visibility)")
+    @read_only
     async def get(
         entry_id: int, response: Response, session: SessionDep, services: ServicesDep, grant: Read
     ) -> EntryOut:

@@ -168,11 +168,11 @@ async def list_entries(
     conditions = [Entry.kind == kind.value, visibility.owner_filter(Entry.__table__.c.owner_id)]
     # Counting every match of a broad filter over a million rows costs more than the page itself: count up to a cap.
     matching = _filtered(select(Entry.id).where(*conditions), filters).limit(LIST_COUNT_CAP + 1).subquery()
-    total = int(await session.scalar(select(func.count()).select_from(matching)) or 0)
+    counted = select(func.count()).select_from(matching)
     column = Entry.entry_date if filters.sort == EntrySort.DATE else Entry.amount
     ordering = [column.desc(), Entry.id.desc()] if filters.order == SortOrder.DESC else [column.asc(), Entry.id.asc()]
     # The page's ids first, from the list indexes alone (they cover every filter column: no heap fetch for the rows
-    # a filter skips), then only those rows.
+    # a filter skips), then only those rows, each carrying the capped count: one round trip for page and total.
     page = (
         _filtered(select(Entry.id).where(*conditions), filters)
         .order_by(*ordering)
@@ -180,9 +180,21 @@ async def list_entries(
         .offset(filters.offset)
         .subquery()
     )
-    rows = await session.scalars(select(Entry).join(page, Entry.id == page.c.id).order_by(*ordering))
+    rows = (
+        await session.execute(
+            select(Entry, counted.scalar_subquery().label("total"))
+            .join(page, Entry.id == page.c.id)
+            .order_by(*ordering)
+        )
+    ).all()
+    if rows:
+        total = int(rows[0].total)
+    elif filters.offset == 0:
+        total = 0  # an empty first page: nothing matches
+    else:
+        total = int(await session.scalar(counted) or 0)  # a page past the end still reports how many there are
     return EntryPage(
-        items=[EntryOut.model_validate(row) for row in rows],
+        items=[EntryOut.model_validate(row.Entry) for row in rows],
         total=min(total, LIST_COUNT_CAP),
         total_exact=total <= LIST_COUNT_CAP,
         limit=filters.limit,

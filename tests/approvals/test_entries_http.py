@@ -282,6 +282,10 @@ async def test_lists_filter_sort_and_stay_within_visibility(client: httpx.AsyncC
     assert (await client.get(f"/api/v1/revenue/{mine[0]['id']}", headers=team.employee.headers)).status_code == 404
     everyone = (await client.get("/api/v1/expenses/?limit=2", headers=team.accountant.headers)).json()
     assert everyone["total"] == 4 and len(everyone["items"]) == 2
+    past_the_end = (await client.get("/api/v1/expenses/?limit=2&offset=10", headers=team.accountant.headers)).json()
+    assert past_the_end["items"] == [] and past_the_end["total"] == 4 and past_the_end["total_exact"] is True
+    nothing = (await client.get("/api/v1/expenses/?amount_min=9999", headers=team.accountant.headers)).json()
+    assert nothing == {**nothing, "items": [], "total": 0, "total_exact": True}
     assert (await client.get("/api/v1/expenses/?limit=101", headers=team.accountant.headers)).status_code == 422
     drafts = (await client.get("/api/v1/expenses/?status=draft", headers=team.manager.headers)).json()
     assert drafts["total"] == 3

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from api.app import UndeclaredPermissionError, check_every_route_declares_permission, create_app
-from api.deps import AppServices
+from api.app import (
+    UndeclaredPermissionError,
+    WritingReadOnlyRouteError,
+    check_every_route_declares_permission,
+    check_read_only_routes_only_read,
+    create_app,
+)
+from api.deps import AppServices, Public, read_only
 from api.temporal import TemporalGateway
 from core.settings import Settings, TemporalSettings
 
@@ -72,3 +78,17 @@ def test_a_route_without_a_permission_stops_the_app(settings: Settings) -> None:
     app.include_router(undeclared)
     with pytest.raises(UndeclaredPermissionError, match="/forgotten"):
         check_every_route_declares_permission(app)
+
+
+def test_a_writing_route_marked_read_only_stops_the_app(settings: Settings) -> None:
+    app = create_app(settings)
+    writing = APIRouter()
+
+    @writing.post("/sneaky", dependencies=[Depends(Public("a test route"))])
+    @read_only
+    async def sneaky() -> dict[str, str]:
+        return {}
+
+    app.include_router(writing)
+    with pytest.raises(WritingReadOnlyRouteError, match="/sneaky"):
+        check_read_only_routes_only_read(app)
