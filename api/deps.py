@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.temporal import TemporalGateway
 from core.authz import Authorizer
+from core.db import autocommit_sessions
 from core.logging import request_id_var
 from core.mail import MailTransport
 from core.security import InvalidToken, decode_token
@@ -35,6 +36,13 @@ class AppServices:
     temporal: TemporalGateway
     storage: ObjectStorage
     mail: MailTransport
+    # Sessions for `read_only` routes: the same pool, each connection in autocommit while checked out. Derived from
+    # `sessions` unless given; like any session, one connects at its first statement, not before.
+    read_sessions: async_sessionmaker[AsyncSession] | None = None
+
+    def __post_init__(self) -> None:
+        if self.read_sessions is None:
+            self.read_sessions = autocommit_sessions(self.sessions)
 
 
 def services(request: Request) -> AppServices:
@@ -63,9 +71,11 @@ def is_read_only(endpoint: object) -> bool:
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request owns the transaction: commit when the handler returns, before the response goes out."""
-    async with services(request).sessions() as session:
-        if is_read_only(request.scope.get("endpoint")):
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    app_services = services(request)
+    factory = app_services.sessions
+    if is_read_only(request.scope.get("endpoint")) and app_services.read_sessions is not None:
+        factory = app_services.read_sessions
+    async with factory() as session:
         try:
             yield session
             await session.commit()
