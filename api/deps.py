@@ -70,7 +70,8 @@ def is_read_only(endpoint: object) -> bool:
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request owns the transaction: commit when the handler returns, before the response goes out."""
+    """The request owns the transaction: commit when the handler returns, before the response goes out. A
+    `read_only` route's session has none: each of its statements commits on its own."""
     app_services = services(request)
     factory = app_services.sessions
     if is_read_only(request.scope.get("endpoint")) and app_services.read_sessions is not None:
