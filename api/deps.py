@@ -23,7 +23,7 @@ from domain.errors import Forbidden, Unauthorized
 from domain.models import User
 
 F = TypeVar("F", bound=Callable[..., Any])
-_READ_ONLY = "read_only_route"
+_READ_ONLY = "__read_only_route__"
 
 
 @dataclass
@@ -36,13 +36,6 @@ class AppServices:
     temporal: TemporalGateway
     storage: ObjectStorage
     mail: MailTransport
-    # Sessions for `read_only` routes: the same pool, each connection in autocommit while checked out. Derived from
-    # `sessions` unless given; like any session, one connects at its first statement, not before.
-    read_sessions: async_sessionmaker[AsyncSession] | None = None
-
-    def __post_init__(self) -> None:
-        if self.read_sessions is None:
-            self.read_sessions = autocommit_sessions(self.sessions)
 
 
 def services(request: Request) -> AppServices:
@@ -61,21 +54,20 @@ def read_only(endpoint: F) -> F:
     """Mark a route that only reads: its statements run in autocommit, each on its own snapshot, without the BEGIN
     and COMMIT round trips a transaction costs. Never for a route that writes anything: an audit row needs its
     transaction (the chain's lock is held to its end)."""
-    endpoint.__dict__[_READ_ONLY] = True
+    setattr(endpoint, _READ_ONLY, True)
     return endpoint
 
 
 def is_read_only(endpoint: object) -> bool:
-    return bool(getattr(endpoint, "__dict__", {}).get(_READ_ONLY))
+    return getattr(endpoint, _READ_ONLY, False) is True
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request owns the transaction: commit when the handler returns, before the response goes out. A
     `read_only` route's session has none: each of its statements commits on its own."""
-    app_services = services(request)
-    factory = app_services.sessions
-    if is_read_only(request.scope.get("endpoint")) and app_services.read_sessions is not None:
-        factory = app_services.read_sessions
+    factory = services(request).sessions
+    if is_read_only(request.scope.get("endpoint")):
+        factory = autocommit_sessions(factory)
     async with factory() as session:
         try:
             yield session

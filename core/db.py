@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -33,11 +34,21 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+_AUTOCOMMIT: weakref.WeakKeyDictionary[async_sessionmaker[AsyncSession], async_sessionmaker[AsyncSession]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def autocommit_sessions(factory: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
-    """Sessions on the same pool whose statements each commit on their own: no BEGIN and COMMIT round trips, for
-    work that only reads. Never for writes that belong together (an audit row needs its transaction's lock)."""
-    engine: AsyncEngine = factory.kw["bind"]
-    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+    """Sessions on `factory`'s pool whose statements each commit on their own: no BEGIN and COMMIT round trips, for
+    work that only reads. Never for writes that belong together (an audit row needs its transaction's lock).
+    Built once per factory; like any session, one connects at its first statement."""
+    found = _AUTOCOMMIT.get(factory)
+    if found is None:
+        engine: AsyncEngine = factory.kw["bind"]
+        found = async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+        _AUTOCOMMIT[factory] = found
+    return found
 
 
 @asynccontextmanager
