@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.models.base import Base, Timestamps
+from domain.models.rows import approval_title
 
 
 class EntryKind(StrEnum):
@@ -120,6 +121,4 @@ class Entry(Timestamps, Base):
     @property
     def approval_title(self) -> str:
         """How the entry is named in its approval request, notifications and emails."""
-        party = self.vendor or self.source
-        text = f"{self.category}: {self.description}" if self.description else self.category
-        return f"{text} ({party})" if party else text
+        return approval_title(self.category, self.description, self.vendor, self.source)

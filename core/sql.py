@@ -1,0 +1,102 @@
+"""Plain SQL on the psycopg connection under a session's transaction, with rows as dataclasses.
+
+The approval path (submit, decide, and the workflow's transitions) runs tens of statements per approval. Through
+the async ORM each costs about five times what bare psycopg does (docs/benchmarks.md: the greenlet hand-off, the
+statement cache, the unit of work and the result adaptation), which made up most of an approval's CPU. That path
+reads and writes here instead; the session still owns the transaction (it begins, commits and rolls back as
+everywhere else), so ORM and plain statements mix in one transaction.
+
+Rows are frozen dataclasses whose fields are the table's columns, in order: `columns(StepRow, "s")` lists them for a
+SELECT and `row_of(StepRow, values)` builds one from a slice of a result row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.types.numeric import Int8Dumper
+from sqlalchemy.ext.asyncio import AsyncSession
+
+R = TypeVar("R")
+Params = Sequence[Any] | dict[str, Any] | None
+_CONNECTION = "driver_connection"
+
+
+async def connection_of(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under the session's current transaction (beginning one, as a first statement would).
+
+    Statements on it belong to that transaction: they commit or roll back with the session. Pending ORM changes are
+    not flushed first: flush before a plain statement that must see them."""
+    transaction = session.sync_session.get_transaction()
+    cached = session.info.get(_CONNECTION)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1]  # type: ignore[no-any-return]
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    session.info[_CONNECTION] = (session.sync_session.get_transaction(), driver)
+    return driver
+
+
+# Distinct statements a connection keeps prepared (psycopg's default is 100; the ORM's and these together pass it).
+PREPARED_MAX = 500
+
+
+def configure_plain_statements(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Set up a new connection for plain statements: every Python int is sent as a bigint, so a value beyond 64 bits
+    is the database's refusal (a DataError: 422 at the API), as SQLAlchemy's typed parameters make it, never a
+    silent numeric comparison; and room for the statements of both paths to stay prepared."""
+    connection.adapters.register_dumper(int, Int8Dumper)
+    connection.prepared_max = PREPARED_MAX
+
+
+class Sql:
+    """Statements on one connection: `await sql.one(QUERY, (a, b))` -> a tuple or None."""
+
+    def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        self.connection = connection
+
+    async def one(self, query: str, params: Params = None) -> tuple[Any, ...] | None:
+        cursor = await self.connection.execute(query, params)  # type: ignore[arg-type]
+        return await cursor.fetchone()
+
+    async def all(self, query: str, params: Params = None) -> list[tuple[Any, ...]]:
+        cursor = await self.connection.execute(query, params)  # type: ignore[arg-type]
+        return await cursor.fetchall()
+
+    async def scalar(self, query: str, params: Params = None) -> Any:
+        row = await self.one(query, params)
+        return row[0] if row is not None else None
+
+    async def run(self, query: str, params: Params = None) -> int:
+        """Execute; the number of rows it changed."""
+        cursor = await self.connection.execute(query, params)  # type: ignore[arg-type]
+        return cursor.rowcount
+
+
+async def sql_of(session: AsyncSession) -> Sql:
+    return Sql(await connection_of(session))
+
+
+@functools.cache
+def columns(row_type: type[Any], alias: str | None = None) -> str:
+    """`alias.column, ...` (or bare names) for every field of a row dataclass, in field order."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{field.name}" for field in dataclasses.fields(row_type))
+
+
+@functools.cache
+def width(row_type: Any) -> int:
+    return len(dataclasses.fields(row_type))
+
+
+def row_of(row_type: type[R], values: Sequence[Any], start: int = 0) -> R | None:
+    """The row dataclass from `values[start:]` (as listed by `columns`); None when its id (first field) is NULL,
+    which is how an outer join says there is no such row."""
+    if values[start] is None:
+        return None
+    return row_type(*values[start : start + width(row_type)])  # type: ignore[call-arg, arg-type]

@@ -1,0 +1,26 @@
+"""The plain rows of the approval path (domain/models/rows.py) hold exactly their tables' columns: a column added
+to a model and not to its row would be silently missing from every row the approval path reads."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from domain.models import ApprovalRequest, ApprovalStep, Delegation, Entry
+from domain.models.rows import DelegationRow, EntryRow, RequestRow, StepRow
+
+
+@pytest.mark.parametrize(
+    ("row_type", "model"),
+    [(EntryRow, Entry), (RequestRow, ApprovalRequest), (StepRow, ApprovalStep), (DelegationRow, Delegation)],
+)
+def test_a_row_has_its_tables_columns(row_type: type, model: type) -> None:
+    fields = {field.name for field in dataclasses.fields(row_type)}
+    assert fields == set(model.__table__.columns.keys())  # type: ignore[attr-defined]
+
+
+def test_entry_rows_and_models_name_an_approval_alike() -> None:
+    values = {"category": "travel", "description": "taxi", "vendor": "Cabs", "source": None}
+    row = EntryRow(**{field.name: None for field in dataclasses.fields(EntryRow)} | values)
+    assert row.approval_title == Entry(**values).approval_title == "travel: taxi (Cabs)"
