@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import psycopg
 from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
@@ -96,11 +97,12 @@ class ApprovalActivities:
         except DomainError as error:
             # Permanent: the request is not in a state for this transition. Retrying will not change that.
             raise ApplicationError(error.message, error.details, type=error_type(error), non_retryable=True) from error
-        except DataError as error:
+        except (DataError, psycopg.DataError) as error:
             # A value the database cannot store (the API lets none through; this guards the workflow's lock, which a
             # retry without end would hold): the decision is refused, the request stays as it was.
+            refused = error.orig if isinstance(error, DataError) else error
             raise ApplicationError(
-                f"the database refused a value: {error.orig}", type="ValidationFailed", non_retryable=True
+                f"the database refused a value: {refused}", type="ValidationFailed", non_retryable=True
             ) from error
         outcome.emailed = await self._deliver(mail)
         return outcome

@@ -29,26 +29,41 @@ import smtplib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import cast
 
-from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import Insert, insert
+import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
-from core.db import get_kept
 from core.mail import OutgoingMail
+from core.sql import sql_of
 from domain.mail.rendering import EmailRenderer, TemplateError
-from domain.models import SentEmail, User
 from domain.notifications.service import users_without_email
 from workflows.contracts import EmailJob, EmailResult
 
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _LEDGER_REWRITE_ATTEMPTS = 12  # back-off capped at 5 s: ~40 s, inside the 60-second EMAIL_TIMEOUT
+
+
+# The ledger row that claims a message; ON CONFLICT: another attempt holds it (or sent it already).
+_CLAIM = (
+    "INSERT INTO sent_emails (message_id, recipients, subject, sent_at) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+)
+_USERS = "SELECT id, email, full_name, is_active FROM users WHERE id = ANY(%s)"
+# Statements on the session (SQLAlchemy) or on its plain connection (psycopg) fail with either.
+_DATABASE_ERRORS = (SQLAlchemyError, psycopg.Error)
+
+
+@dataclass(frozen=True)
+class _User:
+    id: int
+    email: str
+    full_name: str
+    is_active: bool
 
 
 @dataclass(frozen=True)
@@ -98,10 +113,8 @@ class Mailer:
         recipients: list[Recipient] = []
         seen: set[str] = set()
         if job.to_user_ids:
-            # One get per user: those the caller's session loaded already (a transition's approver) cost no query.
-            users = {
-                user.id: user for user_id in set(job.to_user_ids) if (user := await get_kept(session, User, user_id))
-            }
+            sql = await sql_of(session)
+            users = {row[0]: _User(*row) for row in await sql.all(_USERS, (sorted(set(job.to_user_ids)),))}
             opted_out = await users_without_email(session, list(users), job.event_type)
             for user_id in dict.fromkeys(job.to_user_ids):
                 key = f"user:{user_id}"
@@ -146,38 +159,33 @@ class Mailer:
     async def send_once(self, mail: OutgoingMail, address: str) -> bool:
         """Send `mail` unless the ledger says it went out already. True when this call sent it."""
         assert mail.message_id is not None
-        ledger = cast(Table, SentEmail.__table__)  # a Core insert: nothing for the ORM to track
-        ledger_row = (
-            insert(ledger)
-            .values(message_id=mail.message_id, recipients=address, subject=mail.subject, sent_at=datetime.now(UTC))
-            .on_conflict_do_nothing(index_elements=["message_id"])
-        )
+        ledger_row = (mail.message_id, address, mail.subject[:300], datetime.now(UTC))
         sent = False
         try:
             async with self.deps.sessions() as session, session.begin():
-                claimed = await session.scalar(ledger_row.returning(ledger.c.message_id))
+                claimed = await (await sql_of(session)).scalar(_CLAIM, ledger_row)
                 if claimed is None:
                     return False
                 # Still inside the transaction: the ledger row commits only if the server accepted the message.
                 await asyncio.to_thread(self.deps.mail.send, mail)
                 sent = True
-        except SQLAlchemyError:
+        except _DATABASE_ERRORS:
             if not sent:
                 raise  # nothing went out: Temporal retries the activity
             # Shielded: an attempt that times out meanwhile must still record what it sent, or a retry resends it.
             await asyncio.shield(self._record_after_lost_commit(ledger_row, mail.message_id))
         return True
 
-    async def _record_after_lost_commit(self, ledger_row: Insert, message_id: str) -> None:
+    async def _record_after_lost_commit(self, ledger_row: tuple[object, ...], message_id: str) -> None:
         """The server accepted the mail but the ledger's COMMIT failed (the connection dropped): write the row again,
         here and not in a retry of the activity, which would send a second copy."""
         delay = 0.2
         for _ in range(_LEDGER_REWRITE_ATTEMPTS):
             try:
                 async with self.deps.sessions() as session, session.begin():
-                    await session.execute(ledger_row)
+                    await (await sql_of(session)).run(_CLAIM, ledger_row)
                 return
-            except SQLAlchemyError:
+            except _DATABASE_ERRORS:
                 _heartbeat()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

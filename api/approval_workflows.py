@@ -29,10 +29,12 @@ from api.deps import AppServices
 from core.settings import Settings
 from core.temporal import AMOUNT_CENTS, APPROVAL_STATUS, CURRENT_APPROVER, ENTRY_ID, ENTRY_KIND
 from domain.approvals import service as approvals
+from domain.approvals.notices import link_for
 from domain.approvals.service import Submission
 from domain.audit.service import AuditContext
 from domain.errors import DomainError, Forbidden, InvalidState, NotFound, ServiceUnavailable, ValidationFailed
-from domain.models import ApprovalRequest, ApprovalStep, RequestStatus, User
+from domain.models import RequestStatus, User
+from domain.models.rows import RequestRow, StepRow
 from workflows.approval import EntryApprovalWorkflow
 from workflows.contracts import (
     ApprovalInput,
@@ -91,7 +93,7 @@ def workflow_input(submission: Submission, timers: ApprovalTimers, *, search_att
         else None,
         auto_approve_rule=submission.auto_rule,
         timers=timers,
-        link=approvals.link_for(request),
+        link=link_for(request),
         upsert_search_attributes=search_attributes,
     )
 
@@ -217,9 +219,7 @@ class ApprovalWorkflows:
                 raise InvalidState("this approval has already ended") from error
             raise ServiceUnavailable(UNANSWERED_UPDATE) from error
 
-    async def decide(
-        self, request: ApprovalRequest, decision: Decision, idempotency_key: str | None
-    ) -> DecisionOutcome:
+    async def decide(self, request: RequestRow, decision: Decision, idempotency_key: str | None) -> DecisionOutcome:
         update_id = _update_id(decision.update.actor_id, "decide", idempotency_key)
         try:
             return await self._update(request.workflow_id, "decide", decision.update, update_id)
@@ -229,7 +229,7 @@ class ApprovalWorkflows:
             raise decision.if_refused from None  # the workflow had it already: answer as the database does
 
     async def owner_action(
-        self, request: ApprovalRequest, name: str, action: OwnerAction, idempotency_key: str | None
+        self, request: RequestRow, name: str, action: OwnerAction, idempotency_key: str | None
     ) -> DecisionOutcome:
         return await self._update(request.workflow_id, name, action, _update_id(action.actor_id, name, idempotency_key))
 
@@ -276,9 +276,9 @@ class Decision:
 
 async def decision_for(
     session: AsyncSession,
-    request: ApprovalRequest,
+    request: RequestRow,
     user: User,
-    step: ApprovalStep | None,
+    step: StepRow | None,
     action: str,
     comment: str | None,
     context: AuditContext,
@@ -326,8 +326,8 @@ def _decision(
 
 
 def _catch_up(
-    steps: list[ApprovalStep],
-    request: ApprovalRequest,
+    steps: list[StepRow],
+    request: RequestRow,
     user: User,
     action: str,
     comment: str | None,
@@ -349,7 +349,7 @@ def _catch_up(
     return _decision(action, user, step.id, acting_for, comment, context, if_refused=refusal)
 
 
-def _decided_earlier(steps: list[ApprovalStep], user: User) -> bool:
+def _decided_earlier(steps: list[StepRow], user: User) -> bool:
     return any(
         step.status != "pending" and user.id in (step.approver_id, step.delegate_id, step.decided_by_id)
         for step in steps

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -129,12 +130,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
-        # The database refused a value the request carried (an id beyond 64 bits, a NUL character in text, a
-        # number out of range). The transaction was rolled back, so nothing was stored: the client's input is at
-        # fault, and this one rule answers for every route and field.
-        diag = getattr(exc.orig, "diag", None)
-        reason = str((diag and diag.message_primary) or exc.orig).split("\n")[0]
-        return error_response(422, "validation_failed", f"a value in the request cannot be stored: {reason}")
+        return _unstorable_response(exc.orig)
+
+    @app.exception_handler(psycopg.DataError)
+    async def _unstorable_in_sql(_: Request, exc: psycopg.DataError) -> JSONResponse:
+        return _unstorable_response(exc)  # the same refusal, from a statement run on the plain connection
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -142,6 +142,15 @@ def install_error_handlers(app: FastAPI) -> None:
         # for an error raised outside it (Starlette calls it from the outermost middleware).
         log_unhandled(exc)
         return internal_error_response()
+
+
+def _unstorable_response(error: BaseException | None) -> JSONResponse:
+    # The database refused a value the request carried (an id beyond 64 bits, a NUL character in text, a number out
+    # of range). The transaction was rolled back, so nothing was stored: the client's input is at fault, and this one
+    # rule answers for every route and field.
+    diag = getattr(error, "diag", None)
+    reason = str((diag and diag.message_primary) or error).split("\n")[0]
+    return error_response(422, "validation_failed", f"a value in the request cannot be stored: {reason}")
 
 
 # Documented on every route so clients (and schema-based tests) know the error shape.

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from core.settings import DatabaseSettings
-
-T = TypeVar("T")
+from core.sql import configure_plain_statements
 
 
 def create_engine(settings: DatabaseSettings, *, pre_ping: bool = True) -> AsyncEngine:
     """`pre_ping` tests each pooled connection before use (a round trip per checkout), so a request never fails on
     a connection the database dropped. Callers that retry anyway (the worker's activities) can go without it:
     the first statement on a dead connection fails, SQLAlchemy discards the whole pool, and the retry reconnects."""
-    return create_async_engine(
+    engine = create_async_engine(
         settings.async_url,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
@@ -28,6 +27,12 @@ def create_engine(settings: DatabaseSettings, *, pre_ping: bool = True) -> Async
         connect_args={"prepare_threshold": 0 if settings.prepared_statements else None},
         echo=settings.echo,
     )
+    event.listen(engine.sync_engine, "connect", _configure_connection)
+    return engine
+
+
+def _configure_connection(dbapi_connection: Any, _record: object) -> None:
+    configure_plain_statements(dbapi_connection.driver_connection)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -61,28 +66,3 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
         except BaseException:
             await session.rollback()
             raise
-
-
-def keep(session: AsyncSession, found: object | None) -> None:
-    """Hold a loaded object for the session's life (see `get_kept`)."""
-    if found is not None:
-        session.info.setdefault("kept", []).append(found)
-
-
-async def get_kept(session: AsyncSession, model: type[T], ident: Any) -> T | None:
-    """`session.get`, keeping the object for the session's life. The identity map holds objects weakly: a row read
-    for one field (a name, a role) would be gone by the next get of it, and read from the database again."""
-    found = await session.get(model, ident)
-    keep(session, found)
-    return found
-
-
-async def load_kept(session: AsyncSession, model: type[T], idents: Iterable[Any]) -> None:
-    """Read the rows with these primary keys in one query and keep them (as `get_kept` does), so that the gets of
-    them that follow are answered from the identity map. Rows the session holds already are left as they are."""
-    wanted = sorted({ident for ident in idents if ident is not None})
-    if not wanted:
-        return
-    primary_key = inspect(model).primary_key[0]
-    found = await session.scalars(select(model).where(primary_key.in_(wanted)))
-    session.info.setdefault("kept", []).extend(found.all())

@@ -16,11 +16,12 @@ from api.approval_workflows import ApprovalWorkflows, audit_info, decision_for, 
 from api.deps import AppServices, Authorize, Grant, ServicesDep, SessionDep
 from api.idempotency import IdempotencyKey
 from domain.approvals import service as approvals
+from domain.approvals.notices import link_for
 from domain.approvals.schemas import ApprovalRequestOut, GenericRequestCreate, InboxItem, InboxPage, LiveView
 from domain.entries.schemas import ApproveBody, ChangesBody, RejectBody
 from domain.entries.service import approval_history
 from domain.errors import Forbidden
-from domain.models import ApprovalRequest
+from domain.models.rows import RequestRow
 from workflows.contracts import OwnerAction, approval_workflow_id
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
@@ -31,9 +32,9 @@ Decide = Annotated[Grant, Depends(Authorize("approval", "decide"))]
 
 
 async def _out(
-    session: AsyncSession, services: AppServices, request: ApprovalRequest, *, live: bool = False
+    session: AsyncSession, services: AppServices, request: RequestRow, *, live: bool = False
 ) -> ApprovalRequestOut:
-    await session.refresh(request)
+    request = await approvals.get_request(session, request.id)  # as committed now (the workflow may have moved it)
     url = workflow_url(services.settings, request.workflow_id)
     resource = ("entry", request.entry_id) if request.entry_id is not None else ("approval_request", request.id)
     trail = await approval_history(session, request.id, resource[0], resource[1], url)
@@ -100,7 +101,7 @@ async def inbox(
             waiting_since=step.created_at,
             remind_at=step.remind_at,
             escalate_at=step.escalate_at,
-            link=approvals.link_for(request),
+            link=link_for(request),
             workflow_id=request.workflow_id,
         )
         for step, request in rows

@@ -32,7 +32,8 @@ from domain.entries.schemas import (
     SortOrder,
 )
 from domain.errors import Forbidden, InvalidState
-from domain.models import Entry, EntryKind, EntryStatus
+from domain.models import EntryKind, EntryStatus
+from domain.models.rows import EntryRow
 from workflows.contracts import OwnerAction, approval_workflow_id
 
 Create = Annotated[Grant, Depends(Authorize("entry", "create"))]
@@ -45,18 +46,17 @@ Decide = Annotated[Grant, Depends(Authorize("approval", "decide"))]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="the entry's version (its ETag)")]
 
 
-def _out(entry: Entry, response: Response | None = None) -> EntryOut:
+def _out(entry: EntryRow, response: Response | None = None) -> EntryOut:
     if response is not None:
         response.headers["ETag"] = f'"{entry.version}"'
     return EntryOut.model_validate(entry)
 
 
-async def _fresh(session: AsyncSession, entry: Entry) -> Entry:
+async def _fresh(session: AsyncSession, entry: EntryRow) -> EntryRow:
     """Re-read an entry an activity changed (the activity committed before the workflow answered). Called after the
     request's commit: one read needs no transaction, so it runs in autocommit (no BEGIN and COMMIT round trips)."""
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    await session.refresh(entry)
-    return entry
+    return await service.reread(session, entry)
 
 
 def build_router(kind: EntryKind) -> APIRouter:
@@ -189,7 +189,9 @@ def build_router(kind: EntryKind) -> APIRouter:
                 datetime.now(UTC),
                 grant.audit,
             )
-            await workflows.start_or_undo(session, submission, grant.audit)  # the entry as this request committed it
+            await workflows.start_or_undo(session, submission, grant.audit)
+            assert submission.entry is not None
+            entry = submission.entry  # as this request committed it
         out = _out(entry, response)
         await claim.remember(200, out)
         return out

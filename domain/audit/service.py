@@ -13,9 +13,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, LargeBinary, Table, bindparam, func, insert, select, text
+from psycopg.types.json import Jsonb
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.sql import sql_of
 from domain.models import AuditLog
 
 GENESIS_HASH = "0" * 64
@@ -98,16 +100,12 @@ async def record(
     changes: dict[str, Any] | None = None,
 ) -> AuditLog:
     """Append one audit row in the caller's transaction (it becomes visible when the caller commits)."""
+    sql = await sql_of(session)
     # The row's id is drawn under the lock (the function in FROM runs before the select list), so ids follow the
     # chain's order.
-    locked = await session.execute(
-        text(
-            "SELECT current_setting('transaction_isolation'), nextval(pg_get_serial_sequence('audit_log', 'id')) "
-            "FROM pg_advisory_xact_lock(:key)"
-        ),
-        {"key": _CHAIN_LOCK_KEY},
-    )
-    isolation, row_id = locked.one()
+    locked = await sql.one(_LOCK, (_CHAIN_LOCK_KEY,))
+    assert locked is not None
+    isolation, row_id = locked
     if isolation != "read committed":
         # A snapshot taken before the lock was granted cannot see the row committed just before ours: the
         # chain would fork. Audited work must run at READ COMMITTED (the default).
@@ -128,32 +126,28 @@ async def record(
     )
     # A statement of its own, after the lock: its snapshot sees the row committed just before ours. It reads that
     # row's hash and chains to it in the database (the same SHA-256 as `row_hash`), which spares a round trip.
-    values = {column.key: getattr(row, column.key) for column in _CONTENT}
-    linked = await session.execute(_LINKED_INSERT, {**values, "canonical": _canonical(row)})
-    row.prev_hash, row.hash = linked.one()
+    values = [getattr(row, name) for name in _CONTENT]
+    values[_CONTENT.index("changes")] = Jsonb(row.changes)
+    linked = await sql.one(_LINKED_INSERT, (*values, _canonical(row)))
+    assert linked is not None
+    row.prev_hash, row.hash = linked
     return row
 
 
-_TABLE = cast(Table, AuditLog.__table__)
-_CONTENT = [column for column in _TABLE.columns if column.key not in ("prev_hash", "hash")]
-
-
-def _linked_insert() -> Insert:
-    """INSERT ... SELECT of a row's content (bound by column name) with prev_hash = the newest row's hash and
-    hash = sha256(prev_hash || :canonical), the same digest as `row_hash` computes."""
-    newest = select(AuditLog.hash).order_by(AuditLog.id.desc()).limit(1).scalar_subquery()
-    previous = select(func.coalesce(newest, GENESIS_HASH).label("hash")).subquery("previous")
-    canonical = bindparam("canonical", type_=LargeBinary)
-    chained = func.encode(func.sha256(func.convert_to(previous.c.hash, "UTF8").op("||")(canonical)), "hex")
-    content = [bindparam(column.key, type_=column.type) for column in _CONTENT]
-    return (
-        insert(_TABLE)
-        .from_select([*_CONTENT, _TABLE.c.prev_hash, _TABLE.c.hash], select(*content, previous.c.hash, chained))
-        .returning(_TABLE.c.prev_hash, _TABLE.c.hash)
-    )
-
-
-_LINKED_INSERT = _linked_insert()
+_LOCK = (
+    "SELECT current_setting('transaction_isolation'), nextval(pg_get_serial_sequence('audit_log', 'id')) "
+    "FROM pg_advisory_xact_lock(%s)"
+)
+_CONTENT = [column.key for column in cast(Table, AuditLog.__table__).columns if column.key not in ("prev_hash", "hash")]
+# INSERT ... SELECT of a row's content with prev_hash = the newest row's hash and hash = sha256(prev_hash ||
+# canonical), the same digest as `row_hash` computes.
+_LINKED_INSERT = (
+    f"INSERT INTO audit_log ({', '.join(_CONTENT)}, prev_hash, hash) "
+    f"SELECT {', '.join(['%s'] * len(_CONTENT))}, previous.hash, "
+    "encode(sha256(convert_to(previous.hash, 'UTF8') || %s::bytea), 'hex') "
+    f"FROM (SELECT coalesce((SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1), '{GENESIS_HASH}') AS hash) previous "
+    "RETURNING prev_hash, hash"
+)
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,12 @@ import functools
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.sql import sql_of
 from domain.models import Entry, EntryStatus
+from domain.models.rows import EntryRow
 
 # Drafts and entries returned for changes are edited (amount, category, date) without a status change, so they are
 # not counted: the totals only hold entries whose amount, category and date can no longer change.
@@ -33,7 +35,7 @@ def month_of(day: date) -> date:
     return day.replace(day=1)
 
 
-async def entry_status_changed(session: AsyncSession, entry: Entry, old_status: str | None) -> None:
+async def entry_status_changed(session: AsyncSession, entry: Entry | EntryRow, old_status: str | None) -> None:
     """Move the entry's amount from its old status bucket to its new one (`old_status` None: a new entry), in
     `dashboard_entry_totals`, `dashboard_owner_totals` and `dashboard_category_totals` (always in that order)."""
     new_status = entry.status
@@ -56,7 +58,7 @@ async def entry_status_changed(session: AsyncSession, entry: Entry, old_status: 
     }
     for index, (status, count, total) in enumerate(changes):
         params |= {f"status_{index}": status, f"count_{index}": count, f"amount_{index}": total}
-    await session.execute(_upsert_statement(len(changes)), params)
+    await (await sql_of(session)).run(_upsert_statement(len(changes)), params)
 
 
 # The three tables and their keys, in the order their rows are written.
@@ -68,13 +70,15 @@ _TOTALS = (
 
 
 @functools.cache
-def _upsert_statement(rows: int) -> TextClause:
+def _upsert_statement(rows: int) -> str:
     """The three tables' upserts as ONE statement (one round trip per status change). Every caller runs this same
     statement, whose plan writes the tables in one fixed order, so transactions still lock rows in one order."""
     upserts = []
     for table, keys in _TOTALS:
         values = ", ".join(
-            "(" + ", ".join([*(f":{key}" for key in keys), f":status_{i}", f":count_{i}", f":amount_{i}"]) + ")"
+            "("
+            + ", ".join([*(f"%({key})s" for key in keys), f"%(status_{i})s", f"%(count_{i})s", f"%(amount_{i})s"])
+            + ")"
             for i in range(rows)
         )
         upserts.append(
@@ -83,7 +87,7 @@ def _upsert_statement(rows: int) -> TextClause:
             "amount_total = t.amount_total + excluded.amount_total"
         )
     *first, last = upserts
-    return text("WITH " + ", ".join(f"u{i} AS ({sql})" for i, sql in enumerate(first)) + " " + last)
+    return "WITH " + ", ".join(f"u{i} AS ({sql})" for i, sql in enumerate(first)) + " " + last
 
 
 def totals_by_group_sql() -> str:

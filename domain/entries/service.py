@@ -6,14 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select, true
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from core.authz import Authorizer
 from core.settings import ApprovalSettings
+from core.sql import columns, row_of, sql_of, width
 from domain.approvals import service as approvals
 from domain.approvals.service import StepTimers, Submission
+from domain.approvals.store import pending_step_of
 from domain.audit.service import AuditContext, diff, record
 from domain.dashboard.aggregates import entry_status_changed
 from domain.entries.schemas import (
@@ -29,7 +30,8 @@ from domain.entries.schemas import (
     SortOrder,
 )
 from domain.errors import Forbidden, InvalidState, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
-from domain.models import ApprovalRequest, ApprovalStep, AuditLog, Entry, EntryKind, EntryStatus, User
+from domain.models import AuditLog, Entry, EntryKind, EntryStatus, User
+from domain.models.rows import EntryRow, RequestRow, StepRow
 from domain.users.visibility import visibility_for
 
 EDITABLE = frozenset({EntryStatus.DRAFT, EntryStatus.CHANGES_REQUESTED})
@@ -37,7 +39,7 @@ _AUDITED = ("amount", "currency", "category", "description", "entry_date", "sour
 _PARTY = {EntryKind.REVENUE: "source", EntryKind.EXPENSE: "vendor"}
 
 
-def _snapshot(entry: Entry) -> dict[str, Any]:
+def _snapshot(entry: EntryRow) -> dict[str, Any]:
     return {name: getattr(entry, name) for name in _AUDITED}
 
 
@@ -71,65 +73,92 @@ async def create_entry(
     kind: EntryKind,
     body: EntryCreate,
     context: AuditContext,
-) -> Entry:
+) -> EntryRow:
     fields = dict(body)  # raw values (model_dump would turn money into strings)
     if fields.get("currency") is None:
         fields["currency"] = settings.base_currency
     _check_kind_fields(kind, fields)
     _check_amount(settings, fields)
-    entry = Entry(kind=kind.value, owner_id=owner.id, status=EntryStatus.DRAFT, **fields)
-    session.add(entry)
-    await session.flush()
+    values = await (await sql_of(session)).one(
+        _INSERT,
+        (
+            kind.value,
+            owner.id,
+            fields["amount"],
+            fields["currency"],
+            fields["category"],
+            fields.get("description") or "",
+            fields["entry_date"],
+            fields.get("source"),
+            fields.get("vendor"),
+        ),
+    )
+    assert values is not None
+    entry = EntryRow(*values)
     await entry_status_changed(session, entry, None)
     await record(session, context, "entry.created", "entry", entry.id, diff({}, _snapshot(entry)))
     return entry
 
 
+_INSERT = (
+    "INSERT INTO entries (kind, owner_id, amount, currency, category, description, entry_date, source, vendor, "
+    f"status, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'draft', 1) RETURNING {columns(EntryRow)}"
+)
+_ENTRY = f"SELECT {columns(EntryRow, 'e')} FROM entries e WHERE e.id = %s AND e.kind = %s"
+_ENTRY_LOCKED = _ENTRY + " FOR UPDATE"
+
+
+async def reread(session: AsyncSession, entry: EntryRow) -> EntryRow:
+    """The entry as committed now."""
+    values = await (await sql_of(session)).one(_ENTRY, (entry.id, entry.kind))
+    if values is None:
+        raise NotFound(f"{entry.kind} entry not found", id=entry.id)
+    return EntryRow(*values)
+
+
 async def get_visible(
     session: AsyncSession, authorizer: Authorizer, viewer: User, kind: EntryKind, entry_id: int, *, lock: bool = False
-) -> Entry:
+) -> EntryRow:
     """An entry of this kind that the viewer may see; anything else (another kind, another team) is 404."""
-    statement = select(Entry).where(Entry.id == entry_id, Entry.kind == kind.value)
-    if lock:
-        statement = statement.with_for_update()
-    entry = await session.scalar(statement)
-    if entry is None:
+    values = await (await sql_of(session)).one(_ENTRY_LOCKED if lock else _ENTRY, (entry_id, kind.value))
+    if values is None:
         raise NotFound(f"{kind.value} entry not found", id=entry_id)
+    entry = EntryRow(*values)
     await _check_visible(session, authorizer, viewer, entry)
     return entry
 
 
+_FOR_DECISION = (
+    f"SELECT {columns(EntryRow, 'e')}, {columns(RequestRow, 'r')}, {columns(StepRow, 's')} FROM entries e "
+    "LEFT JOIN approval_requests r ON r.id = e.approval_request_id "
+    f"LEFT JOIN LATERAL ({pending_step_of('e.approval_request_id')}) s ON true WHERE e.id = %s AND e.kind = %s"
+)
+
+
 async def get_for_decision(
     session: AsyncSession, authorizer: Authorizer, viewer: User, kind: EntryKind, entry_id: int
-) -> tuple[Entry, ApprovalRequest | None, ApprovalStep | None]:
+) -> tuple[EntryRow, RequestRow | None, StepRow | None]:
     """An entry the viewer may see (as `get_visible`), with its approval request and pending step, in one read.
     The pending step's own approver or delegate sees the entry by that alone (what `_decides_on` would find), so a
     decision by them costs no visibility query."""
-    open_step = aliased(ApprovalStep, approvals.pending_step_of(Entry.approval_request_id).lateral("open_step"))
-    row = (
-        await session.execute(
-            select(Entry, ApprovalRequest, open_step)
-            .select_from(Entry)
-            .outerjoin(ApprovalRequest, ApprovalRequest.id == Entry.approval_request_id)
-            .outerjoin(open_step, true())
-            .where(Entry.id == entry_id, Entry.kind == kind.value)
-        )
-    ).one_or_none()
-    if row is None:
+    values = await (await sql_of(session)).one(_FOR_DECISION, (entry_id, kind.value))
+    if values is None:
         raise NotFound(f"{kind.value} entry not found", id=entry_id)
-    entry, request, step = row.tuple()
+    entry = EntryRow(*values[: width(EntryRow)])
+    request = row_of(RequestRow, values, width(EntryRow))
+    step = row_of(StepRow, values, width(EntryRow) + width(RequestRow))
     if step is None or viewer.id not in (step.approver_id, step.delegate_id):
         await _check_visible(session, authorizer, viewer, entry)
     return entry, request, step
 
 
-async def _check_visible(session: AsyncSession, authorizer: Authorizer, viewer: User, entry: Entry) -> None:
+async def _check_visible(session: AsyncSession, authorizer: Authorizer, viewer: User, entry: EntryRow) -> None:
     visibility = await visibility_for(session, authorizer, viewer)
     if not visibility.can_see(entry.owner_id) and not await _decides_on(session, entry, viewer):
         raise NotFound(f"{entry.kind} entry not found", id=entry.id)
 
 
-async def _decides_on(session: AsyncSession, entry: Entry, viewer: User) -> bool:
+async def _decides_on(session: AsyncSession, entry: EntryRow, viewer: User) -> bool:
     """Approvers (and delegates) outside the owner's tree still see what they are asked to decide."""
     if entry.approval_request_id is None:
         return False
@@ -215,7 +244,7 @@ def parse_if_match(value: str | None) -> int:
     return int(text)
 
 
-def _owned(entry: Entry, user: User, verb: str) -> None:
+def _owned(entry: EntryRow, user: User, verb: str) -> None:
     if entry.owner_id != user.id:
         raise Forbidden(f"only the entry's owner may {verb} it")
 
@@ -223,12 +252,13 @@ def _owned(entry: Entry, user: User, verb: str) -> None:
 async def update_entry(
     session: AsyncSession,
     settings: ApprovalSettings,
-    entry: Entry,
+    entry: EntryRow,
     user: User,
     body: EntryUpdate,
     if_match: str | None,
     context: AuditContext,
-) -> Entry:
+) -> EntryRow:
+    """Change the fields sent (the caller holds the entry's row lock). The version moves on with any change."""
     _owned(entry, user, "change")
     version = parse_if_match(if_match)
     if entry.status not in EDITABLE:
@@ -243,33 +273,42 @@ async def update_entry(
             raise ValidationFailed(f"{name} cannot be empty", field=name)
     _check_kind_fields(EntryKind(entry.kind), fields)
     _check_amount(settings, fields)
-    before = _snapshot(entry)
-    for name, value in fields.items():
-        setattr(entry, name, value)
-    await session.flush()  # the new version and updated_at come back with it (Entry's eager_defaults)
-    changes = diff(before, _snapshot(entry))
-    if changes:
-        await record(session, context, "entry.updated", "entry", entry.id, changes)
-    return entry
+    changed = {name: value for name, value in fields.items() if getattr(entry, name) != value}
+    if not changed:
+        return entry  # nothing to write: the version stays
+    assignments = ", ".join(f"{_EDITABLE_COLUMNS[name]} = %s" for name in changed)
+    values = await (await sql_of(session)).one(
+        f"UPDATE entries SET {assignments}, version = version + 1, updated_at = now() WHERE id = %s "
+        f"RETURNING {columns(EntryRow)}",
+        (*changed.values(), entry.id),
+    )
+    assert values is not None
+    updated = EntryRow(*values)
+    await record(session, context, "entry.updated", "entry", entry.id, diff(_snapshot(entry), _snapshot(updated)))
+    return updated
 
 
-async def delete_entry(session: AsyncSession, entry: Entry, user: User, context: AuditContext) -> None:
+# The columns an edit may set, by field name (the SQL names only these, whatever a body holds).
+_EDITABLE_COLUMNS = {
+    name: name for name in ("amount", "currency", "category", "description", "entry_date", "source", "vendor")
+}
+
+
+async def delete_entry(session: AsyncSession, entry: EntryRow, user: User, context: AuditContext) -> None:
     _owned(entry, user, "delete")
     if entry.status != EntryStatus.DRAFT:
         raise InvalidState(f"only a draft can be deleted; this entry is {entry.status}")
-    entry_id, before = entry.id, _snapshot(entry)
     await entry_status_changed(session, entry, EntryStatus.DRAFT)
-    await session.delete(entry)
-    await session.flush()
+    await (await sql_of(session)).run("DELETE FROM entries WHERE id = %s", (entry.id,))
     # The audit row comes last, as in every other transaction: its chain lock is always the last one taken.
-    await record(session, context, "entry.deleted", "entry", entry_id, diff(before, {}))
+    await record(session, context, "entry.deleted", "entry", entry.id, diff(_snapshot(entry), {}))
 
 
 async def submit_entry(
     session: AsyncSession,
     authorizer: Authorizer,
     settings: ApprovalSettings,
-    entry: Entry,
+    entry: EntryRow,
     user: User,
     workflow_id_for: Any,
     now: datetime,
@@ -281,13 +320,11 @@ async def submit_entry(
         raise InvalidState(f"only a draft can be submitted; this entry is {entry.status}", status=entry.status)
     if entry.currency != settings.base_currency:
         raise ValidationFailed(f"only the base currency {settings.base_currency} is accepted for now")
-    owner = await session.get(User, entry.owner_id)
-    assert owner is not None
     return await approvals.open_request(
         session,
         subject_kind=entry.kind,
         entry=entry,
-        requester=owner,
+        requester=user,  # the owner: only they submit
         title=entry.approval_title,
         justification=entry.description,
         amount=entry.amount,
@@ -310,7 +347,7 @@ async def _names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
     return {user_id: name for user_id, name in rows.tuples()}
 
 
-def _step_summary(step: ApprovalStep, names: dict[int, str]) -> str:
+def _step_summary(step: StepRow, names: dict[int, str]) -> str:
     approver = names.get(step.approver_id, f"user {step.approver_id}")
     if step.status == "pending":
         target = f"{names.get(step.delegate_id, '')} on behalf of {approver}" if step.delegate_id else approver

@@ -6,13 +6,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.sql import sql_of
 from domain.errors import NotFound, ValidationFailed
 from domain.models import Notification, NotificationPreference
 from domain.notifications.events import ALWAYS_EMAILED, CONFIGURABLE_EVENTS, EVENT_TYPES
+
+
+@dataclass(frozen=True)
+class Created:
+    """A notification `notify` created (or found already created under its key)."""
+
+    id: int
+    created: bool
 
 
 async def notify(
@@ -25,30 +35,23 @@ async def notify(
     link: str | None = None,
     data: dict[str, Any] | None = None,
     dedup_key: str | None = None,
-) -> Notification:
+) -> Created:
     """Create a notification once per `dedup_key` (a retried activity does not notify twice)."""
-    values = {
-        "user_id": user_id,
-        "event_type": event_type,
-        "title": title[:200],
-        "body": body,
-        "link": link,
-        "data": data or {},
-        "dedup_key": dedup_key,
-    }
-    statement = (
-        insert(Notification)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(Notification)
-    )
-    created = await session.scalar(statement, execution_options={"populate_existing": True})
+    sql = await sql_of(session)
+    params = (user_id, event_type, title[:200], body, link, Jsonb(data or {}), dedup_key)
+    created = await sql.scalar(_INSERT, params)
     if created is not None:
-        return created
-    # Already created under this key (a retried activity): hand back the existing row.
-    found = await session.scalar(select(Notification).where(Notification.dedup_key == dedup_key))
+        return Created(int(created), True)
+    # Already created under this key (a retried activity): the existing row.
+    found = await sql.scalar("SELECT id FROM notifications WHERE dedup_key = %s", (dedup_key,))
     assert found is not None
-    return found
+    return Created(int(found), False)
+
+
+_INSERT = (
+    "INSERT INTO notifications (user_id, event_type, title, body, link, data, dedup_key) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
+)
 
 
 # --- reading and marking (a user only ever sees their own) ------------------------------------------
@@ -179,11 +182,8 @@ async def users_without_email(session: AsyncSession, user_ids: list[int], event_
     """Among `user_ids`, those who turned email off for `event_type`."""
     if event_type is None or event_type in ALWAYS_EMAILED or not user_ids:
         return set()
-    rows = await session.scalars(
-        select(NotificationPreference.user_id).where(
-            NotificationPreference.user_id.in_(user_ids),
-            NotificationPreference.event_type == event_type,
-            NotificationPreference.email.is_(False),
-        )
+    rows = await (await sql_of(session)).all(
+        "SELECT user_id FROM notification_preferences WHERE user_id = ANY(%s) AND event_type = %s AND NOT email",
+        (list(user_ids), event_type),
     )
-    return set(rows)
+    return {row[0] for row in rows}

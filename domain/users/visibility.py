@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, literal, select
+from sqlalchemy import ColumnElement, literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.authz import Authorizer
+from core.sql import sql_of
 from domain.models import User
 
 
@@ -38,10 +39,15 @@ class Visibility:
 
 
 async def subtree_ids(session: AsyncSession, root_id: int) -> set[int]:
-    """The user and everyone below them in the manager tree (recursive, cycle-safe)."""
-    tree = select(User.id).where(User.id == root_id).cte("tree", recursive=True)
-    tree = tree.union(select(User.id).join(tree, User.manager_id == tree.c.id))
-    return set((await session.scalars(select(tree.c.id))).all())
+    """The user and everyone below them in the manager tree (recursive; UNION makes it cycle-safe)."""
+    rows = await (await sql_of(session)).all(_SUBTREE, (root_id,))
+    return {row[0] for row in rows}
+
+
+_SUBTREE = (
+    "WITH RECURSIVE tree(id) AS (SELECT id FROM users WHERE id = %s "
+    "UNION SELECT u.id FROM users u JOIN tree ON u.manager_id = tree.id) SELECT id FROM tree"
+)
 
 
 async def visibility_for(
@@ -54,16 +60,24 @@ async def visibility_for(
     return Visibility(user.id, False, frozenset({user.id}))
 
 
-async def manager_chain(session: AsyncSession, user_id: int) -> list[User]:
-    """The user's managers from the nearest upwards (stops at a cycle, which the user service forbids anyway)."""
-    chain: list[User] = []
-    seen = {user_id}
-    current = await session.get(User, user_id)
-    while current is not None and current.manager_id is not None and current.manager_id not in seen:
-        manager = await session.get(User, current.manager_id)
-        if manager is None:
-            break
-        chain.append(manager)
-        seen.add(manager.id)
-        current = manager
-    return chain
+@dataclass(frozen=True)
+class Manager:
+    id: int
+    role: str
+    is_active: bool
+
+
+async def manager_chain(session: AsyncSession, user_id: int) -> list[Manager]:
+    """The user's managers from the nearest upwards, in one query (stops at a cycle, which the user service forbids
+    anyway)."""
+    rows = await (await sql_of(session)).all(_MANAGERS, (user_id,))
+    return [Manager(*row) for row in rows]
+
+
+_MANAGERS = (
+    "WITH RECURSIVE up(id, manager_id, role, is_active, depth, seen) AS ("
+    "SELECT id, manager_id, role, is_active, 0, ARRAY[id] FROM users WHERE id = %s "
+    "UNION ALL SELECT u.id, u.manager_id, u.role, u.is_active, up.depth + 1, up.seen || u.id "
+    "FROM users u JOIN up ON u.id = up.manager_id WHERE u.id <> ALL(up.seen)) "
+    "SELECT id, role, is_active FROM up WHERE depth > 0 ORDER BY depth"
+)
