@@ -21,6 +21,7 @@ from core.storage import ObjectStorage
 from domain.audit.service import AuditContext
 from domain.errors import Forbidden, Unauthorized
 from domain.models import User
+from domain.users.caller import load_user
 
 F = TypeVar("F", bound=Callable[..., Any])
 _READ_ONLY = "__read_only_route__"
@@ -96,7 +97,7 @@ async def _current_user(
         raise Unauthorized("invalid or expired token") from exc
     # The role, active flag and token version come from the database on every request, so demotion,
     # deactivation and logout take effect on the very next call.
-    user = await session.get(User, claims.user_id)
+    user = await load_user(session, claims.user_id)
     if user is None or not user.is_active or user.token_version != claims.token_version:
         raise Unauthorized("invalid or expired token")
     request.state.user = user
