@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from activities.deps import ActivityDeps
-from core.security import issue_token
+from core.security import InvalidToken, decode_token, issue_token
 from core.settings import Settings
 from domain.models import AuditLog, RefreshToken, User
 from tests.conftest import MakeUser
@@ -162,3 +163,14 @@ async def test_an_access_token_is_not_a_refresh_token(client: httpx.AsyncClient,
     session = await tokens(client, org.employee.username)
     refused = await client.post("/api/v1/auth/refresh", json={"refresh_token": session["access_token"]})
     assert refused.status_code == 401
+
+
+def test_a_token_expires_even_after_it_was_accepted(settings: Settings) -> None:
+    """Verified tokens are remembered (core/security.py); their expiry is checked on every use all the same."""
+    token, _ = issue_token(
+        settings.auth, user_id=1, token_type="access", token_version=0, lifetime=timedelta(seconds=1)
+    )
+    assert decode_token(settings.auth, token, "access").user_id == 1
+    time.sleep(1.1)
+    with pytest.raises(InvalidToken, match="expired"):
+        decode_token(settings.auth, token, "access")
