@@ -36,14 +36,15 @@ def _feature_routers() -> list[APIRouter]:
     Order matters where paths overlap: the /users/me/... routers come before /users/{id}.
     """
     routers: list[APIRouter] = []
+    # --- entries, approvals, delegation: the busiest routes first, as a request is matched against every route
+    # before its own, one at a time (none of these paths overlaps another router's) ---
+    from api.routes import approvals, delegation, entries
+
+    routers += [entries.expenses_router, entries.revenue_router, approvals.router, delegation.router]
     # --- identity: auth, users, admin policies ---
     from api.routes import admin_policies, auth, users
 
     routers += [auth.router, users.router, admin_policies.router]
-    # --- entries, approvals, delegation ---
-    from api.routes import approvals, delegation, entries
-
-    routers += [delegation.router, entries.revenue_router, entries.expenses_router, approvals.router]
     # --- notifications, preferences, audit ---
     from api.routes import admin_audit, notification_preferences, notifications
 
