@@ -40,7 +40,7 @@ from activities.deps import ActivityDeps
 from core.mail import OutgoingMail
 from core.sql import sql_of
 from domain.mail.rendering import EmailRenderer, TemplateError
-from domain.notifications.service import users_without_email
+from domain.notifications.service import email_users
 from workflows.contracts import EmailJob, EmailResult
 
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
@@ -53,17 +53,8 @@ _CLAIM = (
     "INSERT INTO sent_emails (message_id, recipients, subject, sent_at) VALUES (%s, %s, %s, %s) "
     "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
 )
-_USERS = "SELECT id, email, full_name, is_active FROM users WHERE id = ANY(%s)"
 # Statements on the session (SQLAlchemy) or on its plain connection (psycopg) fail with either.
 _DATABASE_ERRORS = (SQLAlchemyError, psycopg.Error)
-
-
-@dataclass(frozen=True)
-class _User:
-    id: int
-    email: str
-    full_name: str
-    is_active: bool
 
 
 @dataclass(frozen=True)
@@ -113,9 +104,7 @@ class Mailer:
         recipients: list[Recipient] = []
         seen: set[str] = set()
         if job.to_user_ids:
-            sql = await sql_of(session)
-            users = {row[0]: _User(*row) for row in await sql.all(_USERS, (sorted(set(job.to_user_ids)),))}
-            opted_out = await users_without_email(session, list(users), job.event_type)
+            users = await email_users(session, job.to_user_ids, job.event_type)
             for user_id in dict.fromkeys(job.to_user_ids):
                 key = f"user:{user_id}"
                 user = users.get(user_id)
@@ -123,7 +112,7 @@ class Mailer:
                     result.skipped[key] = "no such user"
                 elif not user.is_active:
                     result.skipped[key] = "user is deactivated"
-                elif user_id in opted_out:
+                elif not user.wants_email:
                     result.skipped[key] = f"email turned off for {job.event_type}"
                 elif user.email.lower() not in seen:
                     seen.add(user.email.lower())

@@ -90,11 +90,15 @@ class FileTransport:
         self.sender = sender
 
     def send(self, mail: OutgoingMail) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9._-]", "_", mail.message_id or mail.subject)[:150]
         path = self.folder / f"{name}.eml"
         partial = path.with_suffix(".partial")
-        partial.write_bytes(build_message(mail, self.sender).as_bytes())
+        content = build_message(mail, self.sender).as_bytes()
+        try:
+            partial.write_bytes(content)
+        except FileNotFoundError:  # the folder is made on first use (or again, if it was removed meanwhile)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(content)
         partial.replace(path)
 
 

@@ -178,12 +178,25 @@ async def set_email_preferences(
     return before, {**before, **changes}
 
 
-async def users_without_email(session: AsyncSession, user_ids: list[int], event_type: str | None) -> set[int]:
-    """Among `user_ids`, those who turned email off for `event_type`."""
-    if event_type is None or event_type in ALWAYS_EMAILED or not user_ids:
-        return set()
-    rows = await (await sql_of(session)).all(
-        "SELECT user_id FROM notification_preferences WHERE user_id = ANY(%s) AND event_type = %s AND NOT email",
-        (list(user_ids), event_type),
-    )
-    return {row[0] for row in rows}
+@dataclass(frozen=True)
+class EmailUser:
+    id: int
+    email: str
+    full_name: str
+    is_active: bool
+    wants_email: bool  # False when they turned email off for the event type asked about
+
+
+_EMAIL_USERS = (
+    "SELECT u.id, u.email, u.full_name, u.is_active, NOT EXISTS (SELECT 1 FROM notification_preferences p"
+    " WHERE p.user_id = u.id AND p.event_type = %s AND NOT p.email) FROM users u WHERE u.id = ANY(%s)"
+)
+
+
+async def email_users(session: AsyncSession, user_ids: list[int], event_type: str | None) -> dict[int, EmailUser]:
+    """The users among `user_ids` that exist, by id, with whether they want email for `event_type` (one query)."""
+    if not user_ids:
+        return {}
+    asked = None if event_type in ALWAYS_EMAILED else event_type  # NULL matches no preference: everyone wants it
+    rows = await (await sql_of(session)).all(_EMAIL_USERS, (asked, sorted(set(user_ids))))
+    return {row[0]: EmailUser(*row) for row in rows}
