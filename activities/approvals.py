@@ -1,4 +1,4 @@
-"""The approval workflow's activities: each opens a session, runs one domain transition, commits.
+"""The approval workflow's activities: each runs one domain transition in one transaction, and commits.
 
 Every transition is idempotent (a retry after a commit changes nothing and answers the same), and domain
 refusals become non-retryable ApplicationErrors whose type the workflow and the API understand.
@@ -13,12 +13,13 @@ from typing import TypeVar
 
 import psycopg
 from sqlalchemy.exc import DataError
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from activities.notifications import Mailer, Recipient
+from core.db import plain_transaction
+from core.sql import Sql
 from domain.approvals import service
 from domain.approvals.chain import Link
 from domain.approvals.service import StepTimers, Transition
@@ -88,12 +89,11 @@ class ApprovalActivities:
         self.mailer = Mailer(deps)
         self._deliveries: set[asyncio.Task[list[str]]] = set()  # inline deliveries still finishing after their budget
 
-    async def _transition(self, work: Callable[[AsyncSession], Awaitable[Transition]]) -> DecisionOutcome:
+    async def _transition(self, work: Callable[[Sql], Awaitable[Transition]]) -> DecisionOutcome:
         try:
-            async with self.deps.sessions() as session:
-                outcome = outcome_of(await work(session))
-                mail = [await self._mail(session, notice.key, notice.email_job()) for notice in outcome.notices]
-                await session.commit()
+            async with plain_transaction(self.deps.sessions) as sql:
+                outcome = outcome_of(await work(sql))
+                mail = [await self._mail(sql, notice.key, notice.email_job()) for notice in outcome.notices]
         except DomainError as error:
             # Permanent: the request is not in a state for this transition. Retrying will not change that.
             raise ApplicationError(error.message, error.details, type=error_type(error), non_retryable=True) from error
@@ -107,9 +107,9 @@ class ApprovalActivities:
         outcome.emailed = await self._deliver(mail)
         return outcome
 
-    async def _mail(self, session: AsyncSession, notice_key: str, job: EmailJob) -> _Mail:
+    async def _mail(self, sql: Sql, notice_key: str, job: EmailJob) -> _Mail:
         result = EmailResult()
-        return _Mail(notice_key, job, await self.mailer.recipients(session, job, result), result)
+        return _Mail(notice_key, job, await self.mailer.recipients(sql, job, result), result)
 
     async def _deliver(self, mail: list[_Mail]) -> list[str]:
         """Send the committed transition's emails now, which spares most approvals a separate email activity; the

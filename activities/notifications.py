@@ -32,13 +32,13 @@ from pathlib import PurePosixPath
 
 import psycopg
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
+from core.db import plain_transaction
 from core.mail import OutgoingMail
-from core.sql import sql_of
+from core.sql import Db
 from domain.mail.rendering import EmailRenderer, TemplateError
 from domain.notifications.service import email_users
 from workflows.contracts import EmailJob, EmailResult
@@ -99,7 +99,7 @@ class Mailer:
         self.deps = deps
         self.renderer = EmailRenderer(base_url=deps.settings.public_base_url, app_name=deps.settings.app_name)
 
-    async def recipients(self, session: AsyncSession, job: EmailJob, result: EmailResult) -> list[Recipient]:
+    async def recipients(self, session: Db, job: EmailJob, result: EmailResult) -> list[Recipient]:
         """Who gets the job's email (read in `session`); who does not, and why, goes to `result.skipped`."""
         recipients: list[Recipient] = []
         seen: set[str] = set()
@@ -151,8 +151,8 @@ class Mailer:
         ledger_row = (mail.message_id, address, mail.subject[:300], datetime.now(UTC))
         sent = False
         try:
-            async with self.deps.sessions() as session, session.begin():
-                claimed = await (await sql_of(session)).scalar(_CLAIM, ledger_row)
+            async with plain_transaction(self.deps.sessions) as sql:
+                claimed = await sql.scalar(_CLAIM, ledger_row)
                 if claimed is None:
                     return False
                 # Still inside the transaction: the ledger row commits only if the server accepted the message.
@@ -171,8 +171,8 @@ class Mailer:
         delay = 0.2
         for _ in range(_LEDGER_REWRITE_ATTEMPTS):
             try:
-                async with self.deps.sessions() as session, session.begin():
-                    await (await sql_of(session)).run(_CLAIM, ledger_row)
+                async with plain_transaction(self.deps.sessions) as sql:
+                    await sql.run(_CLAIM, ledger_row)
                 return
             except _DATABASE_ERRORS:
                 _heartbeat()

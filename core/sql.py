@@ -78,8 +78,13 @@ class Sql:
         return cursor.rowcount
 
 
-async def sql_of(session: AsyncSession) -> Sql:
-    return Sql(await connection_of(session))
+# What the plain-SQL functions take: a session (their statements join its transaction) or the Sql of a plain
+# transaction (core.db.plain_transaction, the worker's transitions: no ORM session at all).
+Db = AsyncSession | Sql
+
+
+async def sql_of(db: Db) -> Sql:
+    return db if isinstance(db, Sql) else Sql(await connection_of(db))
 
 
 @functools.cache

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from core.sql import Db
 from domain.approvals.store import People
 from domain.models import RequestStatus
 from domain.models.rows import EntryRow, RequestRow, StepRow
@@ -63,7 +62,7 @@ def _key(request: RequestRow, event: str, *parts: object) -> str:
 class Notifier:
     """Notices about one request, in the transition's transaction: `entry` and `people` fill in what emails show."""
 
-    session: AsyncSession
+    session: Db
     request: RequestRow
     entry: EntryRow | None
     people: People

@@ -16,11 +16,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from core.authz import Authorizer
 from core.settings import ApprovalSettings
-from core.sql import Sql, sql_of, width
+from core.sql import Db, Sql, sql_of, width
 from domain.approvals import store
 from domain.approvals.chain import (
     Candidate,
@@ -124,19 +122,19 @@ def _chain_json(chain: list[Link]) -> list[dict[str, Any]]:
     return [{"level": k.level, "approver_id": k.approver_id, "role": k.role, "limit": k.limit} for k in chain]
 
 
-async def get_request(session: AsyncSession, request_id: int, *, lock: bool = False) -> RequestRow:
+async def get_request(session: Db, request_id: int, *, lock: bool = False) -> RequestRow:
     return await store.request(await sql_of(session), request_id, lock=lock)
 
 
-async def pending_step(session: AsyncSession, request_id: int) -> StepRow | None:
+async def pending_step(session: Db, request_id: int) -> StepRow | None:
     return await store.pending_step(await sql_of(session), request_id)
 
 
-async def steps_of(session: AsyncSession, request_id: int) -> list[StepRow]:
+async def steps_of(session: Db, request_id: int) -> list[StepRow]:
     return await store.steps_of(await sql_of(session), request_id)
 
 
-async def acting_for(session: AsyncSession, step: StepRow, actor: User, requester_id: int, now: datetime) -> int | None:
+async def acting_for(session: Db, step: StepRow, actor: User, requester_id: int, now: datetime) -> int | None:
     """Whether `actor` may decide `step`: None when they are its approver, the approver's id when they decide as
     the approver's active delegate. Raises Forbidden otherwise (one's own request included, superadmin too)."""
     if actor.id == requester_id:
@@ -149,7 +147,7 @@ async def acting_for(session: AsyncSession, step: StepRow, actor: User, requeste
     raise Forbidden("this step waits on another approver")
 
 
-async def _candidates(session: AsyncSession, user_id: int) -> list[Candidate]:
+async def _candidates(session: Db, user_id: int) -> list[Candidate]:
     return [Candidate(manager.id, manager.role, manager.is_active) for manager in await manager_chain(session, user_id)]
 
 
@@ -204,7 +202,7 @@ def _acting(context: AuditContext, request: RequestRow, actor_id: int | None = N
 class _Work:
     """A transition of one request in one transaction: the request as it now stands, its entry and the people named."""
 
-    session: AsyncSession
+    session: Db
     sql: Sql
     request: RequestRow
     entry: EntryRow | None
@@ -213,9 +211,7 @@ class _Work:
     now: datetime
 
     @classmethod
-    async def of(
-        cls, session: AsyncSession, request: RequestRow, entry: EntryRow | None, limits: Limits, now: datetime
-    ) -> _Work:
+    async def of(cls, session: Db, request: RequestRow, entry: EntryRow | None, limits: Limits, now: datetime) -> _Work:
         sql = await sql_of(session)
         return cls(session, sql, request, entry, People(sql), limits, now)
 
@@ -314,7 +310,7 @@ def _rule_for(link: Link) -> str:
 
 
 async def open_request(
-    session: AsyncSession,
+    session: Db,
     *,
     subject_kind: str,
     entry: EntryRow | None,
@@ -384,7 +380,7 @@ async def open_request(
     return Submission(request, work.entry, chain, first_view, rule, limits, restarted)
 
 
-async def undo_submission(session: AsyncSession, request_id: int, reason: str, context: AuditContext) -> RequestRow:
+async def undo_submission(session: Db, request_id: int, reason: str, context: AuditContext) -> RequestRow:
     """The workflow could not start: put the entry back to draft (generic requests end withdrawn)."""
     sql = await sql_of(session)
     request = await store.request(sql, request_id, lock=True)
@@ -413,7 +409,7 @@ async def undo_submission(session: AsyncSession, request_id: int, reason: str, c
 
 
 async def record_decision(
-    session: AsyncSession,
+    session: Db,
     *,
     request_id: int,
     step_id: int,
@@ -483,7 +479,7 @@ async def _replayed_decision(work: _Work, step: StepRow, comment: str | None) ->
     return await work.current(decided_step_id=step.id, notices=notices, open_step=following)
 
 
-async def announce_first_step(session: AsyncSession, request_id: int, limits: Limits, now: datetime) -> Transition:
+async def announce_first_step(session: Db, request_id: int, limits: Limits, now: datetime) -> Transition:
     """Notify the first approver (run by the workflow once it has started, so a failed start notifies nobody)."""
     sql = await sql_of(session)
     request, step, entry = await store.request_with_open_step(sql, request_id)
@@ -495,9 +491,7 @@ async def announce_first_step(session: AsyncSession, request_id: int, limits: Li
     return await work.current(changed=False, notices=notices, open_step=step)
 
 
-async def remind_step(
-    session: AsyncSession, request_id: int, step_id: int, limits: Limits, now: datetime
-) -> Transition:
+async def remind_step(session: Db, request_id: int, step_id: int, limits: Limits, now: datetime) -> Transition:
     sql = await sql_of(session)
     work = await _Work.of(session, await store.request(sql, request_id, lock=True), None, limits, now)
     step = await store.step(sql, step_id)
@@ -516,7 +510,7 @@ async def remind_step(
 
 
 async def escalate_step(
-    session: AsyncSession, request_id: int, step_id: int, limits: Limits, now: datetime, timers: StepTimers
+    session: Db, request_id: int, step_id: int, limits: Limits, now: datetime, timers: StepTimers
 ) -> Transition:
     """Move an overdue step to the next approver up the hierarchy (the step's approver's manager with a limit)."""
     sql = await sql_of(session)
@@ -546,7 +540,7 @@ async def escalate_step(
     return await work.current(notices=notices, open_step=new_step)
 
 
-async def expire_request(session: AsyncSession, request_id: int, limits: Limits, now: datetime) -> Transition:
+async def expire_request(session: Db, request_id: int, limits: Limits, now: datetime) -> Transition:
     sql = await sql_of(session)
     work = await _Work.of(session, await store.request(sql, request_id, lock=True), None, limits, now)
     request = work.request
@@ -568,7 +562,7 @@ async def expire_request(session: AsyncSession, request_id: int, limits: Limits,
 
 
 async def withdraw_request(
-    session: AsyncSession, request_id: int, actor_id: int, limits: Limits, now: datetime, context: AuditContext
+    session: Db, request_id: int, actor_id: int, limits: Limits, now: datetime, context: AuditContext
 ) -> Transition:
     sql = await sql_of(session)
     work = await _Work.of(session, await store.request(sql, request_id, lock=True), None, limits, now)
@@ -591,7 +585,7 @@ async def withdraw_request(
 
 
 async def open_round(
-    session: AsyncSession,
+    session: Db,
     request_id: int,
     round_number: int,
     actor_id: int,
@@ -645,7 +639,7 @@ async def open_round(
 
 
 async def reroute_step(
-    session: AsyncSession,
+    session: Db,
     request_id: int,
     step_id: int,
     delegate_id: int | None,
@@ -695,7 +689,7 @@ _MINE = f" AND r.requester_id <> %(user_id)s AND (s.approver_id = %(user_id)s OR
 
 
 async def inbox(
-    session: AsyncSession, user_id: int | None, now: datetime, limit: int, offset: int
+    session: Db, user_id: int | None, now: datetime, limit: int, offset: int
 ) -> tuple[list[tuple[StepRow, RequestRow]], int]:
     """Pending steps waiting on `user_id` (as approver or active delegate); every pending step when None."""
     sql = await sql_of(session)
@@ -717,7 +711,7 @@ _PARTICIPANT = (
 )
 
 
-async def is_participant(session: AsyncSession, request_id: int, user_id: int, now: datetime) -> bool:
+async def is_participant(session: Db, request_id: int, user_id: int, now: datetime) -> bool:
     """Whether the user is (or was) an approver or delegate of one of the request's steps."""
     found = await (await sql_of(session)).one(_PARTICIPANT, {"request_id": request_id, "user_id": user_id, "now": now})
     return found is not None
@@ -727,7 +721,7 @@ async def is_participant(session: AsyncSession, request_id: int, user_id: int, n
 
 
 async def create_generic_request(
-    session: AsyncSession,
+    session: Db,
     authorizer: Authorizer,
     settings: ApprovalSettings,
     requester: User,
@@ -759,7 +753,7 @@ async def create_generic_request(
 
 
 async def visible_request(
-    session: AsyncSession, authorizer: Authorizer, viewer: User, request_id: int, now: datetime
+    session: Db, authorizer: Authorizer, viewer: User, request_id: int, now: datetime
 ) -> RequestRow:
     """A request the viewer may see: their own, their team's, one they decide on, or any with `approval read_all`.
     Anything else is 404, so its existence does not leak."""

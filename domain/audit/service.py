@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.sql import sql_of
+from core.sql import Db, sql_of
 from domain.models import AuditLog
 
 GENESIS_HASH = "0" * 64
@@ -92,7 +92,7 @@ def _clip(value: object | None, length: int) -> str | None:
 
 
 async def record(
-    session: AsyncSession,
+    session: Db,
     context: AuditContext,
     action: str,
     resource_type: str,

@@ -20,7 +20,7 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.sql import sql_of
+from core.sql import Db, sql_of
 from domain.models import Entry, EntryStatus
 from domain.models.rows import EntryRow
 
@@ -35,7 +35,7 @@ def month_of(day: date) -> date:
     return day.replace(day=1)
 
 
-async def entry_status_changed(session: AsyncSession, entry: Entry | EntryRow, old_status: str | None) -> None:
+async def entry_status_changed(session: Db, entry: Entry | EntryRow, old_status: str | None) -> None:
     """Move the entry's amount from its old status bucket to its new one (`old_status` None: a new entry), in
     `dashboard_entry_totals`, `dashboard_owner_totals` and `dashboard_category_totals` (always in that order)."""
     new_status = entry.status

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.sql import sql_of
+from core.sql import Db, sql_of
 from domain.errors import NotFound, ValidationFailed
 from domain.models import Notification, NotificationPreference
 from domain.notifications.events import ALWAYS_EMAILED, CONFIGURABLE_EVENTS, EVENT_TYPES
@@ -26,7 +26,7 @@ class Created:
 
 
 async def notify(
-    session: AsyncSession,
+    session: Db,
     *,
     user_id: int,
     event_type: str,
@@ -193,7 +193,7 @@ _EMAIL_USERS = (
 )
 
 
-async def email_users(session: AsyncSession, user_ids: list[int], event_type: str | None) -> dict[int, EmailUser]:
+async def email_users(session: Db, user_ids: list[int], event_type: str | None) -> dict[int, EmailUser]:
     """The users among `user_ids` that exist, by id, with whether they want email for `event_type` (one query)."""
     if not user_ids:
         return {}

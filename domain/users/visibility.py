@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, literal
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.authz import Authorizer
-from core.sql import sql_of
+from core.sql import Db, sql_of
 from domain.models import User
 
 
@@ -38,7 +37,7 @@ class Visibility:
         return {"kind": "owners", "viewer_id": self.viewer_id, "owner_ids": sorted(self.owner_ids)}
 
 
-async def subtree_ids(session: AsyncSession, root_id: int) -> set[int]:
+async def subtree_ids(session: Db, root_id: int) -> set[int]:
     """The user and everyone below them in the manager tree (recursive; UNION makes it cycle-safe)."""
     rows = await (await sql_of(session)).all(_SUBTREE, (root_id,))
     return {row[0] for row in rows}
@@ -50,9 +49,7 @@ _SUBTREE = (
 )
 
 
-async def visibility_for(
-    session: AsyncSession, authorizer: Authorizer, user: User, resource: str = "entry"
-) -> Visibility:
+async def visibility_for(session: Db, authorizer: Authorizer, user: User, resource: str = "entry") -> Visibility:
     if authorizer.allows(user.role, resource, "read_all"):
         return Visibility(user.id, True, frozenset())
     if authorizer.allows(user.role, "user", "read_team"):
@@ -67,7 +64,7 @@ class Manager:
     is_active: bool
 
 
-async def manager_chain(session: AsyncSession, user_id: int) -> list[Manager]:
+async def manager_chain(session: Db, user_id: int) -> list[Manager]:
     """The user's managers from the nearest upwards, in one query (stops at a cycle, which the user service forbids
     anyway)."""
     rows = await (await sql_of(session)).all(_MANAGERS, (user_id,))
