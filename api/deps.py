@@ -25,6 +25,8 @@ from domain.users.caller import load_user
 
 F = TypeVar("F", bound=Callable[..., Any])
 _READ_ONLY = "__read_only_route__"
+_KEY_ONLY = "__writes_only_its_idempotency_key__"
+IDEMPOTENCY_HEADER = "idempotency-key"
 
 
 @dataclass
@@ -63,11 +65,27 @@ def is_read_only(endpoint: object) -> bool:
     return getattr(endpoint, _READ_ONLY, False) is True
 
 
+def writes_only_its_idempotency_key(endpoint: F) -> F:
+    """Mark a route whose only write is its Idempotency-Key claim: a decision or an owner's action, which the
+    workflow's activity records. Called without a key it writes nothing, and its reads run in autocommit as a
+    `read_only` route's do (no BEGIN and COMMIT round trips); with a key, in a transaction."""
+    setattr(endpoint, _KEY_ONLY, True)
+    return endpoint
+
+
+def _autocommit(request: Request) -> bool:
+    endpoint = request.scope.get("endpoint")
+    if is_read_only(endpoint):
+        return True
+    return getattr(endpoint, _KEY_ONLY, False) is True and IDEMPOTENCY_HEADER not in request.headers
+
+
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request owns the transaction: commit when the handler returns, before the response goes out. A
-    `read_only` route's session has none: each of its statements commits on its own."""
+    `read_only` route's session has none, nor has a keyless call of one that `writes_only_its_idempotency_key`:
+    each of their statements commits on its own."""
     factory = services(request).sessions
-    if is_read_only(request.scope.get("endpoint")):
+    if _autocommit(request):
         factory = autocommit_sessions(factory)
     async with factory() as session:
         try:

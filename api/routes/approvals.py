@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import idempotency
 from api.approval_workflows import ApprovalWorkflows, audit_info, decision_for, workflow_url
-from api.deps import AppServices, Authorize, Grant, ServicesDep, SessionDep
+from api.deps import AppServices, Authorize, Grant, ServicesDep, SessionDep, writes_only_its_idempotency_key
 from api.idempotency import IdempotencyKey
 from domain.approvals import service as approvals
 from domain.approvals.notices import link_for
@@ -173,6 +173,7 @@ async def _decide(
 
 
 @router.post("/{request_id:int}/approve", summary="Approve the step waiting on you", response_model=ApprovalRequestOut)
+@writes_only_its_idempotency_key
 async def approve(
     request_id: int,
     session: SessionDep,
@@ -186,6 +187,7 @@ async def approve(
 
 
 @router.post("/{request_id:int}/reject", summary="Reject (a reason is required)", response_model=ApprovalRequestOut)
+@writes_only_its_idempotency_key
 async def reject(
     request_id: int,
     body: RejectBody,
@@ -202,6 +204,7 @@ async def reject(
     summary="Return to the requester for changes",
     response_model=ApprovalRequestOut,
 )
+@writes_only_its_idempotency_key
 async def request_changes(
     request_id: int,
     body: ChangesBody,
@@ -231,6 +234,7 @@ async def _owner_action(
 
 
 @router.post("/{request_id:int}/withdraw", summary="Withdraw one's own request", response_model=ApprovalRequestOut)
+@writes_only_its_idempotency_key
 async def withdraw(
     request_id: int, session: SessionDep, services: ServicesDep, grant: Create, key: IdempotencyKey = None
 ) -> Any:
@@ -242,6 +246,7 @@ async def withdraw(
     summary="Resubmit one's request after changes were asked (a new round)",
     response_model=ApprovalRequestOut,
 )
+@writes_only_its_idempotency_key
 async def resubmit(
     request_id: int, session: SessionDep, services: ServicesDep, grant: Create, key: IdempotencyKey = None
 ) -> Any:

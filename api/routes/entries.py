@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import idempotency
 from api.approval_workflows import ApprovalWorkflows, audit_info, decision_for, workflow_url
-from api.deps import AppServices, Authorize, Grant, ServicesDep, SessionDep, read_only
+from api.deps import AppServices, Authorize, Grant, ServicesDep, SessionDep, read_only, writes_only_its_idempotency_key
 from api.idempotency import IdempotencyKey
 from domain.approvals import service as approvals
 from domain.entries import service
@@ -221,6 +221,7 @@ def build_router(kind: EntryKind) -> APIRouter:
         return out
 
     @router.post("/{entry_id:int}/approve", summary="Approve the step waiting on you", response_model=EntryOut)
+    @writes_only_its_idempotency_key
     async def approve(
         entry_id: int,
         response: Response,
@@ -236,6 +237,7 @@ def build_router(kind: EntryKind) -> APIRouter:
         return await decide(entry_id, "approve", comment, response, session, services, grant, key, {"comment": comment})
 
     @router.post("/{entry_id:int}/reject", summary="Reject (a reason is required)", response_model=EntryOut)
+    @writes_only_its_idempotency_key
     async def reject(
         entry_id: int,
         body: RejectBody,
@@ -250,6 +252,7 @@ def build_router(kind: EntryKind) -> APIRouter:
     @router.post(
         "/{entry_id:int}/request-changes", summary="Return the entry to its owner for changes", response_model=EntryOut
     )
+    @writes_only_its_idempotency_key
     async def request_changes(
         entry_id: int,
         body: ChangesBody,
@@ -264,6 +267,7 @@ def build_router(kind: EntryKind) -> APIRouter:
         )
 
     @router.post("/{entry_id:int}/withdraw", summary="Withdraw a pending entry (owner)", response_model=EntryOut)
+    @writes_only_its_idempotency_key
     async def withdraw(
         entry_id: int,
         response: Response,

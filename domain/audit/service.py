@@ -101,6 +101,10 @@ async def record(
 ) -> AuditLog:
     """Append one audit row in the caller's transaction (it becomes visible when the caller commits)."""
     sql = await sql_of(session)
+    if sql.connection.autocommit:
+        # The chain's lock would end with this statement and the row's insert would take its own: the chain could
+        # fork. Audited work runs in a transaction (never in a read_only route's autocommit session).
+        raise RuntimeError("audit rows must be written inside a transaction")
     # The row's id is drawn under the lock (the function in FROM runs before the select list), so ids follow the
     # chain's order.
     locked = await sql.one(_LOCK, (_CHAIN_LOCK_KEY,))

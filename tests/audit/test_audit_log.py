@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.deps import ActivityDeps
-from core.db import create_engine, session_factory
+from core.db import autocommit_sessions, create_engine, session_factory
 from core.settings import PROJECT_ROOT, DatabaseSettings
 from domain.audit.service import GENESIS_HASH, AuditContext, record, verify_chain
 from domain.models import AuditLog
@@ -207,6 +207,16 @@ async def test_writing_under_repeatable_read_is_refused(activity_deps: ActivityD
         await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
         with pytest.raises(RuntimeError, match="READ COMMITTED"):
             await record(session, AuditContext(), "entry.create", "entry", 1)
+
+
+async def test_writing_outside_a_transaction_is_refused(activity_deps: ActivityDeps) -> None:
+    """An autocommit session (a read-only route's, a keyless decision's) would release the chain's lock between
+    the lock and the insert."""
+    async with autocommit_sessions(activity_deps.sessions)() as session:
+        with pytest.raises(RuntimeError, match="inside a transaction"):
+            await record(session, AuditContext(), "entry.create", "entry", 1)
+    async with activity_deps.sessions() as session:
+        assert (await verify_chain(session)).rows_checked == 0
 
 
 async def test_awkward_values_still_verify(activity_deps: ActivityDeps) -> None:
