@@ -23,7 +23,7 @@ def create_engine(settings: DatabaseSettings, *, pre_ping: bool = True) -> Async
     engine = create_async_engine(
         settings.async_url,
         pool_size=settings.pool_size,
-        max_overflow=settings.pool_size,
+        max_overflow=settings.max_overflow,
         pool_pre_ping=pre_ping,
         # psycopg: prepare at the first execution (0), or never (None).
         connect_args={"prepare_threshold": 0 if settings.prepared_statements else None},

@@ -36,7 +36,10 @@ def _config() -> SettingsConfigDict:
 class DatabaseSettings(BaseSettings):
     model_config = _config()
     url: str = Field(default="", validation_alias="DATABASE_URL")
-    pool_size: int = Field(default=10, validation_alias="DATABASE_POOL_SIZE")
+    pool_size: int = Field(default=10, ge=1, validation_alias="DATABASE_POOL_SIZE")
+    # Connections opened beyond the pool when it is exhausted, each closed again when it is given back (a new
+    # server process per use): size the pool for the steady load and keep this for bursts.
+    max_overflow: int = Field(default=10, ge=0, validation_alias="DATABASE_MAX_OVERFLOW")
     echo: bool = Field(default=False, validation_alias="DATABASE_ECHO")
     # Server-side prepared statements from a statement's first use (parsed and planned once per connection: a
     # tenth less CPU per approval, docs/benchmarks.md). Turn off behind a pooler in transaction mode (PgBouncer).

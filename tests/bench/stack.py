@@ -129,9 +129,13 @@ def running_stack(database_url: str, temporal_address: str, log_dir: Path, extra
         LOGIN_RATE_PER_MINUTE="100000",
         BACKUP_SCHEDULES_ENABLED="false",
         REPORT_DEFAULT_SCHEDULES="false",
-        DATABASE_POOL_SIZE="20",
-        **(extra_env or {}),
+        # A fixed pool, sized for the approval run's 50 clients: an overflow connection is closed when it is given
+        # back, and 20 + 20 overflow had API and worker start a server process for every other approval
+        # (docs/benchmarks.md). Past 30 busy connections a transaction waits for one to come back.
+        DATABASE_POOL_SIZE="30",
+        DATABASE_MAX_OVERFLOW="0",
     )
+    env.update(extra_env or {})
     for key in ("SMTP_HOST", "AWS_BUCKET_NAME", "S3_BUCKET"):
         if key not in (extra_env or {}):
             env.pop(key, None)
