@@ -78,12 +78,17 @@ async def plain_transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncI
     statements; the worker runs its approval transitions and its email ledger this way."""
     engine: AsyncEngine = factory.kw["bind"]
     pooled = await engine.raw_connection()
+    connection: psycopg.AsyncConnection[Any] = pooled.driver_connection  # type: ignore[assignment]
     try:
-        connection: psycopg.AsyncConnection[Any] = pooled.driver_connection  # type: ignore[assignment]
         async with connection.transaction():
             yield Sql(connection)
-    except psycopg.OperationalError:
-        await greenlet_spawn(pooled.invalidate)  # the connection is broken: the pool opens a new one
+    except psycopg.Error:
+        if connection.broken:
+            # The database dropped it, and most likely every idle one with it (a restart, a failover). SQLAlchemy
+            # discards its whole pool when one of its own statements meets a dropped connection; so does this, or
+            # each retry would draw the next dead connection from the pool.
+            await greenlet_spawn(pooled.invalidate)
+            await engine.dispose()
         raise
     finally:
         await greenlet_spawn(pooled.close)  # back to the pool (its reset-on-return runs in a greenlet)
