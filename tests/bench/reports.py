@@ -141,7 +141,7 @@ async def database_timings(database_url: str, rows: int = 100_000, pdf_rows: int
                     "INSERT INTO entries (kind, amount, currency, category, description, entry_date, owner_id, status,"
                     " version) SELECT CASE WHEN n % 3 = 0 THEN 'revenue' ELSE 'expense' END, (n % 100000) + 0.99,"
                     " 'USD', 'category-' || (n % 12), 'entry ' || n, DATE '2030-01-01' + (n % 365), :owner,"
-                    " 'approved', 1 FROM generate_series(1, :rows) AS n"
+                    " 'approved', 1 FROM generate_series(1, CAST(:rows AS integer)) AS n"
                 ),
                 {"owner": owner.id, "rows": rows},
             )
