@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import uuid
@@ -103,12 +104,24 @@ class SmtpTransport:
 
     def send(self, mail: OutgoingMail) -> None:
         message = build_message(mail, self.settings.sender)
-        with smtplib.SMTP(self.settings.host, self.settings.port, timeout=30) as smtp:
+        smtp = smtplib.SMTP(self.settings.host, self.settings.port, timeout=30)
+        try:
             if self.settings.starttls and smtp.has_extn("starttls"):
                 smtp.starttls()
             if self.settings.user:
                 smtp.login(self.settings.user, self.settings.password)
             smtp.send_message(message)
+            # The server has taken the message. Say QUIT without waiting for its reply: the caller records the send
+            # in its ledger as soon as this returns, and a crash before that record sends the message again
+            # (activities/notifications.py), so that window is kept to the least it can be.
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                smtp.putcmd("quit")
+        except BaseException:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                smtp.quit()
+            raise
+        finally:
+            smtp.close()
 
 
 class FileTransport:
