@@ -53,7 +53,7 @@ _CLAIM = (
     "INSERT INTO sent_emails (message_id, recipients, subject, sent_at) VALUES (%s, %s, %s, %s) "
     "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
 )
-# Statements on the session (SQLAlchemy) or on its plain connection (psycopg) fail with either.
+# A plain transaction fails with either: SQLAlchemy's pool checks its connection out, psycopg runs the statements.
 _DATABASE_ERRORS = (SQLAlchemyError, psycopg.Error)
 
 

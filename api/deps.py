@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api import idempotency
 from api.temporal import TemporalGateway
 from core.authz import Authorizer
 from core.db import autocommit_sessions
@@ -26,7 +27,6 @@ from domain.users.caller import load_user
 F = TypeVar("F", bound=Callable[..., Any])
 _READ_ONLY = "__read_only_route__"
 _KEY_ONLY = "__writes_only_its_idempotency_key__"
-IDEMPOTENCY_HEADER = "idempotency-key"
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _autocommit(request: Request) -> bool:
     endpoint = request.scope.get("endpoint")
     if is_read_only(endpoint):
         return True
-    return getattr(endpoint, _KEY_ONLY, False) is True and IDEMPOTENCY_HEADER not in request.headers
+    return getattr(endpoint, _KEY_ONLY, False) is True and idempotency.HEADER not in request.headers
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.idempotency import service
 
+HEADER = "Idempotency-Key"
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key",
+        alias=HEADER,
         max_length=service.MAX_KEY_LENGTH,
         description="repeat the request with the same key to get the first answer again (never a second effect)",
     ),

@@ -68,6 +68,18 @@ class Sql:
         cursor = await self.connection.execute(query, params)  # type: ignore[arg-type]
         return await cursor.fetchall()
 
+    async def row(self, row_type: type[R], query: str, params: Params = None) -> R | None:
+        """The first row as a row dataclass, or None."""
+        values = await self.one(query, params)
+        return row_type(*values) if values is not None else None
+
+    async def written(self, row_type: type[R], query: str, params: Params = None) -> R:
+        """The row a write's RETURNING gave, of a row known to exist (an INSERT, or an UPDATE by id under the
+        transaction's lock)."""
+        values = await self.one(query, params)
+        assert values is not None
+        return row_type(*values)
+
     async def scalar(self, query: str, params: Params = None) -> Any:
         row = await self.one(query, params)
         return row[0] if row is not None else None

@@ -298,8 +298,7 @@ _ENTRY = f"SELECT {store.ENTRY} FROM entries e WHERE e.id = %s"
 
 
 async def _entry(sql: Sql, entry_id: int) -> EntryRow | None:
-    values = await sql.one(_ENTRY, (entry_id,))
-    return EntryRow(*values) if values is not None else None
+    return await sql.row(EntryRow, _ENTRY, (entry_id,))
 
 
 # --- opening a request ------------------------------------------------------------------------------

@@ -121,16 +121,12 @@ async def insert_request(
 ) -> RequestRow:
     """A new pending request (`request_id` None: the INSERT draws it)."""
     params = (request_id, subject_kind, entry_id, requester_id, workflow_id, *opening.values())
-    values = await sql.one(_INSERT_REQUEST, params)
-    assert values is not None
-    return RequestRow(*values)
+    return await sql.written(RequestRow, _INSERT_REQUEST, params)
 
 
 async def reopen_request(sql: Sql, request_id: int, opening: Opening) -> RequestRow:
     """The request pending again, in a new round (a resubmission, or a submission whose start was undone)."""
-    values = await sql.one(_REOPEN_REQUEST, (*opening.values(), request_id))
-    assert values is not None
-    return RequestRow(*values)
+    return await sql.written(RequestRow, _REOPEN_REQUEST, (*opening.values(), request_id))
 
 
 _SET_REQUEST_STATUS = (
@@ -141,9 +137,7 @@ _SET_REQUEST_STATUS = (
 
 async def set_request_status(sql: Sql, request_id: int, status: str, decided_at: datetime | None) -> RequestRow:
     """The request's new status; `decided_at` is set when given (a final status), else left as it was."""
-    values = await sql.one(_SET_REQUEST_STATUS, (status, decided_at is not None, decided_at, request_id))
-    assert values is not None
-    return RequestRow(*values)
+    return await sql.written(RequestRow, _SET_REQUEST_STATUS, (status, decided_at is not None, decided_at, request_id))
 
 
 # --- steps -------------------------------------------------------------------------------------------
@@ -154,13 +148,11 @@ _STEPS = f"SELECT {STEP} FROM approval_steps s WHERE s.request_id = %s ORDER BY 
 
 
 async def step(sql: Sql, step_id: int) -> StepRow | None:
-    values = await sql.one(_STEP, (step_id,))
-    return StepRow(*values) if values is not None else None
+    return await sql.row(StepRow, _STEP, (step_id,))
 
 
 async def pending_step(sql: Sql, request_id: int) -> StepRow | None:
-    values = await sql.one(_PENDING_STEP, (request_id,))
-    return StepRow(*values) if values is not None else None
+    return await sql.row(StepRow, _PENDING_STEP, (request_id,))
 
 
 async def steps_of(sql: Sql, request_id: int) -> list[StepRow]:
@@ -203,9 +195,7 @@ async def insert_step(
     escalate_at: datetime,
 ) -> StepRow:
     params = (request_id, sequence, round_number, level, approver_id, delegate_id, rule, remind_at, escalate_at)
-    values = await sql.one(_INSERT_STEP, params)
-    assert values is not None
-    return StepRow(*values)
+    return await sql.written(StepRow, _INSERT_STEP, params)
 
 
 _DECIDE_STEP = (
@@ -219,9 +209,7 @@ async def decide_step(
     sql: Sql, step_id: int, status: str, decided_by_id: int, at: datetime, comment: str | None, delegate_id: int | None
 ) -> StepRow:
     """Close a step with a decision; `delegate_id` is recorded when the step had none (a delegate decided)."""
-    values = await sql.one(_DECIDE_STEP, (status, decided_by_id, at, comment, delegate_id, step_id))
-    assert values is not None
-    return StepRow(*values)
+    return await sql.written(StepRow, _DECIDE_STEP, (status, decided_by_id, at, comment, delegate_id, step_id))
 
 
 _CLOSE_STEP = (
@@ -236,9 +224,7 @@ _CLOSE_PENDING_STEPS = (
 
 async def close_step(sql: Sql, step_id: int, status: str, at: datetime | None) -> StepRow:
     """A step closed without a decision (escalated); `at` None leaves decided_at as it was."""
-    values = await sql.one(_CLOSE_STEP, (status, at, step_id))
-    assert values is not None
-    return StepRow(*values)
+    return await sql.written(StepRow, _CLOSE_STEP, (status, at, step_id))
 
 
 async def close_pending_steps(sql: Sql, request_id: int, status: str, at: datetime | None) -> None:
@@ -255,15 +241,11 @@ _SET_STEP_DELEGATE = (
 
 
 async def set_step_reminded(sql: Sql, step_id: int, at: datetime) -> StepRow:
-    values = await sql.one(_SET_STEP_REMINDED, (at, step_id))
-    assert values is not None
-    return StepRow(*values)
+    return await sql.written(StepRow, _SET_STEP_REMINDED, (at, step_id))
 
 
 async def set_step_delegate(sql: Sql, step_id: int, delegate_id: int | None) -> StepRow:
-    values = await sql.one(_SET_STEP_DELEGATE, (delegate_id, step_id))
-    assert values is not None
-    return StepRow(*values)
+    return await sql.written(StepRow, _SET_STEP_DELEGATE, (delegate_id, step_id))
 
 
 # --- delegations ---------------------------------------------------------------------------------------
@@ -281,14 +263,12 @@ _DELEGATION_TO = (
 
 async def active_delegation(sql: Sql, user_id: int, at: datetime) -> DelegationRow | None:
     """The delegation in force for `user_id` at `at` (the newest one, should windows overlap)."""
-    values = await sql.one(_ACTIVE_DELEGATION, (user_id, at, at))
-    return DelegationRow(*values) if values is not None else None
+    return await sql.row(DelegationRow, _ACTIVE_DELEGATION, (user_id, at, at))
 
 
 async def delegation_to(sql: Sql, user_id: int, delegate_id: int, at: datetime) -> DelegationRow | None:
     """The newest delegation from `user_id` to `delegate_id` not yet over at `at` (it may start later)."""
-    values = await sql.one(_DELEGATION_TO, (user_id, delegate_id, at))
-    return DelegationRow(*values) if values is not None else None
+    return await sql.row(DelegationRow, _DELEGATION_TO, (user_id, delegate_id, at))
 
 
 # --- entries ---------------------------------------------------------------------------------------------
@@ -309,16 +289,12 @@ async def set_entry_status(
 ) -> EntryRow:
     """The entry's new status (its version moves on, as every change's does); the times are set when given."""
     params = (status, decided_at is not None, decided_at, submitted_at is not None, submitted_at, entry_id)
-    values = await sql.one(_SET_ENTRY_STATUS, params)
-    assert values is not None
-    return EntryRow(*values)
+    return await sql.written(EntryRow, _SET_ENTRY_STATUS, params)
 
 
 async def submit_entry(sql: Sql, entry_id: int, request: RequestRow, at: datetime) -> EntryRow:
     """The entry pending under `request` (its decision time cleared, its submission time `at`)."""
-    values = await sql.one(_SUBMIT_ENTRY, (request.id, request.workflow_id, at, entry_id))
-    assert values is not None
-    return EntryRow(*values)
+    return await sql.written(EntryRow, _SUBMIT_ENTRY, (request.id, request.workflow_id, at, entry_id))
 
 
 _UNSUBMIT_ENTRY = (
@@ -329,9 +305,7 @@ _UNSUBMIT_ENTRY = (
 
 async def unsubmit_entry(sql: Sql, entry_id: int) -> EntryRow:
     """The entry back to a draft (its submission was undone)."""
-    values = await sql.one(_UNSUBMIT_ENTRY, (entry_id,))
-    assert values is not None
-    return EntryRow(*values)
+    return await sql.written(EntryRow, _UNSUBMIT_ENTRY, (entry_id,))
 
 
 # --- people ----------------------------------------------------------------------------------------------

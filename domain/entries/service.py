@@ -79,7 +79,8 @@ async def create_entry(
         fields["currency"] = settings.base_currency
     _check_kind_fields(kind, fields)
     _check_amount(settings, fields)
-    values = await (await sql_of(session)).one(
+    entry = await (await sql_of(session)).written(
+        EntryRow,
         _INSERT,
         (
             kind.value,
@@ -93,8 +94,6 @@ async def create_entry(
             fields.get("vendor"),
         ),
     )
-    assert values is not None
-    entry = EntryRow(*values)
     await entry_status_changed(session, entry, None)
     await record(session, context, "entry.created", "entry", entry.id, diff({}, _snapshot(entry)))
     return entry
@@ -277,13 +276,12 @@ async def update_entry(
     if not changed:
         return entry  # nothing to write: the version stays
     assignments = ", ".join(f"{_EDITABLE_COLUMNS[name]} = %s" for name in changed)
-    values = await (await sql_of(session)).one(
+    updated = await (await sql_of(session)).written(
+        EntryRow,
         f"UPDATE entries SET {assignments}, version = version + 1, updated_at = now() WHERE id = %s "
         f"RETURNING {columns(EntryRow)}",
         (*changed.values(), entry.id),
     )
-    assert values is not None
-    updated = EntryRow(*values)
     await record(session, context, "entry.updated", "entry", entry.id, diff(_snapshot(entry), _snapshot(updated)))
     return updated
 

@@ -17,14 +17,6 @@ from domain.models import Notification, NotificationPreference
 from domain.notifications.events import ALWAYS_EMAILED, CONFIGURABLE_EVENTS, EVENT_TYPES
 
 
-@dataclass(frozen=True)
-class Created:
-    """A notification `notify` created (or found already created under its key)."""
-
-    id: int
-    created: bool
-
-
 async def notify(
     session: Db,
     *,
@@ -35,17 +27,17 @@ async def notify(
     link: str | None = None,
     data: dict[str, Any] | None = None,
     dedup_key: str | None = None,
-) -> Created:
-    """Create a notification once per `dedup_key` (a retried activity does not notify twice)."""
+) -> int:
+    """Create a notification once per `dedup_key` (a retried activity does not notify twice); its id."""
     sql = await sql_of(session)
     params = (user_id, event_type, title[:200], body, link, Jsonb(data or {}), dedup_key)
     created = await sql.scalar(_INSERT, params)
     if created is not None:
-        return Created(int(created), True)
+        return int(created)
     # Already created under this key (a retried activity): the existing row.
     found = await sql.scalar("SELECT id FROM notifications WHERE dedup_key = %s", (dedup_key,))
     assert found is not None
-    return Created(int(found), False)
+    return int(found)
 
 
 _INSERT = (

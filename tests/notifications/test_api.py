@@ -17,7 +17,7 @@ async def _notify(deps: ActivityDeps, user_id: int, title: str, **fields: object
     async with deps.sessions() as session:
         created = await notify(session, user_id=user_id, event_type="entry_approved", title=title, **fields)  # type: ignore[arg-type]
         await session.commit()
-        return created.id
+        return created
 
 
 async def test_list_count_and_mark_read(client, make_user, activity_deps: ActivityDeps) -> None:

@@ -62,7 +62,7 @@ async def _notify(deps: ActivityDeps, user_id: int, title: str) -> int:
     async with deps.sessions() as session:
         created = await notify(session, user_id=user_id, event_type="entry_submitted", title=title)
         await session.commit()
-        return created.id
+        return created
 
 
 async def test_stream_pushes_a_notification_created_elsewhere_to_its_user_only(
