@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 from activities.deps import ActivityDeps
 from activities.notifications import NotificationActivities
 from core.authz import Authorizer
-from core.db import create_engine, session_factory
+from core.db import Database
 from core.logging import configure_logging
 from core.mail import create_transport
 from core.settings import Settings, get_settings
@@ -87,7 +87,7 @@ def build_deps(settings: Settings) -> ActivityDeps:
     return ActivityDeps(
         settings=settings,
         # Every activity retries a failed attempt: no pre-ping round trip on each of its sessions (core/db.py).
-        sessions=session_factory(create_engine(settings.db, pre_ping=False)),
+        db=Database.connect(settings.db, pre_ping=False),
         authorizer=Authorizer(settings.policy_dir),
         storage=create_storage(settings.storage),
         mail=create_transport(settings.smtp),

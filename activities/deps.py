@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.authz import Authorizer
+from core.db import Database
 from core.mail import MailTransport
 from core.settings import Settings
 from core.storage import ObjectStorage
@@ -15,7 +16,12 @@ from core.storage import ObjectStorage
 @dataclass
 class ActivityDeps:
     settings: Settings
-    sessions: async_sessionmaker[AsyncSession]
+    db: Database
     authorizer: Authorizer
     storage: ObjectStorage
     mail: MailTransport
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """TRANSITIONAL: sessions on the same engine, for code not yet on `db.transaction()`."""
+        return self.db.sessions

@@ -17,9 +17,9 @@ from api.deps import AppServices, declared_permission, is_read_only
 from api.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.routes import health
-from api.temporal import TemporalGateway
 from core.authz import Authorizer
-from core.db import create_engine, session_factory, session_scope
+from core.db import Database
+from core.engine import WorkflowEngine
 from core.logging import configure_logging
 from core.mail import create_transport
 from core.settings import Settings, get_settings
@@ -126,19 +126,18 @@ async def watch_policy_files(services: AppServices, interval_seconds: float = 2.
         if result.error:
             changes["error"] = result.error[:1000]
         try:
-            async with session_scope(services.sessions) as session:
-                await record(session, SYSTEM, action, "policy", result.version, changes)
+            async with services.db.transaction() as tx:
+                await record(tx.session, SYSTEM, action, "policy", result.version, changes)
         except Exception:
             log.exception("could not audit the policy reload")
 
 
-def build_services(settings: Settings, temporal: TemporalGateway | None = None) -> AppServices:
-    engine = create_engine(settings.db)
+def build_services(settings: Settings, engine: WorkflowEngine | None = None) -> AppServices:
     return AppServices(
         settings=settings,
-        sessions=session_factory(engine),
+        db=Database.connect(settings.db),
         authorizer=Authorizer(settings.policy_dir),
-        temporal=temporal or TemporalGateway(settings.temporal),
+        engine=engine or WorkflowEngine(settings.temporal),
         storage=create_storage(settings.storage),
         mail=create_transport(settings.smtp),
     )
@@ -158,7 +157,7 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             if services is None:
-                await app.state.services.sessions.kw["bind"].dispose()
+                await app.state.services.db.dispose()
 
     docs = settings.serve_docs
     app = FastAPI(

@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppServices
+from core.engine import EngineUnavailable
 from core.settings import Settings
 from core.temporal import AMOUNT_CENTS, APPROVAL_STATUS, CURRENT_APPROVER, ENTRY_ID, ENTRY_KIND
 from domain.approvals import service as approvals
@@ -131,7 +132,7 @@ class ApprovalWorkflows:
     def __init__(self, services: AppServices) -> None:
         self.services = services
         self.settings = services.settings
-        self.gateway = services.temporal
+        self.gateway = services.engine
         self.timeout = timedelta(seconds=self.settings.temporal.rpc_timeout_seconds)
 
     async def _start(self, client: Client, submission: Submission) -> None:
@@ -169,7 +170,7 @@ class ApprovalWorkflows:
         try:
             client = await self.gateway.client()
             await self._start(client, submission)
-        except ServiceUnavailable:
+        except (EngineUnavailable, ServiceUnavailable):
             if submission.auto_rule:
                 log.warning("auto-approved %s without its workflow record", submission.request.workflow_id)
                 return
@@ -197,7 +198,10 @@ class ApprovalWorkflows:
             log.warning("terminated %s: %s", workflow_id, UNCONFIRMED_START)
 
     async def _update(self, workflow_id: str, name: str, argument: object, update_id: str) -> DecisionOutcome:
-        client = await self.gateway.client()
+        try:
+            client = await self.gateway.client()
+        except EngineUnavailable as error:
+            raise ServiceUnavailable(UNREACHABLE) from error
         handle = client.get_workflow_handle(workflow_id)
         try:
             result: DecisionOutcome = await asyncio.wait_for(
@@ -241,7 +245,7 @@ class ApprovalWorkflows:
                 handle.signal("delegation_changed", change, rpc_timeout=self.timeout),
                 timeout=self.timeout.total_seconds() + 1,
             )
-        except (ServiceUnavailable, RPCError, TimeoutError) as error:
+        except (EngineUnavailable, RPCError, TimeoutError) as error:
             log.warning("could not re-route %s: %s", workflow_id, error)
             return False
         return True

@@ -11,9 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import idempotency
-from api.temporal import TemporalGateway
 from core.authz import Authorizer
-from core.db import autocommit_sessions
+from core.db import Database, Tx
+from core.engine import WorkflowEngine
 from core.logging import request_id_var
 from core.mail import MailTransport
 from core.security import InvalidToken, decode_token
@@ -34,11 +34,16 @@ class AppServices:
     """Everything a request may need, built once in the app's lifespan."""
 
     settings: Settings
-    sessions: async_sessionmaker[AsyncSession]
+    db: Database
     authorizer: Authorizer
-    temporal: TemporalGateway
+    engine: WorkflowEngine
     storage: ObjectStorage
     mail: MailTransport
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """TRANSITIONAL: sessions on the same engine, for code not yet on `db.transaction()`."""
+        return self.db.sessions
 
 
 def services(request: Request) -> AppServices:
@@ -80,30 +85,30 @@ def _autocommit(request: Request) -> bool:
     return getattr(endpoint, _KEY_ONLY, False) is True and idempotency.HEADER not in request.headers
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request owns the transaction: commit when the handler returns, before the response goes out. A
-    `read_only` route's session has none, nor has a keyless call of one that `writes_only_its_idempotency_key`:
-    each of their statements commits on its own."""
-    factory = services(request).sessions
-    if _autocommit(request):
-        factory = autocommit_sessions(factory)
-    async with factory() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+async def _transaction(request: Request) -> AsyncIterator[Tx]:
+    """The request owns the transaction: committed when the handler returns, before the response goes out. A
+    `read_only` route's has none, nor has a keyless call of one that `writes_only_its_idempotency_key`: each of
+    their statements commits on its own."""
+    async with services(request).db.transaction(autocommit=_autocommit(request)) as tx:
+        yield tx
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+TxDep = Annotated[Tx, Depends(_transaction, scope="function")]
+
+
+async def _session(tx: TxDep) -> AsyncSession:
+    return tx.session
+
+
+# The request's ORM session: the same transaction as TxDep's, for the features that work with models.
+SessionDep = Annotated[AsyncSession, Depends(_session)]
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login")
 
 
 async def _current_user(
     request: Request,
-    session: SessionDep,
+    tx: TxDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -115,7 +120,7 @@ async def _current_user(
         raise Unauthorized("invalid or expired token") from exc
     # The role, active flag and token version come from the database on every request, so demotion,
     # deactivation and logout take effect on the very next call.
-    user = await load_user(session, claims.user_id)
+    user = await load_user(tx, claims.user_id)
     if user is None or not user.is_active or user.token_version != claims.token_version:
         raise Unauthorized("invalid or expired token")
     request.state.user = user

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.engine import EngineUnavailable
 from core.logging import request_id_var
 from domain import errors
 
@@ -114,6 +115,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if status == 401:
             headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
         return error_response(status, exc.code, exc.message, exc.details or None, headers)
+
+    @app.exception_handler(EngineUnavailable)
+    async def _engine_away(_: Request, exc: EngineUnavailable) -> JSONResponse:
+        # Raised before anything was recorded or sent: the action changed nothing and may simply be tried again.
+        message = "the workflow engine is unreachable; nothing was changed, try again shortly"
+        return error_response(503, errors.ServiceUnavailable.code, message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

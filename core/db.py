@@ -1,7 +1,20 @@
-"""Database engine and sessions (SQLAlchemy 2, async, psycopg 3)."""
+"""The database: an engine, and the one way to work with it, a transaction (`Database.transaction()` -> `Tx`).
+
+The API (one per request), the activities, the CLI and the tests all go through it. A `Tx` owns one pooled
+connection and the transaction on it; on that same transaction it offers
+
+- `tx.sql`: plain statements on the psycopg connection (core/sql.py). The approval path, entries and the users
+  directory read and write this way: through the async ORM each statement cost about five times what bare psycopg
+  does (docs/benchmarks.md), and that path runs tens of statements per approval;
+- `tx.session`: an ORM session bound to the same connection, made on first use, for the features that keep their
+  models (accounts, reports, backups, notifications). It never commits by itself: the Tx does, after flushing it.
+
+So plain and ORM statements mix in one transaction, and nothing but `Tx` begins or ends one.
+"""
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,7 +22,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
 from core.settings import DatabaseSettings
@@ -19,7 +32,7 @@ from core.sql import Sql, configure_plain_statements
 def create_engine(settings: DatabaseSettings, *, pre_ping: bool = True) -> AsyncEngine:
     """`pre_ping` tests each pooled connection before use (a round trip per checkout), so a request never fails on
     a connection the database dropped. Callers that retry anyway (the worker's activities) can go without it:
-    the first statement on a dead connection fails, SQLAlchemy discards the whole pool, and the retry reconnects."""
+    the first statement on a dead connection fails, the whole pool is renewed, and the retry reconnects."""
     engine = create_async_engine(
         settings.async_url,
         pool_size=settings.pool_size,
@@ -35,6 +48,121 @@ def create_engine(settings: DatabaseSettings, *, pre_ping: bool = True) -> Async
 
 def _configure_connection(dbapi_connection: Any, _record: object) -> None:
     configure_plain_statements(dbapi_connection.driver_connection)
+
+
+class Tx:
+    """One transaction on one pooled connection: `sql` for plain statements, `session` for the ORM, both in it.
+
+    In autocommit mode (`Database.transaction(autocommit=True)`, for work that only reads) each statement commits
+    on its own: no BEGIN and COMMIT round trips. Never for writes that belong together (an audit row needs its
+    transaction's lock)."""
+
+    def __init__(self, connection: AsyncConnection, driver: psycopg.AsyncConnection[Any], autocommit: bool) -> None:
+        self.connection = connection
+        self.sql = Sql(driver)
+        self.autocommit = autocommit
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            # Joined to the transaction this Tx began; it never ends it ("rollback_only": its commit does not commit
+            # the connection's transaction), so only the Tx commits, after flushing it.
+            self._session = _TxSession(self, bind=self.connection, expire_on_commit=False)
+        return self._session
+
+    async def commit(self) -> None:
+        """Make what was done so far durable (before a workflow is started or told of it, say); the work goes on in
+        a new transaction on the same connection, with the same session."""
+        if self._session is not None:
+            await self._session.flush()
+        if not self.autocommit:
+            await self.connection.commit()
+            await self.connection.begin()
+
+    async def _finish(self) -> None:
+        if self._session is not None:
+            await self._session.flush()
+        if not self.autocommit:
+            await self.connection.commit()
+        await self._close_session()
+
+    async def _abandon(self) -> None:
+        try:
+            await self._close_session()
+            if self.connection.in_transaction():
+                await self.connection.rollback()
+        except Exception:
+            if not self.sql.connection.broken:
+                raise  # a broken connection cannot roll back; the pool discards it, and the work is lost anyway
+
+    async def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+class _TxSession(AsyncSession):
+    """The Tx's ORM session: committing it commits the Tx (the one way a transaction ends)."""
+
+    def __init__(self, tx: Tx, **kwargs: Any) -> None:
+        super().__init__(join_transaction_mode="rollback_only", **kwargs)
+        self.tx = tx
+
+    async def commit(self) -> None:
+        await self.tx.commit()
+
+
+class Database:
+    """The engine and its transactions. One per process (the API's lifespan, the worker, the CLI)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def connect(cls, settings: DatabaseSettings, *, pre_ping: bool = True) -> Database:
+        return cls(create_engine(settings, pre_ping=pre_ping))
+
+    @asynccontextmanager
+    async def transaction(self, *, autocommit: bool = False) -> AsyncIterator[Tx]:
+        """One unit of work: committed when the block ends, rolled back when it raises; the connection goes back to
+        the pool either way."""
+        connection = await self.engine.connect()
+        try:
+            if autocommit:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                await connection.begin()
+            raw = await connection.get_raw_connection()
+            tx = Tx(connection, raw.driver_connection, autocommit)  # type: ignore[arg-type]
+            try:
+                yield tx
+                await tx._finish()
+            except BaseException as error:
+                await tx._abandon()
+                if isinstance(error, psycopg.Error) and tx.sql.connection.broken:
+                    await self._renew_pool(connection)
+                raise
+        finally:
+            await connection.close()
+
+    async def _renew_pool(self, connection: AsyncConnection) -> None:
+        """The database dropped this connection, and most likely every idle one with it (a restart, a failover).
+        SQLAlchemy discards its whole pool when one of its own statements meets a dropped connection; plain
+        statements do the same here, or each retry would draw the next dead connection from the pool."""
+        await connection.invalidate()
+        await self.engine.dispose()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    @functools.cached_property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """TRANSITIONAL: sessions on this engine, for code not yet on `transaction()`."""
+        return session_factory(self.engine)
+
+
+# --- TRANSITIONAL: the old mechanisms, until every caller uses Database.transaction() ---------------
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -25,9 +25,9 @@ from temporalio.testing import WorkflowEnvironment
 from activities.deps import ActivityDeps
 from api.app import build_services, create_app
 from api.deps import AppServices
-from api.temporal import TemporalGateway
 from core.authz import Authorizer
-from core.db import create_engine, session_factory
+from core.db import Database
+from core.engine import WorkflowEngine
 from core.mail import FileTransport
 from core.security import hash_password, issue_token
 from core.settings import (
@@ -105,7 +105,7 @@ async def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
 def activity_deps(settings: Settings) -> ActivityDeps:
     return ActivityDeps(
         settings=settings,
-        sessions=session_factory(create_engine(settings.db)),
+        db=Database.connect(settings.db),
         authorizer=Authorizer(settings.policy_dir),
         storage=LocalStorage(settings.storage.local_dir),
         mail=FileTransport(settings.smtp.mail_dir, settings.smtp.sender),
@@ -124,7 +124,7 @@ async def worker(temporal_client: Client, activity_deps: ActivityDeps) -> AsyncI
 
 @pytest.fixture(scope="session")
 async def app_services(settings: Settings, temporal_client: Client) -> AppServices:
-    return build_services(settings, TemporalGateway(settings.temporal, temporal_client))
+    return build_services(settings, WorkflowEngine(settings.temporal, temporal_client))
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +140,7 @@ async def own_api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An API of its own (its own engine and pool, as another API process would have) on these settings, its
     lifespan running, reached through an ASGI client from `client_address`."""
-    services = build_services(settings, TemporalGateway(settings.temporal, temporal_client))
+    services = build_services(settings, WorkflowEngine(settings.temporal, temporal_client))
     application = create_app(services=services)
     transport = httpx.ASGITransport(app=application, client=client_address)  # type: ignore[arg-type]
     try:
@@ -150,7 +150,7 @@ async def own_api(
         ):
             yield http
     finally:
-        await services.sessions.kw["bind"].dispose()
+        await services.db.dispose()
 
 
 @pytest.fixture

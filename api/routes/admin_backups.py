@@ -35,7 +35,7 @@ def _not_started(error: Exception) -> str:
     responses={409: {"description": "a backup of this very second exists (`details.backup_id` names it)"}},
 )
 async def start_backup(grant: ManageBackups, session: SessionDep, services: ServicesDep) -> WorkflowStartedOut:
-    client = await services.temporal.client()  # 503 before recording anything when Temporal is down
+    client = await services.engine.client()  # 503 before recording anything when Temporal is down
     workflow_id = backup_workflow_id(datetime.now(UTC))
     backup = await service.request_backup(session, grant.audit, workflow_id)  # 409 when the id is taken
     await session.commit()  # the intent is durable before the workflow starts
@@ -44,7 +44,7 @@ async def start_backup(grant: ManageBackups, session: SessionDep, services: Serv
             "BackupWorkflow",
             BackupInput(requested_by_id=grant.user.id),
             id=workflow_id,
-            task_queue=services.temporal.queues.backups,
+            task_queue=services.engine.queues.backups,
             rpc_timeout=rpc_timeout(services.settings.temporal),
         )
     except WorkflowAlreadyStartedError as error:
@@ -107,7 +107,7 @@ async def start_drill(
 ) -> WorkflowStartedOut:
     backup = await service.get_backup(session, backup_id)
     service.check_drillable(backup)
-    client = await services.temporal.client()
+    client = await services.engine.client()
     # The backup's id in the workflow id keeps on-demand drills apart from the weekly schedule's runs
     # (`restore-drill-<timestamp>`); the same backup twice in one second is 409.
     workflow_id = f"{restore_drill_workflow_id(datetime.now(UTC))}-backup-{backup.id}"
@@ -118,7 +118,7 @@ async def start_drill(
             "RestoreDrillWorkflow",
             DrillInput(backup_id=backup.id, requested_by_id=grant.user.id),
             id=workflow_id,
-            task_queue=services.temporal.queues.backups,
+            task_queue=services.engine.queues.backups,
             rpc_timeout=rpc_timeout(services.settings.temporal),
         )
     except Exception as error:

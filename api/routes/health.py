@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from api.deps import Public, ServicesDep
 
@@ -43,10 +42,10 @@ async def _probe(check: Callable[[], Awaitable[object]]) -> str:
 )
 async def ready(services: ServicesDep) -> Annotated[Any, JSONResponse]:
     async def database() -> None:
-        async with services.sessions() as session:
-            await session.execute(text("SELECT 1"))
+        async with services.db.transaction(autocommit=True) as tx:
+            await tx.sql.one("SELECT 1")
 
-    database_check, temporal_check = await asyncio.gather(_probe(database), _probe(services.temporal.check))
+    database_check, temporal_check = await asyncio.gather(_probe(database), _probe(services.engine.check))
     checks = {"database": database_check, "temporal": temporal_check}
     failed = [name for name, value in checks.items() if value != "ok"]
     body = {"status": "unavailable" if failed else "ready", "checks": checks, "failed": failed}

@@ -18,6 +18,7 @@ from temporalio.client import Client, ScheduleOverlapPolicy, WorkflowQueryFailed
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Authorize, Grant, ServicesDep, SessionDep
+from core.engine import EngineUnavailable
 from domain.errors import InvalidState, NotFound, ServiceUnavailable, ValidationFailed
 from domain.models import Report, ReportSchedule
 from domain.reports import schedules as schedule_service
@@ -88,15 +89,15 @@ async def request_report(
     await session.commit()  # the intent is durable before the workflow starts
     workflow_id = report_workflow_id(str(report.id))
     try:
-        client = await services.temporal.client()
+        client = await services.engine.client()
         await client.start_workflow(
             "ReportWorkflow",
             ReportJob(report_id=str(report.id), requested_by_id=grant.user.id),
             id=workflow_id,
-            task_queue=services.temporal.queues.reports,
+            task_queue=services.engine.queues.reports,
             rpc_timeout=_rpc_timeout(services),
         )
-    except (ServiceUnavailable, RPCError) as error:
+    except (EngineUnavailable, RPCError) as error:
         await service.mark_failed(session, report.id, "the workflow engine was unreachable; request the report again")
         await session.commit()
         raise ServiceUnavailable("the workflow engine is unreachable; try again shortly") from error
@@ -138,11 +139,11 @@ async def _live_progress(services: Any, workflow_id: str) -> int | None:
     timeout = min(PROGRESS_QUERY_SECONDS, services.settings.temporal.rpc_timeout_seconds)
     try:
         async with asyncio.timeout(timeout + 1):  # the client's connect is bounded too, not only the RPC
-            client = await services.temporal.client()
+            client = await services.engine.client()
             progress = await client.get_workflow_handle(workflow_id).query(
                 "progress", result_type=ReportProgress, rpc_timeout=timedelta(seconds=timeout)
             )
-    except (ServiceUnavailable, RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError, TimeoutError) as error:
+    except (EngineUnavailable, RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError, TimeoutError) as error:
         log.info("no live progress for %s: %s", workflow_id, error)  # reads keep working without Temporal
         return None
     return progress.rows
@@ -242,7 +243,7 @@ def _schedule_out(
 
 
 async def _temporal(services: Any) -> Client:
-    return await services.temporal.client()  # type: ignore[no-any-return]
+    return await services.engine.client()  # type: ignore[no-any-return]
 
 
 def _temporal_error(error: RPCError) -> Exception:
@@ -254,9 +255,7 @@ def _temporal_error(error: RPCError) -> Exception:
 async def _apply(services: Any, schedule: ReportSchedule) -> None:
     try:
         client = await _temporal(services)
-        await upsert_schedule(
-            client, schedule.schedule_key, report_schedule(schedule, services.temporal.queues.reports)
-        )
+        await upsert_schedule(client, schedule.schedule_key, report_schedule(schedule, services.engine.queues.reports))
     except RPCError as error:
         raise _temporal_error(error) from error
 
@@ -268,7 +267,7 @@ async def _with_runs(services: Any, schedule: ReportSchedule) -> ScheduleOut:
         description = await client.get_schedule_handle(schedule.schedule_key).describe(
             rpc_timeout=_rpc_timeout(services)
         )
-    except (ServiceUnavailable, RPCError):
+    except (EngineUnavailable, RPCError):
         return _schedule_out(schedule)
     return _schedule_out(
         schedule,

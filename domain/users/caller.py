@@ -9,22 +9,21 @@ change it as before.
 from __future__ import annotations
 
 from sqlalchemy import inspect
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
-from core.sql import sql_of
+from core.db import Tx
 from domain.models import User
 
 _ATTRIBUTES = [(attribute.key, attribute.columns[0].name) for attribute in inspect(User).column_attrs]
 _SELECT = f"SELECT {', '.join(column for _, column in _ATTRIBUTES)} FROM users WHERE id = %s"
 
 
-async def load_user(session: AsyncSession, user_id: int) -> User | None:
-    """The user with this id, held by `session` (None when there is none)."""
-    row = await (await sql_of(session)).one(_SELECT, (user_id,))
+async def load_user(tx: Tx, user_id: int) -> User | None:
+    """The user with this id, held by the transaction's session (None when there is none)."""
+    row = await tx.sql.one(_SELECT, (user_id,))
     if row is None:
         return None
     user = User(**{key: value for (key, _), value in zip(_ATTRIBUTES, row, strict=True)})
     make_transient_to_detached(user)  # its attributes count as loaded, not as changes to flush
-    session.add(user)
+    tx.session.add(user)
     return user

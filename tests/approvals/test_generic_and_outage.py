@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from activities.deps import ActivityDeps
 from api.app import build_services, create_app
-from api.temporal import TemporalGateway
+from core.engine import WorkflowEngine
 from core.settings import Settings, TemporalSettings
 from domain.approvals import service as approvals
 from domain.audit.service import SYSTEM
@@ -94,13 +94,13 @@ async def test_auto_approval_by_policy_records_the_rule(activity_deps: ActivityD
 @pytest.fixture
 async def temporal_down_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     dead = settings.temporal.model_copy(update={"address": f"127.0.0.1:{free_port()}"})
-    services = build_services(settings, TemporalGateway(TemporalSettings.model_validate(dead.model_dump())))
+    services = build_services(settings, WorkflowEngine(TemporalSettings.model_validate(dead.model_dump())))
     application = create_app(services=services)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application, client=("203.0.113.7", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http
-    await services.sessions.kw["bind"].dispose()
+    await services.db.dispose()
 
 
 async def test_temporal_away_actions_503_reads_work_nothing_half_done(

@@ -68,7 +68,7 @@ def s3_settings(settings: Settings, s3_endpoint: str) -> Settings:
 def s3_deps(activity_deps: ActivityDeps, s3_settings: Settings) -> ActivityDeps:
     return ActivityDeps(
         settings=s3_settings,
-        sessions=activity_deps.sessions,
+        db=activity_deps.db,
         authorizer=activity_deps.authorizer,
         storage=S3Storage(s3_settings.storage),
         mail=activity_deps.mail,

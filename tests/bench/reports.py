@@ -111,7 +111,7 @@ async def database_timings(database_url: str, rows: int = 100_000, pdf_rows: int
     from activities.deps import ActivityDeps
     from activities.reports import ReportActivities
     from core.authz import Authorizer
-    from core.db import create_engine, session_factory
+    from core.db import Database
     from core.mail import FileTransport
     from core.settings import DatabaseSettings, Settings, StorageSettings
     from core.storage import LocalStorage
@@ -121,7 +121,7 @@ async def database_timings(database_url: str, rows: int = 100_000, pdf_rows: int
         settings = Settings(db=DatabaseSettings(url=database_url), storage=StorageSettings(local_dir=Path(folder)))
         deps = ActivityDeps(
             settings=settings,
-            sessions=session_factory(create_engine(settings.db)),
+            db=Database.connect(settings.db),
             authorizer=Authorizer(settings.policy_dir),
             storage=LocalStorage(Path(folder)),
             mail=FileTransport(Path(folder) / "mail", "bench@localhost"),
@@ -181,7 +181,7 @@ async def database_timings(database_url: str, rows: int = 100_000, pdf_rows: int
                     "peak_rss_mib": round(_peak_rss_mib(), 1),
                 }
             )
-        await deps.sessions.kw["bind"].dispose()
+        await deps.db.dispose()
         return results
 
 

@@ -94,7 +94,7 @@ async def _backup_timings(database_url: str, work: Path) -> dict[str, Any]:
     from activities.backups import BackupActivities
     from activities.deps import ActivityDeps
     from core.authz import Authorizer
-    from core.db import create_engine, session_factory
+    from core.db import Database
     from core.mail import FileTransport
     from core.settings import DatabaseSettings, Settings, StorageSettings
     from core.storage import S3Storage
@@ -125,7 +125,7 @@ async def _backup_timings(database_url: str, work: Path) -> dict[str, Any]:
         settings = Settings(db=DatabaseSettings(url=database_url), storage=storage_settings)
         deps = ActivityDeps(
             settings=settings,
-            sessions=session_factory(create_engine(settings.db)),
+            db=Database.connect(settings.db),
             authorizer=Authorizer(settings.policy_dir),
             storage=S3Storage(storage_settings),
             mail=FileTransport(work / "mail", "bench@localhost"),
@@ -135,7 +135,7 @@ async def _backup_timings(database_url: str, work: Path) -> dict[str, Any]:
         started = time.perf_counter()
         artifact = await ActivityEnvironment().run(activities.create_backup, job)
         ours_seconds = time.perf_counter() - started
-        await deps.sessions.kw["bind"].dispose()
+        await deps.db.dispose()
     return {
         "bare_seconds": round(bare_seconds, 2),
         "bare_bytes": bare_size,

@@ -14,7 +14,7 @@ from api.app import (
     create_app,
 )
 from api.deps import AppServices, Public, read_only
-from api.temporal import TemporalGateway
+from core.engine import WorkflowEngine
 from core.settings import Settings, TemporalSettings
 
 
@@ -33,12 +33,12 @@ async def test_ready_names_what_failed(client: httpx.AsyncClient, app: object, s
     assert ready.json()["checks"] == {"database": "ok", "temporal": "ok"}
 
     services: AppServices = app.state.services  # type: ignore[attr-defined]
-    working = services.temporal
-    services.temporal = TemporalGateway(TemporalSettings(address="127.0.0.1:1"))
+    working = services.engine
+    services.engine = WorkflowEngine(TemporalSettings(address="127.0.0.1:1"))
     try:
         down = await client.get("/health/ready")
     finally:
-        services.temporal = working
+        services.engine = working
     assert down.status_code == 503
     assert down.json()["failed"] == ["temporal"]
 

@@ -13,8 +13,8 @@ import pytest
 
 from api.deps import AppServices
 from api.routes import health
-from api.temporal import TemporalGateway
-from core.db import create_engine, session_factory
+from core.db import Database
+from core.engine import WorkflowEngine
 from core.settings import DatabaseSettings, TemporalSettings
 
 
@@ -32,15 +32,15 @@ async def test_silent_dependencies_answer_503_naming_both_within_the_timeout(
 ) -> None:
     monkeypatch.setattr(health, "PROBE_TIMEOUT_SECONDS", 0.5)
     services: AppServices = app.state.services  # type: ignore[attr-defined]
-    engine = create_engine(DatabaseSettings(url=f"postgresql://u:p@{silent_server}/finance"))
-    monkeypatch.setattr(services, "sessions", session_factory(engine))
-    monkeypatch.setattr(services, "temporal", TemporalGateway(TemporalSettings(address=silent_server)))
+    database = Database.connect(DatabaseSettings(url=f"postgresql://u:p@{silent_server}/finance"))
+    monkeypatch.setattr(services, "db", database)
+    monkeypatch.setattr(services, "engine", WorkflowEngine(TemporalSettings(address=silent_server)))
     started = time.monotonic()
     try:
         async with asyncio.timeout(10):  # an unbounded probe fails here instead of hanging the suite
             response = await client.get("/health/ready")
     finally:
-        await engine.dispose()
+        await database.dispose()
     elapsed = time.monotonic() - started
 
     assert response.status_code == 503
@@ -56,12 +56,12 @@ async def test_a_slow_database_alone_is_named(
 ) -> None:
     monkeypatch.setattr(health, "PROBE_TIMEOUT_SECONDS", 0.5)
     services: AppServices = app.state.services  # type: ignore[attr-defined]
-    engine = create_engine(DatabaseSettings(url=f"postgresql://u:p@{silent_server}/finance"))
-    monkeypatch.setattr(services, "sessions", session_factory(engine))
+    database = Database.connect(DatabaseSettings(url=f"postgresql://u:p@{silent_server}/finance"))
+    monkeypatch.setattr(services, "db", database)
     try:
         async with asyncio.timeout(10):
             response = await client.get("/health/ready")
     finally:
-        await engine.dispose()
+        await database.dispose()
     assert response.status_code == 503
     assert response.json()["failed"] == ["database"] and response.json()["checks"]["temporal"] == "ok"

@@ -27,7 +27,7 @@ import pytest
 
 from api.app import api_routes
 from api.deps import AppServices
-from api.temporal import TemporalGateway
+from core.engine import WorkflowEngine
 from core.settings import TemporalSettings
 from tests.conftest import PASSWORD
 from tests.identity.conftest import Org
@@ -249,7 +249,7 @@ async def test_permission_matrix(
 ) -> None:
     if case.temporal_down:
         services: AppServices = app.state.services
-        monkeypatch.setattr(services, "temporal", TemporalGateway(TemporalSettings(address="127.0.0.1:1")))
+        monkeypatch.setattr(services, "engine", WorkflowEngine(TemporalSettings(address="127.0.0.1:1")))
     path = case.path.format(other=org.other_employee.id, team_root=org.manager.id, missing=MISSING)
     wrong: list[str] = []
     for role, expected in zip(ROLES, case.expected, strict=True):

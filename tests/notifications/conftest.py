@@ -31,7 +31,7 @@ def smtp_settings(settings: Settings, smtp: SmtpSink) -> Settings:
 def smtp_deps(activity_deps: ActivityDeps, smtp_settings: Settings) -> ActivityDeps:
     return ActivityDeps(
         settings=smtp_settings,
-        sessions=activity_deps.sessions,
+        db=activity_deps.db,
         authorizer=activity_deps.authorizer,
         storage=activity_deps.storage,
         mail=SmtpTransport(smtp_settings.smtp),

@@ -35,7 +35,7 @@ async def mailing_stack(
     temporal = smtp_settings.temporal.model_copy(update={"task_queue_prefix": f"mail-{uuid.uuid4().hex[:8]}"})
     settings = smtp_settings.model_copy(update={"temporal": temporal})
     deps = ActivityDeps(
-        settings, activity_deps.sessions, activity_deps.authorizer, activity_deps.storage, SmtpTransport(settings.smtp)
+        settings, activity_deps.db, activity_deps.authorizer, activity_deps.storage, SmtpTransport(settings.smtp)
     )
     workers = build_workers(temporal_client, worker_plan(deps))
     running = [asyncio.create_task(worker.run()) for worker in workers]

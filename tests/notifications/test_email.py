@@ -152,7 +152,7 @@ async def test_retried_after_a_failure_the_mail_goes_out_once(
     assert isinstance(smtp_deps.mail, SmtpTransport)
     flaky = FlakyTransport(smtp_deps.mail, failures=2)
     mailer = NotificationActivities(
-        ActivityDeps(smtp_deps.settings, smtp_deps.sessions, smtp_deps.authorizer, smtp_deps.storage, flaky)
+        ActivityDeps(smtp_deps.settings, smtp_deps.db, smtp_deps.authorizer, smtp_deps.storage, flaky)
     )
     result, again = await _send_twice(temporal_client, mailer, _approved_mail(owner.id, "approval-revenue-9/approved"))
     assert len(result.sent) == 1
@@ -190,7 +190,7 @@ async def test_a_connection_lost_after_the_send_does_not_send_twice(
     assert isinstance(smtp_deps.mail, SmtpTransport)
     dropping = ConnectionDroppingTransport(smtp_deps.mail, database_url)
     mailer = NotificationActivities(
-        ActivityDeps(smtp_deps.settings, smtp_deps.sessions, smtp_deps.authorizer, smtp_deps.storage, dropping)
+        ActivityDeps(smtp_deps.settings, smtp_deps.db, smtp_deps.authorizer, smtp_deps.storage, dropping)
     )
     result, again = await _send_twice(temporal_client, mailer, _approved_mail(owner.id, "approval-expense-11/approved"))
     assert len(result.sent) == 1

@@ -16,9 +16,9 @@ from temporalio.client import Client
 
 from activities.deps import ActivityDeps
 from api.app import build_services, create_app
-from api.temporal import TemporalGateway
 from core.authz import Authorizer
-from core.db import create_engine, session_factory
+from core.db import Database
+from core.engine import WorkflowEngine
 from core.mail import SmtpTransport
 from core.settings import ReportSettings, Settings, SmtpSettings, TemporalSettings
 from core.storage import LocalStorage
@@ -47,7 +47,7 @@ def reports_settings(settings: Settings, smtp: SmtpSink) -> Settings:
 def reports_deps(reports_settings: Settings) -> ActivityDeps:
     return ActivityDeps(
         settings=reports_settings,
-        sessions=session_factory(create_engine(reports_settings.db)),
+        db=Database.connect(reports_settings.db),
         authorizer=Authorizer(reports_settings.policy_dir),
         storage=LocalStorage(reports_settings.storage.local_dir),
         mail=SmtpTransport(reports_settings.smtp),
@@ -72,7 +72,7 @@ async def reports_worker(temporal_client: Client, reports_deps: ActivityDeps) ->
 
 @pytest.fixture(scope="session")
 async def reports_app(reports_settings: Settings, temporal_client: Client) -> AsyncIterator[object]:
-    services = build_services(reports_settings, TemporalGateway(reports_settings.temporal, temporal_client))
+    services = build_services(reports_settings, WorkflowEngine(reports_settings.temporal, temporal_client))
     application = create_app(services=services)
     async with application.router.lifespan_context(application):
         yield application

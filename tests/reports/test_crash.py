@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from activities.deps import ActivityDeps
 from core.authz import Authorizer
-from core.db import create_engine, session_factory
+from core.db import Database
 from core.mail import FileTransport
 from core.settings import PROJECT_ROOT, Settings, TemporalSettings
 from core.storage import LocalStorage
@@ -129,7 +129,7 @@ async def test_a_worker_killed_while_rendering_leaves_one_report(
     # A fresh worker (normal speed) picks the report up once the dead one's heartbeat times out.
     deps = ActivityDeps(
         settings=settings,
-        sessions=session_factory(create_engine(settings.db)),
+        db=Database.connect(settings.db),
         authorizer=Authorizer(settings.policy_dir),
         storage=LocalStorage(settings.storage.local_dir),
         mail=FileTransport(tmp_path / "mail", settings.smtp.sender),

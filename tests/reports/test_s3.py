@@ -15,9 +15,9 @@ from temporalio.client import Client
 
 from activities.deps import ActivityDeps
 from api.app import build_services, create_app
-from api.temporal import TemporalGateway
 from core.authz import Authorizer
-from core.db import create_engine, session_factory
+from core.db import Database
+from core.engine import WorkflowEngine
 from core.mail import FileTransport
 from core.settings import Settings, StorageSettings, TemporalSettings
 from core.storage import S3Storage
@@ -46,14 +46,14 @@ async def s3_api(settings: Settings, temporal_client: Client) -> AsyncIterator[t
         storage = S3Storage(storage_settings)
         deps = ActivityDeps(
             settings=s3_settings,
-            sessions=session_factory(create_engine(s3_settings.db)),
+            db=Database.connect(s3_settings.db),
             authorizer=Authorizer(s3_settings.policy_dir),
             storage=storage,
             mail=FileTransport(s3_settings.smtp.mail_dir, s3_settings.smtp.sender),
         )
         workers = build_workers(temporal_client, worker_plan(deps))
         tasks = [asyncio.create_task(worker.run()) for worker in workers]
-        services = build_services(s3_settings, TemporalGateway(s3_settings.temporal, temporal_client))
+        services = build_services(s3_settings, WorkflowEngine(s3_settings.temporal, temporal_client))
         app = create_app(services=services)
         try:
             async with app.router.lifespan_context(app):
@@ -63,7 +63,7 @@ async def s3_api(settings: Settings, temporal_client: Client) -> AsyncIterator[t
         finally:
             await asyncio.gather(*(worker.shutdown() for worker in workers))
             await asyncio.gather(*tasks, return_exceptions=True)
-            await deps.sessions.kw["bind"].dispose()
+            await deps.db.dispose()
 
 
 async def test_a_report_on_s3_downloads_through_a_presigned_url(

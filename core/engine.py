@@ -1,0 +1,197 @@
+"""The workflow engine as the rest of the code meets it: start a workflow, send it an update or a signal, ask it a
+query, keep a schedule. One Temporal client, connected lazily (so the API starts, and reads work, while Temporal is
+down), every call bounded by the RPC timeout, and Temporal's failures turned into the few outcomes a caller can act
+on (the exceptions below). Workflows are named by their type name; payloads are the contracts (pydantic models).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any, Literal, TypeVar
+
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.settings import TemporalSettings
+from core.temporal import TaskQueues, connect, task_queues
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class EngineUnavailable(Exception):
+    """The engine could not be reached or did not answer in time; the call changed nothing."""
+
+
+class UpdateUnanswered(Exception):
+    """An update's answer did not come in time: the engine may still apply it (repeat it with the same id)."""
+
+
+class UpdateRefused(Exception):
+    """The workflow refused the update; `kind` is the refusal's type (workflows.contracts.REFUSALS)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class WorkflowGone(Exception):
+    """No running workflow has this id (it ended, or never started)."""
+
+
+def search_attributes(values: dict[str, str | int]) -> TypedSearchAttributes:
+    """Typed search attributes from plain values: a str is a Keyword, an int an Int."""
+    pairs: list[SearchAttributePair[Any]] = []
+    for name, value in values.items():
+        key: SearchAttributeKey[Any] = (
+            SearchAttributeKey.for_int(name) if isinstance(value, int) else SearchAttributeKey.for_keyword(name)
+        )
+        pairs.append(SearchAttributePair(key, value))
+    return TypedSearchAttributes(pairs)
+
+
+class WorkflowEngine:
+    def __init__(self, settings: TemporalSettings, client: Client | None = None) -> None:
+        self.settings = settings
+        self.queues: TaskQueues = task_queues(settings)
+        self.timeout = timedelta(seconds=settings.rpc_timeout_seconds)
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Client:
+        """The connected client; EngineUnavailable while Temporal cannot be reached."""
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await asyncio.wait_for(connect(self.settings), timeout=5)
+                except (TimeoutError, RPCError, RuntimeError, OSError) as exc:
+                    log.warning("Temporal unreachable at %s: %s", self.settings.address, exc)
+                    raise EngineUnavailable("the workflow engine is unreachable") from exc
+        return self._client
+
+    async def check(self) -> bool:
+        try:
+            client = await self.client()
+            await client.service_client.check_health(timeout=timedelta(seconds=2))
+        except Exception:
+            return False
+        return True
+
+    async def _bounded(self, call: Any, deadline: timedelta | None = None) -> Any:
+        """Await an RPC with a hard deadline a little past its own timeout (a hung channel must not hang us)."""
+        return await asyncio.wait_for(call, timeout=(deadline or self.timeout).total_seconds() + 1)
+
+    async def start(
+        self,
+        workflow: str,
+        argument: object,
+        *,
+        workflow_id: str,
+        task_queue: str,
+        attributes: dict[str, str | int] | None = None,
+        on_running: Literal["keep", "replace"] = "keep",
+    ) -> bool:
+        """Start `workflow` under its business key. A closed run of the id never blocks a new one; a running one is
+        kept (the start counts as done: False) or, `on_running="replace"`, terminated and replaced atomically by the
+        server. True when this call started it."""
+        client = await self.client()
+        try:
+            await self._bounded(
+                client.start_workflow(
+                    workflow,
+                    argument,
+                    id=workflow_id,
+                    task_queue=task_queue,
+                    search_attributes=search_attributes(attributes) if attributes else None,
+                    rpc_timeout=self.timeout,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING
+                    if on_running == "replace"
+                    else WorkflowIDConflictPolicy.FAIL,
+                )
+            )
+        except WorkflowAlreadyStartedError:
+            return False
+        except (RPCError, TimeoutError) as error:
+            log.warning("could not start %s: %s", workflow_id, error)
+            raise EngineUnavailable(f"could not start {workflow_id}") from error
+        return True
+
+    async def update(self, workflow_id: str, name: str, argument: object, *, update_id: str, result_type: type[T]) -> T:
+        """Send an update and wait for its result. Raises UpdateRefused (the workflow said no), UpdateUnanswered (it
+        may still apply), WorkflowGone or EngineUnavailable."""
+        client = await self.client()
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            result: T = await self._bounded(
+                handle.execute_update(name, argument, id=update_id, result_type=result_type, rpc_timeout=self.timeout)
+            )
+            return result
+        except WorkflowUpdateFailedError as failure:
+            cause = failure.cause
+            if isinstance(cause, ApplicationError) and cause.type:
+                raise UpdateRefused(cause.type, cause.message) from failure
+            raise UpdateRefused("Conflict", f"the workflow refused the update: {cause}") from failure
+        except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError) as error:
+            raise UpdateUnanswered(workflow_id) from error
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise WorkflowGone(workflow_id) from error
+            raise UpdateUnanswered(workflow_id) from error
+
+    async def signal(self, workflow_id: str, name: str, argument: object) -> None:
+        """Deliver a signal. Raises WorkflowGone or EngineUnavailable."""
+        client = await self.client()
+        try:
+            await self._bounded(
+                client.get_workflow_handle(workflow_id).signal(name, argument, rpc_timeout=self.timeout)
+            )
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise WorkflowGone(workflow_id) from error
+            raise EngineUnavailable(f"could not signal {workflow_id}") from error
+        except TimeoutError as error:
+            raise EngineUnavailable(f"could not signal {workflow_id}") from error
+
+    async def query(self, workflow_id: str, name: str, result_type: type[T], *, seconds: float = 2) -> T | None:
+        """The workflow's answer, or None when it cannot give one now: a read must not fail because the engine is
+        away."""
+        try:
+            client = await self.client()
+            call = client.get_workflow_handle(workflow_id).query(
+                name, result_type=result_type, rpc_timeout=timedelta(seconds=seconds)
+            )
+            result: T = await self._bounded(call, timedelta(seconds=seconds))
+            return result
+        except Exception as error:
+            log.info("no answer to %s from %s: %s", name, workflow_id, error)
+            return None
+
+    async def terminate(self, workflow_id: str, reason: str) -> bool:
+        """Best effort: True when a running workflow was terminated."""
+        try:
+            client = await self.client()
+            handle = client.get_workflow_handle(workflow_id)
+            await self._bounded(handle.terminate(reason=reason, rpc_timeout=timedelta(seconds=2)), timedelta(seconds=2))
+        except (EngineUnavailable, RPCError, TimeoutError) as error:
+            log.info("did not terminate %s: %s", workflow_id, error)
+            return False
+        log.warning("terminated %s: %s", workflow_id, reason)
+        return True
