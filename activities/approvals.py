@@ -18,18 +18,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from activities.notifications import Mailer, Recipient
-from core.db import plain_transaction
 from core.sql import Sql
-from domain.approvals import service
-from domain.approvals.chain import Link
-from domain.approvals.service import StepTimers, Transition
-from domain.audit.service import AuditContext
-from domain.errors import DomainError, Forbidden, InvalidState, NotFound, ValidationFailed
+from domain.approvals import transitions
+from domain.errors import DomainError
 from workflows.contracts import (
     EMAIL_LOCAL_ATTEMPT,
     ApprovalActivity,
-    ApprovalTimers,
-    AuditInfo,
     DecisionOutcome,
     EmailJob,
     EmailResult,
@@ -41,38 +35,7 @@ from workflows.contracts import (
     TransitionJob,
 )
 
-T = TypeVar("T")
-
-
-def error_type(error: DomainError) -> str:
-    if isinstance(error, Forbidden):
-        return "Forbidden"
-    if isinstance(error, NotFound):
-        return "NotFound"
-    if isinstance(error, ValidationFailed):
-        return "ValidationFailed"
-    if isinstance(error, InvalidState):
-        return "Conflict"
-    return "Conflict"
-
-
-def outcome_of(transition: Transition) -> DecisionOutcome:
-    return DecisionOutcome.model_validate(transition, from_attributes=True)
-
-
-def step_timers(timers: ApprovalTimers) -> StepTimers:
-    return StepTimers(timers.reminder_seconds, timers.escalation_seconds)
-
-
-def audit_context(info: AuditInfo, workflow_id: str) -> AuditContext:
-    return AuditContext(
-        actor_id=info.actor_id,
-        request_id=info.request_id,
-        client_ip=info.client_ip,
-        user_agent=info.user_agent,
-        policy_rule=info.policy_rule,
-        workflow_id=workflow_id,
-    )
+Job = TypeVar("Job", bound=TransitionJob)
 
 
 @dataclass
@@ -89,14 +52,17 @@ class ApprovalActivities:
         self.mailer = Mailer(deps)
         self._deliveries: set[asyncio.Task[list[str]]] = set()  # inline deliveries still finishing after their budget
 
-    async def _transition(self, work: Callable[[Sql], Awaitable[Transition]]) -> DecisionOutcome:
+    async def _transition(
+        self, transition: Callable[[Sql, Job], Awaitable[DecisionOutcome]], job: Job
+    ) -> DecisionOutcome:
+        """Run one transition in one transaction, then deliver the emails of its notices."""
         try:
-            async with plain_transaction(self.deps.sessions) as sql:
-                outcome = outcome_of(await work(sql))
-                mail = [await self._mail(sql, notice.key, notice.email_job()) for notice in outcome.notices]
+            async with self.deps.db.transaction() as tx:
+                outcome = await transition(tx.sql, job)
+                mail = [await self._mail(tx.sql, notice.key, notice.email_job()) for notice in outcome.notices]
         except DomainError as error:
             # Permanent: the request is not in a state for this transition. Retrying will not change that.
-            raise ApplicationError(error.message, error.details, type=error_type(error), non_retryable=True) from error
+            raise ApplicationError(error.message, error.details, type=error.refusal, non_retryable=True) from error
         except (DataError, psycopg.DataError) as error:
             # A value the database cannot store (the API lets none through; this guards the workflow's lock, which a
             # retry without end would hold): the decision is refused, the request stays as it was.
@@ -142,91 +108,35 @@ class ApprovalActivities:
 
     @activity.defn(name=ApprovalActivity.ANNOUNCE)
     async def announce_first_step(self, job: TransitionJob) -> DecisionOutcome:
-        return await self._transition(
-            lambda session: service.announce_first_step(session, job.request_id, job.limits, job.now)
-        )
+        return await self._transition(transitions.announce_first_step, job)
 
     @activity.defn(name=ApprovalActivity.RECORD_DECISION)
     async def record_decision(self, job: RecordDecisionJob) -> DecisionOutcome:
-        next_link = Link(**job.next_link.model_dump()) if job.next_link else None
-        return await self._transition(
-            lambda session: service.record_decision(
-                session,
-                request_id=job.request_id,
-                step_id=job.step_id,
-                action=job.action,
-                actor_id=job.actor_id,
-                acting_for_id=job.acting_for,
-                comment=job.comment,
-                next_link=next_link,
-                limits=job.limits,
-                now=job.now,
-                timers=step_timers(job.timers),
-                context=audit_context(job.audit, job.workflow_id),
-            )
-        )
+        return await self._transition(transitions.record_decision, job)
 
     @activity.defn(name=ApprovalActivity.REMIND)
     async def remind_step(self, job: StepJob) -> DecisionOutcome:
-        return await self._transition(
-            lambda session: service.remind_step(session, job.request_id, job.step_id, job.limits, job.now)
-        )
+        return await self._transition(transitions.remind_step, job)
 
     @activity.defn(name=ApprovalActivity.ESCALATE)
     async def escalate_step(self, job: StepJob) -> DecisionOutcome:
-        return await self._transition(
-            lambda session: service.escalate_step(
-                session, job.request_id, job.step_id, job.limits, job.now, step_timers(job.timers)
-            )
-        )
+        return await self._transition(transitions.escalate_step, job)
 
     @activity.defn(name=ApprovalActivity.EXPIRE)
     async def expire_request(self, job: TransitionJob) -> DecisionOutcome:
-        return await self._transition(
-            lambda session: service.expire_request(session, job.request_id, job.limits, job.now)
-        )
+        return await self._transition(transitions.expire_request, job)
 
     @activity.defn(name=ApprovalActivity.WITHDRAW)
     async def withdraw_request(self, job: OwnerJob) -> DecisionOutcome:
-        return await self._transition(
-            lambda session: service.withdraw_request(
-                session,
-                job.request_id,
-                job.actor_id,
-                job.limits,
-                job.now,
-                audit_context(job.audit, job.workflow_id),
-            )
-        )
+        return await self._transition(transitions.withdraw_request, job)
 
     @activity.defn(name=ApprovalActivity.RESUBMIT)
     async def open_round(self, job: ResubmitJob) -> DecisionOutcome:
-        return await self._transition(
-            lambda session: service.open_round(
-                session,
-                job.request_id,
-                job.round,
-                job.actor_id,
-                job.limits,
-                job.now,
-                step_timers(job.timers),
-                audit_context(job.audit, job.workflow_id),
-            )
-        )
+        return await self._transition(transitions.open_round, job)
 
     @activity.defn(name=ApprovalActivity.REROUTE)
     async def reroute_step(self, job: RerouteJob) -> DecisionOutcome:
-        return await self._transition(
-            lambda session: service.reroute_step(
-                session,
-                job.request_id,
-                job.step_id,
-                job.delegate_id,
-                job.limits,
-                job.now,
-                audit_context(job.audit, job.workflow_id),
-            )
-        )
+        return await self._transition(transitions.reroute_step, job)
 
     def all(self) -> list[Callable[..., object]]:
         return [

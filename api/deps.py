@@ -19,6 +19,7 @@ from core.mail import MailTransport
 from core.security import InvalidToken, decode_token
 from core.settings import Settings
 from core.storage import ObjectStorage
+from domain.approvals.commands import ApprovalCommands
 from domain.audit.service import AuditContext
 from domain.errors import Forbidden, Unauthorized
 from domain.models import User
@@ -39,6 +40,10 @@ class AppServices:
     engine: WorkflowEngine
     storage: ObjectStorage
     mail: MailTransport
+
+    @property
+    def approvals(self) -> ApprovalCommands:
+        return ApprovalCommands(self.settings, self.authorizer, self.engine)
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:

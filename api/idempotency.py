@@ -1,16 +1,18 @@
-"""Idempotency-Key on the HTTP edge: replay the first answer, refuse a reused key (422), remember success."""
+"""Idempotency-Key on the HTTP edge: the header, and a repeat's first answer sent back as it was.
+
+The claim, the replay and the remembering are the commands' (domain/idempotency/once.py); a repeat comes back
+from them as `Replayed`, which goes out here with the status and body of the first answer.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 
 from fastapi import Header
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.idempotency import service
+from domain.idempotency.once import Replayed
 
 HEADER = "Idempotency-Key"
 IdempotencyKey = Annotated[
@@ -21,27 +23,12 @@ IdempotencyKey = Annotated[
         description="repeat the request with the same key to get the first answer again (never a second effect)",
     ),
 ]
+A = TypeVar("A")
 
 
-@dataclass
-class Idempotent:
-    session: AsyncSession
-    user_id: int
-    key: str | None
-    replay: JSONResponse | None = None
-
-    async def remember(self, status_code: int, answer: BaseModel) -> None:
-        if self.key is not None:
-            await service.remember(self.session, self.user_id, self.key, status_code, answer.model_dump(mode="json"))
-
-
-async def begin(session: AsyncSession, user_id: int, key: str | None, scope: str, body: Any = None) -> Idempotent:
-    """Claim the key for this request (in the request's transaction); `.replay` is set for a repeat."""
-    if key is None:
-        return Idempotent(session, user_id, None)
-    key = service.check_key(key)
-    stored = await service.claim(session, user_id, key, scope, service.request_hash(scope, body))
-    if stored is None:
-        return Idempotent(session, user_id, key)
-    replay = JSONResponse(status_code=stored.status_code, content=stored.body, headers={"Idempotent-Replayed": "true"})
-    return Idempotent(session, user_id, key, replay)
+def replayed(answer: A | Replayed) -> A | JSONResponse:
+    """The command's answer, or the first answer to this very request (marked `Idempotent-Replayed`)."""
+    if isinstance(answer, Replayed):
+        headers = {"Idempotent-Replayed": "true"}
+        return JSONResponse(status_code=answer.status_code, content=answer.body, headers=headers)
+    return answer

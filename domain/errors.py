@@ -4,9 +4,11 @@ from __future__ import annotations
 
 
 class DomainError(Exception):
-    """Base class; `code` is a stable machine-readable name for clients."""
+    """Base class; `code` is a stable machine-readable name for clients. `refusal` is the type a workflow's refusal
+    carries across Temporal (workflows.contracts.REFUSALS): the activity raises it, the caller reads it back."""
 
     code = "error"
+    refusal = "Conflict"
 
     def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
@@ -16,10 +18,12 @@ class DomainError(Exception):
 
 class NotFound(DomainError):
     code = "not_found"
+    refusal = "NotFound"
 
 
 class Forbidden(DomainError):
     code = "forbidden"
+    refusal = "Forbidden"
 
 
 class Unauthorized(DomainError):
@@ -44,6 +48,7 @@ class PreconditionRequired(DomainError):
 
 class ValidationFailed(DomainError):
     code = "validation_failed"
+    refusal = "ValidationFailed"
 
 
 class RateLimited(DomainError):
@@ -56,3 +61,16 @@ class RateLimited(DomainError):
 
 class ServiceUnavailable(DomainError):
     code = "service_unavailable"
+
+
+_REFUSED_AS: dict[str, type[DomainError]] = {
+    "Conflict": InvalidState,
+    "Forbidden": Forbidden,
+    "NotFound": NotFound,
+    "ValidationFailed": ValidationFailed,
+}
+
+
+def refusal_error(refusal: str, message: str) -> DomainError:
+    """The domain error a workflow's refusal of this type stands for (an unknown type is a conflict)."""
+    return _REFUSED_AS.get(refusal, InvalidState)(message)

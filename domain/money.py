@@ -53,10 +53,6 @@ def positive_amount(value: Any) -> Decimal:
     return amount
 
 
-def to_cents(amount: Decimal) -> int:
-    return int((amount * 100).to_integral_value())
-
-
 def money_str(amount: Decimal) -> str:
     return format(amount.quantize(CENT), "f")
 

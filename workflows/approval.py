@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
@@ -35,10 +34,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from core.temporal import AMOUNT_CENTS, APPROVAL_STATUS, CURRENT_APPROVER, ENTRY_ID, ENTRY_KIND
     from workflows.contracts import (
-        APPROVAL_ERROR_TYPES,
         EMAIL_LOCAL_ATTEMPT,
         EMAIL_RETRY,
         EMAIL_TIMEOUT,
+        REFUSALS,
         ApprovalActivity,
         ApprovalInput,
         ApprovalResult,
@@ -55,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
         StepInfo,
         StepJob,
         TransitionJob,
+        amount_cents,
+        covers,
     )
 
 PENDING = "pending"
@@ -73,16 +74,8 @@ ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=list(APPROVAL_ERROR_TYPES),
+    non_retryable_error_types=list(REFUSALS),
 )
-
-
-def _covers(limit: str | None, amount: Decimal | None) -> bool:
-    if limit is None:
-        return False
-    if limit == "*" or amount is None:
-        return True
-    return amount <= Decimal(limit)
 
 
 def _conflict(message: str) -> ApplicationError:
@@ -245,7 +238,7 @@ class EntryApprovalWorkflow:
     def _next_link(self, step: StepInfo) -> ChainLink | None:
         """After an approval: None when the approver's limit covers the amount, else the next level's approver
         (skipping anyone who already approved in this round)."""
-        if _covers(step.limit, self._amount):
+        if covers(step.limit, self._amount):
             return None
         done = self._approved_by | {step.approver_id}
         for link in self._chain:
@@ -465,7 +458,7 @@ class EntryApprovalWorkflow:
                 ENTRY_ID.value_set(str(self._input.subject_id)),
             ]
         if (initial or amount) and self._amount is not None:
-            updates.append(AMOUNT_CENTS.value_set(int(self._amount * 100)))
+            updates.append(AMOUNT_CENTS.value_set(amount_cents(self._amount)))
         if self._local():
             # The API starts the workflow with these attributes already set: write only what changed.
             current = workflow.info().typed_search_attributes
@@ -501,7 +494,7 @@ class EntryApprovalWorkflow:
             return result
         except ActivityError as error:
             cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type in APPROVAL_ERROR_TYPES:
+            if isinstance(cause, ApplicationError) and cause.type in REFUSALS:
                 # A refusal (the state moved under us): fail the update with the domain's type, keep the workflow.
                 raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
             raise

@@ -1,5 +1,10 @@
-"""Workflow ids, inputs and results. They are stored in workflow histories forever: change them compatibly
-(add optional fields with defaults; never rename or remove).
+"""The types that cross the Temporal boundary: workflow ids, inputs, results, activity jobs, and the approval
+types the domain's transitions return. Defined once, here; the API, the domain, the activities and the workflows
+all import them, and this module imports nothing of theirs (it is pure data, safe inside a workflow).
+
+They are stored in workflow histories forever: change them compatibly (add fields with defaults; never rename or
+remove a field; class names are free to change, they are not stored). Unknown fields are refused, so a field
+renamed by mistake fails loudly instead of quietly taking its default.
 
 Each feature keeps its contracts in its own section below.
 """
@@ -15,7 +20,7 @@ from temporalio.common import RetryPolicy
 
 
 class Contract(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=False)
 
 
 # === notifications and email ========================================================================
@@ -79,18 +84,52 @@ class ApprovalActivity:
     REROUTE = "approvals.reroute_step"
 
 
-# ApplicationError types shared by the workflow's validators, the activities and the API's status mapping.
-APPROVAL_ERROR_TYPES = ("Conflict", "Forbidden", "ValidationFailed", "NotFound")
+# The ApplicationError types of a refusal (the request is not in a state for the action, or the actor may not do
+# it): raised by the workflow's validators and the activities (domain.errors.DomainError.refusal), never retried,
+# and turned back into domain errors by whoever sent the update (domain.errors.refusal_error).
+REFUSALS = ("Conflict", "Forbidden", "ValidationFailed", "NotFound")
 
 
-class AuditInfo(Contract):
-    """Who acted and from where, carried from the HTTP request into the activity that writes the audit row."""
+class AuditContext(Contract):
+    """Who acted and from where: filled in by the HTTP layer (or a workflow), carried into the activity that writes
+    the audit row. `workflow_id` is the workflow the change belongs to, when there is one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     actor_id: int | None = None
     request_id: str | None = None
     client_ip: str | None = None
     user_agent: str | None = None
     policy_rule: str | None = None
+    workflow_id: str | None = None
+
+    def with_rule(self, rule: str | None) -> AuditContext:
+        return self.model_copy(update={"policy_rule": rule})
+
+    def acting(self, *, workflow_id: str | None = None, actor_id: int | None = None) -> AuditContext:
+        """The same context for a change of `workflow_id`'s request (by `actor_id`, when given)."""
+        update: dict[str, object] = {"workflow_id": workflow_id}
+        if actor_id is not None:
+            update["actor_id"] = actor_id
+        return self.model_copy(update=update)
+
+
+UNLIMITED = "*"
+
+
+def amount_cents(amount: Decimal) -> int:
+    """An amount in whole cents: the value of the AmountCents search attribute."""
+    return int((amount * 100).to_integral_value())
+
+
+def covers(limit: str | None, amount: Decimal | None) -> bool:
+    """True when a role with approval `limit` ("*": unlimited; None: may not approve) may approve `amount` (a
+    request without an amount needs any limit)."""
+    if limit is None:
+        return False
+    if limit == UNLIMITED or amount is None:
+        return True
+    return amount <= Decimal(limit)
 
 
 class ChainLink(Contract):
@@ -100,6 +139,11 @@ class ChainLink(Contract):
     approver_id: int
     role: str
     limit: str | None
+
+    @property
+    def rule(self) -> str:
+        """The policy line that gives this approver their limit (recorded on the step and in its audit row)."""
+        return f"p, {self.role}, approval_limit, approve, {self.limit}"
 
 
 class StepInfo(Contract):
@@ -154,14 +198,14 @@ class DecisionRequest(Contract):
     step_id: int
     comment: str | None = None
     acting_for: int | None = None  # the approver on whose behalf an API-verified delegate decides
-    audit: AuditInfo = AuditInfo()
+    audit: AuditContext = AuditContext()
 
 
 class OwnerAction(Contract):
     """The argument of the `withdraw` and `resubmit` updates (the requester only)."""
 
     actor_id: int
-    audit: AuditInfo = AuditInfo()
+    audit: AuditContext = AuditContext()
 
 
 class DelegationChange(Contract):
@@ -171,7 +215,7 @@ class DelegationChange(Contract):
     delegate_id: int | None = None
     starts: datetime | None = None
     ends: datetime | None = None
-    audit: AuditInfo = AuditInfo()  # who set the delegation, for the audit row of a re-routed step
+    audit: AuditContext = AuditContext()  # who set the delegation, for the audit row of a re-routed step
 
 
 class Notice(Contract):
@@ -246,7 +290,7 @@ class TransitionJob(Contract):
     now: datetime
     timers: ApprovalTimers = ApprovalTimers()
     limits: dict[str, dict[str, str | None]] = {}
-    audit: AuditInfo = AuditInfo()
+    audit: AuditContext = AuditContext()
 
 
 class RecordDecisionJob(TransitionJob):

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from domain.errors import ValidationFailed
+from workflows.contracts import ChainLink, covers
 
-UNLIMITED = "*"
 Limits = Mapping[str, Mapping[str, str | None]]  # role -> {"approve": limit, "auto_approve": limit}
 
 
@@ -23,25 +23,6 @@ class Candidate:
     user_id: int
     role: str
     is_active: bool = True
-
-
-@dataclass(frozen=True)
-class Link:
-    """One level of a chain: the approver and their role's limit ("*" unlimited)."""
-
-    level: int
-    approver_id: int
-    role: str
-    limit: str | None
-
-
-def covers(limit: str | None, amount: Decimal | None) -> bool:
-    """True when a role with `limit` may approve `amount` (a request without an amount needs any limit)."""
-    if limit is None:
-        return False
-    if limit == UNLIMITED or amount is None:
-        return True
-    return amount <= Decimal(limit)
 
 
 def approve_limit(limits: Limits, role: str) -> str | None:
@@ -56,7 +37,7 @@ def auto_approve_rule(limits: Limits, requester_role: str, amount: Decimal | Non
     return f"p, {requester_role}, approval_limit, auto_approve, {limit}"
 
 
-def approval_chain_for(amount: Decimal | None, managers: Sequence[Candidate], limits: Limits) -> list[Link]:
+def approval_chain_for(amount: Decimal | None, managers: Sequence[Candidate], limits: Limits) -> list[ChainLink]:
     """The first approver is the nearest manager whose role may approve at all; while the amount exceeds the
     current approver's limit, the next level is the nearest manager further up whose limit covers it.
 
@@ -73,12 +54,12 @@ def approval_chain_for(amount: Decimal | None, managers: Sequence[Candidate], li
             reason="no_approver",
         )
     first, first_limit = approvers[0]
-    chain = [Link(0, first.user_id, first.role, first_limit)]
+    chain = [ChainLink(level=0, approver_id=first.user_id, role=first.role, limit=first_limit)]
     if covers(first_limit, amount):
         return chain
     for candidate, limit in approvers[1:]:
         if covers(limit, amount):
-            chain.append(Link(1, candidate.user_id, candidate.role, limit))
+            chain.append(ChainLink(level=1, approver_id=candidate.user_id, role=candidate.role, limit=limit))
             return chain
     raise ValidationFailed(
         "the amount exceeds the approval limit of everyone above you in the manager tree",
@@ -87,12 +68,12 @@ def approval_chain_for(amount: Decimal | None, managers: Sequence[Candidate], li
     )
 
 
-def escalation_target(managers_of_approver: Sequence[Candidate], limits: Limits, requester_id: int) -> Link | None:
+def escalation_target(managers_of_approver: Sequence[Candidate], limits: Limits, requester_id: int) -> ChainLink | None:
     """The next approver up the hierarchy from a step's approver: the nearest active manager with any limit."""
     for candidate in managers_of_approver:
         if candidate.user_id == requester_id or not candidate.is_active:
             continue
         limit = approve_limit(limits, candidate.role)
         if limit is not None:
-            return Link(-1, candidate.user_id, candidate.role, limit)
+            return ChainLink(level=-1, approver_id=candidate.user_id, role=candidate.role, limit=limit)
     return None

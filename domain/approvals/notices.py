@@ -3,14 +3,15 @@ step), and the details its email shows. The workflow (or the transition itself) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from core.sql import Db
-from domain.approvals.store import People
+from core.sql import Sql
 from domain.models import RequestStatus
 from domain.models.rows import EntryRow, RequestRow, StepRow
 from domain.money import money_str
 from domain.notifications.service import notify
+from domain.users.directory import People
+from workflows.contracts import Notice
 
 GENERIC = "generic"
 EVENT_FOR_STATUS = {
@@ -25,19 +26,6 @@ _OUTCOME_WORDS = {
     RequestStatus.CHANGES_REQUESTED: "needs changes",
     RequestStatus.EXPIRED: "expired without a decision",
 }
-
-
-@dataclass(frozen=True)
-class NoticeView:
-    """A notification a transition created (field names match workflows.contracts.Notice)."""
-
-    user_id: int
-    event_type: str
-    title: str
-    body: str
-    link: str
-    key: str
-    details: dict[str, str] = field(default_factory=dict)
 
 
 def link_for(request: RequestRow) -> str:
@@ -62,18 +50,16 @@ def _key(request: RequestRow, event: str, *parts: object) -> str:
 class Notifier:
     """Notices about one request, in the transition's transaction: `entry` and `people` fill in what emails show."""
 
-    session: Db
+    sql: Sql
     request: RequestRow
     entry: EntryRow | None
     people: People
 
-    async def notice(
-        self, user_id: int, event_type: str, title: str, body: str, key: str, **details: str
-    ) -> NoticeView:
+    async def notice(self, user_id: int, event_type: str, title: str, body: str, key: str, **details: str) -> Notice:
         request = self.request
         link = link_for(request)
         await notify(
-            self.session,
+            self.sql,
             user_id=user_id,
             event_type=event_type,
             title=title,
@@ -82,7 +68,10 @@ class Notifier:
             data={"request_id": request.id, "entry_id": request.entry_id, "workflow_id": request.workflow_id},
             dedup_key=key,
         )
-        return NoticeView(user_id, event_type, title[:200], body, link, key, await self._email_details(**details))
+        details = await self._email_details(**details)
+        return Notice(
+            user_id=user_id, event_type=event_type, title=title[:200], body=body, link=link, key=key, details=details
+        )
 
     async def _email_details(self, **extra: str) -> dict[str, str]:
         """What an approval email shows besides its title and body (templates/emails/*: amount, who submitted ...)."""
@@ -96,7 +85,7 @@ class Notifier:
         }
         return {name: value for name, value in details.items() if value}
 
-    async def step_waiting(self, step: StepRow) -> list[NoticeView]:
+    async def step_waiting(self, step: StepRow) -> list[Notice]:
         """Tell the approver (or their delegate) that a step waits on them."""
         recipient = step.delegate_id or step.approver_id
         on_behalf = " on behalf of your delegator" if step.delegate_id else ""
@@ -110,7 +99,7 @@ class Notifier:
             )
         ]
 
-    async def outcome(self, comment: str | None, decided_by_id: int | None = None) -> list[NoticeView]:
+    async def outcome(self, comment: str | None, decided_by_id: int | None = None) -> list[Notice]:
         """Tell the requester how their request ended (or that it needs changes)."""
         request = self.request
         event = EVENT_FOR_STATUS.get(RequestStatus(request.status))
@@ -128,7 +117,7 @@ class Notifier:
             )
         ]
 
-    async def reminder(self, step: StepRow) -> list[NoticeView]:
+    async def reminder(self, step: StepRow) -> list[Notice]:
         return [
             await self.notice(
                 step.delegate_id or step.approver_id,
@@ -139,7 +128,7 @@ class Notifier:
             )
         ]
 
-    async def escalation(self, old: StepRow, new: StepRow) -> list[NoticeView]:
+    async def escalation(self, old: StepRow, new: StepRow) -> list[Notice]:
         new_recipient = new.delegate_id or new.approver_id
         old_recipient = old.delegate_id or old.approver_id
         title = describe(self.request)
@@ -166,7 +155,7 @@ class Notifier:
             ),
         ]
 
-    async def delegated(self, step: StepRow, delegate_id: int) -> list[NoticeView]:
+    async def delegated(self, step: StepRow, delegate_id: int) -> list[Notice]:
         approver = await self.people.get(step.approver_id)
         return [
             await self.notice(

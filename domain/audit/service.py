@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -19,27 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.sql import Db, sql_of
 from domain.models import AuditLog
+from workflows.contracts import AuditContext
 
 GENESIS_HASH = "0" * 64
 _CHAIN_LOCK_KEY = 0x4155444954  # "AUDIT"
 
 
-@dataclass(frozen=True)
-class AuditContext:
-    """Who acted and from where; the HTTP layer or a workflow activity fills it in."""
-
-    actor_id: int | None = None
-    request_id: str | None = None
-    client_ip: str | None = None
-    user_agent: str | None = None
-    policy_rule: str | None = None
-    workflow_id: str | None = None
-
-    def with_rule(self, rule: str | None) -> AuditContext:
-        return replace(self, policy_rule=rule)
-
-
-SYSTEM = AuditContext()
+SYSTEM = AuditContext()  # a change nobody asked for by hand (a reload, a schedule)
 
 
 def jsonable(value: Any) -> Any:

@@ -8,7 +8,6 @@ bumps the user's token version, which ends every access token at once (other dev
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
@@ -83,7 +82,7 @@ async def start_session(
     user.last_login_at = datetime.now(UTC)
     pair, family = await new_session(session, settings, user, context)
     changes = {"session": family} if second_factor is None else {"session": family, "second_factor": second_factor}
-    await record(session, replace(context, actor_id=user.id), "auth.login", "user", user.id, changes)
+    await record(session, context.model_copy(update={"actor_id": user.id}), "auth.login", "user", user.id, changes)
     return pair
 
 
@@ -100,7 +99,7 @@ async def rotate(session: AsyncSession, settings: AuthSettings, token: str, cont
     now = datetime.now(UTC)
     if row is None or row.user_id != claims.user_id or row.revoked_at is not None or row.expires_at <= now:
         raise Unauthorized(INVALID_REFRESH)
-    actor = replace(context, actor_id=row.user_id)
+    actor = context.model_copy(update={"actor_id": row.user_id})
     if row.used_at is not None:
         revoked = await revoke_family(session, row.family_id)
         await record(

@@ -6,7 +6,6 @@ Services flush, never commit: the caller (a request or an activity) owns the tra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -244,7 +243,7 @@ async def finish_drill(
     await session.flush()
     await record(
         session,
-        replace(context, workflow_id=context.workflow_id or drill.workflow_id),
+        context.model_copy(update={"workflow_id": context.workflow_id or drill.workflow_id}),
         "backup.drill_passed" if passed else "backup.drill_failed",
         "restore_drill",
         drill.id,

@@ -1,93 +1,24 @@
-"""Dashboard aggregates, maintained in the same transaction that changes an entry's status.
+"""The dashboard's maintained totals, and how to check them.
 
-The entries service calls `entry_status_changed` after every status change (submit, decision, withdraw,
-expiry, delete of a draft), so the dashboard never shows stale numbers.
-
-Concurrency: each call is ONE statement, per table an `INSERT ... ON CONFLICT DO UPDATE` that adds relative deltas
-(`count = count + d`), so concurrent transactions never lose an update (the second waits for the first's row lock,
-then adds to the committed value). The tables are written in one fixed order and the (at most two) rows of each in
-a fixed order (sorted by key), so two transactions that each move one entry lock rows in the same order and cannot
-deadlock on these tables. Contention is per owner, kind,
-month, category and status: two approvals only wait for each other when all five match.
+The totals follow every change to the entries and approval tables by themselves: database triggers keep them in the
+transaction that makes the change (migration 0003 for the approval counters, 0007 for the entry totals), whoever
+writes. Each change is one relative delta per row (`count = count + d`), so concurrent transactions never lose an
+update, and the (at most two) buckets a change moves are written in key order, so two transactions cannot deadlock
+on them. This module holds what the totals must equal, for the backfill and the consistency check.
 """
 
 from __future__ import annotations
 
-import functools
-from datetime import date
-from decimal import Decimal
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.sql import Db, sql_of
-from domain.models import Entry, EntryStatus
-from domain.models.rows import EntryRow
+from domain.models import EntryStatus
 
 # Drafts and entries returned for changes are edited (amount, category, date) without a status change, so they are
 # not counted: the totals only hold entries whose amount, category and date can no longer change.
 AGGREGATED_STATUSES = frozenset(
     {EntryStatus.PENDING, EntryStatus.APPROVED, EntryStatus.REJECTED, EntryStatus.WITHDRAWN, EntryStatus.EXPIRED}
 )
-
-
-def month_of(day: date) -> date:
-    return day.replace(day=1)
-
-
-async def entry_status_changed(session: Db, entry: Entry | EntryRow, old_status: str | None) -> None:
-    """Move the entry's amount from its old status bucket to its new one (`old_status` None: a new entry), in
-    `dashboard_entry_totals`, `dashboard_owner_totals` and `dashboard_category_totals` (always in that order)."""
-    new_status = entry.status
-    if old_status == new_status:
-        return
-    changes: list[tuple[str, int, Decimal]] = []
-    amount = Decimal(entry.amount)
-    if old_status is not None and old_status in AGGREGATED_STATUSES:
-        changes.append((str(old_status), -1, -amount))
-    if new_status in AGGREGATED_STATUSES:
-        changes.append((str(new_status), 1, amount))
-    if not changes:
-        return
-    changes.sort()  # one lock order for every transaction
-    params: dict[str, object] = {
-        "owner_id": entry.owner_id,
-        "kind": str(entry.kind),
-        "month": month_of(entry.entry_date),
-        "category": entry.category,
-    }
-    for index, (status, count, total) in enumerate(changes):
-        params |= {f"status_{index}": status, f"count_{index}": count, f"amount_{index}": total}
-    await (await sql_of(session)).run(_upsert_statement(len(changes)), params)
-
-
-# The three tables and their keys, in the order their rows are written.
-_TOTALS = (
-    ("dashboard_entry_totals", ("owner_id", "kind", "month", "category")),
-    ("dashboard_owner_totals", ("owner_id", "month", "kind")),
-    ("dashboard_category_totals", ("month", "kind", "category")),
-)
-
-
-@functools.cache
-def _upsert_statement(rows: int) -> str:
-    """The three tables' upserts as ONE statement (one round trip per status change). Every caller runs this same
-    statement, whose plan writes the tables in one fixed order, so transactions still lock rows in one order."""
-    upserts = []
-    for table, keys in _TOTALS:
-        values = ", ".join(
-            "("
-            + ", ".join([*(f"%({key})s" for key in keys), f"%(status_{i})s", f"%(count_{i})s", f"%(amount_{i})s"])
-            + ")"
-            for i in range(rows)
-        )
-        upserts.append(
-            f"INSERT INTO {table} AS t ({', '.join(keys)}, status, entry_count, amount_total) VALUES {values} "
-            f"ON CONFLICT ON CONSTRAINT pk_{table} DO UPDATE SET entry_count = t.entry_count + excluded.entry_count, "
-            "amount_total = t.amount_total + excluded.amount_total"
-        )
-    *first, last = upserts
-    return "WITH " + ", ".join(f"u{i} AS ({sql})" for i, sql in enumerate(first)) + " " + last
 
 
 def totals_by_group_sql() -> str:

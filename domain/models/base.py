@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import DateTime, FetchedValue, MetaData, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -25,6 +25,11 @@ class CreatedAt:
 
 
 class Timestamps(CreatedAt):
+    """`updated_at` is set by the database on every UPDATE (trigger `touch_row`, migration 0007), whoever writes;
+    the ORM reads the new value back in the UPDATE's RETURNING (eager defaults), so a changed object stays loaded."""
+
+    __mapper_args__ = {"eager_defaults": True}
+
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+        DateTime(timezone=True), server_default=func.now(), server_onupdate=FetchedValue()
     )

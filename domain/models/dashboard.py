@@ -2,7 +2,7 @@
 
 `dashboard_entry_totals` holds, per owner, kind, month, category and status, how many entries there are and the sum
 of their amounts. It is maintained in the transaction that changes an entry's status
-(`domain.dashboard.aggregates.entry_status_changed`), so it is never stale. Only statuses in which an entry can no
+(by trigger, migration 0007), so it is never stale. Only statuses in which an entry can no
 longer be edited are counted (see `AGGREGATED_STATUSES`): drafts and entries returned for changes are edited freely
 without a status change, so counting them here would drift.
 """
@@ -53,7 +53,7 @@ class DashboardEntryTotal(Base):
 
 class DashboardOwnerTotal(Base):
     """Per owner, status, month and kind (no category): the monthly series, top spenders and pending amounts read
-    about a fifth of the rows they would read from `dashboard_entry_totals`. Kept by `entry_status_changed`."""
+    about a fifth of the rows they would read from `dashboard_entry_totals`. Kept by trigger (migration 0007)."""
 
     __tablename__ = "dashboard_owner_totals"
     __table_args__ = (
@@ -83,7 +83,7 @@ class DashboardOwnerTotal(Base):
 
 class DashboardCategoryTotal(Base):
     """Organisation-wide per status, month, kind and category (top categories for accountants and admins).
-    Kept by `entry_status_changed`; two decisions contend on a row only within one month, kind and category."""
+    Kept by trigger (migration 0007); two decisions contend on a row only within one month, kind and category."""
 
     __tablename__ = "dashboard_category_totals"
 

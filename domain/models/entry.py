@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -20,7 +21,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.models.base import Base, Timestamps
-from domain.models.rows import approval_title
 
 
 class EntryKind(StrEnum):
@@ -51,7 +51,10 @@ def _cover(*keys: str) -> list[str]:
 
 
 class Entry(Timestamps, Base):
-    """A revenue or an expense entry; `kind` says which (revenue has `source`, expenses a `vendor`)."""
+    """A revenue or an expense entry; `kind` says which (revenue has `source`, expenses a `vendor`).
+
+    The table's definition (for migrations); the code reads and writes entries as `EntryRow`s through
+    `domain.entries.repository`."""
 
     __tablename__ = "entries"
     __table_args__ = (
@@ -110,15 +113,6 @@ class Entry(Timestamps, Base):
     status: Mapped[str] = mapped_column(String(20), default=EntryStatus.DRAFT)
     workflow_id: Mapped[str | None] = mapped_column(String(100))
     approval_request_id: Mapped[int | None] = mapped_column(ForeignKey("approval_requests.id"), index=True)
-    version: Mapped[int] = mapped_column(Integer, default=1)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_onupdate=FetchedValue())  # moved by trigger
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    # eager_defaults: an UPDATE returns the new updated_at (RETURNING), so an entry stays fully loaded after a change
-    # and is answered without reading it again.
-    __mapper_args__ = {"version_id_col": version, "eager_defaults": True}
-
-    @property
-    def approval_title(self) -> str:
-        """How the entry is named in its approval request, notifications and emails."""
-        return approval_title(self.category, self.description, self.vendor, self.source)

@@ -17,14 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.authz import Authorizer
 from core.settings import Settings
+from core.sql import sql_of
 from domain.audit.service import AuditContext, diff, record
 from domain.auth import passwords, sessions
 from domain.auth.schemas import RegisterRequest
 from domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from domain.models import Role, User
+from domain.users.directory import subtree_ids
 from domain.users.roles import MANAGER_ROLES, may_have_reports, outranks
 from domain.users.schemas import MeUpdate, UserCreate, UserFilters, UserOut, UserPage, UserUpdate
-from domain.users.visibility import subtree_ids, visibility_for
+from domain.users.visibility import visibility_for
 
 _TREE_LOCK_KEY = 0x5553455254524545  # "USERTREE": manager changes serialise, so two cannot close a cycle together
 _AUDITED_FIELDS = ("email", "username", "full_name", "role", "manager_id", "is_active")
@@ -232,7 +234,7 @@ async def update_user(
             raise ValidationFailed("manager_id: every user but a superadmin needs a manager", field="manager_id")
         await _lock_tree(session)
         await _active_manager(session, manager_id)
-        if manager_id in await subtree_ids(session, target.id):
+        if manager_id in await subtree_ids(await sql_of(session), target.id):
             raise ValidationFailed(
                 "manager_id: this manager reports to the user (directly or not); that would make a cycle",
                 field="manager_id",
@@ -324,7 +326,7 @@ async def team_of(
 ) -> UserPage:
     """Everyone below the user in the manager tree, at any depth."""
     root = await get_visible(session, authorizer, viewer, user_id)
-    members = await subtree_ids(session, root.id)
+    members = await subtree_ids(await sql_of(session), root.id)
     members.discard(root.id)
     ordered = sorted(members)
     rows = []

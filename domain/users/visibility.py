@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, literal
 from core.authz import Authorizer
 from core.sql import Db, sql_of
 from domain.models import User
+from domain.users.directory import subtree_ids
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class Visibility:
 
     def can_see(self, owner_id: int) -> bool:
         return self.everyone or owner_id in self.owner_ids
+
+    def owner_list(self) -> list[int] | None:
+        """The owners as a list for a plain statement's `= ANY(%s)`; None when the viewer sees everyone."""
+        return None if self.everyone else sorted(self.owner_ids)
 
     def owner_filter(self, column: ColumnElement[int]) -> ColumnElement[bool]:
         """A WHERE clause restricting `column` (an owner id) to what the viewer may see."""
@@ -37,44 +42,9 @@ class Visibility:
         return {"kind": "owners", "viewer_id": self.viewer_id, "owner_ids": sorted(self.owner_ids)}
 
 
-async def subtree_ids(session: Db, root_id: int) -> set[int]:
-    """The user and everyone below them in the manager tree (recursive; UNION makes it cycle-safe)."""
-    rows = await (await sql_of(session)).all(_SUBTREE, (root_id,))
-    return {row[0] for row in rows}
-
-
-_SUBTREE = (
-    "WITH RECURSIVE tree(id) AS (SELECT id FROM users WHERE id = %s "
-    "UNION SELECT u.id FROM users u JOIN tree ON u.manager_id = tree.id) SELECT id FROM tree"
-)
-
-
-async def visibility_for(session: Db, authorizer: Authorizer, user: User, resource: str = "entry") -> Visibility:
+async def visibility_for(sql: Db, authorizer: Authorizer, user: User, resource: str = "entry") -> Visibility:
     if authorizer.allows(user.role, resource, "read_all"):
         return Visibility(user.id, True, frozenset())
     if authorizer.allows(user.role, "user", "read_team"):
-        return Visibility(user.id, False, frozenset(await subtree_ids(session, user.id)))
+        return Visibility(user.id, False, frozenset(await subtree_ids(await sql_of(sql), user.id)))
     return Visibility(user.id, False, frozenset({user.id}))
-
-
-@dataclass(frozen=True)
-class Manager:
-    id: int
-    role: str
-    is_active: bool
-
-
-async def manager_chain(session: Db, user_id: int) -> list[Manager]:
-    """The user's managers from the nearest upwards, in one query (stops at a cycle, which the user service forbids
-    anyway)."""
-    rows = await (await sql_of(session)).all(_MANAGERS, (user_id,))
-    return [Manager(*row) for row in rows]
-
-
-_MANAGERS = (
-    "WITH RECURSIVE up(id, manager_id, role, is_active, depth, seen) AS ("
-    "SELECT id, manager_id, role, is_active, 0, ARRAY[id] FROM users WHERE id = %s "
-    "UNION ALL SELECT u.id, u.manager_id, u.role, u.is_active, up.depth + 1, up.seen || u.id "
-    "FROM users u JOIN up ON u.id = up.manager_id WHERE u.id <> ALL(up.seen)) "
-    "SELECT id, role, is_active FROM up WHERE depth > 0 ORDER BY depth"
-)

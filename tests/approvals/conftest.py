@@ -22,13 +22,13 @@ from activities.deps import ActivityDeps
 from core.mail import OutgoingMail
 from core.settings import PROJECT_ROOT, Settings
 from core.temporal import task_queues
-from domain.approvals.service import Submission
+from domain.approvals.transitions import RequestOpening, Submission, open_request
 from domain.audit.service import SYSTEM
 from domain.entries import service as entries
 from domain.entries.schemas import ExpenseCreate
 from domain.models import AuditLog, EntryKind, Notification, User
 from tests.conftest import MakeUser, TestUser
-from workflows.contracts import EmailJob, EmailResult, approval_workflow_id
+from workflows.contracts import ApprovalInput, ApprovalTimers, EmailJob, EmailResult, approval_workflow_id
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -136,24 +136,32 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) 
 
 
 async def submit_directly(deps: ActivityDeps, owner_id: int, amount: str = "120.00") -> Submission:
-    """Create and submit an expense through the domain services (for tests that start the workflow themselves)."""
-    async with deps.sessions() as session:
-        owner = await session.get(User, owner_id)
+    """Create and submit an expense through the domain (for tests that start the workflow themselves)."""
+    async with deps.db.transaction() as tx:
+        owner = await tx.session.get(User, owner_id)
         assert owner is not None
         body = ExpenseCreate.model_validate(expense_body(amount))
-        entry = await entries.create_entry(session, deps.settings.approvals, owner, EntryKind.EXPENSE, body, SYSTEM)
-        submission = await entries.submit_entry(
-            session,
-            deps.authorizer,
-            deps.settings.approvals,
-            entry,
-            owner,
-            approval_workflow_id,
-            datetime.now(UTC),
-            SYSTEM,
+        entry = await entries.create_entry(tx, deps.settings.approvals, owner, EntryKind.EXPENSE, body, SYSTEM)
+        opening = RequestOpening(
+            subject_kind=entry.kind,
+            entry=entry,
+            requester_id=owner.id,
+            requester_role=owner.role,
+            title=entry.approval_title,
+            justification=entry.description,
+            amount=entry.amount,
+            limits=deps.authorizer.limits_snapshot(),
+            policy_version=deps.authorizer.version,
+            timers=ApprovalTimers(),
+            now=datetime.now(UTC),
+            workflow_id_for=approval_workflow_id,
         )
-        await session.commit()
-        return submission
+        return await open_request(tx.sql, opening, SYSTEM)
+
+
+def started_with(submission: Submission, timers: ApprovalTimers, **changes: Any) -> ApprovalInput:
+    """The submission's workflow input with these timers (and other changes) instead of the settings'."""
+    return submission.input.model_copy(update={"timers": timers, **changes})
 
 
 async def notifications_for(deps: ActivityDeps, user_id: int, event_type: str) -> list[Notification]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -13,12 +14,12 @@ from activities.deps import ActivityDeps
 from api.app import build_services, create_app
 from core.engine import WorkflowEngine
 from core.settings import Settings, TemporalSettings
-from domain.approvals import service as approvals
+from domain.approvals.transitions import RequestOpening, open_request
 from domain.audit.service import SYSTEM
-from domain.models import AuditLog, User
+from domain.models import AuditLog
 from tests.approvals.conftest import Team, create_expense, submitted_expense
 from tests.services import free_port
-from workflows.contracts import approval_workflow_id
+from workflows.contracts import ApprovalTimers, approval_workflow_id
 
 
 async def test_a_generic_request_runs_the_same_lifecycle(client: httpx.AsyncClient, team: Team) -> None:
@@ -67,27 +68,27 @@ async def test_the_seed_approve_route_and_the_approvals_route_act_on_one_workflo
 async def test_auto_approval_by_policy_records_the_rule(activity_deps: ActivityDeps, team: Team) -> None:
     limits = activity_deps.authorizer.limits_snapshot()
     limits["employee"] = {**limits["employee"], "auto_approve": "50.00"}  # as if the policy line were enabled
-    async with activity_deps.sessions() as session:
-        requester = await session.get(User, team.employee.id)
-        assert requester is not None
-        submission = await approvals.open_request(
-            session,
-            subject_kind="generic",
-            entry=None,
-            requester=requester,
-            title="Coffee beans",
-            justification="team supplies",
-            amount=approvals.Decimal("42.00"),
-            limits=limits,
-            policy_version="test",
-            workflow_id_for=approval_workflow_id,
-            now=datetime.now(UTC),
-            timers=approvals.StepTimers(3600, 7200),
-            context=SYSTEM,
+    opening = RequestOpening(
+        subject_kind="generic",
+        entry=None,
+        requester_id=team.employee.id,
+        requester_role="employee",
+        title="Coffee beans",
+        justification="team supplies",
+        amount=Decimal("42.00"),
+        limits=limits,
+        policy_version="test",
+        timers=ApprovalTimers(),
+        now=datetime.now(UTC),
+        workflow_id_for=approval_workflow_id,
+    )
+    async with activity_deps.db.transaction() as tx:
+        submission = await open_request(tx.sql, opening, SYSTEM)
+    assert submission.request.status == "approved" and submission.input.first_step is None
+    async with activity_deps.db.transaction() as tx:
+        rule = await tx.session.scalar(
+            select(AuditLog.policy_rule).where(AuditLog.action == "approval_request.created")
         )
-        await session.commit()
-        assert submission.request.status == "approved" and submission.first_step is None
-        rule = await session.scalar(select(AuditLog.policy_rule).where(AuditLog.action == "approval_request.created"))
     assert rule == "p, employee, approval_limit, auto_approve, 50.00"
 
 

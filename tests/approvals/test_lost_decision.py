@@ -11,7 +11,7 @@ from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.deps import ActivityDeps
-from domain.approvals import service as approvals
+from domain.approvals import transitions
 from domain.audit.service import AuditContext
 from domain.models import ApprovalStep, Entry
 from tests.approvals.conftest import (
@@ -22,6 +22,7 @@ from tests.approvals.conftest import (
     notifications_for,
     submitted_expense,
 )
+from workflows.contracts import RecordDecisionJob
 
 
 async def _commit_without_the_workflow(deps: ActivityDeps, entry_id: int, actor_id: int) -> None:
@@ -34,26 +35,22 @@ async def _commit_without_the_workflow(deps: ActivityDeps, entry_id: int, actor_
         return any(notice.data.get("entry_id") == entry_id for notice in notices)
 
     assert await eventually(announced)
-    async with deps.sessions() as session:
-        entry = await session.get(Entry, entry_id)
+    async with deps.db.transaction() as tx:
+        entry = await tx.session.get(Entry, entry_id)
         assert entry is not None and entry.approval_request_id is not None
-        step = await session.scalar(select(ApprovalStep).where(ApprovalStep.request_id == entry.approval_request_id))
+        step = await tx.session.scalar(select(ApprovalStep).where(ApprovalStep.request_id == entry.approval_request_id))
         assert step is not None
-        await approvals.record_decision(
-            session,
+        job = RecordDecisionJob(
+            workflow_id=entry.workflow_id or "",
             request_id=entry.approval_request_id,
             step_id=step.id,
             action="approve",
             actor_id=actor_id,
-            acting_for_id=None,
-            comment=None,
-            next_link=None,
-            limits=deps.authorizer.limits_snapshot(),
             now=datetime.now(UTC),
-            timers=approvals.StepTimers(3600, 7200),
-            context=AuditContext(actor_id=actor_id),
+            limits=deps.authorizer.limits_snapshot(),
+            audit=AuditContext(actor_id=actor_id),
         )
-        await session.commit()
+        await transitions.record_decision(tx.sql, job)
 
 
 async def test_the_approvers_retry_brings_a_workflow_that_lost_the_decision_up_to_date(

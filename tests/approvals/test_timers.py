@@ -17,14 +17,16 @@ from temporalio.worker import Worker
 
 from activities.approvals import ApprovalActivities
 from activities.deps import ActivityDeps
-from api.approval_workflows import search_attributes_for, workflow_input
+from core.engine import search_attributes
 from core.temporal import CURRENT_APPROVER, SEARCH_ATTRIBUTES
+from domain.approvals.lifecycle import search_attributes as approval_attributes
 from domain.models import Entry
 from tests.approvals.conftest import (
     EmailOutbox,
     eventually,
     notifications_for,
     record_history,
+    started_with,
     submit_directly,
 )
 from tests.conftest import MakeUser
@@ -65,13 +67,13 @@ async def running(
 
 async def _start(client: Client, queue: str, deps: ActivityDeps, owner_id: int, timers: ApprovalTimers):  # type: ignore[no-untyped-def]
     submission = await submit_directly(deps, owner_id)
-    request = workflow_input(submission, timers)
+    request = started_with(submission, timers)
     return submission, await client.start_workflow(
         EntryApprovalWorkflow.run,
         request,
         id=submission.request.workflow_id,
         task_queue=queue,
-        search_attributes=search_attributes_for(request, submission.request.status),
+        search_attributes=search_attributes(approval_attributes(request, submission.request.status)),
     )
 
 

@@ -16,11 +16,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deps import ActivityDeps
-from api.approval_workflows import workflow_input
 from core.settings import Settings
 from core.temporal import APPROVAL_STATUS, task_queues
-from domain.approvals import service as approvals
-from domain.approvals.service import Submission
+from domain.approvals.transitions import Submission, undo_submission
 from domain.audit.service import SYSTEM
 from tests.approvals.conftest import (
     Team,
@@ -29,6 +27,7 @@ from tests.approvals.conftest import (
     eventually,
     notifications_for,
     record_history,
+    started_with,
     submit_directly,
 )
 from workflows.approval import EntryApprovalWorkflow
@@ -39,15 +38,14 @@ LOST = RPCError("context deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"
 
 async def undo(deps: ActivityDeps, submission: Submission) -> None:
     """What the API does after a start it could not confirm."""
-    async with deps.sessions() as session:
-        await approvals.undo_submission(session, submission.request.id, "the workflow engine is unreachable", SYSTEM)
-        await session.commit()
+    async with deps.db.transaction() as tx:
+        await undo_submission(tx.sql, submission.request.id, "the workflow engine is unreachable", SYSTEM)
 
 
 async def start_orphan(client: Client, settings: Settings, submission: Submission, timers: ApprovalTimers) -> Any:
     return await client.start_workflow(
         EntryApprovalWorkflow.run,
-        workflow_input(submission, timers),
+        started_with(submission, timers),
         id=submission.request.workflow_id,
         task_queue=task_queues(settings.temporal).approvals,
     )

@@ -16,9 +16,8 @@ from temporalio.worker import Worker
 
 from activities.approvals import ApprovalActivities
 from activities.deps import ActivityDeps
-from api.approval_workflows import workflow_input
 from domain.models import ApprovalStep, Entry
-from tests.approvals.conftest import EmailOutbox, audit_count, eventually, submit_directly
+from tests.approvals.conftest import EmailOutbox, audit_count, eventually, started_with, submit_directly
 from tests.conftest import MakeUser
 from workflows.approval import EntryApprovalWorkflow
 from workflows.contracts import ApprovalActivity, ApprovalTimers, DecisionRequest, RecordDecisionJob
@@ -52,12 +51,12 @@ async def test_worker_killed_after_the_decision_committed(
     first_run = asyncio.create_task(first.run())
 
     submission = await submit_directly(activity_deps, employee.id)
-    request = workflow_input(submission, ApprovalTimers(activity_seconds=2), search_attributes=True)
+    request = started_with(submission, ApprovalTimers(activity_seconds=2))
     handle = await temporal_client.start_workflow(
         EntryApprovalWorkflow.run, request, id=submission.request.workflow_id, task_queue=queue
     )
-    assert submission.first_step is not None
-    decision = DecisionRequest(action="approve", actor_id=manager.id, step_id=submission.first_step.step_id)
+    assert submission.input.first_step is not None
+    decision = DecisionRequest(action="approve", actor_id=manager.id, step_id=submission.input.first_step.step_id)
     approving = asyncio.create_task(handle.execute_update(EntryApprovalWorkflow.decide, decision, id="approve-once"))
 
     await asyncio.wait_for(committed.wait(), timeout=20)

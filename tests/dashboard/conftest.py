@@ -14,7 +14,6 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.dashboard.aggregates import entry_status_changed
 from domain.models import ApprovalRequest, ApprovalStep, Entry
 
 # `team` (admin <- manager <- employee, with the in-process worker) for the end-to-end tests; its teardown ends the
@@ -89,7 +88,6 @@ async def insert_random_data(session: AsyncSession, org: Org, rng: random.Random
             )
             session.add(entry)
             await session.flush()
-            await entry_status_changed(session, entry, None)
             if status == "draft":
                 continue
             submitted = created + timedelta(minutes=rng.uniform(1, 600))

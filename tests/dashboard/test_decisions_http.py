@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 
 from activities.deps import ActivityDeps
-from domain.dashboard.aggregates import entry_status_changed
 from domain.models import Entry
 from tests.approvals.conftest import Team, expense_body
 from tests.conftest import MakeUser
@@ -128,7 +127,6 @@ async def test_top_spenders_follow_the_role_not_the_size_of_the_team(
             )
             session.add(entry)
             await session.flush()
-            await entry_status_changed(session, entry, None)
         await session.commit()
 
     lonely_kpi = await _kpi(client, lonely)

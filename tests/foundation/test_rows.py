@@ -20,7 +20,14 @@ def test_a_row_has_its_tables_columns(row_type: type, model: type) -> None:
     assert fields == set(model.__table__.columns.keys())  # type: ignore[attr-defined]
 
 
-def test_entry_rows_and_models_name_an_approval_alike() -> None:
-    values = {"category": "travel", "description": "taxi", "vendor": "Cabs", "source": None}
+@pytest.mark.parametrize(
+    ("values", "title"),
+    [
+        ({"category": "travel", "description": "taxi", "vendor": "Cabs", "source": None}, "travel: taxi (Cabs)"),
+        ({"category": "sales", "description": "", "vendor": None, "source": "Acme"}, "sales (Acme)"),
+        ({"category": "office", "description": "paper", "vendor": None, "source": None}, "office: paper"),
+    ],
+)
+def test_an_entry_is_named_in_its_approval_by_category_description_and_party(values: dict, title: str) -> None:
     row = EntryRow(**{field.name: None for field in dataclasses.fields(EntryRow)} | values)
-    assert row.approval_title == Entry(**values).approval_title == "travel: taxi (Cabs)"
+    assert row.approval_title == title

@@ -1,0 +1,560 @@
+"""The approval transitions: open a request, decide, remind, escalate, expire, withdraw, resubmit, re-route, undo.
+
+The workflow orchestrates; these are the only functions that change a request. Each runs in ONE transaction (an
+activity's, or the submitting request's), changes the request, its step and its entry together, writes one audit
+row and creates the in-app notifications (deduplicated per workflow, event and step). Each is idempotent: run again
+after a commit (a retried activity), it changes nothing and answers as the first run did.
+
+They take the workflow's job (workflows.contracts: the request, the workflow's clock, the pinned limits and timers,
+who acted) and answer with a `DecisionOutcome`, the one type the activity hands back to the workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from core.sql import Sql
+from domain.approvals import repository as requests
+from domain.approvals.chain import Candidate, Limits, approval_chain_for, auto_approve_rule, escalation_target
+from domain.approvals.notices import Notifier, link_for
+from domain.approvals.repository import NewStep, Opening
+from domain.audit.service import AuditContext, record
+from domain.entries import repository as entries
+from domain.errors import Forbidden, InvalidState, NotFound
+from domain.models import RequestStatus, StepStatus
+from domain.models.rows import DelegationRow, EntryRow, RequestRow, StepRow
+from domain.users.directory import People, manager_chain
+from workflows.contracts import (
+    ApprovalInput,
+    ApprovalTimers,
+    ChainLink,
+    DecisionOutcome,
+    Notice,
+    OwnerJob,
+    RecordDecisionJob,
+    RerouteJob,
+    ResubmitJob,
+    StepInfo,
+    StepJob,
+    TransitionJob,
+)
+
+FINAL_STATUSES = frozenset(
+    {RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.WITHDRAWN, RequestStatus.EXPIRED}
+)
+OPEN_STATUSES = frozenset({RequestStatus.PENDING, RequestStatus.CHANGES_REQUESTED})
+STEP_STATUS_FOR_ACTION = {
+    "approve": StepStatus.APPROVED,
+    "reject": StepStatus.REJECTED,
+    "request_changes": StepStatus.CHANGES_REQUESTED,
+}
+_REQUEST_STATUS_FOR_ACTION = {
+    "approve": RequestStatus.APPROVED,
+    "reject": RequestStatus.REJECTED,
+    "request_changes": RequestStatus.CHANGES_REQUESTED,
+}
+
+
+def subject_id_of(request: RequestRow) -> int:
+    return request.entry_id if request.entry_id is not None else request.id
+
+
+def chain_links(request: RequestRow) -> list[ChainLink]:
+    return [ChainLink.model_validate(item) for item in request.chain]
+
+
+def _chain_json(chain: list[ChainLink]) -> list[dict[str, Any]]:
+    return [link.model_dump() for link in chain]
+
+
+def _audit_target(request: RequestRow) -> tuple[str, int]:
+    if request.entry_id is not None:
+        return "entry", request.entry_id
+    return "approval_request", request.id
+
+
+async def _candidates(sql: Sql, user_id: int) -> list[Candidate]:
+    return [Candidate(manager.id, manager.role, manager.is_active) for manager in await manager_chain(sql, user_id)]
+
+
+def _step_limit(step: StepRow, limits: Limits, role: str) -> str | None:
+    # The rule pinned on the step ("p, manager, approval_limit, approve, 10000.00") names the limit in force.
+    if step.rule and step.rule.count(",") == 4:
+        return step.rule.rsplit(",", 1)[1].strip()
+    return limits.get(role, {}).get("approve")
+
+
+# --- one transition's work ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Work:
+    """A transition of one request in one transaction: the request as it now stands, its entry, the people named,
+    and the terms it runs by (the pinned limits and timers, the workflow's clock)."""
+
+    sql: Sql
+    request: RequestRow
+    entry: EntryRow | None
+    people: People
+    limits: Limits
+    timers: ApprovalTimers
+    now: datetime
+    # The delegation each step opened here was given (so its window needs no second read).
+    _windows: dict[int, DelegationRow | None] = field(default_factory=dict)
+
+    @classmethod
+    async def locked(cls, sql: Sql, job: TransitionJob) -> _Work:
+        """The work on `job`'s request, its row locked for the transaction (transitions of one request queue)."""
+        request = await requests.request(sql, job.request_id, lock=True)
+        return cls(sql, request, None, People(sql), job.limits, job.timers, job.now)
+
+    @property
+    def notifier(self) -> Notifier:
+        return Notifier(self.sql, self.request, self.entry, self.people)
+
+    async def load_entry(self) -> None:
+        if self.entry is None and self.request.entry_id is not None:
+            self.entry = await entries.get(self.sql, self.request.entry_id)
+
+    async def set_status(self, status: str) -> None:
+        """The request's and its entry's new status (the dashboard's totals follow the entry by themselves)."""
+        decided_at = self.now if status in FINAL_STATUSES else None
+        self.request = await requests.set_request_status(self.sql, self.request.id, status, decided_at)
+        await self.load_entry()
+        if self.entry is not None and self.entry.status != status:
+            submitted_at = self.now if status == RequestStatus.PENDING else None
+            self.entry = await entries.set_status(
+                self.sql, self.entry.id, status, decided_at=decided_at, submitted_at=submitted_at
+            )
+
+    async def open_step(self, link: ChainLink, level: int, *, first: bool = False) -> StepRow:
+        """A new pending step for `link`; the approver's delegation in force names who decides in their stead."""
+        request = self.request
+        last = 0 if first else await requests.last_sequence(self.sql, request.id)  # a new request has no step yet
+        delegation = await requests.delegation_in_force_for(self.sql, link.approver_id, self.now)
+        if delegation is not None and delegation.delegate_id == request.requester_id:
+            delegation = None  # a delegate never decides on their own request: the approver keeps it
+        delegate_id = delegation.delegate_id if delegation is not None else None
+        new = NewStep(
+            request_id=request.id,
+            sequence=last + 1,
+            round=request.round,
+            level=level,
+            approver_id=link.approver_id,
+            delegate_id=delegate_id,
+            rule=link.rule,
+            remind_at=self.now + timedelta(seconds=self.timers.reminder_seconds),
+            escalate_at=self.now + timedelta(seconds=self.timers.escalation_seconds),
+        )
+        step = await requests.insert_step(self.sql, new)
+        self._windows[step.id] = delegation
+        return step
+
+    async def step_info(self, step: StepRow) -> StepInfo:
+        """The open step as the workflow tracks it: its approver's role and limit, and the delegate's window."""
+        approver = await self.people.get(step.approver_id)
+        role = approver.role if approver is not None else ""
+        delegation = self._windows.get(step.id)
+        if step.delegate_id is not None and (delegation is None or delegation.delegate_id != step.delegate_id):
+            found = await requests.current_delegation(self.sql, step.approver_id, self.now)
+            delegation = found[0] if found is not None and found[0].delegate_id == step.delegate_id else None
+        starts, ends = (delegation.starts, delegation.ends) if delegation is not None else (None, None)
+        return StepInfo(
+            step_id=step.id,
+            sequence=step.sequence,
+            round=step.round,
+            level=step.level,
+            approver_id=step.approver_id,
+            approver_role=role,
+            limit=_step_limit(step, self.limits, role),
+            delegate_id=step.delegate_id,
+            delegate_starts=starts,
+            delegate_ends=ends,
+        )
+
+    async def audit(self, context: AuditContext, action: str, changes: dict[str, Any]) -> None:
+        resource_type, resource_id = _audit_target(self.request)
+        await record(self.sql, context, action, resource_type, resource_id, changes)
+
+    def acting(self, context: AuditContext, actor_id: int | None = None) -> AuditContext:
+        return context.acting(workflow_id=self.request.workflow_id, actor_id=actor_id)
+
+    async def outcome(
+        self,
+        open_step: StepRow | None,
+        *,
+        decided_step_id: int | None = None,
+        changed: bool = True,
+        notices: list[Notice] | None = None,
+    ) -> DecisionOutcome:
+        """The request as it stands now, with `open_step` its pending step (None: no step waits)."""
+        await self.load_entry()
+        request = self.request
+        return DecisionOutcome(
+            request_status=request.status,
+            entry_status=self.entry.status if self.entry else None,
+            round=request.round,
+            decided_step_id=decided_step_id,
+            next_step=await self.step_info(open_step) if open_step else None,
+            chain=chain_links(request),
+            changed=changed,
+            notices=notices or [],
+            amount=request.amount,
+        )
+
+    async def as_it_stands(self) -> DecisionOutcome:
+        """Nothing to do: the request as it stands (its pending step read again)."""
+        return await self.outcome(await requests.pending_step(self.sql, self.request.id), changed=False)
+
+
+# --- opening a request -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestOpening:
+    """What a submission asks to open: the subject (an entry, or a generic request's title and amount), who asks,
+    and the terms pinned for the request's life (the policy's limits and version, the SLA timers)."""
+
+    subject_kind: str
+    entry: EntryRow | None
+    requester_id: int
+    requester_role: str
+    title: str
+    justification: str
+    amount: Any
+    limits: Limits
+    policy_version: str
+    timers: ApprovalTimers
+    now: datetime
+    workflow_id_for: Any  # (subject_kind, subject_id) -> workflow id
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A request committed-to-be, and the input its workflow starts with. `restarted`: a resubmission of a request
+    whose earlier start was undone, whose workflow (the API could not tell whether it started) is to be replaced."""
+
+    request: RequestRow
+    entry: EntryRow | None
+    input: ApprovalInput
+    restarted: bool = False
+
+
+async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext) -> Submission:
+    """Pin the chain and the policy version, open the first step (or auto-approve), and write the audit row. The
+    caller commits, then starts the workflow."""
+    limits = opening.limits
+    rule = auto_approve_rule(limits, opening.requester_role, opening.amount)
+    chain = [] if rule else approval_chain_for(opening.amount, await _candidates(sql, opening.requester_id), limits)
+    entry = opening.entry
+    pinned = Opening(
+        opening.title, opening.justification, opening.amount, opening.policy_version, _chain_json(chain), 1, opening.now
+    )
+    restarted = entry is not None and entry.approval_request_id is not None
+    if entry is not None and entry.approval_request_id is not None:
+        # A submission whose workflow never started was undone; the same request (and workflow id) is reused.
+        previous = await requests.request(sql, entry.approval_request_id, lock=True)
+        pinned = Opening(**{**pinned.__dict__, "round": previous.round + 1})
+        request = await requests.reopen_request(sql, previous.id, pinned)
+    else:
+        # A generic request is named by its own id, drawn first; an entry's by the entry (the INSERT draws the id).
+        request_id = await requests.new_request_id(sql) if entry is None else None
+        subject_id = entry.id if entry is not None else request_id
+        request = await requests.insert_request(
+            sql,
+            request_id=request_id,
+            subject_kind=opening.subject_kind,
+            entry_id=entry.id if entry is not None else None,
+            requester_id=opening.requester_id,
+            workflow_id=opening.workflow_id_for(opening.subject_kind, subject_id),
+            opening=pinned,
+        )
+    work = _Work(sql, request, None, People(sql), limits, opening.timers, opening.now)
+    if entry is not None:
+        work.entry = await entries.submit(sql, entry.id, request, opening.now)
+    first_step: StepInfo | None = None
+    if rule:
+        await work.set_status(RequestStatus.APPROVED)
+    else:
+        step = await work.open_step(chain[0], 0, first=not restarted)
+        first_step = await work.step_info(step)
+    request = work.request
+    changes: dict[str, Any] = {
+        "status": ["draft" if entry is not None else None, request.status],
+        "workflow_id": request.workflow_id,
+        "policy_version": opening.policy_version,
+        "chain": request.chain,
+        "round": request.round,
+    }
+    if rule:
+        changes["auto_approved_by_rule"] = rule
+    await work.audit(
+        work.acting(context).with_rule(rule or context.policy_rule),
+        "entry.submitted" if entry is not None else "approval_request.created",
+        changes,
+    )
+    start = ApprovalInput(
+        request_id=request.id,
+        subject_kind=request.subject_kind,
+        subject_id=subject_id_of(request),
+        entry_id=request.entry_id,
+        requester_id=request.requester_id,
+        title=request.title,
+        amount=request.amount,
+        policy_version=request.policy_version,
+        limits={role: dict(values) for role, values in limits.items()},
+        chain=chain,
+        first_step=first_step,
+        auto_approve_rule=rule,
+        timers=opening.timers,
+        link=link_for(request),
+    )
+    return Submission(request, work.entry, start, restarted)
+
+
+async def undo_submission(sql: Sql, request_id: int, reason: str, context: AuditContext) -> RequestRow:
+    """The workflow could not start: put the entry back to draft (generic requests end withdrawn)."""
+    request = await requests.request(sql, request_id, lock=True)
+    if request.status != RequestStatus.PENDING:
+        return request
+    await requests.close_pending_steps(sql, request.id, StepStatus.WITHDRAWN, None)
+    request = await requests.set_request_status(sql, request.id, RequestStatus.WITHDRAWN, None)
+    entry = await entries.unsubmit(sql, request.entry_id) if request.entry_id is not None else None
+    resource_type, resource_id = _audit_target(request)
+    await record(
+        sql,
+        context.acting(workflow_id=request.workflow_id),
+        "entry.submit_undone" if entry is not None else "approval_request.start_failed",
+        resource_type,
+        resource_id,
+        {"status": ["pending", entry.status if entry else request.status], "reason": reason},
+    )
+    return request
+
+
+# --- transitions (run by the workflow's activities) -----------------------------------------------------------
+
+
+async def announce_first_step(sql: Sql, job: TransitionJob) -> DecisionOutcome:
+    """Notify the first approver (run by the workflow once it has started, so a failed start notifies nobody)."""
+    request, step, entry = await requests.request_with_open_step(sql, job.request_id)
+    work = _Work(sql, request, entry, People(sql), job.limits, job.timers, job.now)
+    notices: list[Notice] = []
+    if step is not None:
+        await work.people.load(request.requester_id, step.approver_id, step.delegate_id)
+        notices = await work.notifier.step_waiting(step)
+    return await work.outcome(step, changed=False, notices=notices)
+
+
+async def record_decision(sql: Sql, job: RecordDecisionJob) -> DecisionOutcome:
+    """Close the step with the decision and, in the same transaction, open the next level or end the request."""
+    request = await requests.request(sql, job.request_id, lock=True)
+    step, entry = await requests.step_with_entry(sql, job.step_id, request.entry_id)  # after the lock: as it is now
+    if step is None or step.request_id != request.id:
+        raise NotFound("approval step not found", id=job.step_id)
+    work = _Work(sql, request, entry, People(sql), job.limits, job.timers, job.now)
+    target = STEP_STATUS_FOR_ACTION[job.action]
+    if step.status != StepStatus.PENDING:
+        if step.status == target and step.decided_by_id == job.actor_id:
+            return await _replayed_decision(work, step, job.comment)
+        raise InvalidState("this step was already decided", step=step.sequence, status=step.status)
+    if request.status != RequestStatus.PENDING:
+        raise InvalidState(f"the request is {request.status}")
+    next_link = job.next_link
+    await work.people.load(
+        request.requester_id, job.actor_id, step.approver_id, next_link.approver_id if next_link else None
+    )
+    old_status = request.status
+    delegate = job.actor_id if job.acting_for is not None else None
+    step = await requests.decide_step(sql, step.id, target, job.actor_id, job.now, job.comment, delegate)
+    notices: list[Notice] = []
+    new_step: StepRow | None = None  # the request's only open step from here on, if any
+    if job.action == "approve" and next_link is not None:
+        new_step = await work.open_step(next_link, next_link.level)
+        notices += await work.notifier.step_waiting(new_step)
+    else:
+        await work.set_status(_REQUEST_STATUS_FOR_ACTION[job.action])
+        notices += await work.notifier.outcome(job.comment, job.actor_id)
+    changes: dict[str, Any] = {
+        "status": [old_status, work.request.status],
+        "decision": job.action,
+        "step": step.sequence,
+        "level": step.level,
+        "round": step.round,
+        "approver_id": step.approver_id,
+    }
+    if job.acting_for is not None:
+        changes["on_behalf_of"] = job.acting_for
+    if job.comment:
+        changes["comment"] = job.comment
+    await work.audit(work.acting(job.audit, job.actor_id).with_rule(step.rule), f"approval.{target}", changes)
+    return await work.outcome(new_step, decided_step_id=step.id, notices=notices)
+
+
+async def _replayed_decision(work: _Work, step: StepRow, comment: str | None) -> DecisionOutcome:
+    """A retried activity after its first run committed: the same answer, and the same (deduplicated) notices."""
+    notices: list[Notice] = []
+    request = work.request
+    following = await requests.pending_step(work.sql, request.id)
+    if request.status == RequestStatus.PENDING and following is not None and following.sequence > step.sequence:
+        notices += await work.notifier.step_waiting(following)
+    else:
+        notices += await work.notifier.outcome(comment, step.decided_by_id)
+    return await work.outcome(following, decided_step_id=step.id, notices=notices)
+
+
+async def remind_step(sql: Sql, job: StepJob) -> DecisionOutcome:
+    work = await _Work.locked(sql, job)
+    step = await requests.step(sql, job.step_id)
+    if step is None or step.status != StepStatus.PENDING or work.request.status != RequestStatus.PENDING:
+        return await work.as_it_stands()
+    if step.reminded_at is None:
+        step = await requests.set_step_reminded(sql, step.id, job.now)
+        await work.audit(
+            AuditContext(workflow_id=work.request.workflow_id),
+            "approval.reminded",
+            {"step": step.sequence, "approver_id": step.approver_id, "delegate_id": step.delegate_id},
+        )
+    await work.load_entry()
+    return await work.outcome(step, notices=await work.notifier.reminder(step))
+
+
+async def escalate_step(sql: Sql, job: StepJob) -> DecisionOutcome:
+    """Move an overdue step to the next approver up the hierarchy (the step's approver's manager with a limit)."""
+    work = await _Work.locked(sql, job)
+    request = work.request
+    step = await requests.step(sql, job.step_id)
+    if step is None or request.status != RequestStatus.PENDING:
+        return await work.as_it_stands()
+    await work.load_entry()
+    if step.status == StepStatus.ESCALATED:
+        following = await requests.pending_step(sql, request.id)
+        notices = await work.notifier.escalation(step, following) if following else []
+        return await work.outcome(following, notices=notices)
+    if step.status != StepStatus.PENDING:
+        return await work.as_it_stands()
+    target = escalation_target(await _candidates(sql, step.approver_id), job.limits, request.requester_id)
+    if target is None:
+        return await work.outcome(step, changed=False)
+    step = await requests.close_step(sql, step.id, StepStatus.ESCALATED, job.now)
+    new_step = await work.open_step(target, step.level)
+    notices = await work.notifier.escalation(step, new_step)
+    await work.audit(
+        AuditContext(workflow_id=request.workflow_id).with_rule(new_step.rule),
+        "approval.escalated",
+        {"step": [step.sequence, new_step.sequence], "approver_id": [step.approver_id, new_step.approver_id]},
+    )
+    return await work.outcome(new_step, notices=notices)
+
+
+async def expire_request(sql: Sql, job: TransitionJob) -> DecisionOutcome:
+    work = await _Work.locked(sql, job)
+    request = work.request
+    if request.status == RequestStatus.EXPIRED:
+        await work.load_entry()
+        return await work.outcome(None, notices=await work.notifier.outcome(None))
+    if request.status not in OPEN_STATUSES:
+        return await work.as_it_stands()
+    old_status = request.status
+    await requests.close_pending_steps(sql, request.id, StepStatus.EXPIRED, job.now)
+    await work.set_status(RequestStatus.EXPIRED)
+    await work.audit(
+        AuditContext(workflow_id=request.workflow_id),
+        "approval.expired",
+        {"status": [old_status, RequestStatus.EXPIRED], "round": request.round},
+    )
+    return await work.outcome(None, notices=await work.notifier.outcome(None))
+
+
+async def withdraw_request(sql: Sql, job: OwnerJob) -> DecisionOutcome:
+    work = await _Work.locked(sql, job)
+    request = work.request
+    if request.requester_id != job.actor_id:
+        raise Forbidden("only the requester may withdraw")
+    if request.status == RequestStatus.WITHDRAWN:
+        return await work.outcome(await requests.pending_step(sql, request.id))
+    if request.status not in OPEN_STATUSES:
+        raise InvalidState(f"the request is {request.status}; only a pending one can be withdrawn")
+    old_status = request.status
+    await requests.close_pending_steps(sql, request.id, StepStatus.WITHDRAWN, job.now)
+    await work.set_status(RequestStatus.WITHDRAWN)
+    await work.audit(
+        work.acting(job.audit, job.actor_id),
+        "entry.withdrawn" if work.entry is not None else "approval_request.withdrawn",
+        {"status": [old_status, RequestStatus.WITHDRAWN], "round": request.round},
+    )
+    return await work.outcome(None)
+
+
+async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
+    """A resubmission after changes: a new round whose chain is recomputed (the amount may have changed) with the
+    limits pinned at the first submit."""
+    work = await _Work.locked(sql, job)
+    request = work.request
+    if request.requester_id != job.actor_id:
+        raise Forbidden("only the requester may resubmit")
+    if request.round >= job.round and request.status == RequestStatus.PENDING:
+        step = await requests.pending_step(sql, request.id)
+        await work.load_entry()
+        notices = await work.notifier.step_waiting(step) if step else []
+        return await work.outcome(step, notices=notices)
+    if request.status != RequestStatus.CHANGES_REQUESTED:
+        raise InvalidState(f"the request is {request.status}; only one returned for changes can be resubmitted")
+    await work.load_entry()
+    entry = work.entry
+    amount = entry.amount if entry is not None else request.amount
+    chain = approval_chain_for(amount, await _candidates(sql, request.requester_id), job.limits)
+    opening = Opening(
+        title=entry.approval_title if entry is not None else request.title,
+        justification=request.justification,
+        amount=amount,
+        policy_version=request.policy_version,
+        chain=_chain_json(chain),
+        round=job.round,
+        submitted_at=job.now,
+    )
+    work.request = await requests.reopen_request(sql, request.id, opening)
+    await work.set_status(RequestStatus.PENDING)
+    step = await work.open_step(chain[0], 0)
+    notices = await work.notifier.step_waiting(step)
+    await work.audit(
+        work.acting(job.audit, job.actor_id),
+        "entry.resubmitted" if entry is not None else "approval_request.resubmitted",
+        {
+            "status": [RequestStatus.CHANGES_REQUESTED, RequestStatus.PENDING],
+            "round": job.round,
+            "chain": work.request.chain,
+            "amount": str(amount) if amount is not None else None,
+        },
+    )
+    return await work.outcome(step, notices=notices)
+
+
+async def reroute_step(sql: Sql, job: RerouteJob) -> DecisionOutcome:
+    """Point an open step at the approver's delegate (or back at the approver when `delegate_id` is None). The job's
+    audit context is the request that changed the delegation (its user is the actor of the audit row)."""
+    work = await _Work.locked(sql, job)
+    request = work.request
+    step = await requests.step(sql, job.step_id)
+    if (
+        step is None
+        or step.status != StepStatus.PENDING
+        or request.status != RequestStatus.PENDING
+        or job.delegate_id == request.requester_id
+    ):
+        return await work.as_it_stands()
+    notices: list[Notice] = []
+    if step.delegate_id != job.delegate_id:
+        old = step.delegate_id
+        step = await requests.set_step_delegate(sql, step.id, job.delegate_id)
+        await work.audit(
+            work.acting(job.audit),
+            "approval.rerouted",
+            {"step": step.sequence, "approver_id": step.approver_id, "delegate_id": [old, job.delegate_id]},
+        )
+    if job.delegate_id is not None:
+        await work.load_entry()
+        notices += await work.notifier.delegated(step, job.delegate_id)
+    return await work.outcome(step, notices=notices)
