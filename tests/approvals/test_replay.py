@@ -16,7 +16,9 @@ from temporalio.worker import Replayer
 from tests.approvals.conftest import HISTORIES
 from workflows.approval import EntryApprovalWorkflow
 
-# histories/*.json: today's recordings; histories/before-inline-email/: recorded while every approval email was a
+# histories/*.json: today's recordings; histories/before-one-data-layer/: recorded before the approval types were
+# defined once in workflows/contracts.py (AuditInfo, without workflow_id; unknown fields were ignored);
+# histories/before-inline-email/: recorded while every approval email was a
 # local activity of its own (before transitions sent their emails themselves, DecisionOutcome.emailed);
 # histories/before-local-activities/: recorded while transitions and emails were regular activities (before the
 # LOCAL_ACTIVITIES patch). Workflows of every kind may be in flight.
@@ -26,7 +28,7 @@ TEXTS = {path: path.read_text() for path in RECORDED}  # read at collection, not
 
 
 def test_histories_were_recorded() -> None:
-    for generation in ("", "before-inline-email/", "before-local-activities/"):
+    for generation in ("", "before-one-data-layer/", "before-inline-email/", "before-local-activities/"):
         names = {name for name in NAMES.values() if name.startswith(generation) and "/" not in name[len(generation) :]}
         expected = {"two_level_approval", "changes_resubmit_approve", "reminder_escalation_approve", "expiry"}
         assert {generation + name for name in expected} <= names, generation
