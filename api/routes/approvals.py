@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Depends, Query, status
 from api.deps import Authorize, Grant, ServicesDep, TxDep, writes_only_its_idempotency_key
 from api.idempotency import IdempotencyKey, replayed
 from domain.approvals import queries
+from domain.approvals.commands import Caller, Verdict
 from domain.approvals.schemas import ApprovalRequestOut, GenericRequestCreate, InboxPage
 from domain.entries.schemas import ApproveBody, ChangesBody, RejectBody
 from domain.errors import Forbidden
@@ -47,7 +48,7 @@ async def inbox(
 async def create_request(
     body: GenericRequestCreate, tx: TxDep, services: ServicesDep, grant: Create, key: IdempotencyKey = None
 ) -> Any:
-    return replayed(await services.approvals.create_request(tx, grant.user, body, key, grant.audit))
+    return replayed(await services.approvals.create_request(tx, Caller(grant.user, grant.audit, key), body))
 
 
 @router.get("/{request_id:int}", summary="One approval request with its steps and live status")
@@ -66,11 +67,9 @@ async def approve(
     body: Annotated[ApproveBody | None, Body()] = None,
     key: IdempotencyKey = None,
 ) -> Any:
-    comment = body.comment if body else None
+    verdict = Verdict("approve", body.comment if body else None)
     return replayed(
-        await services.approvals.decide_request(
-            tx, grant.user, request_id, "approve", comment, key, grant.audit, {"comment": comment}
-        )
+        await services.approvals.decide_request(tx, Caller(grant.user, grant.audit, key), request_id, verdict)
     )
 
 
@@ -79,10 +78,9 @@ async def approve(
 async def reject(
     request_id: int, body: RejectBody, tx: TxDep, services: ServicesDep, grant: Decide, key: IdempotencyKey = None
 ) -> Any:
+    verdict = Verdict("reject", body.reason)
     return replayed(
-        await services.approvals.decide_request(
-            tx, grant.user, request_id, "reject", body.reason, key, grant.audit, body.model_dump()
-        )
+        await services.approvals.decide_request(tx, Caller(grant.user, grant.audit, key), request_id, verdict)
     )
 
 
@@ -95,19 +93,17 @@ async def reject(
 async def request_changes(
     request_id: int, body: ChangesBody, tx: TxDep, services: ServicesDep, grant: Decide, key: IdempotencyKey = None
 ) -> Any:
+    verdict = Verdict("request_changes", body.comment)
     return replayed(
-        await services.approvals.decide_request(
-            tx, grant.user, request_id, "request_changes", body.comment, key, grant.audit, body.model_dump()
-        )
+        await services.approvals.decide_request(tx, Caller(grant.user, grant.audit, key), request_id, verdict)
     )
 
 
 @router.post("/{request_id:int}/withdraw", summary="Withdraw one's own request", response_model=ApprovalRequestOut)
 @writes_only_its_idempotency_key
 async def withdraw(request_id: int, tx: TxDep, services: ServicesDep, grant: Create, key: IdempotencyKey = None) -> Any:
-    return replayed(
-        await services.approvals.request_owner_action(tx, grant.user, request_id, "withdraw", key, grant.audit)
-    )
+    caller = Caller(grant.user, grant.audit, key)
+    return replayed(await services.approvals.request_owner_action(tx, caller, request_id, "withdraw"))
 
 
 @router.post(
@@ -118,6 +114,5 @@ async def withdraw(request_id: int, tx: TxDep, services: ServicesDep, grant: Cre
 @writes_only_its_idempotency_key
 async def resubmit(request_id: int, tx: TxDep, services: ServicesDep, grant: Create, key: IdempotencyKey = None) -> Any:
     """Entries are resubmitted through `POST /expenses/{id}/submit` (or `/revenue/...`) after editing them."""
-    return replayed(
-        await services.approvals.request_owner_action(tx, grant.user, request_id, "resubmit", key, grant.audit)
-    )
+    caller = Caller(grant.user, grant.audit, key)
+    return replayed(await services.approvals.request_owner_action(tx, caller, request_id, "resubmit"))

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, status
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep
 from domain.approvals import delegations
+from domain.approvals.commands import Caller
 from domain.approvals.schemas import DelegationOut, DelegationSet
 
 router = APIRouter(prefix="/users/me/delegate", tags=["delegation"])
@@ -25,9 +26,8 @@ async def set_delegate(body: DelegationSet, tx: TxDep, services: ServicesDep, gr
     """Replaces any earlier delegation. Steps already waiting on you move to the delegate now (listed in
     `rerouted`); a workflow the engine could not reach is listed in `reroute_failed` (the delegate may still
     decide; PUT again to notify)."""
-    return await services.approvals.set_delegation(
-        tx, grant.user, body.delegate_id, body.starts, body.ends, grant.audit
-    )
+    caller = Caller(grant.user, grant.audit)
+    return await services.approvals.set_delegation(tx, caller, body.delegate_id, body.starts, body.ends)
 
 
 @router.get("", summary="My delegation in force (or still to come)")
@@ -38,4 +38,4 @@ async def get_delegate(tx: TxDep, grant: Manage) -> DelegationOut:
 
 @router.delete("", status_code=status.HTTP_204_NO_CONTENT, summary="End my delegation; waiting steps come back")
 async def delete_delegate(tx: TxDep, services: ServicesDep, grant: Manage) -> None:
-    await services.approvals.revoke_delegation(tx, grant.user, grant.audit)
+    await services.approvals.revoke_delegation(tx, Caller(grant.user, grant.audit))

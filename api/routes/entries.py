@@ -14,8 +14,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only, writes_only_its_idempotency_key
+from api.deps import (
+    AppServices,
+    Authorize,
+    Grant,
+    ServicesDep,
+    TxDep,
+    read_only,
+    writes_only_its_idempotency_key,
+)
 from api.idempotency import IdempotencyKey, replayed
+from core.db import Tx
+from domain.approvals.commands import Caller, Verdict
 from domain.approvals.lifecycle import workflow_url
 from domain.approvals.queries import history
 from domain.entries import service
@@ -195,7 +205,21 @@ async def submit(
     """Pins the approval chain and the policy version, then starts the entry's approval workflow. An entry
     returned for changes continues the same workflow in a new round. 503 when the workflow engine is away
     (the entry then stays as it was)."""
-    answer = await services.approvals.submit_entry(tx, grant.user, kind, entry_id, key, grant.audit)
+    answer = await services.approvals.submit_entry(tx, Caller(grant.user, grant.audit, key), kind, entry_id)
+    return _answer(answer, response)
+
+
+async def _decide(
+    tx: Tx,
+    services: AppServices,
+    grant: Grant,
+    key: str | None,
+    kind: EntryKind,
+    entry_id: int,
+    verdict: Verdict,
+    response: Response,
+) -> Any:
+    answer = await services.approvals.decide_entry(tx, Caller(grant.user, grant.audit, key), kind, entry_id, verdict)
     return _answer(answer, response)
 
 
@@ -212,11 +236,8 @@ async def approve(
 ) -> Any:
     """Only the current step's approver (or their active delegate) decides, never on their own entry (403);
     a step no longer open is 409. The answer shows the committed state."""
-    comment = body.comment if body else None
-    answer = await services.approvals.decide_entry(
-        tx, grant.user, kind, entry_id, "approve", comment, key, grant.audit, {"comment": comment}
-    )
-    return _answer(answer, response)
+    verdict = Verdict("approve", body.comment if body else None)
+    return await _decide(tx, services, grant, key, kind, entry_id, verdict, response)
 
 
 @writes_only_its_idempotency_key
@@ -230,10 +251,7 @@ async def reject(
     grant: Decide,
     key: IdempotencyKey = None,
 ) -> Any:
-    answer = await services.approvals.decide_entry(
-        tx, grant.user, kind, entry_id, "reject", body.reason, key, grant.audit, body.model_dump()
-    )
-    return _answer(answer, response)
+    return await _decide(tx, services, grant, key, kind, entry_id, Verdict("reject", body.reason), response)
 
 
 @writes_only_its_idempotency_key
@@ -247,10 +265,8 @@ async def request_changes(
     grant: Decide,
     key: IdempotencyKey = None,
 ) -> Any:
-    answer = await services.approvals.decide_entry(
-        tx, grant.user, kind, entry_id, "request_changes", body.comment, key, grant.audit, body.model_dump()
-    )
-    return _answer(answer, response)
+    verdict = Verdict("request_changes", body.comment)
+    return await _decide(tx, services, grant, key, kind, entry_id, verdict, response)
 
 
 @writes_only_its_idempotency_key
@@ -264,7 +280,7 @@ async def withdraw(
     key: IdempotencyKey = None,
 ) -> Any:
     """Ends the approval cleanly: its workflow completes and the entry reads `withdrawn`."""
-    answer = await services.approvals.withdraw_entry(tx, grant.user, kind, entry_id, key, grant.audit)
+    answer = await services.approvals.withdraw_entry(tx, Caller(grant.user, grant.audit, key), kind, entry_id)
     return _answer(answer, response)
 
 

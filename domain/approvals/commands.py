@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 from core.authz import Authorizer
 from core.db import Tx
@@ -28,10 +29,32 @@ from domain.entries.schemas import EntryOut
 from domain.errors import DomainError, Forbidden, InvalidState, NotFound, ValidationFailed
 from domain.idempotency.once import Replayed, once
 from domain.models import EntryKind, EntryStatus, RequestStatus, User
-from domain.models.rows import RequestRow, StepRow
+from domain.models.rows import EntryRow, RequestRow, StepRow
 from workflows.contracts import DecisionRequest, DelegationChange, OwnerAction, approval_workflow_id
 
-Action = str  # "approve" | "reject" | "request_changes"
+Action = Literal["approve", "reject", "request_changes"]
+OwnerVerb = Literal["withdraw", "resubmit"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the user, where from (the audit context), and the Idempotency-Key they sent, if any."""
+
+    user: User
+    audit: AuditContext
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A decision as asked for: the action, and the comment (the reason, for a rejection)."""
+
+    action: Action
+    comment: str | None = None
+
+    def body(self) -> dict[str, str | None]:
+        """The request body as the client sent it (what an Idempotency-Key's request is recognised by)."""
+        return {"reason" if self.action == "reject" else "comment": self.comment}
 
 
 @dataclass(frozen=True)
@@ -49,124 +72,84 @@ class ApprovalCommands:
         self.authorizer = authorizer
         self.lifecycle = ApprovalLifecycle(engine)
 
-    # --- entries -----------------------------------------------------------------------------------------------
-
-    async def submit_entry(
-        self, tx: Tx, actor: User, kind: EntryKind, entry_id: int, key: str | None, audit: AuditContext
-    ) -> EntryOut | Replayed:
-        """Pin the chain and the policy version, then start the entry's approval workflow. An entry returned for
-        changes continues the same workflow in a new round. 503 when the engine is away (nothing changes)."""
-        scope = f"POST /{entry_rules.PATHS[kind]}/{entry_id}/submit"
-        return await once(
-            tx, actor.id, key, scope, None, 200, self._submit_entry, tx, actor, kind, entry_id, key, audit
-        )
-
-    async def _submit_entry(
-        self, tx: Tx, actor: User, kind: EntryKind, entry_id: int, key: str | None, audit: AuditContext
-    ) -> EntryOut:
-        entry = await entry_rules.visible_entry(tx, self.authorizer, actor, kind, entry_id, lock=True)
-        if entry.status == EntryStatus.CHANGES_REQUESTED and entry.approval_request_id is not None:
-            entry_rules.owned(entry, actor, "submit")
-            request = await requests.request(tx.sql, entry.approval_request_id)
-            await self._owner_update(tx, request, "resubmit", actor, key, audit)
-            return await self._entry_now(tx, entry.id)
-        entry_rules.check_submittable(self.settings.approvals, entry, actor)
-        opening = RequestOpening(
-            subject_kind=entry.kind,
+    def opening(
+        self, caller: User, entry: EntryRow | None, title: str, justification: str, amount: Decimal | None
+    ) -> RequestOpening:
+        """A submission by `caller` under the policy and settings in force now (pinned for the request's life)."""
+        return RequestOpening(
+            subject_kind=entry.kind if entry is not None else "generic",
             entry=entry,
-            requester_id=actor.id,
-            requester_role=actor.role,
-            title=entry.approval_title,
-            justification=entry.description,
-            amount=entry.amount,
+            requester_id=caller.id,
+            requester_role=caller.role,
+            title=title,
+            justification=justification,
+            amount=amount,
             limits=self.authorizer.limits_snapshot(),
             policy_version=self.authorizer.version,
             timers=timers_from(self.settings),
             now=datetime.now(UTC),
             workflow_id_for=approval_workflow_id,
         )
-        submission = await open_request(tx.sql, opening, audit)
-        await self.lifecycle.start_or_undo(tx, submission, audit)
+
+    # --- entries -----------------------------------------------------------------------------------------------
+
+    async def submit_entry(self, tx: Tx, caller: Caller, kind: EntryKind, entry_id: int) -> EntryOut | Replayed:
+        """Pin the chain and the policy version, then start the entry's approval workflow. An entry returned for
+        changes continues the same workflow in a new round. 503 when the engine is away (nothing changes)."""
+        scope = f"POST /{entry_rules.PATHS[kind]}/{entry_id}/submit"
+        return await _once(tx, caller, scope, None, 200, self._submit_entry, tx, caller, kind, entry_id)
+
+    async def _submit_entry(self, tx: Tx, caller: Caller, kind: EntryKind, entry_id: int) -> EntryOut:
+        user = caller.user
+        entry = await entry_rules.visible_entry(tx, self.authorizer, user, kind, entry_id, lock=True)
+        if entry.status == EntryStatus.CHANGES_REQUESTED and entry.approval_request_id is not None:
+            entry_rules.owned(entry, user, "submit")
+            await self._owner_update(tx, caller, await requests.request(tx.sql, entry.approval_request_id), "resubmit")
+            return await self._entry_now(tx, entry.id)
+        entry_rules.check_submittable(self.settings.approvals, entry, user)
+        opening = self.opening(user, entry, entry.approval_title, entry.description, entry.amount)
+        submission = await open_request(tx.sql, opening, caller.audit)
+        await self.lifecycle.start_or_undo(tx, submission, caller.audit)
         assert submission.entry is not None
         return EntryOut.model_validate(submission.entry)  # as this request committed it
 
     async def decide_entry(
-        self,
-        tx: Tx,
-        actor: User,
-        kind: EntryKind,
-        entry_id: int,
-        action: Action,
-        comment: str | None,
-        key: str | None,
-        audit: AuditContext,
-        body: dict[str, Any],
+        self, tx: Tx, caller: Caller, kind: EntryKind, entry_id: int, verdict: Verdict
     ) -> EntryOut | Replayed:
         """Only the current step's approver (or their delegate in force) decides, never on their own entry (403); a
         step no longer open is 409. The answer shows the committed state."""
-        scope = f"POST /{entry_rules.PATHS[kind]}/{entry_id}/{action}"
-        return await once(
-            tx,
-            actor.id,
-            key,
-            scope,
-            body,
-            200,
-            self._decide_entry,
-            tx,
-            actor,
-            kind,
-            entry_id,
-            action,
-            comment,
-            key,
-            audit,
-        )
+        scope = f"POST /{entry_rules.PATHS[kind]}/{entry_id}/{verdict.action}"
+        return await _once(tx, caller, scope, verdict.body(), 200, self._decide_entry, tx, caller, kind, entry_id,
+            verdict,
+        )  # fmt: skip
 
-    async def _decide_entry(
-        self,
-        tx: Tx,
-        actor: User,
-        kind: EntryKind,
-        entry_id: int,
-        action: Action,
-        comment: str | None,
-        key: str | None,
-        audit: AuditContext,
-    ) -> EntryOut:
+    async def _decide_entry(self, tx: Tx, caller: Caller, kind: EntryKind, entry_id: int, verdict: Verdict) -> EntryOut:
         found = await entries.with_approval(tx.sql, entry_id, kind.value)
         if found is None:
             raise NotFound(f"{kind.value} entry not found", id=entry_id)
         entry, request, step = found
         # The pending step's own approver or delegate sees the entry by that alone: no visibility query for them.
-        if step is None or actor.id not in (step.approver_id, step.delegate_id):
-            await entry_rules.check_visible(tx, self.authorizer, actor, entry)
+        if step is None or caller.user.id not in (step.approver_id, step.delegate_id):
+            await entry_rules.check_visible(tx, self.authorizer, caller.user, entry)
         if request is None:
             raise InvalidState(f"this {entry_rules.noun(kind)} was never submitted")
-        await self._decide(tx, request, step, actor, action, comment, key, audit)
+        await self._decide(tx, caller, request, step, verdict)
         return await self._entry_now(tx, entry.id)
 
-    async def withdraw_entry(
-        self, tx: Tx, actor: User, kind: EntryKind, entry_id: int, key: str | None, audit: AuditContext
-    ) -> EntryOut | Replayed:
+    async def withdraw_entry(self, tx: Tx, caller: Caller, kind: EntryKind, entry_id: int) -> EntryOut | Replayed:
         """Ends the approval cleanly: its workflow completes and the entry reads `withdrawn`."""
         scope = f"POST /{entry_rules.PATHS[kind]}/{entry_id}/withdraw"
-        return await once(
-            tx, actor.id, key, scope, None, 200, self._withdraw_entry, tx, actor, kind, entry_id, key, audit
-        )
+        return await _once(tx, caller, scope, None, 200, self._withdraw_entry, tx, caller, kind, entry_id)
 
-    async def _withdraw_entry(
-        self, tx: Tx, actor: User, kind: EntryKind, entry_id: int, key: str | None, audit: AuditContext
-    ) -> EntryOut:
-        entry = await entry_rules.visible_entry(tx, self.authorizer, actor, kind, entry_id)
-        entry_rules.owned(entry, actor, "withdraw")
+    async def _withdraw_entry(self, tx: Tx, caller: Caller, kind: EntryKind, entry_id: int) -> EntryOut:
+        entry = await entry_rules.visible_entry(tx, self.authorizer, caller.user, kind, entry_id)
+        entry_rules.owned(entry, caller.user, "withdraw")
         if entry.approval_request_id is None or entry.status not in (
             EntryStatus.PENDING,
             EntryStatus.CHANGES_REQUESTED,
         ):
             raise InvalidState(f"only a pending entry can be withdrawn; this one is {entry.status}")
-        request = await requests.request(tx.sql, entry.approval_request_id)
-        await self._owner_update(tx, request, "withdraw", actor, key, audit)
+        await self._owner_update(tx, caller, await requests.request(tx.sql, entry.approval_request_id), "withdraw")
         return await self._entry_now(tx, entry.id)
 
     async def _entry_now(self, tx: Tx, entry_id: int) -> EntryOut:
@@ -178,99 +161,47 @@ class ApprovalCommands:
 
     # --- generic requests --------------------------------------------------------------------------------------
 
-    async def create_request(
-        self, tx: Tx, actor: User, body: GenericRequestCreate, key: str | None, audit: AuditContext
-    ) -> ApprovalRequestOut | Replayed:
+    async def create_request(self, tx: Tx, caller: Caller, body: GenericRequestCreate) -> ApprovalRequestOut | Replayed:
         """A request for approval of anything: the same chain, limits and lifecycle as an entry."""
-        scope = "POST /approvals"
-        return await once(
-            tx, actor.id, key, scope, body.model_dump(mode="json"), 201, self._create_request, tx, actor, body, audit
-        )
+        scope, asked = "POST /approvals", body.model_dump(mode="json")
+        return await _once(tx, caller, scope, asked, 201, self._create_request, tx, caller, body)
 
-    async def _create_request(
-        self, tx: Tx, actor: User, body: GenericRequestCreate, audit: AuditContext
-    ) -> ApprovalRequestOut:
+    async def _create_request(self, tx: Tx, caller: Caller, body: GenericRequestCreate) -> ApprovalRequestOut:
         maximum = self.settings.approvals.max_entry_amount
         if body.amount is not None and body.amount > maximum:
             raise ValidationFailed(f"amount must not exceed {maximum}", field="amount")
-        opening = RequestOpening(
-            subject_kind="generic",
-            entry=None,
-            requester_id=actor.id,
-            requester_role=actor.role,
-            title=body.title,
-            justification=body.justification,
-            amount=body.amount,
-            limits=self.authorizer.limits_snapshot(),
-            policy_version=self.authorizer.version,
-            timers=timers_from(self.settings),
-            now=datetime.now(UTC),
-            workflow_id_for=approval_workflow_id,
-        )
-        submission = await open_request(tx.sql, opening, audit)
-        await self.lifecycle.start_or_undo(tx, submission, audit)
+        opening = self.opening(caller.user, None, body.title, body.justification, body.amount)
+        submission = await open_request(tx.sql, opening, caller.audit)
+        await self.lifecycle.start_or_undo(tx, submission, caller.audit)
         return await self.request_view(tx, submission.request.id)
 
     async def decide_request(
-        self,
-        tx: Tx,
-        actor: User,
-        request_id: int,
-        action: Action,
-        comment: str | None,
-        key: str | None,
-        audit: AuditContext,
-        body: dict[str, Any],
+        self, tx: Tx, caller: Caller, request_id: int, verdict: Verdict
     ) -> ApprovalRequestOut | Replayed:
-        scope = f"POST /approvals/{request_id}/{action}"
-        return await once(
-            tx,
-            actor.id,
-            key,
-            scope,
-            body,
-            200,
-            self._decide_request,
-            tx,
-            actor,
-            request_id,
-            action,
-            comment,
-            key,
-            audit,
-        )
+        scope = f"POST /approvals/{request_id}/{verdict.action}"
+        return await _once(tx, caller, scope, verdict.body(), 200, self._decide_request, tx, caller, request_id,
+            verdict,
+        )  # fmt: skip
 
-    async def _decide_request(
-        self,
-        tx: Tx,
-        actor: User,
-        request_id: int,
-        action: Action,
-        comment: str | None,
-        key: str | None,
-        audit: AuditContext,
-    ) -> ApprovalRequestOut:
-        request = await queries.visible_request(tx, self.authorizer, actor, request_id, datetime.now(UTC))
-        step = await requests.pending_step(tx.sql, request.id)
-        await self._decide(tx, request, step, actor, action, comment, key, audit)
+    async def _decide_request(self, tx: Tx, caller: Caller, request_id: int, verdict: Verdict) -> ApprovalRequestOut:
+        request = await queries.visible_request(tx, self.authorizer, caller.user, request_id, datetime.now(UTC))
+        await self._decide(tx, caller, request, await requests.pending_step(tx.sql, request.id), verdict)
         return await self.request_view(tx, request.id)
 
     async def request_owner_action(
-        self, tx: Tx, actor: User, request_id: int, name: str, key: str | None, audit: AuditContext
+        self, tx: Tx, caller: Caller, request_id: int, verb: OwnerVerb
     ) -> ApprovalRequestOut | Replayed:
         """`withdraw` or `resubmit` one's own request."""
-        scope = f"POST /approvals/{request_id}/{name}"
-        return await once(
-            tx, actor.id, key, scope, None, 200, self._request_owner_action, tx, actor, request_id, name, key, audit
-        )
+        scope = f"POST /approvals/{request_id}/{verb}"
+        return await _once(tx, caller, scope, None, 200, self._request_owner_action, tx, caller, request_id, verb)
 
     async def _request_owner_action(
-        self, tx: Tx, actor: User, request_id: int, name: str, key: str | None, audit: AuditContext
+        self, tx: Tx, caller: Caller, request_id: int, verb: OwnerVerb
     ) -> ApprovalRequestOut:
-        request = await queries.visible_request(tx, self.authorizer, actor, request_id, datetime.now(UTC))
-        if request.requester_id != actor.id:
-            raise Forbidden(f"only the requester may {name} this request")
-        await self._owner_update(tx, request, name, actor, key, audit)
+        request = await queries.visible_request(tx, self.authorizer, caller.user, request_id, datetime.now(UTC))
+        if request.requester_id != caller.user.id:
+            raise Forbidden(f"only the requester may {verb} this request")
+        await self._owner_update(tx, caller, request, verb)
         return await self.request_view(tx, request.id)
 
     async def request_view(self, tx: Tx, request_id: int, *, live: bool = False) -> ApprovalRequestOut:
@@ -285,21 +216,13 @@ class ApprovalCommands:
     # --- decisions and the owner's actions, whatever the subject -----------------------------------------------
 
     async def _decide(
-        self,
-        tx: Tx,
-        request: RequestRow,
-        step: StepRow | None,
-        actor: User,
-        action: Action,
-        comment: str | None,
-        key: str | None,
-        audit: AuditContext,
+        self, tx: Tx, caller: Caller, request: RequestRow, step: StepRow | None, verdict: Verdict
     ) -> None:
-        decision = await self._decision(tx, request, step, actor, action, comment, audit)
+        decision = await self._decision(tx, caller, request, step, verdict)
         await tx.commit()  # the key's claim is stored; nothing is held open while the workflow decides
         try:
             await self.lifecycle.update(
-                request.workflow_id, "decide", decision.update, update_id(actor.id, "decide", key)
+                request.workflow_id, "decide", decision.update, update_id(caller.user.id, "decide", caller.key)
             )
         except (InvalidState, Forbidden, NotFound):
             if decision.if_refused is None:
@@ -307,59 +230,51 @@ class ApprovalCommands:
             raise decision.if_refused from None  # the workflow had it already: answer as the database does
 
     async def _decision(
-        self,
-        tx: Tx,
-        request: RequestRow,
-        step: StepRow | None,
-        actor: User,
-        action: Action,
-        comment: str | None,
-        audit: AuditContext,
+        self, tx: Tx, caller: Caller, request: RequestRow, step: StepRow | None, verdict: Verdict
     ) -> _Decision:
         """Check what the database knows of the request and its pending `step` (403 own request, 409 nothing open,
         403 someone else's step) and build the update's argument."""
-        if actor.id == request.requester_id:
+        user = caller.user
+        if user.id == request.requester_id:
             raise Forbidden("nobody decides on their own request")
         if request.status != RequestStatus.PENDING or step is None:
             refusal = InvalidState(
                 f"the request is {request.status}; no step waits for a decision", status=request.status
             )
-            return _catch_up(
-                await requests.steps_of(tx.sql, request.id), request, actor, action, comment, audit, refusal
-            )
+            return _catch_up(await requests.steps_of(tx.sql, request.id), request, caller, verdict, refusal)
         try:
-            acting_for = await rules.acting_for(tx.sql, step, actor.id, request.requester_id, datetime.now(UTC))
+            acting_for = await rules.acting_for(tx.sql, step, user.id, request.requester_id, datetime.now(UTC))
         except Forbidden:
             steps = await requests.steps_of(tx.sql, request.id)
-            if not _decided_earlier(steps, actor):
+            if not _decided_earlier(steps, user):
                 raise
             refusal = InvalidState("the step you could decide has already been decided")
-            return _catch_up(steps, request, actor, action, comment, audit, refusal)
-        return _decision(action, actor, step.id, acting_for, comment, audit)
+            return _catch_up(steps, request, caller, verdict, refusal)
+        return _decision(caller, verdict, step.id, acting_for)
 
-    async def _owner_update(
-        self, tx: Tx, request: RequestRow, name: str, actor: User, key: str | None, audit: AuditContext
-    ) -> None:
+    async def _owner_update(self, tx: Tx, caller: Caller, request: RequestRow, verb: OwnerVerb) -> None:
         await tx.commit()
-        action = OwnerAction(actor_id=actor.id, audit=audit)
-        await self.lifecycle.update(request.workflow_id, name, action, update_id(actor.id, name, key))
+        action = OwnerAction(actor_id=caller.user.id, audit=caller.audit)
+        await self.lifecycle.update(request.workflow_id, verb, action, update_id(caller.user.id, verb, caller.key))
 
     # --- delegation --------------------------------------------------------------------------------------------
 
     async def set_delegation(
-        self, tx: Tx, actor: User, delegate_id: int, starts: datetime, ends: datetime, audit: AuditContext
+        self, tx: Tx, caller: Caller, delegate_id: int, starts: datetime, ends: datetime
     ) -> DelegationOut:
-        """Replaces any earlier delegation. Steps already waiting on the actor move to the delegate now (listed in
+        """Replaces any earlier delegation. Steps already waiting on the caller move to the delegate now (listed in
         `rerouted`); a workflow the engine could not reach is listed in `reroute_failed`."""
         now = datetime.now(UTC)
-        delegation, waiting = await delegations.set_delegation(tx.sql, actor, delegate_id, starts, ends, now, audit)
+        delegation, waiting = await delegations.set_delegation(
+            tx.sql, caller.user, delegate_id, starts, ends, now, caller.audit
+        )
         await tx.commit()
         change = DelegationChange(
-            approver_id=actor.id,
+            approver_id=caller.user.id,
             delegate_id=delegation.delegate_id,
             starts=delegation.starts,
             ends=delegation.ends,
-            audit=audit,
+            audit=caller.audit,
         )
         out = DelegationOut.model_validate(delegation)
         out.active = delegation.starts <= now < delegation.ends
@@ -368,43 +283,38 @@ class ApprovalCommands:
             (out.rerouted if told else out.reroute_failed).append(step.workflow_id)
         return out
 
-    async def revoke_delegation(self, tx: Tx, actor: User, audit: AuditContext) -> None:
-        """End the actor's delegation; the steps waiting on them come back."""
-        waiting = await delegations.revoke_delegation(tx.sql, actor, datetime.now(UTC), audit)
+    async def revoke_delegation(self, tx: Tx, caller: Caller) -> None:
+        """End the caller's delegation; the steps waiting on them come back."""
+        waiting = await delegations.revoke_delegation(tx.sql, caller.user, datetime.now(UTC), caller.audit)
         await tx.commit()
-        change = DelegationChange(approver_id=actor.id, audit=audit)
+        change = DelegationChange(approver_id=caller.user.id, audit=caller.audit)
         for step in waiting:
             await self.lifecycle.tell_delegation(step.workflow_id, change)
 
 
+async def _once(
+    tx: Tx, caller: Caller, scope: str, body: object, status_code: int, command: Any, *arguments: object
+) -> Any:
+    """The command once per the caller's Idempotency-Key (domain/idempotency/once.py)."""
+    return await once(tx, caller.user.id, caller.key, scope, body, status_code, command, *arguments)
+
+
 def _decision(
-    action: Action,
-    actor: User,
-    step_id: int,
-    acting_for: int | None,
-    comment: str | None,
-    audit: AuditContext,
-    if_refused: DomainError | None = None,
+    caller: Caller, verdict: Verdict, step_id: int, acting_for: int | None, if_refused: DomainError | None = None
 ) -> _Decision:
     update = DecisionRequest(
-        action=action,  # type: ignore[arg-type]
-        actor_id=actor.id,
+        action=verdict.action,
+        actor_id=caller.user.id,
         step_id=step_id,
-        comment=comment,
+        comment=verdict.comment,
         acting_for=acting_for,
-        audit=audit,
+        audit=caller.audit,
     )
     return _Decision(update, if_refused)
 
 
 def _catch_up(
-    steps: list[StepRow],
-    request: RequestRow,
-    actor: User,
-    action: Action,
-    comment: str | None,
-    audit: AuditContext,
-    refusal: DomainError,
+    steps: list[StepRow], request: RequestRow, caller: Caller, verdict: Verdict, refusal: DomainError
 ) -> _Decision:
     """The caller's own last decision, when it is this same action, sent to the workflow again rather than refused.
 
@@ -413,16 +323,16 @@ def _catch_up(
     can tell it: the workflow accepts the step it still waits on, the transition answers the repeat with what it
     committed, and the workflow catches up. A workflow that did hear refuses the step, and the caller gets
     `refusal`, as before."""
-    own = [step for step in steps if step.decided_by_id == actor.id]
-    if not own or own[-1].status != STEP_STATUS_FOR_ACTION.get(action) or own[-1].round != request.round:
+    own = [step for step in steps if step.decided_by_id == caller.user.id]
+    if not own or own[-1].status != STEP_STATUS_FOR_ACTION.get(verdict.action) or own[-1].round != request.round:
         raise refusal
     step = own[-1]
-    acting_for = step.approver_id if step.approver_id != actor.id else None
-    return _decision(action, actor, step.id, acting_for, comment, audit, if_refused=refusal)
+    acting_for = step.approver_id if step.approver_id != caller.user.id else None
+    return _decision(caller, verdict, step.id, acting_for, if_refused=refusal)
 
 
-def _decided_earlier(steps: list[StepRow], actor: User) -> bool:
+def _decided_earlier(steps: list[StepRow], user: User) -> bool:
     return any(
-        step.status != "pending" and actor.id in (step.approver_id, step.delegate_id, step.decided_by_id)
+        step.status != "pending" and user.id in (step.approver_id, step.delegate_id, step.decided_by_id)
         for step in steps
     )

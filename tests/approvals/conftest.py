@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +19,18 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from activities.deps import ActivityDeps
+from core.engine import WorkflowEngine
 from core.mail import OutgoingMail
 from core.settings import PROJECT_ROOT, Settings
 from core.temporal import task_queues
-from domain.approvals.transitions import RequestOpening, Submission, open_request
+from domain.approvals.commands import ApprovalCommands
+from domain.approvals.transitions import Submission, open_request
 from domain.audit.service import SYSTEM
 from domain.entries import service as entries
 from domain.entries.schemas import ExpenseCreate
 from domain.models import AuditLog, EntryKind, Notification, User
 from tests.conftest import MakeUser, TestUser
-from workflows.contracts import ApprovalInput, ApprovalTimers, EmailJob, EmailResult, approval_workflow_id
+from workflows.contracts import ApprovalInput, ApprovalTimers, EmailJob, EmailResult
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -142,21 +144,9 @@ async def submit_directly(deps: ActivityDeps, owner_id: int, amount: str = "120.
         assert owner is not None
         body = ExpenseCreate.model_validate(expense_body(amount))
         entry = await entries.create_entry(tx, deps.settings.approvals, owner, EntryKind.EXPENSE, body, SYSTEM)
-        opening = RequestOpening(
-            subject_kind=entry.kind,
-            entry=entry,
-            requester_id=owner.id,
-            requester_role=owner.role,
-            title=entry.approval_title,
-            justification=entry.description,
-            amount=entry.amount,
-            limits=deps.authorizer.limits_snapshot(),
-            policy_version=deps.authorizer.version,
-            timers=ApprovalTimers(),
-            now=datetime.now(UTC),
-            workflow_id_for=approval_workflow_id,
-        )
-        return await open_request(tx.sql, opening, SYSTEM)
+        commands = ApprovalCommands(deps.settings, deps.authorizer, WorkflowEngine(deps.settings.temporal))
+        opening = commands.opening(owner, entry, entry.approval_title, entry.description, entry.amount)
+        return await open_request(tx.sql, replace(opening, timers=ApprovalTimers()), SYSTEM)
 
 
 def started_with(submission: Submission, timers: ApprovalTimers, **changes: Any) -> ApprovalInput:
