@@ -34,6 +34,7 @@ from domain.backups.manifest import audit_head_problem, table_differences, take_
 from domain.errors import DomainError
 from domain.notifications.service import notify
 from workflows.contracts import (
+    BackupActivity,
     BackupArtifact,
     BackupFailure,
     BackupJob,
@@ -110,7 +111,7 @@ class BackupActivities:
 
     # --- backup -------------------------------------------------------------------------------------------
 
-    @activity.defn(name="create_backup")
+    @activity.defn(name=BackupActivity.CREATE)
     async def create_backup(self, job: BackupJob) -> BackupArtifact:
         """pg_dump -Fc, SHA-256, upload (S3 multipart resuming from the heartbeat, or the local folder)."""
         started = time.monotonic()
@@ -244,7 +245,7 @@ class BackupActivities:
             return False
         return storage.metadata(key).get("sha256") == progress.sha256
 
-    @activity.defn(name="record_backup")
+    @activity.defn(name=BackupActivity.RECORD)
     async def record_backup(self, artifact: BackupArtifact) -> int:
         async with session_scope(self.deps.sessions) as session:
             backup = await service.complete_backup(
@@ -259,7 +260,7 @@ class BackupActivities:
             )
             return backup.id
 
-    @activity.defn(name="fail_backup")
+    @activity.defn(name=BackupActivity.FAIL)
     async def fail_backup(self, failure: BackupFailure) -> int:
         async with session_scope(self.deps.sessions) as session:
             backup = await service.fail_backup(
@@ -267,7 +268,7 @@ class BackupActivities:
             )
             return backup.id
 
-    @activity.defn(name="prune_backups")
+    @activity.defn(name=BackupActivity.PRUNE)
     async def prune_backups(self, job: PruneJob) -> PruneResult:
         """Delete the objects retention no longer keeps, then mark their rows pruned (a retry finds them gone)."""
         settings = self.deps.settings.backups
@@ -284,7 +285,7 @@ class BackupActivities:
                 result.pruned_ids.append(backup.id)
         return result
 
-    @activity.defn(name="alert_superadmins")
+    @activity.defn(name=BackupActivity.ALERT_SUPERADMINS)
     async def alert_superadmins(self, alert: SuperadminAlert) -> list[int]:
         async with session_scope(self.deps.sessions) as session:
             user_ids = await service.superadmin_ids(session)
@@ -303,7 +304,7 @@ class BackupActivities:
 
     # --- restore drill ------------------------------------------------------------------------------------
 
-    @activity.defn(name="prepare_restore_drill")
+    @activity.defn(name=BackupActivity.PREPARE_DRILL)
     async def prepare_restore_drill(self, job: DrillJob) -> DrillTarget:
         async with session_scope(self.deps.sessions) as session:
             try:
@@ -327,7 +328,7 @@ class BackupActivities:
                 target.problem = f"backup {backup.id} is {backup.status}, not completed"
             return target
 
-    @activity.defn(name="restore_and_verify")
+    @activity.defn(name=BackupActivity.RESTORE_AND_VERIFY)
     async def restore_and_verify(self, target: DrillTarget) -> DrillOutcome:
         """Fetch, check the SHA-256, pg_restore into a scratch database, verify the audit chain and that it ends at
         the manifest's head, compare with the manifest, drop the scratch database. A failed check is an outcome
@@ -408,7 +409,7 @@ class BackupActivities:
         elif differences:
             outcome.reason = "the restored copy differs from the manifest: " + "; ".join(differences)
 
-    @activity.defn(name="record_restore_drill")
+    @activity.defn(name=BackupActivity.RECORD_DRILL)
     async def record_restore_drill(self, outcome: DrillOutcome) -> DrillResult:
         async with session_scope(self.deps.sessions) as session:
             drill = await service.finish_drill(

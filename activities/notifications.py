@@ -41,7 +41,7 @@ from core.mail import OutgoingMail
 from core.sql import Db
 from domain.mail.rendering import EmailRenderer, TemplateError
 from domain.notifications.service import email_users
-from workflows.contracts import EmailJob, EmailResult
+from workflows.contracts import SEND_EMAIL, EmailJob, EmailResult
 
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -218,7 +218,7 @@ class NotificationActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self.mailer = Mailer(deps)
 
-    @activity.defn(name="send_email")
+    @activity.defn(name=SEND_EMAIL)
     async def send_email(self, job: EmailJob) -> EmailResult:
         """Send the job's templated email to each recipient once, however often the activity is retried."""
         result = EmailResult()

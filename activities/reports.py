@@ -36,6 +36,7 @@ from domain.reports.schemas import CONTENT_TYPES, TITLES, ReportFormat, ReportSt
 from workflows.contracts import (
     REPORT_PROGRESS_SIGNAL,
     GeneratedReport,
+    ReportActivity,
     ReportNotice,
     ReportRetentionInput,
     ReportRetentionResult,
@@ -170,7 +171,7 @@ class ReportActivities:
                 return found
             return report
 
-    @activity.defn(name="generate_report")
+    @activity.defn(name=ReportActivity.GENERATE)
     async def generate_report(self, report_id: str) -> GeneratedReport:
         try:
             rid = uuid.UUID(report_id)
@@ -247,7 +248,7 @@ class ReportActivities:
     async def after_batch(self, rows: int) -> None:
         """A seam for tests that need a slow render (a worker killed mid-report); does nothing here."""
 
-    @activity.defn(name="fail_report")
+    @activity.defn(name=ReportActivity.FAIL)
     async def fail_report(self, report_id: str, message: str) -> GeneratedReport:
         rid = uuid.UUID(report_id)
         async with self.deps.sessions() as session:
@@ -269,7 +270,7 @@ class ReportActivities:
 
     # --- notify ----------------------------------------------------------------------------------------
 
-    @activity.defn(name="notify_report_requester")
+    @activity.defn(name=ReportActivity.NOTIFY_REQUESTER)
     async def notify_requester(self, notice: ReportNotice) -> None:
         report = notice.report
         done = report.status == ReportStatus.COMPLETED.value
@@ -288,7 +289,7 @@ class ReportActivities:
 
     # --- schedules ----------------------------------------------------------------------------------------
 
-    @activity.defn(name="start_scheduled_report")
+    @activity.defn(name=ReportActivity.START_SCHEDULED)
     async def start_scheduled_report(self, request: ScheduledRunRequest) -> ScheduledRun:
         schedule = request.schedule
         period_from, period_to = schedule_service.period_for(schedule.period, request.reference_time, schedule.timezone)
@@ -329,7 +330,7 @@ class ReportActivities:
 
     # --- retention ------------------------------------------------------------------------------------
 
-    @activity.defn(name="prune_reports")
+    @activity.defn(name=ReportActivity.PRUNE)
     async def prune_reports(self, request: ReportRetentionInput) -> ReportRetentionResult:
         days = (
             request.retention_days if request.retention_days is not None else self.deps.settings.reports.retention_days
