@@ -440,18 +440,3 @@ def _jsonable(value: dict[str, object]) -> dict[str, Any]:
 
     result: dict[str, Any] = jsonable(value)
     return result
-
-
-async def check_pg_tools(deps: ActivityDeps) -> pg.PgTools | None:
-    """At worker start: say which pg_dump/pg_restore the backups will use, or clearly that none fits."""
-    try:
-        major = await pg.server_major_of(pg.connection_for(deps.settings.db.url))
-        tools = await asyncio.to_thread(pg.find_pg_tools, major, deps.settings.backups.pg_bin_dir)
-    except pg.PgToolsNotFound as error:
-        log.error("BACKUPS WILL FAIL: %s", error)
-        return None
-    except Exception as error:
-        log.warning("could not check the PostgreSQL client tools for backups: %s", error)
-        return None
-    log.info("backups use pg_dump/pg_restore %d from %s", tools.major, tools.bin_dir)
-    return tools

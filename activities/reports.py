@@ -23,7 +23,6 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
-from core.temporal import task_queues
 from domain.audit.service import AuditContext, record
 from domain.errors import DomainError
 from domain.models import Report, User
@@ -372,25 +371,3 @@ class ReportActivities:
             self.start_scheduled_report,
             self.prune_reports,
         ]
-
-
-async def reconcile_report_schedules(client: Client, deps: ActivityDeps) -> list[str]:
-    """At worker start: create the default schedules' records from settings, then make every report schedule
-    record (defaults and operators' alike) exist in Temporal with its spec, action and paused state, and keep the
-    daily retention schedule. Returns the Temporal schedule ids reconciled."""
-    from workflows.report_schedules import RETENTION_SCHEDULE_ID, report_schedule, retention_schedule, upsert_schedule
-
-    queue = task_queues(deps.settings.temporal).reports
-    reconciled: list[str] = []
-    async with deps.sessions() as session:
-        for default in schedule_service.default_schedules(deps.settings.reports):
-            await schedule_service.ensure_default_schedule(session, deps.settings.reports, default)
-        await session.commit()
-        rows = list(await session.scalars(select(schedule_service.ReportSchedule)))
-    for row in rows:
-        await upsert_schedule(client, row.schedule_key, report_schedule(row, queue))
-        reconciled.append(row.schedule_key)
-    await upsert_schedule(client, RETENTION_SCHEDULE_ID, retention_schedule(queue, deps.settings.reports.timezone))
-    reconciled.append(RETENTION_SCHEDULE_ID)
-    log.info("report schedules reconciled: %s", reconciled)
-    return reconciled

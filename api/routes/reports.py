@@ -5,21 +5,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
-from temporalio.client import Client, ScheduleOverlapPolicy, WorkflowQueryFailedError, WorkflowQueryRejectedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Authorize, Grant, ServicesDep, SessionDep
-from core.engine import EngineUnavailable
-from domain.errors import InvalidState, NotFound, ServiceUnavailable, ValidationFailed
+from api.deps import AppServices, Authorize, Grant, ServicesDep, SessionDep
+from core.engine import EngineUnavailable, ScheduleMissing
+from domain.errors import InvalidState, NotFound, ServiceUnavailable
 from domain.models import Report, ReportSchedule
 from domain.reports import schedules as schedule_service
 from domain.reports import service
@@ -35,7 +32,6 @@ from domain.reports.schemas import (
 )
 from domain.users.visibility import visibility_for
 from workflows.contracts import ReportJob, ReportProgress, report_workflow_id
-from workflows.report_schedules import report_schedule, upsert_schedule
 
 log = logging.getLogger(__name__)
 
@@ -89,27 +85,20 @@ async def request_report(
     await session.commit()  # the intent is durable before the workflow starts
     workflow_id = report_workflow_id(str(report.id))
     try:
-        client = await services.engine.client()
-        await client.start_workflow(
+        await services.engine.start(
             "ReportWorkflow",
             ReportJob(report_id=str(report.id), requested_by_id=grant.user.id),
-            id=workflow_id,
+            workflow_id=workflow_id,
             task_queue=services.engine.queues.reports,
-            rpc_timeout=_rpc_timeout(services),
         )
-    except (EngineUnavailable, RPCError) as error:
+    except EngineUnavailable as error:
+        # The request is on record: it is marked failed (not left queued) and the caller is told to ask again.
         await service.mark_failed(session, report.id, "the workflow engine was unreachable; request the report again")
         await session.commit()
         raise ServiceUnavailable("the workflow engine is unreachable; try again shortly") from error
     return ReportAccepted(
         id=report.id, status=report.status, workflow_id=workflow_id, status_url=f"/api/v1/reports/{report.id}"
     )
-
-
-def _rpc_timeout(services: Any) -> Any:
-    from core.temporal import rpc_timeout
-
-    return rpc_timeout(services.settings.temporal)
 
 
 @router.get("", response_model=ReportPage, summary="Your reports (all reports for roles with report read_all)")
@@ -133,20 +122,12 @@ async def list_reports(
 PROGRESS_QUERY_SECONDS = 3.0
 
 
-async def _live_progress(services: Any, workflow_id: str) -> int | None:
+async def _live_progress(services: AppServices, workflow_id: str) -> int | None:
     """Rows processed so far, from the workflow's `progress` query (the generate activity signals it), or None
     when the workflow does not answer in time."""
     timeout = min(PROGRESS_QUERY_SECONDS, services.settings.temporal.rpc_timeout_seconds)
-    try:
-        async with asyncio.timeout(timeout + 1):  # the client's connect is bounded too, not only the RPC
-            client = await services.engine.client()
-            progress = await client.get_workflow_handle(workflow_id).query(
-                "progress", result_type=ReportProgress, rpc_timeout=timedelta(seconds=timeout)
-            )
-    except (EngineUnavailable, RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError, TimeoutError) as error:
-        log.info("no live progress for %s: %s", workflow_id, error)  # reads keep working without Temporal
-        return None
-    return progress.rows
+    progress = await services.engine.query(workflow_id, "progress", ReportProgress, seconds=timeout)
+    return progress.rows if progress is not None else None
 
 
 @router.get("/{report_id}", response_model=ReportOut, summary="A report's status and progress")
@@ -242,38 +223,19 @@ def _schedule_out(
     )
 
 
-async def _temporal(services: Any) -> Client:
-    return await services.engine.client()  # type: ignore[no-any-return]
+# The engine's refusals are answered in api/errors.py: unreachable 503, a schedule it finds invalid 422.
 
 
-def _temporal_error(error: RPCError) -> Exception:
-    if error.status == RPCStatusCode.INVALID_ARGUMENT:
-        return ValidationFailed(f"the workflow engine refused the schedule: {error.message}")
-    return ServiceUnavailable("the workflow engine is unreachable; try again shortly")
+async def _apply(services: AppServices, schedule: ReportSchedule) -> None:
+    """Make the engine's schedule match the record (created when missing)."""
+    engine = services.engine
+    await engine.put_schedule(schedule.schedule_key, schedule_service.engine_schedule(schedule, engine.queues.reports))
 
 
-async def _apply(services: Any, schedule: ReportSchedule) -> None:
-    try:
-        client = await _temporal(services)
-        await upsert_schedule(client, schedule.schedule_key, report_schedule(schedule, services.engine.queues.reports))
-    except RPCError as error:
-        raise _temporal_error(error) from error
-
-
-async def _with_runs(services: Any, schedule: ReportSchedule) -> ScheduleOut:
-    try:
-        client = await _temporal(services)
-        # Next and recent runs are extras: bounded like every read, and left out when Temporal is slow.
-        description = await client.get_schedule_handle(schedule.schedule_key).describe(
-            rpc_timeout=_rpc_timeout(services)
-        )
-    except (EngineUnavailable, RPCError):
-        return _schedule_out(schedule)
-    return _schedule_out(
-        schedule,
-        list(description.info.next_action_times[:5]),
-        [action.scheduled_at for action in description.info.recent_actions[-5:]],
-    )
+async def _with_runs(services: AppServices, schedule: ReportSchedule) -> ScheduleOut:
+    # Next and recent runs are extras: left out when the engine is slow or away.
+    runs = await services.engine.schedule_runs(schedule.schedule_key)
+    return _schedule_out(schedule, runs.next, runs.recent) if runs else _schedule_out(schedule)
 
 
 @schedules_router.post("", status_code=201, response_model=ScheduleOut, summary="Create a report schedule")
@@ -324,28 +286,18 @@ async def delete_schedule(
     schedule_id: int, grant: ManageSchedules, session: SessionDep, services: ServicesDep
 ) -> Response:
     schedule, before = await schedule_service.delete_schedule(session, schedule_id)
-    try:
-        client = await _temporal(services)
-        await client.get_schedule_handle(schedule.schedule_key).delete()
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise _temporal_error(error) from error
+    await services.engine.delete_schedule(schedule.schedule_key)  # already gone is as good
     await schedule_service.audit_change(session, grant.audit, "deleted", schedule_id, before)
     return Response(status_code=204)
 
 
 async def _set_paused(schedule_id: int, paused: bool, grant: Grant, session: Any, services: Any) -> ScheduleOut:
     schedule = await schedule_service.set_paused(session, schedule_id, paused)
+    engine = services.engine
+    note = f"{'paused' if paused else 'resumed'} by user {grant.user.id}"
     try:
-        handle = (await _temporal(services)).get_schedule_handle(schedule.schedule_key)
-        note = f"{'paused' if paused else 'resumed'} by user {grant.user.id}"
-        if paused:
-            await handle.pause(note=note)
-        else:
-            await handle.unpause(note=note)
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise _temporal_error(error) from error
+        await (engine.pause_schedule if paused else engine.resume_schedule)(schedule.schedule_key, note)
+    except ScheduleMissing:
         await _apply(services, schedule)  # lost by Temporal (a dev server restart): recreate in the right state
     await schedule_service.audit_change(
         session, grant.audit, "paused" if paused else "resumed", schedule.id, {"paused": paused}
@@ -375,16 +327,10 @@ async def trigger_schedule(
 ) -> ScheduleOut:
     schedule = await schedule_service.get_schedule(session, schedule_id)
     try:
-        handle = (await _temporal(services)).get_schedule_handle(schedule.schedule_key)
-        try:
-            await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:
-                raise
-            await _apply(services, schedule)
-            await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
-    except RPCError as error:
-        raise _temporal_error(error) from error
+        await services.engine.trigger_schedule(schedule.schedule_key)
+    except ScheduleMissing:
+        await _apply(services, schedule)  # lost by Temporal: recreate it from its record, then run it
+        await services.engine.trigger_schedule(schedule.schedule_key)
     await schedule_service.audit_change(session, grant.audit, "triggered", schedule.id, {"name": schedule.name})
     return await _with_runs(services, schedule)
 

@@ -1,4 +1,5 @@
-"""Report schedules as records (the Temporal Schedule `schedule_key` runs each one) and the periods they cover."""
+"""Report schedules: the records (the engine's schedule `schedule_key` runs each one), what each schedule starts and
+with what input, the standing ones from settings, and the periods the runs cover."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import Tx
+from core.engine import ScheduledStart
 from core.settings import ReportSettings
 from domain.audit.service import AuditContext, diff, record
 from domain.errors import Conflict, NotFound
@@ -20,8 +23,11 @@ from domain.models import ReportSchedule
 from domain.reports.datasets import ReportScope
 from domain.reports.schemas import RelativePeriod, ReportFilters, ReportFormat, ReportType, ScheduleIn, SchedulePatch
 from domain.reports.service import check_filters, check_recipients
+from workflows.contracts import ReportRetentionInput, ScheduledReportInput
 
 SCHEDULE_KEY_PREFIX = "report-schedule-"
+RETENTION_SCHEDULE_ID = "report-retention"
+RETENTION_CRON = "30 3 * * *"  # daily at 03:30
 PERIOD_KEY = "period"  # kept beside the filters in the row's `filters` JSON
 
 
@@ -233,3 +239,64 @@ async def ensure_default_schedule(
     schedule = await session.scalar(select(ReportSchedule).where(ReportSchedule.schedule_key == default.key))
     assert schedule is not None
     return schedule
+
+
+# --- what the engine runs -----------------------------------------------------------------------------
+
+
+def scheduled_input_for(schedule: ReportSchedule) -> ScheduledReportInput:
+    fields = fields_of(schedule)
+    return ScheduledReportInput(
+        schedule_id=schedule.id,
+        schedule_key=schedule.schedule_key,
+        name=fields.name,
+        type=fields.type,
+        format=fields.format,
+        period=fields.period,
+        timezone=fields.timezone,
+        recipients=fields.recipients,
+        filters=fields.filters,
+        scope={"kind": "all"},  # schedules are managed by admins and report on the whole organisation
+    )
+
+
+def engine_schedule(schedule: ReportSchedule, task_queue: str) -> ScheduledStart:
+    """What the engine's schedule `schedule.schedule_key` starts: the record's report, on its cron in its time zone,
+    paused as the record is."""
+    return ScheduledStart(
+        workflow="ScheduledReportWorkflow",
+        argument=scheduled_input_for(schedule),
+        workflow_id=f"scheduled-{schedule.schedule_key}",
+        task_queue=task_queue,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        execution_timeout=timedelta(hours=6),
+        catchup_window=timedelta(hours=12),
+        paused=schedule.paused,
+        note=f"report schedule {schedule.name!r}",
+    )
+
+
+def retention_schedule(task_queue: str, timezone: str) -> ScheduledStart:
+    return ScheduledStart(
+        workflow="ReportRetentionWorkflow",
+        argument=ReportRetentionInput(),
+        workflow_id=f"{RETENTION_SCHEDULE_ID}-run",
+        task_queue=task_queue,
+        cron=RETENTION_CRON,
+        timezone=timezone,
+        execution_timeout=timedelta(hours=1),
+        note="prunes report files older than REPORT_RETENTION_DAYS",
+    )
+
+
+async def standing_schedules(tx: Tx, settings: ReportSettings, task_queue: str) -> dict[str, ScheduledStart]:
+    """Every report schedule the engine should run, by id: the default schedules' records are created first (once;
+    an operator's later edits are kept), then every record, defaults and operators' alike, and the daily
+    retention. The caller commits the defaults before it hands these to the engine."""
+    for default in default_schedules(settings):
+        await ensure_default_schedule(tx.session, settings, default)
+    records = await tx.session.scalars(select(ReportSchedule).order_by(ReportSchedule.id))
+    wanted = {record.schedule_key: engine_schedule(record, task_queue) for record in records}
+    wanted[RETENTION_SCHEDULE_ID] = retention_schedule(task_queue, settings.timezone)
+    return wanted

@@ -15,16 +15,16 @@ from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 
 from activities.deps import ActivityDeps
-from activities.reports import ReportActivities, reconcile_report_schedules
-from core.settings import Settings
+from activities.reports import ReportActivities
+from core.settings import BackupSettings, Settings
 from core.storage import ObjectStorage
 from domain.models import AuditLog, Report, ReportSchedule, User
-from domain.reports.schedules import period_for
+from domain.reports.schedules import RETENTION_SCHEDULE_ID, period_for
 from tests.reports.conftest import KnownData
 from tests.reports.test_formats import generate
 from tests.services import SmtpSink
+from worker import reconcile_schedules
 from workflows.contracts import ReportRetentionInput, ScheduledReportInput
-from workflows.report_schedules import RETENTION_SCHEDULE_ID
 
 SCHEDULE = {
     "name": "Quarterly numbers",
@@ -154,9 +154,12 @@ async def test_default_schedules_are_created_and_reconciled(
     reports_deps: ActivityDeps, temporal_client: Client, known: KnownData
 ) -> None:
     key = "report-schedule-monthly-pnl"
+    # The worker's start-up, without the backup schedules (tests/backups/test_schedules.py has those).
+    settings = reports_deps.settings.model_copy(update={"backups": BackupSettings(schedules_enabled=False)})
+    deps = dataclasses.replace(reports_deps, settings=settings)
     try:
-        first = await reconcile_report_schedules(temporal_client, reports_deps)
-        second = await reconcile_report_schedules(temporal_client, reports_deps)  # a restart: no error, no duplicate
+        first = await reconcile_schedules(temporal_client, deps)
+        second = await reconcile_schedules(temporal_client, deps)  # a restart: no error, no duplicate
         assert first == second == [key, RETENTION_SCHEDULE_ID]
         async with reports_deps.sessions() as session:
             rows = list(await session.scalars(select(ReportSchedule)))
@@ -170,7 +173,7 @@ async def test_default_schedules_are_created_and_reconciled(
             await session.execute(update(ReportSchedule).values(paused=True))
             await session.commit()
         await temporal_client.get_schedule_handle(key).delete()
-        await reconcile_report_schedules(temporal_client, reports_deps)
+        await reconcile_schedules(temporal_client, deps)
         assert (await temporal_client.get_schedule_handle(key).describe()).schedule.state.paused
     finally:
         for schedule_id in (key, RETENTION_SCHEDULE_ID):

@@ -1,0 +1,46 @@
+"""The standing backup schedules: the daily backup and the weekly restore drill, from settings (cron and time zone).
+
+The worker makes the engine's schedules match these at every start (worker.reconcile_schedules).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from core.engine import ScheduledStart
+from core.settings import BackupSettings
+from workflows.contracts import BACKUP_SCHEDULE_ID, RESTORE_DRILL_SCHEDULE_ID, BackupInput, DrillInput
+
+# The engine appends "-<UTC timestamp>" to the workflow id of each run: `backup-2026-05-01T02:00:00Z`.
+_RUN_TIMEOUT = timedelta(hours=12)
+_CATCH_UP = timedelta(hours=6)
+
+
+def backup_schedules(settings: BackupSettings, task_queue: str) -> dict[str, ScheduledStart]:
+    """Schedule id -> schedule; none when BACKUP_SCHEDULES_ENABLED=false."""
+    if not settings.schedules_enabled:
+        return {}
+    return {
+        BACKUP_SCHEDULE_ID: ScheduledStart(
+            workflow="BackupWorkflow",
+            argument=BackupInput(),
+            workflow_id=BACKUP_SCHEDULE_ID,
+            task_queue=task_queue,
+            cron=settings.daily_cron,
+            timezone=settings.timezone,
+            execution_timeout=_RUN_TIMEOUT,
+            catchup_window=_CATCH_UP,
+            note="daily database backup (BACKUP_CRON, BACKUP_TIMEZONE)",
+        ),
+        RESTORE_DRILL_SCHEDULE_ID: ScheduledStart(
+            workflow="RestoreDrillWorkflow",
+            argument=DrillInput(),
+            workflow_id=RESTORE_DRILL_SCHEDULE_ID,
+            task_queue=task_queue,
+            cron=settings.drill_cron,
+            timezone=settings.timezone,
+            execution_timeout=_RUN_TIMEOUT,
+            catchup_window=_CATCH_UP,
+            note="weekly restore drill of the latest backup (RESTORE_DRILL_CRON)",
+        ),
+    }
