@@ -161,11 +161,10 @@ class ReportActivities:
         return GeneratedReport.model_validate(values)
 
     async def _load(self, report_id: uuid.UUID) -> Report:
-        async with self.deps.sessions() as session:
-            report = await service.mark_running(session, report_id)
-            await session.commit()
+        async with self.deps.db.transaction() as tx:
+            report = await service.mark_running(tx, report_id)
             if report is None:  # already final: a retry after success, or a duplicate run
-                found = await session.get(Report, report_id)
+                found = await tx.session.get(Report, report_id)
                 assert found is not None
                 return found
             return report
@@ -198,21 +197,21 @@ class ReportActivities:
         every = max(1.0, (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0)
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
             path = Path(folder) / filename
-            async with self.deps.sessions() as session:
+            async with self.deps.db.transaction() as tx:
                 meta = ReportMeta(
                     report_id=str(report.id),
                     title=TITLES[report_type],
                     report_type=report.type,
                     period_from=report.period_from,
                     period_to=report.period_to,
-                    scope=await describe_scope(session, scope),
+                    scope=await describe_scope(tx, scope),
                     generated_at=datetime.now(UTC),
                     basis=dataset.basis,
                     currency=settings.approvals.base_currency,
                 )
                 renderer = await asyncio.to_thread(open_renderer, report_format, path, meta, dataset.columns)
                 async with _heartbeating(counter, every), _signalling_progress(counter, self.progress_seconds) as told:
-                    async for batch in dataset.batches(session, BATCH_SIZE):
+                    async for batch in dataset.batches(tx, BATCH_SIZE):
                         await asyncio.to_thread(renderer.write, batch)
                         counter.rows += len(batch)
                         activity.heartbeat(counter.rows)
@@ -220,9 +219,9 @@ class ReportActivities:
                         await self.after_batch(counter.rows)
                     await asyncio.to_thread(renderer.finish, dataset.totals, dataset.chart)
             stored = await asyncio.to_thread(self.deps.storage.put_file, key, path, content_type)
-        async with self.deps.sessions() as session:
+        async with self.deps.db.transaction() as tx:
             changed = await service.mark_completed(
-                session,
+                tx,
                 report.id,
                 rows=counter.rows,
                 storage_key=key,
@@ -232,15 +231,14 @@ class ReportActivities:
             )
             if changed:
                 await record(
-                    session,
+                    tx.sql,
                     AuditContext(workflow_id=info.workflow_id),
                     "report.completed",
                     "report",
                     str(report.id),
                     {"rows": counter.rows, "size_bytes": stored.size, "storage_key": key, "attempt": info.attempt},
                 )
-            await session.commit()
-            final = await session.get(Report, report.id, populate_existing=True)
+            final = await tx.session.get(Report, report.id, populate_existing=True)
             assert final is not None
             return self._result(final)
 
@@ -250,19 +248,18 @@ class ReportActivities:
     @activity.defn(name=ReportActivity.FAIL)
     async def fail_report(self, report_id: str, message: str) -> GeneratedReport:
         rid = uuid.UUID(report_id)
-        async with self.deps.sessions() as session:
-            if await service.mark_failed(session, rid, message):
+        async with self.deps.db.transaction() as tx:
+            if await service.mark_failed(tx, rid, message):
                 workflow_id = activity.info().workflow_id if activity.in_activity() else None
                 await record(
-                    session,
+                    tx.sql,
                     AuditContext(workflow_id=workflow_id),
                     "report.failed",
                     "report",
                     report_id,
                     {"error": message},
                 )
-            await session.commit()
-            report = await session.get(Report, rid, populate_existing=True)
+            report = await tx.session.get(Report, rid, populate_existing=True)
             if report is None:
                 raise ApplicationError("report not found", type="ReportNotFound", non_retryable=True)
             return self._result(report)
@@ -273,9 +270,9 @@ class ReportActivities:
     async def notify_requester(self, notice: ReportNotice) -> None:
         report = notice.report
         done = report.status == ReportStatus.COMPLETED.value
-        async with self.deps.sessions() as session:
+        async with self.deps.db.transaction() as tx:
             await notify(
-                session,
+                tx.sql,
                 user_id=notice.user_id,
                 event_type="report_ready",
                 title=f"{'Report ready' if done else 'Report failed'}: {report.title}",
@@ -284,7 +281,6 @@ class ReportActivities:
                 data={"report_id": report.report_id, "status": report.status},
                 dedup_key=f"report-ready-{report.report_id}",
             )
-            await session.commit()
 
     # --- schedules ----------------------------------------------------------------------------------------
 
@@ -293,12 +289,12 @@ class ReportActivities:
         schedule = request.schedule
         period_from, period_to = schedule_service.period_for(schedule.period, request.reference_time, schedule.timezone)
         workflow_id = activity.info().workflow_id or ""
-        async with self.deps.sessions() as session:
+        async with self.deps.db.transaction() as tx:
             schedule_id = schedule.schedule_id
-            if schedule_id is not None and await session.get(schedule_service.ReportSchedule, schedule_id) is None:
+            if schedule_id is not None and await tx.session.get(schedule_service.ReportSchedule, schedule_id) is None:
                 schedule_id = None  # the record was deleted; the run still reports
             report = await service.create_scheduled_report(
-                session,
+                tx,
                 report_id=uuid.UUID(request.report_id),
                 schedule_id=schedule_id,
                 report_type=ReportType(schedule.type).value,
@@ -312,19 +308,18 @@ class ReportActivities:
             user_ids: list[int] = []
             if not schedule.recipients:  # no recipients named: the organisation's admins
                 user_ids = list(
-                    await session.scalars(
+                    await tx.session.scalars(
                         select(User.id).where(User.role.in_(["admin", "superadmin"]), User.is_active.is_(True))
                     )
                 )
             await record(
-                session,
+                tx.sql,
                 AuditContext(workflow_id=workflow_id),
                 "report.scheduled_run",
                 "report",
                 str(report.id),
                 {"schedule": schedule.schedule_key, "period": [str(period_from), str(period_to)]},
             )
-            await session.commit()
         return ScheduledRun(report_id=request.report_id, to_user_ids=user_ids, to_addresses=list(schedule.recipients))
 
     # --- retention ------------------------------------------------------------------------------------
@@ -339,26 +334,24 @@ class ReportActivities:
             # Expire and commit first, then delete: a download from then on sees the report expired (409), never a
             # completed report without its file. A crash in between leaves expired rows whose files the next run
             # (or this activity's retry) deletes, since expired_reports also finds those.
-            async with self.deps.sessions() as session:
-                due = await service.expired_reports(session, days)
+            async with self.deps.db.transaction() as tx:
+                due = await service.expired_reports(tx, days)
                 if not due:
                     break
-                newly = await service.mark_expired(session, [report.id for report in due])
+                newly = await service.mark_expired(tx, [report.id for report in due])
                 if newly:
                     await record(
-                        session,
+                        tx.sql,
                         AuditContext(workflow_id=activity.info().workflow_id),
                         "report.pruned",
                         "report",
                         None,
                         {"count": len(newly), "retention_days": days, "ids": [str(i) for i in newly[:50]]},
                     )
-                await session.commit()
             for key in [report.storage_key for report in due if report.storage_key]:
                 await asyncio.to_thread(self.deps.storage.delete, key)
-            async with self.deps.sessions() as session:
-                await service.forget_files(session, [report.id for report in due])
-                await session.commit()
+            async with self.deps.db.transaction() as tx:
+                await service.forget_files(tx, [report.id for report in due])
             pruned += len(due)
             activity.heartbeat(pruned)
         return ReportRetentionResult(pruned=pruned)

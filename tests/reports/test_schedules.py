@@ -80,8 +80,8 @@ async def test_a_schedule_triggered_now_mails_the_report(
         assert text.splitlines()[-1] == "Total,0.00,0.00,0.00"  # the known entries are in 2024
 
         services = api._transport.app.state.services  # type: ignore[attr-defined]
-        async with services.sessions() as session:
-            report = await session.scalar(select(Report).where(Report.schedule_id == schedule["id"]))
+        async with services.db.transaction() as tx:
+            report = await tx.session.scalar(select(Report).where(Report.schedule_id == schedule["id"]))
         assert report is not None and report.status == "completed" and report.requested_by_id is None
         admin_list = (await api.get("/api/v1/reports", headers=known.admin.headers)).json()
         assert str(report.id) in [item["id"] for item in admin_list["items"]]
@@ -113,9 +113,9 @@ async def test_a_schedule_triggered_now_mails_the_report(
         raise AssertionError("the Temporal schedule still exists")
     except RPCError:
         pass
-    async with services.sessions() as session:
+    async with services.db.transaction() as tx:
         actions = list(
-            await session.scalars(
+            await tx.session.scalars(
                 select(AuditLog.action).where(AuditLog.resource_type == "report_schedule").order_by(AuditLog.id)
             )
         )
@@ -161,17 +161,16 @@ async def test_default_schedules_are_created_and_reconciled(
         first = await reconcile_schedules(temporal_client, deps)
         second = await reconcile_schedules(temporal_client, deps)  # a restart: no error, no duplicate
         assert first == second == [key, RETENTION_SCHEDULE_ID]
-        async with reports_deps.sessions() as session:
-            rows = list(await session.scalars(select(ReportSchedule)))
+        async with reports_deps.db.transaction() as tx:
+            rows = list(await tx.session.scalars(select(ReportSchedule)))
         assert [(r.schedule_key, r.type, r.cron, r.timezone) for r in rows] == [(key, "pnl", "0 6 1 * *", "UTC")]
         description = await temporal_client.get_schedule_handle(key).describe()
         next_run = description.info.next_action_times[0]
         assert (next_run.day, next_run.hour, next_run.minute) == (1, 6, 0)
         assert description.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
         # A schedule lost by Temporal (a dev server restarted) comes back from its record; a paused one stays paused.
-        async with reports_deps.sessions() as session:
-            await session.execute(update(ReportSchedule).values(paused=True))
-            await session.commit()
+        async with reports_deps.db.transaction() as tx:
+            await tx.session.execute(update(ReportSchedule).values(paused=True))
         await temporal_client.get_schedule_handle(key).delete()
         await reconcile_schedules(temporal_client, deps)
         assert (await temporal_client.get_schedule_handle(key).describe()).schedule.state.paused
@@ -186,19 +185,18 @@ async def test_default_schedules_are_created_and_reconciled(
 async def test_retention_prunes_old_report_files(known: KnownData, reports_deps: ActivityDeps) -> None:
     old, _, old_path = await generate(reports_deps, known.admin.id, "pnl", "csv")
     new, _, new_path = await generate(reports_deps, known.admin.id, "pnl", "json")
-    async with reports_deps.sessions() as session:
-        await session.execute(
+    async with reports_deps.db.transaction() as tx:
+        await tx.session.execute(
             update(Report).where(Report.id == old.id).values(created_at=datetime.now(UTC) - timedelta(days=91))
         )
-        await session.commit()
     result = await ActivityEnvironment().run(
         ReportActivities(reports_deps).prune_reports, ReportRetentionInput(retention_days=90)
     )
     assert result.pruned == 1
     assert not old_path.exists() and new_path.exists()
-    async with reports_deps.sessions() as session:
-        statuses = dict((await session.execute(select(Report.id, Report.status))).all())
-        pruned_rows = await session.scalar(select(func.count()).where(AuditLog.action == "report.pruned"))
+    async with reports_deps.db.transaction() as tx:
+        statuses = dict((await tx.session.execute(select(Report.id, Report.status))).all())
+        pruned_rows = await tx.session.scalar(select(func.count()).where(AuditLog.action == "report.pruned"))
     assert statuses == {old.id: "expired", new.id: "completed"}
     assert pruned_rows == 1
     again = await ActivityEnvironment().run(ReportActivities(reports_deps).prune_reports, ReportRetentionInput())
@@ -208,7 +206,7 @@ async def test_retention_prunes_old_report_files(known: KnownData, reports_deps:
 
 async def _inactive_user(api: httpx.AsyncClient, email: str) -> None:
     services = api._transport.app.state.services  # type: ignore[attr-defined]
-    async with services.sessions() as session:
+    async with services.db.transaction() as tx:
         user = User(
             email=email,
             username=f"former-{uuid.uuid4().hex[:6]}",
@@ -217,8 +215,7 @@ async def _inactive_user(api: httpx.AsyncClient, email: str) -> None:
             role="employee",
             is_active=False,
         )
-        session.add(user)
-        await session.commit()
+        tx.session.add(user)
 
 
 async def test_without_configured_domains_recipients_must_share_an_active_users_domain(
@@ -293,26 +290,25 @@ async def test_a_report_is_expired_before_its_file_is_deleted(known: KnownData, 
     """The pruner commits `expired` before deleting: when the delete fails the report is already not downloadable
     (never a completed report without its file), and the next run deletes the file it left."""
     old, _, old_path = await generate(reports_deps, known.admin.id, "pnl", "csv")
-    async with reports_deps.sessions() as session:
-        await session.execute(
+    async with reports_deps.db.transaction() as tx:
+        await tx.session.execute(
             update(Report).where(Report.id == old.id).values(created_at=datetime.now(UTC) - timedelta(days=91))
         )
-        await session.commit()
     failing = dataclasses.replace(reports_deps, storage=_DeleteFails(reports_deps.storage))
     with pytest.raises(OSError, match="storage unavailable"):
         await ActivityEnvironment().run(
             ReportActivities(failing).prune_reports, ReportRetentionInput(retention_days=90)
         )
-    async with reports_deps.sessions() as session:
-        stuck = await session.get(Report, old.id)
+    async with reports_deps.db.transaction() as tx:
+        stuck = await tx.session.get(Report, old.id)
     assert stuck is not None and stuck.status == "expired" and old_path.exists()
 
     result = await ActivityEnvironment().run(
         ReportActivities(reports_deps).prune_reports, ReportRetentionInput(retention_days=90)
     )
     assert result.pruned == 1 and not old_path.exists()
-    async with reports_deps.sessions() as session:
-        done = await session.get(Report, old.id)
-        audited = await session.scalar(select(func.count()).where(AuditLog.action == "report.pruned"))
+    async with reports_deps.db.transaction() as tx:
+        done = await tx.session.get(Report, old.id)
+        audited = await tx.session.scalar(select(func.count()).where(AuditLog.action == "report.pruned"))
     assert done is not None and (done.status, done.storage_key) == ("expired", None)
     assert audited == 1  # the expiry is recorded once, by the run that made it
