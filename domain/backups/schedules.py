@@ -20,27 +20,33 @@ def backup_schedules(settings: BackupSettings, task_queue: str) -> dict[str, Sch
     """Schedule id -> schedule; none when BACKUP_SCHEDULES_ENABLED=false."""
     if not settings.schedules_enabled:
         return {}
+
+    def standing(schedule_id: str, workflow: str, argument: object, cron: str, note: str) -> ScheduledStart:
+        return ScheduledStart(
+            workflow=workflow,
+            argument=argument,
+            workflow_id=schedule_id,
+            task_queue=task_queue,
+            cron=cron,
+            timezone=settings.timezone,
+            execution_timeout=_RUN_TIMEOUT,
+            catchup_window=_CATCH_UP,
+            note=note,
+        )
+
     return {
-        BACKUP_SCHEDULE_ID: ScheduledStart(
-            workflow="BackupWorkflow",
-            argument=BackupInput(),
-            workflow_id=BACKUP_SCHEDULE_ID,
-            task_queue=task_queue,
-            cron=settings.daily_cron,
-            timezone=settings.timezone,
-            execution_timeout=_RUN_TIMEOUT,
-            catchup_window=_CATCH_UP,
-            note="daily database backup (BACKUP_CRON, BACKUP_TIMEZONE)",
+        BACKUP_SCHEDULE_ID: standing(
+            BACKUP_SCHEDULE_ID,
+            "BackupWorkflow",
+            BackupInput(),
+            settings.daily_cron,
+            "daily database backup (BACKUP_CRON, BACKUP_TIMEZONE)",
         ),
-        RESTORE_DRILL_SCHEDULE_ID: ScheduledStart(
-            workflow="RestoreDrillWorkflow",
-            argument=DrillInput(),
-            workflow_id=RESTORE_DRILL_SCHEDULE_ID,
-            task_queue=task_queue,
-            cron=settings.drill_cron,
-            timezone=settings.timezone,
-            execution_timeout=_RUN_TIMEOUT,
-            catchup_window=_CATCH_UP,
-            note="weekly restore drill of the latest backup (RESTORE_DRILL_CRON)",
+        RESTORE_DRILL_SCHEDULE_ID: standing(
+            RESTORE_DRILL_SCHEDULE_ID,
+            "RestoreDrillWorkflow",
+            DrillInput(),
+            settings.drill_cron,
+            "weekly restore drill of the latest backup (RESTORE_DRILL_CRON)",
         ),
     }
