@@ -12,7 +12,7 @@ import asyncio
 import getpass
 import sys
 
-from core.db import create_engine, session_factory, session_scope
+from core.db import Database
 from core.settings import get_settings
 
 
@@ -24,17 +24,17 @@ async def _create_superadmin(args: argparse.Namespace) -> int:
     password = settings.auth.first_superadmin_password
     if args.prompt:
         password = getpass.getpass("Password for the superadmin: ")
-    engine = create_engine(settings.db)
+    db = Database.connect(settings.db)
     try:
-        async with session_scope(session_factory(engine)) as session:
+        async with db.transaction() as tx:
             result = await ensure_superadmin(
-                session, email=email, password=password, bcrypt_rounds=settings.auth.bcrypt_rounds
+                tx, email=email, password=password, bcrypt_rounds=settings.auth.bcrypt_rounds
             )
     except BootstrapRefused as refused:
         print(f"No superadmin created: {refused}", file=sys.stderr)
         return 2
     finally:
-        await engine.dispose()
+        await db.dispose()
     if not result.created:
         print(f"A superadmin already exists ({result.email}).")
     elif result.generated_password:
@@ -50,12 +50,12 @@ async def _verify_audit(_: argparse.Namespace) -> int:
     from domain.audit.service import verify_chain
 
     settings = get_settings()
-    engine = create_engine(settings.db)
+    db = Database.connect(settings.db)
     try:
-        async with session_scope(session_factory(engine)) as session:
-            verdict = await verify_chain(session)
+        async with db.transaction() as tx:
+            verdict = await verify_chain(tx)
     finally:
-        await engine.dispose()
+        await db.dispose()
     if verdict.ok:
         print(f"audit chain intact: {verdict.rows_checked} rows")
         return 0

@@ -21,11 +21,15 @@ from activities.deps import ActivityDeps
 from activities.notifications import NotificationActivities
 from core.authz import Authorizer
 from core.db import Database
+from core.engine import WorkflowEngine
 from core.logging import configure_logging
 from core.mail import create_transport
 from core.settings import Settings, get_settings
 from core.storage import create_storage
 from core.temporal import connect, metrics_runtime, task_queues
+from domain.backups import pg_tools
+from domain.backups.schedules import backup_schedules
+from domain.reports import schedules as report_schedules
 
 log = logging.getLogger("worker")
 
@@ -69,18 +73,29 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
     return [plan for plan in (approvals, reports, backups) if plan.workflows or plan.activities]
 
 
-async def reconcile_schedules(client: Client, deps: ActivityDeps) -> None:
-    """Create or update the standing Temporal Schedules (reports, backups) from settings."""
-    # --- report schedules ---
-    from activities.reports import reconcile_report_schedules
-
-    await reconcile_report_schedules(client, deps)
-    # --- backup schedules ---
-    from activities.backups import check_pg_tools
-    from workflows.backup_schedules import reconcile_backup_schedules
-
-    await check_pg_tools(deps)  # says clearly, at start, when no pg_dump/pg_restore fits the server
-    await reconcile_backup_schedules(client, deps.settings)
+async def reconcile_schedules(client: Client, deps: ActivityDeps) -> list[str]:
+    """At start: say which pg_dump/pg_restore the backups will use (or clearly that none fits the server), then make
+    the engine's standing schedules match their records and the settings: every report schedule (the defaults from
+    settings created first), the daily report retention, the daily backup and the weekly restore drill. A schedule
+    already there is brought to what is wanted. Returns the ids of the schedules reconciled."""
+    settings = deps.settings
+    try:
+        server = pg_tools.connection_for(settings.db.url)
+        major = await pg_tools.server_major_of(server)
+        tools = await asyncio.to_thread(pg_tools.find_pg_tools, major, settings.backups.pg_bin_dir)
+        log.info("backups use pg_dump/pg_restore %d from %s", tools.major, tools.bin_dir)
+    except pg_tools.PgToolsNotFound as error:
+        log.error("BACKUPS WILL FAIL: %s", error)
+    except Exception as error:  # a check only: the schedules and the workers start anyway
+        log.warning("could not check the PostgreSQL client tools for backups: %s", error)
+    engine = WorkflowEngine(settings.temporal, client)
+    async with deps.db.transaction() as tx:  # the default schedules' records commit before the engine hears of them
+        wanted = await report_schedules.standing_schedules(tx, settings.reports, engine.queues.reports)
+    wanted.update(backup_schedules(settings.backups, engine.queues.backups))
+    for schedule_id, schedule in wanted.items():
+        await engine.put_schedule(schedule_id, schedule)
+    log.info("schedules reconciled: %s", list(wanted))
+    return list(wanted)
 
 
 def build_deps(settings: Settings) -> ActivityDeps:

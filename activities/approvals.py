@@ -17,10 +17,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
-from activities.notifications import Mailer, Recipient
 from core.sql import Sql
 from domain.approvals import transitions
 from domain.errors import DomainError
+from domain.mail.delivery import Mailer, Recipient
 from workflows.contracts import (
     EMAIL_LOCAL_ATTEMPT,
     ApprovalActivity,
@@ -49,7 +49,8 @@ class _Mail:
 class ApprovalActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self.deps = deps
-        self.mailer = Mailer(deps)
+        # Emails go out inside the workflow task (a local activity), where heartbeats do not apply.
+        self.mailer = Mailer(deps.db, deps.mail, deps.storage, deps.settings)
         self._deliveries: set[asyncio.Task[list[str]]] = set()  # inline deliveries still finishing after their budget
 
     async def _transition(

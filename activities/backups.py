@@ -18,22 +18,21 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
-from core.db import session_scope
 from core.settings import to_psycopg_url
 from core.storage import S3Storage, sha256_of
 from domain.audit.service import AuditContext, verify_chain
 from domain.backups import pg_tools as pg
 from domain.backups import service
 from domain.backups.manifest import audit_head_problem, table_differences, take_manifest
+from domain.backups.restore import one_off_transaction
 from domain.errors import DomainError
 from domain.notifications.service import notify
 from workflows.contracts import (
+    BackupActivity,
     BackupArtifact,
     BackupFailure,
     BackupJob,
@@ -110,12 +109,12 @@ class BackupActivities:
 
     # --- backup -------------------------------------------------------------------------------------------
 
-    @activity.defn(name="create_backup")
+    @activity.defn(name=BackupActivity.CREATE)
     async def create_backup(self, job: BackupJob) -> BackupArtifact:
         """pg_dump -Fc, SHA-256, upload (S3 multipart resuming from the heartbeat, or the local folder)."""
         started = time.monotonic()
-        async with session_scope(self.deps.sessions) as session:
-            await service.start_backup(session, job.workflow_id)
+        async with self.deps.db.transaction() as tx:
+            await service.start_backup(tx, job.workflow_id)
         key = service.storage_key_for(self.deps.settings.backups.prefix, job.workflow_id)
         path = self.work_dir / _file_name(job.workflow_id)
         part_size = job.part_size_bytes or DEFAULT_PART_SIZE
@@ -168,20 +167,16 @@ class BackupActivities:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         began = time.monotonic()
-        async with self.deps.sessions() as session:
-            await session.connection(
-                execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
-            )
-            from sqlalchemy import text
-
-            snapshot = await session.scalar(text("SELECT pg_export_snapshot()"))
-            manifest = await take_manifest(session)
+        async with self.deps.db.transaction() as tx:
+            # One snapshot for the manifest and the dump: set before the transaction's first query.
+            await tx.sql.run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snapshot = await tx.sql.scalar("SELECT pg_export_snapshot()")
+            manifest = await take_manifest(tx)
             try:
                 await _beating(pg.pg_dump(tools, self.server, partial, snapshot=str(snapshot)))
             except pg.PgCommandFailed as error:
                 partial.unlink(missing_ok=True)
                 raise ApplicationError(str(error), type="DumpFailed") from error
-            await session.rollback()
         partial.replace(path)
         digest = await _beating(asyncio.to_thread(sha256_of, path))
         return BackupProgress(
@@ -244,11 +239,11 @@ class BackupActivities:
             return False
         return storage.metadata(key).get("sha256") == progress.sha256
 
-    @activity.defn(name="record_backup")
+    @activity.defn(name=BackupActivity.RECORD)
     async def record_backup(self, artifact: BackupArtifact) -> int:
-        async with session_scope(self.deps.sessions) as session:
+        async with self.deps.db.transaction() as tx:
             backup = await service.complete_backup(
-                session,
+                tx,
                 _context(artifact.workflow_id),
                 workflow_id=artifact.workflow_id,
                 storage_key=artifact.storage_key,
@@ -259,38 +254,34 @@ class BackupActivities:
             )
             return backup.id
 
-    @activity.defn(name="fail_backup")
+    @activity.defn(name=BackupActivity.FAIL)
     async def fail_backup(self, failure: BackupFailure) -> int:
-        async with session_scope(self.deps.sessions) as session:
-            backup = await service.fail_backup(
-                session, _context(failure.workflow_id), failure.workflow_id, failure.error
-            )
+        async with self.deps.db.transaction() as tx:
+            backup = await service.fail_backup(tx, _context(failure.workflow_id), failure.workflow_id, failure.error)
             return backup.id
 
-    @activity.defn(name="prune_backups")
+    @activity.defn(name=BackupActivity.PRUNE)
     async def prune_backups(self, job: PruneJob) -> PruneResult:
         """Delete the objects retention no longer keeps, then mark their rows pruned (a retry finds them gone)."""
         settings = self.deps.settings.backups
         result = PruneResult()
-        async with session_scope(self.deps.sessions) as session:
-            doomed = await service.backups_to_prune(
-                session, settings.keep_daily, settings.keep_monthly, settings.timezone
-            )
+        async with self.deps.db.transaction() as tx:
+            doomed = await service.backups_to_prune(tx, settings.keep_daily, settings.keep_monthly, settings.timezone)
             for backup in doomed:
                 if backup.storage_key:
                     await asyncio.to_thread(self.deps.storage.delete, backup.storage_key)
                     result.pruned_keys.append(backup.storage_key)
-                await service.mark_pruned(session, _context(job.workflow_id), backup)
+                await service.mark_pruned(tx, _context(job.workflow_id), backup)
                 result.pruned_ids.append(backup.id)
         return result
 
-    @activity.defn(name="alert_superadmins")
+    @activity.defn(name=BackupActivity.ALERT_SUPERADMINS)
     async def alert_superadmins(self, alert: SuperadminAlert) -> list[int]:
-        async with session_scope(self.deps.sessions) as session:
-            user_ids = await service.superadmin_ids(session)
+        async with self.deps.db.transaction() as tx:
+            user_ids = await service.superadmin_ids(tx)
             for user_id in user_ids:
                 await notify(
-                    session,
+                    tx.sql,
                     user_id=user_id,
                     event_type=alert.event_type,
                     title=alert.title,
@@ -303,16 +294,16 @@ class BackupActivities:
 
     # --- restore drill ------------------------------------------------------------------------------------
 
-    @activity.defn(name="prepare_restore_drill")
+    @activity.defn(name=BackupActivity.PREPARE_DRILL)
     async def prepare_restore_drill(self, job: DrillJob) -> DrillTarget:
-        async with session_scope(self.deps.sessions) as session:
+        async with self.deps.db.transaction() as tx:
             try:
-                backup = await service.get_backup(session, job.backup_id) if job.backup_id else None
+                backup = await service.get_backup(tx, job.backup_id) if job.backup_id else None
             except DomainError:
                 backup = None
             if job.backup_id is None:
-                backup = await service.latest_completed(session)
-            drill = await service.start_drill(session, job.workflow_id, backup.id if backup else None)
+                backup = await service.latest_completed(tx)
+            drill = await service.start_drill(tx, job.workflow_id, backup.id if backup else None)
             target = DrillTarget(drill_id=drill.id, workflow_id=job.workflow_id)
             if backup is None:
                 target.problem = (
@@ -327,7 +318,7 @@ class BackupActivities:
                 target.problem = f"backup {backup.id} is {backup.status}, not completed"
             return target
 
-    @activity.defn(name="restore_and_verify")
+    @activity.defn(name=BackupActivity.RESTORE_AND_VERIFY)
     async def restore_and_verify(self, target: DrillTarget) -> DrillOutcome:
         """Fetch, check the SHA-256, pg_restore into a scratch database, verify the audit chain and that it ends at
         the manifest's head, compare with the manifest, drop the scratch database. A failed check is an outcome
@@ -371,16 +362,9 @@ class BackupActivities:
             outcome.reason = f"pg_restore failed: {error}"
             return
         outcome.checks["restore"] = {"ok": True, "database": scratch}
-        engine = create_async_engine(to_psycopg_url(copy.conninfo()), poolclass=NullPool)
-        try:
-            async with engine.connect() as connection:
-                from sqlalchemy.ext.asyncio import AsyncSession
-
-                async with AsyncSession(bind=connection) as session:
-                    restored = await take_manifest(session)
-                    verdict = await _beating(verify_chain(session))
-        finally:
-            await engine.dispose()
+        async with one_off_transaction(to_psycopg_url(copy.conninfo())) as tx:
+            restored = await take_manifest(tx)
+            verdict = await _beating(verify_chain(tx))
         expected = dict(target.manifest)
         differences = table_differences(expected, restored)
         head_problem = audit_head_problem(expected, restored)
@@ -408,11 +392,11 @@ class BackupActivities:
         elif differences:
             outcome.reason = "the restored copy differs from the manifest: " + "; ".join(differences)
 
-    @activity.defn(name="record_restore_drill")
+    @activity.defn(name=BackupActivity.RECORD_DRILL)
     async def record_restore_drill(self, outcome: DrillOutcome) -> DrillResult:
-        async with session_scope(self.deps.sessions) as session:
+        async with self.deps.db.transaction() as tx:
             drill = await service.finish_drill(
-                session,
+                tx,
                 AuditContext(),
                 outcome.drill_id,
                 passed=outcome.passed,
@@ -439,18 +423,3 @@ def _jsonable(value: dict[str, object]) -> dict[str, Any]:
 
     result: dict[str, Any] = jsonable(value)
     return result
-
-
-async def check_pg_tools(deps: ActivityDeps) -> pg.PgTools | None:
-    """At worker start: say which pg_dump/pg_restore the backups will use, or clearly that none fits."""
-    try:
-        major = await pg.server_major_of(pg.connection_for(deps.settings.db.url))
-        tools = await asyncio.to_thread(pg.find_pg_tools, major, deps.settings.backups.pg_bin_dir)
-    except pg.PgToolsNotFound as error:
-        log.error("BACKUPS WILL FAIL: %s", error)
-        return None
-    except Exception as error:
-        log.warning("could not check the PostgreSQL client tools for backups: %s", error)
-        return None
-    log.info("backups use pg_dump/pg_restore %d from %s", tools.major, tools.bin_dir)
-    return tools

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from core.authz import Authorizer
 from core.db import Database
 from core.mail import MailTransport
@@ -20,8 +18,3 @@ class ActivityDeps:
     authorizer: Authorizer
     storage: ObjectStorage
     mail: MailTransport
-
-    @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]:
-        """TRANSITIONAL: sessions on the same engine, for code not yet on `db.transaction()`."""
-        return self.db.sessions

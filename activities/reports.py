@@ -23,7 +23,6 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
-from core.temporal import task_queues
 from domain.audit.service import AuditContext, record
 from domain.errors import DomainError
 from domain.models import Report, User
@@ -36,6 +35,7 @@ from domain.reports.schemas import CONTENT_TYPES, TITLES, ReportFormat, ReportSt
 from workflows.contracts import (
     REPORT_PROGRESS_SIGNAL,
     GeneratedReport,
+    ReportActivity,
     ReportNotice,
     ReportRetentionInput,
     ReportRetentionResult,
@@ -161,16 +161,15 @@ class ReportActivities:
         return GeneratedReport.model_validate(values)
 
     async def _load(self, report_id: uuid.UUID) -> Report:
-        async with self.deps.sessions() as session:
-            report = await service.mark_running(session, report_id)
-            await session.commit()
+        async with self.deps.db.transaction() as tx:
+            report = await service.mark_running(tx, report_id)
             if report is None:  # already final: a retry after success, or a duplicate run
-                found = await session.get(Report, report_id)
+                found = await tx.session.get(Report, report_id)
                 assert found is not None
                 return found
             return report
 
-    @activity.defn(name="generate_report")
+    @activity.defn(name=ReportActivity.GENERATE)
     async def generate_report(self, report_id: str) -> GeneratedReport:
         try:
             rid = uuid.UUID(report_id)
@@ -198,21 +197,21 @@ class ReportActivities:
         every = max(1.0, (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0)
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
             path = Path(folder) / filename
-            async with self.deps.sessions() as session:
+            async with self.deps.db.transaction() as tx:
                 meta = ReportMeta(
                     report_id=str(report.id),
                     title=TITLES[report_type],
                     report_type=report.type,
                     period_from=report.period_from,
                     period_to=report.period_to,
-                    scope=await describe_scope(session, scope),
+                    scope=await describe_scope(tx, scope),
                     generated_at=datetime.now(UTC),
                     basis=dataset.basis,
                     currency=settings.approvals.base_currency,
                 )
                 renderer = await asyncio.to_thread(open_renderer, report_format, path, meta, dataset.columns)
                 async with _heartbeating(counter, every), _signalling_progress(counter, self.progress_seconds) as told:
-                    async for batch in dataset.batches(session, BATCH_SIZE):
+                    async for batch in dataset.batches(tx, BATCH_SIZE):
                         await asyncio.to_thread(renderer.write, batch)
                         counter.rows += len(batch)
                         activity.heartbeat(counter.rows)
@@ -220,9 +219,9 @@ class ReportActivities:
                         await self.after_batch(counter.rows)
                     await asyncio.to_thread(renderer.finish, dataset.totals, dataset.chart)
             stored = await asyncio.to_thread(self.deps.storage.put_file, key, path, content_type)
-        async with self.deps.sessions() as session:
+        async with self.deps.db.transaction() as tx:
             changed = await service.mark_completed(
-                session,
+                tx,
                 report.id,
                 rows=counter.rows,
                 storage_key=key,
@@ -232,50 +231,48 @@ class ReportActivities:
             )
             if changed:
                 await record(
-                    session,
+                    tx.sql,
                     AuditContext(workflow_id=info.workflow_id),
                     "report.completed",
                     "report",
                     str(report.id),
                     {"rows": counter.rows, "size_bytes": stored.size, "storage_key": key, "attempt": info.attempt},
                 )
-            await session.commit()
-            final = await session.get(Report, report.id, populate_existing=True)
+            final = await tx.session.get(Report, report.id, populate_existing=True)
             assert final is not None
             return self._result(final)
 
     async def after_batch(self, rows: int) -> None:
         """A seam for tests that need a slow render (a worker killed mid-report); does nothing here."""
 
-    @activity.defn(name="fail_report")
+    @activity.defn(name=ReportActivity.FAIL)
     async def fail_report(self, report_id: str, message: str) -> GeneratedReport:
         rid = uuid.UUID(report_id)
-        async with self.deps.sessions() as session:
-            if await service.mark_failed(session, rid, message):
+        async with self.deps.db.transaction() as tx:
+            if await service.mark_failed(tx, rid, message):
                 workflow_id = activity.info().workflow_id if activity.in_activity() else None
                 await record(
-                    session,
+                    tx.sql,
                     AuditContext(workflow_id=workflow_id),
                     "report.failed",
                     "report",
                     report_id,
                     {"error": message},
                 )
-            await session.commit()
-            report = await session.get(Report, rid, populate_existing=True)
+            report = await tx.session.get(Report, rid, populate_existing=True)
             if report is None:
                 raise ApplicationError("report not found", type="ReportNotFound", non_retryable=True)
             return self._result(report)
 
     # --- notify ----------------------------------------------------------------------------------------
 
-    @activity.defn(name="notify_report_requester")
+    @activity.defn(name=ReportActivity.NOTIFY_REQUESTER)
     async def notify_requester(self, notice: ReportNotice) -> None:
         report = notice.report
         done = report.status == ReportStatus.COMPLETED.value
-        async with self.deps.sessions() as session:
+        async with self.deps.db.transaction() as tx:
             await notify(
-                session,
+                tx.sql,
                 user_id=notice.user_id,
                 event_type="report_ready",
                 title=f"{'Report ready' if done else 'Report failed'}: {report.title}",
@@ -284,21 +281,20 @@ class ReportActivities:
                 data={"report_id": report.report_id, "status": report.status},
                 dedup_key=f"report-ready-{report.report_id}",
             )
-            await session.commit()
 
     # --- schedules ----------------------------------------------------------------------------------------
 
-    @activity.defn(name="start_scheduled_report")
+    @activity.defn(name=ReportActivity.START_SCHEDULED)
     async def start_scheduled_report(self, request: ScheduledRunRequest) -> ScheduledRun:
         schedule = request.schedule
         period_from, period_to = schedule_service.period_for(schedule.period, request.reference_time, schedule.timezone)
         workflow_id = activity.info().workflow_id or ""
-        async with self.deps.sessions() as session:
+        async with self.deps.db.transaction() as tx:
             schedule_id = schedule.schedule_id
-            if schedule_id is not None and await session.get(schedule_service.ReportSchedule, schedule_id) is None:
+            if schedule_id is not None and await tx.session.get(schedule_service.ReportSchedule, schedule_id) is None:
                 schedule_id = None  # the record was deleted; the run still reports
             report = await service.create_scheduled_report(
-                session,
+                tx,
                 report_id=uuid.UUID(request.report_id),
                 schedule_id=schedule_id,
                 report_type=ReportType(schedule.type).value,
@@ -312,24 +308,23 @@ class ReportActivities:
             user_ids: list[int] = []
             if not schedule.recipients:  # no recipients named: the organisation's admins
                 user_ids = list(
-                    await session.scalars(
+                    await tx.session.scalars(
                         select(User.id).where(User.role.in_(["admin", "superadmin"]), User.is_active.is_(True))
                     )
                 )
             await record(
-                session,
+                tx.sql,
                 AuditContext(workflow_id=workflow_id),
                 "report.scheduled_run",
                 "report",
                 str(report.id),
                 {"schedule": schedule.schedule_key, "period": [str(period_from), str(period_to)]},
             )
-            await session.commit()
         return ScheduledRun(report_id=request.report_id, to_user_ids=user_ids, to_addresses=list(schedule.recipients))
 
     # --- retention ------------------------------------------------------------------------------------
 
-    @activity.defn(name="prune_reports")
+    @activity.defn(name=ReportActivity.PRUNE)
     async def prune_reports(self, request: ReportRetentionInput) -> ReportRetentionResult:
         days = (
             request.retention_days if request.retention_days is not None else self.deps.settings.reports.retention_days
@@ -339,26 +334,24 @@ class ReportActivities:
             # Expire and commit first, then delete: a download from then on sees the report expired (409), never a
             # completed report without its file. A crash in between leaves expired rows whose files the next run
             # (or this activity's retry) deletes, since expired_reports also finds those.
-            async with self.deps.sessions() as session:
-                due = await service.expired_reports(session, days)
+            async with self.deps.db.transaction() as tx:
+                due = await service.expired_reports(tx, days)
                 if not due:
                     break
-                newly = await service.mark_expired(session, [report.id for report in due])
+                newly = await service.mark_expired(tx, [report.id for report in due])
                 if newly:
                     await record(
-                        session,
+                        tx.sql,
                         AuditContext(workflow_id=activity.info().workflow_id),
                         "report.pruned",
                         "report",
                         None,
                         {"count": len(newly), "retention_days": days, "ids": [str(i) for i in newly[:50]]},
                     )
-                await session.commit()
             for key in [report.storage_key for report in due if report.storage_key]:
                 await asyncio.to_thread(self.deps.storage.delete, key)
-            async with self.deps.sessions() as session:
-                await service.forget_files(session, [report.id for report in due])
-                await session.commit()
+            async with self.deps.db.transaction() as tx:
+                await service.forget_files(tx, [report.id for report in due])
             pruned += len(due)
             activity.heartbeat(pruned)
         return ReportRetentionResult(pruned=pruned)
@@ -371,25 +364,3 @@ class ReportActivities:
             self.start_scheduled_report,
             self.prune_reports,
         ]
-
-
-async def reconcile_report_schedules(client: Client, deps: ActivityDeps) -> list[str]:
-    """At worker start: create the default schedules' records from settings, then make every report schedule
-    record (defaults and operators' alike) exist in Temporal with its spec, action and paused state, and keep the
-    daily retention schedule. Returns the Temporal schedule ids reconciled."""
-    from workflows.report_schedules import RETENTION_SCHEDULE_ID, report_schedule, retention_schedule, upsert_schedule
-
-    queue = task_queues(deps.settings.temporal).reports
-    reconciled: list[str] = []
-    async with deps.sessions() as session:
-        for default in schedule_service.default_schedules(deps.settings.reports):
-            await schedule_service.ensure_default_schedule(session, deps.settings.reports, default)
-        await session.commit()
-        rows = list(await session.scalars(select(schedule_service.ReportSchedule)))
-    for row in rows:
-        await upsert_schedule(client, row.schedule_key, report_schedule(row, queue))
-        reconciled.append(row.schedule_key)
-    await upsert_schedule(client, RETENTION_SCHEDULE_ID, retention_schedule(queue, deps.settings.reports.timezone))
-    reconciled.append(RETENTION_SCHEDULE_ID)
-    log.info("report schedules reconciled: %s", reconciled)
-    return reconciled

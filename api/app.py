@@ -127,7 +127,7 @@ async def watch_policy_files(services: AppServices, interval_seconds: float = 2.
             changes["error"] = result.error[:1000]
         try:
             async with services.db.transaction() as tx:
-                await record(tx.session, SYSTEM, action, "policy", result.version, changes)
+                await record(tx.sql, SYSTEM, action, "policy", result.version, changes)
         except Exception:
             log.exception("could not audit the policy reload")
 

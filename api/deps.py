@@ -8,7 +8,6 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import idempotency
 from core.authz import Authorizer
@@ -44,11 +43,6 @@ class AppServices:
     @property
     def approvals(self) -> ApprovalCommands:
         return ApprovalCommands(self.settings, self.authorizer, self.engine)
-
-    @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]:
-        """TRANSITIONAL: sessions on the same engine, for code not yet on `db.transaction()`."""
-        return self.db.sessions
 
 
 def services(request: Request) -> AppServices:
@@ -99,14 +93,6 @@ async def _transaction(request: Request) -> AsyncIterator[Tx]:
 
 
 TxDep = Annotated[Tx, Depends(_transaction, scope="function")]
-
-
-async def _session(tx: TxDep) -> AsyncSession:
-    return tx.session
-
-
-# The request's ORM session: the same transaction as TxDep's, for the features that work with models.
-SessionDep = Annotated[AsyncSession, Depends(_session)]
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login")
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.engine import EngineUnavailable
+from core.engine import EngineUnavailable, ScheduleRefused
 from core.logging import request_id_var
 from domain import errors
 
@@ -121,6 +121,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # Raised before anything was recorded or sent: the action changed nothing and may simply be tried again.
         message = "the workflow engine is unreachable; nothing was changed, try again shortly"
         return error_response(503, errors.ServiceUnavailable.code, message)
+
+    @app.exception_handler(ScheduleRefused)
+    async def _schedule_refused(_: Request, exc: ScheduleRefused) -> JSONResponse:
+        # A cron expression or time zone the engine does not accept: the client's input, and nothing was kept.
+        return error_response(422, errors.ValidationFailed.code, f"the workflow engine refused the schedule: {exc}")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from temporalio.client import (
     Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -195,3 +207,137 @@ class WorkflowEngine:
             return False
         log.warning("terminated %s: %s", workflow_id, reason)
         return True
+
+    # --- schedules ------------------------------------------------------------------------------------
+    # Standing Temporal Schedules, by id. Every call is bounded like the rest; Temporal's answers become
+    # ScheduleRefused (an invalid schedule: 422 at the API), ScheduleMissing, or EngineUnavailable.
+
+    async def put_schedule(self, schedule_id: str, schedule: ScheduledStart) -> bool:
+        """Create the schedule, or bring an existing one to `schedule` (spec, action, paused state and note): a
+        schedule that is already there counts as success and is reconciled. True when this call created it."""
+        client = await self.client()
+        wanted = _temporal_schedule(schedule)
+        with _schedule_errors(schedule_id):
+            try:
+                await self._bounded(client.create_schedule(schedule_id, wanted, rpc_timeout=self.timeout))
+                return True
+            except ScheduleAlreadyRunningError:
+                pass
+
+            def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+                return ScheduleUpdate(schedule=wanted)
+
+            # A describe and an update: two round trips.
+            handle = client.get_schedule_handle(schedule_id)
+            await self._bounded(handle.update(replace, rpc_timeout=self.timeout), self.timeout * 2)
+            return False
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """False when there was no such schedule (deleting twice is harmless)."""
+        client = await self.client()
+        try:
+            with _schedule_errors(schedule_id):
+                await self._bounded(client.get_schedule_handle(schedule_id).delete(rpc_timeout=self.timeout))
+        except ScheduleMissing:
+            return False
+        return True
+
+    async def pause_schedule(self, schedule_id: str, note: str) -> None:
+        """Raises ScheduleMissing when the engine has no such schedule."""
+        client = await self.client()
+        with _schedule_errors(schedule_id):
+            await self._bounded(client.get_schedule_handle(schedule_id).pause(note=note, rpc_timeout=self.timeout))
+
+    async def resume_schedule(self, schedule_id: str, note: str) -> None:
+        """Raises ScheduleMissing when the engine has no such schedule."""
+        client = await self.client()
+        with _schedule_errors(schedule_id):
+            await self._bounded(client.get_schedule_handle(schedule_id).unpause(note=note, rpc_timeout=self.timeout))
+
+    async def trigger_schedule(self, schedule_id: str) -> None:
+        """Start the schedule's action now, even while an earlier run still runs. Raises ScheduleMissing."""
+        client = await self.client()
+        handle = client.get_schedule_handle(schedule_id)
+        with _schedule_errors(schedule_id):
+            await self._bounded(handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL, rpc_timeout=self.timeout))
+
+    async def schedule_runs(self, schedule_id: str, count: int = 5) -> ScheduleRuns | None:
+        """The next and the most recent action times, or None when the engine cannot tell now: they are extras on
+        a read, which must not fail or wait because the engine is away."""
+        try:
+            client = await self.client()
+            handle = client.get_schedule_handle(schedule_id)
+            description = await self._bounded(handle.describe(rpc_timeout=self.timeout))
+        except (EngineUnavailable, RPCError, TimeoutError) as error:
+            log.info("no runs of schedule %s: %s", schedule_id, error)
+            return None
+        info = description.info
+        return ScheduleRuns(
+            next=list(info.next_action_times[:count]),
+            recent=[action.scheduled_at for action in info.recent_actions[-count:]],
+        )
+
+
+# --- schedules: what the methods above take, answer and raise ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduledStart:
+    """A standing schedule: start `workflow` with `argument` as `workflow_id` on `task_queue` at every time of
+    `cron` in `timezone`. A run that falls due while the previous one still runs is skipped (overlap SKIP); runs
+    missed while the engine was down are made up within `catchup_window` (None: the engine's default)."""
+
+    workflow: str
+    argument: object
+    workflow_id: str
+    task_queue: str
+    cron: str
+    timezone: str
+    execution_timeout: timedelta
+    catchup_window: timedelta | None = None
+    paused: bool = False
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleRuns:
+    next: list[datetime]
+    recent: list[datetime]
+
+
+class ScheduleRefused(Exception):
+    """The engine refused the schedule as invalid (a cron expression or time zone it does not accept)."""
+
+
+class ScheduleMissing(Exception):
+    """The engine has no schedule with this id (deleted, or lost with a development server's state)."""
+
+
+def _temporal_schedule(schedule: ScheduledStart) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            schedule.workflow,
+            schedule.argument,
+            id=schedule.workflow_id,
+            task_queue=schedule.task_queue,
+            execution_timeout=schedule.execution_timeout,
+        ),
+        spec=ScheduleSpec(cron_expressions=[schedule.cron], time_zone_name=schedule.timezone),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=schedule.catchup_window),
+        state=ScheduleState(paused=schedule.paused, note=schedule.note),
+    )
+
+
+@contextmanager
+def _schedule_errors(schedule_id: str) -> Iterator[None]:
+    try:
+        yield
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise ScheduleMissing(schedule_id) from error
+        if error.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise ScheduleRefused(error.message) from error
+        log.warning("schedule %s: %s", schedule_id, error)
+        raise EngineUnavailable(f"could not change schedule {schedule_id}") from error
+    except TimeoutError as error:
+        raise EngineUnavailable(f"could not change schedule {schedule_id}") from error

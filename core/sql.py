@@ -1,13 +1,13 @@
-"""Plain SQL on the psycopg connection under a session's transaction, with rows as dataclasses.
+"""Plain SQL on a transaction's psycopg connection (`tx.sql`, core/db.py), with rows as dataclasses.
 
 The approval path (submit, decide, and the workflow's transitions) runs tens of statements per approval. Through
 the async ORM each costs about five times what bare psycopg does (docs/benchmarks.md: the greenlet hand-off, the
-statement cache, the unit of work and the result adaptation), which made up most of an approval's CPU. That path
-reads and writes here instead; the session still owns the transaction (it begins, commits and rolls back as
-everywhere else), so ORM and plain statements mix in one transaction.
+statement cache, the unit of work and the result adaptation), which made up most of an approval's CPU. Entries,
+approvals and the users directory read and write here instead; the Tx owns the transaction, so ORM and plain
+statements mix in it.
 
-Rows are frozen dataclasses whose fields are the table's columns, in order: `columns(StepRow, "s")` lists them for a
-SELECT and `row_of(StepRow, values)` builds one from a slice of a result row.
+Rows are frozen dataclasses whose fields are the table's columns: `columns(StepRow, "s")` lists them for a SELECT
+and `row_of(StepRow, values)` builds one from a slice of a result row.
 """
 
 from __future__ import annotations
@@ -19,27 +19,9 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.types.numeric import Int8Dumper
-from sqlalchemy.ext.asyncio import AsyncSession
 
 R = TypeVar("R")
 Params = Sequence[Any] | dict[str, Any] | None
-_CONNECTION = "driver_connection"
-
-
-async def connection_of(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
-    """The psycopg connection under the session's current transaction (beginning one, as a first statement would).
-
-    Statements on it belong to that transaction: they commit or roll back with the session. Pending ORM changes are
-    not flushed first: flush before a plain statement that must see them."""
-    transaction = session.sync_session.get_transaction()
-    cached = session.info.get(_CONNECTION)
-    if cached is not None and transaction is not None and cached[0] is transaction:
-        return cached[1]  # type: ignore[no-any-return]
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    session.info[_CONNECTION] = (session.sync_session.get_transaction(), driver)
-    return driver
 
 
 # Distinct statements a connection keeps prepared (psycopg's default is 100; the ORM's and these together pass it).
@@ -88,15 +70,6 @@ class Sql:
         """Execute; the number of rows it changed."""
         cursor = await self.connection.execute(query, params)  # type: ignore[arg-type]
         return cursor.rowcount
-
-
-# What the plain-SQL functions take: a session (their statements join its transaction) or the Sql of a plain
-# transaction (core.db.plain_transaction, the worker's transitions: no ORM session at all).
-Db = AsyncSession | Sql
-
-
-async def sql_of(db: Db) -> Sql:
-    return db if isinstance(db, Sql) else Sql(await connection_of(db))
 
 
 @functools.cache

@@ -210,7 +210,7 @@ def make_user(settings: Settings, activity_deps: ActivityDeps) -> MakeUser:
 
     async def make(role: str = "employee", manager: TestUser | None = None, **fields: object) -> TestUser:
         n = next(_counter)
-        async with activity_deps.sessions() as session:
+        async with activity_deps.db.transaction() as tx:
             user = User(
                 email=str(fields.pop("email", f"{role}{n}@example.com")),
                 username=str(fields.pop("username", f"{role}{n}")),
@@ -222,8 +222,8 @@ def make_user(settings: Settings, activity_deps: ActivityDeps) -> MakeUser:
                 is_verified=True,
                 **fields,
             )
-            session.add(user)
-            await session.commit()
+            tx.session.add(user)
+            await tx.commit()
             token, _ = issue_token(
                 settings.auth,
                 user_id=user.id,

@@ -1,6 +1,7 @@
 """Backup workflows: take a backup (dump, checksum, upload, manifest row, retention) and prove one restores.
 
-Deterministic orchestration only: every side effect is an activity (activities/backups.py, and "send_email").
+Deterministic orchestration only: every side effect is an activity (activities/backups.py, and "send_email"),
+named by the constants in workflows/contracts.py, so this module imports nothing but its contracts.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.backups import BackupActivities
     from workflows.contracts import (
         EMAIL_RETRY,
         EMAIL_TIMEOUT,
+        SEND_EMAIL,
+        BackupActivity,
         BackupArtifact,
         BackupFailure,
         BackupInput,
@@ -51,13 +53,17 @@ def _reason(error: ActivityError) -> str:
 
 async def _alert(alert: SuperadminAlert, template: str, context: dict[str, object]) -> None:
     """In-app notification and email to every active superadmin."""
-    user_ids: list[int] = await workflow.execute_activity_method(
-        BackupActivities.alert_superadmins, alert, start_to_close_timeout=SHORT_TIMEOUT, retry_policy=SHORT_RETRY
+    user_ids = await workflow.execute_activity(
+        BackupActivity.ALERT_SUPERADMINS,
+        alert,
+        result_type=list[int],
+        start_to_close_timeout=SHORT_TIMEOUT,
+        retry_policy=SHORT_RETRY,
     )
     if not user_ids:
         return
     await workflow.execute_activity(
-        "send_email",
+        SEND_EMAIL,
         EmailJob(
             message_key=alert.dedup_key,
             template=template,
@@ -78,18 +84,20 @@ class BackupWorkflow:
     async def run(self, request: BackupInput) -> BackupResult:
         workflow_id = workflow.info().workflow_id
         try:
-            artifact: BackupArtifact = await workflow.execute_activity_method(
-                BackupActivities.create_backup,
+            artifact = await workflow.execute_activity(
+                BackupActivity.CREATE,
                 BackupJob(workflow_id=workflow_id, part_size_bytes=request.part_size_bytes),
+                result_type=BackupArtifact,
                 start_to_close_timeout=LONG_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_seconds),
                 retry_policy=LONG_RETRY,
             )
         except ActivityError as error:
             reason = _reason(error)
-            failed_id = await workflow.execute_activity_method(
-                BackupActivities.fail_backup,
+            failed_id = await workflow.execute_activity(
+                BackupActivity.FAIL,
                 BackupFailure(workflow_id=workflow_id, error=reason),
+                result_type=int,
                 start_to_close_timeout=SHORT_TIMEOUT,
                 retry_policy=SHORT_RETRY,
             )
@@ -106,12 +114,17 @@ class BackupWorkflow:
                 {"workflow_id": workflow_id, "error": reason},
             )
             raise ApplicationError(f"backup failed: {reason}", type="BackupFailed", non_retryable=True) from error
-        backup_id: int = await workflow.execute_activity_method(
-            BackupActivities.record_backup, artifact, start_to_close_timeout=SHORT_TIMEOUT, retry_policy=SHORT_RETRY
+        backup_id = await workflow.execute_activity(
+            BackupActivity.RECORD,
+            artifact,
+            result_type=int,
+            start_to_close_timeout=SHORT_TIMEOUT,
+            retry_policy=SHORT_RETRY,
         )
-        pruned: PruneResult = await workflow.execute_activity_method(
-            BackupActivities.prune_backups,
+        pruned = await workflow.execute_activity(
+            BackupActivity.PRUNE,
             PruneJob(workflow_id=workflow_id),
+            result_type=PruneResult,
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=SHORT_RETRY,
         )
@@ -135,16 +148,18 @@ class RestoreDrillWorkflow:
     @workflow.run
     async def run(self, request: DrillInput) -> DrillResult:
         workflow_id = workflow.info().workflow_id
-        target: DrillTarget = await workflow.execute_activity_method(
-            BackupActivities.prepare_restore_drill,
+        target = await workflow.execute_activity(
+            BackupActivity.PREPARE_DRILL,
             DrillJob(workflow_id=workflow_id, backup_id=request.backup_id),
+            result_type=DrillTarget,
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
         )
         try:
-            outcome: DrillOutcome = await workflow.execute_activity_method(
-                BackupActivities.restore_and_verify,
+            outcome = await workflow.execute_activity(
+                BackupActivity.RESTORE_AND_VERIFY,
                 target,
+                result_type=DrillOutcome,
                 start_to_close_timeout=LONG_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_seconds),
                 retry_policy=LONG_RETRY,
@@ -153,9 +168,10 @@ class RestoreDrillWorkflow:
             outcome = DrillOutcome(
                 drill_id=target.drill_id, backup_id=target.backup_id, passed=False, reason=_reason(error)
             )
-        result: DrillResult = await workflow.execute_activity_method(
-            BackupActivities.record_restore_drill,
+        result = await workflow.execute_activity(
+            BackupActivity.RECORD_DRILL,
             outcome,
+            result_type=DrillResult,
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
         )

@@ -39,6 +39,10 @@ class EmailJob(Contract):
     attachment_filename: str | None = None
 
 
+# The email activity's name: every feature's workflows send mail through it, on their own task queue.
+SEND_EMAIL = "send_email"
+
+
 class EmailResult(Contract):
     """What the email activity did: the messages sent now, and the recipients it skipped and why."""
 
@@ -327,6 +331,16 @@ class OwnerJob(TransitionJob):
 REPORT_WORKFLOW_PREFIX = "report-"  # + the report's uuid
 
 
+class ReportActivity:
+    """Names of the report activities (activities/reports.py); the workflows refer to them by name."""
+
+    GENERATE = "generate_report"
+    FAIL = "fail_report"
+    NOTIFY_REQUESTER = "notify_report_requester"
+    START_SCHEDULED = "start_scheduled_report"
+    PRUNE = "prune_reports"
+
+
 def report_workflow_id(report_id: str) -> str:
     return f"{REPORT_WORKFLOW_PREFIX}{report_id}"
 
@@ -428,6 +442,19 @@ BACKUP_WORKFLOW_PREFIX = "backup-"
 RESTORE_DRILL_WORKFLOW_PREFIX = "restore-drill-"
 BACKUP_SCHEDULE_ID = "backup"  # Temporal appends "-<UTC timestamp>" to the ids of the runs it starts
 RESTORE_DRILL_SCHEDULE_ID = "restore-drill"
+
+
+class BackupActivity:
+    """Names of the backup activities (activities/backups.py); the workflows refer to them by name."""
+
+    CREATE = "create_backup"
+    RECORD = "record_backup"
+    FAIL = "fail_backup"
+    PRUNE = "prune_backups"
+    ALERT_SUPERADMINS = "alert_superadmins"
+    PREPARE_DRILL = "prepare_restore_drill"
+    RESTORE_AND_VERIFY = "restore_and_verify"
+    RECORD_DRILL = "record_restore_drill"
 
 
 def _utc_stamp(at: datetime) -> str:

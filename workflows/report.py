@@ -1,6 +1,7 @@
 """Report workflows: generate one report on request, run a schedule's report and mail it, prune old files.
 
-Deterministic orchestration only: every side effect is an activity (activities/reports.py, and "send_email").
+Deterministic orchestration only: every side effect is an activity (activities/reports.py, and "send_email"),
+named by the constants in workflows/contracts.py, so this module imports nothing but its contracts.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.reports import ReportActivities
     from workflows.contracts import (
         EMAIL_RETRY,
         EMAIL_TIMEOUT,
         REPORT_PROGRESS_SIGNAL,
+        SEND_EMAIL,
         EmailJob,
         GeneratedReport,
+        ReportActivity,
         ReportJob,
         ReportNotice,
         ReportProgress,
@@ -46,9 +48,10 @@ SHORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interva
 async def _generate(report_id: str, heartbeat_seconds: int) -> GeneratedReport:
     """Run the generate activity; when every attempt failed, record the failure and return it."""
     try:
-        return await workflow.execute_activity_method(
-            ReportActivities.generate_report,
+        return await workflow.execute_activity(
+            ReportActivity.GENERATE,
             report_id,
+            result_type=GeneratedReport,
             start_to_close_timeout=GENERATE_TIMEOUT,
             heartbeat_timeout=timedelta(seconds=heartbeat_seconds),
             retry_policy=GENERATE_RETRY,
@@ -56,9 +59,10 @@ async def _generate(report_id: str, heartbeat_seconds: int) -> GeneratedReport:
     except ActivityError as error:
         cause = error.cause
         message = str(getattr(cause, "message", None) or cause or error)
-        return await workflow.execute_activity_method(
-            ReportActivities.fail_report,
+        return await workflow.execute_activity(
+            ReportActivity.FAIL,
             args=[report_id, message],
+            result_type=GeneratedReport,
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
         )
@@ -95,14 +99,14 @@ class ReportWorkflow(_TracksProgress):
         report = await _generate(job.report_id, job.heartbeat_seconds)
         self._progress = ReportProgress(status="notifying", rows=report.rows, error=report.error)
         if job.requested_by_id is not None:
-            await workflow.execute_activity_method(
-                ReportActivities.notify_requester,
+            await workflow.execute_activity(
+                ReportActivity.NOTIFY_REQUESTER,
                 ReportNotice(report=report, user_id=job.requested_by_id),
                 start_to_close_timeout=SHORT_TIMEOUT,
                 retry_policy=SHORT_RETRY,
             )
             await workflow.execute_activity(
-                "send_email",
+                SEND_EMAIL,
                 EmailJob(
                     message_key=f"report-ready-{job.report_id}",
                     template="report_ready",
@@ -145,9 +149,10 @@ class ScheduledReportWorkflow(_TracksProgress):
     @workflow.run
     async def run(self, schedule: ScheduledReportInput) -> ScheduledReportResult:
         report_id = str(workflow.uuid4())  # deterministic: a replay or a retried activity uses the same id
-        run: ScheduledRun = await workflow.execute_activity_method(
-            ReportActivities.start_scheduled_report,
+        run = await workflow.execute_activity(
+            ReportActivity.START_SCHEDULED,
             ScheduledRunRequest(schedule=schedule, report_id=report_id, reference_time=workflow.now()),
+            result_type=ScheduledRun,
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
         )
@@ -158,7 +163,7 @@ class ScheduledReportWorkflow(_TracksProgress):
         recipients = run.to_addresses + [f"user:{user_id}" for user_id in run.to_user_ids]
         if run.to_addresses or run.to_user_ids:
             await workflow.execute_activity(
-                "send_email",
+                SEND_EMAIL,
                 EmailJob(
                     message_key=f"scheduled-report-{run.report_id}",
                     template="scheduled_report",
@@ -182,9 +187,10 @@ class ReportRetentionWorkflow:
 
     @workflow.run
     async def run(self, request: ReportRetentionInput) -> ReportRetentionResult:
-        return await workflow.execute_activity_method(
-            ReportActivities.prune_reports,
+        return await workflow.execute_activity(
+            ReportActivity.PRUNE,
             request,
+            result_type=ReportRetentionResult,
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(maximum_attempts=3),

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import Authorize, Grant, ServicesDep, SessionDep
+from api.deps import Authorize, Grant, ServicesDep, TxDep
 from domain.audit.queries import AuditFilter, search, stream_rows
 from domain.audit.schemas import CSV_COLUMNS, AuditEntryOut, AuditPageOut, ChainVerdictOut
 from domain.audit.service import verify_chain
@@ -60,7 +60,7 @@ def _csv_line(values: list[object]) -> bytes:
 )
 async def list_audit(
     grant: Annotated[Grant, Depends(Authorize("audit", "read"))],
-    session: SessionDep,
+    tx: TxDep,
     services: ServicesDep,
     actor_id: Annotated[int | None, Query(ge=1)] = None,
     action: Annotated[str | None, Query(max_length=60)] = None,
@@ -75,13 +75,14 @@ async def list_audit(
     audit_filter = AuditFilter(actor_id, action, resource_type, resource_id, _utc(since), _utc(until))
     audit_filter.conditions()  # refuse a bad filter now, as a 422, rather than halfway through a download
     if output == "csv":
-        sessions = services.sessions
+        db = services.db
 
         async def rows() -> AsyncIterator[bytes]:
             yield _csv_line(list(CSV_COLUMNS))
-            # The request's session is closed once the response starts: the export reads on its own.
-            async with sessions() as export_session:
-                async for row in stream_rows(export_session, audit_filter):
+            # The request's transaction ends once the response starts: the export reads in its own (a transaction,
+            # not autocommit: the rows stream from a server-side cursor, which lives in one).
+            async with db.transaction() as export:
+                async for row in stream_rows(export, audit_filter):
                     yield _csv_line([_cell(getattr(row, column)) for column in CSV_COLUMNS])
 
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -90,7 +91,7 @@ async def list_audit(
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'},
         )
-    page = await search(session, audit_filter, limit=limit, offset=offset)
+    page = await search(tx, audit_filter, limit=limit, offset=offset)
     return AuditPageOut(
         items=[AuditEntryOut.model_validate(row) for row in page.items],
         total=page.total,
@@ -105,10 +106,8 @@ async def list_audit(
     summary="Walk the audit hash chain and name the first broken row",
     description="`ok` is false when a row was changed, removed or inserted out of band; `first_broken_id` says where.",
 )
-async def verify(
-    grant: Annotated[Grant, Depends(Authorize("audit", "verify"))], session: SessionDep
-) -> ChainVerdictOut:
-    verdict = await verify_chain(session)
+async def verify(grant: Annotated[Grant, Depends(Authorize("audit", "verify"))], tx: TxDep) -> ChainVerdictOut:
+    verdict = await verify_chain(tx)
     return ChainVerdictOut(
         ok=verdict.ok,
         rows_checked=verdict.rows_checked,

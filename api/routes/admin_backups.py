@@ -6,11 +6,9 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
-from api.deps import Authorize, Grant, ServicesDep, SessionDep
-from core.temporal import rpc_timeout
+from api.deps import Authorize, Grant, ServicesDep, TxDep
+from core.engine import EngineUnavailable
 from domain.backups import service
 from domain.backups.schemas import BackupDetailOut, BackupOut, BackupPageOut, RestoreDrillOut, WorkflowStartedOut
 from domain.errors import Conflict, ServiceUnavailable
@@ -23,7 +21,7 @@ _UNREACHABLE = "the workflow engine was unreachable; try again shortly"
 
 
 def _not_started(error: Exception) -> str:
-    return _UNREACHABLE if isinstance(error, RPCError) else f"the workflow could not be started: {error}"
+    return _UNREACHABLE if isinstance(error, EngineUnavailable) else f"the workflow could not be started: {error}"
 
 
 @router.post(
@@ -34,20 +32,27 @@ def _not_started(error: Exception) -> str:
     description="Starts a BackupWorkflow (`backup-<UTC timestamp>`); follow it with GET /admin/backups/{id}.",
     responses={409: {"description": "a backup of this very second exists (`details.backup_id` names it)"}},
 )
-async def start_backup(grant: ManageBackups, session: SessionDep, services: ServicesDep) -> WorkflowStartedOut:
-    client = await services.engine.client()  # 503 before recording anything when Temporal is down
+async def start_backup(grant: ManageBackups, tx: TxDep, services: ServicesDep) -> WorkflowStartedOut:
+    await services.engine.client()  # connects, or 503 before anything is recorded when Temporal is down
     workflow_id = backup_workflow_id(datetime.now(UTC))
-    backup = await service.request_backup(session, grant.audit, workflow_id)  # 409 when the id is taken
-    await session.commit()  # the intent is durable before the workflow starts
+    backup = await service.request_backup(tx, grant.audit, workflow_id)  # 409 when the id is taken
+    await tx.commit()  # the intent is durable before the workflow starts
     try:
-        await client.start_workflow(
+        started = await services.engine.start(
             "BackupWorkflow",
             BackupInput(requested_by_id=grant.user.id),
-            id=workflow_id,
+            workflow_id=workflow_id,
             task_queue=services.engine.queues.backups,
-            rpc_timeout=rpc_timeout(services.settings.temporal),
         )
-    except WorkflowAlreadyStartedError as error:
+    except Exception as error:
+        # Not started (or not known to be): never leave the row queued. Should the start have gone through
+        # after all, the run takes the row over and completes it.
+        await service.fail_backup(tx, grant.audit, workflow_id, _not_started(error))
+        await tx.commit()
+        if isinstance(error, EngineUnavailable):
+            raise ServiceUnavailable(_UNREACHABLE) from error
+        raise
+    if not started:
         # The daily schedule started its run of this very second before its first activity made the row. That
         # run adopts the row just committed (rows are found by workflow id), so nothing is left queued.
         raise Conflict(
@@ -55,34 +60,26 @@ async def start_backup(grant: ManageBackups, session: SessionDep, services: Serv
             f"follow it with GET /api/v1/admin/backups/{backup.id}",
             backup_id=backup.id,
             workflow_id=workflow_id,
-        ) from error
-    except Exception as error:
-        # Not started (or not known to be): never leave the row queued. Should the start have gone through
-        # after all, the run takes the row over and completes it.
-        await service.fail_backup(session, grant.audit, workflow_id, _not_started(error))
-        await session.commit()
-        if isinstance(error, RPCError):
-            raise ServiceUnavailable(_UNREACHABLE) from error
-        raise
+        )
     return WorkflowStartedOut(workflow_id=workflow_id, backup_id=backup.id)
 
 
 @router.get("", response_model=BackupPageOut, summary="Backups, newest first")
 async def list_backups(
     grant: ManageBackups,
-    session: SessionDep,
+    tx: TxDep,
     status: Annotated[str | None, Query(pattern="^(queued|running|completed|failed|pruned)$")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> BackupPageOut:
-    rows, total = await service.list_backups(session, status=status, limit=limit, offset=offset)
+    rows, total = await service.list_backups(tx, status=status, limit=limit, offset=offset)
     return BackupPageOut(items=[BackupOut.model_validate(row) for row in rows], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{backup_id}", response_model=BackupDetailOut, summary="One backup with its restore drills")
-async def get_backup(grant: ManageBackups, session: SessionDep, backup_id: BackupId) -> BackupDetailOut:
-    backup = await service.get_backup(session, backup_id)
-    drills = await service.drills_of(session, backup_id)
+async def get_backup(grant: ManageBackups, tx: TxDep, backup_id: BackupId) -> BackupDetailOut:
+    backup = await service.get_backup(tx, backup_id)
+    drills = await service.drills_of(tx, backup_id)
     detail = BackupDetailOut.model_validate(backup)
     detail.drills = [RestoreDrillOut.model_validate(drill) for drill in drills]
     return detail
@@ -103,29 +100,28 @@ async def get_backup(grant: ManageBackups, session: SessionDep, backup_id: Backu
     },
 )
 async def start_drill(
-    grant: ManageBackups, session: SessionDep, services: ServicesDep, backup_id: BackupId
+    grant: ManageBackups, tx: TxDep, services: ServicesDep, backup_id: BackupId
 ) -> WorkflowStartedOut:
-    backup = await service.get_backup(session, backup_id)
+    backup = await service.get_backup(tx, backup_id)
     service.check_drillable(backup)
-    client = await services.engine.client()
+    await services.engine.client()  # connects, or 503 before anything is recorded when Temporal is down
     # The backup's id in the workflow id keeps on-demand drills apart from the weekly schedule's runs
     # (`restore-drill-<timestamp>`); the same backup twice in one second is 409.
     workflow_id = f"{restore_drill_workflow_id(datetime.now(UTC))}-backup-{backup.id}"
-    drill = await service.request_drill(session, grant.audit, workflow_id, backup.id)
-    await session.commit()
+    drill = await service.request_drill(tx, grant.audit, workflow_id, backup.id)
+    await tx.commit()
     try:
-        await client.start_workflow(
+        await services.engine.start(
             "RestoreDrillWorkflow",
             DrillInput(backup_id=backup.id, requested_by_id=grant.user.id),
-            id=workflow_id,
+            workflow_id=workflow_id,
             task_queue=services.engine.queues.backups,
-            rpc_timeout=rpc_timeout(services.settings.temporal),
         )
     except Exception as error:
         reason = _not_started(error)
-        await service.finish_drill(session, grant.audit, drill.id, passed=False, reason=reason, details={})
-        await session.commit()
-        if isinstance(error, RPCError):
+        await service.finish_drill(tx, grant.audit, drill.id, passed=False, reason=reason, details={})
+        await tx.commit()
+        if isinstance(error, EngineUnavailable):
             raise ServiceUnavailable(_UNREACHABLE) from error
         raise
     return WorkflowStartedOut(workflow_id=workflow_id, backup_id=backup.id)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from api.deps import Authorize, Grant, ServicesDep, SessionDep
+from api.deps import Authorize, Grant, ServicesDep, TxDep
 from domain.audit.service import record
 from domain.errors import ValidationFailed
 
@@ -21,17 +21,17 @@ class PolicyReloaded(BaseModel):
 
 @router.post("/reload", summary="Validate and load policies/model.conf and policy.csv (superadmin)")
 async def reload_policies(
-    session: SessionDep, services: ServicesDep, grant: Annotated[Grant, Depends(Authorize("policy", "reload"))]
+    tx: TxDep, services: ServicesDep, grant: Annotated[Grant, Depends(Authorize("policy", "reload"))]
 ) -> PolicyReloaded:
     """A broken file is refused with 422 naming the error; the policy in force stays."""
     result = services.authorizer.reload()
     if result.error:
         await record(
-            session, grant.audit, "policy.reload_refused", "policy", result.version, {"error": result.error[:1000]}
+            tx.sql, grant.audit, "policy.reload_refused", "policy", result.version, {"error": result.error[:1000]}
         )
-        await session.commit()  # the refusal is on record even though the request fails
+        await tx.commit()  # the refusal is on record even though the request fails
         raise ValidationFailed(
             f"policy files refused; version {result.version} stays in force: {result.error}", version=result.version
         )
-    await record(session, grant.audit, "policy.reloaded", "policy", result.version, {"changed": result.changed})
+    await record(tx.sql, grant.audit, "policy.reloaded", "policy", result.version, {"changed": result.changed})
     return PolicyReloaded(version=result.version, changed=result.changed)

@@ -9,10 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import Authorize, Grant, Public, ServicesDep, SessionDep
-from core.db import session_scope
+from api.deps import Authorize, Grant, Public, ServicesDep, TxDep
+from core.db import Tx
 from domain.audit.service import AuditContext
 from domain.auth import rate_limits, sessions
 from domain.auth import service as auth_service
@@ -48,10 +47,10 @@ _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 async def throttle(services: ServicesDep, checks: Iterable[tuple[rate_limits.Limit, str]]) -> None:
     """Count the attempt in every bucket (in its own committed transaction, shared by all API processes)."""
     refused: list[RateLimited] = []
-    async with session_scope(services.sessions) as session:
+    async with services.db.transaction() as tx:
         for limit, key in checks:
             try:
-                await rate_limits.hit(session, limit, key)
+                await rate_limits.hit(tx, limit, key)
             except RateLimited as exc:
                 refused.append(exc)
     if refused:
@@ -59,12 +58,12 @@ async def throttle(services: ServicesDep, checks: Iterable[tuple[rate_limits.Lim
 
 
 @asynccontextmanager
-async def keeping_failure_records(session: AsyncSession) -> AsyncIterator[None]:
+async def keeping_failure_records(tx: Tx) -> AsyncIterator[None]:
     """A refused sign-in still commits what it recorded (audit row, a code's used-up attempt), then answers."""
     try:
         yield
     except (Unauthorized, ValidationFailed):
-        await session.commit()
+        await tx.commit()
         raise
 
 
@@ -120,15 +119,13 @@ _LOGIN_BODY = {
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, summary="Register as an employee")
-async def register(
-    body: RegisterRequest, session: SessionDep, services: ServicesDep, context: PublicContext
-) -> UserOut:
+async def register(body: RegisterRequest, tx: TxDep, services: ServicesDep, context: PublicContext) -> UserOut:
     """Open when `ALLOW_REGISTRATION` is on (default: on outside production); otherwise 403."""
     login, _ = rate_limits.login_limits(services.settings.auth)
     await throttle(
         services, [(rate_limits.Limit("register:address", "registrations", login.max_hits, 60), _address(context))]
     )
-    user = await users_service.register(session, services.settings, body, context)
+    user = await users_service.register(tx, services.settings, body, context)
     return UserOut.model_validate(user)
 
 
@@ -138,63 +135,55 @@ async def register(
     response_model=TokenPair | OtpChallenge,
     openapi_extra=_LOGIN_BODY,
 )
-async def login(request: Request, session: SessionDep, services: ServicesDep, context: PublicContext) -> Any:
+async def login(request: Request, tx: TxDep, services: ServicesDep, context: PublicContext) -> Any:
     """The OAuth2 password form or the same fields as JSON. Answers tokens, or `otp_required` with an
     `otp_token` when the account has two-factor sign-in (finish with POST /auth/login/otp)."""
     credentials = await _login_credentials(request)
     per_account, per_address = rate_limits.login_limits(services.settings.auth)
-    account = await auth_service.throttle_key(session, credentials.username)
+    account = await auth_service.throttle_key(tx, credentials.username)
     await throttle(services, [(per_address, _address(context)), (per_account, account)])
-    async with keeping_failure_records(session):
+    async with keeping_failure_records(tx):
         user = await auth_service.authenticate(
-            session, services.settings, credentials.username, credentials.password, context
+            tx, services.settings, credentials.username, credentials.password, context
         )
-    return await auth_service.sign_in(session, services.settings, user, context)
+    return await auth_service.sign_in(tx, services.settings, user, context)
 
 
 @router.post("/login/otp", summary="Finish a sign-in with an authenticator or emailed code")
-async def login_otp(
-    body: OtpLoginRequest, session: SessionDep, services: ServicesDep, context: PublicContext
-) -> TokenPair:
-    user = await auth_service.challenged_user(session, services.settings, body.otp_token)
+async def login_otp(body: OtpLoginRequest, tx: TxDep, services: ServicesDep, context: PublicContext) -> TokenPair:
+    user = await auth_service.challenged_user(tx, services.settings, body.otp_token)
     per_account, per_address = rate_limits.otp_verify_limits(services.settings.auth)
     await throttle(services, [(per_address, _address(context)), (per_account, str(user.id))])
-    async with keeping_failure_records(session):
-        return await auth_service.complete_otp_login(session, services.settings, body.otp_token, body.code, context)
+    async with keeping_failure_records(tx):
+        return await auth_service.complete_otp_login(tx, services.settings, body.otp_token, body.code, context)
 
 
 @router.post("/generate-otp", summary="Email a 6-digit sign-in code")
-async def generate_otp(
-    body: GenerateOtpRequest, session: SessionDep, services: ServicesDep, context: PublicContext
-) -> OtpSent:
+async def generate_otp(body: GenerateOtpRequest, tx: TxDep, services: ServicesDep, context: PublicContext) -> OtpSent:
     """For a sign-in that answered `otp_required`: the code (10 minutes, single use, 5 tries) goes to the
     account's email; a new code replaces the previous one."""
-    user = await auth_service.challenged_user(session, services.settings, body.otp_token)
+    user = await auth_service.challenged_user(tx, services.settings, body.otp_token)
     per_account, per_address = rate_limits.otp_send_limits(services.settings.auth)
     await throttle(services, [(per_address, _address(context)), (per_account, str(user.id))])
-    expires_in = await auth_service.send_login_code(session, services.settings, services.mail, user, context)
+    expires_in = await auth_service.send_login_code(tx, services.settings, services.mail, user, context)
     return OtpSent(expires_in=expires_in)
 
 
 @router.post("/refresh", summary="Exchange a refresh token for a new pair (the old one stops working)")
-async def refresh(
-    body: RefreshRequest, session: SessionDep, services: ServicesDep, context: PublicContext
-) -> TokenPair:
+async def refresh(body: RefreshRequest, tx: TxDep, services: ServicesDep, context: PublicContext) -> TokenPair:
     """Presenting an already used refresh token revokes its whole session (someone copied it)."""
-    async with keeping_failure_records(session):
-        return await sessions.rotate(session, services.settings.auth, body.refresh_token, context)
+    async with keeping_failure_records(tx):
+        return await sessions.rotate(tx, services.settings.auth, body.refresh_token, context)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, summary="End this session (or every session)")
-async def logout(
-    request: Request, session: SessionDep, grant: SessionRevoke, body: LogoutRequest | None = None
-) -> None:
+async def logout(request: Request, tx: TxDep, grant: SessionRevoke, body: LogoutRequest | None = None) -> None:
     """Revokes this session's refresh tokens; every access token of the user stops working at once (other
     sessions carry on through their refresh token unless `everywhere` is true)."""
     claims = getattr(request.state, "token_claims", None)
     family = getattr(claims, "family", None)
     everywhere = body.everywhere if body else False
-    await sessions.logout(session, grant.user, family, everywhere, grant.audit)
+    await sessions.logout(tx, grant.user, family, everywhere, grant.audit)
 
 
 async def _throttle_password_check(services: ServicesDep, grant: Grant) -> None:
@@ -204,52 +193,42 @@ async def _throttle_password_check(services: ServicesDep, grant: Grant) -> None:
 
 
 @router.post("/otp/setup", summary="Start authenticator-app enrolment (needs the current password): secret, URI, QR")
-async def otp_setup(
-    body: PasswordConfirmation, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
-) -> OtpSetup:
+async def otp_setup(body: PasswordConfirmation, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpSetup:
     await _throttle_password_check(services, grant)
-    async with keeping_failure_records(session):
-        return await auth_service.setup_totp(session, services.settings, grant.user, body.current_password, grant.audit)
+    async with keeping_failure_records(tx):
+        return await auth_service.setup_totp(tx, services.settings, grant.user, body.current_password, grant.audit)
 
 
 @router.post("/otp/verify", summary="Confirm enrolment with a code from the app (and the password); enables it")
-async def otp_verify(
-    body: OtpVerifyRequest, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
-) -> OtpStatus:
+async def otp_verify(body: OtpVerifyRequest, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpStatus:
     per_account, per_address = rate_limits.otp_verify_limits(services.settings.auth)
     await throttle(services, [(per_address, _address(grant.audit)), (per_account, str(grant.user.id))])
     await _throttle_password_check(services, grant)
-    async with keeping_failure_records(session):
-        return await auth_service.enable_totp(session, grant.user, body.code, body.current_password, grant.audit)
+    async with keeping_failure_records(tx):
+        return await auth_service.enable_totp(tx, grant.user, body.code, body.current_password, grant.audit)
 
 
 @router.post("/otp/email", summary="Turn on two-factor sign-in by emailed code (needs the current password)")
-async def otp_email(
-    body: PasswordConfirmation, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
-) -> OtpStatus:
+async def otp_email(body: PasswordConfirmation, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpStatus:
     """From then on a sign-in answers `otp_required`; POST /auth/generate-otp emails the code to the account's
     address. 409 when two-factor sign-in is already on."""
     await _throttle_password_check(services, grant)
-    async with keeping_failure_records(session):
-        return await auth_service.enable_email_otp(session, grant.user, body.current_password, grant.audit)
+    async with keeping_failure_records(tx):
+        return await auth_service.enable_email_otp(tx, grant.user, body.current_password, grant.audit)
 
 
 @router.post("/otp/disable", summary="Turn two-factor sign-in off (needs the current password)")
-async def otp_disable(
-    body: PasswordConfirmation, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
-) -> OtpStatus:
+async def otp_disable(body: PasswordConfirmation, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpStatus:
     """Forgets the authenticator secret (a new enrolment starts from scratch) and kills live emailed codes.
     409 when two-factor sign-in is not on."""
     await _throttle_password_check(services, grant)
-    async with keeping_failure_records(session):
-        return await auth_service.disable_otp(session, grant.user, body.current_password, grant.audit)
+    async with keeping_failure_records(tx):
+        return await auth_service.disable_otp(tx, grant.user, body.current_password, grant.audit)
 
 
 @router.post("/change-password", summary="Change the password (needs the current one); ends every other session")
-async def change_password(
-    body: PasswordChange, session: SessionDep, services: ServicesDep, grant: ProfileUpdate
-) -> TokenPair:
+async def change_password(body: PasswordChange, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> TokenPair:
     await _throttle_password_check(services, grant)
     return await auth_service.change_password(
-        session, services.settings, grant.user, body.current_password, body.new_password, grant.audit
+        tx, services.settings, grant.user, body.current_password, body.new_password, grant.audit
     )

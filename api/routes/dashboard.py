@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import Authorize, Grant, ServicesDep, SessionDep, read_only
+from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
 from domain.dashboard import service
 from domain.dashboard.schemas import Kpi, Overview, Period
 
@@ -23,14 +23,14 @@ Reader = Annotated[Grant, Depends(Authorize("dashboard", "read"))]
 @read_only
 async def get_overview(
     grant: Reader,
-    session: SessionDep,
+    tx: TxDep,
     services: ServicesDep,
     period: Annotated[Period, Query(description="calendar month, quarter or year containing today (UTC)")] = (
         Period.MONTH
     ),
 ) -> Overview:
     return await service.overview(
-        session,
+        tx,
         services.authorizer,
         grant.user,
         period,
@@ -47,12 +47,12 @@ async def get_overview(
 @read_only
 async def get_kpi(
     grant: Reader,
-    session: SessionDep,
+    tx: TxDep,
     services: ServicesDep,
     months: Annotated[int, Query(ge=1, le=60, description="months back, the current one included")] = 12,
 ) -> Kpi:
     return await service.kpi(
-        session,
+        tx,
         services.authorizer,
         grant.user,
         months,

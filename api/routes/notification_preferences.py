@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from api.deps import Authorize, Grant, SessionDep
+from api.deps import Authorize, Grant, TxDep
 from domain.audit.service import diff, record
 from domain.notifications import service
 from domain.notifications.events import ALWAYS_EMAILED, CONFIGURABLE_EVENTS, EVENT_TYPES
@@ -25,9 +25,9 @@ def _out(email: dict[str, bool]) -> EmailPreferencesOut:
 
 @router.get("", response_model=EmailPreferencesOut, summary="Your email preferences")
 async def get_preferences(
-    grant: Annotated[Grant, Depends(Authorize("notification", "read"))], session: SessionDep
+    grant: Annotated[Grant, Depends(Authorize("notification", "read"))], tx: TxDep
 ) -> EmailPreferencesOut:
-    return _out(await service.email_preferences(session, grant.user.id))
+    return _out(await service.email_preferences(tx, grant.user.id))
 
 
 @router.put(
@@ -39,10 +39,10 @@ async def get_preferences(
 async def put_preferences(
     body: EmailPreferencesIn,
     grant: Annotated[Grant, Depends(Authorize("notification", "update"))],
-    session: SessionDep,
+    tx: TxDep,
 ) -> EmailPreferencesOut:
-    before, after = await service.set_email_preferences(session, grant.user.id, body.email)
+    before, after = await service.set_email_preferences(tx, grant.user.id, body.email)
     changes = diff(before, after)
     if changes:
-        await record(session, grant.audit, "notification_preferences.update", "user", grant.user.id, changes)
+        await record(tx.sql, grant.audit, "notification_preferences.update", "user", grant.user.id, changes)
     return _out(after)

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api.deps import Authorize, Grant, ServicesDep, SessionDep
+from api.deps import Authorize, Grant, ServicesDep, TxDep
 from domain.audit.service import record
 from domain.errors import ValidationFailed
 from domain.models import Notification
@@ -34,12 +34,12 @@ REPLAY_LIMIT = 500  # at most this many missed notifications are replayed on rec
 @router.get("", response_model=NotificationPageOut, summary="Your notifications, newest first")
 async def list_notifications(
     grant: Reader,
-    session: SessionDep,
+    tx: TxDep,
     unread: Annotated[bool, Query(description="only the unread ones")] = False,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> NotificationPageOut:
-    page = await service.list_for_user(session, grant.user.id, unread_only=unread, limit=limit, offset=offset)
+    page = await service.list_for_user(tx, grant.user.id, unread_only=unread, limit=limit, offset=offset)
     return NotificationPageOut(
         items=[NotificationOut.model_validate(item) for item in page.items],
         total=page.total,
@@ -49,15 +49,15 @@ async def list_notifications(
 
 
 @router.get("/unread-count", response_model=UnreadCountOut, summary="How many of your notifications are unread")
-async def unread_count(grant: Reader, session: SessionDep) -> UnreadCountOut:
-    return UnreadCountOut(unread=await service.unread_count(session, grant.user.id))
+async def unread_count(grant: Reader, tx: TxDep) -> UnreadCountOut:
+    return UnreadCountOut(unread=await service.unread_count(tx, grant.user.id))
 
 
 @router.post("/read-all", response_model=ReadAllOut, summary="Mark all your notifications read")
-async def read_all(grant: Marker, session: SessionDep) -> ReadAllOut:
-    count = await service.mark_all_read(session, grant.user.id)
+async def read_all(grant: Marker, tx: TxDep) -> ReadAllOut:
+    count = await service.mark_all_read(tx, grant.user.id)
     if count:
-        await record(session, grant.audit, "notification.read_all", "notification", None, {"marked_read": count})
+        await record(tx.sql, grant.audit, "notification.read_all", "notification", None, {"marked_read": count})
     return ReadAllOut(marked_read=count)
 
 
@@ -67,11 +67,11 @@ async def read_all(grant: Marker, session: SessionDep) -> ReadAllOut:
     summary="Mark one of your notifications read",
     responses={404: {"description": "no such notification among yours"}},
 )
-async def read_one(notification_id: int, grant: Marker, session: SessionDep) -> NotificationOut:
-    notification, changed = await service.mark_read(session, grant.user.id, notification_id)
+async def read_one(notification_id: int, grant: Marker, tx: TxDep) -> NotificationOut:
+    notification, changed = await service.mark_read(tx, grant.user.id, notification_id)
     if changed:
         await record(
-            session,
+            tx.sql,
             grant.audit,
             "notification.read",
             "notification",
@@ -131,7 +131,7 @@ async def stream(
     user_id = grant.user.id
     claims = getattr(request.state, "token_claims", None)
     expires_at: datetime | None = getattr(claims, "expires_at", None)
-    sessions = services.sessions
+    db = services.db
 
     async def events() -> AsyncIterator[bytes]:
         async with feed.subscribe(user_id) as subscription:
@@ -139,13 +139,14 @@ async def stream(
             sent: set[int] = set()
             # Subscribed first, then read the backlog: whatever commits in between arrives twice at most
             # (`sent` drops the second copy), never zero times.
-            async with sessions() as session:
+            # Reads only, each statement on its own: no transaction held open while the stream waits.
+            async with db.transaction(autocommit=True) as tx:
                 if resume_after is None:
-                    cursor = await service.newest_id(session, user_id)
+                    cursor = await service.newest_id(tx, user_id)
                     backlog: list[Notification] = []
                 else:
                     cursor = resume_after
-                    backlog = await service.after_id(session, user_id, resume_after, REPLAY_LIMIT)
+                    backlog = await service.after_id(tx, user_id, resume_after, REPLAY_LIMIT)
             for notification in backlog:
                 sent.add(notification.id)
                 cursor = max(cursor, notification.id)
@@ -162,9 +163,9 @@ async def stream(
                 if signal is None:
                     yield b": heartbeat\n\n"
                     continue
-                async with sessions() as session:
-                    fresh = await service.after_id(session, user_id, cursor, REPLAY_LIMIT) if signal.resync else []
-                    fresh += await service.by_ids(session, user_id, signal.ids - {n.id for n in fresh})
+                async with db.transaction(autocommit=True) as tx:
+                    fresh = await service.after_id(tx, user_id, cursor, REPLAY_LIMIT) if signal.resync else []
+                    fresh += await service.by_ids(tx, user_id, signal.ids - {n.id for n in fresh})
                 for notification in sorted(fresh, key=lambda n: n.id):
                     if notification.id in sent:
                         continue

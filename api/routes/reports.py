@@ -5,21 +5,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
-from temporalio.client import Client, ScheduleOverlapPolicy, WorkflowQueryFailedError, WorkflowQueryRejectedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Authorize, Grant, ServicesDep, SessionDep
-from core.engine import EngineUnavailable
-from domain.errors import InvalidState, NotFound, ServiceUnavailable, ValidationFailed
+from api.deps import AppServices, Authorize, Grant, ServicesDep, TxDep
+from core.db import Tx
+from core.engine import EngineUnavailable, ScheduleMissing
+from domain.errors import InvalidState, NotFound, ServiceUnavailable
 from domain.models import Report, ReportSchedule
 from domain.reports import schedules as schedule_service
 from domain.reports import service
@@ -35,7 +33,6 @@ from domain.reports.schemas import (
 )
 from domain.users.visibility import visibility_for
 from workflows.contracts import ReportJob, ReportProgress, report_workflow_id
-from workflows.report_schedules import report_schedule, upsert_schedule
 
 log = logging.getLogger(__name__)
 
@@ -80,42 +77,33 @@ def _out(report: Report, progress_rows: int | None = None) -> ReportOut:
     summary="Request a report; a workflow generates it",
     responses={403: {"description": "a report on people outside your visibility"}},
 )
-async def request_report(
-    body: ReportRequest, grant: CreateReport, session: SessionDep, services: ServicesDep
-) -> ReportAccepted:
+async def request_report(body: ReportRequest, grant: CreateReport, tx: TxDep, services: ServicesDep) -> ReportAccepted:
     settings = services.settings
-    visibility = await visibility_for(session, services.authorizer, grant.user)
-    report = await service.request_report(session, settings.reports, grant.user, visibility, body, grant.audit)
-    await session.commit()  # the intent is durable before the workflow starts
+    visibility = await visibility_for(tx.sql, services.authorizer, grant.user)
+    report = await service.request_report(tx, settings.reports, grant.user, visibility, body, grant.audit)
+    await tx.commit()  # the intent is durable before the workflow starts
     workflow_id = report_workflow_id(str(report.id))
     try:
-        client = await services.engine.client()
-        await client.start_workflow(
+        await services.engine.start(
             "ReportWorkflow",
             ReportJob(report_id=str(report.id), requested_by_id=grant.user.id),
-            id=workflow_id,
+            workflow_id=workflow_id,
             task_queue=services.engine.queues.reports,
-            rpc_timeout=_rpc_timeout(services),
         )
-    except (EngineUnavailable, RPCError) as error:
-        await service.mark_failed(session, report.id, "the workflow engine was unreachable; request the report again")
-        await session.commit()
+    except EngineUnavailable as error:
+        # The request is on record: it is marked failed (not left queued) and the caller is told to ask again.
+        await service.mark_failed(tx, report.id, "the workflow engine was unreachable; request the report again")
+        await tx.commit()
         raise ServiceUnavailable("the workflow engine is unreachable; try again shortly") from error
     return ReportAccepted(
         id=report.id, status=report.status, workflow_id=workflow_id, status_url=f"/api/v1/reports/{report.id}"
     )
 
 
-def _rpc_timeout(services: Any) -> Any:
-    from core.temporal import rpc_timeout
-
-    return rpc_timeout(services.settings.temporal)
-
-
 @router.get("", response_model=ReportPage, summary="Your reports (all reports for roles with report read_all)")
 async def list_reports(
     grant: ReadReport,
-    session: SessionDep,
+    tx: TxDep,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -123,7 +111,7 @@ async def list_reports(
 ) -> ReportPage:
     see_all = services.authorizer.allows(grant.user.role, "report", "read_all")
     page = await service.list_reports(
-        session, grant.user, see_all=see_all, limit=limit, offset=offset, status=status.value if status else None
+        tx, grant.user, see_all=see_all, limit=limit, offset=offset, status=status.value if status else None
     )
     return ReportPage(items=[_out(r) for r in page.items], total=page.total, limit=limit, offset=offset)
 
@@ -133,26 +121,18 @@ async def list_reports(
 PROGRESS_QUERY_SECONDS = 3.0
 
 
-async def _live_progress(services: Any, workflow_id: str) -> int | None:
+async def _live_progress(services: AppServices, workflow_id: str) -> int | None:
     """Rows processed so far, from the workflow's `progress` query (the generate activity signals it), or None
     when the workflow does not answer in time."""
     timeout = min(PROGRESS_QUERY_SECONDS, services.settings.temporal.rpc_timeout_seconds)
-    try:
-        async with asyncio.timeout(timeout + 1):  # the client's connect is bounded too, not only the RPC
-            client = await services.engine.client()
-            progress = await client.get_workflow_handle(workflow_id).query(
-                "progress", result_type=ReportProgress, rpc_timeout=timedelta(seconds=timeout)
-            )
-    except (EngineUnavailable, RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError, TimeoutError) as error:
-        log.info("no live progress for %s: %s", workflow_id, error)  # reads keep working without Temporal
-        return None
-    return progress.rows
+    progress = await services.engine.query(workflow_id, "progress", ReportProgress, seconds=timeout)
+    return progress.rows if progress is not None else None
 
 
 @router.get("/{report_id}", response_model=ReportOut, summary="A report's status and progress")
-async def get_report(report_id: uuid.UUID, grant: ReadReport, session: SessionDep, services: ServicesDep) -> ReportOut:
+async def get_report(report_id: uuid.UUID, grant: ReadReport, tx: TxDep, services: ServicesDep) -> ReportOut:
     see_all = services.authorizer.allows(grant.user.role, "report", "read_all")
-    report = await service.get_report(session, grant.user, report_id, see_all=see_all)
+    report = await service.get_report(tx, grant.user, report_id, see_all=see_all)
     progress_rows = None
     if report.status in (ReportStatus.QUEUED.value, ReportStatus.RUNNING.value) and report.workflow_id:
         progress_rows = await _live_progress(services, report.workflow_id)
@@ -167,9 +147,11 @@ def _chunks(handle: Any, size: int = 1 << 16) -> Iterator[bytes]:
         handle.close()
 
 
-async def _download(report_id: uuid.UUID, grant: Grant, session: Any, services: Any, redirect_status: int) -> Response:
+async def _download(
+    report_id: uuid.UUID, grant: Grant, tx: Tx, services: AppServices, redirect_status: int
+) -> Response:
     see_all = services.authorizer.allows(grant.user.role, "report", "read_all")
-    report = await service.get_report(session, grant.user, report_id, see_all=see_all)
+    report = await service.get_report(tx, grant.user, report_id, see_all=see_all)
     if report.status == ReportStatus.EXPIRED.value:
         raise InvalidState(
             "the report expired: its file was deleted after the retention period; request the report again",
@@ -204,17 +186,13 @@ _DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/{report_id}/download", summary="Download a report's file", responses=_DOWNLOAD_RESPONSES)
-async def download_report_post(
-    report_id: uuid.UUID, grant: ReadReport, session: SessionDep, services: ServicesDep
-) -> Response:
-    return await _download(report_id, grant, session, services, redirect_status=303)
+async def download_report_post(report_id: uuid.UUID, grant: ReadReport, tx: TxDep, services: ServicesDep) -> Response:
+    return await _download(report_id, grant, tx, services, redirect_status=303)
 
 
 @router.get("/{report_id}/download", summary="Download a report's file", responses=_DOWNLOAD_RESPONSES)
-async def download_report(
-    report_id: uuid.UUID, grant: ReadReport, session: SessionDep, services: ServicesDep
-) -> Response:
-    return await _download(report_id, grant, session, services, redirect_status=307)
+async def download_report(report_id: uuid.UUID, grant: ReadReport, tx: TxDep, services: ServicesDep) -> Response:
+    return await _download(report_id, grant, tx, services, redirect_status=307)
 
 
 # --- schedules ------------------------------------------------------------------------------------------
@@ -242,150 +220,101 @@ def _schedule_out(
     )
 
 
-async def _temporal(services: Any) -> Client:
-    return await services.engine.client()  # type: ignore[no-any-return]
+# The engine's refusals are answered in api/errors.py: unreachable 503, a schedule it finds invalid 422.
 
 
-def _temporal_error(error: RPCError) -> Exception:
-    if error.status == RPCStatusCode.INVALID_ARGUMENT:
-        return ValidationFailed(f"the workflow engine refused the schedule: {error.message}")
-    return ServiceUnavailable("the workflow engine is unreachable; try again shortly")
+async def _apply(services: AppServices, schedule: ReportSchedule) -> None:
+    """Make the engine's schedule match the record (created when missing)."""
+    engine = services.engine
+    await engine.put_schedule(schedule.schedule_key, schedule_service.engine_schedule(schedule, engine.queues.reports))
 
 
-async def _apply(services: Any, schedule: ReportSchedule) -> None:
-    try:
-        client = await _temporal(services)
-        await upsert_schedule(client, schedule.schedule_key, report_schedule(schedule, services.engine.queues.reports))
-    except RPCError as error:
-        raise _temporal_error(error) from error
-
-
-async def _with_runs(services: Any, schedule: ReportSchedule) -> ScheduleOut:
-    try:
-        client = await _temporal(services)
-        # Next and recent runs are extras: bounded like every read, and left out when Temporal is slow.
-        description = await client.get_schedule_handle(schedule.schedule_key).describe(
-            rpc_timeout=_rpc_timeout(services)
-        )
-    except (EngineUnavailable, RPCError):
-        return _schedule_out(schedule)
-    return _schedule_out(
-        schedule,
-        list(description.info.next_action_times[:5]),
-        [action.scheduled_at for action in description.info.recent_actions[-5:]],
-    )
+async def _with_runs(services: AppServices, schedule: ReportSchedule) -> ScheduleOut:
+    # Next and recent runs are extras: left out when the engine is slow or away.
+    runs = await services.engine.schedule_runs(schedule.schedule_key)
+    return _schedule_out(schedule, runs.next, runs.recent) if runs else _schedule_out(schedule)
 
 
 @schedules_router.post("", status_code=201, response_model=ScheduleOut, summary="Create a report schedule")
-async def create_schedule(
-    body: ScheduleIn, grant: ManageSchedules, session: SessionDep, services: ServicesDep
-) -> ScheduleOut:
-    schedule = await schedule_service.create_schedule(session, services.settings.reports, body, grant.user.id)
+async def create_schedule(body: ScheduleIn, grant: ManageSchedules, tx: TxDep, services: ServicesDep) -> ScheduleOut:
+    schedule = await schedule_service.create_schedule(tx, services.settings.reports, body, grant.user.id)
     await _apply(services, schedule)
-    await schedule_service.audit_change(
-        session, grant.audit, "created", schedule.id, schedule_service.snapshot(schedule)
-    )
+    await schedule_service.audit_change(tx, grant.audit, "created", schedule.id, schedule_service.snapshot(schedule))
     return await _with_runs(services, schedule)
 
 
 @schedules_router.get("", response_model=list[ScheduleOut], summary="Report schedules with their next runs")
 async def list_schedules(
     grant: ManageSchedules,
-    session: SessionDep,
+    tx: TxDep,
     services: ServicesDep,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[ScheduleOut]:
-    rows, total = await schedule_service.list_schedules(session, limit, offset)
+    rows, total = await schedule_service.list_schedules(tx, limit, offset)
     response.headers["X-Total-Count"] = str(total)
     return [await _with_runs(services, row) for row in rows]
 
 
 @schedules_router.get("/{schedule_id}", response_model=ScheduleOut, summary="One report schedule")
-async def get_schedule(
-    schedule_id: int, grant: ManageSchedules, session: SessionDep, services: ServicesDep
-) -> ScheduleOut:
-    return await _with_runs(services, await schedule_service.get_schedule(session, schedule_id))
+async def get_schedule(schedule_id: int, grant: ManageSchedules, tx: TxDep, services: ServicesDep) -> ScheduleOut:
+    return await _with_runs(services, await schedule_service.get_schedule(tx, schedule_id))
 
 
 @schedules_router.patch("/{schedule_id}", response_model=ScheduleOut, summary="Change a report schedule")
 async def update_schedule(
-    schedule_id: int, body: SchedulePatch, grant: ManageSchedules, session: SessionDep, services: ServicesDep
+    schedule_id: int, body: SchedulePatch, grant: ManageSchedules, tx: TxDep, services: ServicesDep
 ) -> ScheduleOut:
-    schedule, changes = await schedule_service.update_schedule(session, services.settings.reports, schedule_id, body)
+    schedule, changes = await schedule_service.update_schedule(tx, services.settings.reports, schedule_id, body)
     await _apply(services, schedule)
-    await schedule_service.audit_change(session, grant.audit, "updated", schedule.id, changes)
+    await schedule_service.audit_change(tx, grant.audit, "updated", schedule.id, changes)
     return await _with_runs(services, schedule)
 
 
 @schedules_router.delete("/{schedule_id}", status_code=204, summary="Delete a report schedule")
-async def delete_schedule(
-    schedule_id: int, grant: ManageSchedules, session: SessionDep, services: ServicesDep
-) -> Response:
-    schedule, before = await schedule_service.delete_schedule(session, schedule_id)
-    try:
-        client = await _temporal(services)
-        await client.get_schedule_handle(schedule.schedule_key).delete()
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise _temporal_error(error) from error
-    await schedule_service.audit_change(session, grant.audit, "deleted", schedule_id, before)
+async def delete_schedule(schedule_id: int, grant: ManageSchedules, tx: TxDep, services: ServicesDep) -> Response:
+    schedule, before = await schedule_service.delete_schedule(tx, schedule_id)
+    await services.engine.delete_schedule(schedule.schedule_key)  # already gone is as good
+    await schedule_service.audit_change(tx, grant.audit, "deleted", schedule_id, before)
     return Response(status_code=204)
 
 
-async def _set_paused(schedule_id: int, paused: bool, grant: Grant, session: Any, services: Any) -> ScheduleOut:
-    schedule = await schedule_service.set_paused(session, schedule_id, paused)
+async def _set_paused(schedule_id: int, paused: bool, grant: Grant, tx: Tx, services: AppServices) -> ScheduleOut:
+    schedule = await schedule_service.set_paused(tx, schedule_id, paused)
+    engine = services.engine
+    note = f"{'paused' if paused else 'resumed'} by user {grant.user.id}"
     try:
-        handle = (await _temporal(services)).get_schedule_handle(schedule.schedule_key)
-        note = f"{'paused' if paused else 'resumed'} by user {grant.user.id}"
-        if paused:
-            await handle.pause(note=note)
-        else:
-            await handle.unpause(note=note)
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise _temporal_error(error) from error
+        await (engine.pause_schedule if paused else engine.resume_schedule)(schedule.schedule_key, note)
+    except ScheduleMissing:
         await _apply(services, schedule)  # lost by Temporal (a dev server restart): recreate in the right state
     await schedule_service.audit_change(
-        session, grant.audit, "paused" if paused else "resumed", schedule.id, {"paused": paused}
+        tx, grant.audit, "paused" if paused else "resumed", schedule.id, {"paused": paused}
     )
     return await _with_runs(services, schedule)
 
 
 @schedules_router.post("/{schedule_id}/pause", response_model=ScheduleOut, summary="Pause a report schedule")
-async def pause_schedule(
-    schedule_id: int, grant: ManageSchedules, session: SessionDep, services: ServicesDep
-) -> ScheduleOut:
-    return await _set_paused(schedule_id, True, grant, session, services)
+async def pause_schedule(schedule_id: int, grant: ManageSchedules, tx: TxDep, services: ServicesDep) -> ScheduleOut:
+    return await _set_paused(schedule_id, True, grant, tx, services)
 
 
 @schedules_router.post("/{schedule_id}/resume", response_model=ScheduleOut, summary="Resume a paused report schedule")
-async def resume_schedule(
-    schedule_id: int, grant: ManageSchedules, session: SessionDep, services: ServicesDep
-) -> ScheduleOut:
-    return await _set_paused(schedule_id, False, grant, session, services)
+async def resume_schedule(schedule_id: int, grant: ManageSchedules, tx: TxDep, services: ServicesDep) -> ScheduleOut:
+    return await _set_paused(schedule_id, False, grant, tx, services)
 
 
 @schedules_router.post(
     "/{schedule_id}/trigger", status_code=202, response_model=ScheduleOut, summary="Run a schedule now"
 )
-async def trigger_schedule(
-    schedule_id: int, grant: ManageSchedules, session: SessionDep, services: ServicesDep
-) -> ScheduleOut:
-    schedule = await schedule_service.get_schedule(session, schedule_id)
+async def trigger_schedule(schedule_id: int, grant: ManageSchedules, tx: TxDep, services: ServicesDep) -> ScheduleOut:
+    schedule = await schedule_service.get_schedule(tx, schedule_id)
     try:
-        handle = (await _temporal(services)).get_schedule_handle(schedule.schedule_key)
-        try:
-            await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:
-                raise
-            await _apply(services, schedule)
-            await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
-    except RPCError as error:
-        raise _temporal_error(error) from error
-    await schedule_service.audit_change(session, grant.audit, "triggered", schedule.id, {"name": schedule.name})
+        await services.engine.trigger_schedule(schedule.schedule_key)
+    except ScheduleMissing:
+        await _apply(services, schedule)  # lost by Temporal: recreate it from its record, then run it
+        await services.engine.trigger_schedule(schedule.schedule_key)
+    await schedule_service.audit_change(tx, grant.audit, "triggered", schedule.id, {"name": schedule.name})
     return await _with_runs(services, schedule)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from api.deps import Authorize, Grant, ServicesDep, SessionDep
+from api.deps import Authorize, Grant, ServicesDep, TxDep
 from api.routes.auth import throttle
 from domain.auth import rate_limits
 from domain.models import Role
@@ -34,18 +34,18 @@ async def me(grant: ProfileRead) -> UserOut:
 
 
 @router.patch("/me", summary="Change one's name or password (role, manager and status are not one's own to set)")
-async def update_me(body: MeUpdate, session: SessionDep, services: ServicesDep, grant: ProfileUpdate) -> UserOut:
+async def update_me(body: MeUpdate, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> UserOut:
     """A new password needs `current_password` and ends every session, this one included."""
     if body.password is not None:
         per_account, _ = rate_limits.login_limits(services.settings.auth)
         await throttle(services, [(per_account, f"user:{grant.user.id}")])
-    user = await service.update_me(session, services.settings, grant.user, body, grant.audit)
+    user = await service.update_me(tx, services.settings, grant.user, body, grant.audit)
     return UserOut.model_validate(user)
 
 
 @router.get("/", summary="List users (admin and up), filtered and paginated")
 async def list_users(
-    session: SessionDep,
+    tx: TxDep,
     grant: UserRead,
     role: Role | None = None,
     manager_id: int | None = None,
@@ -55,41 +55,39 @@ async def list_users(
     offset: Offset = 0,
 ) -> UserPage:
     filters = UserFilters(role=role, manager_id=manager_id, is_active=is_active, q=q, limit=limit, offset=offset)
-    return await service.list_users(session, filters)
+    return await service.list_users(tx, filters)
 
 
 @router.post("/", status_code=status.HTTP_201_CREATED, summary="Create a user with a role below one's own")
-async def create_user(body: UserCreate, session: SessionDep, services: ServicesDep, grant: UserCreateGrant) -> UserOut:
-    user = await service.create_user(session, services.settings, grant.user, body, grant.audit)
+async def create_user(body: UserCreate, tx: TxDep, services: ServicesDep, grant: UserCreateGrant) -> UserOut:
+    user = await service.create_user(tx, services.settings, grant.user, body, grant.audit)
     return UserOut.model_validate(user)
 
 
 @router.get("/{user_id:int}", summary="A user within one's visibility (else 404)")
-async def get_user(user_id: int, session: SessionDep, services: ServicesDep, grant: ProfileRead) -> UserOut:
+async def get_user(user_id: int, tx: TxDep, services: ServicesDep, grant: ProfileRead) -> UserOut:
     """Admins see everyone, managers their subtree, everyone else themselves."""
-    user = await service.get_visible(session, services.authorizer, grant.user, user_id)
+    user = await service.get_visible(tx, services.authorizer, grant.user, user_id)
     return UserOut.model_validate(user)
 
 
 @router.patch("/{user_id:int}", summary="Change a user below one's own role")
 async def update_user(
-    user_id: int, body: UserUpdate, session: SessionDep, services: ServicesDep, grant: UserUpdateGrant
+    user_id: int, body: UserUpdate, tx: TxDep, services: ServicesDep, grant: UserUpdateGrant
 ) -> UserOut:
     """A role change or deactivation ends the user's sessions at once; a manager change may not close a cycle."""
-    user = await service.update_user(
-        session, services.settings, services.authorizer, grant.user, user_id, body, grant.audit
-    )
+    user = await service.update_user(tx, services.settings, services.authorizer, grant.user, user_id, body, grant.audit)
     return UserOut.model_validate(user)
 
 
 @router.delete("/{user_id:int}", status_code=status.HTTP_204_NO_CONTENT, summary="Deactivate a user")
-async def deactivate_user(user_id: int, session: SessionDep, services: ServicesDep, grant: UserDelete) -> None:
+async def deactivate_user(user_id: int, tx: TxDep, services: ServicesDep, grant: UserDelete) -> None:
     """Users are never deleted (their records and audit trail stay); they stop being able to sign in."""
-    await service.deactivate_user(session, services.authorizer, grant.user, user_id, grant.audit)
+    await service.deactivate_user(tx, services.authorizer, grant.user, user_id, grant.audit)
 
 
 @router.get("/{user_id:int}/team", summary="Everyone below a user in the manager tree")
 async def team(
-    user_id: int, session: SessionDep, services: ServicesDep, grant: TeamRead, limit: Limit = 100, offset: Offset = 0
+    user_id: int, tx: TxDep, services: ServicesDep, grant: TeamRead, limit: Limit = 100, offset: Offset = 0
 ) -> UserPage:
-    return await service.team_of(session, services.authorizer, grant.user, user_id, limit, offset)
+    return await service.team_of(tx, services.authorizer, grant.user, user_id, limit, offset)

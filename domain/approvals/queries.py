@@ -118,7 +118,7 @@ async def history(
     request = await requests.request(tx.sql, request_id) if request_id is not None else None
     steps = await requests.steps_of(tx.sql, request_id) if request_id is not None else []
     audit = AuditFilter(resource_type=resource_type, resource_id=str(resource_id))
-    trail = [row async for row in stream_rows(tx.session, audit)]
+    trail = [row async for row in stream_rows(tx, audit)]
     names = await People(tx.sql).names(_named(steps) | {row.actor_id for row in trail if row.actor_id is not None})
     events = []
     for row in trail:

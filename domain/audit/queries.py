@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import Tx
 from domain.errors import ValidationFailed
 from domain.models import AuditLog
 
@@ -57,18 +57,20 @@ class AuditPage:
     offset: int
 
 
-async def search(session: AsyncSession, audit_filter: AuditFilter, *, limit: int, offset: int) -> AuditPage:
+async def search(tx: Tx, audit_filter: AuditFilter, *, limit: int, offset: int) -> AuditPage:
     """Matching rows, newest first."""
     conditions = audit_filter.conditions()
-    total = await session.scalar(select(func.count()).select_from(AuditLog).where(*conditions))
-    rows = await session.scalars(
+    total = await tx.session.scalar(select(func.count()).select_from(AuditLog).where(*conditions))
+    rows = await tx.session.scalars(
         select(AuditLog).where(*conditions).order_by(AuditLog.id.desc()).limit(limit).offset(offset)
     )
     return AuditPage(list(rows), int(total or 0), limit, offset)
 
 
-async def stream_rows(session: AsyncSession, audit_filter: AuditFilter) -> AsyncIterator[AuditLog]:
+async def stream_rows(tx: Tx, audit_filter: AuditFilter) -> AsyncIterator[AuditLog]:
     """Every matching row in chain order, from a server-side cursor (memory stays flat however many)."""
-    result = await session.stream_scalars(audit_filter.select().order_by(AuditLog.id).execution_options(yield_per=1000))
+    result = await tx.session.stream_scalars(
+        audit_filter.select().order_by(AuditLog.id).execution_options(yield_per=1000)
+    )
     async for row in result:
         yield row

@@ -15,9 +15,9 @@ from typing import Any, cast
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.sql import Db, sql_of
+from core.db import Tx
+from core.sql import Sql
 from domain.models import AuditLog
 from workflows.contracts import AuditContext
 
@@ -78,15 +78,14 @@ def _clip(value: object | None, length: int) -> str | None:
 
 
 async def record(
-    session: Db,
+    sql: Sql,
     context: AuditContext,
     action: str,
     resource_type: str,
     resource_id: object | None = None,
     changes: dict[str, Any] | None = None,
 ) -> AuditLog:
-    """Append one audit row in the caller's transaction (it becomes visible when the caller commits)."""
-    sql = await sql_of(session)
+    """Append one audit row in the caller's transaction (`tx.sql`; it becomes visible when the caller commits)."""
     if sql.connection.autocommit:
         # The chain's lock would end with this statement and the row's insert would take its own: the chain could
         # fork. Audited work runs in a transaction (never in a read_only route's autocommit session).
@@ -148,25 +147,25 @@ class ChainVerdict:
     reason: str | None = None
 
 
-async def _rows(session: AsyncSession, batch: int = 5000) -> AsyncIterator[AuditLog]:
+async def _rows(tx: Tx, batch: int = 5000) -> AsyncIterator[AuditLog]:
     last_id = 0
     while True:
         rows = (
-            await session.scalars(select(AuditLog).where(AuditLog.id > last_id).order_by(AuditLog.id).limit(batch))
+            await tx.session.scalars(select(AuditLog).where(AuditLog.id > last_id).order_by(AuditLog.id).limit(batch))
         ).all()
         if not rows:
             return
         for row in rows:
             yield row
         last_id = rows[-1].id
-        session.expunge_all()
+        tx.session.expunge_all()
 
 
-async def verify_chain(session: AsyncSession) -> ChainVerdict:
+async def verify_chain(tx: Tx) -> ChainVerdict:
     """Walk the chain in id order; name the first row whose hash or link does not hold."""
     expected_prev = GENESIS_HASH
     checked = 0
-    async for row in _rows(session):
+    async for row in _rows(tx):
         checked += 1
         if row.prev_hash != expected_prev:
             return ChainVerdict(False, checked, row.id, "prev_hash does not match the previous row's hash")

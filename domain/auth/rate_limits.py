@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import Tx
 from core.settings import AuthSettings
 from domain.errors import RateLimited
 from domain.models import RateLimitHit
@@ -63,7 +63,7 @@ def _bucket(limit: Limit, key: str) -> str:
     return f"{limit.name}:{hashlib.sha256(key.encode()).hexdigest()[:48]}"
 
 
-async def hit(session: AsyncSession, limit: Limit, key: str, now: datetime | None = None) -> None:
+async def hit(tx: Tx, limit: Limit, key: str, now: datetime | None = None) -> None:
     """Count one attempt against `key`; raise RateLimited (with the seconds to wait) once over the limit."""
     moment = now or datetime.now(UTC)
     epoch = moment.timestamp()
@@ -79,13 +79,13 @@ async def hit(session: AsyncSession, limit: Limit, key: str, now: datetime | Non
         )
         .returning(RateLimitHit.hits)
     )
-    hits = int((await session.execute(upsert)).scalar_one())
+    hits = int((await tx.session.execute(upsert)).scalar_one())
     if hits == 1:  # a new window: the bucket's older windows are of no further use
-        await session.execute(
+        await tx.session.execute(
             delete(RateLimitHit).where(RateLimitHit.bucket == bucket, RateLimitHit.window_start < window_start)
         )
         if secrets.randbelow(_SWEEP_ONE_IN) == 0:
-            await session.execute(delete(RateLimitHit).where(RateLimitHit.window_start < moment - _KEEP))
+            await tx.session.execute(delete(RateLimitHit).where(RateLimitHit.window_start < moment - _KEEP))
     if hits > limit.max_hits:
         retry_after = max(1, math.ceil(window + limit.window_seconds - epoch))
         raise RateLimited(f"too many {limit.what}; try again in {retry_after} seconds", retry_after=retry_after)

@@ -14,9 +14,9 @@ from functools import lru_cache
 
 import segno
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import security
+from core.db import Tx
 from core.mail import MailTransport, OutgoingMail
 from core.settings import Settings
 from domain.audit.service import AuditContext, record
@@ -35,38 +35,34 @@ EMAIL_CODE_LIFETIME = timedelta(minutes=10)
 EMAIL_CODE_MAX_ATTEMPTS = 5
 
 
-async def throttle_key(session: AsyncSession, identifier: str) -> str:
+async def throttle_key(tx: Tx, identifier: str) -> str:
     """The per-account rate-limit key: the user's id when the login names one (so the email and the username
     share one allowance), else the login as typed."""
-    user = await find_by_login(session, identifier)
+    user = await find_by_login(tx, identifier)
     return f"user:{user.id}" if user is not None else f"login:{identifier.strip().lower()}"
 
 
-async def authenticate(
-    session: AsyncSession, settings: Settings, identifier: str, password: str, context: AuditContext
-) -> User:
+async def authenticate(tx: Tx, settings: Settings, identifier: str, password: str, context: AuditContext) -> User:
     """The active user with this login and password. Unknown user, wrong password and inactive account get the
     same answer after the same bcrypt work."""
-    user = await find_by_login(session, identifier)
+    user = await find_by_login(tx, identifier)
     if user is None:
         await passwords.burn_password_check(password, settings.auth.bcrypt_rounds)
         await record(
-            session, context, "auth.login_failed", "user", None, {"login": identifier[:64], "reason": "unknown"}
+            tx.sql, context, "auth.login_failed", "user", None, {"login": identifier[:64], "reason": "unknown"}
         )
         raise Unauthorized(INVALID_LOGIN)
     if not await passwords.verify_password(password, user.password_hash) or not user.is_active:
         reason = "inactive" if user.is_active is False else "password"
-        await record(session, context, "auth.login_failed", "user", user.id, {"reason": reason})
+        await record(tx.sql, context, "auth.login_failed", "user", user.id, {"reason": reason})
         raise Unauthorized(INVALID_LOGIN)
     return user
 
 
-async def sign_in(
-    session: AsyncSession, settings: Settings, user: User, context: AuditContext
-) -> TokenPair | OtpChallenge:
+async def sign_in(tx: Tx, settings: Settings, user: User, context: AuditContext) -> TokenPair | OtpChallenge:
     """After the password: tokens, or a challenge when the account has two-factor sign-in."""
     if not user.otp_enabled:
-        return await sessions.start_session(session, settings.auth, user, context)
+        return await sessions.start_session(tx, settings.auth, user, context)
     token, _ = security.issue_token(
         settings.auth,
         user_id=user.id,
@@ -74,13 +70,13 @@ async def sign_in(
         token_version=user.token_version,
         lifetime=OTP_TOKEN_LIFETIME,
     )
-    await record(session, context, "auth.otp_challenged", "user", user.id, {})
+    await record(tx.sql, context, "auth.otp_challenged", "user", user.id, {})
     return OtpChallenge(
         otp_token=token, methods=second_factors(user), expires_in=int(OTP_TOKEN_LIFETIME.total_seconds())
     )
 
 
-async def challenged_user(session: AsyncSession, settings: Settings, otp_token: str, lock: bool = False) -> User:
+async def challenged_user(tx: Tx, settings: Settings, otp_token: str, lock: bool = False) -> User:
     """The user an `otp_token` was issued to, if the challenge still stands."""
     try:
         claims = security.decode_token(settings.auth, otp_token, "otp")
@@ -89,7 +85,7 @@ async def challenged_user(session: AsyncSession, settings: Settings, otp_token: 
     query = select(User).where(User.id == claims.user_id)
     if lock:
         query = query.with_for_update()
-    user = await session.scalar(query)
+    user = await tx.session.scalar(query)
     if user is None or not user.is_active or not user.otp_enabled or user.token_version != claims.token_version:
         raise Unauthorized(INVALID_CHALLENGE)
     return user
@@ -126,10 +122,10 @@ def _accept_totp(user: User, code: str, pending: bool = False) -> bool | None:
     return True
 
 
-async def _accept_email_code(session: AsyncSession, settings: Settings, user: User, code: str) -> bool:
+async def _accept_email_code(tx: Tx, settings: Settings, user: User, code: str) -> bool:
     """Check the newest live emailed code; a wrong guess uses up one of its attempts."""
     now = datetime.now(UTC)
-    row = await session.scalar(
+    row = await tx.session.scalar(
         select(OtpCode)
         .where(OtpCode.user_id == user.id, OtpCode.purpose == "login", OtpCode.used_at.is_(None))
         .order_by(OtpCode.id.desc())
@@ -145,10 +141,8 @@ async def _accept_email_code(session: AsyncSession, settings: Settings, user: Us
     return False
 
 
-async def complete_otp_login(
-    session: AsyncSession, settings: Settings, otp_token: str, code: str, context: AuditContext
-) -> TokenPair:
-    user = await challenged_user(session, settings, otp_token, lock=True)
+async def complete_otp_login(tx: Tx, settings: Settings, otp_token: str, code: str, context: AuditContext) -> TokenPair:
+    user = await challenged_user(tx, settings, otp_token, lock=True)
     totp = _accept_totp(user, code)
     method: str | None
     if totp is True:
@@ -158,21 +152,19 @@ async def complete_otp_login(
         # so it must not use up one of that code's tries (a replayer could otherwise kill the live code).
         method = None
     else:
-        method = "email" if await _accept_email_code(session, settings, user, code) else None
+        method = "email" if await _accept_email_code(tx, settings, user, code) else None
     if method is None:
         reason = "totp_replayed" if totp is False else "wrong_or_expired"
-        await record(session, context, "auth.otp_failed", "user", user.id, {"reason": reason})
-        await session.flush()
+        await record(tx.sql, context, "auth.otp_failed", "user", user.id, {"reason": reason})
+        await tx.session.flush()
         raise Unauthorized(INVALID_CODE)
-    return await sessions.start_session(session, settings.auth, user, context, second_factor=method)
+    return await sessions.start_session(tx, settings.auth, user, context, second_factor=method)
 
 
-async def send_login_code(
-    session: AsyncSession, settings: Settings, mail: MailTransport, user: User, context: AuditContext
-) -> int:
+async def send_login_code(tx: Tx, settings: Settings, mail: MailTransport, user: User, context: AuditContext) -> int:
     """Email a fresh 6-digit code (stored only as a keyed hash); earlier codes stop working. Returns its life."""
     now = datetime.now(UTC)
-    await session.execute(
+    await tx.session.execute(
         update(OtpCode)
         .where(OtpCode.user_id == user.id, OtpCode.used_at.is_(None), OtpCode.expires_at > now)
         .values(expires_at=now)
@@ -185,8 +177,8 @@ async def send_login_code(
         expires_at=now + EMAIL_CODE_LIFETIME,
         attempts=0,
     )
-    session.add(row)
-    await session.flush()
+    tx.session.add(row)
+    await tx.session.flush()
     minutes = int(EMAIL_CODE_LIFETIME.total_seconds() // 60)
     rendered = _renderer(settings.public_base_url, settings.app_name).render(
         "otp_code",
@@ -205,7 +197,7 @@ async def send_login_code(
         await asyncio.to_thread(mail.send, message)
     except Exception as exc:
         raise ServiceUnavailable("the code could not be sent; try again shortly") from exc
-    await record(session, context, "auth.otp_sent", "user", user.id, {"channel": "email", "code_id": row.id})
+    await record(tx.sql, context, "auth.otp_sent", "user", user.id, {"channel": "email", "code_id": row.id})
     return int(EMAIL_CODE_LIFETIME.total_seconds())
 
 
@@ -215,20 +207,18 @@ def _renderer(base_url: str, app_name: str) -> EmailRenderer:
     return EmailRenderer(base_url=base_url, app_name=app_name)
 
 
-async def _confirm_password(
-    session: AsyncSession, user: User, current_password: str, change: str, context: AuditContext
-) -> None:
+async def _confirm_password(tx: Tx, user: User, current_password: str, change: str, context: AuditContext) -> None:
     """The current password, before any change to how the account signs in; a wrong one is audited."""
     try:
         await check_current_password(user, current_password)
     except ValidationFailed:
-        await record(session, context, "auth.otp_change_refused", "user", user.id, {"change": change})
-        await session.flush()
+        await record(tx.sql, context, "auth.otp_change_refused", "user", user.id, {"change": change})
+        await tx.session.flush()
         raise
 
 
-async def _locked(session: AsyncSession, user: User) -> User:
-    locked = await session.scalar(select(User).where(User.id == user.id).with_for_update())
+async def _locked(tx: Tx, user: User) -> User:
+    locked = await tx.session.scalar(select(User).where(User.id == user.id).with_for_update())
     assert locked is not None
     return locked
 
@@ -239,60 +229,54 @@ def _qr_svg(uri: str) -> str:
     return buffer.getvalue().decode()
 
 
-async def setup_totp(
-    session: AsyncSession, settings: Settings, user: User, current_password: str, context: AuditContext
-) -> OtpSetup:
+async def setup_totp(tx: Tx, settings: Settings, user: User, current_password: str, context: AuditContext) -> OtpSetup:
     """A new secret, pending until POST /auth/otp/verify proves the authenticator app has it."""
-    await _confirm_password(session, user, current_password, "totp_setup", context)
-    locked = await _locked(session, user)
+    await _confirm_password(tx, user, current_password, "totp_setup", context)
+    locked = await _locked(tx, user)
     if locked.otp_enabled and totp_confirmed(locked):
         raise Conflict("two-factor sign-in with an authenticator app is already enabled")
     secret = security.new_totp_secret()
     locked.otp_secret = secret
     locked.otp_last_step = None
-    await session.flush()
+    await tx.session.flush()
     uri = security.totp_uri(secret, locked.email, settings.app_name)
-    await record(session, context, "auth.otp_setup_started", "user", locked.id, {})
+    await record(tx.sql, context, "auth.otp_setup_started", "user", locked.id, {})
     return OtpSetup(secret=secret, provisioning_uri=uri, qr_svg=_qr_svg(uri))
 
 
-async def enable_totp(
-    session: AsyncSession, user: User, code: str, current_password: str, context: AuditContext
-) -> OtpStatus:
-    await _confirm_password(session, user, current_password, "totp_enable", context)
-    locked = await _locked(session, user)
+async def enable_totp(tx: Tx, user: User, code: str, current_password: str, context: AuditContext) -> OtpStatus:
+    await _confirm_password(tx, user, current_password, "totp_enable", context)
+    locked = await _locked(tx, user)
     if not locked.otp_secret:
         raise Conflict("start with POST /api/v1/auth/otp/setup")
     if totp_confirmed(locked):
         raise Conflict("two-factor sign-in with an authenticator app is already enabled")
     if not _accept_totp(locked, code, pending=True):
-        await record(session, context, "auth.otp_failed", "user", locked.id, {"reason": "enrolment_code"})
-        await session.flush()
+        await record(tx.sql, context, "auth.otp_failed", "user", locked.id, {"reason": "enrolment_code"})
+        await tx.session.flush()
         raise ValidationFailed("code: does not match the authenticator app; check the device clock", field="code")
     locked.otp_enabled = True
-    await session.flush()
-    await record(session, context, "auth.otp_enabled", "user", locked.id, {"method": "totp"})
+    await tx.session.flush()
+    await record(tx.sql, context, "auth.otp_enabled", "user", locked.id, {"method": "totp"})
     return otp_status(locked)
 
 
-async def enable_email_otp(
-    session: AsyncSession, user: User, current_password: str, context: AuditContext
-) -> OtpStatus:
+async def enable_email_otp(tx: Tx, user: User, current_password: str, context: AuditContext) -> OtpStatus:
     """Two-factor sign-in by a code emailed at each sign-in (POST /auth/generate-otp)."""
-    await _confirm_password(session, user, current_password, "email_enable", context)
-    locked = await _locked(session, user)
+    await _confirm_password(tx, user, current_password, "email_enable", context)
+    locked = await _locked(tx, user)
     if locked.otp_enabled:
         raise Conflict("two-factor sign-in is already on (emailed codes are accepted with it)")
     locked.otp_enabled = True
-    await session.flush()
-    await record(session, context, "auth.otp_enabled", "user", locked.id, {"method": "email"})
+    await tx.session.flush()
+    await record(tx.sql, context, "auth.otp_enabled", "user", locked.id, {"method": "email"})
     return otp_status(locked)
 
 
-async def disable_otp(session: AsyncSession, user: User, current_password: str, context: AuditContext) -> OtpStatus:
+async def disable_otp(tx: Tx, user: User, current_password: str, context: AuditContext) -> OtpStatus:
     """Back to password-only sign-in: the authenticator secret is forgotten and live emailed codes die."""
-    await _confirm_password(session, user, current_password, "disable", context)
-    locked = await _locked(session, user)
+    await _confirm_password(tx, user, current_password, "disable", context)
+    locked = await _locked(tx, user)
     if not locked.otp_enabled and not locked.otp_secret:
         raise Conflict("two-factor sign-in is not on")
     before = second_factors(locked)
@@ -300,25 +284,25 @@ async def disable_otp(session: AsyncSession, user: User, current_password: str, 
     locked.otp_secret = None
     locked.otp_last_step = None
     now = datetime.now(UTC)
-    await session.execute(
+    await tx.session.execute(
         update(OtpCode)
         .where(OtpCode.user_id == locked.id, OtpCode.used_at.is_(None), OtpCode.expires_at > now)
         .values(expires_at=now)
     )
-    await session.flush()
-    await record(session, context, "auth.otp_disabled", "user", locked.id, {"methods": before})
+    await tx.session.flush()
+    await record(tx.sql, context, "auth.otp_disabled", "user", locked.id, {"methods": before})
     return otp_status(locked)
 
 
 async def change_password(
-    session: AsyncSession, settings: Settings, user: User, current: str, new: str, context: AuditContext
+    tx: Tx, settings: Settings, user: User, current: str, new: str, context: AuditContext
 ) -> TokenPair:
     """A new password ends every session; the caller gets a fresh one."""
     await check_current_password(user, current)
     user.password_hash = await passwords.hash_password(new, settings.auth.bcrypt_rounds)
-    revoked = await sessions.revoke_all(session, user)
-    pair, family = await sessions.new_session(session, settings.auth, user, context)
+    revoked = await sessions.revoke_all(tx, user)
+    pair, family = await sessions.new_session(tx, settings.auth, user, context)
     await record(
-        session, context, "auth.password_changed", "user", user.id, {"revoked_tokens": revoked, "session": family}
+        tx.sql, context, "auth.password_changed", "user", user.id, {"revoked_tokens": revoked, "session": family}
     )
     return pair

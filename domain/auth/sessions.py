@@ -11,8 +11,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import Tx
 from core.security import InvalidToken, decode_token, issue_token
 from core.settings import AuthSettings
 from domain.audit.service import AuditContext, record
@@ -28,7 +28,7 @@ def _access_lifetime(settings: AuthSettings) -> timedelta:
 
 
 async def _issue_pair(
-    session: AsyncSession, settings: AuthSettings, user: User, family: uuid.UUID, context: AuditContext
+    tx: Tx, settings: AuthSettings, user: User, family: uuid.UUID, context: AuditContext
 ) -> TokenPair:
     refresh_id = uuid.uuid4()
     lifetime = timedelta(days=settings.refresh_token_expire_days)
@@ -41,7 +41,7 @@ async def _issue_pair(
         jti=refresh_id.hex,
         family=family.hex,
     )
-    session.add(
+    tx.session.add(
         RefreshToken(
             id=refresh_id,
             user_id=user.id,
@@ -59,20 +59,18 @@ async def _issue_pair(
         lifetime=_access_lifetime(settings),
         family=family.hex,
     )
-    await session.flush()
+    await tx.session.flush()
     return TokenPair(access_token=access, refresh_token=refresh, expires_in=settings.access_token_expire_minutes * 60)
 
 
-async def new_session(
-    session: AsyncSession, settings: AuthSettings, user: User, context: AuditContext
-) -> tuple[TokenPair, str]:
+async def new_session(tx: Tx, settings: AuthSettings, user: User, context: AuditContext) -> tuple[TokenPair, str]:
     """A new token family for the user (no audit row: the caller records why)."""
     family = uuid.uuid4()
-    return await _issue_pair(session, settings, user, family, context), family.hex
+    return await _issue_pair(tx, settings, user, family, context), family.hex
 
 
 async def start_session(
-    session: AsyncSession,
+    tx: Tx,
     settings: AuthSettings,
     user: User,
     context: AuditContext,
@@ -80,13 +78,13 @@ async def start_session(
 ) -> TokenPair:
     """A successful sign-in: a new token family, `last_login_at`, and the audit row."""
     user.last_login_at = datetime.now(UTC)
-    pair, family = await new_session(session, settings, user, context)
+    pair, family = await new_session(tx, settings, user, context)
     changes = {"session": family} if second_factor is None else {"session": family, "second_factor": second_factor}
-    await record(session, context.model_copy(update={"actor_id": user.id}), "auth.login", "user", user.id, changes)
+    await record(tx.sql, context.model_copy(update={"actor_id": user.id}), "auth.login", "user", user.id, changes)
     return pair
 
 
-async def rotate(session: AsyncSession, settings: AuthSettings, token: str, context: AuditContext) -> TokenPair:
+async def rotate(tx: Tx, settings: AuthSettings, token: str, context: AuditContext) -> TokenPair:
     """Exchange a refresh token for a new pair. A replayed token revokes its family (flushed; the caller commits
     even though this raises, so the revocation holds)."""
     try:
@@ -95,15 +93,15 @@ async def rotate(session: AsyncSession, settings: AuthSettings, token: str, cont
     except (InvalidToken, ValueError) as exc:
         raise Unauthorized(INVALID_REFRESH) from exc
     # The row lock makes two concurrent uses of one token count as a replay, not as two rotations.
-    row = await session.scalar(select(RefreshToken).where(RefreshToken.id == token_id).with_for_update())
+    row = await tx.session.scalar(select(RefreshToken).where(RefreshToken.id == token_id).with_for_update())
     now = datetime.now(UTC)
     if row is None or row.user_id != claims.user_id or row.revoked_at is not None or row.expires_at <= now:
         raise Unauthorized(INVALID_REFRESH)
     actor = context.model_copy(update={"actor_id": row.user_id})
     if row.used_at is not None:
-        revoked = await revoke_family(session, row.family_id)
+        revoked = await revoke_family(tx, row.family_id)
         await record(
-            session,
+            tx.sql,
             actor,
             "auth.refresh_replayed",
             "user",
@@ -111,17 +109,17 @@ async def rotate(session: AsyncSession, settings: AuthSettings, token: str, cont
             {"session": row.family_id.hex, "revoked_tokens": revoked},
         )
         raise Unauthorized(INVALID_REFRESH)
-    user = await session.get(User, row.user_id)
+    user = await tx.session.get(User, row.user_id)
     if user is None or not user.is_active:
         raise Unauthorized(INVALID_REFRESH)
     row.used_at = now
-    pair = await _issue_pair(session, settings, user, row.family_id, context)
-    await record(session, actor, "auth.refresh", "user", user.id, {"session": row.family_id.hex})
+    pair = await _issue_pair(tx, settings, user, row.family_id, context)
+    await record(tx.sql, actor, "auth.refresh", "user", user.id, {"session": row.family_id.hex})
     return pair
 
 
-async def revoke_family(session: AsyncSession, family: uuid.UUID) -> int:
-    result = await session.execute(
+async def revoke_family(tx: Tx, family: uuid.UUID) -> int:
+    result = await tx.session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC))
@@ -129,31 +127,27 @@ async def revoke_family(session: AsyncSession, family: uuid.UUID) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def revoke_all(session: AsyncSession, user: User) -> int:
+async def revoke_all(tx: Tx, user: User) -> int:
     """End every session of the user: refresh tokens revoked, access tokens outdated by the version bump."""
-    result = await session.execute(
+    result = await tx.session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC))
     )
     user.token_version += 1
-    await session.flush()
+    await tx.session.flush()
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def logout(
-    session: AsyncSession, user: User, family_hex: str | None, everywhere: bool, context: AuditContext
-) -> None:
+async def logout(tx: Tx, user: User, family_hex: str | None, everywhere: bool, context: AuditContext) -> None:
     if everywhere or not family_hex:
-        revoked = await revoke_all(session, user)
+        revoked = await revoke_all(tx, user)
     else:
         try:
             family = uuid.UUID(hex=family_hex)
         except ValueError:
             family = None
-        revoked = await revoke_family(session, family) if family else 0
+        revoked = await revoke_family(tx, family) if family else 0
         user.token_version += 1  # this session's access token must stop working now, not in 15 minutes
-        await session.flush()
-    await record(
-        session, context, "auth.logout", "user", user.id, {"everywhere": everywhere, "revoked_tokens": revoked}
-    )
+        await tx.session.flush()
+    await record(tx.sql, context, "auth.logout", "user", user.id, {"everywhere": everywhere, "revoked_tokens": revoked})

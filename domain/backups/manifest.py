@@ -9,8 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import Tx
 from domain.models import ApprovalRequest, AuditLog, Entry, User
 from domain.models.entry import ENTRY_KINDS
 
@@ -19,7 +19,7 @@ def _money(value: Decimal | None) -> str:
     return str((value or Decimal("0")).quantize(Decimal("0.01")))
 
 
-async def take_manifest(session: AsyncSession) -> dict[str, Any]:
+async def take_manifest(tx: Tx) -> dict[str, Any]:
     """{"tables": {name: {"rows": n[, "amount_sum": "12.34"]}}, "audit_head_id": int | None,
     "audit_head_hash": str | None}: the head is the audit log's last row, the anchor of its chain.
 
@@ -29,17 +29,17 @@ async def take_manifest(session: AsyncSession) -> dict[str, Any]:
     by_kind = {
         kind: (count, total)
         for kind, count, total in (
-            await session.execute(select(Entry.kind, func.count(), func.sum(Entry.amount)).group_by(Entry.kind))
+            await tx.session.execute(select(Entry.kind, func.count(), func.sum(Entry.amount)).group_by(Entry.kind))
         ).all()
     }
     for kind in ENTRY_KINDS:
         count, total = by_kind.get(kind, (0, None))
         tables[f"entries.{kind}"] = {"rows": int(count), "amount_sum": _money(total)}
-    count, total = (await session.execute(select(func.count(), func.sum(ApprovalRequest.amount)))).one()
+    count, total = (await tx.session.execute(select(func.count(), func.sum(ApprovalRequest.amount)))).one()
     tables["approval_requests"] = {"rows": int(count), "amount_sum": _money(total)}
-    tables["users"] = {"rows": int(await session.scalar(select(func.count()).select_from(User)) or 0)}
-    tables["audit_log"] = {"rows": int(await session.scalar(select(func.count()).select_from(AuditLog)) or 0)}
-    head = (await session.execute(select(AuditLog.id, AuditLog.hash).order_by(AuditLog.id.desc()).limit(1))).first()
+    tables["users"] = {"rows": int(await tx.session.scalar(select(func.count()).select_from(User)) or 0)}
+    tables["audit_log"] = {"rows": int(await tx.session.scalar(select(func.count()).select_from(AuditLog)) or 0)}
+    head = (await tx.session.execute(select(AuditLog.id, AuditLog.hash).order_by(AuditLog.id.desc()).limit(1))).first()
     return {
         "tables": tables,
         "audit_head_id": int(head.id) if head else None,

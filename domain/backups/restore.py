@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from core.db import Database, Tx
 from core.settings import Settings, to_psycopg_url
 from core.storage import ObjectStorage, S3Storage, sha256_of
 from domain.audit.service import verify_chain
@@ -49,6 +52,18 @@ class RestoreReport:
         return not self.differences and self.audit_ok
 
 
+@asynccontextmanager
+async def one_off_transaction(url: str) -> AsyncIterator[Tx]:
+    """A transaction on a database reached once (a restored copy, or the server before a restore), on a connection of
+    its own that is closed afterwards: no pool is kept for it."""
+    database = Database(create_async_engine(url, poolclass=NullPool))
+    try:
+        async with database.transaction() as tx:
+            yield tx
+    finally:
+        await database.dispose()
+
+
 async def plan_restore(
     settings: Settings, storage: ObjectStorage, *, backup_id: int | None, key: str | None, sha256: str | None
 ) -> RestorePlan:
@@ -56,13 +71,9 @@ async def plan_restore(
     row: Backup | None = None
     if backup_id is not None or key:
         try:
-            engine = create_async_engine(settings.db.async_url, poolclass=NullPool)
-            try:
-                async with AsyncSession(engine) as session:
-                    query = select(Backup).where(Backup.id == backup_id if backup_id else Backup.storage_key == key)
-                    row = await session.scalar(query)
-            finally:
-                await engine.dispose()
+            async with one_off_transaction(settings.db.async_url) as tx:
+                query = select(Backup).where(Backup.id == backup_id if backup_id else Backup.storage_key == key)
+                row = await tx.session.scalar(query)
         except Exception as error:
             if backup_id is not None:
                 raise RestoreRefused(f"cannot read backup {backup_id} from the database: {error}") from error
@@ -97,13 +108,9 @@ async def restore(settings: Settings, storage: ObjectStorage, plan: RestorePlan,
         if plan.sha256 and digest != plan.sha256:
             raise RestoreRefused(f"checksum mismatch: the stored file hashes to {digest}, expected {plan.sha256}")
         await pg.pg_restore(tools, archive, target)
-    engine = create_async_engine(to_psycopg_url(target.conninfo()), poolclass=NullPool)
-    try:
-        async with AsyncSession(engine) as session:
-            restored = await take_manifest(session)
-            verdict = await verify_chain(session)
-    finally:
-        await engine.dispose()
+    async with one_off_transaction(to_psycopg_url(target.conninfo())) as tx:
+        restored = await take_manifest(tx)
+        verdict = await verify_chain(tx)
     differences = manifest_differences(plan.manifest, restored) if plan.manifest else []
     return RestoreReport(
         database=database,

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import Tx
 from domain.audit.service import AuditContext, record
 from domain.backups.retention import Candidate, select_to_prune
 from domain.errors import Conflict, InvalidState, NotFound
@@ -38,19 +38,19 @@ def storage_key_for(prefix: str, workflow_id: str) -> str:
     return f"{prefix}{workflow_id.replace(':', '')}.dump"
 
 
-async def request_backup(session: AsyncSession, context: AuditContext, workflow_id: str) -> Backup:
+async def request_backup(tx: Tx, context: AuditContext, workflow_id: str) -> Backup:
     """Record an on-demand backup as queued (committed before its workflow starts).
 
     Conflict (naming the backup) when a backup with this workflow id exists: another request, or the daily
     schedule's run, in the same second. The insert waits for a concurrent one to commit rather than failing."""
-    backup_id = await session.scalar(
+    backup_id = await tx.session.scalar(
         insert(Backup)
         .values(workflow_id=workflow_id, status=BackupStatus.QUEUED, started_at=datetime.now(UTC), manifest={})
         .on_conflict_do_nothing(index_elements=["workflow_id"])
         .returning(Backup.id)
     )
     if backup_id is None:
-        existing = await backup_by_workflow(session, workflow_id)
+        existing = await backup_by_workflow(tx, workflow_id)
         raise Conflict(
             f"backup {existing.id} ({workflow_id}) was started this very second and is {existing.status}; "
             f"follow it with GET /api/v1/admin/backups/{existing.id}",
@@ -58,34 +58,34 @@ async def request_backup(session: AsyncSession, context: AuditContext, workflow_
             workflow_id=workflow_id,
             status=existing.status,
         )
-    await record(session, context, "backup.requested", "backup", backup_id, {"workflow_id": workflow_id})
-    return await get_backup(session, backup_id)
+    await record(tx.sql, context, "backup.requested", "backup", backup_id, {"workflow_id": workflow_id})
+    return await get_backup(tx, backup_id)
 
 
-async def start_backup(session: AsyncSession, workflow_id: str) -> Backup:
+async def start_backup(tx: Tx, workflow_id: str) -> Backup:
     """The row of this run (created when the schedule, not the API, started it), marked running."""
-    await session.execute(
+    await tx.session.execute(
         insert(Backup)
         .values(workflow_id=workflow_id, status=BackupStatus.RUNNING, started_at=datetime.now(UTC), manifest={})
         .on_conflict_do_nothing(index_elements=["workflow_id"])
     )
-    backup = await backup_by_workflow(session, workflow_id)
+    backup = await backup_by_workflow(tx, workflow_id)
     if backup.status == BackupStatus.QUEUED:
         backup.status = BackupStatus.RUNNING
     backup.error = None
-    await session.flush()
+    await tx.session.flush()
     return backup
 
 
-async def backup_by_workflow(session: AsyncSession, workflow_id: str) -> Backup:
-    backup = await session.scalar(select(Backup).where(Backup.workflow_id == workflow_id))
+async def backup_by_workflow(tx: Tx, workflow_id: str) -> Backup:
+    backup = await tx.session.scalar(select(Backup).where(Backup.workflow_id == workflow_id))
     if backup is None:
         raise NotFound(f"no backup for workflow {workflow_id}")
     return backup
 
 
 async def complete_backup(
-    session: AsyncSession,
+    tx: Tx,
     context: AuditContext,
     *,
     workflow_id: str,
@@ -95,8 +95,8 @@ async def complete_backup(
     duration_seconds: float,
     manifest: dict[str, Any],
 ) -> Backup:
-    await start_backup(session, workflow_id)
-    backup = await backup_by_workflow(session, workflow_id)
+    await start_backup(tx, workflow_id)
+    backup = await backup_by_workflow(tx, workflow_id)
     if backup.status == BackupStatus.COMPLETED:
         return backup  # a retried activity: already recorded
     backup.status = BackupStatus.COMPLETED
@@ -107,9 +107,9 @@ async def complete_backup(
     backup.manifest = manifest
     backup.finished_at = datetime.now(UTC)
     backup.error = None
-    await session.flush()
+    await tx.session.flush()
     await record(
-        session,
+        tx.sql,
         context,
         "backup.completed",
         "backup",
@@ -119,15 +119,15 @@ async def complete_backup(
     return backup
 
 
-async def fail_backup(session: AsyncSession, context: AuditContext, workflow_id: str, error: str) -> Backup:
-    await start_backup(session, workflow_id)
-    backup = await backup_by_workflow(session, workflow_id)
+async def fail_backup(tx: Tx, context: AuditContext, workflow_id: str, error: str) -> Backup:
+    await start_backup(tx, workflow_id)
+    backup = await backup_by_workflow(tx, workflow_id)
     if backup.status != BackupStatus.FAILED:
         backup.status = BackupStatus.FAILED
         backup.error = error[:4000]
         backup.finished_at = datetime.now(UTC)
-        await session.flush()
-        await record(session, context, "backup.failed", "backup", backup.id, {"error": error[:500]})
+        await tx.session.flush()
+        await record(tx.sql, context, "backup.failed", "backup", backup.id, {"error": error[:500]})
     return backup
 
 
@@ -135,50 +135,48 @@ def taken_at(backup: Backup) -> datetime:
     return backup.started_at or backup.created_at
 
 
-async def backups_to_prune(session: AsyncSession, keep_daily: int, keep_monthly: int, timezone: str) -> list[Backup]:
+async def backups_to_prune(tx: Tx, keep_daily: int, keep_monthly: int, timezone: str) -> list[Backup]:
     """Completed backups that retention no longer keeps (oldest first)."""
     completed = (
-        await session.scalars(select(Backup).where(Backup.status == BackupStatus.COMPLETED).order_by(Backup.id))
+        await tx.session.scalars(select(Backup).where(Backup.status == BackupStatus.COMPLETED).order_by(Backup.id))
     ).all()
     doomed = set(select_to_prune((Candidate(b.id, taken_at(b)) for b in completed), keep_daily, keep_monthly, timezone))
     return [b for b in completed if b.id in doomed]
 
 
-async def mark_pruned(session: AsyncSession, context: AuditContext, backup: Backup) -> None:
+async def mark_pruned(tx: Tx, context: AuditContext, backup: Backup) -> None:
     backup.status = BackupStatus.PRUNED
     backup.pruned_at = datetime.now(UTC)
-    await session.flush()
-    await record(session, context, "backup.pruned", "backup", backup.id, {"storage_key": backup.storage_key})
+    await tx.session.flush()
+    await record(tx.sql, context, "backup.pruned", "backup", backup.id, {"storage_key": backup.storage_key})
 
 
-async def list_backups(
-    session: AsyncSession, *, status: str | None, limit: int, offset: int
-) -> tuple[Sequence[Backup], int]:
+async def list_backups(tx: Tx, *, status: str | None, limit: int, offset: int) -> tuple[Sequence[Backup], int]:
     query = select(Backup)
     if status:
         query = query.where(Backup.status == status)
-    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = (await session.scalars(query.order_by(Backup.id.desc()).limit(limit).offset(offset))).all()
+    total = int(await tx.session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = (await tx.session.scalars(query.order_by(Backup.id.desc()).limit(limit).offset(offset))).all()
     return rows, total
 
 
-async def get_backup(session: AsyncSession, backup_id: int) -> Backup:
-    backup = await session.get(Backup, backup_id)
+async def get_backup(tx: Tx, backup_id: int) -> Backup:
+    backup = await tx.session.get(Backup, backup_id)
     if backup is None:
         raise NotFound(f"backup {backup_id} does not exist")
     return backup
 
 
-async def drills_of(session: AsyncSession, backup_id: int) -> Sequence[RestoreDrill]:
+async def drills_of(tx: Tx, backup_id: int) -> Sequence[RestoreDrill]:
     return (
-        await session.scalars(
+        await tx.session.scalars(
             select(RestoreDrill).where(RestoreDrill.backup_id == backup_id).order_by(RestoreDrill.id.desc())
         )
     ).all()
 
 
-async def latest_completed(session: AsyncSession) -> Backup | None:
-    return await session.scalar(
+async def latest_completed(tx: Tx) -> Backup | None:
+    return await tx.session.scalar(
         select(Backup).where(Backup.status == BackupStatus.COMPLETED).order_by(Backup.id.desc()).limit(1)
     )
 
@@ -188,42 +186,42 @@ def check_drillable(backup: Backup) -> None:
         raise InvalidState(f"backup {backup.id} is {backup.status}; only a completed backup can be drilled")
 
 
-async def request_drill(session: AsyncSession, context: AuditContext, workflow_id: str, backup_id: int) -> RestoreDrill:
+async def request_drill(tx: Tx, context: AuditContext, workflow_id: str, backup_id: int) -> RestoreDrill:
     """Record an on-demand drill (committed before its workflow starts); Conflict when this id is taken."""
-    drill_id = await session.scalar(
+    drill_id = await tx.session.scalar(
         insert(RestoreDrill)
         .values(workflow_id=workflow_id, backup_id=backup_id, status=DrillStatus.RUNNING, details={})
         .on_conflict_do_nothing(index_elements=["workflow_id"])
         .returning(RestoreDrill.id)
     )
     if drill_id is None:
-        existing = await session.scalar(select(RestoreDrill).where(RestoreDrill.workflow_id == workflow_id))
+        existing = await tx.session.scalar(select(RestoreDrill).where(RestoreDrill.workflow_id == workflow_id))
         raise Conflict(
             f"a restore drill of backup {backup_id} was started this very second ({workflow_id})",
             drill_id=existing.id if existing else None,
             backup_id=backup_id,
             workflow_id=workflow_id,
         )
-    await record(session, context, "backup.drill_requested", "backup", backup_id, {"workflow_id": workflow_id})
-    drill = await session.get(RestoreDrill, drill_id)
+    await record(tx.sql, context, "backup.drill_requested", "backup", backup_id, {"workflow_id": workflow_id})
+    drill = await tx.session.get(RestoreDrill, drill_id)
     assert drill is not None
     return drill
 
 
-async def start_drill(session: AsyncSession, workflow_id: str, backup_id: int | None) -> RestoreDrill:
+async def start_drill(tx: Tx, workflow_id: str, backup_id: int | None) -> RestoreDrill:
     """The drill's row (once per workflow id), status running."""
-    await session.execute(
+    await tx.session.execute(
         insert(RestoreDrill)
         .values(workflow_id=workflow_id, backup_id=backup_id, status=DrillStatus.RUNNING, details={})
         .on_conflict_do_nothing(index_elements=["workflow_id"])
     )
-    drill = await session.scalar(select(RestoreDrill).where(RestoreDrill.workflow_id == workflow_id))
+    drill = await tx.session.scalar(select(RestoreDrill).where(RestoreDrill.workflow_id == workflow_id))
     assert drill is not None
     return drill
 
 
 async def finish_drill(
-    session: AsyncSession,
+    tx: Tx,
     context: AuditContext,
     drill_id: int,
     *,
@@ -231,7 +229,7 @@ async def finish_drill(
     reason: str | None,
     details: dict[str, Any],
 ) -> RestoreDrill:
-    drill = await session.get(RestoreDrill, drill_id)
+    drill = await tx.session.get(RestoreDrill, drill_id)
     if drill is None:
         raise NotFound(f"restore drill {drill_id} does not exist")
     if drill.status != DrillStatus.RUNNING:
@@ -240,9 +238,9 @@ async def finish_drill(
     drill.error = reason
     drill.details = details
     drill.finished_at = datetime.now(UTC)
-    await session.flush()
+    await tx.session.flush()
     await record(
-        session,
+        tx.sql,
         context.model_copy(update={"workflow_id": context.workflow_id or drill.workflow_id}),
         "backup.drill_passed" if passed else "backup.drill_failed",
         "restore_drill",
@@ -252,10 +250,10 @@ async def finish_drill(
     return drill
 
 
-async def superadmin_ids(session: AsyncSession) -> list[int]:
+async def superadmin_ids(tx: Tx) -> list[int]:
     return list(
         (
-            await session.scalars(
+            await tx.session.scalars(
                 select(User.id).where(User.role == Role.SUPERADMIN, User.is_active.is_(True)).order_by(User.id)
             )
         ).all()

@@ -17,9 +17,9 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.authz import Authorizer
+from core.db import Tx
 from domain.dashboard.schemas import (
     ApprovalCounts,
     ApprovalRate,
@@ -72,8 +72,8 @@ class DashboardScope:
         return {} if self.owner_ids is None else {"owners": list(self.owner_ids)}
 
 
-async def scope_for(session: AsyncSession, authorizer: Authorizer, viewer: User) -> DashboardScope:
-    visibility = await visibility_for(session, authorizer, viewer, "dashboard")
+async def scope_for(tx: Tx, authorizer: Authorizer, viewer: User) -> DashboardScope:
+    visibility = await visibility_for(tx.sql, authorizer, viewer, "dashboard")
     if visibility.everyone:
         return DashboardScope(viewer.id, Scope.ALL, None)
     owners = tuple(sorted(visibility.owner_ids))
@@ -124,10 +124,8 @@ def _money(value: Any) -> Decimal:
     return Decimal(value or 0).quantize(Decimal("0.01"))
 
 
-async def _approved_by_month(
-    session: AsyncSession, scope: DashboardScope, start: date, end: date
-) -> dict[tuple[date, str], Decimal]:
-    rows = await session.execute(
+async def _approved_by_month(tx: Tx, scope: DashboardScope, start: date, end: date) -> dict[tuple[date, str], Decimal]:
+    rows = await tx.session.execute(
         text(
             "SELECT t.month, t.kind, sum(t.amount_total) FROM "
             + scope.totals("status = 'approved' AND month >= :start AND month < :end")
@@ -138,8 +136,8 @@ async def _approved_by_month(
     return {(month, kind): _money(amount) for month, kind, amount in rows}
 
 
-async def pending_amounts(session: AsyncSession, scope: DashboardScope) -> PendingAmounts:
-    rows = await session.execute(
+async def pending_amounts(tx: Tx, scope: DashboardScope) -> PendingAmounts:
+    rows = await tx.session.execute(
         text(
             "SELECT t.kind, sum(t.entry_count), sum(t.amount_total) FROM "
             + scope.totals("status = 'pending'")
@@ -165,9 +163,9 @@ def _totals(start: date, end: date, by_month: dict[tuple[date, str], Decimal]) -
 # --- overview ---------------------------------------------------------------------------------------
 
 
-async def approval_counts(session: AsyncSession, scope: DashboardScope, now: datetime) -> ApprovalCounts:
+async def approval_counts(tx: Tx, scope: DashboardScope, now: datetime) -> ApprovalCounts:
     mine = (
-        await session.execute(
+        await tx.session.execute(
             text(
                 "SELECT count(*), count(*) FILTER (WHERE remind_at < :now) FROM approval_steps "
                 "WHERE status = 'pending' AND (approver_id = :me OR delegate_id = :me)"
@@ -175,7 +173,7 @@ async def approval_counts(session: AsyncSession, scope: DashboardScope, now: dat
             {"me": scope.viewer_id, "now": now},
         )
     ).one()
-    pending_in_scope = await session.scalar(
+    pending_in_scope = await tx.session.scalar(
         text("SELECT count(*) FROM approval_requests WHERE status = 'pending'" + scope.clause("requester_id")),
         scope.params(),
     )
@@ -183,7 +181,7 @@ async def approval_counts(session: AsyncSession, scope: DashboardScope, now: dat
         "SELECT count(*) FROM approval_steps s JOIN approval_requests r ON r.id = s.request_id "
         "WHERE s.status = 'pending' AND s.remind_at < :now AND r.status = 'pending'" + scope.clause("r.requester_id")
     )
-    overdue_in_scope = await session.scalar(text(overdue_sql), {"now": now, **scope.params()})
+    overdue_in_scope = await tx.session.scalar(text(overdue_sql), {"now": now, **scope.params()})
     return ApprovalCounts(
         waiting_on_me=int(mine[0]),
         overdue_waiting_on_me=int(mine[1]),
@@ -195,7 +193,7 @@ async def approval_counts(session: AsyncSession, scope: DashboardScope, now: dat
 _ENTRY_COLUMNS = "id, kind, owner_id, amount, currency, category, description, entry_date, status, created_at"
 
 
-async def recent_entries(session: AsyncSession, scope: DashboardScope) -> list[RecentEntry]:
+async def recent_entries(tx: Tx, scope: DashboardScope) -> list[RecentEntry]:
     if scope.owner_ids is None:
         sql = f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY created_at DESC, id DESC LIMIT :n"
     else:
@@ -206,19 +204,19 @@ async def recent_entries(session: AsyncSession, scope: DashboardScope) -> list[R
             "ORDER BY created_at DESC, id DESC LIMIT :n) e "
             "ORDER BY e.created_at DESC, e.id DESC LIMIT :n"
         )
-    rows = await session.execute(text(sql), {"n": RECENT_ENTRIES, **scope.params()})
+    rows = await tx.session.execute(text(sql), {"n": RECENT_ENTRIES, **scope.params()})
     return [RecentEntry.model_validate(dict(row._mapping)) for row in rows]
 
 
 async def overview(
-    session: AsyncSession, authorizer: Authorizer, viewer: User, period: Period, base_currency: str, now: datetime
+    tx: Tx, authorizer: Authorizer, viewer: User, period: Period, base_currency: str, now: datetime
 ) -> Overview:
-    scope = await scope_for(session, authorizer, viewer)
+    scope = await scope_for(tx, authorizer, viewer)
     span = PERIOD_MONTHS[period]
     current_start = period_start(period, now.date())
     current_end = add_months(current_start, span)
     previous_start = add_months(current_start, -span)
-    by_month = await _approved_by_month(session, scope, previous_start, current_end)
+    by_month = await _approved_by_month(tx, scope, previous_start, current_end)
     current = _totals(current_start, current_end, by_month)
     previous = _totals(previous_start, current_start, by_month)
     return Overview(
@@ -232,9 +230,9 @@ async def overview(
             expenses=change_percent(current.expenses, previous.expenses),
             net=change_percent(current.net, previous.net),
         ),
-        pending=await pending_amounts(session, scope),
-        approvals=await approval_counts(session, scope, now),
-        recent_entries=await recent_entries(session, scope),
+        pending=await pending_amounts(tx, scope),
+        approvals=await approval_counts(tx, scope, now),
+        recent_entries=await recent_entries(tx, scope),
     )
 
 
@@ -248,12 +246,12 @@ class Breakdown:
     spenders: list[tuple[int, Decimal, int]]  # owner id, amount, entries
 
 
-async def _approved_breakdown(session: AsyncSession, scope: DashboardScope, start: date, end: date) -> Breakdown:
+async def _approved_breakdown(tx: Tx, scope: DashboardScope, start: date, end: date) -> Breakdown:
     """Approved amounts in the window by month, and expenses by owner (per-owner totals, no category), and expenses
     by category (organisation-wide category totals for everyone, per-owner category rows for a subtree)."""
     window = "status = 'approved' AND month >= :start AND month < :end"
     params = {"start": start, "end": end, **scope.params()}
-    rows = await session.execute(
+    rows = await tx.session.execute(
         text(
             "SELECT t.month, t.kind, t.owner_id, GROUPING(t.month), sum(t.entry_count), sum(t.amount_total) FROM "
             + scope.totals(window)
@@ -271,7 +269,7 @@ async def _approved_breakdown(session: AsyncSession, scope: DashboardScope, star
         categories_from = f"dashboard_category_totals t WHERE {window} AND kind = 'expense'"
     else:
         categories_from = scope.totals(f"{window} AND kind = 'expense'", "dashboard_entry_totals")
-    rows = await session.execute(
+    rows = await tx.session.execute(
         text(f"SELECT t.category, sum(t.entry_count), sum(t.amount_total) FROM {categories_from} GROUP BY t.category"),
         params,
     )
@@ -284,9 +282,9 @@ async def _approved_breakdown(session: AsyncSession, scope: DashboardScope, star
     return result
 
 
-async def _top_spenders(session: AsyncSession, owners: list[tuple[int, Decimal, int]]) -> list[Spender]:
+async def _top_spenders(tx: Tx, owners: list[tuple[int, Decimal, int]]) -> list[Spender]:
     names = dict(
-        (await session.execute(select(User.id, User.full_name).where(User.id.in_([o[0] for o in owners]))))
+        (await tx.session.execute(select(User.id, User.full_name).where(User.id.in_([o[0] for o in owners]))))
         .tuples()
         .all()
     )
@@ -341,9 +339,7 @@ FROM approval_requests WHERE status IN ('approved', 'rejected') AND decided_at >
 """
 
 
-async def _approval_stats(
-    session: AsyncSession, scope: DashboardScope, start: date, end: date
-) -> tuple[CycleTime, ApprovalRate, int]:
+async def _approval_stats(tx: Tx, scope: DashboardScope, start: date, end: date) -> tuple[CycleTime, ApprovalRate, int]:
     """Cycle time (median and 90th percentile, exact), approval rate and escalations of requests decided (steps
     escalated) in the whole UTC months [start, end)."""
     params = {
@@ -355,7 +351,7 @@ async def _approval_stats(
         **scope.params(),
     }
     sql = _DECIDED_EVERYONE if scope.owner_ids is None else _DECIDED_SCOPED
-    row = (await session.execute(text(sql), params)).one()
+    row = (await tx.session.execute(text(sql), params)).one()
     approved, rejected, timed, percentiles = int(row[0]), int(row[1]), int(row[2]), row[3]
     # Reported in whole seconds (rounding is monotonic, so it commutes with taking the k-th value).
     median, p90 = (round(percentiles[0]), round(percentiles[1])) if percentiles else (None, None)
@@ -382,17 +378,15 @@ async def _approval_stats(
             "SELECT sum(escalations) FROM dashboard_escalations WHERE requester_id = ANY(CAST(:owners AS bigint[])) "
             "AND month >= :start AND month < :end"
         )
-    escalations = await session.scalar(text(escalation_sql), params)
+    escalations = await tx.session.scalar(text(escalation_sql), params)
     return cycle, rate, int(escalations or 0)
 
 
-async def kpi(
-    session: AsyncSession, authorizer: Authorizer, viewer: User, months: int, base_currency: str, now: datetime
-) -> Kpi:
-    scope = await scope_for(session, authorizer, viewer)
+async def kpi(tx: Tx, authorizer: Authorizer, viewer: User, months: int, base_currency: str, now: datetime) -> Kpi:
+    scope = await scope_for(tx, authorizer, viewer)
     end = add_months(now.date(), 1)
     start = add_months(end, -months)
-    breakdown = await _approved_breakdown(session, scope, start, end)
+    breakdown = await _approved_breakdown(tx, scope, start, end)
     by_month = breakdown.by_month
     series: list[MonthTotals] = []
     for offset in range(months):
@@ -404,7 +398,7 @@ async def kpi(
         )
     # By permission, not by the size of the scope: a manager with no reports yet still gets the (short) list.
     show_spenders = sees_team_figures(authorizer, viewer)
-    cycle, rate, escalations = await _approval_stats(session, scope, start, end)
+    cycle, rate, escalations = await _approval_stats(tx, scope, start, end)
     return Kpi(
         months=months,
         scope=scope.scope,
@@ -413,9 +407,9 @@ async def kpi(
         end=date.fromordinal(end.toordinal() - 1),
         series=series,
         totals=_totals(start, end, by_month),
-        pending=await pending_amounts(session, scope),
+        pending=await pending_amounts(tx, scope),
         top_categories=breakdown.categories,
-        top_spenders=await _top_spenders(session, breakdown.spenders) if show_spenders else None,
+        top_spenders=await _top_spenders(tx, breakdown.spenders) if show_spenders else None,
         approval_cycle_time=cycle,
         approval_rate=rate,
         escalations=escalations,

@@ -38,9 +38,9 @@ async def once(
     if key is None:
         return await command(*arguments)
     key = service.check_key(key)
-    stored = await service.claim(tx.session, actor_id, key, scope, service.request_hash(scope, body))
+    stored = await service.claim(tx, actor_id, key, scope, service.request_hash(scope, body))
     if stored is not None:
         return Replayed(stored.status_code, stored.body)
     answer = await command(*arguments)
-    await service.remember(tx.session, actor_id, key, status_code, answer.model_dump(mode="json"))
+    await service.remember(tx, actor_id, key, status_code, answer.model_dump(mode="json"))
     return answer

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import Tx
 from domain.errors import ValidationFailed
 from domain.models import IdempotencyKey
 
@@ -44,8 +44,9 @@ def check_key(key: str) -> str:
     return key
 
 
-async def claim(session: AsyncSession, user_id: int, key: str, scope: str, fingerprint: str) -> StoredAnswer | None:
+async def claim(tx: Tx, user_id: int, key: str, scope: str, fingerprint: str) -> StoredAnswer | None:
     """The stored answer to replay, or None when the caller should perform the request (and `remember` it)."""
+    session = tx.session
     await session.execute(
         insert(IdempotencyKey)
         .values(user_id=user_id, key=key, scope=scope[:200], request_hash=fingerprint)
@@ -67,7 +68,8 @@ async def claim(session: AsyncSession, user_id: int, key: str, scope: str, finge
     return None
 
 
-async def remember(session: AsyncSession, user_id: int, key: str, status_code: int, body: Any) -> None:
+async def remember(tx: Tx, user_id: int, key: str, status_code: int, body: Any) -> None:
+    session = tx.session
     row = await session.get(IdempotencyKey, (user_id, key))
     if row is None:  # pragma: no cover - claim inserted it in this or an earlier transaction
         return

@@ -9,16 +9,16 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.sql import Db, sql_of
+from core.db import Tx
+from core.sql import Sql
 from domain.errors import NotFound, ValidationFailed
 from domain.models import Notification, NotificationPreference
 from domain.notifications.events import ALWAYS_EMAILED, CONFIGURABLE_EVENTS, EVENT_TYPES
 
 
 async def notify(
-    session: Db,
+    sql: Sql,
     *,
     user_id: int,
     event_type: str,
@@ -29,7 +29,6 @@ async def notify(
     dedup_key: str | None = None,
 ) -> int:
     """Create a notification once per `dedup_key` (a retried activity does not notify twice); its id."""
-    sql = await sql_of(session)
     params = (user_id, event_type, title[:200], body, link, Jsonb(data or {}), dedup_key)
     created = await sql.scalar(_INSERT, params)
     if created is not None:
@@ -65,25 +64,25 @@ def _own(user_id: int, unread_only: bool = False) -> list[ColumnElement[bool]]:
 
 
 async def list_for_user(
-    session: AsyncSession, user_id: int, *, unread_only: bool = False, limit: int = 20, offset: int = 0
+    tx: Tx, user_id: int, *, unread_only: bool = False, limit: int = 20, offset: int = 0
 ) -> NotificationPage:
     """The user's notifications, newest first."""
     conditions = _own(user_id, unread_only)
-    total = await session.scalar(select(func.count()).select_from(Notification).where(*conditions))
-    rows = await session.scalars(
+    total = await tx.session.scalar(select(func.count()).select_from(Notification).where(*conditions))
+    rows = await tx.session.scalars(
         select(Notification).where(*conditions).order_by(Notification.id.desc()).limit(limit).offset(offset)
     )
     return NotificationPage(list(rows), int(total or 0), limit, offset)
 
 
-async def unread_count(session: AsyncSession, user_id: int) -> int:
-    count = await session.scalar(select(func.count()).select_from(Notification).where(*_own(user_id, True)))
+async def unread_count(tx: Tx, user_id: int) -> int:
+    count = await tx.session.scalar(select(func.count()).select_from(Notification).where(*_own(user_id, True)))
     return int(count or 0)
 
 
-async def get_for_user(session: AsyncSession, user_id: int, notification_id: int) -> Notification:
+async def get_for_user(tx: Tx, user_id: int, notification_id: int) -> Notification:
     """One of the user's notifications; another user's is indistinguishable from a missing one."""
-    found = await session.scalar(
+    found = await tx.session.scalar(
         select(Notification).where(Notification.id == notification_id, Notification.user_id == user_id)
     )
     if found is None:
@@ -91,27 +90,27 @@ async def get_for_user(session: AsyncSession, user_id: int, notification_id: int
     return found
 
 
-async def mark_read(session: AsyncSession, user_id: int, notification_id: int) -> tuple[Notification, bool]:
+async def mark_read(tx: Tx, user_id: int, notification_id: int) -> tuple[Notification, bool]:
     """Mark one notification read. Returns it and whether it changed (marking twice is harmless)."""
-    found = await get_for_user(session, user_id, notification_id)
+    found = await get_for_user(tx, user_id, notification_id)
     if found.read_at is not None:
         return found, False
     found.read_at = datetime.now(UTC)
-    await session.flush()
+    await tx.session.flush()
     return found, True
 
 
-async def mark_all_read(session: AsyncSession, user_id: int) -> int:
+async def mark_all_read(tx: Tx, user_id: int) -> int:
     """Mark every unread notification of the user read; returns how many changed."""
-    result = await session.execute(
+    result = await tx.session.execute(
         update(Notification).where(*_own(user_id, True)).values(read_at=func.now()).returning(Notification.id)
     )
     return len(result.all())
 
 
-async def after_id(session: AsyncSession, user_id: int, last_id: int, limit: int = 100) -> list[Notification]:
+async def after_id(tx: Tx, user_id: int, last_id: int, limit: int = 100) -> list[Notification]:
     """The user's notifications newer than `last_id`, oldest first (what a reconnecting stream missed)."""
-    rows = await session.scalars(
+    rows = await tx.session.scalars(
         select(Notification)
         .where(Notification.user_id == user_id, Notification.id > last_id)
         .order_by(Notification.id)
@@ -120,29 +119,29 @@ async def after_id(session: AsyncSession, user_id: int, last_id: int, limit: int
     return list(rows)
 
 
-async def by_ids(session: AsyncSession, user_id: int, ids: set[int]) -> list[Notification]:
+async def by_ids(tx: Tx, user_id: int, ids: set[int]) -> list[Notification]:
     """The user's notifications among `ids`, oldest first (ids of other users are ignored)."""
     if not ids:
         return []
-    rows = await session.scalars(
+    rows = await tx.session.scalars(
         select(Notification).where(Notification.user_id == user_id, Notification.id.in_(ids)).order_by(Notification.id)
     )
     return list(rows)
 
 
-async def newest_id(session: AsyncSession, user_id: int) -> int:
-    newest = await session.scalar(select(func.max(Notification.id)).where(Notification.user_id == user_id))
+async def newest_id(tx: Tx, user_id: int) -> int:
+    newest = await tx.session.scalar(select(func.max(Notification.id)).where(Notification.user_id == user_id))
     return int(newest or 0)
 
 
 # --- email preferences ------------------------------------------------------------------------------
 
 
-async def email_preferences(session: AsyncSession, user_id: int) -> dict[str, bool]:
+async def email_preferences(tx: Tx, user_id: int) -> dict[str, bool]:
     """Whether the user gets email, per configurable event type (on unless turned off)."""
     stored = {
         row.event_type: row.email
-        for row in await session.scalars(
+        for row in await tx.session.scalars(
             select(NotificationPreference).where(NotificationPreference.user_id == user_id)
         )
     }
@@ -150,7 +149,7 @@ async def email_preferences(session: AsyncSession, user_id: int) -> dict[str, bo
 
 
 async def set_email_preferences(
-    session: AsyncSession, user_id: int, changes: dict[str, bool]
+    tx: Tx, user_id: int, changes: dict[str, bool]
 ) -> tuple[dict[str, bool], dict[str, bool]]:
     """Set the listed event types (others keep their setting). Returns (before, after)."""
     unknown = sorted(set(changes) - set(EVENT_TYPES))
@@ -159,14 +158,14 @@ async def set_email_preferences(
     fixed = sorted(set(changes) & ALWAYS_EMAILED)
     if fixed:
         raise ValidationFailed("these emails cannot be turned off", event_types=fixed)
-    before = await email_preferences(session, user_id)
+    before = await email_preferences(tx, user_id)
     for event_type, wanted in changes.items():
         statement = (
             insert(NotificationPreference)
             .values(user_id=user_id, event_type=event_type, email=wanted)
             .on_conflict_do_update(index_elements=["user_id", "event_type"], set_={"email": wanted})
         )
-        await session.execute(statement)
+        await tx.session.execute(statement)
     return before, {**before, **changes}
 
 
@@ -185,10 +184,10 @@ _EMAIL_USERS = (
 )
 
 
-async def email_users(session: Db, user_ids: list[int], event_type: str | None) -> dict[int, EmailUser]:
+async def email_users(sql: Sql, user_ids: list[int], event_type: str | None) -> dict[int, EmailUser]:
     """The users among `user_ids` that exist, by id, with whether they want email for `event_type` (one query)."""
     if not user_ids:
         return {}
     asked = None if event_type in ALWAYS_EMAILED else event_type  # NULL matches no preference: everyone wants it
-    rows = await (await sql_of(session)).all(_EMAIL_USERS, (asked, sorted(set(user_ids))))
+    rows = await sql.all(_EMAIL_USERS, (asked, sorted(set(user_ids))))
     return {row[0]: EmailUser(*row) for row in rows}

@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Date, Select, and_, case, cast, func, literal_column, select, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
+from core.db import Tx
 from domain.models import ApprovalRequest, ApprovalStep, Entry, EntryKind, EntryStatus, User
 from domain.money import CENT
 from domain.reports.schemas import ReportFilters, ReportType
@@ -116,7 +116,7 @@ class Dataset(ABC):
     columns: list[Column] = []
 
     @abstractmethod
-    def batches(self, session: AsyncSession, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
+    def batches(self, tx: Tx, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
         """The report's rows, a batch at a time (an async generator)."""
 
     # shared WHERE clauses for entry-based reports
@@ -152,13 +152,13 @@ def _sum(values: Sequence[Decimal]) -> Decimal:
 class SummaryDataset(Dataset):
     """An aggregate report: few rows, computed in one query and handed out in batches."""
 
-    async def batches(self, session: AsyncSession, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
-        rows = await self.all_rows(session)
+    async def batches(self, tx: Tx, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
+        rows = await self.all_rows(tx)
         for start in range(0, len(rows), batch_size):
             yield rows[start : start + batch_size]
 
     @abstractmethod
-    async def all_rows(self, session: AsyncSession) -> list[Row]:
+    async def all_rows(self, tx: Tx) -> list[Row]:
         """Every row of the report."""
 
 
@@ -170,7 +170,7 @@ class ProfitAndLoss(SummaryDataset):
         Column("net", "Net", "money", 1.5),
     ]
 
-    async def all_rows(self, session: AsyncSession) -> list[Row]:
+    async def all_rows(self, tx: Tx) -> list[Row]:
         month = cast(func.date_trunc("month", Entry.entry_date), Date)
         statement = (
             select(month, Entry.kind, func.sum(Entry.amount))
@@ -178,7 +178,7 @@ class ProfitAndLoss(SummaryDataset):
             .group_by(month, Entry.kind)
         )
         sums: dict[tuple[date, str], Decimal] = {}
-        for row_month, kind, amount in (await session.execute(statement)).all():
+        for row_month, kind, amount in (await tx.session.execute(statement)).all():
             sums[(row_month, kind)] = amount
         rows: list[Row] = []
         revenue_series: list[Decimal] = []
@@ -207,7 +207,7 @@ class ExpensesByCategory(SummaryDataset):
         Column("share", "Share %", "percent", 1.0),
     ]
 
-    async def all_rows(self, session: AsyncSession) -> list[Row]:
+    async def all_rows(self, tx: Tx) -> list[Row]:
         amount = func.sum(Entry.amount)
         statement = (
             select(Entry.category, func.count(), amount)
@@ -215,7 +215,7 @@ class ExpensesByCategory(SummaryDataset):
             .group_by(Entry.category)
             .order_by(amount.desc(), Entry.category)
         )
-        found = (await session.execute(statement)).all()
+        found = (await tx.session.execute(statement)).all()
         total = _sum([row[2] for row in found])
         count = sum(int(row[1]) for row in found)
         rows: list[Row] = [(category, int(n), value, _share(value, total)) for category, n, value in found]
@@ -238,7 +238,7 @@ class ExpensesByOwner(SummaryDataset):
         Column("amount", "Amount", "money", 1.5),
     ]
 
-    async def all_rows(self, session: AsyncSession) -> list[Row]:
+    async def all_rows(self, tx: Tx) -> list[Row]:
         amount = func.sum(Entry.amount)
         statement = (
             select(User.full_name, User.username, func.count(Entry.id), amount)
@@ -247,7 +247,7 @@ class ExpensesByOwner(SummaryDataset):
             .group_by(User.id, User.full_name, User.username)
             .order_by(amount.desc(), User.username)
         )
-        found = (await session.execute(statement)).all()
+        found = (await tx.session.execute(statement)).all()
         rows: list[Row] = [(name, username, int(n), value) for name, username, n, value in found]
         self.totals = [("Total", "", sum(int(r[2]) for r in found), _sum([r[3] for r in found]))]
         self.chart = Chart("Expenses by owner", [str(r[1]) for r in found], [("Expenses", [r[3] for r in found])])
@@ -262,7 +262,7 @@ class RevenueByCategory(SummaryDataset):
         Column("amount", "Amount", "money", 1.5),
     ]
 
-    async def all_rows(self, session: AsyncSession) -> list[Row]:
+    async def all_rows(self, tx: Tx) -> list[Row]:
         source = func.coalesce(Entry.source, "")
         statement = (
             select(Entry.category, source, func.count(), func.sum(Entry.amount))
@@ -270,7 +270,7 @@ class RevenueByCategory(SummaryDataset):
             .group_by(Entry.category, source)
             .order_by(Entry.category, source)
         )
-        found = (await session.execute(statement)).all()
+        found = (await tx.session.execute(statement)).all()
         rows: list[Row] = [(category, src, int(n), value) for category, src, n, value in found]
         by_category: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
         for category, _src, _n, value in found:
@@ -292,7 +292,7 @@ class ApprovalAging(SummaryDataset):
         Column("oldest_pending_hours", "Oldest pending hours", "hours", 1.4),
     ]
 
-    async def all_rows(self, session: AsyncSession) -> list[Row]:
+    async def all_rows(self, tx: Tx) -> list[Row]:
         start, end = self.query.period_bounds()
         cycle = ApprovalStep.decided_at - ApprovalStep.created_at
         decided = ApprovalStep.decided_at.is_not(None)
@@ -324,7 +324,7 @@ class ApprovalAging(SummaryDataset):
         rows: list[Row] = []
         self.totals = [("All levels", 0, 0, None, None, 0, None)]
         for level, grouped, steps, n_decided, median, p90, n_pending, oldest in (
-            await session.execute(statement)
+            await tx.session.execute(statement)
         ).all():
             values = (int(steps), int(n_decided), _hours(median), _hours(p90), int(n_pending), _hours(oldest))
             if grouped:
@@ -424,11 +424,11 @@ class Ledger(Dataset):
             .order_by(Entry.entry_date, Entry.id)
         )
 
-    async def batches(self, session: AsyncSession, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
+    async def batches(self, tx: Tx, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
         revenue = Decimal("0.00")
         expenses = Decimal("0.00")
         monthly: dict[date, list[Decimal]] = {first: [Decimal("0.00"), Decimal("0.00")] for first in self._months()}
-        result = await session.stream(self.statement().execution_options(yield_per=batch_size))
+        result = await tx.session.stream(self.statement().execution_options(yield_per=batch_size))
         async for partition in result.partitions(batch_size):
             batch: list[Row] = []
             for row in partition:
@@ -474,11 +474,11 @@ def dataset_for(query: ReportQuery) -> Dataset:
     return DATASETS[query.type](query)
 
 
-async def describe_scope(session: AsyncSession, scope: ReportScope) -> str:
+async def describe_scope(tx: Tx, scope: ReportScope) -> str:
     """A human description of whose data the report holds (printed on the report)."""
     if scope.everyone:
         return "All entries (organisation-wide)"
-    viewer = await session.get(User, scope.viewer_id) if scope.viewer_id is not None else None
+    viewer = await tx.session.get(User, scope.viewer_id) if scope.viewer_id is not None else None
     if viewer is not None and scope.owner_ids == (viewer.id,):
         return f"Own entries of {viewer.full_name} ({viewer.username})"
     if viewer is not None:

@@ -1,4 +1,5 @@
-"""Report schedules as records (the Temporal Schedule `schedule_key` runs each one) and the periods they cover."""
+"""Report schedules: the records (the engine's schedule `schedule_key` runs each one), what each schedule starts and
+with what input, the standing ones from settings, and the periods the runs cover."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import Tx
+from core.engine import ScheduledStart
 from core.settings import ReportSettings
 from domain.audit.service import AuditContext, diff, record
 from domain.errors import Conflict, NotFound
@@ -20,8 +22,11 @@ from domain.models import ReportSchedule
 from domain.reports.datasets import ReportScope
 from domain.reports.schemas import RelativePeriod, ReportFilters, ReportFormat, ReportType, ScheduleIn, SchedulePatch
 from domain.reports.service import check_filters, check_recipients
+from workflows.contracts import ReportRetentionInput, ScheduledReportInput
 
 SCHEDULE_KEY_PREFIX = "report-schedule-"
+RETENTION_SCHEDULE_ID = "report-retention"
+RETENTION_CRON = "30 3 * * *"  # daily at 03:30
 PERIOD_KEY = "period"  # kept beside the filters in the row's `filters` JSON
 
 
@@ -86,12 +91,10 @@ ALL = ReportScope(everyone=True)
 # calls `audit_change`, so the audit chain's lock is never held across a call to Temporal.
 
 
-async def create_schedule(
-    session: AsyncSession, settings: ReportSettings, data: ScheduleIn, actor_id: int | None
-) -> ReportSchedule:
-    await check_recipients(session, settings, [str(r) for r in data.recipients])
+async def create_schedule(tx: Tx, settings: ReportSettings, data: ScheduleIn, actor_id: int | None) -> ReportSchedule:
+    await check_recipients(tx, settings, [str(r) for r in data.recipients])
     check_filters(ALL, data.type, data.filters)
-    if await session.scalar(select(func.count()).where(ReportSchedule.name == data.name)):
+    if await tx.session.scalar(select(func.count()).where(ReportSchedule.name == data.name)):
         raise Conflict("a schedule with this name exists", name=data.name)
     schedule = ReportSchedule(
         name=data.name,
@@ -105,29 +108,29 @@ async def create_schedule(
         paused=False,
         schedule_key=f"{SCHEDULE_KEY_PREFIX}{uuid.uuid4().hex[:16]}",
     )
-    session.add(schedule)
+    tx.session.add(schedule)
     try:
-        await session.flush()
+        await tx.session.flush()
     except IntegrityError as exc:
         raise Conflict("a schedule with this name exists", name=data.name) from exc
     return schedule
 
 
 async def update_schedule(
-    session: AsyncSession, settings: ReportSettings, schedule_id: int, patch: SchedulePatch
+    tx: Tx, settings: ReportSettings, schedule_id: int, patch: SchedulePatch
 ) -> tuple[ReportSchedule, dict[str, Any]]:
     """Apply a partial change; returns the schedule and the changed fields as {field: [old, new]}."""
-    schedule = await get_schedule(session, schedule_id, for_update=True)
+    schedule = await get_schedule(tx, schedule_id, for_update=True)
     before = snapshot(schedule)
     current = fields_of(schedule)
     changes = patch.model_dump(exclude_unset=True)
     if patch.recipients is not None:
-        await check_recipients(session, settings, [str(r) for r in patch.recipients])
+        await check_recipients(tx, settings, [str(r) for r in patch.recipients])
     report_type = ReportType(changes.get("type", current.type))
     filters = patch.filters if patch.filters is not None else ReportFilters.model_validate(current.filters)
     check_filters(ALL, report_type, filters)
     if patch.name is not None and patch.name != schedule.name:
-        taken = await session.scalar(select(func.count()).where(ReportSchedule.name == patch.name))
+        taken = await tx.session.scalar(select(func.count()).where(ReportSchedule.name == patch.name))
         if taken:
             raise Conflict("a schedule with this name exists", name=patch.name)
         schedule.name = patch.name
@@ -139,45 +142,43 @@ async def update_schedule(
         schedule.recipients = [str(r) for r in patch.recipients]
     period = patch.period.value if patch.period is not None else current.period
     schedule.filters = {**filters.model_dump(exclude_defaults=True), PERIOD_KEY: period}
-    await session.flush()
+    await tx.session.flush()
     return schedule, diff(before, snapshot(schedule))
 
 
-async def set_paused(session: AsyncSession, schedule_id: int, paused: bool) -> ReportSchedule:
-    schedule = await get_schedule(session, schedule_id, for_update=True)
+async def set_paused(tx: Tx, schedule_id: int, paused: bool) -> ReportSchedule:
+    schedule = await get_schedule(tx, schedule_id, for_update=True)
     schedule.paused = paused
-    await session.flush()
+    await tx.session.flush()
     return schedule
 
 
-async def delete_schedule(session: AsyncSession, schedule_id: int) -> tuple[ReportSchedule, dict[str, Any]]:
-    schedule = await get_schedule(session, schedule_id, for_update=True)
+async def delete_schedule(tx: Tx, schedule_id: int) -> tuple[ReportSchedule, dict[str, Any]]:
+    schedule = await get_schedule(tx, schedule_id, for_update=True)
     before = snapshot(schedule)
-    await session.delete(schedule)
-    await session.flush()
+    await tx.session.delete(schedule)
+    await tx.session.flush()
     return schedule, before
 
 
-async def audit_change(
-    session: AsyncSession, audit: AuditContext, action: str, schedule_id: int, changes: dict[str, Any]
-) -> None:
+async def audit_change(tx: Tx, audit: AuditContext, action: str, schedule_id: int, changes: dict[str, Any]) -> None:
     """One audit row per schedule change: report_schedule.created|updated|deleted|paused|resumed|triggered."""
-    await record(session, audit, f"report_schedule.{action}", "report_schedule", schedule_id, changes)
+    await record(tx.sql, audit, f"report_schedule.{action}", "report_schedule", schedule_id, changes)
 
 
-async def get_schedule(session: AsyncSession, schedule_id: int, for_update: bool = False) -> ReportSchedule:
+async def get_schedule(tx: Tx, schedule_id: int, for_update: bool = False) -> ReportSchedule:
     statement = select(ReportSchedule).where(ReportSchedule.id == schedule_id)
     if for_update:
         statement = statement.with_for_update()
-    schedule = await session.scalar(statement)
+    schedule = await tx.session.scalar(statement)
     if schedule is None:
         raise NotFound("report schedule not found", id=schedule_id)
     return schedule
 
 
-async def list_schedules(session: AsyncSession, limit: int, offset: int) -> tuple[list[ReportSchedule], int]:
-    total = await session.scalar(select(func.count()).select_from(ReportSchedule))
-    rows = await session.scalars(select(ReportSchedule).order_by(ReportSchedule.id).limit(limit).offset(offset))
+async def list_schedules(tx: Tx, limit: int, offset: int) -> tuple[list[ReportSchedule], int]:
+    total = await tx.session.scalar(select(func.count()).select_from(ReportSchedule))
+    rows = await tx.session.scalars(select(ReportSchedule).order_by(ReportSchedule.id).limit(limit).offset(offset))
     return list(rows), int(total or 0)
 
 
@@ -210,11 +211,9 @@ def default_schedules(settings: ReportSettings) -> list[DefaultSchedule]:
     ]
 
 
-async def ensure_default_schedule(
-    session: AsyncSession, settings: ReportSettings, default: DefaultSchedule
-) -> ReportSchedule:
+async def ensure_default_schedule(tx: Tx, settings: ReportSettings, default: DefaultSchedule) -> ReportSchedule:
     """Create the record of a default schedule once; an operator's later edits through the API are kept."""
-    await session.execute(
+    await tx.session.execute(
         insert(ReportSchedule)
         .values(
             name=default.name,
@@ -230,6 +229,67 @@ async def ensure_default_schedule(
         )
         .on_conflict_do_nothing()
     )
-    schedule = await session.scalar(select(ReportSchedule).where(ReportSchedule.schedule_key == default.key))
+    schedule = await tx.session.scalar(select(ReportSchedule).where(ReportSchedule.schedule_key == default.key))
     assert schedule is not None
     return schedule
+
+
+# --- what the engine runs -----------------------------------------------------------------------------
+
+
+def scheduled_input_for(schedule: ReportSchedule) -> ScheduledReportInput:
+    fields = fields_of(schedule)
+    return ScheduledReportInput(
+        schedule_id=schedule.id,
+        schedule_key=schedule.schedule_key,
+        name=fields.name,
+        type=fields.type,
+        format=fields.format,
+        period=fields.period,
+        timezone=fields.timezone,
+        recipients=fields.recipients,
+        filters=fields.filters,
+        scope={"kind": "all"},  # schedules are managed by admins and report on the whole organisation
+    )
+
+
+def engine_schedule(schedule: ReportSchedule, task_queue: str) -> ScheduledStart:
+    """What the engine's schedule `schedule.schedule_key` starts: the record's report, on its cron in its time zone,
+    paused as the record is."""
+    return ScheduledStart(
+        workflow="ScheduledReportWorkflow",
+        argument=scheduled_input_for(schedule),
+        workflow_id=f"scheduled-{schedule.schedule_key}",
+        task_queue=task_queue,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        execution_timeout=timedelta(hours=6),
+        catchup_window=timedelta(hours=12),
+        paused=schedule.paused,
+        note=f"report schedule {schedule.name!r}",
+    )
+
+
+def retention_schedule(task_queue: str, timezone: str) -> ScheduledStart:
+    return ScheduledStart(
+        workflow="ReportRetentionWorkflow",
+        argument=ReportRetentionInput(),
+        workflow_id=f"{RETENTION_SCHEDULE_ID}-run",
+        task_queue=task_queue,
+        cron=RETENTION_CRON,
+        timezone=timezone,
+        execution_timeout=timedelta(hours=1),
+        note="prunes report files older than REPORT_RETENTION_DAYS",
+    )
+
+
+async def standing_schedules(tx: Tx, settings: ReportSettings, task_queue: str) -> dict[str, ScheduledStart]:
+    """Every report schedule the engine should run, by id: the default schedules' records are created first (once;
+    an operator's later edits are kept), then every record, defaults and operators' alike, and the daily
+    retention. The caller commits the defaults before it hands these to the engine."""
+    for default in default_schedules(settings):
+        await ensure_default_schedule(tx, settings, default)
+    records = await tx.session.scalars(select(ReportSchedule).order_by(ReportSchedule.id))
+    wanted = {record.schedule_key: engine_schedule(record, task_queue) for record in records}
+    wanted[RETENTION_SCHEDULE_ID] = retention_schedule(task_queue, settings.timezone)
+    return wanted

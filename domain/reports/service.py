@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import Tx
 from core.settings import ReportSettings
 from domain.audit.service import AuditContext, record
 from domain.auth import rate_limits
@@ -25,7 +25,7 @@ def configured_domains(settings: ReportSettings) -> list[str]:
     return [d.strip().lower().lstrip("@") for d in settings.organisation_email_domains.split(",") if d.strip()]
 
 
-async def organisation_domains(session: AsyncSession, settings: ReportSettings) -> list[str]:
+async def organisation_domains(tx: Tx, settings: ReportSettings) -> list[str]:
     """ORGANISATION_EMAIL_DOMAINS when set; otherwise the domains of the active users' addresses, so that an
     address outside the organisation is refused by default rather than mailed the organisation's figures.
     (A user on a public mail domain widens the fallback to that domain: production should set the list.)"""
@@ -33,15 +33,15 @@ async def organisation_domains(session: AsyncSession, settings: ReportSettings) 
     if configured:
         return configured
     domain = func.lower(func.split_part(User.email, "@", 2))
-    rows = await session.scalars(select(domain).where(User.is_active.is_(True)).distinct().order_by(domain))
+    rows = await tx.session.scalars(select(domain).where(User.is_active.is_(True)).distinct().order_by(domain))
     return [d for d in rows if d]
 
 
-async def check_recipients(session: AsyncSession, settings: ReportSettings, recipients: list[str]) -> None:
+async def check_recipients(tx: Tx, settings: ReportSettings, recipients: list[str]) -> None:
     """Scheduled reports go to addresses of the organisation only (422 naming the others)."""
     if not recipients:
         return
-    domains = await organisation_domains(session, settings)
+    domains = await organisation_domains(tx, settings)
     outside = sorted(r for r in recipients if r.rsplit("@", 1)[-1].lower() not in domains)
     if outside:
         source = "ORGANISATION_EMAIL_DOMAINS" if configured_domains(settings) else "the domains of active users"
@@ -84,7 +84,7 @@ def report_request_limit(settings: ReportSettings) -> rate_limits.Limit:
 
 
 async def request_report(
-    session: AsyncSession,
+    tx: Tx,
     settings: ReportSettings,
     user: User,
     visibility: Visibility,
@@ -96,7 +96,7 @@ async def request_report(
     check_filters(visibility, request.type, request.filters)
     # Each report costs a workflow and a render over the whole period: a per-user budget keeps one caller (or a
     # stolen token) from flooding the reports worker. A refused request rolls its own count back.
-    await rate_limits.hit(session, report_request_limit(settings), f"user:{user.id}")
+    await rate_limits.hit(tx, report_request_limit(settings), f"user:{user.id}")
     report_id = uuid.uuid4()
     report = Report(
         id=report_id,
@@ -110,10 +110,10 @@ async def request_report(
         status=ReportStatus.QUEUED.value,
         workflow_id=f"report-{report_id}",
     )
-    session.add(report)
-    await session.flush()
+    tx.session.add(report)
+    await tx.session.flush()
     await record(
-        session,
+        tx.sql,
         audit,
         "report.requested",
         "report",
@@ -130,7 +130,7 @@ async def request_report(
 
 
 async def create_scheduled_report(
-    session: AsyncSession,
+    tx: Tx,
     *,
     report_id: uuid.UUID,
     schedule_id: int | None,
@@ -143,7 +143,7 @@ async def create_scheduled_report(
     workflow_id: str,
 ) -> Report:
     """Record a scheduled run's report once (a retried activity finds the row it made before)."""
-    await session.execute(
+    await tx.session.execute(
         insert(Report)
         .values(
             id=report_id,
@@ -160,7 +160,7 @@ async def create_scheduled_report(
         )
         .on_conflict_do_nothing(index_elements=["id"])
     )
-    report = await session.get(Report, report_id, populate_existing=True)
+    report = await tx.session.get(Report, report_id, populate_existing=True)
     assert report is not None
     return report
 
@@ -172,21 +172,21 @@ class ReportPage:
 
 
 async def list_reports(
-    session: AsyncSession, user: User, *, see_all: bool, limit: int, offset: int, status: str | None = None
+    tx: Tx, user: User, *, see_all: bool, limit: int, offset: int, status: str | None = None
 ) -> ReportPage:
     conditions = [] if see_all else [Report.requested_by_id == user.id]
     if status:
         conditions.append(Report.status == status)
-    total = await session.scalar(select(func.count()).select_from(Report).where(*conditions))
-    rows = await session.scalars(
+    total = await tx.session.scalar(select(func.count()).select_from(Report).where(*conditions))
+    rows = await tx.session.scalars(
         select(Report).where(*conditions).order_by(Report.created_at.desc(), Report.id).limit(limit).offset(offset)
     )
     return ReportPage(list(rows), int(total or 0))
 
 
-async def get_report(session: AsyncSession, user: User, report_id: uuid.UUID, *, see_all: bool) -> Report:
+async def get_report(tx: Tx, user: User, report_id: uuid.UUID, *, see_all: bool) -> Report:
     """A report the caller may read; someone else's is indistinguishable from a missing one (404)."""
-    report = await session.get(Report, report_id)
+    report = await tx.session.get(Report, report_id)
     if report is None or (not see_all and report.requested_by_id != user.id):
         raise NotFound("report not found", id=str(report_id))
     return report
@@ -195,21 +195,21 @@ async def get_report(session: AsyncSession, user: User, report_id: uuid.UUID, *,
 # --- lifecycle, used by the activities; every transition is guarded so a retry cannot double anything ----
 
 
-async def mark_running(session: AsyncSession, report_id: uuid.UUID) -> Report | None:
+async def mark_running(tx: Tx, report_id: uuid.UUID) -> Report | None:
     """Move queued -> running (or keep running on a retry). Returns None when the report is already final."""
-    await session.execute(
+    await tx.session.execute(
         update(Report)
         .where(Report.id == report_id, Report.status == ReportStatus.QUEUED.value)
         .values(status=ReportStatus.RUNNING.value)
     )
-    report = await session.get(Report, report_id, populate_existing=True)
+    report = await tx.session.get(Report, report_id, populate_existing=True)
     if report is None:
         raise NotFound("report not found", id=str(report_id))
     return report if report.status == ReportStatus.RUNNING.value else None
 
 
 async def mark_completed(
-    session: AsyncSession,
+    tx: Tx,
     report_id: uuid.UUID,
     *,
     rows: int,
@@ -219,7 +219,7 @@ async def mark_completed(
     filename: str,
 ) -> bool:
     """running -> completed, once. Returns whether this call made the transition."""
-    result = await session.execute(
+    result = await tx.session.execute(
         update(Report)
         .where(Report.id == report_id, Report.status.in_([ReportStatus.QUEUED.value, ReportStatus.RUNNING.value]))
         .values(
@@ -237,8 +237,8 @@ async def mark_completed(
     return result.first() is not None
 
 
-async def mark_failed(session: AsyncSession, report_id: uuid.UUID, error: str) -> bool:
-    result = await session.execute(
+async def mark_failed(tx: Tx, report_id: uuid.UUID, error: str) -> bool:
+    result = await tx.session.execute(
         update(Report)
         .where(Report.id == report_id, Report.status.in_([ReportStatus.QUEUED.value, ReportStatus.RUNNING.value]))
         .values(status=ReportStatus.FAILED.value, error=error[:2000], completed_at=datetime.now(UTC))
@@ -247,11 +247,11 @@ async def mark_failed(session: AsyncSession, report_id: uuid.UUID, error: str) -
     return result.first() is not None
 
 
-async def expired_reports(session: AsyncSession, retention_days: int, limit: int = 500) -> list[Report]:
+async def expired_reports(tx: Tx, retention_days: int, limit: int = 500) -> list[Report]:
     """Reports whose files are due for deletion: completed ones older than the retention period, and expired ones
     whose file an earlier prune marked but did not get to delete."""
     cutoff = datetime.now(UTC) - timedelta(days=retention_days)
-    rows = await session.scalars(
+    rows = await tx.session.scalars(
         select(Report)
         .where(
             Report.storage_key.is_not(None),
@@ -266,12 +266,12 @@ async def expired_reports(session: AsyncSession, retention_days: int, limit: int
     return list(rows)
 
 
-async def mark_expired(session: AsyncSession, report_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+async def mark_expired(tx: Tx, report_ids: list[uuid.UUID]) -> list[uuid.UUID]:
     """completed -> expired, keeping the storage key so the file can be deleted after this commits: once a
     report is expired nobody starts a download of a file about to vanish. Returns the ids this call expired."""
     if not report_ids:
         return []
-    result = await session.execute(
+    result = await tx.session.execute(
         update(Report)
         .where(Report.id.in_(report_ids), Report.status == ReportStatus.COMPLETED.value)
         .values(status=ReportStatus.EXPIRED.value)
@@ -280,10 +280,10 @@ async def mark_expired(session: AsyncSession, report_ids: list[uuid.UUID]) -> li
     return list(result.scalars())
 
 
-async def forget_files(session: AsyncSession, report_ids: list[uuid.UUID]) -> None:
+async def forget_files(tx: Tx, report_ids: list[uuid.UUID]) -> None:
     """After the files of expired reports are deleted: the rows no longer point at them."""
     if report_ids:
-        await session.execute(
+        await tx.session.execute(
             update(Report)
             .where(Report.id.in_(report_ids), Report.status == ReportStatus.EXPIRED.value)
             .values(storage_key=None, size_bytes=None)

@@ -6,8 +6,8 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import Tx
 from core.security import hash_password
 from domain.audit.service import SYSTEM, record
 from domain.models import Role, User
@@ -25,8 +25,8 @@ class BootstrapResult:
     generated_password: str | None = None  # shown once to the operator, never stored in clear
 
 
-async def ensure_superadmin(session: AsyncSession, *, email: str, password: str, bcrypt_rounds: int) -> BootstrapResult:
-    existing = await session.scalar(select(User).where(User.role == Role.SUPERADMIN).limit(1))
+async def ensure_superadmin(tx: Tx, *, email: str, password: str, bcrypt_rounds: int) -> BootstrapResult:
+    existing = await tx.session.scalar(select(User).where(User.role == Role.SUPERADMIN).limit(1))
     if existing is not None:
         return BootstrapResult(created=False, email=existing.email)
     email = (email or "superadmin@localhost").strip().lower()
@@ -35,7 +35,7 @@ async def ensure_superadmin(session: AsyncSession, *, email: str, password: str,
         generated = password = secrets.token_urlsafe(18)
     elif problem := password_length_problem(password):
         raise BootstrapRefused(f"FIRST_SUPERADMIN_PASSWORD refused: {problem}")
-    taken = await session.scalar(select(func.count()).select_from(User).where(User.email == email))
+    taken = await tx.session.scalar(select(func.count()).select_from(User).where(User.email == email))
     if taken:
         raise BootstrapRefused(f"a non-superadmin user already has the email {email}")
     user = User(
@@ -47,7 +47,7 @@ async def ensure_superadmin(session: AsyncSession, *, email: str, password: str,
         is_active=True,
         is_verified=True,
     )
-    session.add(user)
-    await session.flush()
-    await record(session, SYSTEM, "user.bootstrap_superadmin", "user", user.id, {"email": [None, email]})
+    tx.session.add(user)
+    await tx.session.flush()
+    await record(tx.sql, SYSTEM, "user.bootstrap_superadmin", "user", user.id, {"email": [None, email]})
     return BootstrapResult(created=True, email=email, generated_password=generated)

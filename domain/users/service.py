@@ -13,11 +13,10 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.authz import Authorizer
+from core.db import Tx
 from core.settings import Settings
-from core.sql import sql_of
 from domain.audit.service import AuditContext, diff, record
 from domain.auth import passwords, sessions
 from domain.auth.schemas import RegisterRequest
@@ -36,14 +35,14 @@ def _snapshot(user: User) -> dict[str, Any]:
     return {field: getattr(user, field) for field in _AUDITED_FIELDS}
 
 
-async def find_by_login(session: AsyncSession, identifier: str) -> User | None:
+async def find_by_login(tx: Tx, identifier: str) -> User | None:
     """The user whose email or username this is (both are stored in lower case)."""
     ident = identifier.strip().lower()
     column = User.email if "@" in ident else User.username
-    return await session.scalar(select(User).where(column == ident))
+    return await tx.session.scalar(select(User).where(column == ident))
 
 
-async def _ensure_unique(session: AsyncSession, email: str | None, username: str | None, except_id: int = 0) -> None:
+async def _ensure_unique(tx: Tx, email: str | None, username: str | None, except_id: int = 0) -> None:
     clauses = []
     if email is not None:
         clauses.append(User.email == email)
@@ -51,23 +50,23 @@ async def _ensure_unique(session: AsyncSession, email: str | None, username: str
         clauses.append(User.username == username)
     if not clauses:
         return
-    taken = await session.scalar(select(func.count()).select_from(User).where(or_(*clauses), User.id != except_id))
+    taken = await tx.session.scalar(select(func.count()).select_from(User).where(or_(*clauses), User.id != except_id))
     if taken:
         raise Conflict("a user with this email or username already exists")
 
 
-async def _flush_unique(session: AsyncSession) -> None:
+async def _flush_unique(tx: Tx) -> None:
     """Flush; a concurrent insert of the same email or username becomes a 409, not a 500."""
     try:
-        async with session.begin_nested():
-            await session.flush()
+        async with tx.session.begin_nested():
+            await tx.session.flush()
     except IntegrityError as exc:
         raise Conflict("a user with this email or username already exists") from exc
 
 
-async def _active_manager(session: AsyncSession, manager_id: int) -> User:
+async def _active_manager(tx: Tx, manager_id: int) -> User:
     """The one check on who may be named someone's manager: an active manager, admin or superadmin."""
-    manager = await session.get(User, manager_id)
+    manager = await tx.session.get(User, manager_id)
     if manager is None or not manager.is_active:
         raise ValidationFailed("manager_id: no active user with this id", field="manager_id")
     if not may_have_reports(manager.role):
@@ -79,18 +78,18 @@ async def _active_manager(session: AsyncSession, manager_id: int) -> User:
     return manager
 
 
-async def _active_reports(session: AsyncSession, user: User) -> int:
+async def _active_reports(tx: Tx, user: User) -> int:
     return int(
-        await session.scalar(
+        await tx.session.scalar(
             select(func.count()).select_from(User).where(User.manager_id == user.id, User.is_active.is_(True))
         )
         or 0
     )
 
 
-async def _refuse_while_managing(session: AsyncSession, user: User, change: str) -> None:
+async def _refuse_while_managing(tx: Tx, user: User, change: str) -> None:
     """A user with active reports keeps a manager's role and stays active until their reports are moved."""
-    reports = await _active_reports(session, user)
+    reports = await _active_reports(tx, user)
     if reports:
         noun = "person reports" if reports == 1 else "people report"
         raise Conflict(
@@ -99,19 +98,17 @@ async def _refuse_while_managing(session: AsyncSession, user: User, change: str)
         )
 
 
-async def _lock_tree(session: AsyncSession) -> None:
-    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _TREE_LOCK_KEY})
+async def _lock_tree(tx: Tx) -> None:
+    await tx.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _TREE_LOCK_KEY})
 
 
-async def create_user(
-    session: AsyncSession, settings: Settings, granter: User, data: UserCreate, context: AuditContext
-) -> User:
+async def create_user(tx: Tx, settings: Settings, granter: User, data: UserCreate, context: AuditContext) -> User:
     if not outranks(granter.role, data.role):
         raise Forbidden(f"a {granter.role} may only grant roles below their own, not {data.role.value}")
-    await _lock_tree(session)  # the manager cannot be deactivated or demoted meanwhile
-    await _active_manager(session, data.manager_id)
+    await _lock_tree(tx)  # the manager cannot be deactivated or demoted meanwhile
+    await _active_manager(tx, data.manager_id)
     return await _add_user(
-        session,
+        tx,
         settings,
         data,
         role=data.role.value,
@@ -121,22 +118,22 @@ async def create_user(
     )
 
 
-async def register(session: AsyncSession, settings: Settings, data: RegisterRequest, context: AuditContext) -> User:
+async def register(tx: Tx, settings: Settings, data: RegisterRequest, context: AuditContext) -> User:
     """Self-registration: an employee reporting to the organisation's first superadmin, until an admin moves them."""
     if not settings.registration_open:
         raise Forbidden("self-registration is closed; ask an administrator for an account")
-    root = await session.scalar(
+    root = await tx.session.scalar(
         select(User).where(User.role == Role.SUPERADMIN, User.is_active.is_(True)).order_by(User.id).limit(1)
     )
     if root is None:
         raise Conflict("registration opens once a superadmin exists (python cli.py create-superadmin)")
     return await _add_user(
-        session, settings, data, role=Role.EMPLOYEE.value, manager_id=root.id, action="user.registered", context=context
+        tx, settings, data, role=Role.EMPLOYEE.value, manager_id=root.id, action="user.registered", context=context
     )
 
 
 async def _add_user(
-    session: AsyncSession,
+    tx: Tx,
     settings: Settings,
     data: UserCreate | RegisterRequest,
     *,
@@ -147,7 +144,7 @@ async def _add_user(
 ) -> User:
     """The one place a user row is made: unique email and username, hashed password, audited."""
     email = str(data.email).lower()
-    await _ensure_unique(session, email, data.username)
+    await _ensure_unique(tx, email, data.username)
     user = User(
         email=email,
         username=data.username,
@@ -158,40 +155,40 @@ async def _add_user(
         is_active=True,
         is_verified=False,
     )
-    session.add(user)
-    await _flush_unique(session)
-    await record(session, context, action, "user", user.id, diff({}, _snapshot(user)))
+    tx.session.add(user)
+    await _flush_unique(tx)
+    await record(tx.sql, context, action, "user", user.id, diff({}, _snapshot(user)))
     return user
 
 
-async def get_visible(session: AsyncSession, authorizer: Authorizer, viewer: User, user_id: int) -> User:
+async def get_visible(tx: Tx, authorizer: Authorizer, viewer: User, user_id: int) -> User:
     """The user, if the viewer may see them; otherwise 404 (existence does not leak)."""
-    visibility = await visibility_for(session, authorizer, viewer, resource="user")
-    user = await session.get(User, user_id) if visibility.can_see(user_id) else None
+    visibility = await visibility_for(tx.sql, authorizer, viewer, resource="user")
+    user = await tx.session.get(User, user_id) if visibility.can_see(user_id) else None
     if user is None:
         raise NotFound(f"user {user_id} not found")
     return user
 
 
-async def _deactivate(session: AsyncSession, user: User) -> int:
-    await _lock_tree(session)  # nobody is put under this user while we count their reports
-    await _refuse_while_managing(session, user, "deactivating them")
+async def _deactivate(tx: Tx, user: User) -> int:
+    await _lock_tree(tx)  # nobody is put under this user while we count their reports
+    await _refuse_while_managing(tx, user, "deactivating them")
     user.is_active = False
-    return await sessions.revoke_all(session, user)  # bumps the token version too
+    return await sessions.revoke_all(tx, user)  # bumps the token version too
 
 
-async def _reactivate(session: AsyncSession, user: User) -> None:
+async def _reactivate(tx: Tx, user: User) -> None:
     """Back to work under an active manager: their old one may have left meanwhile."""
     if user.role != Role.SUPERADMIN:
         if user.manager_id is None:
             raise ValidationFailed("manager_id: every user but a superadmin needs a manager", field="manager_id")
-        await _lock_tree(session)
-        await _active_manager(session, user.manager_id)
+        await _lock_tree(tx)
+        await _active_manager(tx, user.manager_id)
     user.is_active = True
 
 
 async def update_user(
-    session: AsyncSession,
+    tx: Tx,
     settings: Settings,
     authorizer: Authorizer,
     actor: User,
@@ -199,7 +196,7 @@ async def update_user(
     data: UserUpdate,
     context: AuditContext,
 ) -> User:
-    target = await get_visible(session, authorizer, actor, user_id)
+    target = await get_visible(tx, authorizer, actor, user_id)
     if target.id == actor.id:
         raise Forbidden("change your own profile through /users/me")
     if not outranks(actor.role, target.role):
@@ -212,7 +209,7 @@ async def update_user(
 
     if "email" in fields or "username" in fields:
         email = str(fields["email"]).lower() if "email" in fields else None
-        await _ensure_unique(session, email, fields.get("username"), except_id=target.id)
+        await _ensure_unique(tx, email, fields.get("username"), except_id=target.id)
         if email is not None:
             target.email = email
         if "username" in fields:
@@ -224,17 +221,17 @@ async def update_user(
         if not outranks(actor.role, new_role):
             raise Forbidden(f"a {actor.role} may only grant roles below their own, not {new_role.value}")
         if may_have_reports(target.role) and not may_have_reports(new_role):
-            await _lock_tree(session)
-            await _refuse_while_managing(session, target, f"making them an {new_role.value}")
+            await _lock_tree(tx)
+            await _refuse_while_managing(tx, target, f"making them an {new_role.value}")
         target.role = new_role.value
         target.token_version += 1  # tokens minted under the old role stop working
     if "manager_id" in fields and fields["manager_id"] != target.manager_id:
         manager_id = fields["manager_id"]
         if manager_id is None:
             raise ValidationFailed("manager_id: every user but a superadmin needs a manager", field="manager_id")
-        await _lock_tree(session)
-        await _active_manager(session, manager_id)
-        if manager_id in await subtree_ids(await sql_of(session), target.id):
+        await _lock_tree(tx)
+        await _active_manager(tx, manager_id)
+        if manager_id in await subtree_ids(tx.sql, target.id):
             raise ValidationFailed(
                 "manager_id: this manager reports to the user (directly or not); that would make a cycle",
                 field="manager_id",
@@ -242,10 +239,10 @@ async def update_user(
         target.manager_id = manager_id
     if "is_active" in fields and fields["is_active"] != target.is_active:
         if fields["is_active"]:
-            await _reactivate(session, target)
+            await _reactivate(tx, target)
         else:
-            await _deactivate(session, target)
-    await _flush_unique(session)
+            await _deactivate(tx, target)
+    await _flush_unique(tx)
 
     after = _snapshot(target)
     if after != before:
@@ -255,29 +252,25 @@ async def update_user(
             action = "user.role_changed"
         else:
             action = "user.updated"
-        await record(session, context, action, "user", target.id, diff(before, after))
+        await record(tx.sql, context, action, "user", target.id, diff(before, after))
     return target
 
 
-async def deactivate_user(
-    session: AsyncSession, authorizer: Authorizer, actor: User, user_id: int, context: AuditContext
-) -> None:
-    target = await get_visible(session, authorizer, actor, user_id)
+async def deactivate_user(tx: Tx, authorizer: Authorizer, actor: User, user_id: int, context: AuditContext) -> None:
+    target = await get_visible(tx, authorizer, actor, user_id)
     if target.id == actor.id:
         raise ValidationFailed("you cannot deactivate yourself")
     if not outranks(actor.role, target.role):
         raise Forbidden(f"a {actor.role} may only manage users below their own role")
     if not target.is_active:
         return
-    revoked = await _deactivate(session, target)
+    revoked = await _deactivate(tx, target)
     await record(
-        session, context, "user.deactivated", "user", target.id, {"is_active": [True, False], "revoked_tokens": revoked}
+        tx.sql, context, "user.deactivated", "user", target.id, {"is_active": [True, False], "revoked_tokens": revoked}
     )
 
 
-async def update_me(
-    session: AsyncSession, settings: Settings, user: User, data: MeUpdate, context: AuditContext
-) -> User:
+async def update_me(tx: Tx, settings: Settings, user: User, data: MeUpdate, context: AuditContext) -> User:
     """Name and password only. A new password needs the current one and ends every session."""
     changes: dict[str, Any] = {}
     if data.full_name is not None and data.full_name != user.full_name:
@@ -287,12 +280,12 @@ async def update_me(
         await check_current_password(user, data.current_password)
         user.password_hash = await passwords.hash_password(data.password, settings.auth.bcrypt_rounds)
         changes["password"] = "changed"
-        changes["revoked_tokens"] = await sessions.revoke_all(session, user)
+        changes["revoked_tokens"] = await sessions.revoke_all(tx, user)
     elif data.current_password is not None:
         raise ValidationFailed("current_password is only needed together with a new password")
     if changes:
-        await session.flush()
-        await record(session, context, "user.profile_updated", "user", user.id, changes)
+        await tx.session.flush()
+        await record(tx.sql, context, "user.profile_updated", "user", user.id, changes)
     return user
 
 
@@ -303,7 +296,7 @@ async def check_current_password(user: User, current_password: str | None) -> No
         raise ValidationFailed("current_password is incorrect", field="current_password")
 
 
-async def list_users(session: AsyncSession, filters: UserFilters) -> UserPage:
+async def list_users(tx: Tx, filters: UserFilters) -> UserPage:
     query = select(User)
     if filters.role is not None:
         query = query.where(User.role == filters.role.value)
@@ -314,23 +307,21 @@ async def list_users(session: AsyncSession, filters: UserFilters) -> UserPage:
     if filters.q:
         pattern = "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(or_(User.full_name.ilike(pattern), User.email.ilike(pattern), User.username.ilike(pattern)))
-    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = (await session.scalars(query.order_by(User.id).limit(filters.limit).offset(filters.offset))).all()
+    total = int(await tx.session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = (await tx.session.scalars(query.order_by(User.id).limit(filters.limit).offset(filters.offset))).all()
     return UserPage(
         items=[UserOut.model_validate(row) for row in rows], total=total, limit=filters.limit, offset=filters.offset
     )
 
 
-async def team_of(
-    session: AsyncSession, authorizer: Authorizer, viewer: User, user_id: int, limit: int, offset: int
-) -> UserPage:
+async def team_of(tx: Tx, authorizer: Authorizer, viewer: User, user_id: int, limit: int, offset: int) -> UserPage:
     """Everyone below the user in the manager tree, at any depth."""
-    root = await get_visible(session, authorizer, viewer, user_id)
-    members = await subtree_ids(await sql_of(session), root.id)
+    root = await get_visible(tx, authorizer, viewer, user_id)
+    members = await subtree_ids(tx.sql, root.id)
     members.discard(root.id)
     ordered = sorted(members)
     rows = []
     if ordered:
         page = ordered[offset : offset + limit]
-        rows = list((await session.scalars(select(User).where(User.id.in_(page)).order_by(User.id))).all())
+        rows = list((await tx.session.scalars(select(User).where(User.id.in_(page)).order_by(User.id))).all())
     return UserPage(items=[UserOut.model_validate(row) for row in rows], total=len(ordered), limit=limit, offset=offset)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, literal
 
 from core.authz import Authorizer
-from core.sql import Db, sql_of
+from core.sql import Sql
 from domain.models import User
 from domain.users.directory import subtree_ids
 
@@ -42,9 +42,9 @@ class Visibility:
         return {"kind": "owners", "viewer_id": self.viewer_id, "owner_ids": sorted(self.owner_ids)}
 
 
-async def visibility_for(sql: Db, authorizer: Authorizer, user: User, resource: str = "entry") -> Visibility:
+async def visibility_for(sql: Sql, authorizer: Authorizer, user: User, resource: str = "entry") -> Visibility:
     if authorizer.allows(user.role, resource, "read_all"):
         return Visibility(user.id, True, frozenset())
     if authorizer.allows(user.role, "user", "read_team"):
-        return Visibility(user.id, False, frozenset(await subtree_ids(await sql_of(sql), user.id)))
+        return Visibility(user.id, False, frozenset(await subtree_ids(sql, user.id)))
     return Visibility(user.id, False, frozenset({user.id}))

@@ -109,11 +109,11 @@ async def submitted_expense(client: httpx.AsyncClient, user: TestUser, amount: s
 
 
 async def audit_count(deps: ActivityDeps, action: str, resource_id: object | None = None) -> int:
-    async with deps.sessions() as session:
+    async with deps.db.transaction() as tx:
         statement = select(func.count()).select_from(AuditLog).where(AuditLog.action == action)
         if resource_id is not None:
             statement = statement.where(AuditLog.resource_id == str(resource_id))
-        return int(await session.scalar(statement) or 0)
+        return int(await tx.session.scalar(statement) or 0)
 
 
 async def ended_status(temporal_client: Client, workflow_id: str, seconds: float = 10) -> WorkflowExecutionStatus:
@@ -155,8 +155,8 @@ def started_with(submission: Submission, timers: ApprovalTimers, **changes: Any)
 
 
 async def notifications_for(deps: ActivityDeps, user_id: int, event_type: str) -> list[Notification]:
-    async with deps.sessions() as session:
-        rows = await session.scalars(
+    async with deps.db.transaction() as tx:
+        rows = await tx.session.scalars(
             select(Notification)
             .where(Notification.user_id == user_id, Notification.event_type == event_type)
             .order_by(Notification.id)

@@ -60,9 +60,9 @@ async def test_expense_above_the_manager_limit_goes_manager_then_admin(
     ]
     assert await audit_count(activity_deps, "approval.approved", entry["id"]) == 2
     await record_history(temporal_client, entry["workflow_id"], "two_level_approval")
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         events = set(
-            await session.scalars(select(Notification.event_type).where(Notification.user_id == team.employee.id))
+            await tx.session.scalars(select(Notification.event_type).where(Notification.user_id == team.employee.id))
         )
     assert "entry_approved" in events
 
@@ -115,8 +115,8 @@ async def test_twenty_concurrent_approvals_make_one_transition(
     codes = sorted(response.status_code for response in responses)
     assert codes == [200] + [409] * 19, codes
     assert await audit_count(activity_deps, "approval.approved", entry["id"]) == 1
-    async with activity_deps.sessions() as session:
-        steps = list(await session.scalars(select(ApprovalStep.status).where(ApprovalStep.status == "approved")))
+    async with activity_deps.db.transaction() as tx:
+        steps = list(await tx.session.scalars(select(ApprovalStep.status).where(ApprovalStep.status == "approved")))
     assert steps == ["approved"]
     await record_history(temporal_client, entry["workflow_id"], "concurrent_approvals")
 
@@ -219,8 +219,8 @@ async def test_delegation_reroutes_a_step_in_flight(
     assert [item["entry_id"] for item in inbox["items"]] == [entry["id"]]
 
     async def delegate_notified() -> bool:
-        async with activity_deps.sessions() as session:
-            found = await session.scalar(
+        async with activity_deps.db.transaction() as tx:
+            found = await tx.session.scalar(
                 select(Notification.id).where(
                     Notification.user_id == team.peer.id, Notification.event_type == "approval_delegated"
                 )

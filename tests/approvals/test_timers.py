@@ -118,8 +118,8 @@ async def test_reminder_after_48_hours_then_escalation_after_5_days(
     result: ApprovalResult = await handle.result()
     assert result.status == "approved"
     await record_history(client, handle.id, "reminder_escalation_approve")
-    async with activity_deps.sessions() as session:
-        entry = await session.get(Entry, submission.request.entry_id)
+    async with activity_deps.db.transaction() as tx:
+        entry = await tx.session.get(Entry, submission.request.entry_id)
         assert entry is not None and entry.status == "approved"
 
 
@@ -141,8 +141,8 @@ async def test_expiry_ends_the_request(
 
     result: ApprovalResult = await handle.result()  # skips to the expiry
     assert result.status == "expired"
-    async with activity_deps.sessions() as session:
-        entry = await session.get(Entry, submission.request.entry_id)
+    async with activity_deps.db.transaction() as tx:
+        entry = await tx.session.get(Entry, submission.request.entry_id)
         assert entry is not None and entry.status == "expired"
     assert await notifications_for(activity_deps, employee.id, "entry_expired")  # the owner is told it ended
     await record_history(client, handle.id, "expiry")

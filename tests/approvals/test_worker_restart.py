@@ -77,11 +77,11 @@ async def test_worker_killed_after_the_decision_committed(
         assert result.status == "approved"
 
     assert await audit_count(activity_deps, "approval.approved", submission.request.entry_id) == 1
-    async with activity_deps.sessions() as session:
-        approved_steps = await session.scalar(
+    async with activity_deps.db.transaction() as tx:
+        approved_steps = await tx.session.scalar(
             select(func.count()).select_from(ApprovalStep).where(ApprovalStep.status == "approved")
         )
-        entry = await session.get(Entry, submission.request.entry_id)
+        entry = await tx.session.get(Entry, submission.request.entry_id)
     assert approved_steps == 1
     assert entry is not None and entry.status == "approved"
     # The owner's email went out once, whichever worker sent it.

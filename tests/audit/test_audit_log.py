@@ -15,10 +15,9 @@ import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.deps import ActivityDeps
-from core.db import autocommit_sessions, create_engine, session_factory
+from core.db import Database, create_engine
 from core.settings import PROJECT_ROOT, DatabaseSettings
 from domain.audit.service import GENESIS_HASH, AuditContext, record, verify_chain
 from domain.models import AuditLog
@@ -26,12 +25,12 @@ from domain.models import AuditLog
 pytestmark = pytest.mark.usefixtures("database_url")
 
 
-async def _record_many(sessions: async_sessionmaker[AsyncSession], count: int, **context: object) -> list[int]:
+async def _record_many(db: Database, count: int, **context: object) -> list[int]:
     ids = []
-    async with sessions() as session:
+    async with db.transaction() as tx:
         for n in range(count):
             row = await record(
-                session,
+                tx.sql,
                 AuditContext(**context),  # type: ignore[arg-type]
                 "entry.update",
                 "entry",
@@ -39,7 +38,6 @@ async def _record_many(sessions: async_sessionmaker[AsyncSession], count: int, *
                 {"amount": [f"{n}.00", f"{n + 1}.00"]},
             )
             ids.append(row.id)
-        await session.commit()
     return ids
 
 
@@ -63,19 +61,20 @@ def _owner_connection(database_url: str) -> psycopg.Connection:
 
 
 async def test_the_database_refuses_update_delete_and_truncate(activity_deps: ActivityDeps) -> None:
-    (row_id,) = await _record_many(activity_deps.sessions, 1)
+    (row_id,) = await _record_many(activity_deps.db, 1)
     statements = [
         "UPDATE audit_log SET action = 'nothing.happened' WHERE id = :id",
         "DELETE FROM audit_log WHERE id = :id",
         "TRUNCATE audit_log",
     ]
     for statement in statements:
-        async with activity_deps.sessions() as session:
-            with pytest.raises(DBAPIError, match="append-only"):
-                await session.execute(text(statement), {"id": row_id})
-    async with activity_deps.sessions() as session:
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with activity_deps.db.transaction() as tx:
+                await tx.session.execute(text(statement), {"id": row_id})
+    async with activity_deps.db.transaction() as tx:
         assert (
-            await session.scalar(text("SELECT action FROM audit_log WHERE id = :id"), {"id": row_id}) == "entry.update"
+            await tx.session.scalar(text("SELECT action FROM audit_log WHERE id = :id"), {"id": row_id})
+            == "entry.update"
         )
 
 
@@ -84,7 +83,7 @@ async def test_tampering_with_one_row_is_found_at_that_row(
 ) -> None:
     superadmin = await make_user("superadmin")
     admin = await make_user("admin")
-    ids = await _record_many(activity_deps.sessions, 6, actor_id=admin.id)
+    ids = await _record_many(activity_deps.db, 6, actor_id=admin.id)
     verdict = (await client.get("/api/v1/admin/audit/verify", headers=superadmin.headers)).json()
     assert verdict == {"ok": True, "rows_checked": 6, "first_broken_id": None, "reason": None}
 
@@ -110,40 +109,39 @@ async def test_tampering_with_one_row_is_found_at_that_row(
 
 
 async def test_a_removed_row_breaks_the_link_of_the_next_one(activity_deps: ActivityDeps, database_url: str) -> None:
-    ids = await _record_many(activity_deps.sessions, 4)
+    ids = await _record_many(activity_deps.db, 4)
     with _owner_connection(database_url) as conn:
         conn.execute("DELETE FROM audit_log WHERE id = %s", (ids[1],))
-    async with activity_deps.sessions() as session:
-        verdict = await verify_chain(session)
+    async with activity_deps.db.transaction() as tx:
+        verdict = await verify_chain(tx)
     assert (verdict.ok, verdict.first_broken_id) == (False, ids[2])
     assert "prev_hash" in (verdict.reason or "")
 
 
 async def test_cli_says_intact_on_a_clean_chain(activity_deps: ActivityDeps, database_url: str) -> None:
-    await _record_many(activity_deps.sessions, 3)
+    await _record_many(activity_deps.db, 3)
     cli = await _verify_audit_cli(database_url)
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert "intact: 3 rows" in cli.stdout
 
 
 async def test_fifty_concurrent_audited_actions_leave_one_unbroken_chain(database_url: str) -> None:
-    # Fifty sessions of their own (fifty connections), each recording and committing at the same time.
+    # Fifty transactions of their own (fifty connections), each recording and committing at the same time.
     engine = create_engine(DatabaseSettings(url=database_url, pool_size=25))
-    sessions = session_factory(engine)
+    db = Database(engine)
 
     async def action(n: int) -> None:
-        async with sessions() as session:
-            await session.execute(text("SELECT 1"))  # the transaction is open before it asks for the chain head
+        async with db.transaction() as tx:
+            await tx.sql.run("SELECT 1")  # the transaction is open before it asks for the chain head
             await asyncio.sleep(random.random() / 50)
-            await record(session, AuditContext(actor_id=None, request_id=f"r{n}"), "entry.create", "entry", n)
+            await record(tx.sql, AuditContext(actor_id=None, request_id=f"r{n}"), "entry.create", "entry", n)
             await asyncio.sleep(random.random() / 50)  # hold the chain head a while before committing
-            await session.commit()
 
     try:
         await asyncio.gather(*(action(n) for n in range(50)))
-        async with sessions() as session:
-            verdict = await verify_chain(session)
-            links = (await session.execute(text("SELECT prev_hash, hash FROM audit_log ORDER BY id"))).all()
+        async with db.transaction() as tx:
+            verdict = await verify_chain(tx)
+            links = (await tx.session.execute(text("SELECT prev_hash, hash FROM audit_log ORDER BY id"))).all()
     finally:
         await engine.dispose()
     assert verdict.ok and verdict.rows_checked == 50
@@ -203,48 +201,46 @@ async def test_fifty_concurrent_api_actions_by_several_users_leave_one_unbroken_
 
 
 async def test_writing_under_repeatable_read_is_refused(activity_deps: ActivityDeps) -> None:
-    async with activity_deps.sessions() as session:
-        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-        with pytest.raises(RuntimeError, match="READ COMMITTED"):
-            await record(session, AuditContext(), "entry.create", "entry", 1)
+    with pytest.raises(RuntimeError, match="READ COMMITTED"):
+        async with activity_deps.db.transaction() as tx:
+            await tx.sql.run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            await record(tx.sql, AuditContext(), "entry.create", "entry", 1)
 
 
 async def test_writing_outside_a_transaction_is_refused(activity_deps: ActivityDeps) -> None:
-    """An autocommit session (a read-only route's, a keyless decision's) would release the chain's lock between
-    the lock and the insert."""
-    async with autocommit_sessions(activity_deps.sessions)() as session:
-        with pytest.raises(RuntimeError, match="inside a transaction"):
-            await record(session, AuditContext(), "entry.create", "entry", 1)
-    async with activity_deps.sessions() as session:
-        assert (await verify_chain(session)).rows_checked == 0
+    """An autocommit Tx (a read-only route's, a keyless decision's) would release the chain's lock between the lock
+    and the insert."""
+    with pytest.raises(RuntimeError, match="inside a transaction"):
+        async with activity_deps.db.transaction(autocommit=True) as tx:
+            await record(tx.sql, AuditContext(), "entry.create", "entry", 1)
+    async with activity_deps.db.transaction() as tx:
+        assert (await verify_chain(tx)).rows_checked == 0
 
 
 async def test_awkward_values_still_verify(activity_deps: ActivityDeps) -> None:
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         await record(
-            session,
+            tx.sql,
             AuditContext(user_agent="x" * 1000, request_id="r" * 100, policy_rule="p" * 500),
             "backup.run",
             "backup",
             "b" * 200,
             {"duration_seconds": 1e20, "ratio": float("nan"), "name": "Zoë ✓", "nested": {"b": 1, "a": [1.5, None]}},
         )
-        await session.commit()
-    async with activity_deps.sessions() as session:
-        assert (await verify_chain(session)).ok
+    async with activity_deps.db.transaction() as tx:
+        assert (await verify_chain(tx)).ok
 
 
 async def test_search_filters_paginates_and_exports_csv(client, make_user, activity_deps: ActivityDeps) -> None:
     admin = await make_user("admin")
     employee = await make_user("employee")
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         for n in range(3):
-            await record(session, AuditContext(actor_id=employee.id), "entry.create", "entry", n)
-        await record(session, AuditContext(actor_id=employee.id), "entry.delete", "entry", 1)
+            await record(tx.sql, AuditContext(actor_id=employee.id), "entry.create", "entry", n)
+        await record(tx.sql, AuditContext(actor_id=employee.id), "entry.delete", "entry", 1)
         await record(
-            session, AuditContext(actor_id=admin.id, user_agent='=HYPERLINK("http://evil")'), "user.update", "user", 7
+            tx.sql, AuditContext(actor_id=admin.id, user_agent='=HYPERLINK("http://evil")'), "user.update", "user", 7
         )
-        await session.commit()
     url = "/api/v1/admin/audit"
     headers = admin.headers
 
@@ -281,14 +277,19 @@ async def test_search_filters_paginates_and_exports_csv(client, make_user, activ
     assert (await client.get(url, params={"format": "csv"}, headers=manager.headers)).status_code == 403
 
 
+class _ActionFailed(Exception):
+    pass
+
+
 async def test_rows_rolled_back_leave_no_gap_in_the_chain(activity_deps: ActivityDeps) -> None:
-    await _record_many(activity_deps.sessions, 2)
-    async with activity_deps.sessions() as session:
-        await record(session, AuditContext(), "entry.create", "entry", 99)
-        await session.rollback()  # the action failed: its audit row goes with it, and its id is skipped
-    await _record_many(activity_deps.sessions, 2)
-    async with activity_deps.sessions() as session:
-        verdict = await verify_chain(session)
-        count = await session.scalar(text("SELECT count(*) FROM audit_log"))
+    await _record_many(activity_deps.db, 2)
+    with pytest.raises(_ActionFailed):
+        async with activity_deps.db.transaction() as tx:
+            await record(tx.sql, AuditContext(), "entry.create", "entry", 99)
+            raise _ActionFailed  # its transaction rolls back: the audit row goes with it, and its id is skipped
+    await _record_many(activity_deps.db, 2)
+    async with activity_deps.db.transaction() as tx:
+        verdict = await verify_chain(tx)
+        count = await tx.session.scalar(text("SELECT count(*) FROM audit_log"))
     assert verdict.ok and verdict.rows_checked == 4 == count
     assert AuditLog.__tablename__ == "audit_log"

@@ -134,10 +134,10 @@ async def seeded(make_user: MakeUser, activity_deps: ActivityDeps) -> Seeded:
     employee = await make_user("employee")
     revenues = [Decimal("1200.50"), Decimal("99.99"), Decimal("0.01")]
     expenses = [Decimal("450.00"), Decimal("12.34")]
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         for kind, amounts in (("revenue", revenues), ("expense", expenses)):
             for amount in amounts:
-                session.add(
+                tx.session.add(
                     Entry(
                         kind=kind,
                         amount=amount,
@@ -149,7 +149,7 @@ async def seeded(make_user: MakeUser, activity_deps: ActivityDeps) -> Seeded:
                         vendor="vendor" if kind == "expense" else None,
                     )
                 )
-        session.add(
+        tx.session.add(
             ApprovalRequest(
                 subject_kind="generic",
                 title="laptop",
@@ -159,8 +159,7 @@ async def seeded(make_user: MakeUser, activity_deps: ActivityDeps) -> Seeded:
                 policy_version="test",
             )
         )
-        await session.flush()
+        await tx.session.flush()
         for n in range(3):
-            await record(session, AuditContext(actor_id=admin.id), "test.seeded", "entry", n, {"n": n})
-        await session.commit()
+            await record(tx.sql, AuditContext(actor_id=admin.id), "test.seeded", "entry", n, {"n": n})
     return Seeded(admin, sum(revenues, Decimal(0)), sum(expenses, Decimal(0)))

@@ -63,10 +63,9 @@ async def test_backups_are_for_superadmins_only_and_bad_ids_are_clear(
     assert (await client.get("/api/v1/admin/backups/0", headers=superadmin.headers)).status_code == 422
     bad = await client.get("/api/v1/admin/backups?limit=1000", headers=superadmin.headers)
     assert bad.status_code == 422
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         failed = Backup(workflow_id="backup-failed", status="failed", error="disk full", manifest={})
-        session.add(failed)
-        await session.commit()
+        tx.session.add(failed)
     refused = await client.post(f"/api/v1/admin/backups/{failed.id}/drill", headers=superadmin.headers)
     assert refused.status_code == 409
     assert "only a completed backup can be drilled" in refused.json()["error"]["message"]
@@ -80,8 +79,8 @@ def _fixed_backup_id(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 async def _backup_rows(deps: ActivityDeps) -> list[tuple[str, str]]:
-    async with deps.sessions() as session:
-        return list((await session.execute(select(Backup.workflow_id, Backup.status))).tuples().all())
+    async with deps.db.transaction() as tx:
+        return list((await tx.session.execute(select(Backup.workflow_id, Backup.status))).tuples().all())
 
 
 @pytest.mark.usefixtures("worker")

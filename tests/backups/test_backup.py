@@ -63,8 +63,8 @@ async def test_backup_lands_in_s3_with_its_checksum_and_manifest(
     assert head.get("ChecksumSHA256")  # S3 verified every part's SHA-256 on receipt
     assert result.storage_key.startswith("backups/backup-")
 
-    async with s3_deps.sessions() as session:
-        row = await session.scalar(select(Backup).where(Backup.id == result.backup_id))
+    async with s3_deps.db.transaction() as tx:
+        row = await tx.session.scalar(select(Backup).where(Backup.id == result.backup_id))
     assert row is not None and row.status == "completed"
     assert (row.sha256, row.size_bytes, row.storage_key) == (result.sha256, result.size_bytes, result.storage_key)
     tables = row.manifest["tables"]
@@ -162,8 +162,8 @@ async def test_a_worker_killed_mid_upload_and_restarted_leaves_one_complete_obje
     body = _download(s3, result.storage_key)
     assert hashlib.sha256(body).hexdigest() == result.sha256 and body[:5] == b"PGDMP"
     assert len(body) > 4 * PART  # parts after the resume point were really uploaded by the new process
-    async with s3_deps.sessions() as session:
-        row = await session.scalar(select(Backup).where(Backup.id == result.backup_id))
+    async with s3_deps.db.transaction() as tx:
+        row = await tx.session.scalar(select(Backup).where(Backup.id == result.backup_id))
     assert row is not None and (row.status, row.sha256, row.size_bytes) == ("completed", result.sha256, len(body))
 
 
@@ -185,7 +185,7 @@ async def test_retention_prunes_old_backups_and_their_objects(
     yesterday_noon, yesterday_morning = today - timedelta(days=1), today - timedelta(days=1, hours=4)
     three_days_ago = today - timedelta(days=3)
     rows: dict[str, Backup] = {}
-    async with s3_deps.sessions() as session:
+    async with s3_deps.db.transaction() as tx:
         for name, started in (("noon", yesterday_noon), ("morning", yesterday_morning), ("old", three_days_ago)):
             key = f"backups/{name}.dump"
             s3.client.put_object(Bucket=s3.bucket, Key=key, Body=b"PGDMP old")
@@ -193,8 +193,7 @@ async def test_retention_prunes_old_backups_and_their_objects(
                 workflow_id=f"backup-{name}", status="completed", storage_key=key, started_at=started, manifest={}
             )
         rows["failed"] = Backup(workflow_id="backup-failed", status="failed", started_at=three_days_ago, manifest={})
-        session.add_all(rows.values())
-        await session.commit()
+        tx.session.add_all(rows.values())
 
     backup_worker.start()
     result = await _run_backup(temporal_client, backup_worker, part_size=None)
@@ -202,8 +201,8 @@ async def test_retention_prunes_old_backups_and_their_objects(
     assert sorted(result.pruned_ids) == sorted([rows["morning"].id, rows["old"].id])
     keys = {o.key for o in s3.list("backups/")}
     assert keys == {result.storage_key, "backups/noon.dump"}
-    async with s3_deps.sessions() as session:
-        status = dict((await session.execute(select(Backup.workflow_id, Backup.status))).tuples().all())
+    async with s3_deps.db.transaction() as tx:
+        status = dict((await tx.session.execute(select(Backup.workflow_id, Backup.status))).tuples().all())
     assert status["backup-morning"] == status["backup-old"] == "pruned"
     assert status["backup-noon"] == "completed"
     assert status["backup-failed"] == "failed"
@@ -224,9 +223,9 @@ async def test_a_backup_without_matching_pg_tools_fails_clearly_and_alerts_super
     with pytest.raises(WorkflowFailureError):
         await _run_backup(temporal_client, backup_worker)
 
-    async with s3_deps.sessions() as session:
-        row = await session.scalar(select(Backup))
-        alerts = (await session.scalars(select(Notification).where(Notification.user_id == seeded.admin.id))).all()
+    async with s3_deps.db.transaction() as tx:
+        row = await tx.session.scalar(select(Backup))
+        alerts = (await tx.session.scalars(select(Notification).where(Notification.user_id == seeded.admin.id))).all()
     assert row is not None and row.status == "failed" and row.error is not None
     assert "no pg_dump/pg_restore for PostgreSQL 15" in row.error and "pg_dump 9" in row.error
     assert [a.event_type for a in alerts] == ["backup_failed"]

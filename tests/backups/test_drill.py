@@ -43,8 +43,8 @@ def _scratch_databases(database_url: str) -> list[str]:
 
 
 async def _drill_row(deps: ActivityDeps, drill_id: int) -> RestoreDrill:
-    async with deps.sessions() as session:
-        drill = await session.get(RestoreDrill, drill_id)
+    async with deps.db.transaction() as tx:
+        drill = await tx.session.get(RestoreDrill, drill_id)
     assert drill is not None
     return drill
 
@@ -87,8 +87,8 @@ async def test_drill_fails_on_a_corrupted_object_and_alerts_superadmins(
     assert backup.sha256 in result.reason
     drill = await _drill_row(s3_deps, result.drill_id)
     assert drill.status == "failed" and drill.error == result.reason
-    async with s3_deps.sessions() as session:
-        alerts = (await session.scalars(select(Notification).where(Notification.user_id == seeded.admin.id))).all()
+    async with s3_deps.db.transaction() as tx:
+        alerts = (await tx.session.scalars(select(Notification).where(Notification.user_id == seeded.admin.id))).all()
     assert [a.event_type for a in alerts] == ["restore_drill_failed"]
     assert "checksum mismatch" in alerts[0].body
     mails = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in settings.smtp.mail_dir.glob("*.eml")]
@@ -101,13 +101,12 @@ async def test_drill_names_rows_that_differ_from_the_manifest(
 ) -> None:
     backup_worker.start()
     backup = await _run_backup(temporal_client, backup_worker)
-    async with s3_deps.sessions() as session:
-        row = await session.get(Backup, backup.backup_id)
+    async with s3_deps.db.transaction() as tx:
+        row = await tx.session.get(Backup, backup.backup_id)
         assert row is not None
         manifest = dict(row.manifest)
         manifest["tables"] = {**manifest["tables"], "entries.revenue": {"rows": 4, "amount_sum": "1400.50"}}
-        await session.execute(update(Backup).where(Backup.id == row.id).values(manifest=manifest))
-        await session.commit()
+        await tx.session.execute(update(Backup).where(Backup.id == row.id).values(manifest=manifest))
 
     result = await _run_drill(temporal_client, backup_worker, backup.backup_id)
 
@@ -148,8 +147,8 @@ async def test_drill_catches_an_audit_chain_whose_tail_is_missing(
     recorded at dump time shows the tail is gone."""
     backup_worker.start()
     backup = await _run_backup(temporal_client, backup_worker)
-    async with s3_deps.sessions() as session:
-        row = await session.get(Backup, backup.backup_id)
+    async with s3_deps.db.transaction() as tx:
+        row = await tx.session.get(Backup, backup.backup_id)
     assert row is not None
     head_id = row.manifest["audit_head_id"]
     with psycopg.connect(database_url) as conn:
@@ -165,9 +164,8 @@ async def test_drill_catches_an_audit_chain_whose_tail_is_missing(
     damaged = tmp_path / "damaged.dump"
     await pg.pg_dump(tools, server, damaged)
     s3.client.put_object(Bucket=s3.bucket, Key=backup.storage_key, Body=damaged.read_bytes())
-    async with s3_deps.sessions() as session:
-        await session.execute(update(Backup).where(Backup.id == row.id).values(sha256=sha256_of(damaged)))
-        await session.commit()
+    async with s3_deps.db.transaction() as tx:
+        await tx.session.execute(update(Backup).where(Backup.id == row.id).values(sha256=sha256_of(damaged)))
 
     result = await _run_drill(temporal_client, backup_worker, backup.backup_id)
 

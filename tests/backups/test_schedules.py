@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy, ScheduleRange
+import dataclasses
 
-from core.settings import BackupSettings, Settings
-from workflows.backup_schedules import reconcile_backup_schedules
+from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy, ScheduleRange
+from temporalio.service import RPCError
+
+from activities.deps import ActivityDeps
+from core.settings import BackupSettings, ReportSettings
+from domain.reports.schedules import RETENTION_SCHEDULE_ID
+from worker import reconcile_schedules
 from workflows.contracts import BACKUP_SCHEDULE_ID, RESTORE_DRILL_SCHEDULE_ID
 
 
-async def test_schedules_follow_the_settings_and_can_be_turned_off(temporal_client: Client, settings: Settings) -> None:
-    first = settings.model_copy(
-        update={"backups": BackupSettings(daily_cron="15 1 * * *", drill_cron="0 5 * * 6", timezone="Europe/Berlin")}
+def _with(deps: ActivityDeps, backups: BackupSettings) -> ActivityDeps:
+    # No default report schedules: this test is about the backups' (the report retention comes along anyway).
+    settings = deps.settings.model_copy(update={"backups": backups, "reports": ReportSettings(default_schedules=False)})
+    return dataclasses.replace(deps, settings=settings)
+
+
+async def test_schedules_follow_the_settings_and_can_be_turned_off(
+    temporal_client: Client, activity_deps: ActivityDeps
+) -> None:
+    first = _with(
+        activity_deps, BackupSettings(daily_cron="15 1 * * *", drill_cron="0 5 * * 6", timezone="Europe/Berlin")
     )
     try:
-        assert await reconcile_backup_schedules(temporal_client, first) == [
+        assert await reconcile_schedules(temporal_client, first) == [
+            RETENTION_SCHEDULE_ID,
             BACKUP_SCHEDULE_ID,
             RESTORE_DRILL_SCHEDULE_ID,
         ]
-        changed = first.model_copy(update={"backups": BackupSettings(daily_cron="45 3 * * *", timezone="UTC")})
-        await reconcile_backup_schedules(temporal_client, changed)  # already there: updated, not an error
+        changed = _with(activity_deps, BackupSettings(daily_cron="45 3 * * *", timezone="UTC"))
+        await reconcile_schedules(temporal_client, changed)  # already there: updated, not an error
 
         backup = await temporal_client.get_schedule_handle(BACKUP_SCHEDULE_ID).describe()
         drill = await temporal_client.get_schedule_handle(RESTORE_DRILL_SCHEDULE_ID).describe()
@@ -31,14 +45,17 @@ async def test_schedules_follow_the_settings_and_can_be_turned_off(temporal_clie
         action = backup.schedule.action
         assert isinstance(action, ScheduleActionStartWorkflow)
         assert (action.workflow, action.id) == ("BackupWorkflow", "backup")
-        assert action.task_queue == f"{settings.temporal.task_queue_prefix}-backups"
+        assert action.task_queue == f"{activity_deps.settings.temporal.task_queue_prefix}-backups"
         assert isinstance(drill.schedule.action, ScheduleActionStartWorkflow)
         assert drill.schedule.action.workflow == "RestoreDrillWorkflow"
         weekly = drill.schedule.spec.calendars[0]
         assert (weekly.day_of_week, weekly.hour) == ((ScheduleRange(0),), (ScheduleRange(4),))  # Sunday 04:00
 
-        off = settings.model_copy(update={"backups": BackupSettings(schedules_enabled=False)})
-        assert await reconcile_backup_schedules(temporal_client, off) == []
+        off = _with(activity_deps, BackupSettings(schedules_enabled=False))
+        assert await reconcile_schedules(temporal_client, off) == [RETENTION_SCHEDULE_ID]
     finally:
-        for schedule_id in (BACKUP_SCHEDULE_ID, RESTORE_DRILL_SCHEDULE_ID):
-            await temporal_client.get_schedule_handle(schedule_id).delete()
+        for schedule_id in (BACKUP_SCHEDULE_ID, RESTORE_DRILL_SCHEDULE_ID, RETENTION_SCHEDULE_ID):
+            try:
+                await temporal_client.get_schedule_handle(schedule_id).delete()
+            except RPCError:
+                pass

@@ -1,5 +1,5 @@
-"""What one database operation costs the API and the worker in CPU: the engine and sessions they use
-(core/db.py, SQLAlchemy's async ORM over psycopg) against bare psycopg, in this process, serially.
+"""What one database operation costs the API and the worker in CPU: their unit of work (core/db.py's
+Database.transaction(), plain statements and the ORM on it) against bare psycopg, in this process, serially.
 
 With the approval path at about 63 statements in 9 transactions, these unit costs add up to most of what an
 approval costs beyond the floor (docs/benchmarks.md), which is why they are measured in every run.
@@ -12,9 +12,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 import psycopg
-from sqlalchemy import Executable, select, text
+from sqlalchemy import Executable, select
 
-from core.db import create_engine, session_factory
+from core.db import Database
 from core.settings import DatabaseSettings
 from domain.models import User
 
@@ -33,46 +33,42 @@ async def _cpu_ms_per_call(operation: Callable[[], Awaitable[object]], calls: in
 
 
 async def _measure(database_url: str, calls: int) -> dict[str, float]:
-    settings = DatabaseSettings(url=database_url, pool_size=2)
-    engine = create_engine(settings, pre_ping=False)
-    sessions = session_factory(engine)
-    async with sessions() as session:
-        user_id = await session.scalar(select(User.id).order_by(User.id).limit(1))
+    db = Database.connect(DatabaseSettings(url=database_url, pool_size=2), pre_ping=False)
+    async with db.transaction() as tx:
+        user_id = await tx.sql.scalar("SELECT id FROM users ORDER BY id LIMIT 1")
     if user_id is None:
         raise RuntimeError("the bench database has no user to read")
 
     async def empty_transaction() -> None:
-        async with sessions() as session:
-            await session.execute(text("SELECT 1"))
-            await session.commit()
-
-    users = User.__table__
+        async with db.transaction() as tx:
+            await tx.sql.one("SELECT 1")
 
     def orm_read() -> Executable:
         return select(User).where(User.id == user_id).execution_options(populate_existing=True)
 
-    def core_read() -> Executable:
-        return select(users).where(users.c.id == user_id)
-
-    async def reads(statement: Callable[[], Executable], count: int) -> None:
-        async with sessions() as session:
+    async def orm_reads(count: int) -> None:
+        async with db.transaction() as tx:
             for _ in range(count):  # built anew each time, as the application's code does
-                (await session.execute(statement())).one()
-            await session.commit()
+                (await tx.session.execute(orm_read())).one()
 
-    async def one_more_read_ms(statement: Callable[[], Executable]) -> float:
+    async def plain_reads(count: int) -> None:
+        async with db.transaction() as tx:
+            for _ in range(count):
+                await tx.sql.one("SELECT * FROM users WHERE id = %s", (user_id,))
+
+    async def one_more_read_ms(reads: Callable[[int], Awaitable[None]]) -> float:
         """What one read adds to a transaction: the slope between transactions with one read and with six."""
-        one = await _cpu_ms_per_call(lambda: reads(statement, 1), calls)
-        six = await _cpu_ms_per_call(lambda: reads(statement, 6), calls // 2)
+        one = await _cpu_ms_per_call(lambda: reads(1), calls)
+        six = await _cpu_ms_per_call(lambda: reads(6), calls // 2)
         return (six - one) / 5
 
     figures: dict[str, float] = {}
     try:
         figures["transaction"] = await _cpu_ms_per_call(empty_transaction, calls)
-        figures["ORM read"] = await one_more_read_ms(orm_read)
-        figures["Core read"] = await one_more_read_ms(core_read)
+        figures["ORM read"] = await one_more_read_ms(orm_reads)
+        figures["plain read"] = await one_more_read_ms(plain_reads)
     finally:
-        await engine.dispose()
+        await db.dispose()
 
     connection = await psycopg.AsyncConnection.connect(database_url, prepare_threshold=0)
     try:
@@ -89,6 +85,6 @@ async def _measure(database_url: str, calls: int) -> dict[str, float]:
 
 
 def database_costs(database_url: str, calls: int = 300) -> dict[str, float]:
-    """CPU milliseconds: an empty transaction (session, checkout, BEGIN, one trivial statement, COMMIT), one more ORM
-    or Core read of a user row inside it, and bare psycopg doing a whole transaction with one read."""
+    """CPU milliseconds: an empty transaction (checkout, BEGIN, one trivial statement, COMMIT), one more ORM or
+    plain read of a user row inside it, and bare psycopg doing a whole transaction with one read."""
     return asyncio.run(_measure(database_url, calls))

@@ -126,7 +126,7 @@ async def database_timings(database_url: str, rows: int = 100_000, pdf_rows: int
             storage=LocalStorage(Path(folder)),
             mail=FileTransport(Path(folder) / "mail", "bench@localhost"),
         )
-        async with deps.sessions() as session:
+        async with deps.db.transaction() as tx:
             owner = User(
                 email=f"bench-{secrets.token_hex(4)}@example.com",
                 username=f"bench-{secrets.token_hex(4)}",
@@ -134,9 +134,9 @@ async def database_timings(database_url: str, rows: int = 100_000, pdf_rows: int
                 password_hash="x",
                 role="admin",
             )
-            session.add(owner)
-            await session.flush()
-            await session.execute(
+            tx.session.add(owner)
+            await tx.session.flush()
+            await tx.session.execute(
                 text(
                     "INSERT INTO entries (kind, amount, currency, category, description, entry_date, owner_id, status,"
                     " version) SELECT CASE WHEN n % 3 = 0 THEN 'revenue' ELSE 'expense' END, (n % 100000) + 0.99,"
@@ -145,15 +145,14 @@ async def database_timings(database_url: str, rows: int = 100_000, pdf_rows: int
                 ),
                 {"owner": owner.id, "rows": rows},
             )
-            await session.commit()
         results = []
         activities = ReportActivities(deps)
         pdf_days = max(1, -(-pdf_rows * 365 // max(rows, 1)))  # rows spread evenly over 2030: at least pdf_rows
         for fmt, days in (("csv", 365), ("xlsx", 365), ("pdf", pdf_days)):
             end = date(2030, 1, 1) + timedelta(days=days - 1)
             report_id = uuid.uuid4()
-            async with deps.sessions() as session:
-                session.add(
+            async with deps.db.transaction() as tx:
+                tx.session.add(
                     Report(
                         id=report_id,
                         requested_by_id=owner.id,
@@ -167,7 +166,6 @@ async def database_timings(database_url: str, rows: int = 100_000, pdf_rows: int
                         workflow_id=f"report-{report_id}",
                     )
                 )
-                await session.commit()
             began = time.perf_counter()
             result = await ActivityEnvironment().run(activities.generate_report, str(report_id))
             seconds = time.perf_counter() - began

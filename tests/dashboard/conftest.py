@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import Tx
 from domain.models import ApprovalRequest, ApprovalStep, Entry
 
 # `team` (admin <- manager <- employee, with the in-process worker) for the end-to-end tests; its teardown ends the
@@ -61,7 +61,7 @@ async def org(make_user: MakeUser) -> Org:
     return Org(admin, accountant, top, mid, other, e1, e2, e3, e4)
 
 
-async def insert_random_data(session: AsyncSession, org: Org, rng: random.Random, per_owner: int = 25) -> None:
+async def insert_random_data(tx: Tx, org: Org, rng: random.Random, per_owner: int = 25) -> None:
     """Entries of every kind, status and month over ~26 months, with their approval requests and steps."""
     now = datetime.now(UTC)
     managers = {u.id: u.manager_id or org.admin.id for u in org.everyone()}
@@ -86,8 +86,8 @@ async def insert_random_data(session: AsyncSession, org: Org, rng: random.Random
                 status=status,
                 created_at=created,
             )
-            session.add(entry)
-            await session.flush()
+            tx.session.add(entry)
+            await tx.session.flush()
             if status == "draft":
                 continue
             submitted = created + timedelta(minutes=rng.uniform(1, 600))
@@ -106,13 +106,13 @@ async def insert_random_data(session: AsyncSession, org: Org, rng: random.Random
                 submitted_at=submitted,
                 decided_at=decided if final else None,
             )
-            session.add(request)
-            await session.flush()
+            tx.session.add(request)
+            await tx.session.flush()
             entry.approval_request_id = request.id
             approver = managers[owner.id]
             step_number = 1
             if rng.random() < 0.25:  # escalated first, then the next approver decides
-                session.add(
+                tx.session.add(
                     ApprovalStep(
                         request_id=request.id,
                         sequence=step_number,
@@ -126,7 +126,7 @@ async def insert_random_data(session: AsyncSession, org: Org, rng: random.Random
                 approver = org.admin.id
             step_status = {"pending": "pending", "changes_requested": "changes_requested"}.get(status, status)
             delegate = rng.choice([None, None, org.accountant.id, org.e3.id])
-            session.add(
+            tx.session.add(
                 ApprovalStep(
                     request_id=request.id,
                     sequence=step_number,
@@ -138,7 +138,7 @@ async def insert_random_data(session: AsyncSession, org: Org, rng: random.Random
                     decided_at=decided if final else None,
                 )
             )
-    await session.flush()
+    await tx.session.flush()
 
 
 # --- brute force, from the tables ---------------------------------------------------------------------

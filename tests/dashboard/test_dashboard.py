@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import select, text
 
 from activities.deps import ActivityDeps
-from core.db import create_engine, session_factory
+from core.db import Database, create_engine
 from core.settings import DatabaseSettings
 from domain.dashboard.aggregates import totals_mismatches
 from domain.dashboard.service import add_months, change_percent
@@ -77,9 +77,8 @@ def expected_kpi(brute: BruteForce, viewer: Member, months: int, now: datetime) 
 async def test_every_number_equals_brute_force_for_each_scope(
     org: Org, activity_deps: ActivityDeps, client: httpx.AsyncClient, database_url: str
 ) -> None:
-    async with activity_deps.sessions() as session:
-        await insert_random_data(session, org, random.Random(20261124))
-        await session.commit()
+    async with activity_deps.db.transaction() as tx:
+        await insert_random_data(tx, org, random.Random(20261124))
     brute = BruteForce(database_url)
     now = datetime.now(UTC)
     assert any(e["status"] == "approved" for e in brute.entries) and any(
@@ -125,34 +124,33 @@ async def test_approval_figures_stay_exact_whatever_happens_to_requests_and_step
     their steps): the trigger-kept decision histogram and escalation counts equal a fresh count, and the exact median,
     90th percentile, approval rate and escalations still equal the brute force (everyone and a subtree)."""
     rng = random.Random(11)
-    async with activity_deps.sessions() as session:
-        await insert_random_data(session, org, rng, per_owner=15)
-        await session.commit()
+    async with activity_deps.db.transaction() as tx:
+        await insert_random_data(tx, org, rng, per_owner=15)
     now = datetime.now(UTC)
-    async with activity_deps.sessions() as session:
-        requests = (await session.execute(text("SELECT id, status FROM approval_requests ORDER BY id"))).all()
+    async with activity_deps.db.transaction() as tx:
+        requests = (await tx.session.execute(text("SELECT id, status FROM approval_requests ORDER BY id"))).all()
         for request_id, status in requests:
             roll = rng.random()
             moment = now - timedelta(days=rng.uniform(1, 400), seconds=rng.uniform(0, 86400))
             params = {"id": request_id, "at": moment}
             if status == "pending" and roll < 0.6:  # decided now
                 decision = rng.choice(["approved", "rejected"])
-                await session.execute(
+                await tx.session.execute(
                     text("UPDATE approval_requests SET status = :s, decided_at = :at WHERE id = :id"),
                     {**params, "s": decision, "at": now - timedelta(hours=1)},
                 )
-                await session.execute(
+                await tx.session.execute(
                     text("UPDATE approval_steps SET status = 'escalated', decided_at = :at WHERE request_id = :id"),
                     {**params, "at": now - timedelta(hours=3)},
                 )
             elif status in ("approved", "rejected") and roll < 0.15:  # returned, resubmitted, pending again
-                await session.execute(
+                await tx.session.execute(
                     text("UPDATE approval_requests SET status = 'pending', decided_at = NULL, submitted_at = :at "
                          "WHERE id = :id"),
                     params,
                 )  # fmt: skip
             elif status in ("approved", "rejected") and roll < 0.3:  # decision and submission re-dated
-                await session.execute(
+                await tx.session.execute(
                     text("UPDATE approval_requests SET decided_at = :at, submitted_at = :at - interval '5 hours' "
                          "WHERE id = :id"),
                     params,
@@ -160,14 +158,14 @@ async def test_approval_figures_stay_exact_whatever_happens_to_requests_and_step
             elif roll < 0.38:  # a step moved, un-escalated or deleted
                 step = rng.choice(["UPDATE approval_steps SET decided_at = :at", "UPDATE approval_steps SET "
                                    "status = 'pending'", "DELETE FROM approval_steps"])  # fmt: skip
-                await session.execute(text(f"{step} WHERE request_id = :id"), params)
+                await tx.session.execute(text(f"{step} WHERE request_id = :id"), params)
             elif roll < 0.45:  # the whole request goes, its steps with it
-                await session.execute(
+                await tx.session.execute(
                     text("UPDATE entries SET approval_request_id = NULL WHERE approval_request_id = :id"), params
                 )
-                await session.execute(text("DELETE FROM approval_requests WHERE id = :id"), params)
-        await session.commit()
-        assert await totals_mismatches(session) == []
+                await tx.session.execute(text("DELETE FROM approval_requests WHERE id = :id"), params)
+        await tx.commit()
+        assert await totals_mismatches(tx.session) == []
 
     brute = BruteForce(database_url)
     assert sum(1 for s in brute.steps if s["status"] == "escalated") > 10
@@ -187,7 +185,7 @@ async def test_approval_and_rejection_move_the_numbers_at_once(
     today = datetime.now(UTC).date()
 
     async def new_pending(kind: str, amount: str) -> int:
-        async with activity_deps.sessions() as session:
+        async with activity_deps.db.transaction() as tx:
             entry = Entry(
                 kind=kind,
                 amount=Decimal(amount),
@@ -198,20 +196,19 @@ async def test_approval_and_rejection_move_the_numbers_at_once(
                 owner_id=employee.id,
                 status="draft",
             )
-            session.add(entry)
-            await session.flush()
+            tx.session.add(entry)
+            await tx.session.flush()
             entry.status = "pending"
-            await session.flush()
-            await session.commit()
+            await tx.session.flush()
+            await tx.commit()
             return entry.id
 
     async def decide(entry_id: int, status: str) -> None:
-        async with activity_deps.sessions() as session:
-            entry = await session.scalar(select(Entry).where(Entry.id == entry_id).with_for_update())
+        async with activity_deps.db.transaction() as tx:
+            entry = await tx.session.scalar(select(Entry).where(Entry.id == entry_id).with_for_update())
             assert entry is not None
             entry.status = status
-            await session.flush()
-            await session.commit()
+            await tx.session.flush()
 
     async def overview(user: Member) -> dict[str, Any]:
         response = await client.get("/api/v1/dashboard/overview", headers=user.headers)
@@ -250,7 +247,7 @@ async def test_totals_equal_group_by_after_random_status_changes(org: Org, activ
         "changes_requested": ["pending", "withdrawn", "edit"],
     }
     ids: list[int] = []
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         for step in range(400):
             if not ids or rng.random() < 0.3:
                 kind = rng.choice(["expense", "revenue"])
@@ -264,19 +261,19 @@ async def test_totals_equal_group_by_after_random_status_changes(org: Org, activ
                     owner_id=rng.choice(org.everyone()).id,
                     status="draft",
                 )
-                session.add(entry)
-                await session.flush()
+                tx.session.add(entry)
+                await tx.session.flush()
                 ids.append(entry.id)
                 continue
             entry_id = rng.choice(ids)
-            found = await session.get(Entry, entry_id)
+            found = await tx.session.get(Entry, entry_id)
             assert found is not None
             choices = moves.get(found.status)
             if not choices:
                 continue
             move = rng.choice(choices)
             if move == "delete":
-                await session.delete(found)
+                await tx.session.delete(found)
                 ids.remove(entry_id)
             elif move == "edit":  # drafts and returned entries change amount, category and date freely
                 found.amount = Decimal(rng.randint(1, 99999)) / 100
@@ -284,22 +281,22 @@ async def test_totals_equal_group_by_after_random_status_changes(org: Org, activ
                 found.entry_date = date(2024, rng.randint(1, 12), 1)
             else:
                 found.status = move
-            await session.flush()
+            await tx.session.flush()
             if step % 100 == 0:
-                await session.commit()
-        await session.commit()
-        statuses = set((await session.scalars(select(Entry.status))).all())
+                await tx.commit()
+        await tx.commit()
+        statuses = set((await tx.session.scalars(select(Entry.status))).all())
         assert {"approved", "rejected", "pending", "draft"} <= statuses
-        assert await totals_mismatches(session) == []
+        assert await totals_mismatches(tx.session) == []
 
 
 async def test_concurrent_decisions_neither_deadlock_nor_lose_updates(make_user: MakeUser, database_url: str) -> None:
     """Forty transactions decide forty entries of one owner, kind, month and category at the same time."""
     owner = await make_user("employee")
     engine = create_engine(DatabaseSettings(url=database_url, pool_size=20))
-    sessions = session_factory(engine)
+    db = Database(engine)
     try:
-        async with sessions() as session:
+        async with db.transaction() as tx:
             entries = [
                 Entry(
                     kind="expense",
@@ -313,26 +310,25 @@ async def test_concurrent_decisions_neither_deadlock_nor_lose_updates(make_user:
                 )
                 for _ in range(40)
             ]
-            session.add_all(entries)
-            await session.flush()
-            await session.commit()
+            tx.session.add_all(entries)
+            await tx.session.flush()
+            await tx.commit()
             ids = [entry.id for entry in entries]
 
         async def decide(entry_id: int, status: str) -> None:
-            async with sessions() as session:
-                entry = await session.scalar(select(Entry).where(Entry.id == entry_id).with_for_update())
+            async with db.transaction() as tx:
+                entry = await tx.session.scalar(select(Entry).where(Entry.id == entry_id).with_for_update())
                 assert entry is not None
                 entry.status = status
-                await session.flush()
+                await tx.session.flush()
                 await asyncio.sleep(0.01)  # hold the row locks a moment, as a real transaction would
-                await session.commit()
 
         await asyncio.gather(*(decide(entry_id, "approved" if i % 4 else "rejected") for i, entry_id in enumerate(ids)))
-        async with sessions() as session:
-            assert await totals_mismatches(session) == []
-            rows = await session.execute(select(Entry.status, Entry.id).where(Entry.owner_id == owner.id))
+        async with db.transaction() as tx:
+            assert await totals_mismatches(tx.session) == []
+            rows = await tx.session.execute(select(Entry.status, Entry.id).where(Entry.owner_id == owner.id))
             assert sorted(status for status, _ in rows) == ["approved"] * 30 + ["rejected"] * 10
-            result = await session.execute(
+            result = await tx.session.execute(
                 text("SELECT status, entry_count FROM dashboard_entry_totals WHERE owner_id = :o"), {"o": owner.id}
             )
             totals = {status: count for status, count in result}

@@ -113,7 +113,7 @@ async def test_top_spenders_follow_the_role_not_the_size_of_the_team(
     lonely = await make_user("manager", manager=boss)  # nobody reports to them yet
     employee = await make_user("employee", manager=boss)
     accountant = await make_user("accountant")
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         for owner in (lonely, employee):
             entry = Entry(
                 kind="expense",
@@ -125,9 +125,8 @@ async def test_top_spenders_follow_the_role_not_the_size_of_the_team(
                 owner_id=owner.id,
                 status="approved",
             )
-            session.add(entry)
-            await session.flush()
-        await session.commit()
+            tx.session.add(entry)
+            await tx.session.flush()
 
     lonely_kpi = await _kpi(client, lonely)
     assert lonely_kpi["scope"] == "team"  # their (one-person) team, as a manager

@@ -17,8 +17,8 @@ from domain.models import AuditLog
 
 
 async def _audited_actions(services: AppServices) -> list[tuple[str, dict]]:
-    async with services.sessions() as session:
-        rows = (await session.scalars(select(AuditLog).where(AuditLog.resource_type == "policy"))).all()
+    async with services.db.transaction() as tx:
+        rows = (await tx.session.scalars(select(AuditLog).where(AuditLog.resource_type == "policy"))).all()
         return [(row.action, row.changes) for row in rows]
 
 

@@ -43,8 +43,8 @@ async def test_unknown_user_and_wrong_password_answer_alike(
     assert unknown.json()["error"] == wrong.json()["error"]
     # The same bcrypt work on both paths (so about the same time at production cost): no early return.
     assert unknown_checks == 1 and len(checks) == 2
-    async with activity_deps.sessions() as session:
-        failed = (await session.scalars(select(AuditLog).where(AuditLog.action == "auth.login_failed"))).all()
+    async with activity_deps.db.transaction() as tx:
+        failed = (await tx.session.scalars(select(AuditLog).where(AuditLog.action == "auth.login_failed"))).all()
     assert len(failed) == 2, "each failed sign-in leaves an audit row although the request failed"
 
 

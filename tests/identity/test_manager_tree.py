@@ -27,8 +27,8 @@ def _new_user(n: int, manager_id: int, role: str = "employee") -> dict[str, obje
 
 
 async def _manager_of(activity_deps: ActivityDeps, user_id: int) -> int | None:
-    async with activity_deps.sessions() as session:
-        user = await session.get(User, user_id)
+    async with activity_deps.db.transaction() as tx:
+        user = await tx.session.get(User, user_id)
         assert user is not None
         return user.manager_id
 
@@ -69,9 +69,9 @@ async def test_a_manager_with_active_reports_is_not_deactivated_until_they_are_m
         )
         assert moved.status_code == 200
     assert (await client.delete(f"{USERS}/{org.manager.id}", headers=org.admin.headers)).status_code == 204
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         actions = (
-            await session.scalars(select(AuditLog.action).where(AuditLog.resource_id == str(org.manager.id)))
+            await tx.session.scalars(select(AuditLog.action).where(AuditLog.resource_id == str(org.manager.id)))
         ).all()
     assert "user.deactivated" in actions
 
@@ -107,14 +107,13 @@ async def test_a_manager_with_reports_is_not_demoted_below_manager(
 
 @pytest.mark.parametrize("password", ["short", "x" * 129])
 async def test_first_superadmin_password_follows_the_password_rule(activity_deps: ActivityDeps, password: str) -> None:
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         with pytest.raises(BootstrapRefused, match=r"FIRST_SUPERADMIN_PASSWORD refused: .* 8 to 128 characters"):
-            await ensure_superadmin(session, email="root@example.com", password=password, bcrypt_rounds=4)
-        assert await session.scalar(select(User).where(User.email == "root@example.com")) is None
+            await ensure_superadmin(tx, email="root@example.com", password=password, bcrypt_rounds=4)
+        assert await tx.session.scalar(select(User).where(User.email == "root@example.com")) is None
 
 
 async def test_first_superadmin_accepts_a_128_character_password(activity_deps: ActivityDeps) -> None:
-    async with activity_deps.sessions() as session:
-        result = await ensure_superadmin(session, email="root@example.com", password="p" * 128, bcrypt_rounds=4)
-        await session.commit()
+    async with activity_deps.db.transaction() as tx:
+        result = await ensure_superadmin(tx, email="root@example.com", password="p" * 128, bcrypt_rounds=4)
     assert result.created and result.generated_password is None

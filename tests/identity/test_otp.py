@@ -80,8 +80,8 @@ async def test_emailed_code_signs_in_once_and_is_stored_hashed(
 ) -> None:
     user, otp_token = await _email_challenge(client, make_user)
     code = latest_code(settings, user.email)
-    async with activity_deps.sessions() as session:
-        stored = (await session.scalars(select(OtpCode.code_hash).where(OtpCode.user_id == user.id))).all()
+    async with activity_deps.db.transaction() as tx:
+        stored = (await tx.session.scalars(select(OtpCode.code_hash).where(OtpCode.user_id == user.id))).all()
     assert stored and code not in stored[0]
     ok = await client.post(f"{OTP}/login/otp", json={"otp_token": otp_token, "code": code})
     assert ok.status_code == 200, ok.text
@@ -110,13 +110,12 @@ async def test_emailed_code_expires(
 ) -> None:
     user, otp_token = await _email_challenge(client, make_user)
     code = latest_code(settings, user.email)
-    async with activity_deps.sessions() as session:  # ten minutes pass
-        await session.execute(
+    async with activity_deps.db.transaction() as tx:  # ten minutes pass
+        await tx.session.execute(
             update(OtpCode)
             .where(OtpCode.user_id == user.id)
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
-        await session.commit()
     assert (await client.post(f"{OTP}/login/otp", json={"otp_token": otp_token, "code": code})).status_code == 401
 
 

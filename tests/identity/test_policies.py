@@ -77,6 +77,6 @@ async def test_reload_endpoint_refuses_a_broken_file_and_keeps_the_old_policy(
     assert reloaded.status_code == 200, reloaded.text
     assert (await live_client.get("/api/v1/users/me", headers=employee.headers)).status_code == 403
 
-    async with activity_deps.sessions() as session:
-        actions = (await session.scalars(select(AuditLog.action).where(AuditLog.resource_type == "policy"))).all()
+    async with activity_deps.db.transaction() as tx:
+        actions = (await tx.session.scalars(select(AuditLog.action).where(AuditLog.resource_type == "policy"))).all()
     assert "policy.reload_refused" in actions and "policy.reloaded" in actions

@@ -119,9 +119,8 @@ async def test_demotion_takes_effect_on_the_next_request(
     assert (await client.get(team, headers=bearer(fresh["access_token"]))).status_code == 403
 
     # Even a role changed behind the API's back (no token version bump) applies: roles are read per request.
-    async with activity_deps.sessions() as session:
-        await session.execute(update(User).where(User.id == org.other_manager.id).values(role="employee"))
-        await session.commit()
+    async with activity_deps.db.transaction() as tx:
+        await tx.session.execute(update(User).where(User.id == org.other_manager.id).values(role="employee"))
     other_team = f"/api/v1/users/{org.other_manager.id}/team"
     assert (await client.get(other_team, headers=org.other_manager.headers)).status_code == 403
 
@@ -148,13 +147,13 @@ async def test_refresh_rotates_and_a_replay_revokes_the_family(
     # The thief replayed first's token; the legitimate holder of the newer one is cut off too.
     after = await client.post("/api/v1/auth/refresh", json={"refresh_token": second.json()["refresh_token"]})
     assert after.status_code == 401
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         live = (
-            await session.scalars(
+            await tx.session.scalars(
                 select(RefreshToken).where(RefreshToken.user_id == org.employee.id, RefreshToken.revoked_at.is_(None))
             )
         ).all()
-        replays = (await session.scalars(select(AuditLog).where(AuditLog.action == "auth.refresh_replayed"))).all()
+        replays = (await tx.session.scalars(select(AuditLog).where(AuditLog.action == "auth.refresh_replayed"))).all()
     assert live == []
     assert len(replays) == 1 and replays[0].resource_id == str(org.employee.id)
 

@@ -23,16 +23,16 @@ WRONG = {"current_password": "not-the-password"}
 
 
 async def _stored(activity_deps: ActivityDeps, user: Member) -> User:
-    async with activity_deps.sessions() as session:
-        stored = await session.get(User, user.id)
+    async with activity_deps.db.transaction() as tx:
+        stored = await tx.session.get(User, user.id)
         assert stored is not None
         return stored
 
 
 async def _actions(activity_deps: ActivityDeps, user: Member) -> list[tuple[str, dict]]:
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         rows = (
-            await session.scalars(select(AuditLog).where(AuditLog.resource_id == str(user.id)).order_by(AuditLog.id))
+            await tx.session.scalars(select(AuditLog).where(AuditLog.resource_id == str(user.id)).order_by(AuditLog.id))
         ).all()
         return [(row.action, row.changes) for row in rows]
 
@@ -124,8 +124,8 @@ async def test_the_emailed_code_is_a_rendered_mail_with_html_and_text(
     assert code in text.get_content() and "Hello Ada Lovelace" in text.get_content()
     assert code in html.get_content() and "<html" in html.get_content()
     assert "10 minutes" in text.get_content()
-    async with activity_deps.sessions() as session:
-        hashes = (await session.scalars(select(OtpCode.code_hash).where(OtpCode.user_id == user.id))).all()
+    async with activity_deps.db.transaction() as tx:
+        hashes = (await tx.session.scalars(select(OtpCode.code_hash).where(OtpCode.user_id == user.id))).all()
     assert hashes and all(code not in stored for stored in hashes)
 
 

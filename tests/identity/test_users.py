@@ -24,8 +24,8 @@ def _new_user(n: int, role: str, manager_id: int) -> dict[str, object]:
 
 
 async def _stored(activity_deps: ActivityDeps, user_id: int) -> User:
-    async with activity_deps.sessions() as session:
-        user = await session.get(User, user_id)
+    async with activity_deps.db.transaction() as tx:
+        user = await tx.session.get(User, user_id)
         assert user is not None
         return user
 
@@ -142,9 +142,9 @@ async def test_deactivation_never_of_oneself_and_audited(
     assert (await client.delete(f"{USERS}/{org.employee.id}", headers=org.admin.headers)).status_code == 204
     listed = await client.get(f"{USERS}/", params={"is_active": "false"}, headers=org.admin.headers)
     assert [user["id"] for user in listed.json()["items"]] == [org.employee.id]
-    async with activity_deps.sessions() as session:
+    async with activity_deps.db.transaction() as tx:
         actions = (
-            await session.scalars(select(AuditLog.action).where(AuditLog.resource_id == str(org.employee.id)))
+            await tx.session.scalars(select(AuditLog.action).where(AuditLog.resource_id == str(org.employee.id)))
         ).all()
     assert "user.deactivated" in actions
 

@@ -14,9 +14,9 @@ BASE = "/api/v1/notifications"
 
 
 async def _notify(deps: ActivityDeps, user_id: int, title: str, **fields: object) -> int:
-    async with deps.sessions() as session:
-        created = await notify(session, user_id=user_id, event_type="entry_approved", title=title, **fields)  # type: ignore[arg-type]
-        await session.commit()
+    async with deps.db.transaction() as tx:
+        created = await notify(tx.sql, user_id=user_id, event_type="entry_approved", title=title, **fields)  # type: ignore[arg-type]
+        await tx.commit()
         return created
 
 
@@ -42,8 +42,8 @@ async def test_list_count_and_mark_read(client, make_user, activity_deps: Activi
     assert (await client.post(f"{BASE}/read-all", headers=user.headers)).json() == {"marked_read": 2}
     assert (await client.get(f"{BASE}/unread-count", headers=user.headers)).json() == {"unread": 0}
 
-    async with activity_deps.sessions() as session:
-        actions = (await session.scalars(select(AuditLog.action).where(AuditLog.actor_id == user.id))).all()
+    async with activity_deps.db.transaction() as tx:
+        actions = (await tx.session.scalars(select(AuditLog.action).where(AuditLog.actor_id == user.id))).all()
     assert sorted(actions) == ["notification.read", "notification.read_all"]  # the repeated mark wrote nothing
 
 

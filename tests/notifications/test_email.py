@@ -70,8 +70,8 @@ async def test_approval_mail_reaches_the_approver_over_smtp(
         assert "84.50 USD" in part
         assert "https://finance.example.test/approvals/42" in part  # relative links become absolute
     assert '<a href="https://finance.example.test/approvals/42"' in html
-    async with activity_deps.sessions() as session:
-        ledger = (await session.scalars(select(SentEmail))).all()
+    async with activity_deps.db.transaction() as tx:
+        ledger = (await tx.session.scalars(select(SentEmail))).all()
     assert [row.message_id for row in ledger] == result.sent
     assert ledger[0].recipients == approver.email
 

@@ -59,9 +59,9 @@ async def open_stream(api_url: str, headers: dict[str, str]) -> AsyncIterator[Ev
 
 async def _notify(deps: ActivityDeps, user_id: int, title: str) -> int:
     # Another session, as a worker or another API request would do it.
-    async with deps.sessions() as session:
-        created = await notify(session, user_id=user_id, event_type="entry_submitted", title=title)
-        await session.commit()
+    async with deps.db.transaction() as tx:
+        created = await notify(tx.sql, user_id=user_id, event_type="entry_submitted", title=title)
+        await tx.commit()
         return created
 
 

@@ -154,9 +154,9 @@ async def known(make_user: MakeUser, activity_deps: ActivityDeps) -> KnownData:
         ("c_exp", carol, [(1, admin, "approved", base + timedelta(days=5), 6)]),
         ("a_pending", alice, [(1, manager, "pending", base + timedelta(days=36), None)]),
     ]
-    async with activity_deps.sessions() as session:
-        session.add_all(entries.values())
-        await session.flush()
+    async with activity_deps.db.transaction() as tx:
+        tx.session.add_all(entries.values())
+        await tx.session.flush()
         for key, requester, steps in trails:
             entry = entries[key]
             request = ApprovalRequest(
@@ -170,11 +170,11 @@ async def known(make_user: MakeUser, activity_deps: ActivityDeps) -> KnownData:
                 policy_version="test",
                 chain=[],
             )
-            session.add(request)
-            await session.flush()
+            tx.session.add(request)
+            await tx.session.flush()
             entry.approval_request_id = request.id
             for sequence, (level, approver, status, created, hours) in enumerate(steps, start=1):
-                session.add(
+                tx.session.add(
                     ApprovalStep(
                         request_id=request.id,
                         sequence=sequence,
@@ -186,7 +186,6 @@ async def known(make_user: MakeUser, activity_deps: ActivityDeps) -> KnownData:
                         decided_at=created + timedelta(hours=hours) if hours is not None else None,
                     )
                 )
-        await session.commit()
     return KnownData(admin, manager, alice, bob, carol, accountant)
 
 
@@ -203,8 +202,8 @@ async def _reports_settled(request: pytest.FixtureRequest) -> AsyncIterator[None
 
     deps: ActivityDeps = request.getfixturevalue("reports_deps")
     client: Client = request.getfixturevalue("temporal_client")
-    async with deps.sessions() as session:
-        workflow_ids = [w for w in await session.scalars(select(Report.workflow_id)) if w]
+    async with deps.db.transaction() as tx:
+        workflow_ids = [w for w in await tx.session.scalars(select(Report.workflow_id)) if w]
     for workflow_id in workflow_ids:
         try:
             await asyncio.wait_for(client.get_workflow_handle(workflow_id).result(), timeout=60)

@@ -166,9 +166,8 @@ async def test_a_report_not_ready_cannot_be_downloaded(api: httpx.AsyncClient, k
     from sqlalchemy import update
 
     services = api._transport.app.state.services  # type: ignore[attr-defined]
-    async with services.sessions() as session:
-        await session.execute(update(Report).where(Report.id == report_id).values(status="failed", error="x"))
-        await session.commit()
+    async with services.db.transaction() as tx:
+        await tx.session.execute(update(Report).where(Report.id == report_id).values(status="failed", error="x"))
     response = await api.post(f"/api/v1/reports/{report_id}/download", headers=known.alice.headers)
     assert response.status_code == 409 and "failed" in response.json()["error"]["message"]
 
@@ -186,8 +185,8 @@ async def test_a_completed_report_whose_file_is_gone_is_404_with_a_message(
     api: httpx.AsyncClient, known: KnownData, reports_deps: ActivityDeps
 ) -> None:
     body, _ = await made(api, known.alice, "pnl", "csv")
-    async with reports_deps.sessions() as session:
-        report = await session.get(Report, uuid.UUID(body["id"]))
+    async with reports_deps.db.transaction() as tx:
+        report = await tx.session.get(Report, uuid.UUID(body["id"]))
     assert report is not None and report.storage_key
     (Path(reports_deps.settings.storage.local_dir) / report.storage_key).unlink()  # as a prune racing the request
 
@@ -202,15 +201,14 @@ async def test_status_answers_promptly_when_the_workflow_does_not_answer_its_que
 ) -> None:
     """No worker polls the queue of this report's workflow, so its progress query cannot be answered: the status
     read shows the stored status without live progress instead of waiting on Temporal."""
-    async with reports_deps.sessions() as session:
-        user = await session.get(User, known.alice.id)
+    async with reports_deps.db.transaction() as tx:
+        user = await tx.session.get(User, known.alice.id)
         assert user is not None
-        visibility = await visibility_for(session, reports_deps.authorizer, user)
+        visibility = await visibility_for(tx.sql, reports_deps.authorizer, user)
         request = ReportRequest.model_validate({"type": "pnl", "format": "csv", "period": PERIOD})
         report = await service.request_report(
-            session, reports_deps.settings.reports, user, visibility, request, AuditContext()
+            tx, reports_deps.settings.reports, user, visibility, request, AuditContext()
         )
-        await session.commit()
     assert report.workflow_id
     handle = await temporal_client.start_workflow(
         "ReportWorkflow",
@@ -235,20 +233,19 @@ async def test_report_requests_beyond_the_hourly_budget_are_429(known: KnownData
     request = ReportRequest.model_validate({"type": "pnl", "format": "csv", "period": PERIOD})
 
     async def ask() -> None:
-        async with reports_deps.sessions() as session:
-            user = await session.get(User, known.carol.id)
+        async with reports_deps.db.transaction() as tx:
+            user = await tx.session.get(User, known.carol.id)
             assert user is not None
-            visibility = await visibility_for(session, reports_deps.authorizer, user)
-            await service.request_report(session, budget, user, visibility, request, AuditContext())
-            await session.commit()
+            visibility = await visibility_for(tx.sql, reports_deps.authorizer, user)
+            await service.request_report(tx, budget, user, visibility, request, AuditContext())
 
     await ask()
     await ask()
     with pytest.raises(RateLimited) as refused:
         await ask()
     assert 0 < refused.value.retry_after <= 3600
-    async with reports_deps.sessions() as session:
-        stored = await session.scalar(
+    async with reports_deps.db.transaction() as tx:
+        stored = await tx.session.scalar(
             select(func.count()).select_from(Report).where(Report.requested_by_id == known.carol.id)
         )
     assert stored == 2

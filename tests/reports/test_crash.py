@@ -37,8 +37,8 @@ ROWS = 1000
 
 
 async def _insert_entries(deps: ActivityDeps, owner_id: int) -> None:
-    async with deps.sessions() as session:
-        session.add_all(
+    async with deps.db.transaction() as tx:
+        tx.session.add_all(
             Entry(
                 kind="expense" if n % 3 else "revenue",
                 amount=Decimal("10.01") + n,
@@ -51,7 +51,6 @@ async def _insert_entries(deps: ActivityDeps, owner_id: int) -> None:
             )
             for n in range(ROWS)
         )
-        await session.commit()
 
 
 async def _line(process: asyncio.subprocess.Process, wanted: str, seconds: float) -> None:
@@ -77,15 +76,14 @@ async def test_a_worker_killed_while_rendering_leaves_one_report(
     settings = reports_settings.model_copy(
         update={"temporal": TemporalSettings(task_queue_prefix=f"kill-{uuid.uuid4().hex[:8]}", rpc_timeout_seconds=5)}
     )
-    async with reports_deps.sessions() as session:
-        user = await session.get(User, admin.id)
+    async with reports_deps.db.transaction() as tx:
+        user = await tx.session.get(User, admin.id)
         assert user is not None
-        visibility = await visibility_for(session, reports_deps.authorizer, user)
+        visibility = await visibility_for(tx.sql, reports_deps.authorizer, user)
         request = ReportRequest.model_validate(
             {"type": "ledger", "format": "csv", "period": {"from": "2024-01-01", "to": "2024-03-31"}}
         )
-        report = await service.request_report(session, settings.reports, user, visibility, request, AuditContext())
-        await session.commit()
+        report = await service.request_report(tx, settings.reports, user, visibility, request, AuditContext())
 
     env = {
         **os.environ,
@@ -145,11 +143,11 @@ async def test_a_worker_killed_while_rendering_leaves_one_report(
         await asyncio.gather(*tasks, return_exceptions=True)
 
     assert result.status == "completed" and result.rows == ROWS
-    async with reports_deps.sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(Report)) == 1
-        stored = await session.get(Report, report.id)
+    async with reports_deps.db.transaction() as tx:
+        assert await tx.session.scalar(select(func.count()).select_from(Report)) == 1
+        stored = await tx.session.get(Report, report.id)
         completions = list(
-            await session.scalars(
+            await tx.session.scalars(
                 select(AuditLog).where(AuditLog.action == "report.completed", AuditLog.resource_id == str(report.id))
             )
         )

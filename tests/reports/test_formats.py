@@ -25,25 +25,24 @@ async def generate(
     deps: ActivityDeps, user_id: int, report_type: str, fmt: str, start: str = "2024-01-01", end: str = "2024-03-31"
 ) -> tuple[Report, bytes, Path]:
     """Request a report as `user_id` (their visibility), run the real generate activity, read the stored file."""
-    async with deps.sessions() as session:
-        user = await session.get(User, user_id)
+    async with deps.db.transaction() as tx:
+        user = await tx.session.get(User, user_id)
         assert user is not None
-        visibility = await visibility_for(session, deps.authorizer, user)
+        visibility = await visibility_for(tx.sql, deps.authorizer, user)
         request = ReportRequest(
             type=report_type,  # type: ignore[arg-type]
             format=fmt,  # type: ignore[arg-type]
             period=Period.model_validate({"from": start, "to": end}),
             filters=ReportFilters(),
         )
-        report = await service.request_report(session, deps.settings.reports, user, visibility, request, AuditContext())
-        await session.commit()
+        report = await service.request_report(tx, deps.settings.reports, user, visibility, request, AuditContext())
     beats: list[object] = []
     environment = ActivityEnvironment()
     environment.on_heartbeat = lambda *details: beats.append(details)
     result = await environment.run(ReportActivities(deps).generate_report, str(report.id))
     assert result.status == "completed", result.error
-    async with deps.sessions() as session:
-        stored = await session.get(Report, report.id)
+    async with deps.db.transaction() as tx:
+        stored = await tx.session.get(Report, report.id)
         assert stored is not None
     assert stored.storage_key is not None
     path = Path(deps.settings.storage.local_dir) / stored.storage_key

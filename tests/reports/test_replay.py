@@ -14,7 +14,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.report import ReportWorkflow, ScheduledReportWorkflow
+from workflows.report import ReportRetentionWorkflow, ReportWorkflow, ScheduledReportWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORDED = sorted(HISTORIES.glob("*.json"))
@@ -31,5 +31,18 @@ def test_histories_were_recorded() -> None:
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"report-replay-{path.stem}", TEXTS[path])
     replayer = Replayer(workflows=[ReportWorkflow, ScheduledReportWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+RETENTION = sorted((HISTORIES / "retention").glob("*.json"))
+RETENTION_TEXTS = {path: path.read_text() for path in RETENTION}
+
+
+@pytest.mark.parametrize("path", RETENTION, ids=[path.stem for path in RETENTION])
+async def test_recorded_retention_history_replays(path: Path) -> None:
+    """histories/retention/: recorded while the workflow named its activity by method reference, activity stubbed."""
+    history = WorkflowHistory.from_json(f"report-retention-replay-{path.stem}", RETENTION_TEXTS[path])
+    replayer = Replayer(workflows=[ReportRetentionWorkflow], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

@@ -15,16 +15,16 @@ from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 
 from activities.deps import ActivityDeps
-from activities.reports import ReportActivities, reconcile_report_schedules
-from core.settings import Settings
+from activities.reports import ReportActivities
+from core.settings import BackupSettings, Settings
 from core.storage import ObjectStorage
 from domain.models import AuditLog, Report, ReportSchedule, User
-from domain.reports.schedules import period_for
+from domain.reports.schedules import RETENTION_SCHEDULE_ID, period_for
 from tests.reports.conftest import KnownData
 from tests.reports.test_formats import generate
 from tests.services import SmtpSink
+from worker import reconcile_schedules
 from workflows.contracts import ReportRetentionInput, ScheduledReportInput
-from workflows.report_schedules import RETENTION_SCHEDULE_ID
 
 SCHEDULE = {
     "name": "Quarterly numbers",
@@ -80,8 +80,8 @@ async def test_a_schedule_triggered_now_mails_the_report(
         assert text.splitlines()[-1] == "Total,0.00,0.00,0.00"  # the known entries are in 2024
 
         services = api._transport.app.state.services  # type: ignore[attr-defined]
-        async with services.sessions() as session:
-            report = await session.scalar(select(Report).where(Report.schedule_id == schedule["id"]))
+        async with services.db.transaction() as tx:
+            report = await tx.session.scalar(select(Report).where(Report.schedule_id == schedule["id"]))
         assert report is not None and report.status == "completed" and report.requested_by_id is None
         admin_list = (await api.get("/api/v1/reports", headers=known.admin.headers)).json()
         assert str(report.id) in [item["id"] for item in admin_list["items"]]
@@ -113,9 +113,9 @@ async def test_a_schedule_triggered_now_mails_the_report(
         raise AssertionError("the Temporal schedule still exists")
     except RPCError:
         pass
-    async with services.sessions() as session:
+    async with services.db.transaction() as tx:
         actions = list(
-            await session.scalars(
+            await tx.session.scalars(
                 select(AuditLog.action).where(AuditLog.resource_type == "report_schedule").order_by(AuditLog.id)
             )
         )
@@ -154,23 +154,25 @@ async def test_default_schedules_are_created_and_reconciled(
     reports_deps: ActivityDeps, temporal_client: Client, known: KnownData
 ) -> None:
     key = "report-schedule-monthly-pnl"
+    # The worker's start-up, without the backup schedules (tests/backups/test_schedules.py has those).
+    settings = reports_deps.settings.model_copy(update={"backups": BackupSettings(schedules_enabled=False)})
+    deps = dataclasses.replace(reports_deps, settings=settings)
     try:
-        first = await reconcile_report_schedules(temporal_client, reports_deps)
-        second = await reconcile_report_schedules(temporal_client, reports_deps)  # a restart: no error, no duplicate
+        first = await reconcile_schedules(temporal_client, deps)
+        second = await reconcile_schedules(temporal_client, deps)  # a restart: no error, no duplicate
         assert first == second == [key, RETENTION_SCHEDULE_ID]
-        async with reports_deps.sessions() as session:
-            rows = list(await session.scalars(select(ReportSchedule)))
+        async with reports_deps.db.transaction() as tx:
+            rows = list(await tx.session.scalars(select(ReportSchedule)))
         assert [(r.schedule_key, r.type, r.cron, r.timezone) for r in rows] == [(key, "pnl", "0 6 1 * *", "UTC")]
         description = await temporal_client.get_schedule_handle(key).describe()
         next_run = description.info.next_action_times[0]
         assert (next_run.day, next_run.hour, next_run.minute) == (1, 6, 0)
         assert description.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
         # A schedule lost by Temporal (a dev server restarted) comes back from its record; a paused one stays paused.
-        async with reports_deps.sessions() as session:
-            await session.execute(update(ReportSchedule).values(paused=True))
-            await session.commit()
+        async with reports_deps.db.transaction() as tx:
+            await tx.session.execute(update(ReportSchedule).values(paused=True))
         await temporal_client.get_schedule_handle(key).delete()
-        await reconcile_report_schedules(temporal_client, reports_deps)
+        await reconcile_schedules(temporal_client, deps)
         assert (await temporal_client.get_schedule_handle(key).describe()).schedule.state.paused
     finally:
         for schedule_id in (key, RETENTION_SCHEDULE_ID):
@@ -183,19 +185,18 @@ async def test_default_schedules_are_created_and_reconciled(
 async def test_retention_prunes_old_report_files(known: KnownData, reports_deps: ActivityDeps) -> None:
     old, _, old_path = await generate(reports_deps, known.admin.id, "pnl", "csv")
     new, _, new_path = await generate(reports_deps, known.admin.id, "pnl", "json")
-    async with reports_deps.sessions() as session:
-        await session.execute(
+    async with reports_deps.db.transaction() as tx:
+        await tx.session.execute(
             update(Report).where(Report.id == old.id).values(created_at=datetime.now(UTC) - timedelta(days=91))
         )
-        await session.commit()
     result = await ActivityEnvironment().run(
         ReportActivities(reports_deps).prune_reports, ReportRetentionInput(retention_days=90)
     )
     assert result.pruned == 1
     assert not old_path.exists() and new_path.exists()
-    async with reports_deps.sessions() as session:
-        statuses = dict((await session.execute(select(Report.id, Report.status))).all())
-        pruned_rows = await session.scalar(select(func.count()).where(AuditLog.action == "report.pruned"))
+    async with reports_deps.db.transaction() as tx:
+        statuses = dict((await tx.session.execute(select(Report.id, Report.status))).all())
+        pruned_rows = await tx.session.scalar(select(func.count()).where(AuditLog.action == "report.pruned"))
     assert statuses == {old.id: "expired", new.id: "completed"}
     assert pruned_rows == 1
     again = await ActivityEnvironment().run(ReportActivities(reports_deps).prune_reports, ReportRetentionInput())
@@ -205,7 +206,7 @@ async def test_retention_prunes_old_report_files(known: KnownData, reports_deps:
 
 async def _inactive_user(api: httpx.AsyncClient, email: str) -> None:
     services = api._transport.app.state.services  # type: ignore[attr-defined]
-    async with services.sessions() as session:
+    async with services.db.transaction() as tx:
         user = User(
             email=email,
             username=f"former-{uuid.uuid4().hex[:6]}",
@@ -214,8 +215,7 @@ async def _inactive_user(api: httpx.AsyncClient, email: str) -> None:
             role="employee",
             is_active=False,
         )
-        session.add(user)
-        await session.commit()
+        tx.session.add(user)
 
 
 async def test_without_configured_domains_recipients_must_share_an_active_users_domain(
@@ -290,26 +290,25 @@ async def test_a_report_is_expired_before_its_file_is_deleted(known: KnownData, 
     """The pruner commits `expired` before deleting: when the delete fails the report is already not downloadable
     (never a completed report without its file), and the next run deletes the file it left."""
     old, _, old_path = await generate(reports_deps, known.admin.id, "pnl", "csv")
-    async with reports_deps.sessions() as session:
-        await session.execute(
+    async with reports_deps.db.transaction() as tx:
+        await tx.session.execute(
             update(Report).where(Report.id == old.id).values(created_at=datetime.now(UTC) - timedelta(days=91))
         )
-        await session.commit()
     failing = dataclasses.replace(reports_deps, storage=_DeleteFails(reports_deps.storage))
     with pytest.raises(OSError, match="storage unavailable"):
         await ActivityEnvironment().run(
             ReportActivities(failing).prune_reports, ReportRetentionInput(retention_days=90)
         )
-    async with reports_deps.sessions() as session:
-        stuck = await session.get(Report, old.id)
+    async with reports_deps.db.transaction() as tx:
+        stuck = await tx.session.get(Report, old.id)
     assert stuck is not None and stuck.status == "expired" and old_path.exists()
 
     result = await ActivityEnvironment().run(
         ReportActivities(reports_deps).prune_reports, ReportRetentionInput(retention_days=90)
     )
     assert result.pruned == 1 and not old_path.exists()
-    async with reports_deps.sessions() as session:
-        done = await session.get(Report, old.id)
-        audited = await session.scalar(select(func.count()).where(AuditLog.action == "report.pruned"))
+    async with reports_deps.db.transaction() as tx:
+        done = await tx.session.get(Report, old.id)
+        audited = await tx.session.scalar(select(func.count()).where(AuditLog.action == "report.pruned"))
     assert done is not None and (done.status, done.storage_key) == ("expired", None)
     assert audited == 1  # the expiry is recorded once, by the run that made it

@@ -30,8 +30,8 @@ async def _expense(client: httpx.AsyncClient, owner: TestUser) -> dict:
 
 
 async def _stored(deps: ActivityDeps, entry_id: int) -> Entry:
-    async with deps.sessions() as session:
-        entry = await session.get(Entry, entry_id)
+    async with deps.db.transaction() as tx:
+        entry = await tx.session.get(Entry, entry_id)
         assert entry is not None
         return entry
 
@@ -66,8 +66,8 @@ async def _snapshot(deps: ActivityDeps, entry_id: int) -> dict[str, object]:
 
 
 async def _count(deps: ActivityDeps, model: type, *conditions: object) -> int:
-    async with deps.sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0)
+    async with deps.db.transaction() as tx:
+        return int(await tx.session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0)
 
 
 SMUGGLED = {  # fields a client must never set; each one alone makes the body invalid
@@ -152,6 +152,6 @@ async def test_concurrent_creates_with_one_idempotency_key_make_one_row(
     assert created, [answer.text for answer in answers]
     assert {answer.json()["id"] for answer in created} == {created[0].json()["id"]}
     assert all(answer.status_code in (201, 409) for answer in answers), [a.status_code for a in answers]
-    async with activity_deps.sessions() as session:
-        rows = await session.scalar(select(func.count()).select_from(Entry).where(Entry.owner_id == alice.id))
+    async with activity_deps.db.transaction() as tx:
+        rows = await tx.session.scalar(select(func.count()).select_from(Entry).where(Entry.owner_id == alice.id))
     assert rows == 1

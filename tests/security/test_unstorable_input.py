@@ -15,8 +15,8 @@ BEYOND_BIGINT = 10**20
 
 
 async def _entries(deps: ActivityDeps) -> int:
-    async with deps.sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(Entry)) or 0)
+    async with deps.db.transaction() as tx:
+        return int(await tx.session.scalar(select(func.count()).select_from(Entry)) or 0)
 
 
 async def test_ids_and_offsets_beyond_64_bits_answer_422(client: httpx.AsyncClient, make_user: MakeUser) -> None:
