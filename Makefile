@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint format bench install clean
+.PHONY: dev reset migration test lint format bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: lint
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# A new migration, numbered after the current head: make migration name=add_foo [autogenerate=1]
+# (autogenerate compares the models with the database in DATABASE_URL, which must be at the head).
+migration: $(STAMP)
+	@test -n "$(name)" || { echo "usage: make migration name=add_foo [autogenerate=1]" >&2; exit 2; }
+	$(BIN)/alembic revision -m "$(name)" --rev-id "$$($(BIN)/python -m migrations.numbering)" $(if $(autogenerate),--autogenerate)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(ARGS)
