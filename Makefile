@@ -17,6 +17,10 @@ install: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/python -m core.devstack
 
+# Wipes the development data (database, Temporal state, files, mail) after asking; FORCE=1 does not ask.
+reset: $(STAMP)
+	$(BIN)/python -m core.devstack reset $(if $(FORCE),--yes)
+
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
