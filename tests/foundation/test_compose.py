@@ -13,11 +13,12 @@ from importlib import resources
 from pathlib import Path
 
 import psycopg
+import pytest
 import yaml
 from jsonschema.validators import validator_for
 
 from core.devstack import wait_for_port
-from core.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT, Settings
 from core.temporal import search_attribute_flags
 from tests.foundation.setting_names import every_variable_read, setting_names
 from tests.services import TEMPORAL_CLI, admin_database_url, free_port, scratch_database
@@ -263,3 +264,18 @@ def test_temporal_setup_registers_the_projects_search_attributes(tmp_path: Path)
         )
         refused = subprocess.run(["sh", "-c", clash], env=env, capture_output=True, text=True, timeout=120)
         assert refused.returncode != 0 and "ProjectClash" in refused.stderr
+
+
+def test_docs_in_the_compose_stack_are_what_the_readme_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production serves no /docs; the README's URL table says so, and how to turn them on."""
+    api = _compose()["services"]["api"]["environment"]
+    assert api["APP_ENV"] == "production"
+    default = api["DOCS_ENABLED"].removeprefix("${DOCS_ENABLED:-").removesuffix("}")
+    for value, served in ((default, False), ("true", True)):
+        monkeypatch.setenv("APP_ENV", api["APP_ENV"])
+        monkeypatch.setenv("DOCS_ENABLED", value)
+        assert Settings().serve_docs is served
+    row = next(
+        line for line in (PROJECT_ROOT / "README.md").read_text().splitlines() if "/docs" in line and "|" in line
+    )
+    assert "compose" in row and "DOCS_ENABLED=true" in row
