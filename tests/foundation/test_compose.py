@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -17,11 +15,11 @@ import pytest
 import yaml
 from jsonschema.validators import validator_for
 
-from core.devstack import wait_for_port
 from core.settings import PROJECT_ROOT, Settings
 from core.temporal import search_attribute_flags
 from tests.foundation.setting_names import every_variable_read, setting_names
-from tests.services import TEMPORAL_CLI, admin_database_url, free_port, scratch_database
+from tests.foundation.temporal_cli import bare_temporal_server, listed_search_attributes
+from tests.services import TEMPORAL_CLI, admin_database_url, scratch_database
 
 APP_SERVICES = ("api", "worker")
 REQUIRED_SETTINGS = {
@@ -186,7 +184,7 @@ def test_the_app_connects_as_a_role_that_owns_no_table() -> None:
     assert "deploy/grant_app_role.py" in services["migrate"]["command"][-1]
 
 
-def test_the_migrate_command_migrates_then_grants(tmp_path: Path) -> None:
+def test_the_migrate_command_migrates_then_grants() -> None:
     """The migrate service's own command line, run as it would run in the image (cwd = the code)."""
     migrate = _compose()["services"]["migrate"]
     role = f"finance_app_{secrets.token_hex(4)}"
@@ -214,41 +212,13 @@ def _setup_script() -> str:
     return _compose()["services"]["temporal-setup"]["command"][0].replace("$$", "$")
 
 
-def _listed(address: str) -> dict[str, str]:
-    output = subprocess.run(
-        [str(TEMPORAL_CLI), "operator", "search-attribute", "list", "--address", address],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {parts[0]: parts[1] for line in output.splitlines() if len(parts := line.split()) >= 2}
-
-
-@contextlib.contextmanager
-def temporal_server_without_attributes(log_dir: Path) -> Iterator[str]:
-    """A bare Temporal dev server, as auto-setup starts one: no custom search attributes."""
-    port = free_port()
-    with (log_dir / "temporal.log").open("ab") as log:
-        server = subprocess.Popen(
-            [str(TEMPORAL_CLI), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            wait_for_port("127.0.0.1", port, 60, "Temporal", server)
-            yield f"127.0.0.1:{port}"
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-
-
-def test_temporal_setup_registers_the_projects_search_attributes(tmp_path: Path) -> None:
+def test_temporal_setup_registers_the_projects_search_attributes() -> None:
     env = dict(os.environ, PATH=f"{TEMPORAL_CLI.parent}:{os.environ['PATH']}")
-    with temporal_server_without_attributes(tmp_path) as address:
+    with bare_temporal_server() as address:
         env["TEMPORAL_ADDRESS"] = address
         first = subprocess.run(["sh", "-c", _setup_script()], env=env, capture_output=True, text=True, timeout=120)
         assert first.returncode == 0, first.stderr
-        listed = _listed(address)
+        listed = listed_search_attributes(address)
         expected = dict(pair.split("=") for pair in search_attribute_flags()[1::2])  # what the workflows upsert
         assert {name: listed.get(name) for name in expected} == expected
         again = subprocess.run(["sh", "-c", _setup_script()], env=env, capture_output=True, text=True, timeout=120)

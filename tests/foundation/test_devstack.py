@@ -24,7 +24,8 @@ BIN = Path(sys.executable).parent
 STARTUP_SECONDS = 120
 
 
-def _start(var: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
+def dev_env(var: Path, ports: dict[str, int]) -> dict[str, str]:
+    """The environment of a `make dev` in `var` on these ports, nothing configured: every default embedded."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -36,9 +37,12 @@ def _start(var: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
         TEMPORAL_PORT=str(ports["temporal"]),
         TEMPORAL_UI_PORT=str(ports["ui"]),
         WORKER_METRICS_PORT=str(ports["metrics"]),
-        BACKUP_SCHEDULES_ENABLED="false",
-        REPORT_DEFAULT_SCHEDULES="false",
     )
+    return env
+
+
+def _start(var: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
+    env = dev_env(var, ports) | {"BACKUP_SCHEDULES_ENABLED": "false", "REPORT_DEFAULT_SCHEDULES": "false"}
     return subprocess.Popen(
         [sys.executable, "-m", "core.devstack"],
         cwd=PROJECT_ROOT,
@@ -89,12 +93,10 @@ def _from_a_second_shell(var: Path) -> dict[str, str]:
 
 
 def _reset(var: Path, ports: dict[str, int], *args: str, answer: str = "") -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_URL", "TEMPORAL_ADDRESS"))}
-    env.update(DEV_VAR_DIR=str(var), TEMPORAL_PORT=str(ports["temporal"]))
     return subprocess.run(
         [sys.executable, "-m", "core.devstack", "reset", *args],
         cwd=PROJECT_ROOT,
-        env=env,
+        env=dev_env(var, ports),
         input=answer,
         capture_output=True,
         text=True,

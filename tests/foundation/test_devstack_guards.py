@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import http.server
-import os
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import PROJECT_ROOT
+from tests.foundation.test_devstack import dev_env
 from tests.services import free_port
 
 DEV_DATA = ["pgdata/PG_VERSION", "temporal.db", "temporal.db-wal", "storage/reports/1/pnl.pdf", "mail/1.eml"]
@@ -46,27 +46,11 @@ def http_server(port: int) -> Iterator[None]:
         server.server_close()
 
 
-def _env(var: Path, ports: dict[str, int]) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_URL", "TEMPORAL_ADDRESS", "SMTP_", "AWS_", "S3_", "SECRET_KEY"))
-    }
-    env.update(
-        DEV_VAR_DIR=str(var),
-        API_PORT=str(ports["api"]),
-        TEMPORAL_PORT=str(ports["temporal"]),
-        TEMPORAL_UI_PORT=str(ports["ui"]),
-        WORKER_METRICS_PORT=str(ports["metrics"]),
-    )
-    return env
-
-
 def _devstack(var: Path, ports: dict[str, int], *args: str, answer: str = "", **extra: str):  # type: ignore[no-untyped-def]
     return subprocess.run(
         [sys.executable, "-m", "core.devstack", *args],
         cwd=PROJECT_ROOT,
-        env={**_env(var, ports), **extra},
+        env={**dev_env(var, ports), **extra},
         input=answer,
         capture_output=True,
         text=True,
@@ -130,7 +114,7 @@ def test_reset_with_force_does_not_ask(tmp_path: Path, ports: dict[str, int]) ->
     make = subprocess.run(
         ["make", "-s", f"BIN={Path(sys.executable).parent}", "STAMP=", "reset", "FORCE=1"],
         cwd=PROJECT_ROOT,
-        env=_env(tmp_path, ports),
+        env=dev_env(tmp_path, ports),
         capture_output=True,
         text=True,
         timeout=90,
