@@ -269,8 +269,10 @@ def write_dev_env(env: dict[str, str]) -> Path:
         "# The API's base URL, as the README's walkthrough reads it.",
         f"API={shlex.quote(f'http://127.0.0.1:{API_PORT}/api/v1')}",
     ]
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)  # a DATABASE_URL may carry a password
+    # Readable by its owner only, from its first byte: a DATABASE_URL may carry a password.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # an older file keeps its mode through O_TRUNC
+        handle.write("\n".join(lines) + "\n")
     return path
 
 

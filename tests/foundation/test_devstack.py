@@ -76,6 +76,7 @@ def _stop(process: subprocess.Popen[str]) -> str:
 
 def _from_a_second_shell(var: Path) -> dict[str, str]:
     """What another shell gets from `set -a; . var/dev.env; set +a`: enough for cli.py and alembic to work."""
+    assert (var / "dev.env").stat().st_mode & 0o077 == 0, "the database URL is for its owner's eyes only"
     clean = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
     script = f"set -a; . {var / 'dev.env'}; set +a; {sys.executable} cli.py create-superadmin && env"
     shell = subprocess.run(["bash", "-c", script], cwd=PROJECT_ROOT, env=clean, capture_output=True, text=True)
