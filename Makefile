@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint format bench install clean
+.PHONY: dev reset migration test lint format bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/python -m core.devstack
 
+# Wipes the development data (database, Temporal state, files, mail) after asking; FORCE=1 does not ask.
+reset: $(STAMP)
+	$(BIN)/python -m core.devstack reset $(if $(FORCE),--yes)
+
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -28,6 +32,12 @@ test: lint
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# A new migration, numbered after the current head: make migration name=add_foo [autogenerate=1]
+# (autogenerate compares the models with the database in DATABASE_URL, which must be at the head).
+migration: $(STAMP)
+	@test -n "$(name)" || { echo "usage: make migration name=add_foo [autogenerate=1]" >&2; exit 2; }
+	$(BIN)/alembic revision -m "$(name)" --rev-id "$$($(BIN)/python -m migrations.numbering)" $(if $(autogenerate),--autogenerate)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(ARGS)

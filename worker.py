@@ -148,10 +148,24 @@ async def run() -> int:
     if client is None:
         return 0
     deps = build_deps(settings)
-    try:
-        await reconcile_schedules(client, deps)
-    except Exception:  # schedules are reconciled again at the next start; workflows must run meanwhile
-        log.exception("could not reconcile the schedules; continuing without")
+
+    async def reconcile_until_done() -> None:
+        # In the background, so workflows are served meanwhile; retried, because the database may not be
+        # migrated or reachable yet (compose starts us beside it) and nothing else would set them up.
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await reconcile_schedules(client, deps)
+            except Exception as error:
+                log.warning("could not set up the schedules (%s); retrying in %.0f s", error, delay, exc_info=True)
+            else:
+                log.info("schedules set up")
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 60.0)
+
+    schedules = asyncio.create_task(reconcile_until_done())
     workers = build_workers(client, worker_plan(deps))
     watcher = asyncio.create_task(deps.authorizer.watch())
     log.info("worker started on %s", [worker.task_queue for worker in workers])
@@ -163,8 +177,9 @@ async def run() -> int:
         log.error("a worker stopped unexpectedly: %r", task.exception())
     log.info("draining: finishing in-flight tasks")
     watcher.cancel()
+    schedules.cancel()
     await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
-    await asyncio.gather(*running, return_exceptions=True)
+    await asyncio.gather(*running, schedules, return_exceptions=True)
     log.info("worker stopped")
     return 1 if failed else 0  # non-zero lets a supervisor restart us
 

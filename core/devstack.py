@@ -3,19 +3,28 @@
 PostgreSQL is DATABASE_URL when set, else an embedded server (pgserver) with its data in var/pgdata.
 Temporal is TEMPORAL_ADDRESS when set, else `temporal server start-dev` persisting to var/temporal.db,
 with the Web UI on 8233 and the project's search attributes registered. Then migrations, the first
-superadmin, the worker and the API.
+superadmin, the worker and the API. The addresses a second shell needs go to var/dev.env.
+
+`make reset` (`python -m core.devstack reset [--yes]`) wipes the development data: database, Temporal state,
+files and mail together, since an entry id reused after a partial wipe would meet its old workflow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from dotenv import dotenv_values
 
@@ -71,6 +80,71 @@ def port_in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def port_free(port: int) -> bool:
+    """Whether we could listen on 127.0.0.1:port (as uvicorn and Temporal will, with SO_REUSEADDR)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def port_taken(port: int, setting: str, what: str) -> SystemExit:
+    return SystemExit(
+        f"port {port} ({setting}) is taken by another program, so {what} cannot listen there. "
+        f"Stop that program, or set {setting} to a free port (in .env or the environment)."
+    )
+
+
+def is_temporal(address: str) -> bool:
+    """Whether a Temporal server answers on `address` (a port may be held by anything)."""
+    command = [str(BIN / "temporal"), "operator", "cluster", "health", "--address", address]
+    try:
+        result = subprocess.run([*command, "--command-timeout", "5s"], capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return False
+    return result.returncode == 0 and "SERVING" in result.stdout
+
+
+def check_ports(env: dict[str, str]) -> None:
+    """Before starting anything: every port `make dev` listens on must be free, and a program already on the
+    Temporal port must be a Temporal server (reused, as documented), not something we would talk to blindly."""
+    if not port_free(API_PORT):
+        raise port_taken(API_PORT, "API_PORT", "the API")
+    metrics = int(env.get("WORKER_METRICS_PORT") or "9464")
+    if not port_free(metrics):
+        raise port_taken(metrics, "WORKER_METRICS_PORT", "the worker's metrics")
+    if env.get("TEMPORAL_ADDRESS"):
+        return
+    if port_in_use(TEMPORAL_PORT):
+        if not is_temporal(f"127.0.0.1:{TEMPORAL_PORT}"):
+            raise SystemExit(
+                f"port {TEMPORAL_PORT} (TEMPORAL_PORT) is taken by a program that is not a Temporal server. "
+                "Stop it, or set TEMPORAL_PORT to a free port (in .env or the environment)."
+            )
+    elif not port_free(TEMPORAL_UI_PORT):
+        raise port_taken(TEMPORAL_UI_PORT, "TEMPORAL_UI_PORT", "the Temporal Web UI")
+
+
+@contextlib.contextmanager
+def dev_lock() -> Iterator[IO[str] | None]:
+    """Held while `make dev` runs: a second one, and `make reset`, can tell. Yields None when it is taken.
+    The kernel drops the lock when the process ends, however it ends."""
+    VAR.mkdir(parents=True, exist_ok=True)
+    handle = (VAR / "dev.lock").open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield None
+            return
+        yield handle
+    finally:
+        handle.close()
+
+
 def secret_key() -> str:
     """A persistent random key for development, so tokens survive a restart; never a fixed default."""
     path = VAR / "secret_key"
@@ -113,7 +187,7 @@ def register_search_attributes(address: str, namespace: str = "default") -> None
 
 def start_temporal(children: list[subprocess.Popen[bytes]], namespace: str = "default") -> str:
     address = f"127.0.0.1:{TEMPORAL_PORT}"
-    if port_in_use(TEMPORAL_PORT):
+    if port_in_use(TEMPORAL_PORT):  # a Temporal server: check_ports refused anything else
         say(f"a Temporal server already listens on {address}; using it and registering the search attributes")
         register_search_attributes(address, namespace)
         return address
@@ -173,13 +247,55 @@ def stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.kill()
 
 
-def main() -> int:
-    VAR.mkdir(exist_ok=True)
+# What a second shell needs to reach this system (`set -a; . var/dev.env; set +a`), then run cli.py, alembic or
+# the README's walkthrough against it. Not SECRET_KEY: nothing run from there needs to sign tokens.
+SECOND_SHELL = (
+    "APP_ENV",
+    "DATABASE_URL",
+    "TEMPORAL_ADDRESS",
+    "TEMPORAL_NAMESPACE",
+    "TEMPORAL_UI_URL",
+    "STORAGE_DIR",
+    "MAIL_DIR",
+    "PUBLIC_BASE_URL",
+)
+
+
+def write_dev_env(env: dict[str, str]) -> Path:
+    path = VAR / "dev.env"
+    lines = [
+        "# Written by `make dev` for a second shell: set -a; . var/dev.env; set +a",
+        *(f"{name}={shlex.quote(env[name])}" for name in SECOND_SHELL if env.get(name)),
+        "# The API's base URL, as the README's walkthrough reads it.",
+        f"API={shlex.quote(f'http://127.0.0.1:{API_PORT}/api/v1')}",
+    ]
+    # Readable by its owner only, from its first byte: a DATABASE_URL may carry a password.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # an older file keeps its mode through O_TRUNC
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def run() -> int:
+    VAR.mkdir(parents=True, exist_ok=True)
+    with dev_lock() as lock:
+        if lock is None:
+            raise SystemExit(f"make dev is already running on {VAR}; stop it first (Ctrl-C in its shell)")
+        return _run(lock)
+
+
+def _run(lock: IO[str]) -> int:
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
     (VAR / "mail").mkdir(exist_ok=True)
     (VAR / "storage").mkdir(exist_ok=True)
     env = dev_environment()
+    check_ports(env)
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = embedded_database()
+    env.setdefault("TEMPORAL_NAMESPACE", "default")
 
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
@@ -192,7 +308,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         if not env.get("TEMPORAL_ADDRESS"):
-            env["TEMPORAL_ADDRESS"] = start_temporal(children, env.get("TEMPORAL_NAMESPACE") or "default")
+            env["TEMPORAL_ADDRESS"] = start_temporal(children, env["TEMPORAL_NAMESPACE"])
         say("applying migrations")
         subprocess.run([str(BIN / "alembic"), "upgrade", "heads"], env=env, check=True, cwd=PROJECT_ROOT)
         subprocess.run([sys.executable, "cli.py", "create-superadmin"], env=env, check=True, cwd=PROJECT_ROOT)
@@ -215,13 +331,18 @@ def main() -> int:
         )
         children.append(api)
         wait_for_port("127.0.0.1", API_PORT, 60, "the API", api)
+        dev_env = write_dev_env(env)
         say("ready:")
         say(f"  API          http://127.0.0.1:{API_PORT}/api/v1")
         say(f"  Health       http://127.0.0.1:{API_PORT}/health")
         say(f"  Swagger UI   http://127.0.0.1:{API_PORT}/docs  (ReDoc at /redoc)")
+        say(f"  Temporal     {env['TEMPORAL_ADDRESS']}  (namespace {env['TEMPORAL_NAMESPACE']})")
         say(f"  Temporal UI  {env['TEMPORAL_UI_URL']}")
-        say(f"  Mail         {VAR / 'mail'} (.eml files)" if not env.get("SMTP_HOST") else "  Mail         SMTP")
-        say("Ctrl-C stops everything; data stays in var/")
+        say(f"  Database     {env['DATABASE_URL']}")
+        say(f"  Mail         {env['MAIL_DIR']} (.eml files)" if not env.get("SMTP_HOST") else "  Mail         SMTP")
+        say(f"  Files        {env['STORAGE_DIR']}" if not env.get("AWS_BUCKET_NAME") else "  Files        S3")
+        say(f"a second shell (cli.py, alembic, the README's curl walkthrough): set -a; . {dev_env}; set +a")
+        say("Ctrl-C stops everything; data stays in var/ (make reset wipes it)")
         while not stopping:
             if any(child.poll() is not None for child in children):
                 say("a process exited; stopping the rest")
@@ -231,6 +352,82 @@ def main() -> int:
         say("stopping")
         stop(children)
     return 0
+
+
+# --- make reset -------------------------------------------------------------------------------------------------
+
+# The development data, all of it together (and only it: DEV_VAR_DIR may point at a folder with other things).
+# The secret key goes too: a token it signed would name a user id that a new user may now hold.
+DEV_DATA = (
+    *("pgdata", "temporal.db", "temporal.db-wal", "temporal.db-shm", "temporal.db-journal"),
+    *("storage", "mail", "dev.env", "secret_key", "temporal.log"),
+)
+
+
+def _postgres_running(pgdata: Path) -> int | None:
+    """The pid of a PostgreSQL still running on `pgdata` (a `make dev` that was killed), if any."""
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid
+
+
+def reset(assume_yes: bool) -> int:
+    configured = [name for name in ("DATABASE_URL", "TEMPORAL_ADDRESS") if _runner_setting(name, "")]
+    if configured:
+        raise SystemExit(
+            f"{' and '.join(configured)} set: make reset wipes only the embedded database and Temporal, together, "
+            "and would leave the configured one with the other's state gone. Reset those yourself."
+        )
+    if not VAR.is_dir():
+        say(f"nothing to reset: {VAR} does not exist")
+        return 0
+    with dev_lock() as lock:
+        if lock is None:
+            raise SystemExit("make dev is running: stop it first (Ctrl-C in its shell), then make reset")
+        if port_in_use(TEMPORAL_PORT):
+            raise SystemExit(
+                f"a Temporal server that make dev did not start listens on 127.0.0.1:{TEMPORAL_PORT} "
+                "(TEMPORAL_PORT); make dev reuses it, so its workflows would outlive the wiped database and attach "
+                "to new entries that reuse their ids. Stop that server (and wipe its data) first."
+            )
+        postgres = _postgres_running(VAR / "pgdata")
+        if postgres is not None:
+            raise SystemExit(f"PostgreSQL (pid {postgres}) still runs on {VAR / 'pgdata'}: stop it first")
+        present = [VAR / name for name in DEV_DATA if (VAR / name).exists()]
+        if not present:
+            say(f"nothing to reset in {VAR}")
+            return 0
+        say("this deletes the development data: database, Temporal state, files, mail, secret key:")
+        for path in present:
+            say(f"  {path}")
+        if not assume_yes:
+            try:
+                answer = input("[dev] type yes to delete them (make reset FORCE=1 does not ask): ")
+            except EOFError:
+                answer = ""
+            if answer.strip().lower() != "yes":
+                say("nothing deleted")
+                return 1
+        for path in present:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        say("development data wiped; make dev starts afresh (and prints a new superadmin password)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["reset"]:
+        return reset(assume_yes="--yes" in args[1:])
+    if args:
+        raise SystemExit("usage: python -m core.devstack [reset [--yes]]")
+    return run()
 
 
 if __name__ == "__main__":

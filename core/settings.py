@@ -84,6 +84,9 @@ class StorageSettings(BaseSettings):
     model_config = _config()
     bucket: str = Field(default="", validation_alias=AliasChoices("S3_BUCKET", "AWS_BUCKET_NAME"))
     endpoint_url: str = Field(default="", validation_alias=AliasChoices("S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"))
+    # The endpoint as the users' browsers reach it, for presigned download links (signed for that host); empty =
+    # endpoint_url. Differs when the app reaches the store by an internal name (http://minio:9000 in compose).
+    public_endpoint_url: str = Field(default="", validation_alias="S3_PUBLIC_ENDPOINT_URL")
     region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     access_key_id: str = Field(default="", validation_alias="AWS_ACCESS_KEY_ID")
     secret_access_key: str = Field(default="", validation_alias="AWS_SECRET_ACCESS_KEY")

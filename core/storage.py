@@ -89,6 +89,12 @@ class S3Storage:
             kwargs["aws_secret_access_key"] = settings.secret_access_key
         # SigV4 everywhere: presigned download links must work on every region and S3-compatible store.
         self.client = boto3.client("s3", config=Config(signature_version="s3v4"), **kwargs)
+        # A presigned link is signed for its host and followed by the user's browser, not by us: sign it for the
+        # public endpoint when the app reaches the store by another name. Presigning sends no request.
+        self.presigner = self.client
+        if settings.public_endpoint_url:
+            kwargs["endpoint_url"] = settings.public_endpoint_url
+            self.presigner = boto3.client("s3", config=Config(signature_version="s3v4"), **kwargs)
         self.bucket = settings.bucket
         self.sse = settings.server_side_encryption
 
@@ -182,7 +188,7 @@ class S3Storage:
         return dict(response.get("Metadata", {}))
 
     def presigned_url(self, key: str, filename: str, expires_seconds: int = 300) -> str | None:
-        url: str = self.client.generate_presigned_url(
+        url: str = self.presigner.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,

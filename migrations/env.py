@@ -7,8 +7,20 @@ from sqlalchemy import create_engine, pool
 
 from core.settings import DatabaseSettings, to_psycopg_url
 from domain.models import Base
+from migrations.numbering import next_revision_id
 
 target_metadata = Base.metadata
+
+
+def _numbered(_context, _revision, directives) -> None:  # type: ignore[no-untyped-def]
+    """A new revision (`alembic revision --autogenerate`) takes the next number of the chain, not a random id."""
+    if not directives:
+        return
+    script = directives[0]
+    wanted = next_revision_id(context.script)
+    if script.rev_id != wanted:
+        print(f"  revision id {wanted}, the next in the numbered chain (not {script.rev_id})")
+        script.rev_id = wanted
 
 
 def _url() -> str:
@@ -30,6 +42,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         compare_type=True,
+        process_revision_directives=_numbered,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -46,7 +59,12 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        process_revision_directives=_numbered,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -9,42 +9,22 @@ import pytest
 
 from core import devstack
 from core.temporal import SEARCH_ATTRIBUTES
-from tests.services import TEMPORAL_CLI, free_port
+from tests.foundation.temporal_cli import bare_temporal_server, listed_search_attributes
+from tests.services import TEMPORAL_CLI
 
 
 @pytest.fixture(scope="module")
 def bare_temporal() -> Iterator[str]:
     """A Temporal dev server started without any custom search attributes, as someone else might run one."""
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [str(TEMPORAL_CLI), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        devstack.wait_for_port("127.0.0.1", port, 60, "Temporal", server)
+    with bare_temporal_server() as address:
         yield address
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _listed(address: str) -> dict[str, str]:
-    output = subprocess.run(
-        [str(TEMPORAL_CLI), "operator", "search-attribute", "list", "--address", address],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {parts[0]: parts[1] for line in output.splitlines() if len(parts := line.split()) >= 2}
 
 
 def test_search_attributes_are_registered_on_a_reused_server(bare_temporal: str) -> None:
-    assert "EntryKind" not in _listed(bare_temporal)
+    assert "EntryKind" not in listed_search_attributes(bare_temporal)
     devstack.register_search_attributes(bare_temporal)
     devstack.register_search_attributes(bare_temporal)  # a second `make dev`: the existing ones are fine
-    listed = _listed(bare_temporal)
+    listed = listed_search_attributes(bare_temporal)
     expected = {"EntryKind": "Keyword", "EntryId": "Keyword", "ApprovalStatus": "Keyword"}
     expected |= {"CurrentApprover": "Keyword", "AmountCents": "Int"}
     assert {key.name for key in SEARCH_ATTRIBUTES} == set(expected)
