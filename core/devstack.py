@@ -312,6 +312,8 @@ def _run(lock: IO[str]) -> int:
         say("applying migrations")
         subprocess.run([str(BIN / "alembic"), "upgrade", "heads"], env=env, check=True, cwd=PROJECT_ROOT)
         subprocess.run([sys.executable, "cli.py", "create-superadmin"], env=env, check=True, cwd=PROJECT_ROOT)
+        # Before the API answers, so whoever sees it up (a person, a test) finds the file there already.
+        dev_env = write_dev_env(env)
         say("starting the worker")
         children.append(subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=PROJECT_ROOT))
         say("starting the API")
@@ -331,7 +333,6 @@ def _run(lock: IO[str]) -> int:
         )
         children.append(api)
         wait_for_port("127.0.0.1", API_PORT, 60, "the API", api)
-        dev_env = write_dev_env(env)
         say("ready:")
         say(f"  API          http://127.0.0.1:{API_PORT}/api/v1")
         say(f"  Health       http://127.0.0.1:{API_PORT}/health")

@@ -20,10 +20,10 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from core.settings import PROJECT_ROOT
+from domain.reports.schedules import RETENTION_SCHEDULE_ID
 from tests.bench.stack import temporal_server
 from tests.services import admin_database_url, free_port, migrate, scratch_database
 from workflows.contracts import BACKUP_SCHEDULE_ID, RESTORE_DRILL_SCHEDULE_ID
-from workflows.report_schedules import RETENTION_SCHEDULE_ID
 
 FAILURE = "could not set up the schedules"
 
