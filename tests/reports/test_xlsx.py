@@ -11,7 +11,7 @@ import openpyxl
 import pytest
 
 from domain.reports.datasets import Column, Row
-from domain.reports.renderers import ReportMeta, open_renderer
+from domain.reports.renderers import ReportMeta, ReportTooLarge, XlsxRenderer, open_renderer
 from domain.reports.schemas import ReportFormat
 
 META = ReportMeta(
@@ -94,13 +94,19 @@ def test_cells_are_typed_formatted_and_clipped(tmp_path: Path) -> None:
     assert sheet.max_row == 4
 
 
+def test_text_beyond_a_cell_is_cut_at_excels_limit_in_utf16_units(tmp_path: Path) -> None:
+    book = render(tmp_path, [("\U0001f4b6" * 20_000, None, None, None, None, None, None)], [])  # two units each
+    assert book["Report"]["A2"].value == "\U0001f4b6" * 16_383
+
+
 def test_the_workbook_says_what_it_is(tmp_path: Path) -> None:
+    began = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     book = render(tmp_path, [], [("Total", Decimal("0.00"), 0, None, None, None, None)])
     assert book.sheetnames == ["Report", "About"]
     assert book.properties.title == "Entries ledger"
     assert book.properties.subject == "2024-01-01 to 2024-03-31"
     assert book.properties.description == "Amounts count approved entries only."
-    assert book.properties.created == datetime(2024, 4, 1, 9, 30)
+    assert began <= book.properties.created <= datetime.now(UTC).replace(tzinfo=None)  # when the file was written
     about = {row[0]: row[1] for row in book["About"].iter_rows(values_only=True)}
     assert about == {
         "Title": "Entries ledger",
@@ -112,3 +118,11 @@ def test_the_workbook_says_what_it_is(tmp_path: Path) -> None:
         "Report id": "r-1",
     }
     assert book["Report"].column_dimensions["A"].width > 0
+
+
+def test_rows_beyond_one_sheet_are_refused_for_good(tmp_path: Path) -> None:
+    """Excel's 1,048,576 rows, lowered here: a permanent error that says what to do, not a retried crash."""
+    renderer = XlsxRenderer(tmp_path / "report.xlsx", META, COLUMNS, max_rows=3)
+    renderer.write([("a", None, None, None, None, None, None)])
+    with pytest.raises(ReportTooLarge, match="choose CSV"):
+        renderer.write([("b", None, None, None, None, None, None), ("c", None, None, None, None, None, None)])
