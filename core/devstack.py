@@ -30,6 +30,7 @@ from dotenv import dotenv_values
 
 from core.settings import PROJECT_ROOT
 from core.temporal import search_attribute_flags
+from workflows.contracts import SEARCH_ATTRIBUTES
 
 # Read by the dev runner only (the app never sees them); like every setting, from the environment or `.env`.
 DEV_RUNNER_SETTINGS = ("DEV_VAR_DIR", "API_PORT", "TEMPORAL_PORT", "TEMPORAL_UI_PORT")
@@ -168,7 +169,7 @@ def embedded_database() -> str:
 def register_search_attributes(address: str, namespace: str = "default") -> None:
     """Register the project's search attributes on a running server (one we did not start, so they may be
     missing: workflows that upsert them would then fail). One that already exists with its type is fine."""
-    pairs = search_attribute_flags()[1::2]  # ["EntryKind=Keyword", ...]
+    pairs = search_attribute_flags(SEARCH_ATTRIBUTES)[1::2]  # ["EntryKind=Keyword", ...]
     for pair in pairs:
         name, kind = pair.split("=", 1)
         command = [str(BIN / "temporal"), "operator", "search-attribute", "create"]
@@ -208,7 +209,7 @@ def start_temporal(children: list[subprocess.Popen[bytes]], namespace: str = "de
         str(VAR / "temporal.db"),
         "--log-level",
         "warn",
-        *search_attribute_flags(),
+        *search_attribute_flags(SEARCH_ATTRIBUTES),
     ]
     temporal = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     children.append(temporal)

@@ -1,8 +1,10 @@
-"""Temporal connection, task queue names and the custom search attributes."""
+"""Temporal connection, task queue names, and the server flags that register search attributes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
@@ -11,20 +13,13 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from core.settings import TemporalSettings
 
-# Typed keys; values carry ids and amounts only, never personal data.
-ENTRY_KIND = SearchAttributeKey.for_keyword("EntryKind")
-ENTRY_ID = SearchAttributeKey.for_keyword("EntryId")
-APPROVAL_STATUS = SearchAttributeKey.for_keyword("ApprovalStatus")
-CURRENT_APPROVER = SearchAttributeKey.for_keyword("CurrentApprover")
-AMOUNT_CENTS = SearchAttributeKey.for_int("AmountCents")
-SEARCH_ATTRIBUTES = (ENTRY_KIND, ENTRY_ID, APPROVAL_STATUS, CURRENT_APPROVER, AMOUNT_CENTS)
 
-
-def search_attribute_flags() -> list[str]:
-    """`--search-attribute Name=Type` arguments for `temporal server start-dev`."""
+def search_attribute_flags(keys: Iterable[SearchAttributeKey[Any]]) -> list[str]:
+    """`--search-attribute Name=Type` arguments for `temporal server start-dev`, for these keys (the workflows'
+    contracts declare theirs: workflows.contracts.SEARCH_ATTRIBUTES)."""
     names = {"KEYWORD": "Keyword", "INT": "Int"}
     flags: list[str] = []
-    for key in SEARCH_ATTRIBUTES:
+    for key in keys:
         flags += ["--search-attribute", f"{key.name}={names[key.indexed_value_type.name]}"]
     return flags
 

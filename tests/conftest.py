@@ -40,7 +40,6 @@ from core.settings import (
     TemporalSettings,
 )
 from core.storage import LocalStorage
-from core.temporal import SEARCH_ATTRIBUTES
 from domain.models import User
 from tests.services import (
     TEMPORAL_CLI,
@@ -53,6 +52,7 @@ from tests.services import (
     truncate_all,
 )
 from worker import build_workers, worker_plan
+from workflows.contracts import SEARCH_ATTRIBUTES
 
 PASSWORD = "correct-horse-battery-staple"
 

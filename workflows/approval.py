@@ -32,11 +32,15 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from core.temporal import AMOUNT_CENTS, APPROVAL_STATUS, CURRENT_APPROVER, ENTRY_ID, ENTRY_KIND
     from workflows.contracts import (
+        AMOUNT_CENTS,
+        APPROVAL_STATUS,
+        CURRENT_APPROVER,
         EMAIL_LOCAL_ATTEMPT,
         EMAIL_RETRY,
         EMAIL_TIMEOUT,
+        ENTRY_ID,
+        ENTRY_KIND,
         REFUSALS,
         ApprovalActivity,
         ApprovalInput,

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 
 
 class Contract(BaseModel):
@@ -68,6 +68,16 @@ EMAIL_RETRY = RetryPolicy(
 
 
 # === approvals =======================================================================================
+
+
+# What the Temporal UI finds an approval by (typed keys; the values are ids and amounts only, never personal data).
+# Registered where the server starts (make dev, compose, the tests); the workflow keeps them current.
+ENTRY_KIND = SearchAttributeKey.for_keyword("EntryKind")
+ENTRY_ID = SearchAttributeKey.for_keyword("EntryId")
+APPROVAL_STATUS = SearchAttributeKey.for_keyword("ApprovalStatus")
+CURRENT_APPROVER = SearchAttributeKey.for_keyword("CurrentApprover")
+AMOUNT_CENTS = SearchAttributeKey.for_int("AmountCents")
+SEARCH_ATTRIBUTES = (ENTRY_KIND, ENTRY_ID, APPROVAL_STATUS, CURRENT_APPROVER, AMOUNT_CENTS)
 
 
 def approval_workflow_id(subject_kind: str, subject_id: int) -> str:

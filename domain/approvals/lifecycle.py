@@ -9,11 +9,15 @@ import uuid
 from core.db import Tx
 from core.engine import EngineUnavailable, UpdateRefused, UpdateUnanswered, WorkflowEngine, WorkflowGone
 from core.settings import Settings
-from core.temporal import AMOUNT_CENTS, APPROVAL_STATUS, CURRENT_APPROVER, ENTRY_ID, ENTRY_KIND
 from domain.approvals.transitions import Submission, undo_submission
 from domain.audit.service import AuditContext
 from domain.errors import InvalidState, ServiceUnavailable, refusal_error
 from workflows.contracts import (
+    AMOUNT_CENTS,
+    APPROVAL_STATUS,
+    CURRENT_APPROVER,
+    ENTRY_ID,
+    ENTRY_KIND,
     ApprovalInput,
     ApprovalTimers,
     DecisionOutcome,

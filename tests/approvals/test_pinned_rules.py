@@ -15,10 +15,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.deps import ActivityDeps
 from core.settings import PROJECT_ROOT, Settings
-from core.temporal import AMOUNT_CENTS, APPROVAL_STATUS, CURRENT_APPROVER
 from tests.approvals.conftest import Team, audit_count, eventually, submitted_expense
 from tests.conftest import own_api
-from workflows.contracts import ApprovalResult
+from workflows.contracts import AMOUNT_CENTS, APPROVAL_STATUS, CURRENT_APPROVER, ApprovalResult
 
 MANAGER_LIMIT = "p, manager, approval_limit, approve, 10000.00\n"
 AUTO_APPROVE_OFF = "# p, employee, approval_limit, auto_approve, 50.00\n"

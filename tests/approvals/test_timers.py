@@ -18,7 +18,6 @@ from temporalio.worker import Worker
 from activities.approvals import ApprovalActivities
 from activities.deps import ActivityDeps
 from core.engine import search_attributes
-from core.temporal import CURRENT_APPROVER, SEARCH_ATTRIBUTES
 from domain.approvals.lifecycle import search_attributes as approval_attributes
 from domain.models import Entry
 from tests.approvals.conftest import (
@@ -32,7 +31,14 @@ from tests.approvals.conftest import (
 from tests.conftest import MakeUser
 from tests.services import TEMPORAL_TEST_SERVER
 from workflows.approval import EntryApprovalWorkflow
-from workflows.contracts import ApprovalResult, ApprovalTimers, DecisionRequest, LiveStatus
+from workflows.contracts import (
+    CURRENT_APPROVER,
+    SEARCH_ATTRIBUTES,
+    ApprovalResult,
+    ApprovalTimers,
+    DecisionRequest,
+    LiveStatus,
+)
 
 HOUR = 3600.0
 DAY = 24 * HOUR

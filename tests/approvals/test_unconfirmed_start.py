@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deps import ActivityDeps
 from core.settings import Settings
-from core.temporal import APPROVAL_STATUS, task_queues
+from core.temporal import task_queues
 from domain.approvals.transitions import Submission, undo_submission
 from domain.audit.service import SYSTEM
 from tests.approvals.conftest import (
@@ -31,7 +31,7 @@ from tests.approvals.conftest import (
     submit_directly,
 )
 from workflows.approval import EntryApprovalWorkflow
-from workflows.contracts import ApprovalResult, ApprovalTimers
+from workflows.contracts import APPROVAL_STATUS, ApprovalResult, ApprovalTimers
 
 LOST = RPCError("context deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
 

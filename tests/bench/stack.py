@@ -20,6 +20,7 @@ import psycopg
 from core.settings import PROJECT_ROOT
 from core.temporal import search_attribute_flags
 from tests.services import TEMPORAL_CLI, admin_database_url, free_port, migrate, with_database
+from workflows.contracts import SEARCH_ATTRIBUTES
 
 BENCH_DATABASE = "finance_bench"
 
@@ -84,7 +85,7 @@ def temporal_server(log_dir: Path, db_file: Path | None = None, port: int | None
             "--log-level",
             "error",
             *persistence,
-            *search_attribute_flags(),
+            *search_attribute_flags(SEARCH_ATTRIBUTES),
         ],
         stdout=log,
         stderr=log,

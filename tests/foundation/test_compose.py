@@ -20,6 +20,7 @@ from core.temporal import search_attribute_flags
 from tests.foundation.setting_names import every_variable_read, setting_names
 from tests.foundation.temporal_cli import bare_temporal_server, listed_search_attributes
 from tests.services import TEMPORAL_CLI, admin_database_url, scratch_database
+from workflows.contracts import SEARCH_ATTRIBUTES
 
 APP_SERVICES = ("api", "worker")
 REQUIRED_SETTINGS = {
@@ -219,7 +220,9 @@ def test_temporal_setup_registers_the_projects_search_attributes() -> None:
         first = subprocess.run(["sh", "-c", _setup_script()], env=env, capture_output=True, text=True, timeout=120)
         assert first.returncode == 0, first.stderr
         listed = listed_search_attributes(address)
-        expected = dict(pair.split("=") for pair in search_attribute_flags()[1::2])  # what the workflows upsert
+        expected = dict(
+            pair.split("=") for pair in search_attribute_flags(SEARCH_ATTRIBUTES)[1::2]
+        )  # what the workflows upsert
         assert {name: listed.get(name) for name in expected} == expected
         again = subprocess.run(["sh", "-c", _setup_script()], env=env, capture_output=True, text=True, timeout=120)
         assert again.returncode == 0, again.stderr  # a restart of the stack finds them there

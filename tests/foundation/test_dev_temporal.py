@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from core import devstack
-from core.temporal import SEARCH_ATTRIBUTES
 from tests.foundation.temporal_cli import bare_temporal_server, listed_search_attributes
 from tests.services import TEMPORAL_CLI
+from workflows.contracts import SEARCH_ATTRIBUTES
 
 
 @pytest.fixture(scope="module")
