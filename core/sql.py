@@ -46,8 +46,10 @@ class Sql:
         cursor = await self.connection.execute(query, params)  # type: ignore[arg-type]
         return await cursor.fetchone()
 
-    async def all(self, query: str, params: Params = None) -> list[tuple[Any, ...]]:
-        cursor = await self.connection.execute(query, params)  # type: ignore[arg-type]
+    async def all(self, query: str, params: Params = None, *, prepare: bool | None = None) -> list[tuple[Any, ...]]:
+        """Every row. `prepare=False`: plan it for these very values each time (a prepared statement's generic plan
+        cannot know how many owners an `= ANY(%s)` list holds, and a team of hundreds wants another plan than one)."""
+        cursor = await self.connection.execute(query, params, prepare=prepare)  # type: ignore[arg-type]
         return await cursor.fetchall()
 
     async def row(self, row_type: type[R], query: str, params: Params = None) -> R | None:

@@ -198,7 +198,7 @@ async def page(sql: Sql, query: ListQuery) -> tuple[list[EntryRow], int]:
         f"SELECT {ENTRY}, {counted} FROM entries e JOIN ({chosen}) chosen ON chosen.id = e.id "
         f"ORDER BY e.{column} {direction}, e.id {direction}"
     )
-    rows = await sql.all(statement, params)
+    rows = await sql.all(statement, params, prepare=query.owners is None)
     if rows:
         return [EntryRow(*values[: width(EntryRow)]) for values in rows], int(rows[0][-1])
     if query.offset == 0:
