@@ -27,6 +27,7 @@ from core.mail import create_transport
 from core.settings import Settings, get_settings
 from core.storage import create_storage
 from core.temporal import connect, metrics_runtime, task_queues
+from domain.approvals import outbox
 from domain.backups import pg_tools
 from domain.backups.schedules import backup_schedules
 from domain.reports import schedules as report_schedules
@@ -122,6 +123,20 @@ def build_workers(client: Client, plans: Sequence[QueuePlan]) -> list[Worker]:
     ]
 
 
+async def relay_outbox(deps: ActivityDeps, engine: WorkflowEngine, stop: asyncio.Event) -> None:
+    """Deliver what an API committed but could not tell the engine (domain/approvals/outbox.py): a start lost to a
+    crash between commit and start, a signal the engine was away for. Every few seconds, until SIGTERM."""
+    settings = deps.settings.approvals
+    grace = timedelta(seconds=settings.outbox_grace_seconds)
+    while not stop.is_set():
+        try:
+            await outbox.deliver_due(deps.db, engine, grace=grace)
+        except Exception:  # the database or the engine is away: the next round tries again
+            log.warning("outbox relay: delivery failed; retrying", exc_info=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.outbox_relay_seconds)
+
+
 async def connect_until_ready(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> Client | None:
     """Connect, retrying with back-off while Temporal is down (a restart of Temporal must not end the worker)."""
     delay = 1.0
@@ -166,6 +181,7 @@ async def run() -> int:
             delay = min(delay * 2, 60.0)
 
     schedules = asyncio.create_task(reconcile_until_done())
+    relay = asyncio.create_task(relay_outbox(deps, WorkflowEngine(settings.temporal, client), stop))
     workers = build_workers(client, worker_plan(deps))
     watcher = asyncio.create_task(deps.authorizer.watch())
     log.info("worker started on %s", [worker.task_queue for worker in workers])
@@ -178,6 +194,7 @@ async def run() -> int:
     log.info("draining: finishing in-flight tasks")
     watcher.cancel()
     schedules.cancel()
+    relay.cancel()
     await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
     await asyncio.gather(*running, schedules, return_exceptions=True)
     log.info("worker stopped")

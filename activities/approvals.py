@@ -139,6 +139,10 @@ class ApprovalActivities:
     async def reroute_step(self, job: RerouteJob) -> DecisionOutcome:
         return await self._transition(transitions.reroute_step, job)
 
+    @activity.defn(name=ApprovalActivity.REFRESH)
+    async def refresh_step(self, job: TransitionJob) -> DecisionOutcome:
+        return await self._transition(transitions.refresh_step, job)
+
     def all(self) -> list[Callable[..., object]]:
         return [
             self.announce_first_step,
@@ -149,4 +153,5 @@ class ApprovalActivities:
             self.withdraw_request,
             self.open_round,
             self.reroute_step,
+            self.refresh_step,
         ]

@@ -122,6 +122,13 @@ class ApprovalSettings(BaseSettings):
     reminder_hours: float = Field(default=48, gt=0, validation_alias="APPROVAL_REMINDER_HOURS")
     escalation_hours: float = Field(default=120, gt=0, validation_alias="APPROVAL_ESCALATION_HOURS")
     expiry_hours: float | None = Field(default=None, validation_alias="APPROVAL_EXPIRY_HOURS")
+    # The worker's outbox relay: how often it looks, and how long it leaves a message to the API that wrote it.
+    outbox_relay_seconds: float = Field(default=5, gt=0, le=60, validation_alias="APPROVAL_OUTBOX_RELAY_SECONDS")
+    outbox_grace_seconds: float = Field(default=15, ge=0, le=300, validation_alias="APPROVAL_OUTBOX_GRACE_SECONDS")
+    # Past this many history events an approval workflow goes on in a new run (continue-as-new).
+    history_limit: int = Field(default=10_000, ge=200, le=50_000, validation_alias="APPROVAL_HISTORY_LIMIT")
+    # Delegation changes a user may make an hour (each re-routes the steps waiting on them).
+    delegation_changes_per_hour: int = Field(default=20, ge=1, validation_alias="DELEGATION_CHANGES_PER_HOUR")
 
 
 class ReportSettings(BaseSettings):

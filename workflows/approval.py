@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalActivity,
         ApprovalInput,
         ApprovalResult,
+        ApprovalResume,
         ChainLink,
         DecisionOutcome,
         DecisionRequest,
@@ -55,11 +56,11 @@ with workflow.unsafe.imports_passed_through():
         RecordDecisionJob,
         RerouteJob,
         ResubmitJob,
+        StepChanged,
         StepInfo,
         StepJob,
         TransitionJob,
         amount_cents,
-        covers,
     )
 
 PENDING = "pending"
@@ -71,6 +72,7 @@ FINAL = frozenset({"approved", "rejected", "withdrawn", "expired", UNDONE})
 # Patch ids: workflows recorded before a change replay the old logic (tests/approvals/histories).
 UNDONE_ENDS = "undone-submission-ends-workflow"
 LOCAL_ACTIVITIES = "transitions-and-emails-as-local-activities"
+CONTINUES_AS_NEW = "continues-as-new-when-the-history-is-long"
 
 # Database activities: transient failures (a dropped connection, a restarting database) retry without end;
 # domain refusals are non-retryable ApplicationErrors and come back to the caller as 403/404/409/422.
@@ -104,7 +106,6 @@ class EntryApprovalWorkflow:
         self._round = request.first_step.round if request.first_step else 1
         self._chain: list[ChainLink] = list(request.chain)
         self._step: StepInfo | None = None
-        self._approved_by: set[int] = set()
         self._remind_at: datetime | None = None
         self._escalate_at: datetime | None = None
         self._expires_at: datetime | None = None
@@ -115,6 +116,8 @@ class EntryApprovalWorkflow:
         self._local_activities: bool | None = None  # patch LOCAL_ACTIVITIES, asked once per run (see _local)
         if request.auto_approve_rule:
             self._status = "approved"
+        elif request.resume is not None:
+            self._resume(request.resume)  # a run continued from a longer history: where the last one stood
         else:
             # Open the first step here, not in run(): an update may arrive in the very first workflow task.
             self._open_step(request.first_step)
@@ -130,13 +133,18 @@ class EntryApprovalWorkflow:
             self._upsert(initial=True)
             return ApprovalResult(request_id=request.request_id, status=self._status, rounds=self._round)
         self._upsert(initial=True)
-        announced = await self._activity(ApprovalActivity.ANNOUNCE, self._job(TransitionJob))
-        if self._undone_ends():
-            async with self._lock:  # a decision recorded meanwhile is applied first: only a foreign change counts
-                self._end_if_undone(announced)
-        if self._status != UNDONE:
-            self._send(announced)
+        if request.resume is None:
+            announced = await self._activity(ApprovalActivity.ANNOUNCE, self._job(TransitionJob))
+            if self._undone_ends():
+                async with self._lock:  # a decision recorded meanwhile is applied first: only a foreign change counts
+                    self._end_if_undone(announced)
+            if self._status != UNDONE:
+                self._send(announced)
         while self._status not in FINAL:
+            if workflow.info().get_current_history_length() > request.history_limit and workflow.patched(
+                CONTINUES_AS_NEW
+            ):
+                await self._continue_as_new()
             seen = self._changes
             due, kind = self._next_deadline()
             if due is None:
@@ -187,21 +195,18 @@ class EntryApprovalWorkflow:
             try:
                 step = self._step
                 assert step is not None
+                # Who decided on whose behalf, and who is asked next, the transition works out from the database.
                 job = self._job(
                     RecordDecisionJob,
                     step_id=step.step_id,
                     action=decision.action,
                     actor_id=decision.actor_id,
-                    acting_for=self._acting_for(decision),
                     comment=decision.comment,
-                    next_link=self._next_link(step) if decision.action == "approve" else None,
                     audit=decision.audit,
                 )
                 outcome = await self._activity(ApprovalActivity.RECORD_DECISION, job)
             finally:
                 self._deciding = False
-            if decision.action == "approve":
-                self._approved_by.add(step.approver_id)
             self._apply(outcome)
             return outcome
 
@@ -212,6 +217,9 @@ class EntryApprovalWorkflow:
         self._check_decision(decision)
 
     def _check_decision(self, decision: DecisionRequest) -> None:
+        """The request's state, which the workflow knows best. Whether the actor may decide is checked where the
+        decision is recorded, against the database (the transition): the update's actor is a claim, whoever sent
+        it, and the workflow's view of the approver may lag a reassignment the database has made."""
         if decision.actor_id == self._input.requester_id:
             raise _forbidden("nobody decides on their own request")
         step = self._step
@@ -219,36 +227,12 @@ class EntryApprovalWorkflow:
             raise _conflict(f"the request is {self._status}; no step waits for a decision")
         if decision.step_id != step.step_id:
             raise _conflict("this step was already decided")
-        if decision.actor_id == step.approver_id:
-            return
-        if decision.actor_id == step.delegate_id and self._delegation_active(step):
-            return
-        if decision.acting_for is not None and decision.acting_for == step.approver_id:
-            return  # the API verified an active delegation the workflow has not heard of yet
-        raise _forbidden("this step waits on another approver")
 
     def _delegation_active(self, step: StepInfo) -> bool:
         now = workflow.now()
         if step.delegate_starts is not None and now < step.delegate_starts:
             return False
         return step.delegate_ends is None or now < step.delegate_ends
-
-    def _acting_for(self, decision: DecisionRequest) -> int | None:
-        step = self._step
-        if step is None or decision.actor_id == step.approver_id:
-            return None
-        return step.approver_id
-
-    def _next_link(self, step: StepInfo) -> ChainLink | None:
-        """After an approval: None when the approver's limit covers the amount, else the next level's approver
-        (skipping anyone who already approved in this round)."""
-        if covers(step.limit, self._amount):
-            return None
-        done = self._approved_by | {step.approver_id}
-        for link in self._chain:
-            if link.level > step.level and link.approver_id not in done:
-                return link
-        return None
 
     # --- the owner's actions -----------------------------------------------------------------------
 
@@ -282,7 +266,6 @@ class EntryApprovalWorkflow:
                 outcome = await self._activity(ApprovalActivity.RESUBMIT, job)
             finally:
                 self._deciding = False
-            self._approved_by = set()
             self._apply(outcome)
             return outcome
 
@@ -325,6 +308,19 @@ class EntryApprovalWorkflow:
                 self._apply(outcome, restart_timers=False)
             else:
                 self._send(outcome)
+
+    @workflow.signal
+    async def step_changed(self, change: StepChanged) -> None:
+        """The database re-routed the open step (a delegation set or ended, an approver who can no longer decide,
+        the requester's new manager): read it again, tell whoever it now waits on."""
+        async with self._lock:
+            if self._status != PENDING or self._step is None:
+                return
+            outcome = await self._activity(ApprovalActivity.REFRESH, self._job(TransitionJob, audit=change.audit))
+            if self._end_if_undone(outcome):
+                return
+            same_step = outcome.next_step is not None and outcome.next_step.step_id == self._step.step_id
+            self._apply(outcome, restart_timers=not same_step)
 
     # --- timers ------------------------------------------------------------------------------------
 
@@ -374,6 +370,33 @@ class EntryApprovalWorkflow:
     def _restart_expiry(self) -> None:
         seconds = self._input.timers.expiry_seconds
         self._expires_at = workflow.now() + timedelta(seconds=seconds) if seconds else None
+
+    # --- a long history ----------------------------------------------------------------------------
+
+    async def _continue_as_new(self) -> None:
+        """Go on in a new run with the state as it stands (its history starts afresh): once nothing is being
+        handled and every email this run started has gone out."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await asyncio.gather(*self._emails, return_exceptions=True)
+        resume = ApprovalResume(
+            status=self._status,
+            round=self._round,
+            amount=self._amount,
+            chain=self._chain,
+            step=self._step,
+            remind_at=self._remind_at,
+            escalate_at=self._escalate_at,
+            expires_at=self._expires_at,
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"resume": resume}))
+
+    def _resume(self, resume: ApprovalResume) -> None:
+        self._status = resume.status
+        self._round = resume.round
+        self._amount = resume.amount
+        self._chain = list(resume.chain)
+        self._step = resume.step
+        self._remind_at, self._escalate_at, self._expires_at = resume.remind_at, resume.escalate_at, resume.expires_at
 
     # --- state -------------------------------------------------------------------------------------
 

@@ -95,7 +95,8 @@ class ApprovalActivity:
     EXPIRE = "approvals.expire_request"
     WITHDRAW = "approvals.withdraw_request"
     RESUBMIT = "approvals.open_round"
-    REROUTE = "approvals.reroute_step"
+    REROUTE = "approvals.reroute_step"  # the `delegation_changed` signal of workflows started before `step_changed`
+    REFRESH = "approvals.refresh_step"
 
 
 # The ApplicationError types of a refusal (the request is not in a state for the action, or the actor may not do
@@ -202,16 +203,33 @@ class ApprovalInput(Contract):
     timers: ApprovalTimers = ApprovalTimers()
     link: str = ""
     upsert_search_attributes: bool = True
+    # Past this many events the workflow goes on in a new run (continue-as-new) with the state it has reached.
+    history_limit: int = 10_000
+    resume: ApprovalResume | None = None  # set in a continued run: where the previous run stood
+
+
+class ApprovalResume(Contract):
+    """The state a continued run takes over from the run before it."""
+
+    status: str
+    round: int
+    amount: Decimal | None = None
+    chain: list[ChainLink] = []
+    step: StepInfo | None = None
+    remind_at: datetime | None = None
+    escalate_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 class DecisionRequest(Contract):
-    """The argument of the `decide` update. `step_id` is the step the caller saw; another one is 409."""
+    """The argument of the `decide` update. `step_id` is the step the caller saw; another one is 409. The actor is a
+    claim: the transition checks it against the database before anything is recorded."""
 
     action: Literal["approve", "reject", "request_changes"]
     actor_id: int
     step_id: int
     comment: str | None = None
-    acting_for: int | None = None  # the approver on whose behalf an API-verified delegate decides
+    acting_for: int | None = None  # what the API found (for its answer); never trusted by the transition
     audit: AuditContext = AuditContext()
 
 
@@ -230,6 +248,13 @@ class DelegationChange(Contract):
     starts: datetime | None = None
     ends: datetime | None = None
     audit: AuditContext = AuditContext()  # who set the delegation, for the audit row of a re-routed step
+
+
+class StepChanged(Contract):
+    """Signal `step_changed`: the database re-routed the open step (who changed it, for the trail)."""
+
+    reason: str = ""
+    audit: AuditContext = AuditContext()
 
 
 class Notice(Contract):
@@ -311,9 +336,10 @@ class RecordDecisionJob(TransitionJob):
     step_id: int
     action: Literal["approve", "reject", "request_changes"]
     actor_id: int
+    # Kept for histories recorded before the transition worked them out from the database; ignored now.
     acting_for: int | None = None
     comment: str | None = None
-    next_link: ChainLink | None = None  # approve: the next level to open, None: the request is approved
+    next_link: ChainLink | None = None
 
 
 class StepJob(TransitionJob):

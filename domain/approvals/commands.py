@@ -17,12 +17,20 @@ from core.authz import Authorizer
 from core.db import Tx
 from core.engine import WorkflowEngine
 from core.settings import Settings
-from domain.approvals import delegations, queries, rules
+from domain.approvals import delegations, outbox, queries, rules
 from domain.approvals import repository as requests
 from domain.approvals.lifecycle import ApprovalLifecycle, timers_from, update_id, workflow_url
+from domain.approvals.repository import WaitingStep
 from domain.approvals.schemas import ApprovalRequestOut, DelegationOut, GenericRequestCreate
-from domain.approvals.transitions import FINAL_STATUSES, STEP_STATUS_FOR_ACTION, RequestOpening, open_request
+from domain.approvals.transitions import (
+    FINAL_STATUSES,
+    STEP_STATUS_FOR_ACTION,
+    RequestOpening,
+    open_request,
+    reroute_request,
+)
 from domain.audit.service import AuditContext
+from domain.auth import rate_limits
 from domain.entries import repository as entries
 from domain.entries import service as entry_rules
 from domain.entries.schemas import EntryOut
@@ -30,7 +38,8 @@ from domain.errors import DomainError, Forbidden, InvalidState, NotFound, Valida
 from domain.idempotency.once import Replayed, once
 from domain.models import EntryKind, EntryStatus, RequestStatus, User
 from domain.models.rows import EntryRow, RequestRow, StepRow
-from workflows.contracts import DecisionRequest, DelegationChange, OwnerAction, approval_workflow_id
+from domain.users.directory import People
+from workflows.contracts import DecisionRequest, OwnerAction, approval_workflow_id
 
 Action = Literal["approve", "reject", "request_changes"]
 OwnerVerb = Literal["withdraw", "resubmit"]
@@ -89,6 +98,7 @@ class ApprovalCommands:
             timers=timers_from(self.settings),
             now=datetime.now(UTC),
             workflow_id_for=approval_workflow_id,
+            history_limit=self.settings.approvals.history_limit,
         )
 
     # --- entries -----------------------------------------------------------------------------------------------
@@ -242,15 +252,16 @@ class ApprovalCommands:
                 f"the request is {request.status}; no step waits for a decision", status=request.status
             )
             return _catch_up(await requests.steps_of(tx.sql, request.id), request, caller, verdict, refusal)
+        limits = request.limits or self.authorizer.limits_snapshot()  # older requests: their workflow holds them
         try:
-            acting_for = await rules.acting_for(tx.sql, step, user.id, request.requester_id, datetime.now(UTC))
+            authority = await rules.authority(tx.sql, request, step, user.id, limits, datetime.now(UTC), People(tx.sql))
         except Forbidden:
             steps = await requests.steps_of(tx.sql, request.id)
             if not _decided_earlier(steps, user):
                 raise
             refusal = InvalidState("the step you could decide has already been decided")
             return _catch_up(steps, request, caller, verdict, refusal)
-        return _decision(caller, verdict, step.id, acting_for)
+        return _decision(caller, verdict, step.id, authority.acting_for)
 
     async def _owner_update(self, tx: Tx, caller: Caller, request: RequestRow, verb: OwnerVerb) -> None:
         await tx.commit()
@@ -262,34 +273,44 @@ class ApprovalCommands:
     async def set_delegation(
         self, tx: Tx, caller: Caller, delegate_id: int, starts: datetime, ends: datetime
     ) -> DelegationOut:
-        """Replaces any earlier delegation. Steps already waiting on the caller move to the delegate now (listed in
-        `rerouted`); a workflow the engine could not reach is listed in `reroute_failed`."""
+        """Replaces any earlier delegation. Steps already waiting on the caller go to whoever should decide them
+        now (the delegate, when their own authority covers the step; else the caller's next approver): listed in
+        `rerouted`. A workflow the engine could not be told of now is listed in `reroute_failed` (it hears of it
+        within seconds, from the outbox relay; the delegate may decide meanwhile)."""
+        await rate_limits.hit(tx, self._delegation_limit(), str(caller.user.id))
         now = datetime.now(UTC)
         delegation, waiting = await delegations.set_delegation(
-            tx.sql, caller.user, delegate_id, starts, ends, now, caller.audit
+            tx.sql, caller.user, delegate_id, starts, ends, now, caller.audit, self.authorizer.limits_snapshot()
         )
-        await tx.commit()
-        change = DelegationChange(
-            approver_id=caller.user.id,
-            delegate_id=delegation.delegate_id,
-            starts=delegation.starts,
-            ends=delegation.ends,
-            audit=caller.audit,
-        )
+        rerouted, failed = await self._reroute(tx, caller, waiting, now, "delegation set")
         out = DelegationOut.model_validate(delegation)
         out.active = delegation.starts <= now < delegation.ends
-        for step in waiting:
-            told = await self.lifecycle.tell_delegation(step.workflow_id, change)
-            (out.rerouted if told else out.reroute_failed).append(step.workflow_id)
+        out.rerouted, out.reroute_failed = rerouted, failed
         return out
 
     async def revoke_delegation(self, tx: Tx, caller: Caller) -> None:
         """End the caller's delegation; the steps waiting on them come back."""
-        waiting = await delegations.revoke_delegation(tx.sql, caller.user, datetime.now(UTC), caller.audit)
-        await tx.commit()
-        change = DelegationChange(approver_id=caller.user.id, audit=caller.audit)
+        await rate_limits.hit(tx, self._delegation_limit(), str(caller.user.id))
+        now = datetime.now(UTC)
+        waiting = await delegations.revoke_delegation(tx.sql, caller.user, now, caller.audit)
+        await self._reroute(tx, caller, waiting, now, "delegation ended")
+
+    async def _reroute(
+        self, tx: Tx, caller: Caller, waiting: list[WaitingStep], now: datetime, reason: str
+    ) -> tuple[list[str], list[str]]:
+        """Re-route the steps (in this transaction), commit, and tell their workflows (only those that changed)."""
+        messages: dict[int, str] = {}
         for step in waiting:
-            await self.lifecycle.tell_delegation(step.workflow_id, change)
+            message = await reroute_request(tx.sql, step.request_id, now, caller.audit, reason)
+            if message is not None:
+                messages[message] = step.workflow_id
+        await tx.commit()
+        failed = await outbox.deliver(tx.sql, self.lifecycle.engine, list(messages))
+        return [workflow_id for workflow_id in messages.values() if workflow_id not in failed], failed
+
+    def _delegation_limit(self) -> rate_limits.Limit:
+        per_hour = self.settings.approvals.delegation_changes_per_hour
+        return rate_limits.Limit("delegation:user", "delegation changes", per_hour, 3600)
 
 
 async def _once(

@@ -9,24 +9,17 @@ import uuid
 from core.db import Tx
 from core.engine import EngineUnavailable, UpdateRefused, UpdateUnanswered, WorkflowEngine, WorkflowGone
 from core.settings import Settings
+from domain.approvals import outbox
 from domain.approvals.transitions import Submission, undo_submission
 from domain.audit.service import AuditContext
 from domain.errors import InvalidState, ServiceUnavailable, refusal_error
 from workflows.contracts import (
-    AMOUNT_CENTS,
-    APPROVAL_STATUS,
-    CURRENT_APPROVER,
-    ENTRY_ID,
-    ENTRY_KIND,
-    ApprovalInput,
     ApprovalTimers,
     DecisionOutcome,
     DelegationChange,
     LiveStatus,
-    amount_cents,
 )
 
-APPROVAL_WORKFLOW = "EntryApprovalWorkflow"
 UNREACHABLE = "the workflow engine did not answer in time; nothing was changed, try again shortly"
 # An update the engine may have accepted before the answer timed out can still be applied: say so, and how to retry.
 UNANSWERED_UPDATE = (
@@ -46,21 +39,6 @@ def timers_from(settings: Settings) -> ApprovalTimers:
     )
 
 
-def search_attributes(start: ApprovalInput, status: str) -> dict[str, str | int]:
-    """What the Temporal UI finds a new approval by (ids and amounts only, never personal data); the workflow
-    keeps them current from there."""
-    values: dict[str, str | int] = {
-        ENTRY_KIND.name: start.subject_kind,
-        ENTRY_ID.name: str(start.subject_id),
-        APPROVAL_STATUS.name: status,
-    }
-    if start.first_step is not None:
-        values[CURRENT_APPROVER.name] = str(start.first_step.delegate_id or start.first_step.approver_id)
-    if start.amount is not None:
-        values[AMOUNT_CENTS.name] = amount_cents(start.amount)
-    return values
-
-
 def workflow_url(settings: Settings, workflow_id: str) -> str:
     base = settings.temporal.ui_url.rstrip("/")
     return f"{base}/namespaces/{settings.temporal.namespace}/workflows/{workflow_id}"
@@ -78,15 +56,15 @@ class ApprovalLifecycle:
     async def start_or_undo(self, tx: Tx, submission: Submission, context: AuditContext) -> None:
         """Commit the submission, then start its workflow; when the start fails, put the subject back as it was and
         answer 503. An auto-approved submission is complete without its workflow (which only records it)."""
-        await tx.commit()
+        await tx.commit()  # the submission, and its start in the outbox, are durable before the engine hears of it
         request = submission.request
         try:
             await self.engine.start(
-                APPROVAL_WORKFLOW,
+                outbox.APPROVAL_WORKFLOW,
                 submission.input,
                 workflow_id=request.workflow_id,
                 task_queue=self.engine.queues.approvals,
-                attributes=search_attributes(submission.input, request.status),
+                attributes=outbox.search_attributes(submission.input, request.status),
                 # After an undone start, a run of that start may still be going: the database says it is stale, so
                 # the new submission replaces it (atomically, in the server) instead of colliding with it.
                 on_running="replace" if submission.restarted else "keep",
@@ -101,6 +79,8 @@ class ApprovalLifecycle:
             await undo_submission(tx.sql, request.id, "the workflow engine is unreachable", context)
             await tx.commit()
             raise ServiceUnavailable(UNREACHABLE) from error
+        if submission.outbox_id is not None:
+            await outbox.delivered(tx.sql, submission.outbox_id)
 
     async def update(self, workflow_id: str, name: str, argument: object, update_id: str) -> DecisionOutcome:
         try:

@@ -85,17 +85,21 @@ class Notifier:
         }
         return {name: value for name, value in details.items() if value}
 
-    async def step_waiting(self, step: StepRow) -> list[Notice]:
-        """Tell the approver (or their delegate) that a step waits on them."""
+    async def step_waiting(self, step: StepRow, *, rerouted: bool = False) -> list[Notice]:
+        """Tell the approver (or their delegate) that a step waits on them. A step re-routed to someone else is news
+        to them (its notice is keyed by who it now waits on)."""
         recipient = step.delegate_id or step.approver_id
         on_behalf = " on behalf of your delegator" if step.delegate_id else ""
+        parts: tuple[object, ...] = (
+            (step.round, step.sequence, "to", recipient) if rerouted else (step.round, step.sequence)
+        )
         return [
             await self.notice(
                 recipient,
                 "entry_submitted",
                 f"{describe(self.request)} waits for your approval{on_behalf}",
                 f"Round {step.round}, step {step.sequence}. Approve, reject or request changes.",
-                _key(self.request, "entry_submitted", step.round, step.sequence),
+                _key(self.request, "entry_submitted", *parts),
             )
         ]
 

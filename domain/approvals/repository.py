@@ -8,6 +8,7 @@ request (the entry's writes are domain.entries.repository's).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -89,6 +90,7 @@ class Opening:
     chain: list[dict[str, Any]]
     round: int
     submitted_at: datetime
+    limits: Mapping[str, Any]
 
     def values(self) -> tuple[Any, ...]:
         return (
@@ -99,10 +101,11 @@ class Opening:
             Jsonb(self.chain),
             self.round,
             self.submitted_at,
+            Jsonb(dict(self.limits)),
         )
 
 
-_OPEN_FIELDS = ("title", "justification", "amount", "policy_version", "chain", "round", "submitted_at")
+_OPEN_FIELDS = ("title", "justification", "amount", "policy_version", "chain", "round", "submitted_at", "limits")
 _INSERT_REQUEST = (
     "INSERT INTO approval_requests (id, subject_kind, entry_id, requester_id, workflow_id, status, decided_at, "
     f"{', '.join(_OPEN_FIELDS)}) VALUES (coalesce(%s, nextval(pg_get_serial_sequence('approval_requests', 'id'))), "
@@ -259,6 +262,28 @@ async def set_step_delegate(sql: Sql, step_id: int, delegate_id: int | None) -> 
     return await sql.written(StepRow, _SET_STEP_DELEGATE, (delegate_id, step_id))
 
 
+_APPROVERS_OF_ROUND = (
+    "SELECT decided_by_id, approver_id FROM approval_steps WHERE request_id = %s AND round = %s AND status = 'approved'"
+)
+
+
+async def approvers_of_round(sql: Sql, request_id: int, round_number: int) -> set[int]:
+    """Who approved a step of the round: the deciders, and the approvers a delegate decided for."""
+    rows = await sql.all(_APPROVERS_OF_ROUND, (request_id, round_number))
+    return {person for row in rows for person in row if person is not None}
+
+
+_REASSIGN_STEP = (
+    "UPDATE approval_steps SET approver_id = %s, delegate_id = %s, rule = %s WHERE id = %s AND status = 'pending' "
+    f"RETURNING {columns(StepRow)}"
+)
+
+
+async def reassign_step(sql: Sql, step_id: int, approver_id: int, delegate_id: int | None, rule: str) -> StepRow | None:
+    """The pending step now waits on another approver (or delegate); None when it is no longer pending."""
+    return await sql.row(StepRow, _REASSIGN_STEP, (approver_id, delegate_id, rule, step_id))
+
+
 @dataclass(frozen=True)
 class WaitingStep:
     """A step waiting on a user, and the workflow to tell of a change."""
@@ -276,6 +301,19 @@ _WAITING_ON = (
 
 async def steps_waiting_on(sql: Sql, approver_id: int) -> list[WaitingStep]:
     return [WaitingStep(*values) for values in await sql.all(_WAITING_ON, (approver_id,))]
+
+
+_INVOLVING = (
+    "SELECT r.id FROM approval_steps s JOIN approval_requests r ON r.id = s.request_id "
+    "WHERE (s.approver_id = %(user)s OR s.delegate_id = %(user)s) AND s.status = 'pending' AND r.status = 'pending' "
+    "UNION SELECT r.id FROM approval_requests r WHERE r.requester_id = %(user)s AND r.status = 'pending' ORDER BY 1"
+)
+
+
+async def pending_requests_involving(sql: Sql, user_id: int) -> list[int]:
+    """The pending requests a change to this user may re-route: those waiting on them (as approver or delegate),
+    and their own (their managers decide them)."""
+    return [values[0] for values in await sql.all(_INVOLVING, {"user": user_id})]
 
 
 # --- the inbox and who takes part ----------------------------------------------------------------------------

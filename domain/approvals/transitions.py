@@ -16,15 +16,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core.sql import Sql
+from domain.approvals import outbox, rules
 from domain.approvals import repository as requests
-from domain.approvals.chain import Candidate, Limits, approval_chain_for, auto_approve_rule, escalation_target
+from domain.approvals.chain import Candidate, Limits, approval_chain_for, auto_approve_rule
 from domain.approvals.notices import Notifier, link_for
 from domain.approvals.repository import NewStep, Opening
+from domain.approvals.rules import Route
 from domain.audit.service import AuditContext, record
 from domain.entries import repository as entries
-from domain.errors import Forbidden, InvalidState, NotFound
+from domain.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from domain.models import RequestStatus, StepStatus
-from domain.models.rows import DelegationRow, EntryRow, RequestRow, StepRow
+from domain.models.rows import EntryRow, RequestRow, StepRow
 from domain.users.directory import People, manager_chain
 from workflows.contracts import (
     ApprovalInput,
@@ -36,9 +38,11 @@ from workflows.contracts import (
     RecordDecisionJob,
     RerouteJob,
     ResubmitJob,
+    StepChanged,
     StepInfo,
     StepJob,
     TransitionJob,
+    covers,
 )
 
 FINAL_STATUSES = frozenset(
@@ -81,9 +85,7 @@ async def _candidates(sql: Sql, user_id: int) -> list[Candidate]:
 
 def _step_limit(step: StepRow, limits: Limits, role: str) -> str | None:
     # The rule pinned on the step ("p, manager, approval_limit, approve, 10000.00") names the limit in force.
-    if step.rule and step.rule.count(",") == 4:
-        return step.rule.rsplit(",", 1)[1].strip()
-    return limits.get(role, {}).get("approve")
+    return rules.step_limit(step) or limits.get(role, {}).get("approve")
 
 
 # --- one transition's work ------------------------------------------------------------------------------------
@@ -101,8 +103,8 @@ class _Work:
     limits: Limits
     timers: ApprovalTimers
     now: datetime
-    # The delegation each step opened here was given (so its window needs no second read).
-    _windows: dict[int, DelegationRow | None] = field(default_factory=dict)
+    # The delegation window of each step routed here to a delegate (so it needs no second read).
+    _windows: dict[int, tuple[datetime, datetime] | None] = field(default_factory=dict)
 
     @classmethod
     async def locked(cls, sql: Sql, job: TransitionJob) -> _Work:
@@ -129,38 +131,58 @@ class _Work:
                 self.sql, self.entry.id, status, decided_at=decided_at, submitted_at=submitted_at
             )
 
-    async def open_step(self, link: ChainLink, level: int, *, first: bool = False) -> StepRow:
-        """A new pending step for `link`; the approver's delegation in force names who decides in their stead."""
+    async def route(self, start_id: int, need: rules.Need, *, include_start: bool = True, level: int) -> Route:
+        """Who a step at `level` goes to, from `start_id` upwards (rules.route); ValidationFailed when nobody may
+        decide it: no step is opened that nobody can decide."""
+        excluded = await rules.decided_in_round(self.sql, self.request)
+        found = await rules.route(
+            self.sql,
+            self.request,
+            start_id,
+            need,
+            self.limits,
+            self.now,
+            excluded=excluded,
+            include_start=include_start,
+        )
+        if found is None:
+            raise ValidationFailed(
+                "nobody above in the manager tree may decide this step (everyone who might has already decided, is "
+                "away without a delegate who may, or lacks the limit); ask an admin to set the manager tree",
+                reason="no_approver_left",
+                level=level,
+            )
+        return found
+
+    async def open_step(self, route: Route, level: int, *, first: bool = False) -> StepRow:
+        """A new pending step routed to `route` (its approver, or their delegate in force in their stead)."""
         request = self.request
         last = 0 if first else await requests.last_sequence(self.sql, request.id)  # a new request has no step yet
-        delegation = await requests.delegation_in_force_for(self.sql, link.approver_id, self.now)
-        if delegation is not None and delegation.delegate_id == request.requester_id:
-            delegation = None  # a delegate never decides on their own request: the approver keeps it
-        delegate_id = delegation.delegate_id if delegation is not None else None
         new = NewStep(
             request_id=request.id,
             sequence=last + 1,
             round=request.round,
             level=level,
-            approver_id=link.approver_id,
-            delegate_id=delegate_id,
-            rule=link.rule,
+            approver_id=route.approver_id,
+            delegate_id=route.delegate_id,
+            rule=route.rule,
             remind_at=self.now + timedelta(seconds=self.timers.reminder_seconds),
             escalate_at=self.now + timedelta(seconds=self.timers.escalation_seconds),
         )
         step = await requests.insert_step(self.sql, new)
-        self._windows[step.id] = delegation
+        self._windows[step.id] = route.window
         return step
 
     async def step_info(self, step: StepRow) -> StepInfo:
         """The open step as the workflow tracks it: its approver's role and limit, and the delegate's window."""
         approver = await self.people.get(step.approver_id)
         role = approver.role if approver is not None else ""
-        delegation = self._windows.get(step.id)
-        if step.delegate_id is not None and (delegation is None or delegation.delegate_id != step.delegate_id):
+        window = self._windows.get(step.id)
+        if step.delegate_id is not None and window is None:
             found = await requests.current_delegation(self.sql, step.approver_id, self.now)
-            delegation = found[0] if found is not None and found[0].delegate_id == step.delegate_id else None
-        starts, ends = (delegation.starts, delegation.ends) if delegation is not None else (None, None)
+            if found is not None and found[0].delegate_id == step.delegate_id:
+                window = (found[0].starts, found[0].ends)
+        starts, ends = window if window is not None else (None, None)
         return StepInfo(
             step_id=step.id,
             sequence=step.sequence,
@@ -229,17 +251,20 @@ class RequestOpening:
     timers: ApprovalTimers
     now: datetime
     workflow_id_for: Any  # (subject_kind, subject_id) -> workflow id
+    history_limit: int = 10_000  # the workflow continues as a new run past this many events
 
 
 @dataclass(frozen=True)
 class Submission:
     """A request committed-to-be, and the input its workflow starts with. `restarted`: a resubmission of a request
-    whose earlier start was undone, whose workflow (the API could not tell whether it started) is to be replaced."""
+    whose earlier start was undone, whose workflow (the API could not tell whether it started) is to be replaced.
+    `outbox_id`: the start, kept in the outbox with the submission (delivered late if the API cannot)."""
 
     request: RequestRow
     entry: EntryRow | None
     input: ApprovalInput
     restarted: bool = False
+    outbox_id: int | None = None
 
 
 async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext) -> Submission:
@@ -250,7 +275,14 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
     chain = [] if rule else approval_chain_for(opening.amount, await _candidates(sql, opening.requester_id), limits)
     entry = opening.entry
     pinned = Opening(
-        opening.title, opening.justification, opening.amount, opening.policy_version, _chain_json(chain), 1, opening.now
+        opening.title,
+        opening.justification,
+        opening.amount,
+        opening.policy_version,
+        _chain_json(chain),
+        1,
+        opening.now,
+        limits,
     )
     restarted = entry is not None and entry.approval_request_id is not None
     if entry is not None and entry.approval_request_id is not None:
@@ -275,10 +307,13 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
     if entry is not None:
         work.entry = await entries.submit(sql, entry.id, request, opening.now)
     first_step: StepInfo | None = None
+    routed: Route | None = None
     if rule:
         await work.set_status(RequestStatus.APPROVED)
     else:
-        step = await work.open_step(chain[0], 0, first=not restarted)
+        first = chain[0]
+        routed = await work.route(first.approver_id, rules.need_of(first.limit, opening.amount), level=0)
+        step = await work.open_step(routed, 0, first=not restarted)
         first_step = await work.step_info(step)
     request = work.request
     changes: dict[str, Any] = {
@@ -290,6 +325,8 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
     }
     if rule:
         changes["auto_approved_by_rule"] = rule
+    if routed is not None and routed.passed_over:
+        changes["passed_over"] = list(routed.passed_over)
     await work.audit(
         work.acting(context).with_rule(rule or context.policy_rule),
         "entry.submitted" if entry is not None else "approval_request.created",
@@ -310,8 +347,11 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         auto_approve_rule=rule,
         timers=opening.timers,
         link=link_for(request),
+        history_limit=opening.history_limit,
     )
-    return Submission(request, work.entry, start, restarted)
+    attributes = outbox.search_attributes(start, request.status)
+    outbox_id = await outbox.add_start(sql, request.id, request.workflow_id, start, attributes, replace=restarted)
+    return Submission(request, work.entry, start, restarted, outbox_id)
 
 
 async def undo_submission(sql: Sql, request_id: int, reason: str, context: AuditContext) -> RequestRow:
@@ -321,6 +361,7 @@ async def undo_submission(sql: Sql, request_id: int, reason: str, context: Audit
         return request
     await requests.close_pending_steps(sql, request.id, StepStatus.WITHDRAWN, None)
     request = await requests.set_request_status(sql, request.id, RequestStatus.WITHDRAWN, None)
+    await outbox.cancel(sql, request.id)
     entry = await entries.unsubmit(sql, request.entry_id) if request.entry_id is not None else None
     resource_type, resource_id = _audit_target(request)
     await record(
@@ -349,7 +390,11 @@ async def announce_first_step(sql: Sql, job: TransitionJob) -> DecisionOutcome:
 
 
 async def record_decision(sql: Sql, job: RecordDecisionJob) -> DecisionOutcome:
-    """Close the step with the decision and, in the same transaction, open the next level or end the request."""
+    """Close the step with the decision and, in the same transaction, open the next level or end the request.
+
+    Who decided is checked here, against the database, whoever sent the decision (the API, or an update sent
+    straight to Temporal): the job's actor and `acting_for` are claims, not facts (rules.authority). Who is asked
+    next is decided here too (rules.route), from what the database says of this round."""
     request = await requests.request(sql, job.request_id, lock=True)
     step, entry = await requests.step_with_entry(sql, job.step_id, request.entry_id)  # after the lock: as it is now
     if step is None or step.request_id != request.id:
@@ -362,35 +407,55 @@ async def record_decision(sql: Sql, job: RecordDecisionJob) -> DecisionOutcome:
         raise InvalidState("this step was already decided", step=step.sequence, status=step.status)
     if request.status != RequestStatus.PENDING:
         raise InvalidState(f"the request is {request.status}")
-    next_link = job.next_link
-    await work.people.load(
-        request.requester_id, job.actor_id, step.approver_id, next_link.approver_id if next_link else None
-    )
+    authority = await rules.authority(sql, request, step, job.actor_id, job.limits, job.now, work.people)
     old_status = request.status
-    delegate = job.actor_id if job.acting_for is not None else None
+    delegate = job.actor_id if authority.acting_for is not None else None
     step = await requests.decide_step(sql, step.id, target, job.actor_id, job.now, job.comment, delegate)
     notices: list[Notice] = []
     new_step: StepRow | None = None  # the request's only open step from here on, if any
-    if job.action == "approve" and next_link is not None:
-        new_step = await work.open_step(next_link, next_link.level)
-        notices += await work.notifier.step_waiting(new_step)
-    else:
-        await work.set_status(_REQUEST_STATUS_FOR_ACTION[job.action])
-        notices += await work.notifier.outcome(job.comment, job.actor_id)
     changes: dict[str, Any] = {
-        "status": [old_status, work.request.status],
         "decision": job.action,
         "step": step.sequence,
         "level": step.level,
         "round": step.round,
         "approver_id": step.approver_id,
     }
-    if job.acting_for is not None:
-        changes["on_behalf_of"] = job.acting_for
+    routed = await _next_level(work, step, authority) if job.action == "approve" else None
+    if routed is not None:
+        new_step = await work.open_step(routed, step.level + 1)
+        notices += await work.notifier.step_waiting(new_step)
+        changes["next_approver_id"] = routed.approver_id
+        if routed.delegate_id is not None:
+            changes["next_delegate_id"] = routed.delegate_id
+        if routed.passed_over:
+            changes["passed_over"] = list(routed.passed_over)
+    else:
+        await work.set_status(_REQUEST_STATUS_FOR_ACTION[job.action])
+        notices += await work.notifier.outcome(job.comment, job.actor_id)
+    changes["status"] = [old_status, work.request.status]
+    if authority.acting_for is not None:
+        changes["on_behalf_of"] = authority.acting_for
     if job.comment:
         changes["comment"] = job.comment
     await work.audit(work.acting(job.audit, job.actor_id).with_rule(step.rule), f"approval.{target}", changes)
     return await work.outcome(new_step, decided_step_id=step.id, notices=notices)
+
+
+async def _next_level(work: _Work, step: StepRow, authority: rules.Authority) -> Route | None:
+    """After an approval: who decides the next level, or None when the request is approved.
+
+    The chain's next level goes to its approver, or, when they have decided already this round (or may not now),
+    to the next distinct person above whose limit covers the amount. Without a next level, the request is approved
+    only when the decider's limit covers the amount; else it goes to the next such person above the step's
+    approver (rule 5)."""
+    amount = work.request.amount
+    following = [link for link in chain_links(work.request) if link.level > step.level]
+    if following:
+        link = min(following, key=lambda candidate: candidate.level)
+        return await work.route(link.approver_id, rules.need_of(link.limit, amount), level=step.level + 1)
+    if covers(authority.limit, amount):
+        return None
+    return await work.route(step.approver_id, amount, include_start=False, level=step.level + 1)
 
 
 async def _replayed_decision(work: _Work, step: StepRow, comment: str | None) -> DecisionOutcome:
@@ -435,16 +500,25 @@ async def escalate_step(sql: Sql, job: StepJob) -> DecisionOutcome:
         return await work.outcome(following, notices=notices)
     if step.status != StepStatus.PENDING:
         return await work.as_it_stands()
-    target = escalation_target(await _candidates(sql, step.approver_id), job.limits, request.requester_id)
+    excluded = await rules.decided_in_round(sql, request) | {step.approver_id}
+    if step.delegate_id is not None:
+        excluded.add(step.delegate_id)
+    target = await rules.route(
+        sql, request, step.approver_id, request.amount, job.limits, job.now, excluded=excluded, include_start=False
+    )
     if target is None:
-        return await work.outcome(step, changed=False)
+        return await work.outcome(step, changed=False)  # nobody above may: the step keeps waiting (or expires)
     step = await requests.close_step(sql, step.id, StepStatus.ESCALATED, job.now)
     new_step = await work.open_step(target, step.level)
     notices = await work.notifier.escalation(step, new_step)
+    changes: dict[str, Any] = {
+        "step": [step.sequence, new_step.sequence],
+        "approver_id": [step.approver_id, new_step.approver_id],
+    }
+    if target.passed_over:
+        changes["passed_over"] = list(target.passed_over)
     await work.audit(
-        AuditContext(workflow_id=request.workflow_id).with_rule(new_step.rule),
-        "approval.escalated",
-        {"step": [step.sequence, new_step.sequence], "approver_id": [step.approver_id, new_step.approver_id]},
+        AuditContext(workflow_id=request.workflow_id).with_rule(new_step.rule), "approval.escalated", changes
     )
     return await work.outcome(new_step, notices=notices)
 
@@ -502,7 +576,12 @@ async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
         return await work.outcome(step, notices=notices)
     if request.status != RequestStatus.CHANGES_REQUESTED:
         raise InvalidState(f"the request is {request.status}; only one returned for changes can be resubmitted")
-    await work.load_entry()
+    if request.entry_id is not None:
+        # Locked before its amount is read: an edit waits, then finds it pending (409); an edit that got there first
+        # is the amount the new chain is computed for.
+        work.entry = await entries.get(sql, request.entry_id, lock=True)
+        if work.entry is None or work.entry.status != RequestStatus.CHANGES_REQUESTED:
+            raise InvalidState("the entry is no longer returned for changes")
     entry = work.entry
     amount = entry.amount if entry is not None else request.amount
     chain = approval_chain_for(amount, await _candidates(sql, request.requester_id), job.limits)
@@ -514,10 +593,12 @@ async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
         chain=_chain_json(chain),
         round=job.round,
         submitted_at=job.now,
+        limits=job.limits,
     )
     work.request = await requests.reopen_request(sql, request.id, opening)
     await work.set_status(RequestStatus.PENDING)
-    step = await work.open_step(chain[0], 0)
+    routed = await work.route(chain[0].approver_id, rules.need_of(chain[0].limit, amount), level=0)
+    step = await work.open_step(routed, 0)
     notices = await work.notifier.step_waiting(step)
     await work.audit(
         work.acting(job.audit, job.actor_id),
@@ -558,3 +639,77 @@ async def reroute_step(sql: Sql, job: RerouteJob) -> DecisionOutcome:
         await work.load_entry()
         notices += await work.notifier.delegated(step, job.delegate_id)
     return await work.outcome(step, notices=notices)
+
+
+# --- re-routing an open step (a delegation, or an approver or requester who changed) -------------------------
+
+
+async def reroute_request(
+    sql: Sql, request_id: int, now: datetime, context: AuditContext, reason: str, *, new_chain: bool = False
+) -> int | None:
+    """Point the request's open step at whoever should decide it now (rules.route), in place: the same step, a new
+    approver or delegate. `new_chain`: the requester's managers changed, so the step's level is routed from the chain
+    as it would be computed now. Audited, and its workflow told through the outbox; the outbox message's id (None
+    when nothing changes: nothing is told)."""
+    request = await requests.request(sql, request_id, lock=True)
+    step = await requests.pending_step(sql, request.id)
+    if request.status != RequestStatus.PENDING or step is None:
+        return None
+    if request.limits is None:
+        return None  # opened before requests kept their limits: its workflow routes it at its next transition
+    limits: Limits = request.limits
+    start_id, need = step.approver_id, rules.need_of(rules.step_limit(step), request.amount)
+    if new_chain:
+        chain = approval_chain_for(request.amount, await _candidates(sql, request.requester_id), limits)
+        link = next((item for item in chain if item.level == step.level), None)
+        if link is not None:
+            start_id, need = link.approver_id, rules.need_of(link.limit, request.amount)
+    excluded = await rules.decided_in_round(sql, request)
+    routed = await rules.route(sql, request, start_id, need, limits, now, excluded=excluded)
+    if routed is None or (routed.approver_id, routed.delegate_id) == (step.approver_id, step.delegate_id):
+        return None
+    moved = await requests.reassign_step(sql, step.id, routed.approver_id, routed.delegate_id, routed.rule)
+    if moved is None:
+        return None
+    work = _Work(sql, request, None, People(sql), limits, ApprovalTimers(), now)
+    await work.load_entry()
+    await work.notifier.step_waiting(moved, rerouted=True)  # in-app at once; the workflow sends the email
+    changes: dict[str, Any] = {
+        "step": moved.sequence,
+        "approver_id": [step.approver_id, moved.approver_id],
+        "delegate_id": [step.delegate_id, moved.delegate_id],
+        "reason": reason,
+    }
+    if routed.passed_over:
+        changes["passed_over"] = list(routed.passed_over)
+    await work.audit(work.acting(context).with_rule(moved.rule), "approval.rerouted", changes)
+    change = StepChanged(reason=reason, audit=context)
+    return await outbox.add_step_changed(sql, request.id, request.workflow_id, change)
+
+
+async def reroute_for_user(
+    sql: Sql, user_id: int, now: datetime, context: AuditContext, *, requester_moved: bool
+) -> list[int]:
+    """Rule 4, nobody waits on someone who can no longer decide: after a user's role, activity or manager changed,
+    every pending request waiting on them (as approver or delegate) goes to whoever should decide it now, and, when
+    their manager changed, their own pending requests follow their new chain. The outbox messages written."""
+    messages = []
+    for request_id in await requests.pending_requests_involving(sql, user_id):
+        request = await requests.request(sql, request_id)
+        moved = requester_moved and request.requester_id == user_id
+        reason = "the requester's manager changed" if moved else "a change to the approver's role, activity or team"
+        message = await reroute_request(sql, request_id, now, context, reason, new_chain=moved)
+        if message is not None:
+            messages.append(message)
+    return messages
+
+
+async def refresh_step(sql: Sql, job: TransitionJob) -> DecisionOutcome:
+    """The request as the database has it after it re-routed the open step: tell whoever it now waits on (the same
+    notice the re-routing created, so in-app it is one; its email goes out now)."""
+    request, step, entry = await requests.request_with_open_step(sql, job.request_id)
+    work = _Work(sql, request, entry, People(sql), job.limits, job.timers, job.now)
+    notices: list[Notice] = []
+    if step is not None and request.status == RequestStatus.PENDING:
+        notices = await work.notifier.step_waiting(step, rerouted=True)
+    return await work.outcome(step, changed=False, notices=notices)

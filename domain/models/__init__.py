@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per table group; importing this package registers them all on `Base`."""
 
-from domain.models.approval import ApprovalRequest, ApprovalStep, RequestStatus, StepStatus
+from domain.models.approval import ApprovalOutbox, ApprovalRequest, ApprovalStep, RequestStatus, StepStatus
 from domain.models.audit import AuditLog
 from domain.models.backup import Backup, RestoreDrill
 from domain.models.base import Base
@@ -14,6 +14,7 @@ from domain.models.session import OtpCode, RateLimitHit, RefreshToken
 from domain.models.user import Role, User
 
 __all__ = [
+    "ApprovalOutbox",
     "ApprovalRequest",
     "ApprovalStep",
     "AuditLog",

@@ -5,11 +5,22 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from domain.models.base import Base, Timestamps
+from domain.models.base import Base, CreatedAt, Timestamps
 
 
 class RequestStatus(StrEnum):
@@ -55,6 +66,8 @@ class ApprovalRequest(Timestamps, Base):
     round: Mapped[int] = mapped_column(Integer, default=1)
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Every role's approval limit pinned at submit (None: opened before migration 0008; its workflow holds them).
+    limits: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class ApprovalStep(Timestamps, Base):
@@ -65,6 +78,7 @@ class ApprovalStep(Timestamps, Base):
         UniqueConstraint("request_id", "sequence", name="uq_approval_steps_request_sequence"),
         Index("ix_approval_steps_approver_status", "approver_id", "status"),
         Index("ix_approval_steps_status_remind", "status", "remind_at"),
+        Index("ix_approval_steps_delegate_status", "delegate_id", "status", postgresql_where="delegate_id IS NOT NULL"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -82,3 +96,24 @@ class ApprovalStep(Timestamps, Base):
     escalate_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApprovalOutbox(CreatedAt, Base):
+    """What the workflow engine must be told of a committed change (a workflow to start, a step re-routed), written
+    in the change's own transaction and delivered after it (domain/approvals/outbox.py)."""
+
+    __tablename__ = "approval_outbox"
+    __table_args__ = (
+        CheckConstraint("kind IN ('start', 'signal')", name="kind_known"),
+        Index("ix_approval_outbox_undelivered", "created_at", postgresql_where="delivered_at IS NULL"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("approval_requests.id", ondelete="CASCADE"))
+    workflow_id: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)

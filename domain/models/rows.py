@@ -65,6 +65,7 @@ class RequestRow:
     decided_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    limits: dict[str, Any] | None  # pinned at submit (None: opened before they were kept with the request)
 
 
 @dataclass(frozen=True)

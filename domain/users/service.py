@@ -9,6 +9,7 @@ deactivation bump the token version, so they take effect on the user's next requ
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, text
@@ -17,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from core.authz import Authorizer
 from core.db import Tx
 from core.settings import Settings
+from domain.approvals.transitions import reroute_for_user
 from domain.audit.service import AuditContext, diff, record
 from domain.auth import passwords, sessions
 from domain.auth.schemas import RegisterRequest
@@ -245,6 +247,10 @@ async def update_user(
     await _flush_unique(tx)
 
     after = _snapshot(target)
+    if any(after[name] != before[name] for name in ("role", "is_active", "manager_id")):
+        # Whoever can no longer decide what waits on them hands it on; a requester's new manager takes theirs.
+        moved = after["manager_id"] != before["manager_id"]
+        await reroute_for_user(tx.sql, target.id, datetime.now(UTC), context, requester_moved=moved)
     if after != before:
         if after["is_active"] is False and before["is_active"] is True:
             action = "user.deactivated"
@@ -265,6 +271,8 @@ async def deactivate_user(tx: Tx, authorizer: Authorizer, actor: User, user_id: 
     if not target.is_active:
         return
     revoked = await _deactivate(tx, target)
+    await tx.session.flush()
+    await reroute_for_user(tx.sql, target.id, datetime.now(UTC), context, requester_moved=False)
     await record(
         tx.sql, context, "user.deactivated", "user", target.id, {"is_active": [True, False], "revoked_tokens": revoked}
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import select
@@ -209,7 +210,8 @@ async def test_delegation_reroutes_a_step_in_flight(
     entry = await submitted_expense(client, team.employee)
     url = f"/api/v1/expenses/{entry['id']}"
     assert (await client.post(f"{url}/approve", json={}, headers=team.peer.headers)).status_code == 404
-    window = {"delegate_id": team.peer.id, "starts": "2020-01-01T00:00:00Z", "ends": "2999-01-01T00:00:00Z"}
+    now = datetime.now(UTC)
+    window = {"delegate_id": team.peer.id, "starts": now.isoformat(), "ends": (now + timedelta(days=30)).isoformat()}
     stored = await client.put("/api/v1/users/me/delegate", json=window, headers=team.manager.headers)
     assert stored.status_code == 200, stored.text
     assert stored.json()["rerouted"] == [entry["workflow_id"]]

@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 from activities.approvals import ApprovalActivities
 from activities.deps import ActivityDeps
 from core.engine import search_attributes
-from domain.approvals.lifecycle import search_attributes as approval_attributes
+from domain.approvals.outbox import search_attributes as approval_attributes
 from domain.models import Entry
 from tests.approvals.conftest import (
     EmailOutbox,

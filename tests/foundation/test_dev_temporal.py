@@ -38,6 +38,7 @@ def test_an_attribute_of_another_type_stops_make_dev(bare_temporal: str, monkeyp
         check=True,
         capture_output=True,
     )
-    monkeypatch.setattr(devstack, "search_attribute_flags", lambda _keys: ["--search-attribute", "ProjectClash=Keyword"])
+    clashing = ["--search-attribute", "ProjectClash=Keyword"]
+    monkeypatch.setattr(devstack, "search_attribute_flags", lambda _keys: clashing)
     with pytest.raises(SystemExit, match="ProjectClash"):
         devstack.register_search_attributes(bare_temporal)
