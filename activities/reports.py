@@ -47,7 +47,6 @@ from workflows.contracts import (
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 2000
-PRESIGNED_LINK_SECONDS = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
 
 
 def storage_key_for(report: Report, filename: str) -> str:
@@ -137,7 +136,8 @@ class ReportActivities:
         settings = self.deps.settings
         link = None
         if report.storage_key and report.filename:
-            link = self.deps.storage.presigned_url(report.storage_key, report.filename, PRESIGNED_LINK_SECONDS)
+            lifetime = int(settings.reports.mail_link_hours * 3600)
+            link = self.deps.storage.presigned_url(report.storage_key, report.filename, lifetime)
             if link is None:
                 link = f"{settings.public_base_url.rstrip('/')}/api/v1/reports/{report.id}/download"
         values: dict[str, object] = {

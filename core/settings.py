@@ -140,6 +140,9 @@ class ReportSettings(BaseSettings):
     default_schedules: bool = Field(default=True, validation_alias="REPORT_DEFAULT_SCHEDULES")
     timezone: str = Field(default="UTC", validation_alias="REPORT_TIMEZONE")
     requests_per_hour: int = Field(default=60, ge=1, validation_alias="REPORT_REQUESTS_PER_HOUR")
+    # How long a presigned download link in a report's email works: whoever holds the mail holds the file meanwhile
+    # (a forwarded or leaked mail), so short; the API's download route stays behind a login.
+    mail_link_hours: float = Field(default=24, gt=0, le=168, validation_alias="REPORT_MAIL_LINK_HOURS")
 
 
 class BackupSettings(BaseSettings):

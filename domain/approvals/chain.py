@@ -66,14 +66,3 @@ def approval_chain_for(amount: Decimal | None, managers: Sequence[Candidate], li
         reason="no_approver_covers_amount",
         amount=str(amount),
     )
-
-
-def escalation_target(managers_of_approver: Sequence[Candidate], limits: Limits, requester_id: int) -> ChainLink | None:
-    """The next approver up the hierarchy from a step's approver: the nearest active manager with any limit."""
-    for candidate in managers_of_approver:
-        if candidate.user_id == requester_id or not candidate.is_active:
-            continue
-        limit = approve_limit(limits, candidate.role)
-        if limit is not None:
-            return ChainLink(level=-1, approver_id=candidate.user_id, role=candidate.role, limit=limit)
-    return None

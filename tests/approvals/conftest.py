@@ -15,8 +15,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from temporalio import activity
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
 from activities.deps import ActivityDeps
 from core.engine import WorkflowEngine
@@ -30,7 +33,8 @@ from domain.entries import service as entries
 from domain.entries.schemas import ExpenseCreate
 from domain.models import AuditLog, EntryKind, Notification, User
 from tests.conftest import MakeUser, TestUser
-from workflows.contracts import ApprovalInput, ApprovalTimers, EmailJob, EmailResult
+from tests.services import TEMPORAL_TEST_SERVER
+from workflows.contracts import SEARCH_ATTRIBUTES, ApprovalInput, ApprovalTimers, EmailJob, EmailResult
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -204,3 +208,19 @@ async def record_history(client: Client, workflow_id: str, name: str) -> None:
     if os.environ.get("RECORD_HISTORIES"):
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         save_history(name, history.to_json())
+
+
+@pytest.fixture(scope="module")
+async def skipping() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEMPORAL_TEST_SERVER), data_converter=pydantic_data_converter
+    )
+    async with env:
+        # The test server knows no custom search attributes until told (upserts of unknown ones would hang).
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={key.name: int(key.indexed_value_type) for key in SEARCH_ATTRIBUTES},
+            )
+        )
+        yield env

@@ -152,8 +152,8 @@ async def test_search_attributes_follow_every_transition(
         "approver": None,
         "amount_cents": 1500000,
     }
-    # The Temporal UI's query finds it by these attributes (README: "Finding an entry's workflow"). Ids restart
-    # with every test's empty tables, so earlier tests' runs may match too: look for this run.
+    # The Temporal UI's query finds it by these attributes (docs/operations.md, finding workflows in the Temporal UI).
+    # Ids restart with every test's empty tables, so earlier tests' runs may match too: look for this run.
     query = f"EntryKind = 'expense' AND EntryId = '{entry['id']}' AND ApprovalStatus = 'rejected'"
     run_id = (await temporal_client.get_workflow_handle(workflow_id).describe()).run_id
 

@@ -9,9 +9,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -29,11 +27,9 @@ from tests.approvals.conftest import (
     submit_directly,
 )
 from tests.conftest import MakeUser
-from tests.services import TEMPORAL_TEST_SERVER
 from workflows.approval import EntryApprovalWorkflow
 from workflows.contracts import (
     CURRENT_APPROVER,
-    SEARCH_ATTRIBUTES,
     ApprovalResult,
     ApprovalTimers,
     DecisionRequest,
@@ -42,22 +38,6 @@ from workflows.contracts import (
 
 HOUR = 3600.0
 DAY = 24 * HOUR
-
-
-@pytest.fixture(scope="module")
-async def skipping() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEMPORAL_TEST_SERVER), data_converter=pydantic_data_converter
-    )
-    async with env:
-        # The test server knows no custom search attributes until told (upserts of unknown ones would hang).
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={key.name: int(key.indexed_value_type) for key in SEARCH_ATTRIBUTES},
-            )
-        )
-        yield env
 
 
 @pytest.fixture
@@ -71,8 +51,10 @@ async def running(
         yield skipping.client, queue, outbox
 
 
-async def _start(client: Client, queue: str, deps: ActivityDeps, owner_id: int, timers: ApprovalTimers):  # type: ignore[no-untyped-def]
-    submission = await submit_directly(deps, owner_id)
+async def _start(
+    client: Client, queue: str, deps: ActivityDeps, owner_id: int, timers: ApprovalTimers, amount: str = "120.00"
+):  # type: ignore[no-untyped-def]
+    submission = await submit_directly(deps, owner_id, amount)
     request = started_with(submission, timers)
     return submission, await client.start_workflow(
         EntryApprovalWorkflow.run,
@@ -156,3 +138,39 @@ async def test_expiry_ends_the_request(
 
 async def _has(deps: ActivityDeps, user_id: int, event_type: str) -> bool:
     return bool(await notifications_for(deps, user_id, event_type))
+
+
+async def test_escalation_goes_only_to_someone_whose_limit_covers_the_amount(
+    running: tuple[Client, str, EmailOutbox],
+    skipping: WorkflowEnvironment,
+    activity_deps: ActivityDeps,
+    make_user: MakeUser,
+) -> None:
+    """Rule 5. A 15,000 expense waits on a manager (10,000) whose own manager is a director, also 10,000: escalating
+    to the director, who could not approve it, would let a request be approved below its amount. It goes to the
+    admin; and as the admin then decided a step, the second level goes to the next distinct person above."""
+    client, queue, _ = running
+    superadmin = await make_user("superadmin")
+    admin = await make_user("admin", manager=superadmin)
+    director = await make_user("manager", manager=admin)
+    manager = await make_user("manager", manager=director)
+    employee = await make_user("employee", manager=manager)
+    submission, handle = await _start(client, queue, activity_deps, employee.id, ApprovalTimers(), "15000.00")
+    assert [link.approver_id for link in submission.input.chain] == [manager.id, admin.id]
+
+    await skipping.sleep(timedelta(hours=121))
+    assert await eventually(lambda: _has(activity_deps, admin.id, "approval_escalated"))
+    assert await notifications_for(activity_deps, director.id, "approval_escalated") == []
+    status: LiveStatus = await handle.query(EntryApprovalWorkflow.status)
+    assert status.current_approver_id == admin.id and status.step is not None
+
+    decided = await handle.execute_update(
+        EntryApprovalWorkflow.decide, DecisionRequest(action="approve", actor_id=admin.id, step_id=status.step.step_id)
+    )
+    assert decided.request_status == "pending" and decided.next_step is not None
+    assert decided.next_step.approver_id == superadmin.id  # not the admin again: one person, one decision
+    final = await handle.execute_update(
+        EntryApprovalWorkflow.decide,
+        DecisionRequest(action="approve", actor_id=superadmin.id, step_id=decided.next_step.step_id),
+    )
+    assert final.request_status == "approved"

@@ -7,6 +7,7 @@ import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 
 import boto3
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from temporalio.client import Client
 
 from activities.deps import ActivityDeps
+from activities.reports import ReportActivities
 from api.app import build_services, create_app
 from core.authz import Authorizer
 from core.db import Database
@@ -21,6 +23,7 @@ from core.engine import WorkflowEngine
 from core.mail import FileTransport
 from core.settings import Settings, StorageSettings, TemporalSettings
 from core.storage import S3Storage
+from domain.models import Report
 from tests.reports.conftest import PERIOD, KnownData
 from tests.services import s3_server
 from worker import build_workers, worker_plan
@@ -96,3 +99,23 @@ async def test_a_report_on_s3_downloads_through_a_presigned_url(
 
     others = await api.get(f"/api/v1/reports/{report_id}/download", headers=known.bob.headers)
     assert others.status_code == 404
+
+
+async def test_a_mailed_link_works_for_a_day_not_a_week(s3_api: tuple[httpx.AsyncClient, S3Storage]) -> None:
+    """A presigned link is a bearer credential to the file for as long as it lives: the one mailed with a report
+    lives REPORT_MAIL_LINK_HOURS (24 by default), not the week SigV4 would allow."""
+    _, storage = s3_api
+    settings = Settings()
+    deps = ActivityDeps(settings=settings, db=None, authorizer=None, storage=storage, mail=None)  # type: ignore[arg-type]
+    report = Report(
+        id=uuid.uuid4(),
+        type="pnl",
+        format="csv",
+        period_from=date(2026, 1, 1),
+        period_to=date(2026, 1, 31),
+        status="completed",
+        storage_key="reports/x/pnl.csv",
+        filename="pnl.csv",
+    )
+    link = ReportActivities(deps)._result(report).link
+    assert link is not None and "X-Amz-Expires=86400" in link
