@@ -21,13 +21,13 @@ from domain.approvals import delegations, outbox, queries, rules
 from domain.approvals import repository as requests
 from domain.approvals.lifecycle import ApprovalLifecycle, timers_from, update_id, workflow_url
 from domain.approvals.repository import WaitingStep
+from domain.approvals.rerouting import reroute_request
 from domain.approvals.schemas import ApprovalRequestOut, DelegationOut, GenericRequestCreate
 from domain.approvals.transitions import (
     FINAL_STATUSES,
     STEP_STATUS_FOR_ACTION,
     RequestOpening,
     open_request,
-    reroute_request,
 )
 from domain.audit.service import AuditContext
 from domain.auth import rate_limits

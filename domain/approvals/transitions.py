@@ -38,7 +38,6 @@ from workflows.contracts import (
     RecordDecisionJob,
     RerouteJob,
     ResubmitJob,
-    StepChanged,
     StepInfo,
     StepJob,
     TransitionJob,
@@ -79,7 +78,7 @@ def _audit_target(request: RequestRow) -> tuple[str, int]:
     return "approval_request", request.id
 
 
-async def _candidates(sql: Sql, user_id: int) -> list[Candidate]:
+async def managers_of(sql: Sql, user_id: int) -> list[Candidate]:
     return [Candidate(manager.id, manager.role, manager.is_active) for manager in await manager_chain(sql, user_id)]
 
 
@@ -92,7 +91,7 @@ def _step_limit(step: StepRow, limits: Limits, role: str) -> str | None:
 
 
 @dataclass
-class _Work:
+class Work:
     """A transition of one request in one transaction: the request as it now stands, its entry, the people named,
     and the terms it runs by (the pinned limits and timers, the workflow's clock)."""
 
@@ -107,7 +106,7 @@ class _Work:
     _windows: dict[int, tuple[datetime, datetime] | None] = field(default_factory=dict)
 
     @classmethod
-    async def locked(cls, sql: Sql, job: TransitionJob) -> _Work:
+    async def locked(cls, sql: Sql, job: TransitionJob) -> Work:
         """The work on `job`'s request, its row locked for the transaction (transitions of one request queue)."""
         request = await requests.request(sql, job.request_id, lock=True)
         return cls(sql, request, None, People(sql), job.limits, job.timers, job.now)
@@ -272,7 +271,7 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
     caller commits, then starts the workflow."""
     limits = opening.limits
     rule = auto_approve_rule(limits, opening.requester_role, opening.amount)
-    chain = [] if rule else approval_chain_for(opening.amount, await _candidates(sql, opening.requester_id), limits)
+    chain = [] if rule else approval_chain_for(opening.amount, await managers_of(sql, opening.requester_id), limits)
     entry = opening.entry
     pinned = Opening(
         opening.title,
@@ -303,7 +302,7 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
             workflow_id=opening.workflow_id_for(opening.subject_kind, subject_id),
             opening=pinned,
         )
-    work = _Work(sql, request, None, People(sql), limits, opening.timers, opening.now)
+    work = Work(sql, request, None, People(sql), limits, opening.timers, opening.now)
     if entry is not None:
         work.entry = await entries.submit(sql, entry.id, request, opening.now)
     first_step: StepInfo | None = None
@@ -381,7 +380,7 @@ async def undo_submission(sql: Sql, request_id: int, reason: str, context: Audit
 async def announce_first_step(sql: Sql, job: TransitionJob) -> DecisionOutcome:
     """Notify the first approver (run by the workflow once it has started, so a failed start notifies nobody)."""
     request, step, entry = await requests.request_with_open_step(sql, job.request_id)
-    work = _Work(sql, request, entry, People(sql), job.limits, job.timers, job.now)
+    work = Work(sql, request, entry, People(sql), job.limits, job.timers, job.now)
     notices: list[Notice] = []
     if step is not None:
         await work.people.load(request.requester_id, step.approver_id, step.delegate_id)
@@ -399,7 +398,7 @@ async def record_decision(sql: Sql, job: RecordDecisionJob) -> DecisionOutcome:
     step, entry = await requests.step_with_entry(sql, job.step_id, request.entry_id)  # after the lock: as it is now
     if step is None or step.request_id != request.id:
         raise NotFound("approval step not found", id=job.step_id)
-    work = _Work(sql, request, entry, People(sql), job.limits, job.timers, job.now)
+    work = Work(sql, request, entry, People(sql), job.limits, job.timers, job.now)
     target = STEP_STATUS_FOR_ACTION[job.action]
     if step.status != StepStatus.PENDING:
         if step.status == target and step.decided_by_id == job.actor_id:
@@ -441,7 +440,7 @@ async def record_decision(sql: Sql, job: RecordDecisionJob) -> DecisionOutcome:
     return await work.outcome(new_step, decided_step_id=step.id, notices=notices)
 
 
-async def _next_level(work: _Work, step: StepRow, authority: rules.Authority) -> Route | None:
+async def _next_level(work: Work, step: StepRow, authority: rules.Authority) -> Route | None:
     """After an approval: who decides the next level, or None when the request is approved.
 
     The chain's next level goes to its approver, or, when they have decided already this round (or may not now),
@@ -458,7 +457,7 @@ async def _next_level(work: _Work, step: StepRow, authority: rules.Authority) ->
     return await work.route(step.approver_id, amount, include_start=False, level=step.level + 1)
 
 
-async def _replayed_decision(work: _Work, step: StepRow, comment: str | None) -> DecisionOutcome:
+async def _replayed_decision(work: Work, step: StepRow, comment: str | None) -> DecisionOutcome:
     """A retried activity after its first run committed: the same answer, and the same (deduplicated) notices."""
     notices: list[Notice] = []
     request = work.request
@@ -471,7 +470,7 @@ async def _replayed_decision(work: _Work, step: StepRow, comment: str | None) ->
 
 
 async def remind_step(sql: Sql, job: StepJob) -> DecisionOutcome:
-    work = await _Work.locked(sql, job)
+    work = await Work.locked(sql, job)
     step = await requests.step(sql, job.step_id)
     if step is None or step.status != StepStatus.PENDING or work.request.status != RequestStatus.PENDING:
         return await work.as_it_stands()
@@ -488,7 +487,7 @@ async def remind_step(sql: Sql, job: StepJob) -> DecisionOutcome:
 
 async def escalate_step(sql: Sql, job: StepJob) -> DecisionOutcome:
     """Move an overdue step to the next approver up the hierarchy (the step's approver's manager with a limit)."""
-    work = await _Work.locked(sql, job)
+    work = await Work.locked(sql, job)
     request = work.request
     step = await requests.step(sql, job.step_id)
     if step is None or request.status != RequestStatus.PENDING:
@@ -524,7 +523,7 @@ async def escalate_step(sql: Sql, job: StepJob) -> DecisionOutcome:
 
 
 async def expire_request(sql: Sql, job: TransitionJob) -> DecisionOutcome:
-    work = await _Work.locked(sql, job)
+    work = await Work.locked(sql, job)
     request = work.request
     if request.status == RequestStatus.EXPIRED:
         await work.load_entry()
@@ -543,7 +542,7 @@ async def expire_request(sql: Sql, job: TransitionJob) -> DecisionOutcome:
 
 
 async def withdraw_request(sql: Sql, job: OwnerJob) -> DecisionOutcome:
-    work = await _Work.locked(sql, job)
+    work = await Work.locked(sql, job)
     request = work.request
     if request.requester_id != job.actor_id:
         raise Forbidden("only the requester may withdraw")
@@ -565,7 +564,7 @@ async def withdraw_request(sql: Sql, job: OwnerJob) -> DecisionOutcome:
 async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
     """A resubmission after changes: a new round whose chain is recomputed (the amount may have changed) with the
     limits pinned at the first submit."""
-    work = await _Work.locked(sql, job)
+    work = await Work.locked(sql, job)
     request = work.request
     if request.requester_id != job.actor_id:
         raise Forbidden("only the requester may resubmit")
@@ -584,7 +583,7 @@ async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
             raise InvalidState("the entry is no longer returned for changes")
     entry = work.entry
     amount = entry.amount if entry is not None else request.amount
-    chain = approval_chain_for(amount, await _candidates(sql, request.requester_id), job.limits)
+    chain = approval_chain_for(amount, await managers_of(sql, request.requester_id), job.limits)
     opening = Opening(
         title=entry.approval_title if entry is not None else request.title,
         justification=request.justification,
@@ -616,7 +615,7 @@ async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
 async def reroute_step(sql: Sql, job: RerouteJob) -> DecisionOutcome:
     """Point an open step at the approver's delegate (or back at the approver when `delegate_id` is None). The job's
     audit context is the request that changed the delegation (its user is the actor of the audit row)."""
-    work = await _Work.locked(sql, job)
+    work = await Work.locked(sql, job)
     request = work.request
     step = await requests.step(sql, job.step_id)
     if (
@@ -641,74 +640,11 @@ async def reroute_step(sql: Sql, job: RerouteJob) -> DecisionOutcome:
     return await work.outcome(step, notices=notices)
 
 
-# --- re-routing an open step (a delegation, or an approver or requester who changed) -------------------------
-
-
-async def reroute_request(
-    sql: Sql, request_id: int, now: datetime, context: AuditContext, reason: str, *, new_chain: bool = False
-) -> int | None:
-    """Point the request's open step at whoever should decide it now (rules.route), in place: the same step, a new
-    approver or delegate. `new_chain`: the requester's managers changed, so the step's level is routed from the chain
-    as it would be computed now. Audited, and its workflow told through the outbox; the outbox message's id (None
-    when nothing changes: nothing is told)."""
-    request = await requests.request(sql, request_id, lock=True)
-    step = await requests.pending_step(sql, request.id)
-    if request.status != RequestStatus.PENDING or step is None:
-        return None
-    if request.limits is None:
-        return None  # opened before requests kept their limits: its workflow routes it at its next transition
-    limits: Limits = request.limits
-    start_id, need = step.approver_id, rules.need_of(rules.step_limit(step), request.amount)
-    if new_chain:
-        chain = approval_chain_for(request.amount, await _candidates(sql, request.requester_id), limits)
-        link = next((item for item in chain if item.level == step.level), None)
-        if link is not None:
-            start_id, need = link.approver_id, rules.need_of(link.limit, request.amount)
-    excluded = await rules.decided_in_round(sql, request)
-    routed = await rules.route(sql, request, start_id, need, limits, now, excluded=excluded)
-    if routed is None or (routed.approver_id, routed.delegate_id) == (step.approver_id, step.delegate_id):
-        return None
-    moved = await requests.reassign_step(sql, step.id, routed.approver_id, routed.delegate_id, routed.rule)
-    if moved is None:
-        return None
-    work = _Work(sql, request, None, People(sql), limits, ApprovalTimers(), now)
-    await work.load_entry()
-    await work.notifier.step_waiting(moved, rerouted=True)  # in-app at once; the workflow sends the email
-    changes: dict[str, Any] = {
-        "step": moved.sequence,
-        "approver_id": [step.approver_id, moved.approver_id],
-        "delegate_id": [step.delegate_id, moved.delegate_id],
-        "reason": reason,
-    }
-    if routed.passed_over:
-        changes["passed_over"] = list(routed.passed_over)
-    await work.audit(work.acting(context).with_rule(moved.rule), "approval.rerouted", changes)
-    change = StepChanged(reason=reason, audit=context)
-    return await outbox.add_step_changed(sql, request.id, request.workflow_id, change)
-
-
-async def reroute_for_user(
-    sql: Sql, user_id: int, now: datetime, context: AuditContext, *, requester_moved: bool
-) -> list[int]:
-    """Rule 4, nobody waits on someone who can no longer decide: after a user's role, activity or manager changed,
-    every pending request waiting on them (as approver or delegate) goes to whoever should decide it now, and, when
-    their manager changed, their own pending requests follow their new chain. The outbox messages written."""
-    messages = []
-    for request_id in await requests.pending_requests_involving(sql, user_id):
-        request = await requests.request(sql, request_id)
-        moved = requester_moved and request.requester_id == user_id
-        reason = "the requester's manager changed" if moved else "a change to the approver's role, activity or team"
-        message = await reroute_request(sql, request_id, now, context, reason, new_chain=moved)
-        if message is not None:
-            messages.append(message)
-    return messages
-
-
 async def refresh_step(sql: Sql, job: TransitionJob) -> DecisionOutcome:
     """The request as the database has it after it re-routed the open step: tell whoever it now waits on (the same
     notice the re-routing created, so in-app it is one; its email goes out now)."""
     request, step, entry = await requests.request_with_open_step(sql, job.request_id)
-    work = _Work(sql, request, entry, People(sql), job.limits, job.timers, job.now)
+    work = Work(sql, request, entry, People(sql), job.limits, job.timers, job.now)
     notices: list[Notice] = []
     if step is not None and request.status == RequestStatus.PENDING:
         notices = await work.notifier.step_waiting(step, rerouted=True)

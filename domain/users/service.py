@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from core.authz import Authorizer
 from core.db import Tx
 from core.settings import Settings
-from domain.approvals.transitions import reroute_for_user
+from domain.approvals.rerouting import reroute_for_user
 from domain.audit.service import AuditContext, diff, record
 from domain.auth import passwords, sessions
 from domain.auth.schemas import RegisterRequest
