@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +98,14 @@ class StorageSettings(BaseSettings):
         return bool(self.bucket)
 
 
+class SmtpTls(StrEnum):
+    """How the SMTP connection is encrypted (SMTP_TLS)."""
+
+    STARTTLS = "starttls"  # plain connect, then STARTTLS, which the server must offer (port 587)
+    IMPLICIT = "implicit"  # TLS from the first byte (port 465)
+    NONE = "none"  # no encryption: a local relay or Mailpit only, and never with credentials
+
+
 class SmtpSettings(BaseSettings):
     """Mail: SMTP when a host is named, otherwise `.eml` files in a local folder."""
 
@@ -106,13 +114,51 @@ class SmtpSettings(BaseSettings):
     port: int = Field(default=587, validation_alias="SMTP_PORT")
     user: str = Field(default="", validation_alias="SMTP_USER")
     password: str = Field(default="", validation_alias="SMTP_PASSWORD")
-    starttls: bool = Field(default=True, validation_alias="SMTP_STARTTLS")
+    # The seed's switch, still honoured: true is SMTP_TLS=starttls, false is SMTP_TLS=none. None: not set.
+    starttls: bool | None = Field(default=None, validation_alias="SMTP_STARTTLS")
     sender: str = Field(default="finance-ops@localhost", validation_alias="SMTP_FROM")
     mail_dir: Path = Field(default=PROJECT_ROOT / "var" / "mail", validation_alias="MAIL_DIR")
+    # None: from SMTP_STARTTLS if set, else implicit on port 465 and starttls on any other port.
+    tls_mode: SmtpTls | None = Field(default=None, validation_alias="SMTP_TLS")
+    # The server certificate is always verified: against the system's trust store, or this PEM bundle alone (a
+    # private CA).
+    ca_file: Path | None = Field(default=None, validation_alias="SMTP_CA_FILE")
 
     @property
     def uses_smtp(self) -> bool:
         return bool(self.host)
+
+    @property
+    def tls(self) -> SmtpTls:
+        if self.tls_mode is not None:
+            return self.tls_mode
+        if self.starttls is not None:
+            return SmtpTls.STARTTLS if self.starttls else SmtpTls.NONE
+        return SmtpTls.IMPLICIT if self.port == 465 else SmtpTls.STARTTLS
+
+    @model_validator(mode="after")
+    def _refuse_clear_credentials(self) -> SmtpSettings:
+        if not self.uses_smtp:
+            return self
+        if self.tls_mode is not None and self.starttls is not None:
+            legacy = SmtpTls.STARTTLS if self.starttls else SmtpTls.NONE
+            if legacy != self.tls_mode:
+                raise ValueError(
+                    f"SMTP_TLS={self.tls_mode.value} contradicts SMTP_STARTTLS={str(self.starttls).lower()} "
+                    "(the older name); set SMTP_TLS only"
+                )
+        if self.tls == SmtpTls.NONE and self.user:
+            raise ValueError(
+                "SMTP_USER is set but SMTP_TLS is none (or SMTP_STARTTLS=false): the password would cross the "
+                "network in clear. Use SMTP_TLS=starttls (port 587) or SMTP_TLS=implicit (port 465); none is for a "
+                "local relay without credentials only"
+            )
+        if self.ca_file is not None:
+            if self.tls == SmtpTls.NONE:
+                raise ValueError("SMTP_CA_FILE is set but SMTP_TLS is none: no certificate is checked without TLS")
+            if not self.ca_file.is_file():
+                raise ValueError(f"SMTP_CA_FILE {self.ca_file} is not a readable file")
+        return self
 
 
 class ApprovalSettings(BaseSettings):
