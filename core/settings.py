@@ -61,6 +61,62 @@ class TemporalSettings(BaseSettings):
     worker_metrics_port: int = Field(default=9464, validation_alias="WORKER_METRICS_PORT")
     # Loopback by default (the metrics are not for the world); a container sets 0.0.0.0 so Prometheus can scrape.
     worker_metrics_host: str = Field(default="127.0.0.1", validation_alias="WORKER_METRICS_HOST")
+    # TLS to a secured cluster or Temporal Cloud, under the names Temporal's own CLI and SDKs read. TLS is on when
+    # TEMPORAL_TLS says so, or (unset) when any of the others is set; the server's certificate is then verified
+    # against the CA file, else the system's trust store.
+    tls: bool | None = Field(default=None, validation_alias="TEMPORAL_TLS")
+    tls_server_ca_cert_path: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_SERVER_CA_CERT_PATH")
+    tls_client_cert_path: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_CLIENT_CERT_PATH")
+    tls_client_key_path: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_CLIENT_KEY_PATH")
+    # The name the server's certificate must carry (and the SNI), when it is not the host in TEMPORAL_ADDRESS.
+    tls_server_name: str = Field(default="", validation_alias="TEMPORAL_TLS_SERVER_NAME")
+    api_key: str = Field(default="", validation_alias="TEMPORAL_API_KEY")
+
+    @property
+    def uses_tls(self) -> bool:
+        if self.tls is not None:
+            return self.tls
+        return bool(self._tls_settings_given())
+
+    def _tls_settings_given(self) -> list[str]:
+        given = {
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH": self.tls_server_ca_cert_path,
+            "TEMPORAL_TLS_CLIENT_CERT_PATH": self.tls_client_cert_path,
+            "TEMPORAL_TLS_CLIENT_KEY_PATH": self.tls_client_key_path,
+            "TEMPORAL_TLS_SERVER_NAME": self.tls_server_name,
+            "TEMPORAL_API_KEY": self.api_key,
+        }
+        return [name for name, value in given.items() if value]
+
+    @model_validator(mode="after")
+    def _refuse_half_a_tls_configuration(self) -> TemporalSettings:
+        """A configuration that would connect otherwise than the operator meant is refused here, by name, rather
+        than failing (or, worse, working in clear) at the first connection."""
+        if bool(self.tls_client_cert_path) != bool(self.tls_client_key_path):
+            given, missing = ("CERT", "KEY") if self.tls_client_cert_path else ("KEY", "CERT")
+            raise ValueError(
+                f"TEMPORAL_TLS_CLIENT_{given}_PATH is set without TEMPORAL_TLS_CLIENT_{missing}_PATH: mutual TLS "
+                "needs the client certificate and its private key"
+            )
+        if self.tls is False and self._tls_settings_given():
+            raise ValueError(
+                f"TEMPORAL_TLS=false, but {', '.join(self._tls_settings_given())} set: these need TLS (an API key "
+                "would travel in clear). Drop TEMPORAL_TLS, or the others"
+            )
+        for name, path in (
+            ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", self.tls_server_ca_cert_path),
+            ("TEMPORAL_TLS_CLIENT_CERT_PATH", self.tls_client_cert_path),
+            ("TEMPORAL_TLS_CLIENT_KEY_PATH", self.tls_client_key_path),
+        ):
+            if path is None:
+                continue
+            try:
+                pem = path.read_bytes()
+            except OSError as exc:
+                raise ValueError(f"{name}: cannot read {path} ({exc.strerror})") from exc
+            if b"-----BEGIN " not in pem:
+                raise ValueError(f"{name}: {path} is not a PEM file")
+        return self
 
 
 class AuthSettings(BaseSettings):
