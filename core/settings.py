@@ -6,6 +6,7 @@ Each group reads its own variables, keeping the seed's flat names (`DATABASE_URL
 
 from __future__ import annotations
 
+import os
 import secrets
 from decimal import Decimal
 from enum import StrEnum
@@ -256,6 +257,14 @@ class BackupSettings(BaseSettings):
     schedules_enabled: bool = Field(default=True, validation_alias="BACKUP_SCHEDULES_ENABLED")
 
 
+class AuditSettings(BaseSettings):
+    """The audit chain's key (see `audit_key`). Kept out of the database: with write access to the database alone,
+    an edited row's hash cannot be recomputed."""
+
+    model_config = _config()
+    hmac_key: str = Field(default="", validation_alias="AUDIT_HMAC_KEY")
+
+
 class Settings(BaseSettings):
     model_config = _config()
     environment: Environment = Field(default=Environment.DEV, validation_alias=AliasChoices("APP_ENV", "ENVIRONMENT"))
@@ -276,6 +285,7 @@ class Settings(BaseSettings):
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("environment", mode="before")
     @classmethod
@@ -326,6 +336,11 @@ class Settings(BaseSettings):
         if self.auth.bcrypt_rounds > 12:
             self.auth.bcrypt_rounds = 12
 
+    def check_audit_key(self) -> None:
+        """Refuse to start without a usable audit key (see `resolve_audit_key`), rather than at the first audited
+        action."""
+        resolve_audit_key(self.environment, self.audit.hmac_key)
+
     def check_production(self) -> None:
         if self.is_production and self.auth.bcrypt_rounds < 12:
             raise WeakSecretError("BCRYPT_ROUNDS must be at least 12 in production")
@@ -351,6 +366,7 @@ def load_settings(*, require_secret: bool = True) -> Settings:
     elif len(settings.auth.secret_key.encode()) < MIN_SECRET_BYTES:
         settings.auth.secret_key = secrets.token_urlsafe(48)  # never an empty or short key, even unused
     settings.check_production()
+    settings.check_audit_key()  # operator tools too: verify-audit and restore check the chain with it
     if not settings.db.url:
         raise MissingSettingError("DATABASE_URL is not set (make dev sets it to the embedded PostgreSQL)")
     return settings
@@ -363,3 +379,54 @@ class MissingSettingError(RuntimeError):
 @lru_cache
 def get_settings() -> Settings:
     return load_settings()
+
+
+# Development and tests: one random key per checkout, shared by every process that writes or checks the chain (the
+# API, the worker, the CLI, the tests), kept like make dev's secret key. `make reset` removes it with the data.
+DEV_AUDIT_KEY_FILE = PROJECT_ROOT / "var" / "audit_hmac_key"
+
+
+def resolve_audit_key(environment: Environment, configured: str, dev_key_file: Path = DEV_AUDIT_KEY_FILE) -> bytes:
+    """The audit chain's HMAC key: AUDIT_HMAC_KEY, at least 32 bytes; outside dev and test it must be set."""
+    if configured:
+        if len(configured.encode()) < MIN_SECRET_BYTES:
+            raise WeakSecretError(
+                f"AUDIT_HMAC_KEY is only {len(configured.encode())} bytes; it must be at least {MIN_SECRET_BYTES} "
+                "random bytes. Generate one with: "
+                'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        return configured.encode()
+    if environment not in (Environment.DEV, Environment.TEST):
+        raise WeakSecretError(
+            f"AUDIT_HMAC_KEY is not set; with APP_ENV={environment.value} it must be at least {MIN_SECRET_BYTES} "
+            "random bytes, the same for the API, the worker and the operator's CLI, and kept out of the database: "
+            "it keys the audit chain's hashes, so that write access to the database alone cannot re-forge them. "
+            'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
+    return dev_audit_key(dev_key_file)
+
+
+def dev_audit_key(path: Path) -> bytes:
+    """The development key in `path`, made on first use. Several processes may start at once: each writes a
+    candidate and links it into place, and the first link wins whole, so all of them read the same key."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        with os.fdopen(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(candidate, path)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    return path.read_text().strip().encode()
+
+
+@lru_cache
+def audit_key() -> bytes:
+    """This process's audit key, read once from the environment (AUDIT_HMAC_KEY, APP_ENV). The audit trail takes
+    it from here, not from a Settings object passed around: every writer and checker of one chain must hold the
+    same key, and no caller can hand it another."""
+    settings = Settings()
+    return resolve_audit_key(settings.environment, settings.audit.hmac_key)
