@@ -1,4 +1,4 @@
-"""the audit chain keyed: rows are chained with HMAC-SHA-256 under AUDIT_HMAC_KEY from here on
+"""the audit chain keyed (HMAC-SHA-256 under AUDIT_HMAC_KEY), and a user's session changes announced to live streams
 
 - `audit_chain_claim(lock_key)`: takes the chain's lock, then draws the next row's id and reads the chain's head,
   in one round trip. The writer computes the row's HMAC itself (domain/audit/service.py), so the key never reaches
@@ -8,6 +8,9 @@
   (`audit.chain_keyed`, computed here, so it needs AUDIT_HMAC_KEY like the API and the worker): verification then
   accepts plain rows only before the first keyed row, and a chain whose plain rows are not followed by a keyed one
   fails, so whoever lacks the key cannot pass off a rewritten tail as rows from before the switch.
+- `user_session_changed`: a trigger that announces a user's id on the `user_sessions` channel when their token
+  version, active flag or role changes, or the row goes, whoever changed it (logout, password change, deactivation,
+  demotion, an operator's SQL). The API's notification feed listens there and ends that user's live streams.
 
 Revision ID: 0009_keyed_audit_session_end
 Revises: 0008_approval_controls
@@ -39,6 +42,22 @@ $$;
 """
 
 
+USER_SESSION_CHANGED = """
+CREATE FUNCTION user_session_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('user_sessions', OLD.id::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER user_session_changed AFTER UPDATE OF token_version, is_active, role ON users
+    FOR EACH ROW
+    WHEN (OLD.token_version IS DISTINCT FROM NEW.token_version OR OLD.is_active IS DISTINCT FROM NEW.is_active
+          OR OLD.role IS DISTINCT FROM NEW.role)
+    EXECUTE FUNCTION user_session_changed();
+CREATE TRIGGER user_session_ended AFTER DELETE ON users FOR EACH ROW EXECUTE FUNCTION user_session_changed();
+"""
+
+
 def _seal_legacy_rows() -> None:
     bind = op.get_bind()
     legacy_rows, legacy_head_id = bind.execute(sa.text("SELECT count(*), max(id) FROM audit_log")).one()
@@ -62,6 +81,7 @@ def _seal_legacy_rows() -> None:
 def upgrade() -> None:
     op.execute(AUDIT_CHAIN_CLAIM)
     _seal_legacy_rows()
+    op.execute(USER_SESSION_CHANGED)
 
 
 def downgrade() -> None:
@@ -70,4 +90,7 @@ def downgrade() -> None:
             "audit_log holds rows keyed with AUDIT_HMAC_KEY, which the code before 0009 would call a broken chain; "
             "restore a backup taken before the upgrade instead"
         )
+    op.execute("DROP TRIGGER user_session_ended ON users")
+    op.execute("DROP TRIGGER user_session_changed ON users")
+    op.execute("DROP FUNCTION user_session_changed()")
     op.execute("DROP FUNCTION audit_chain_claim(bigint)")
