@@ -4,13 +4,11 @@ while amounts (negative ones too) stay numbers."""
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 
 import httpx
 
 from activities.deps import ActivityDeps
-from domain.models import Entry
-from tests.reports.conftest import KnownData
+from tests.reports.conftest import KnownData, _entry
 from tests.reports.readback import csv_table
 from tests.reports.test_api import made
 
@@ -38,20 +36,10 @@ async def test_a_ledger_csv_carries_typed_formulas_as_text(
         assert created.status_code == 201, created.text
     # An approved expense that makes the net negative, with a tab and a CR up front (the API strips those; an import
     # or an operator's script might not).
+    server = _entry(known.alice, "expense", "9999.00", date(2024, 3, 1), "\rEquipment", "approved", "Hardware Co")
+    server.description = "\tserver"
     async with activity_deps.db.transaction() as tx:
-        tx.session.add(
-            Entry(
-                kind="expense",
-                amount=Decimal("9999.00"),
-                currency="USD",
-                category="\rEquipment",
-                description="\tserver",
-                entry_date=date(2024, 3, 1),
-                vendor="Hardware Co",
-                owner_id=known.alice.id,
-                status="approved",
-            )
-        )
+        tx.session.add(server)
 
     _, ledger = await made(api, known.admin, "ledger", "csv")
     header, rows = csv_table(ledger.content)
@@ -61,8 +49,8 @@ async def test_a_ledger_csv_carries_typed_formulas_as_text(
         assert row[header.index("Category")] == "'" + category
         assert row[header.index("Source / vendor")] == "'" + vendor
         assert row[header.index("Amount")] == "12.34"
-    server = by_description["'\tserver"]
-    assert server[header.index("Category")] == "'\rEquipment" and server[header.index("Amount")] == "9999.00"
+    typed = by_description["'\tserver"]
+    assert typed[header.index("Category")] == "'\rEquipment" and typed[header.index("Amount")] == "9999.00"
     cells = [cell for row in rows for cell in row]
     assert not [cell for cell in cells if cell[:1] in ("=", "+", "@", "\t", "\r")]
     # Numbers are not text: the negative net stays a number a spreadsheet can add up.
