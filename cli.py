@@ -13,7 +13,7 @@ import getpass
 import sys
 
 from core.db import Database
-from core.settings import get_settings
+from core.settings import MissingSettingError, WeakSecretError, get_settings
 
 
 async def _create_superadmin(args: argparse.Namespace) -> int:
@@ -57,7 +57,8 @@ async def _verify_audit(_: argparse.Namespace) -> int:
     finally:
         await db.dispose()
     if verdict.ok:
-        print(f"audit chain intact: {verdict.rows_checked} rows")
+        older = f" ({verdict.legacy_rows} from before the chain was keyed)" if verdict.legacy_rows else ""
+        print(f"audit chain intact: {verdict.rows_checked} rows{older}")
         return 0
     print(f"audit chain BROKEN at row {verdict.first_broken_id}: {verdict.reason}")
     return 1
@@ -116,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument("--sha256", help="the expected SHA-256 when restoring by --key from a local folder")
     restore.set_defaults(handler=_restore)
     args = parser.parse_args(argv)
-    return asyncio.run(args.handler(args))
+    try:
+        return asyncio.run(args.handler(args))
+    except (WeakSecretError, MissingSettingError) as refused:  # a setting to fix, not a crash to debug
+        print(f"{parser.prog}: {refused}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import IO
 
 from dotenv import dotenv_values
 
-from core.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT, dev_audit_key
 from core.temporal import search_attribute_flags
 from workflows.contracts import SEARCH_ATTRIBUTES
 
@@ -234,6 +234,8 @@ def dev_environment() -> dict[str, str]:
         env.setdefault(name, value)
     if not env.get("SECRET_KEY"):
         env["SECRET_KEY"] = secret_key()
+    if not env.get("AUDIT_HMAC_KEY"):  # the audit chain's key, persistent like the data it keys
+        env["AUDIT_HMAC_KEY"] = dev_audit_key(VAR / "audit_hmac_key").decode()
     return env
 
 
@@ -249,9 +251,11 @@ def stop(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 # What a second shell needs to reach this system (`set -a; . var/dev.env; set +a`), then run cli.py, alembic or
-# the README's walkthrough against it. Not SECRET_KEY: nothing run from there needs to sign tokens.
+# the README's walkthrough against it. Not SECRET_KEY: nothing run from there needs to sign tokens. The audit key
+# yes: cli.py verify-audit checks the chain with it, and whatever a CLI command audits is chained with it.
 SECOND_SHELL = (
     "APP_ENV",
+    "AUDIT_HMAC_KEY",
     "DATABASE_URL",
     "TEMPORAL_ADDRESS",
     "TEMPORAL_NAMESPACE",
@@ -359,10 +363,11 @@ def _run(lock: IO[str]) -> int:
 # --- make reset -------------------------------------------------------------------------------------------------
 
 # The development data, all of it together (and only it: DEV_VAR_DIR may point at a folder with other things).
-# The secret key goes too: a token it signed would name a user id that a new user may now hold.
+# The secret key goes too: a token it signed would name a user id that a new user may now hold. So does the audit
+# key: the chain it keyed goes with the database.
 DEV_DATA = (
     *("pgdata", "temporal.db", "temporal.db-wal", "temporal.db-shm", "temporal.db-journal"),
-    *("storage", "mail", "dev.env", "secret_key", "temporal.log"),
+    *("storage", "mail", "dev.env", "secret_key", "audit_hmac_key", "temporal.log"),
 )
 
 
@@ -403,7 +408,7 @@ def reset(assume_yes: bool) -> int:
         if not present:
             say(f"nothing to reset in {VAR}")
             return 0
-        say("this deletes the development data: database, Temporal state, files, mail, secret key:")
+        say("this deletes the development data: database, Temporal state, files, mail, secret and audit keys:")
         for path in present:
             say(f"  {path}")
         if not assume_yes:

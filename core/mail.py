@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import smtplib
+import ssl
 import uuid
 from dataclasses import dataclass, field
 from email.encoders import encode_base64
@@ -18,7 +19,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.settings import SmtpSettings
+from core.settings import SmtpSettings, SmtpTls
 
 
 @dataclass
@@ -98,18 +99,54 @@ def _subject(subject: str) -> str:
     return Header(subject, "utf-8").encode()
 
 
+class InsecureMailConnection(smtplib.SMTPException):
+    """The connection to the mail server is not encrypted where the settings require it: nothing was sent."""
+
+
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
+    """Certificate and host name checked: against SMTP_CA_FILE alone when set (a private CA), else the system's
+    trust store."""
+    return ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+
+
 class SmtpTransport:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
+        self._tls = tls_context(settings) if settings.tls != SmtpTls.NONE else None
+
+    def _connect(self) -> smtplib.SMTP:
+        """A connection past EHLO, encrypted as SMTP_TLS says, or an exception (and no connection left open)."""
+        settings = self.settings
+        if settings.tls == SmtpTls.IMPLICIT:
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port, timeout=30, context=self._tls)
+        else:
+            smtp = smtplib.SMTP(settings.host, settings.port, timeout=30)
+        try:
+            # The server lists its extensions in answer to EHLO: asking for STARTTLS before it always says no.
+            smtp.ehlo()
+            if settings.tls == SmtpTls.STARTTLS:
+                if not smtp.has_extn("starttls"):
+                    # No quiet fallback to plain text: whoever sits between us and the server can strip STARTTLS.
+                    raise InsecureMailConnection(
+                        f"{settings.host}:{settings.port} does not offer STARTTLS, and SMTP_TLS=starttls sends "
+                        "nothing in clear; for port 465 set SMTP_TLS=implicit, for a local relay without "
+                        "credentials SMTP_TLS=none"
+                    )
+                smtp.starttls(context=self._tls)
+                smtp.ehlo()  # what the server offers inside TLS (AUTH often appears only there)
+            if settings.user:
+                if not isinstance(smtp.sock, ssl.SSLSocket):
+                    raise InsecureMailConnection("refusing to send SMTP credentials over an unencrypted connection")
+                smtp.login(settings.user, settings.password)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
 
     def send(self, mail: OutgoingMail) -> None:
         message = build_message(mail, self.settings.sender)
-        smtp = smtplib.SMTP(self.settings.host, self.settings.port, timeout=30)
+        smtp = self._connect()
         try:
-            if self.settings.starttls and smtp.has_extn("starttls"):
-                smtp.starttls()
-            if self.settings.user:
-                smtp.login(self.settings.user, self.settings.password)
             smtp.send_message(message)
             # The server has taken the message. Say QUIT without waiting for its reply: the caller records the send
             # in its ledger as soon as this returns, and a crash before that record sends the message again

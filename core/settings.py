@@ -6,13 +6,14 @@ Each group reads its own variables, keeping the seed's flat names (`DATABASE_URL
 
 from __future__ import annotations
 
+import os
 import secrets
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,62 @@ class TemporalSettings(BaseSettings):
     worker_metrics_port: int = Field(default=9464, validation_alias="WORKER_METRICS_PORT")
     # Loopback by default (the metrics are not for the world); a container sets 0.0.0.0 so Prometheus can scrape.
     worker_metrics_host: str = Field(default="127.0.0.1", validation_alias="WORKER_METRICS_HOST")
+    # TLS to a secured cluster or Temporal Cloud, under the names Temporal's own CLI and SDKs read. TLS is on when
+    # TEMPORAL_TLS says so, or (unset) when any of the others is set; the server's certificate is then verified
+    # against the CA file, else the system's trust store.
+    tls: bool | None = Field(default=None, validation_alias="TEMPORAL_TLS")
+    tls_server_ca_cert_path: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_SERVER_CA_CERT_PATH")
+    tls_client_cert_path: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_CLIENT_CERT_PATH")
+    tls_client_key_path: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_CLIENT_KEY_PATH")
+    # The name the server's certificate must carry (and the SNI), when it is not the host in TEMPORAL_ADDRESS.
+    tls_server_name: str = Field(default="", validation_alias="TEMPORAL_TLS_SERVER_NAME")
+    api_key: str = Field(default="", validation_alias="TEMPORAL_API_KEY")
+
+    @property
+    def uses_tls(self) -> bool:
+        if self.tls is not None:
+            return self.tls
+        return bool(self._tls_settings_given())
+
+    def _tls_settings_given(self) -> list[str]:
+        given = {
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH": self.tls_server_ca_cert_path,
+            "TEMPORAL_TLS_CLIENT_CERT_PATH": self.tls_client_cert_path,
+            "TEMPORAL_TLS_CLIENT_KEY_PATH": self.tls_client_key_path,
+            "TEMPORAL_TLS_SERVER_NAME": self.tls_server_name,
+            "TEMPORAL_API_KEY": self.api_key,
+        }
+        return [name for name, value in given.items() if value]
+
+    @model_validator(mode="after")
+    def _refuse_half_a_tls_configuration(self) -> TemporalSettings:
+        """A configuration that would connect otherwise than the operator meant is refused here, by name, rather
+        than failing (or, worse, working in clear) at the first connection."""
+        if bool(self.tls_client_cert_path) != bool(self.tls_client_key_path):
+            given, missing = ("CERT", "KEY") if self.tls_client_cert_path else ("KEY", "CERT")
+            raise ValueError(
+                f"TEMPORAL_TLS_CLIENT_{given}_PATH is set without TEMPORAL_TLS_CLIENT_{missing}_PATH: mutual TLS "
+                "needs the client certificate and its private key"
+            )
+        if self.tls is False and self._tls_settings_given():
+            raise ValueError(
+                f"TEMPORAL_TLS=false, but {', '.join(self._tls_settings_given())} set: these need TLS (an API key "
+                "would travel in clear). Drop TEMPORAL_TLS, or the others"
+            )
+        for name, path in (
+            ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", self.tls_server_ca_cert_path),
+            ("TEMPORAL_TLS_CLIENT_CERT_PATH", self.tls_client_cert_path),
+            ("TEMPORAL_TLS_CLIENT_KEY_PATH", self.tls_client_key_path),
+        ):
+            if path is None:
+                continue
+            try:
+                pem = path.read_bytes()
+            except OSError as exc:
+                raise ValueError(f"{name}: cannot read {path} ({exc.strerror})") from exc
+            if b"-----BEGIN " not in pem:
+                raise ValueError(f"{name}: {path} is not a PEM file")
+        return self
 
 
 class AuthSettings(BaseSettings):
@@ -98,6 +155,14 @@ class StorageSettings(BaseSettings):
         return bool(self.bucket)
 
 
+class SmtpTls(StrEnum):
+    """How the SMTP connection is encrypted (SMTP_TLS)."""
+
+    STARTTLS = "starttls"  # plain connect, then STARTTLS, which the server must offer (port 587)
+    IMPLICIT = "implicit"  # TLS from the first byte (port 465)
+    NONE = "none"  # no encryption: a local relay or Mailpit only, and never with credentials
+
+
 class SmtpSettings(BaseSettings):
     """Mail: SMTP when a host is named, otherwise `.eml` files in a local folder."""
 
@@ -106,13 +171,51 @@ class SmtpSettings(BaseSettings):
     port: int = Field(default=587, validation_alias="SMTP_PORT")
     user: str = Field(default="", validation_alias="SMTP_USER")
     password: str = Field(default="", validation_alias="SMTP_PASSWORD")
-    starttls: bool = Field(default=True, validation_alias="SMTP_STARTTLS")
+    # The seed's switch, still honoured: true is SMTP_TLS=starttls, false is SMTP_TLS=none. None: not set.
+    starttls: bool | None = Field(default=None, validation_alias="SMTP_STARTTLS")
     sender: str = Field(default="finance-ops@localhost", validation_alias="SMTP_FROM")
     mail_dir: Path = Field(default=PROJECT_ROOT / "var" / "mail", validation_alias="MAIL_DIR")
+    # None: from SMTP_STARTTLS if set, else implicit on port 465 and starttls on any other port.
+    tls_mode: SmtpTls | None = Field(default=None, validation_alias="SMTP_TLS")
+    # The server certificate is always verified: against the system's trust store, or this PEM bundle alone (a
+    # private CA).
+    ca_file: Path | None = Field(default=None, validation_alias="SMTP_CA_FILE")
 
     @property
     def uses_smtp(self) -> bool:
         return bool(self.host)
+
+    @property
+    def tls(self) -> SmtpTls:
+        if self.tls_mode is not None:
+            return self.tls_mode
+        if self.starttls is not None:
+            return SmtpTls.STARTTLS if self.starttls else SmtpTls.NONE
+        return SmtpTls.IMPLICIT if self.port == 465 else SmtpTls.STARTTLS
+
+    @model_validator(mode="after")
+    def _refuse_clear_credentials(self) -> SmtpSettings:
+        if not self.uses_smtp:
+            return self
+        if self.tls_mode is not None and self.starttls is not None:
+            legacy = SmtpTls.STARTTLS if self.starttls else SmtpTls.NONE
+            if legacy != self.tls_mode:
+                raise ValueError(
+                    f"SMTP_TLS={self.tls_mode.value} contradicts SMTP_STARTTLS={str(self.starttls).lower()} "
+                    "(the older name); set SMTP_TLS only"
+                )
+        if self.tls == SmtpTls.NONE and self.user:
+            raise ValueError(
+                "SMTP_USER is set but SMTP_TLS is none (or SMTP_STARTTLS=false): the password would cross the "
+                "network in clear. Use SMTP_TLS=starttls (port 587) or SMTP_TLS=implicit (port 465); none is for a "
+                "local relay without credentials only"
+            )
+        if self.ca_file is not None:
+            if self.tls == SmtpTls.NONE:
+                raise ValueError("SMTP_CA_FILE is set but SMTP_TLS is none: no certificate is checked without TLS")
+            if not self.ca_file.is_file():
+                raise ValueError(f"SMTP_CA_FILE {self.ca_file} is not a readable file")
+        return self
 
 
 class ApprovalSettings(BaseSettings):
@@ -157,6 +260,14 @@ class BackupSettings(BaseSettings):
     schedules_enabled: bool = Field(default=True, validation_alias="BACKUP_SCHEDULES_ENABLED")
 
 
+class AuditSettings(BaseSettings):
+    """The audit chain's key (see `audit_key`). Kept out of the database: with write access to the database alone,
+    an edited row's hash cannot be recomputed."""
+
+    model_config = _config()
+    hmac_key: str = Field(default="", validation_alias="AUDIT_HMAC_KEY")
+
+
 class Settings(BaseSettings):
     model_config = _config()
     environment: Environment = Field(default=Environment.DEV, validation_alias=AliasChoices("APP_ENV", "ENVIRONMENT"))
@@ -177,6 +288,7 @@ class Settings(BaseSettings):
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("environment", mode="before")
     @classmethod
@@ -227,6 +339,11 @@ class Settings(BaseSettings):
         if self.auth.bcrypt_rounds > 12:
             self.auth.bcrypt_rounds = 12
 
+    def check_audit_key(self) -> None:
+        """Refuse to start without a usable audit key (see `resolve_audit_key`), rather than at the first audited
+        action."""
+        resolve_audit_key(self.environment, self.audit.hmac_key)
+
     def check_production(self) -> None:
         if self.is_production and self.auth.bcrypt_rounds < 12:
             raise WeakSecretError("BCRYPT_ROUNDS must be at least 12 in production")
@@ -252,6 +369,7 @@ def load_settings(*, require_secret: bool = True) -> Settings:
     elif len(settings.auth.secret_key.encode()) < MIN_SECRET_BYTES:
         settings.auth.secret_key = secrets.token_urlsafe(48)  # never an empty or short key, even unused
     settings.check_production()
+    settings.check_audit_key()  # operator tools too: verify-audit and restore check the chain with it
     if not settings.db.url:
         raise MissingSettingError("DATABASE_URL is not set (make dev sets it to the embedded PostgreSQL)")
     return settings
@@ -264,3 +382,54 @@ class MissingSettingError(RuntimeError):
 @lru_cache
 def get_settings() -> Settings:
     return load_settings()
+
+
+# Development and tests: one random key per checkout, shared by every process that writes or checks the chain (the
+# API, the worker, the CLI, the tests), kept like make dev's secret key. `make reset` removes it with the data.
+DEV_AUDIT_KEY_FILE = PROJECT_ROOT / "var" / "audit_hmac_key"
+
+
+def resolve_audit_key(environment: Environment, configured: str, dev_key_file: Path = DEV_AUDIT_KEY_FILE) -> bytes:
+    """The audit chain's HMAC key: AUDIT_HMAC_KEY, at least 32 bytes; outside dev and test it must be set."""
+    if configured:
+        if len(configured.encode()) < MIN_SECRET_BYTES:
+            raise WeakSecretError(
+                f"AUDIT_HMAC_KEY is only {len(configured.encode())} bytes; it must be at least {MIN_SECRET_BYTES} "
+                "random bytes. Generate one with: "
+                'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        return configured.encode()
+    if environment not in (Environment.DEV, Environment.TEST):
+        raise WeakSecretError(
+            f"AUDIT_HMAC_KEY is not set; with APP_ENV={environment.value} it must be at least {MIN_SECRET_BYTES} "
+            "random bytes, the same for the API, the worker and the operator's CLI, and kept out of the database: "
+            "it keys the audit chain's hashes, so that write access to the database alone cannot re-forge them. "
+            'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
+    return dev_audit_key(dev_key_file)
+
+
+def dev_audit_key(path: Path) -> bytes:
+    """The development key in `path`, made on first use. Several processes may start at once: each writes a
+    candidate and links it into place, and the first link wins whole, so all of them read the same key."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        with os.fdopen(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(candidate, path)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    return path.read_text().strip().encode()
+
+
+@lru_cache
+def audit_key() -> bytes:
+    """This process's audit key, read once from the environment (AUDIT_HMAC_KEY, APP_ENV). The audit trail takes
+    it from here, not from a Settings object passed around: every writer and checker of one chain must hold the
+    same key, and no caller can hand it another."""
+    settings = Settings()
+    return resolve_audit_key(settings.environment, settings.audit.hmac_key)

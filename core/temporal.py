@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import TLSConfig
 
 from core.settings import TemporalSettings
 
@@ -35,13 +37,32 @@ def task_queues(settings: TemporalSettings) -> TaskQueues:
     return TaskQueues(settings.task_queue_prefix)
 
 
+def tls_config(settings: TemporalSettings) -> TLSConfig | bool:
+    """TLS as the settings describe it (checked when they were loaded), or False for a plain connection."""
+    if not settings.uses_tls:
+        return False
+
+    def read(path: Path | None) -> bytes | None:
+        return path.read_bytes() if path else None
+
+    return TLSConfig(
+        server_root_ca_cert=read(settings.tls_server_ca_cert_path),  # None: the system's trust store
+        domain=settings.tls_server_name or None,
+        client_cert=read(settings.tls_client_cert_path),
+        client_private_key=read(settings.tls_client_key_path),
+    )
+
+
 async def connect(settings: TemporalSettings, runtime: Runtime | None = None) -> Client:
-    """A client with the pydantic data converter (the default one cannot carry Decimal)."""
+    """A client with the pydantic data converter (the default one cannot carry Decimal), over TLS (mutual, with an
+    API key) when the settings say so."""
     return await Client.connect(
         settings.address,
         namespace=settings.namespace,
         data_converter=pydantic_data_converter,
         runtime=runtime,
+        tls=tls_config(settings),
+        api_key=settings.api_key or None,
     )
 
 

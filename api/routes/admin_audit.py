@@ -16,11 +16,9 @@ from api.deps import Authorize, Grant, ServicesDep, TxDep
 from domain.audit.queries import AuditFilter, search, stream_rows
 from domain.audit.schemas import CSV_COLUMNS, AuditEntryOut, AuditPageOut, ChainVerdictOut
 from domain.audit.service import verify_chain
+from domain.reports.renderers import spreadsheet_text
 
 router = APIRouter(prefix="/admin/audit", tags=["audit"])
-
-# Spreadsheet programs run a cell that starts with one of these as a formula; user agents are attacker-chosen.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -36,8 +34,7 @@ def _cell(value: object) -> str:
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    return spreadsheet_text(str(value))  # user agents, resource ids and the like are attacker-chosen
 
 
 def _csv_line(values: list[object]) -> bytes:

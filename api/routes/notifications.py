@@ -15,12 +15,14 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep
+from core.db import Tx
 from domain.audit.service import record
 from domain.errors import ValidationFailed
 from domain.models import Notification
 from domain.notifications import service
 from domain.notifications.feed import NotificationFeed, libpq_url
 from domain.notifications.schemas import NotificationOut, NotificationPageOut, ReadAllOut, UnreadCountOut
+from domain.users.caller import load_user
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 Reader = Annotated[Grant, Depends(Authorize("notification", "read"))]
@@ -100,6 +102,23 @@ def _frame(notification: Notification, cursor: int) -> bytes:
     return f"id: {cursor}\nevent: notification\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
 
+def _ended(reason: str) -> bytes:
+    return f"event: session_ended\ndata: {json.dumps({'reason': reason})}\n\n".encode()
+
+
+async def _session_end(tx: Tx, user_id: int, token_version: int, role: str) -> str | None:
+    """Why the stream's session no longer holds (what every request checks: active, the token's version, and here
+    the role it was opened under), or None while it does."""
+    user = await load_user(tx, user_id)
+    if user is None or not user.is_active:
+        return "your account was deactivated"
+    if user.token_version != token_version:
+        return "you signed out, or your password or role changed: sign in again"
+    if user.role != role:
+        return "your role changed: reconnect"
+    return None
+
+
 def _last_event_id(value: str | None) -> int | None:
     if value is None or value.strip() == "":
         return None
@@ -116,7 +135,9 @@ def _last_event_id(value: str | None) -> int | None:
         "Each new notification arrives as `event: notification` with the notification as JSON in `data` and its id "
         f"in `id`. A comment line every {HEARTBEAT_SECONDS:.0f} s keeps the connection open. Reconnect with the "
         "`Last-Event-ID` header (browsers' EventSource does this by itself) to receive what you missed. The stream "
-        "ends when your access token expires (`event: token_expired`): reconnect with a fresh token."
+        "ends when your access token expires (`event: token_expired`): reconnect with a fresh token; and within "
+        "moments of your session ending (`event: session_ended`): a logout, a password change, deactivation or a "
+        "change of role."
     ),
     responses={200: {"content": {"text/event-stream": {}}, "description": "an endless event stream"}},
 )
@@ -129,8 +150,9 @@ async def stream(
     resume_after = _last_event_id(last_event_id)
     feed = notification_feed(request, services)
     user_id = grant.user.id
-    claims = getattr(request.state, "token_claims", None)
-    expires_at: datetime | None = getattr(claims, "expires_at", None)
+    claims = request.state.token_claims  # set by the authentication that Reader ran
+    expires_at: datetime = claims.expires_at
+    token_version, role = claims.token_version, grant.user.role
     db = services.db
 
     async def events() -> AsyncIterator[bytes]:
@@ -141,31 +163,41 @@ async def stream(
             # (`sent` drops the second copy), never zero times.
             # Reads only, each statement on its own: no transaction held open while the stream waits.
             async with db.transaction(autocommit=True) as tx:
+                # Checked again now that the session's announcements reach us: a logout committed since the
+                # request was authenticated was announced before we listened.
+                ended = await _session_end(tx, user_id, token_version, role)
                 if resume_after is None:
                     cursor = await service.newest_id(tx, user_id)
                     backlog: list[Notification] = []
                 else:
                     cursor = resume_after
                     backlog = await service.after_id(tx, user_id, resume_after, REPLAY_LIMIT)
+            if ended:
+                yield _ended(ended)
+                return
             for notification in backlog:
                 sent.add(notification.id)
                 cursor = max(cursor, notification.id)
                 yield _frame(notification, cursor)
             while True:
-                wait = HEARTBEAT_SECONDS
-                if expires_at is not None:
-                    left = (expires_at - datetime.now(UTC)).total_seconds()
-                    if left <= 0:
-                        yield b'event: token_expired\ndata: {"reason":"access token expired; reconnect"}\n\n'
-                        return
-                    wait = min(wait, left)
-                signal = await subscription.next(wait)
+                left = (expires_at - datetime.now(UTC)).total_seconds()
+                if left <= 0:
+                    yield b'event: token_expired\ndata: {"reason":"access token expired; reconnect"}\n\n'
+                    return
+                signal = await subscription.next(min(HEARTBEAT_SECONDS, left))
                 if signal is None:
                     yield b": heartbeat\n\n"
                     continue
                 async with db.transaction(autocommit=True) as tx:
-                    fresh = await service.after_id(tx, user_id, cursor, REPLAY_LIMIT) if signal.resync else []
-                    fresh += await service.by_ids(tx, user_id, signal.ids - {n.id for n in fresh})
+                    # After a lost listening connection (resync) an announcement may have been missed too.
+                    if signal.session_changed or signal.resync:
+                        ended = await _session_end(tx, user_id, token_version, role)
+                    if not ended:
+                        fresh = await service.after_id(tx, user_id, cursor, REPLAY_LIMIT) if signal.resync else []
+                        fresh += await service.by_ids(tx, user_id, signal.ids - {n.id for n in fresh})
+                if ended:
+                    yield _ended(ended)
+                    return
                 for notification in sorted(fresh, key=lambda n: n.id):
                     if notification.id in sent:
                         continue

@@ -14,7 +14,8 @@ class AuditLog(Base):
     """Append-only, hash-chained record of every state-changing action.
 
     The database refuses UPDATE and DELETE on this table (a trigger in the migration).
-    `hash` = SHA-256 over the row's canonical content and `prev_hash`.
+    `hash` = HMAC-SHA-256 under AUDIT_HMAC_KEY over `prev_hash` and the row's canonical content (plain SHA-256 for
+    rows written before migration 0009): domain/audit/service.py.
     """
 
     __tablename__ = "audit_log"

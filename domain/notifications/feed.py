@@ -6,6 +6,10 @@ inserted; PostgreSQL delivers it when the inserting transaction commits, so ever
 notification whichever process (or worker) created it. Subscribers get ids only and load the rows themselves,
 filtered by their own user id.
 
+The same connection listens on `user_sessions`, where the `user_session_changed` trigger (migration 0009) sends a
+user's id when their token version, active flag or role changes (logout, password change, deactivation, demotion),
+or they are deleted: their streams are told (`FeedSignal.session_changed`), check the session and end.
+
 If the listening connection drops, notifications sent meanwhile are lost to this process, so after each
 (re)connection every subscriber is told to resynchronise from the database (`FeedSignal.resync`).
 The connection is opened by the first subscriber and closed when the last one leaves.
@@ -26,6 +30,7 @@ from sqlalchemy.engine import make_url
 log = logging.getLogger(__name__)
 
 CHANNEL = "notifications"
+SESSION_CHANNEL = "user_sessions"
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
@@ -38,7 +43,8 @@ class FeedSignal:
     """What changed for one subscriber since it last looked."""
 
     ids: set[int] = field(default_factory=set)
-    resync: bool = False
+    resync: bool = False  # news may have been missed: read the table, and check the session
+    session_changed: bool = False  # the user's token version, active flag or role changed
 
 
 class Subscription:
@@ -52,6 +58,10 @@ class Subscription:
             self._pending.resync = True
         else:
             self._pending.ids.add(notification_id)
+        self._wake.set()
+
+    def _session_changed(self) -> None:
+        self._pending.session_changed = True
         self._wake.set()
 
     async def next(self, wait_seconds: float) -> FeedSignal | None:
@@ -118,6 +128,15 @@ class NotificationFeed:
         for subscription in self._subscribers.get(user_id, ()):
             subscription._push(notification_id)
 
+    def _end_sessions(self, payload: str) -> None:
+        try:
+            user_id = int(payload)
+        except ValueError:
+            log.warning("ignoring a malformed session announcement: %r", payload[:200])
+            return
+        for subscription in self._subscribers.get(user_id, ()):
+            subscription._session_changed()
+
     def _resync_all(self) -> None:
         for subs in self._subscribers.values():
             for subscription in subs:
@@ -128,11 +147,15 @@ class NotificationFeed:
             try:
                 async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {SESSION_CHANNEL}")
                     self._listening.set()
-                    # Anything announced while we were not listening is only in the table now.
+                    # Anything announced while we were not listening is only in the tables now.
                     self._resync_all()
                     async for note in conn.notifies():
-                        self._dispatch(note.payload)
+                        if note.channel == SESSION_CHANNEL:
+                            self._end_sessions(note.payload)
+                        else:
+                            self._dispatch(note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception:

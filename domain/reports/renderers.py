@@ -49,6 +49,18 @@ class ReportMeta:
         return f"{self.period_from.isoformat()} to {self.period_to.isoformat()}"
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV injection).
+_FORMULA_STARTS = frozenset("=+-@\t\r")
+
+
+def spreadsheet_text(text: str) -> str:
+    """Text as a spreadsheet should show it: text that starts like a formula (`=HYPERLINK(...)`, `+cmd`, `@SUM`,
+    `-2+3`) gets a leading `'`, which spreadsheets take as "this is text" and do not display. For text only, which
+    users type: a number (a P&L's -12.50) is written as it is. The one rule for every CSV export (reports, the
+    audit log)."""
+    return "'" + text if text[:1] in _FORMULA_STARTS else text
+
+
 def cell_text(column: Column, value: Any) -> str:
     """The one text form of a cell, shared by CSV, JSON and PDF."""
     if value is None:
@@ -86,7 +98,13 @@ class CsvRenderer:
 
     def write(self, rows: list[Row]) -> None:
         columns = self.columns
-        self.writer.writerows([cell_text(columns[i], value) for i, value in enumerate(row)] for row in rows)
+        self.writer.writerows(
+            [
+                spreadsheet_text(value) if isinstance(value, str) else cell_text(columns[i], value)
+                for i, value in enumerate(row)
+            ]
+            for row in rows
+        )
 
     def finish(self, totals: list[Row], chart: Chart | None) -> None:
         self.write(totals)

@@ -129,8 +129,10 @@ async def test_drill_finds_a_broken_audit_chain_in_the_copy(
     result = await _run_drill(temporal_client, backup_worker, backup.backup_id)
 
     assert result.status == "failed"
+    # The first row: no row has verified under the worker's key yet, so the reason also names a wrong key.
     assert result.reason == (
-        f"audit chain broken in the restored copy at row {victim}: content does not match its hash"
+        f"audit chain broken in the restored copy at row {victim}: content does not match its hash "
+        "(or AUDIT_HMAC_KEY is not the key the chain was written with)"
     )
 
 
@@ -211,12 +213,13 @@ async def test_restore_command_gives_a_database_with_the_same_rows_and_sums(
         "AWS_REGION": "us-east-1",
     }
     by_id, by_key = f"restored_{uuid.uuid4().hex[:8]}", f"restored_{uuid.uuid4().hex[:8]}"
+    elsewhere = f"restored_{uuid.uuid4().hex[:8]}"
 
-    def cli(*args: str, database_url: str = database_url) -> subprocess.CompletedProcess[str]:
+    def cli(*args: str, database_url: str = database_url, **more: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "cli.py", "restore", *args],
             cwd=PROJECT_ROOT,
-            env={**env, "DATABASE_URL": database_url},
+            env={**env, "DATABASE_URL": database_url, **more},
             capture_output=True,
             text=True,
         )
@@ -232,6 +235,10 @@ async def test_restore_command_gives_a_database_with_the_same_rows_and_sums(
         assert f"sha256 {backup.sha256} (verified)" in second.stdout
         again = cli("--backup-id", str(backup.backup_id), "--database", by_id)
         assert again.returncode == 1 and "already has tables" in again.stderr
+        # The audit key is not in the backup: restored under another key, the chain cannot be vouched for.
+        foreign = cli("--backup-id", str(backup.backup_id), "--database", elsewhere, AUDIT_HMAC_KEY="f" * 48)
+        assert foreign.returncode == 1 and "audit chain: BROKEN at row" in foreign.stdout
+        assert "AUDIT_HMAC_KEY is not the key the chain was written with" in foreign.stdout
 
         for name in (by_id, by_key):
             with psycopg.connect(with_database(database_url, name)) as copy:
@@ -239,5 +246,5 @@ async def test_restore_command_gives_a_database_with_the_same_rows_and_sums(
         assert expected[0] == [("expense", 2, seeded.expense_sum), ("revenue", 3, seeded.revenue_sum)]
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            for name in (by_id, by_key):
+            for name in (by_id, by_key, elsewhere):
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from core.settings import PROJECT_ROOT, Settings, WeakSecretError, load_settings
+from core.settings import PROJECT_ROOT, Environment, Settings, WeakSecretError, load_settings, resolve_audit_key
 from tests.foundation.setting_names import every_variable_read
 
 
@@ -118,3 +119,47 @@ def test_operator_tools_may_load_settings_without_the_key(monkeypatch: pytest.Mo
         load_settings()
     offline = load_settings(require_secret=False)
     assert len(offline.auth.secret_key) >= 32
+
+
+# --- the audit chain's key ----------------------------------------------------------------------------------------
+
+
+def test_the_audit_key_is_required_outside_development_and_tests(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with pytest.raises(WeakSecretError) as refused:
+        resolve_audit_key(Environment.PRODUCTION, "", tmp_path / "key")
+    message = str(refused.value)
+    assert "AUDIT_HMAC_KEY is not set" in message and "kept out of the database" in message
+    assert not (tmp_path / "key").exists()  # no development key made behind the operator's back
+    # The processes that serve users and the operator's tools alike refuse to start without it.
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db/finance")
+    monkeypatch.setenv("SECRET_KEY", "s" * 48)
+    monkeypatch.delenv("AUDIT_HMAC_KEY", raising=False)
+    for require_secret in (True, False):
+        with pytest.raises(WeakSecretError, match="AUDIT_HMAC_KEY"):
+            load_settings(require_secret=require_secret)
+    monkeypatch.setenv("AUDIT_HMAC_KEY", "a" * 32)
+    assert load_settings().audit.hmac_key == "a" * 32
+
+
+@pytest.mark.parametrize("environment", ["dev", "test", "production"])
+def test_a_short_audit_key_is_refused_everywhere(environment: str, tmp_path: Path) -> None:
+    with pytest.raises(WeakSecretError, match="AUDIT_HMAC_KEY is only 31 bytes"):
+        resolve_audit_key(Environment(environment), "x" * 31, tmp_path / "key")
+    assert resolve_audit_key(Environment(environment), "x" * 32, tmp_path / "key") == b"x" * 32
+
+
+def test_development_processes_share_one_random_audit_key(tmp_path: Path) -> None:
+    """The API, the worker, the CLI and the tests of one checkout must agree on the key, and start together: every
+    process that asks first gets the same key."""
+    path = tmp_path / "var" / "audit_hmac_key"
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda env: resolve_audit_key(env, "", path), [Environment.DEV, Environment.TEST] * 8))
+    assert len(keys) == 1 and len(keys.pop()) >= 32
+    assert path.stat().st_mode & 0o077 == 0  # for its owner's eyes only
+    assert [p.name for p in path.parent.iterdir()] == ["audit_hmac_key"]  # no candidates left behind
+    assert resolve_audit_key(Environment.DEV, "", tmp_path / "elsewhere") != resolve_audit_key(
+        Environment.DEV, "", path
+    )
