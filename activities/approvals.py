@@ -23,6 +23,7 @@ from domain.errors import DomainError
 from domain.mail.delivery import Mailer, Recipient
 from workflows.contracts import (
     EMAIL_LOCAL_ATTEMPT,
+    AnnounceJob,
     ApprovalActivity,
     DecisionOutcome,
     EmailJob,
@@ -108,7 +109,7 @@ class ApprovalActivities:
         return settled
 
     @activity.defn(name=ApprovalActivity.ANNOUNCE)
-    async def announce_first_step(self, job: TransitionJob) -> DecisionOutcome:
+    async def announce_first_step(self, job: AnnounceJob) -> DecisionOutcome:
         return await self._transition(transitions.announce_first_step, job)
 
     @activity.defn(name=ApprovalActivity.RECORD_DECISION)

@@ -130,8 +130,11 @@ class Database:
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
             else:
                 await connection.begin()
-            raw = await connection.get_raw_connection()
-            tx = Tx(connection, raw.driver_connection, autocommit)  # type: ignore[arg-type]
+            # The pooled connection is in hand already: no awaited (greenlet) call to fetch its driver connection.
+            sync = connection.sync_connection
+            assert sync is not None  # connected: engine.connect() returned it
+            driver = sync.connection.driver_connection
+            tx = Tx(connection, driver, autocommit)  # type: ignore[arg-type]
             try:
                 yield tx
                 await tx._finish()

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         ENTRY_ID,
         ENTRY_KIND,
         REFUSALS,
+        AnnounceJob,
         ApprovalActivity,
         ApprovalInput,
         ApprovalResult,
@@ -134,7 +135,10 @@ class EntryApprovalWorkflow:
             return ApprovalResult(request_id=request.request_id, status=self._status, rounds=self._round)
         self._upsert(initial=True)
         if request.resume is None:
-            announced = await self._activity(ApprovalActivity.ANNOUNCE, self._job(TransitionJob))
+            first_step_id = request.first_step.step_id if request.first_step else None
+            announced = await self._activity(
+                ApprovalActivity.ANNOUNCE, self._job(AnnounceJob, first_step_id=first_step_id)
+            )
             if self._undone_ends():
                 async with self._lock:  # a decision recorded meanwhile is applied first: only a foreign change counts
                     self._end_if_undone(announced)

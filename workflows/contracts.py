@@ -346,6 +346,13 @@ class StepJob(TransitionJob):
     step_id: int
 
 
+class AnnounceJob(TransitionJob):
+    """The first activity of a run. `first_step_id`: the step the run was started for; the announcement confirms
+    that start in the outbox (histories recorded before it carry none)."""
+
+    first_step_id: int | None = None
+
+
 class RerouteJob(StepJob):
     delegate_id: int | None = None
     starts: datetime | None = None

@@ -38,7 +38,6 @@ from domain.errors import DomainError, Forbidden, InvalidState, NotFound, Valida
 from domain.idempotency.once import Replayed, once
 from domain.models import EntryKind, EntryStatus, RequestStatus, User
 from domain.models.rows import EntryRow, RequestRow, StepRow
-from domain.users.directory import People
 from workflows.contracts import DecisionRequest, OwnerAction, approval_workflow_id
 
 Action = Literal["approve", "reject", "request_changes"]
@@ -252,16 +251,17 @@ class ApprovalCommands:
                 f"the request is {request.status}; no step waits for a decision", status=request.status
             )
             return _catch_up(await requests.steps_of(tx.sql, request.id), request, caller, verdict, refusal)
-        limits = request.limits or self.authorizer.limits_snapshot()  # older requests: their workflow holds them
+        # Who the caller decides as, for an early and clear answer; the rule in full (one decision per round, the
+        # limit, an active delegator) is checked where the decision is recorded, whoever sends it.
         try:
-            authority = await rules.authority(tx.sql, request, step, user.id, limits, datetime.now(UTC), People(tx.sql))
+            acting_for = await rules.acting_for(tx.sql, step, user.id, request.requester_id, datetime.now(UTC))
         except Forbidden:
             steps = await requests.steps_of(tx.sql, request.id)
             if not _decided_earlier(steps, user):
                 raise
             refusal = InvalidState("the step you could decide has already been decided")
             return _catch_up(steps, request, caller, verdict, refusal)
-        return _decision(caller, verdict, step.id, authority.acting_for)
+        return _decision(caller, verdict, step.id, acting_for)
 
     async def _owner_update(self, tx: Tx, caller: Caller, request: RequestRow, verb: OwnerVerb) -> None:
         await tx.commit()

@@ -79,7 +79,9 @@ class ApprovalLifecycle:
             await undo_submission(tx.sql, request.id, "the workflow engine is unreachable", context)
             await tx.commit()
             raise ServiceUnavailable(UNREACHABLE) from error
-        if submission.outbox_id is not None:
+        # A run started for a first step confirms its start itself (transitions.announce_first_step), in the
+        # transaction of its first activity; a replacing start, or one with no step to announce, is confirmed here.
+        if submission.outbox_id is not None and (submission.restarted or submission.input.first_step is None):
             await outbox.delivered(tx.sql, submission.outbox_id)
 
     async def update(self, workflow_id: str, name: str, argument: object, update_id: str) -> DecisionOutcome:

@@ -99,6 +99,19 @@ async def delivered(sql: Sql, message_id: int, note: str | None = None) -> None:
     await sql.run(_DELIVERED, (note, message_id))
 
 
+# The start whose run announced `first_step`: the run itself confirms it, in the transaction of its first activity,
+# so the API spends no commit of its own on the mark.
+_STARTED = (
+    "UPDATE approval_outbox SET delivered_at = now(), attempts = attempts + 1 WHERE request_id = %s "
+    "AND kind = 'start' AND delivered_at IS NULL AND (payload->'input'->'first_step'->>'step_id')::bigint = %s"
+)
+
+
+async def started(sql: Sql, request_id: int, first_step_id: int) -> None:
+    """The run started for `first_step_id` is running: its start was delivered, whoever delivered it."""
+    await sql.run(_STARTED, (request_id, first_step_id))
+
+
 async def cancel(sql: Sql, request_id: int) -> None:
     """Nothing left to start for this request (its submission was undone)."""
     await sql.run(

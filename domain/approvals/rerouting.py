@@ -12,10 +12,10 @@ from core.sql import Sql
 from domain.approvals import outbox, rules
 from domain.approvals import repository as requests
 from domain.approvals.chain import Limits, approval_chain_for
-from domain.approvals.transitions import Work, managers_of
+from domain.approvals.transitions import Work, candidates
 from domain.audit.service import AuditContext
 from domain.models import RequestStatus
-from domain.users.directory import People
+from domain.users.directory import People, manager_chain
 from workflows.contracts import ApprovalTimers, StepChanged
 
 
@@ -35,7 +35,7 @@ async def reroute_request(
     limits: Limits = request.limits
     start_id, need = step.approver_id, rules.need_of(rules.step_limit(step), request.amount)
     if new_chain:
-        chain = approval_chain_for(request.amount, await managers_of(sql, request.requester_id), limits)
+        chain = approval_chain_for(request.amount, candidates(await manager_chain(sql, request.requester_id)), limits)
         link = next((item for item in chain if item.level == step.level), None)
         if link is not None:
             start_id, need = link.approver_id, rules.need_of(link.limit, request.amount)

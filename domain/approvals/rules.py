@@ -16,7 +16,7 @@ Limits are the request's pinned ones (its policy version); roles and activity ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -26,7 +26,7 @@ from domain.approvals import repository as requests
 from domain.approvals.chain import Limits, approve_limit
 from domain.errors import Forbidden
 from domain.models.rows import RequestRow, StepRow
-from domain.users.directory import People, Person, manager_chain
+from domain.users.directory import People, Person, line_from
 from workflows.contracts import UNLIMITED, covers
 
 Need = Decimal | None  # what a decider's limit must reach (None: any limit, for a request without an amount)
@@ -85,7 +85,7 @@ async def authority(
     if actor_id in await decided_in_round(sql, request):
         raise Forbidden("you have already decided on this request in this round: one person, one decision")
     need = need_of(step_limit(step), request.amount)
-    await people.load(actor_id, step.approver_id)
+    await people.load(actor_id, step.approver_id, request.requester_id)  # the requester's name is for the notices
     actor = await people.get(actor_id)
     if actor_id != step.approver_id:
         delegation = await requests.delegation_in_force_for(sql, step.approver_id, at)
@@ -132,15 +132,19 @@ async def route(
     *,
     excluded: Iterable[int] = (),
     include_start: bool = True,
+    line: Sequence[Person] | None = None,
+    people: People | None = None,
 ) -> Route | None:
     """Rules 1, 2 and 5: the first person, from `start_id` (or the managers above them) upwards, who may decide
     what takes `need` and has not decided in this round; their delegate in force decides instead when the delegate
-    may (else, the delegator being away, the step goes further up). None when nobody above may."""
+    may (else, the delegator being away, the step goes further up). None when nobody above may.
+
+    `line`: `start_id` and the managers above them, when the caller has read them already (one query fewer)."""
     barred = {request.requester_id, *excluded}
-    people = People(sql)
-    above = [manager.id for manager in await manager_chain(sql, start_id)]
-    line = ([start_id] if include_start else []) + above
-    await people.load(*line)
+    people = people or People(sql)
+    known = list(line) if line is not None else await line_from(sql, start_id)
+    people.know(*known)
+    candidates = [person.id for person in known[(0 if include_start else 1) :]]
 
     def refusal_of(person_id: int, person: Person | None) -> str | None:
         name = person.full_name if person is not None else f"user {person_id}"
@@ -151,7 +155,7 @@ async def route(
         return why_not(person, limits, need)
 
     passed_over: list[str] = []
-    for candidate_id in line:
+    for candidate_id in candidates:
         candidate = await people.get(candidate_id)
         refusal = refusal_of(candidate_id, candidate)
         if refusal is not None or candidate is None:
@@ -170,3 +174,16 @@ async def route(
             "it goes to their own next approver"
         )
     return None
+
+
+async def acting_for(sql: Sql, step: StepRow, actor_id: int, requester_id: int, at: datetime) -> int | None:
+    """Who the actor would decide as: None as the step's approver, the approver's id as their delegate in force.
+    Forbidden otherwise. The API's early, cheap answer; `authority` is the rule, where the decision is recorded."""
+    if actor_id == requester_id:
+        raise Forbidden("nobody decides on their own request")
+    if actor_id == step.approver_id:
+        return None
+    delegation = await requests.delegation_in_force_for(sql, step.approver_id, at)
+    if delegation is not None and delegation.delegate_id == actor_id:
+        return step.approver_id
+    raise Forbidden("this step waits on another approver")

@@ -27,8 +27,9 @@ from domain.entries import repository as entries
 from domain.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from domain.models import RequestStatus, StepStatus
 from domain.models.rows import EntryRow, RequestRow, StepRow
-from domain.users.directory import People, manager_chain
+from domain.users.directory import People, Person, manager_chain
 from workflows.contracts import (
+    AnnounceJob,
     ApprovalInput,
     ApprovalTimers,
     ChainLink,
@@ -78,8 +79,16 @@ def _audit_target(request: RequestRow) -> tuple[str, int]:
     return "approval_request", request.id
 
 
-async def managers_of(sql: Sql, user_id: int) -> list[Candidate]:
-    return [Candidate(manager.id, manager.role, manager.is_active) for manager in await manager_chain(sql, user_id)]
+def candidates(managers: list[Person]) -> list[Candidate]:
+    return [Candidate(manager.id, manager.role, manager.is_active) for manager in managers]
+
+
+def line_at(managers: list[Person], approver_id: int) -> list[Person] | None:
+    """The managers from `approver_id` upwards, cut from a requester's manager chain (None when they are not in it)."""
+    for index, manager in enumerate(managers):
+        if manager.id == approver_id:
+            return managers[index:]
+    return None
 
 
 def _step_limit(step: StepRow, limits: Limits, role: str) -> str | None:
@@ -130,10 +139,20 @@ class Work:
                 self.sql, self.entry.id, status, decided_at=decided_at, submitted_at=submitted_at
             )
 
-    async def route(self, start_id: int, need: rules.Need, *, include_start: bool = True, level: int) -> Route:
+    async def route(
+        self,
+        start_id: int,
+        need: rules.Need,
+        *,
+        include_start: bool = True,
+        level: int,
+        line: list[Person] | None = None,
+        fresh_round: bool = False,
+    ) -> Route:
         """Who a step at `level` goes to, from `start_id` upwards (rules.route); ValidationFailed when nobody may
-        decide it: no step is opened that nobody can decide."""
-        excluded = await rules.decided_in_round(self.sql, self.request)
+        decide it: no step is opened that nobody can decide. `line`: start_id and the managers above, when read
+        already; `fresh_round`: nobody has decided in this round yet (nothing to read)."""
+        excluded = set() if fresh_round else await rules.decided_in_round(self.sql, self.request)
         found = await rules.route(
             self.sql,
             self.request,
@@ -143,6 +162,8 @@ class Work:
             self.now,
             excluded=excluded,
             include_start=include_start,
+            line=line,
+            people=self.people,
         )
         if found is None:
             raise ValidationFailed(
@@ -271,7 +292,8 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
     caller commits, then starts the workflow."""
     limits = opening.limits
     rule = auto_approve_rule(limits, opening.requester_role, opening.amount)
-    chain = [] if rule else approval_chain_for(opening.amount, await managers_of(sql, opening.requester_id), limits)
+    managers = [] if rule else await manager_chain(sql, opening.requester_id)
+    chain = [] if rule else approval_chain_for(opening.amount, candidates(managers), limits)
     entry = opening.entry
     pinned = Opening(
         opening.title,
@@ -303,6 +325,7 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
             opening=pinned,
         )
     work = Work(sql, request, None, People(sql), limits, opening.timers, opening.now)
+    work.people.know(*managers)
     if entry is not None:
         work.entry = await entries.submit(sql, entry.id, request, opening.now)
     first_step: StepInfo | None = None
@@ -311,7 +334,9 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         await work.set_status(RequestStatus.APPROVED)
     else:
         first = chain[0]
-        routed = await work.route(first.approver_id, rules.need_of(first.limit, opening.amount), level=0)
+        need = rules.need_of(first.limit, opening.amount)
+        line = line_at(managers, first.approver_id)
+        routed = await work.route(first.approver_id, need, level=0, line=line, fresh_round=True)
         step = await work.open_step(routed, 0, first=not restarted)
         first_step = await work.step_info(step)
     request = work.request
@@ -377,9 +402,12 @@ async def undo_submission(sql: Sql, request_id: int, reason: str, context: Audit
 # --- transitions (run by the workflow's activities) -----------------------------------------------------------
 
 
-async def announce_first_step(sql: Sql, job: TransitionJob) -> DecisionOutcome:
-    """Notify the first approver (run by the workflow once it has started, so a failed start notifies nobody)."""
+async def announce_first_step(sql: Sql, job: AnnounceJob) -> DecisionOutcome:
+    """Notify the first approver (run by the workflow once it has started, so a failed start notifies nobody), and
+    confirm the start in the outbox: the relay has nothing left to deliver for it."""
     request, step, entry = await requests.request_with_open_step(sql, job.request_id)
+    if job.first_step_id is not None:
+        await outbox.started(sql, request.id, job.first_step_id)
     work = Work(sql, request, entry, People(sql), job.limits, job.timers, job.now)
     notices: list[Notice] = []
     if step is not None:
@@ -583,7 +611,9 @@ async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
             raise InvalidState("the entry is no longer returned for changes")
     entry = work.entry
     amount = entry.amount if entry is not None else request.amount
-    chain = approval_chain_for(amount, await managers_of(sql, request.requester_id), job.limits)
+    managers = await manager_chain(sql, request.requester_id)
+    work.people.know(*managers)
+    chain = approval_chain_for(amount, candidates(managers), job.limits)
     opening = Opening(
         title=entry.approval_title if entry is not None else request.title,
         justification=request.justification,
@@ -596,7 +626,9 @@ async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
     )
     work.request = await requests.reopen_request(sql, request.id, opening)
     await work.set_status(RequestStatus.PENDING)
-    routed = await work.route(chain[0].approver_id, rules.need_of(chain[0].limit, amount), level=0)
+    need = rules.need_of(chain[0].limit, amount)
+    line = line_at(managers, chain[0].approver_id)
+    routed = await work.route(chain[0].approver_id, need, level=0, line=line, fresh_round=True)
     step = await work.open_step(routed, 0)
     notices = await work.notifier.step_waiting(step)
     await work.audit(

@@ -56,31 +56,34 @@ class People:
         found = await self.get(user_id)
         return found.full_name if found is not None else ""
 
+    def know(self, *known: Person) -> None:
+        """People read elsewhere (a manager chain), so they are not read again."""
+        self.known |= {person.id: person for person in known}
+
     async def names(self, user_ids: set[int]) -> dict[int, str]:
         await self.load(*user_ids)
         return {user_id: self.known[user_id].full_name for user_id in user_ids if user_id in self.known}
 
 
-@dataclass(frozen=True)
-class Manager:
-    id: int
-    role: str
-    is_active: bool
-
-
-_MANAGERS = (
-    "WITH RECURSIVE up(id, manager_id, role, is_active, depth, seen) AS ("
-    "SELECT id, manager_id, role, is_active, 0, ARRAY[id] FROM users WHERE id = %s "
-    "UNION ALL SELECT u.id, u.manager_id, u.role, u.is_active, up.depth + 1, up.seen || u.id "
+_LINE = (
+    "WITH RECURSIVE up(id, manager_id, depth, seen) AS ("
+    "SELECT id, manager_id, 0, ARRAY[id] FROM users WHERE id = %s "
+    "UNION ALL SELECT u.id, u.manager_id, up.depth + 1, up.seen || u.id "
     "FROM users u JOIN up ON u.id = up.manager_id WHERE u.id <> ALL(up.seen)) "
-    "SELECT id, role, is_active FROM up WHERE depth > 0 ORDER BY depth"
+    "SELECT u.id, u.full_name, u.email, u.role, u.is_active, u.manager_id FROM up JOIN users u ON u.id = up.id "
+    "ORDER BY up.depth"
 )
 
 
-async def manager_chain(sql: Sql, user_id: int) -> list[Manager]:
-    """The user's managers from the nearest upwards, in one query (stops at a cycle, which the users service
-    forbids anyway)."""
-    return [Manager(*row) for row in await sql.all(_MANAGERS, (user_id,))]
+async def line_from(sql: Sql, user_id: int) -> list[Person]:
+    """The user and their managers above them, nearest first, in one query (it stops at a cycle, which the users
+    service forbids anyway)."""
+    return [Person(*row) for row in await sql.all(_LINE, (user_id,))]
+
+
+async def manager_chain(sql: Sql, user_id: int) -> list[Person]:
+    """The user's managers from the nearest upwards."""
+    return (await line_from(sql, user_id))[1:]
 
 
 _SUBTREE = (

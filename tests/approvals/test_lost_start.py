@@ -102,3 +102,28 @@ async def test_a_submission_committed_by_an_api_killed_before_the_start_is_start
         assert status == WorkflowExecutionStatus.RUNNING, "no workflow for the committed submission within 60 s"
         approved = await http.post(f"/api/v1/expenses/{entry_id}/approve", json={}, headers=manager)
         assert approved.status_code == 200 and approved.json()["status"] == "approved", approved.text
+
+
+async def test_a_start_the_api_delivered_is_confirmed_by_its_run_and_never_sent_again(stack: Stack) -> None:
+    """The API does not mark its own start delivered: the run does, in its first activity. The relay (grace 2 s)
+    must find nothing to send again."""
+    admin_id, _ = _user(stack, "admin", None)
+    manager_id, manager = _user(stack, "manager", admin_id)
+    _, employee = _user(stack, "employee", manager_id)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+        body = {"amount": "250.00", "category": "travel", "entry_date": date.today().isoformat(), "vendor": "Rail"}
+        entry_id = (await http.post("/api/v1/expenses/", json=body, headers=employee)).json()["id"]
+        submitted = await http.post(f"/api/v1/expenses/{entry_id}/submit", headers=employee)
+        assert submitted.status_code == 200, submitted.text
+        await asyncio.sleep(5)  # past the grace and a few relay rounds
+        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT o.delivered_at IS NOT NULL, o.attempts, o.last_error FROM approval_outbox o "
+                "JOIN approval_requests r ON r.id = o.request_id WHERE r.entry_id = %s AND o.kind = 'start'",
+                (entry_id,),
+            ).fetchall()
+        # Delivered once, by the API, and confirmed by the run: a second delivery would count an attempt and note
+        # "already running".
+        assert rows == [(True, 1, None)]
+        approved = await http.post(f"/api/v1/expenses/{entry_id}/approve", json={}, headers=manager)
+        assert approved.status_code == 200 and approved.json()["status"] == "approved", approved.text
