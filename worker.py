@@ -30,6 +30,7 @@ from core.temporal import connect, metrics_runtime, task_queues
 from domain.approvals import outbox
 from domain.backups import pg_tools
 from domain.backups.schedules import backup_schedules
+from domain.fx.books import BooksMismatch, check_base_currency
 from domain.reports import schedules as report_schedules
 
 log = logging.getLogger("worker")
@@ -72,6 +73,13 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
     backups.workflows += [BackupWorkflow, RestoreDrillWorkflow]
     backups.activities += BackupActivities(deps).all()
     return [plan for plan in (approvals, reports, backups) if plan.workflows or plan.activities]
+
+
+async def check_books(deps: ActivityDeps) -> None:
+    """BooksMismatch when BASE_CURRENCY is not the currency the books hold entries in (domain/fx/books.py)."""
+    async with deps.db.transaction() as tx:
+        if not await check_base_currency(tx.sql, deps.settings.approvals.base_currency):
+            raise RuntimeError("the database is not migrated yet")
 
 
 async def reconcile_schedules(client: Client, deps: ActivityDeps) -> list[str]:
@@ -163,14 +171,22 @@ async def run() -> int:
     if client is None:
         return 0
     deps = build_deps(settings)
+    refused: list[BooksMismatch] = []
 
     async def reconcile_until_done() -> None:
         # In the background, so workflows are served meanwhile; retried, because the database may not be
-        # migrated or reachable yet (compose starts us beside it) and nothing else would set them up.
+        # migrated or reachable yet (compose starts us beside it) and nothing else would set them up. The books'
+        # currency is checked first: a changed BASE_CURRENCY stops the worker (as it stops the API's start).
         delay = 1.0
         while not stop.is_set():
             try:
+                await check_books(deps)
                 await reconcile_schedules(client, deps)
+            except BooksMismatch as mismatch:
+                log.critical("%s", mismatch)
+                refused.append(mismatch)
+                stop.set()
+                return
             except Exception as error:
                 log.warning("could not set up the schedules (%s); retrying in %.0f s", error, delay, exc_info=True)
             else:
@@ -198,7 +214,7 @@ async def run() -> int:
     await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
     await asyncio.gather(*running, schedules, return_exceptions=True)
     log.info("worker stopped")
-    return 1 if failed else 0  # non-zero lets a supervisor restart us
+    return 1 if failed or refused else 0  # non-zero lets a supervisor restart us (or shows the refusal)
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:

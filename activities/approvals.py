@@ -7,6 +7,7 @@ refusals become non-retryable ApplicationErrors whose type the workflow and the 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -20,6 +21,7 @@ from activities.deps import ActivityDeps
 from core.sql import Sql
 from domain.approvals import transitions
 from domain.errors import DomainError
+from domain.fx.rates import terms_from
 from domain.mail.delivery import Mailer, Recipient
 from workflows.contracts import (
     EMAIL_LOCAL_ATTEMPT,
@@ -134,7 +136,8 @@ class ApprovalActivities:
 
     @activity.defn(name=ApprovalActivity.RESUBMIT)
     async def open_round(self, job: ResubmitJob) -> DecisionOutcome:
-        return await self._transition(transitions.open_round, job)
+        terms = terms_from(self.deps.settings)  # the worker's settings are the API's (the books' check at start)
+        return await self._transition(functools.partial(transitions.open_round, terms=terms), job)
 
     @activity.defn(name=ApprovalActivity.REROUTE)
     async def reroute_step(self, job: RerouteJob) -> DecisionOutcome:

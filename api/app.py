@@ -25,6 +25,7 @@ from core.mail import create_transport
 from core.settings import Settings, get_settings
 from core.storage import create_storage
 from domain.audit.service import SYSTEM, record
+from domain.fx.books import BooksMismatch, check_until_done
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -57,6 +58,10 @@ def _feature_routers() -> list[APIRouter]:
     from api.routes import dashboard
 
     routers += [dashboard.router]
+    # --- exchange rates ---
+    from api.routes import fx
+
+    routers += [fx.router]
     # --- backups ---
     from api.routes import admin_backups
 
@@ -149,6 +154,12 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = services or build_services(settings)
+        # Before any request: the books stay in one currency (a changed BASE_CURRENCY stops the start here).
+        try:
+            await check_until_done(app.state.services.db, settings.approvals.base_currency)
+        except BooksMismatch as refused:
+            log.critical("%s", refused)
+            raise
         watcher = asyncio.create_task(watch_policy_files(app.state.services))
         try:
             yield

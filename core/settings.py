@@ -233,6 +233,34 @@ class ApprovalSettings(BaseSettings):
     # Delegation changes a user may make an hour (each re-routes the steps waiting on them).
     delegation_changes_per_hour: int = Field(default=20, ge=1, validation_alias="DELEGATION_CHANGES_PER_HOUR")
 
+    @field_validator("base_currency", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        # Whether it is a currency at all is the books' check at start (domain/fx/books.py).
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+class FxSettings(BaseSettings):
+    """Exchange rates: where the ECB reference rates are fetched from and when, and how old a rate may be at submit."""
+
+    model_config = _config()
+    # The ECB's daily file (the last working day) and its 90-day file (the backfill); any URL serving that format.
+    rates_url: str = Field(
+        default="https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml", validation_alias="FX_RATES_URL"
+    )
+    history_url: str = Field(
+        default="https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist-90d.xml",
+        validation_alias="FX_RATES_HISTORY_URL",
+    )
+    # A submit refuses a rate older than this many days before the entry date (weekends and holidays have none).
+    max_stale_days: int = Field(default=7, ge=1, le=60, validation_alias="FX_MAX_STALE_DAYS")
+    # The ECB publishes around 16:00 CET on TARGET working days.
+    cron: str = Field(default="30 16 * * 1-5", validation_alias="FX_RATES_CRON")
+    timezone: str = Field(default="Europe/Berlin", validation_alias="FX_RATES_TIMEZONE")
+    schedule_enabled: bool = Field(default=True, validation_alias="FX_RATES_SCHEDULE_ENABLED")
+    fetch_timeout_seconds: float = Field(default=30, gt=0, le=300, validation_alias="FX_FETCH_TIMEOUT_SECONDS")
+    fetch_attempts: int = Field(default=5, ge=1, le=20, validation_alias="FX_FETCH_ATTEMPTS")
+
 
 class ReportSettings(BaseSettings):
     model_config = _config()
@@ -286,6 +314,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    fx: FxSettings = Field(default_factory=FxSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)

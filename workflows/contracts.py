@@ -11,7 +11,7 @@ Each feature keeps its contracts in its own section below.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -185,6 +185,18 @@ class ApprovalTimers(Contract):
     activity_seconds: float = 30  # start-to-close of the database activities
 
 
+class LockedRate(Contract):
+    """The rate an entry's submit locked: `amount` (ApprovalInput.amount, what limits compare) is `original_amount`
+    of `currency` at `rate`, in `base_currency`. Every approver sees this base amount; a later rate moves nothing."""
+
+    currency: str
+    original_amount: Decimal
+    base_currency: str
+    rate: Decimal
+    rate_date: date
+    source: str  # base | ecb | manual
+
+
 class ApprovalInput(Contract):
     """Input of EntryApprovalWorkflow. The request, its first step and the chain are committed before the start."""
 
@@ -194,7 +206,8 @@ class ApprovalInput(Contract):
     entry_id: int | None = None
     requester_id: int
     title: str
-    amount: Decimal | None = None
+    amount: Decimal | None = None  # in the base currency (an entry's base amount)
+    fx: LockedRate | None = None  # an entry's own currency and amount, and the rate locked at submit
     policy_version: str
     limits: dict[str, dict[str, str | None]]  # authorizer.limits_snapshot() at submit
     chain: list[ChainLink] = []

@@ -45,6 +45,7 @@ from domain.entries.schemas import (
     SortOrder,
 )
 from domain.entries.schemas import EntryUpdate as EntryUpdateBody
+from domain.fx.rates import terms_from
 from domain.models import EntryKind, EntryStatus
 from domain.models.rows import EntryRow
 
@@ -88,9 +89,10 @@ def _answer(answer: EntryOut | Any, response: Response) -> EntryOut | JSONRespon
 async def create_revenue(
     body: RevenueCreate, response: Response, tx: TxDep, services: ServicesDep, grant: Create, key: IdempotencyKey = None
 ) -> Any:
-    """`amount` is a decimal string (or number) with at most two places, in the base currency."""
+    """`amount` is a decimal string (or number) in `currency` (ISO 4217; the base currency when left out), with no
+    more decimal places than the currency has (JPY none, USD two, BHD three)."""
     return _answer(
-        await service.create(tx, services.settings.approvals, grant.user, EntryKind.REVENUE, body, key, grant.audit),
+        await service.create(tx, terms_from(services.settings), grant.user, EntryKind.REVENUE, body, key, grant.audit),
         response,
     )
 
@@ -98,9 +100,10 @@ async def create_revenue(
 async def create_expense(
     body: ExpenseCreate, response: Response, tx: TxDep, services: ServicesDep, grant: Create, key: IdempotencyKey = None
 ) -> Any:
-    """`amount` is a decimal string (or number) with at most two places, in the base currency."""
+    """`amount` is a decimal string (or number) in `currency` (ISO 4217; the base currency when left out), with no
+    more decimal places than the currency has (JPY none, USD two, BHD three)."""
     return _answer(
-        await service.create(tx, services.settings.approvals, grant.user, EntryKind.EXPENSE, body, key, grant.audit),
+        await service.create(tx, terms_from(services.settings), grant.user, EntryKind.EXPENSE, body, key, grant.audit),
         response,
     )
 
@@ -137,12 +140,13 @@ async def list_entries(
         limit=limit,
         offset=offset,
     )
-    return await service.list_entries(tx, services.authorizer, grant.user, kind, filters)
+    return await service.list_entries(tx, services.authorizer, terms_from(services.settings), grant.user, kind, filters)
 
 
 @read_only
 async def get(entry_id: int, kind: Kind, response: Response, tx: TxDep, services: ServicesDep, grant: Read) -> EntryOut:
-    return _out(await service.visible_entry(tx, services.authorizer, grant.user, kind, entry_id), response)
+    entry = await service.visible_entry(tx, services.authorizer, grant.user, kind, entry_id)
+    return _out((await service.present(tx.sql, terms_from(services.settings), [entry]))[0], response)
 
 
 async def _update(
@@ -153,11 +157,12 @@ async def _update(
     services: ServicesDep,
     grant: Grant,
     if_match: str | None,
-) -> EntryRow:
-    settings = services.settings.approvals
-    return await service.update_entry(
-        tx, services.authorizer, settings, grant.user, kind, entry_id, body, if_match, grant.audit
+) -> EntryOut:
+    terms = terms_from(services.settings)
+    entry = await service.update_entry(
+        tx, services.authorizer, terms, grant.user, kind, entry_id, body, if_match, grant.audit
     )
+    return (await service.present(tx.sql, terms, [entry]))[0]
 
 
 async def update_revenue(

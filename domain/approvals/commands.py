@@ -35,9 +35,12 @@ from domain.entries import repository as entries
 from domain.entries import service as entry_rules
 from domain.entries.schemas import EntryOut
 from domain.errors import DomainError, Forbidden, InvalidState, NotFound, ValidationFailed
+from domain.fx import rates as fx_rates
+from domain.fx.rates import Locked, terms_from
 from domain.idempotency.once import Replayed, once
 from domain.models import EntryKind, EntryStatus, RequestStatus, User
 from domain.models.rows import EntryRow, RequestRow, StepRow
+from domain.money import fits, minor_units
 from workflows.contracts import DecisionRequest, OwnerAction, approval_workflow_id
 
 Action = Literal["approve", "reject", "request_changes"]
@@ -81,7 +84,13 @@ class ApprovalCommands:
         self.lifecycle = ApprovalLifecycle(engine)
 
     def opening(
-        self, caller: User, entry: EntryRow | None, title: str, justification: str, amount: Decimal | None
+        self,
+        caller: User,
+        entry: EntryRow | None,
+        title: str,
+        justification: str,
+        amount: Decimal | None,
+        fx: Locked | None = None,
     ) -> RequestOpening:
         """A submission by `caller` under the policy and settings in force now (pinned for the request's life)."""
         return RequestOpening(
@@ -98,6 +107,7 @@ class ApprovalCommands:
             now=datetime.now(UTC),
             workflow_id_for=approval_workflow_id,
             history_limit=self.settings.approvals.history_limit,
+            fx=fx,
         )
 
     # --- entries -----------------------------------------------------------------------------------------------
@@ -115,8 +125,10 @@ class ApprovalCommands:
             entry_rules.owned(entry, user, "submit")
             await self._owner_update(tx, caller, await requests.request(tx.sql, entry.approval_request_id), "resubmit")
             return await self._entry_now(tx, entry.id)
-        entry_rules.check_submittable(self.settings.approvals, entry, user)
-        opening = self.opening(user, entry, entry.approval_title, entry.description, entry.amount)
+        entry_rules.check_submittable(entry, user)
+        terms = terms_from(self.settings)
+        fx = await fx_rates.lock(tx.sql, entry.currency, entry.amount, entry.entry_date, terms)
+        opening = self.opening(user, entry, entry.approval_title, entry.description, fx.base_amount, fx)
         submission = await open_request(tx.sql, opening, caller.audit)
         await self.lifecycle.start_or_undo(tx, submission, caller.audit)
         assert submission.entry is not None
@@ -176,7 +188,11 @@ class ApprovalCommands:
         return await _once(tx, caller, scope, asked, 201, self._create_request, tx, caller, body)
 
     async def _create_request(self, tx: Tx, caller: Caller, body: GenericRequestCreate) -> ApprovalRequestOut:
+        base = self.settings.approvals.base_currency
         maximum = self.settings.approvals.max_entry_amount
+        if body.amount is not None and not fits(body.amount, base):
+            raise ValidationFailed(f"a request's amount is in {base}, which has {minor_units(base)} decimal places",
+                                   field="amount")  # fmt: skip
         if body.amount is not None and body.amount > maximum:
             raise ValidationFailed(f"amount must not exceed {maximum}", field="amount")
         opening = self.opening(caller.user, None, body.title, body.justification, body.amount)

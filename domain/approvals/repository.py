@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from core.sql import Sql, columns, row_of, width
 from domain.errors import NotFound
+from domain.fx.rates import Locked
 from domain.models.rows import DelegationRow, EntryRow, RequestRow, StepRow
 
 REQUEST = columns(RequestRow, "r")
@@ -81,7 +82,8 @@ async def new_request_id(sql: Sql) -> int:
 
 @dataclass(frozen=True)
 class Opening:
-    """What a (re)opened request pins: its title, amount, the policy version, the chain and when it was submitted."""
+    """What a (re)opened request pins: its title, amount (what limits compare: the base amount), the policy version,
+    the chain, when it was submitted, and for an entry the rate its base amount was made with."""
 
     title: str
     justification: str
@@ -91,8 +93,10 @@ class Opening:
     round: int
     submitted_at: datetime
     limits: Mapping[str, Any]
+    fx: Locked | None = None
 
     def values(self) -> tuple[Any, ...]:
+        fx = self.fx
         return (
             self.title[:200],
             self.justification,
@@ -102,10 +106,31 @@ class Opening:
             self.round,
             self.submitted_at,
             Jsonb(dict(self.limits)),
+            fx.currency if fx else None,
+            fx.amount if fx else None,
+            fx.rate.rate if fx else None,
+            fx.rate.day if fx else None,
+            fx.rate.source if fx else None,
         )
 
 
-_OPEN_FIELDS = ("title", "justification", "amount", "policy_version", "chain", "round", "submitted_at", "limits")
+_OPEN_FIELDS = (
+    "title",
+    "justification",
+    "amount",
+    "policy_version",
+    "chain",
+    "round",
+    "submitted_at",
+    "limits",
+    "currency",
+    "original_amount",
+    "fx_rate",
+    "rate_date",
+    "rate_source",
+)
+
+
 _INSERT_REQUEST = (
     "INSERT INTO approval_requests (id, subject_kind, entry_id, requester_id, workflow_id, status, decided_at, "
     f"{', '.join(_OPEN_FIELDS)}) VALUES (coalesce(%s, nextval(pg_get_serial_sequence('approval_requests', 'id'))), "

@@ -25,8 +25,11 @@ from domain.approvals.rules import Route
 from domain.audit.service import AuditContext, record
 from domain.entries import repository as entries
 from domain.errors import Forbidden, InvalidState, NotFound, ValidationFailed
+from domain.fx import rates as fx_rates
+from domain.fx.rates import Locked, Terms
 from domain.models import RequestStatus, StepStatus
 from domain.models.rows import EntryRow, RequestRow, StepRow
+from domain.money import plain_str
 from domain.users.directory import People, Person, manager_chain
 from workflows.contracts import (
     AnnounceJob,
@@ -34,6 +37,7 @@ from workflows.contracts import (
     ApprovalTimers,
     ChainLink,
     DecisionOutcome,
+    LockedRate,
     Notice,
     OwnerJob,
     RecordDecisionJob,
@@ -272,6 +276,7 @@ class RequestOpening:
     now: datetime
     workflow_id_for: Any  # (subject_kind, subject_id) -> workflow id
     history_limit: int = 10_000  # the workflow continues as a new run past this many events
+    fx: Locked | None = None  # an entry's rate, locked for this submit (`amount` is its base amount)
 
 
 @dataclass(frozen=True)
@@ -285,6 +290,25 @@ class Submission:
     input: ApprovalInput
     restarted: bool = False
     outbox_id: int | None = None
+
+
+def _fx_changes(fx: Locked) -> dict[str, Any]:
+    """The locked rate in an audit row: the entry's own amount, its base amount, and the rates behind it."""
+    return {
+        "currency": fx.currency,
+        "original_amount": plain_str(fx.amount),
+        "base_amount": plain_str(fx.base_amount),
+        "base_currency": fx.base_currency,
+        "fx": fx.rate.describe(),
+    }
+
+
+def locked_rate(fx: Locked | None) -> LockedRate | None:
+    if fx is None:
+        return None
+    rate = fx.rate
+    return LockedRate(currency=fx.currency, original_amount=fx.amount, base_currency=fx.base_currency,
+                      rate=rate.rate, rate_date=rate.day, source=rate.source)  # fmt: skip
 
 
 async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext) -> Submission:
@@ -304,6 +328,7 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         1,
         opening.now,
         limits,
+        opening.fx,
     )
     restarted = entry is not None and entry.approval_request_id is not None
     if entry is not None and entry.approval_request_id is not None:
@@ -327,7 +352,8 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
     work = Work(sql, request, None, People(sql), limits, opening.timers, opening.now)
     work.people.know(*managers)
     if entry is not None:
-        work.entry = await entries.submit(sql, entry.id, request, opening.now)
+        assert opening.fx is not None, "an entry's submit locks its rate first"
+        work.entry = await entries.submit(sql, entry.id, request, opening.now, opening.fx)
     first_step: StepInfo | None = None
     routed: Route | None = None
     if rule:
@@ -347,6 +373,8 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         "chain": request.chain,
         "round": request.round,
     }
+    if opening.fx is not None:
+        changes |= _fx_changes(opening.fx)
     if rule:
         changes["auto_approved_by_rule"] = rule
     if routed is not None and routed.passed_over:
@@ -364,6 +392,7 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         requester_id=request.requester_id,
         title=request.title,
         amount=request.amount,
+        fx=locked_rate(opening.fx),
         policy_version=request.policy_version,
         limits={role: dict(values) for role, values in limits.items()},
         chain=chain,
@@ -589,7 +618,7 @@ async def withdraw_request(sql: Sql, job: OwnerJob) -> DecisionOutcome:
     return await work.outcome(None)
 
 
-async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
+async def open_round(sql: Sql, job: ResubmitJob, terms: Terms) -> DecisionOutcome:
     """A resubmission after changes: a new round whose chain is recomputed (the amount may have changed) with the
     limits pinned at the first submit."""
     work = await Work.locked(sql, job)
@@ -610,7 +639,11 @@ async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
         if work.entry is None or work.entry.status != RequestStatus.CHANGES_REQUESTED:
             raise InvalidState("the entry is no longer returned for changes")
     entry = work.entry
-    amount = entry.amount if entry is not None else request.amount
+    fx: Locked | None = None
+    if entry is not None:  # a resubmit is a submit: the rate is locked again, for the entry as it is now
+        fx = await fx_rates.lock(sql, entry.currency, entry.amount, entry.entry_date, terms)
+        work.entry = entry = await entries.relock(sql, entry.id, fx)
+    amount = fx.base_amount if fx is not None else request.amount
     managers = await manager_chain(sql, request.requester_id)
     work.people.know(*managers)
     chain = approval_chain_for(amount, candidates(managers), job.limits)
@@ -623,6 +656,7 @@ async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
         round=job.round,
         submitted_at=job.now,
         limits=job.limits,
+        fx=fx,
     )
     work.request = await requests.reopen_request(sql, request.id, opening)
     await work.set_status(RequestStatus.PENDING)
@@ -639,6 +673,7 @@ async def open_round(sql: Sql, job: ResubmitJob) -> DecisionOutcome:
             "round": job.round,
             "chain": work.request.chain,
             "amount": str(amount) if amount is not None else None,
+            **(_fx_changes(fx) if fx is not None else {}),
         },
     )
     return await work.outcome(step, notices=notices)

@@ -13,6 +13,7 @@ from typing import Any
 
 from core.sql import Sql, columns, row_of, width
 from domain.approvals.repository import pending_step_of
+from domain.fx.rates import Locked
 from domain.models import EntryStatus
 from domain.models.rows import EntryRow, RequestRow, StepRow
 
@@ -116,16 +117,38 @@ async def set_status(
 
 _SUBMIT = (
     "UPDATE entries SET status = 'pending', approval_request_id = %s, workflow_id = %s, submitted_at = %s, "
-    f"decided_at = NULL WHERE id = %s {_RETURNING}"
+    "decided_at = NULL, base_currency = %s, fx_rate = %s, rate_date = %s, rate_source = %s, base_amount = %s "
+    f"WHERE id = %s {_RETURNING}"
 )
 
 
-async def submit(sql: Sql, entry_id: int, request: RequestRow, at: datetime) -> EntryRow:
-    """The entry pending under `request` (its decision time cleared, its submission time `at`)."""
-    return await sql.written(EntryRow, _SUBMIT, (request.id, request.workflow_id, at, entry_id))
+async def submit(sql: Sql, entry_id: int, request: RequestRow, at: datetime, fx: Locked) -> EntryRow:
+    """The entry pending under `request` (its decision time cleared, its submission time `at`), with the rate
+    locked for it."""
+    rate = fx.rate
+    params = (request.id, request.workflow_id, at, fx.base_currency, rate.rate, rate.day, rate.source,
+              fx.base_amount, entry_id)  # fmt: skip
+    return await sql.written(EntryRow, _SUBMIT, params)
 
 
-_UNSUBMIT = f"UPDATE entries SET status = 'draft', submitted_at = NULL WHERE id = %s {_RETURNING}"
+_RELOCK = (
+    "UPDATE entries SET base_currency = %s, fx_rate = %s, rate_date = %s, rate_source = %s, base_amount = %s "
+    f"WHERE id = %s {_RETURNING}"
+)
+
+
+async def relock(sql: Sql, entry_id: int, fx: Locked) -> EntryRow:
+    """The rate locked again (a resubmission after changes: the amount, currency or date may have changed)."""
+    rate = fx.rate
+    return await sql.written(EntryRow, _RELOCK, (fx.base_currency, rate.rate, rate.day, rate.source,
+                                                 fx.base_amount, entry_id))  # fmt: skip
+
+
+# A draft again holds no locked rate: its next submit locks one.
+_UNSUBMIT = (
+    "UPDATE entries SET status = 'draft', submitted_at = NULL, base_currency = NULL, fx_rate = NULL, "
+    f"rate_date = NULL, rate_source = NULL, base_amount = NULL WHERE id = %s {_RETURNING}"
+)
 
 
 async def unsubmit(sql: Sql, entry_id: int) -> EntryRow:

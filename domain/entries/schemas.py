@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from domain.models import EntryStatus
-from domain.money import MoneyOut, PositiveMoney
+from domain.money import AmountOut, PositiveMoney, RateOut, in_minor_units
 
 
 def _storable(text: str) -> str:
@@ -77,12 +77,23 @@ class ExpenseUpdate(EntryUpdate):
 
 
 class EntryOut(BaseModel):
+    """An entry in its own currency and, once submitted, in the base currency at the rate its submit locked."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: int
     kind: str
-    amount: MoneyOut
+    amount: AmountOut = Field(description="in `currency`, with its decimal places (JPY none, USD two, BHD three)")
     currency: str
+    base_currency: str | None = Field(None, description="the books' currency, once submitted")
+    base_amount: AmountOut | None = Field(None, description="amount x fx_rate, locked at submit; what limits compare")
+    fx_rate: RateOut | None = Field(None, description="units of base_currency for one unit of currency")
+    rate_date: date | None = Field(None, description="the date of the rate locked (on or before the entry date)")
+    rate_source: str | None = Field(None, description="base (same currency), ecb or manual")
+    indicative_base_amount: AmountOut | None = Field(
+        None, description="a draft's amount at the rate a submit would lock now (None: no rate, or not a draft)"
+    )
+    indicative_rate: RateOut | None = None
     category: str
     description: str
     entry_date: date
@@ -97,6 +108,14 @@ class EntryOut(BaseModel):
     decided_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+    @model_validator(mode="after")
+    def _in_minor_units(self) -> EntryOut:
+        # Stored with four places (NUMERIC(19, 4), any currency); shown with the currency's own.
+        self.amount = in_minor_units(self.amount, self.currency)
+        if self.base_amount is not None and self.base_currency is not None:
+            self.base_amount = in_minor_units(self.base_amount, self.base_currency)
+        return self
 
 
 class EntryPage(BaseModel):

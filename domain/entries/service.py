@@ -11,16 +11,19 @@ from typing import Any
 
 from core.authz import Authorizer
 from core.db import Tx
-from core.settings import ApprovalSettings
+from core.sql import Sql
 from domain.approvals import repository as requests
 from domain.audit.service import AuditContext, diff, record
 from domain.entries import repository as entries
 from domain.entries.repository import ListQuery, NewEntry
 from domain.entries.schemas import EntryCreate, EntryFilters, EntryOut, EntryPage, EntrySort, EntryUpdate, SortOrder
 from domain.errors import Forbidden, InvalidState, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
+from domain.fx import rates as fx_rates
+from domain.fx.rates import Terms
 from domain.idempotency.once import Replayed, once
 from domain.models import EntryKind, EntryStatus, User
 from domain.models.rows import EntryRow
+from domain.money import fits, is_currency, minor_units, plain_str
 from domain.users.visibility import visibility_for
 
 EDITABLE = frozenset({EntryStatus.DRAFT, EntryStatus.CHANGES_REQUESTED})
@@ -43,20 +46,26 @@ def _check_kind_fields(kind: EntryKind, fields: dict[str, Any]) -> None:
         raise ValidationFailed(f"{other} does not apply to {kind.value} entries; use {_PARTY[kind]}", field=other)
 
 
-def _check_amount(settings: ApprovalSettings, fields: dict[str, Any]) -> None:
-    currency = fields.get("currency")
-    if currency is not None and currency != settings.base_currency:
+def _check_amount(terms: Terms, fields: dict[str, Any], entry: EntryRow | None = None) -> None:
+    """The currency is ISO 4217's and the amount fits its minor units (JPY none, BHD three); an amount in the base
+    currency is capped here, one in another currency at submit, on its base amount (domain/fx/rates.lock)."""
+    currency = fields.get("currency") or (entry.currency if entry is not None else terms.base)
+    amount = fields.get("amount", entry.amount if entry is not None else None)
+    if "currency" in fields and not is_currency(currency):
+        raise ValidationFailed(f"{currency} is not an ISO 4217 currency with minor units", field="currency")
+    if amount is None:
+        return
+    if not fits(amount, currency):
+        units = minor_units(currency)
         raise ValidationFailed(
-            f"only the base currency {settings.base_currency} is accepted for now",
-            field="currency",
-            base_currency=settings.base_currency,
-        )
-    amount = fields.get("amount")
-    if amount is not None and amount > settings.max_entry_amount:
-        raise ValidationFailed(
-            f"amount must not exceed {settings.max_entry_amount}",
+            f"{currency} amounts have {units} decimal place{'' if units == 1 else 's'}; {plain_str(amount)} has more",
             field="amount",
-            maximum=str(settings.max_entry_amount),
+            currency=currency,
+            minor_units=units,
+        )
+    if currency == terms.base and amount > terms.max_base_amount:
+        raise ValidationFailed(
+            f"amount must not exceed {terms.max_base_amount}", field="amount", maximum=str(terms.max_base_amount)
         )
 
 
@@ -67,13 +76,13 @@ def owned(entry: EntryRow, user: User, verb: str) -> None:
 
 
 async def create_entry(
-    tx: Tx, settings: ApprovalSettings, owner: User, kind: EntryKind, body: EntryCreate, context: AuditContext
+    tx: Tx, terms: Terms, owner: User, kind: EntryKind, body: EntryCreate, context: AuditContext
 ) -> EntryRow:
     fields = dict(body)  # raw values (model_dump would turn money into strings)
     if fields.get("currency") is None:
-        fields["currency"] = settings.base_currency
+        fields["currency"] = terms.base
     _check_kind_fields(kind, fields)
-    _check_amount(settings, fields)
+    _check_amount(terms, fields)
     new = NewEntry(
         kind=kind.value,
         owner_id=owner.id,
@@ -92,7 +101,7 @@ async def create_entry(
 
 async def create(
     tx: Tx,
-    settings: ApprovalSettings,
+    terms: Terms,
     owner: User,
     kind: EntryKind,
     body: EntryCreate,
@@ -101,14 +110,30 @@ async def create(
 ) -> EntryOut | Replayed:
     """A new draft, once per Idempotency-Key."""
     scope = f"POST /{PATHS[kind]}"
-    return await once(tx, owner.id, key, scope, body.model_dump(mode="json"), 201, _create_out, tx, settings, owner,
+    return await once(tx, owner.id, key, scope, body.model_dump(mode="json"), 201, _create_out, tx, terms, owner,
                       kind, body, context)  # fmt: skip
 
 
 async def _create_out(
-    tx: Tx, settings: ApprovalSettings, owner: User, kind: EntryKind, body: EntryCreate, context: AuditContext
+    tx: Tx, terms: Terms, owner: User, kind: EntryKind, body: EntryCreate, context: AuditContext
 ) -> EntryOut:
-    return EntryOut.model_validate(await create_entry(tx, settings, owner, kind, body, context))
+    return (await present(tx.sql, terms, [await create_entry(tx, terms, owner, kind, body, context)]))[0]
+
+
+async def present(sql: Sql, terms: Terms, rows: list[EntryRow]) -> list[EntryOut]:
+    """Entries as the API shows them. A draft in another currency shows an indicative base amount: what a submit
+    would lock now (one rates query for the lot; None when no rate is fresh enough)."""
+    asked = {(row.currency, terms.base, row.entry_date) for row in rows if row.status == EntryStatus.DRAFT}
+    rates = await fx_rates.rates_on(sql, asked, terms.max_stale_days) if asked else {}
+    out = []
+    for row in rows:
+        entry = EntryOut.model_validate(row)
+        rate = rates.get((row.currency, terms.base, row.entry_date)) if row.status == EntryStatus.DRAFT else None
+        if rate is not None:
+            entry.indicative_base_amount = rate.convert(row.amount)
+            entry.indicative_rate = rate.rate
+        out.append(entry)
+    return out
 
 
 async def visible_entry(
@@ -136,7 +161,7 @@ async def check_visible(tx: Tx, authorizer: Authorizer, viewer: User, entry: Ent
 
 
 async def list_entries(
-    tx: Tx, authorizer: Authorizer, viewer: User, kind: EntryKind, filters: EntryFilters
+    tx: Tx, authorizer: Authorizer, terms: Terms, viewer: User, kind: EntryKind, filters: EntryFilters
 ) -> EntryPage:
     if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
         raise ValidationFailed("date_from must not be after date_to")
@@ -160,7 +185,7 @@ async def list_entries(
     )
     rows, total = await entries.page(tx.sql, query)
     return EntryPage(
-        items=[EntryOut.model_validate(row) for row in rows],
+        items=await present(tx.sql, terms, rows),
         total=min(total, entries.LIST_COUNT_CAP),
         total_exact=total <= entries.LIST_COUNT_CAP,
         limit=filters.limit,
@@ -184,7 +209,7 @@ def parse_if_match(value: str | None) -> int:
 async def update_entry(
     tx: Tx,
     authorizer: Authorizer,
-    settings: ApprovalSettings,
+    terms: Terms,
     user: User,
     kind: EntryKind,
     entry_id: int,
@@ -207,7 +232,7 @@ async def update_entry(
         if name in fields and fields[name] is None:
             raise ValidationFailed(f"{name} cannot be empty", field=name)
     _check_kind_fields(kind, fields)
-    _check_amount(settings, fields)
+    _check_amount(terms, fields, entry)
     changed = {name: value for name, value in fields.items() if getattr(entry, name) != value}
     if not changed:
         return entry  # nothing to write: the version stays
@@ -228,10 +253,8 @@ async def delete_entry(
     await record(tx.sql, context, "entry.deleted", "entry", entry.id, diff(_snapshot(entry), {}))
 
 
-def check_submittable(settings: ApprovalSettings, entry: EntryRow, user: User) -> None:
-    """Only the owner submits, only a draft, only in the base currency."""
+def check_submittable(entry: EntryRow, user: User) -> None:
+    """Only the owner submits, only a draft (its rate is locked by the submit: domain/fx/rates.lock)."""
     owned(entry, user, "submit")
     if entry.status != EntryStatus.DRAFT:
         raise InvalidState(f"only a draft can be submitted; this entry is {entry.status}", status=entry.status)
-    if entry.currency != settings.base_currency:
-        raise ValidationFailed(f"only the base currency {settings.base_currency} is accepted for now")

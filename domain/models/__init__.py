@@ -4,9 +4,10 @@ from domain.models.approval import ApprovalOutbox, ApprovalRequest, ApprovalStep
 from domain.models.audit import AuditLog
 from domain.models.backup import Backup, RestoreDrill
 from domain.models.base import Base
-from domain.models.dashboard import DashboardEntryTotal
+from domain.models.dashboard import DashboardCurrencyTotal, DashboardEntryTotal
 from domain.models.delegation import Delegation
 from domain.models.entry import Entry, EntryKind, EntryStatus
+from domain.models.fx import AppState, FxRate
 from domain.models.idempotency import IdempotencyKey
 from domain.models.notification import Notification, NotificationPreference, SentEmail
 from domain.models.report import Report, ReportSchedule
@@ -14,17 +15,20 @@ from domain.models.session import OtpCode, RateLimitHit, RefreshToken
 from domain.models.user import Role, User
 
 __all__ = [
+    "AppState",
     "ApprovalOutbox",
     "ApprovalRequest",
     "ApprovalStep",
     "AuditLog",
     "Backup",
     "Base",
+    "DashboardCurrencyTotal",
     "DashboardEntryTotal",
     "Delegation",
     "Entry",
     "EntryKind",
     "EntryStatus",
+    "FxRate",
     "IdempotencyKey",
     "Notification",
     "NotificationPreference",

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -57,7 +58,7 @@ class ApprovalRequest(Timestamps, Base):
     entry_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     title: Mapped[str] = mapped_column(String(200))
     justification: Mapped[str] = mapped_column(Text, default="")
-    amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(19, 4))  # what limits compare: the base amount
     requester_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     status: Mapped[str] = mapped_column(String(20), default=RequestStatus.PENDING)
     workflow_id: Mapped[str] = mapped_column(String(100), unique=True)
@@ -68,6 +69,12 @@ class ApprovalRequest(Timestamps, Base):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Every role's approval limit pinned at submit (None: opened before migration 0008; its workflow holds them).
     limits: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The entry's own currency and amount, and the rate that made `amount` (None for a generic request).
+    currency: Mapped[str | None] = mapped_column(String(3))
+    original_amount: Mapped[Decimal | None] = mapped_column(Numeric(19, 4))
+    fx_rate: Mapped[Decimal | None] = mapped_column(Numeric(28, 12))
+    rate_date: Mapped[date | None] = mapped_column(Date)
+    rate_source: Mapped[str | None] = mapped_column(String(10))
 
 
 class ApprovalStep(Timestamps, Base):

@@ -48,7 +48,7 @@ class DashboardEntryTotal(Base):
     category: Mapped[str] = mapped_column(String(100), primary_key=True)
     status: Mapped[str] = mapped_column(String(20), primary_key=True)
     entry_count: Mapped[int] = mapped_column(BigInteger, default=0)
-    amount_total: Mapped[Decimal] = mapped_column(Numeric(20, 2), default=Decimal("0.00"))
+    amount_total: Mapped[Decimal] = mapped_column(Numeric(24, 4), default=Decimal("0"))
 
 
 class DashboardOwnerTotal(Base):
@@ -78,7 +78,7 @@ class DashboardOwnerTotal(Base):
     month: Mapped[date] = mapped_column(Date, primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)
     entry_count: Mapped[int] = mapped_column(BigInteger, default=0)
-    amount_total: Mapped[Decimal] = mapped_column(Numeric(20, 2), default=Decimal("0.00"))
+    amount_total: Mapped[Decimal] = mapped_column(Numeric(24, 4), default=Decimal("0"))
 
 
 class DashboardCategoryTotal(Base):
@@ -92,7 +92,23 @@ class DashboardCategoryTotal(Base):
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)
     category: Mapped[str] = mapped_column(String(100), primary_key=True)
     entry_count: Mapped[int] = mapped_column(BigInteger, default=0)
-    amount_total: Mapped[Decimal] = mapped_column(Numeric(20, 2), default=Decimal("0.00"))
+    amount_total: Mapped[Decimal] = mapped_column(Numeric(24, 4), default=Decimal("0"))
+
+
+class DashboardCurrencyTotal(Base):
+    """Per owner, month, kind, status and currency: the entries' own amounts beside their base amounts (the per-currency
+    subtotals). Kept by the same trigger as the totals above (migration 0010)."""
+
+    __tablename__ = "dashboard_currency_totals"
+
+    owner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    entry_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    original_total: Mapped[Decimal] = mapped_column(Numeric(24, 4), server_default="0")
+    base_total: Mapped[Decimal] = mapped_column(Numeric(24, 4), server_default="0")
 
 
 class DashboardApprovalDecision(Base):

@@ -102,7 +102,7 @@ class Entry(Timestamps, Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     kind: Mapped[str] = mapped_column(String(10))
-    amount: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    amount: Mapped[Decimal] = mapped_column(Numeric(19, 4))  # in `currency`, to its minor units (domain.money)
     currency: Mapped[str] = mapped_column(String(3))
     category: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -116,3 +116,9 @@ class Entry(Timestamps, Base):
     version: Mapped[int] = mapped_column(Integer, default=1, server_onupdate=FetchedValue())  # moved by trigger
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The rate locked at submit (None for a draft): base_amount = amount x fx_rate, in base_currency's minor units.
+    base_currency: Mapped[str | None] = mapped_column(String(3))
+    fx_rate: Mapped[Decimal | None] = mapped_column(Numeric(28, 12))
+    rate_date: Mapped[date | None] = mapped_column(Date)
+    rate_source: Mapped[str | None] = mapped_column(String(10))
+    base_amount: Mapped[Decimal | None] = mapped_column(Numeric(19, 4))

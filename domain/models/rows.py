@@ -41,6 +41,11 @@ class EntryRow:
     decided_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    base_currency: str | None  # the rate locked at submit (None for a draft)
+    fx_rate: Decimal | None
+    rate_date: date | None
+    rate_source: str | None
+    base_amount: Decimal | None
 
     @property
     def approval_title(self) -> str:
@@ -66,6 +71,11 @@ class RequestRow:
     created_at: datetime
     updated_at: datetime
     limits: dict[str, Any] | None  # pinned at submit (None: opened before they were kept with the request)
+    currency: str | None  # the entry's own currency and amount, and the rate that made `amount` (its base amount)
+    original_amount: Decimal | None
+    fx_rate: Decimal | None
+    rate_date: date | None
+    rate_source: str | None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from domain.approvals.transitions import Submission, open_request
 from domain.audit.service import SYSTEM
 from domain.entries import service as entries
 from domain.entries.schemas import ExpenseCreate
+from domain.fx import rates as fx_rates
+from domain.fx.rates import terms_from
 from domain.models import AuditLog, EntryKind, Notification, User
 from tests.conftest import MakeUser, TestUser
 from tests.services import TEMPORAL_TEST_SERVER
@@ -147,9 +149,10 @@ async def submit_directly(deps: ActivityDeps, owner_id: int, amount: str = "120.
         owner = await tx.session.get(User, owner_id)
         assert owner is not None
         body = ExpenseCreate.model_validate(expense_body(amount))
-        entry = await entries.create_entry(tx, deps.settings.approvals, owner, EntryKind.EXPENSE, body, SYSTEM)
+        entry = await entries.create_entry(tx, terms_from(deps.settings), owner, EntryKind.EXPENSE, body, SYSTEM)
         commands = ApprovalCommands(deps.settings, deps.authorizer, WorkflowEngine(deps.settings.temporal))
-        opening = commands.opening(owner, entry, entry.approval_title, entry.description, entry.amount)
+        fx = await fx_rates.lock(tx.sql, entry.currency, entry.amount, entry.entry_date, terms_from(deps.settings))
+        opening = commands.opening(owner, entry, entry.approval_title, entry.description, fx.base_amount, fx)
         return await open_request(tx.sql, replace(opening, timers=ApprovalTimers()), SYSTEM)
 
 

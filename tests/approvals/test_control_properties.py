@@ -37,6 +37,7 @@ from domain.audit.service import AuditContext
 from domain.entries import service as entries
 from domain.entries.schemas import ExpenseCreate
 from domain.errors import DomainError
+from domain.fx.rates import terms_from
 from domain.models import EntryKind
 from domain.users import service as users
 from domain.users.caller import load_user
@@ -116,7 +117,7 @@ async def submit(world: World, who: str, amount: str) -> None:
     caller = await _as(world, who)
     body = ExpenseCreate(amount=Decimal(amount), category="travel", entry_date=date(2026, 1, 5), vendor="Rail")
     async with world.deps.db.transaction() as tx:
-        entry = await entries.create_entry(tx, world.deps.settings.approvals, caller.user, EntryKind.EXPENSE, body,
+        entry = await entries.create_entry(tx, terms_from(world.deps.settings), caller.user, EntryKind.EXPENSE, body,
                                            caller.audit)  # fmt: skip
     world.entries.append(entry.id)
     await _attempt(world, world.commands.submit_entry, caller, EntryKind.EXPENSE, entry.id)
