@@ -36,7 +36,8 @@ async def inbox(
 ) -> InboxPage:
     if scope == "all" and not services.authorizer.allows(grant.user.role, *queries.ReadAll):
         raise Forbidden("your role may not read every approval")
-    return await queries.inbox(tx, None if scope == "all" else grant.user.id, datetime.now(UTC), limit, offset)
+    user_id = None if scope == "all" else grant.user.id
+    return await queries.inbox(tx, services.settings.approvals.base_currency, user_id, datetime.now(UTC), limit, offset)
 
 
 @router.post(

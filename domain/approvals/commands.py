@@ -236,7 +236,13 @@ class ApprovalCommands:
         status = None
         if live and request.status not in FINAL_STATUSES:
             status = await self.lifecycle.live_status(request.workflow_id)
-        return await queries.request_view(tx, request.id, workflow_url(self.settings, request.workflow_id), status)
+        return await queries.request_view(
+            tx,
+            request.id,
+            self.settings.approvals.base_currency,
+            workflow_url(self.settings, request.workflow_id),
+            status,
+        )
 
     # --- decisions and the owner's actions, whatever the subject -----------------------------------------------
 

@@ -8,7 +8,7 @@ from core.authz import Authorizer
 from core.db import Tx
 from domain.approvals import repository as requests
 from domain.approvals.notices import link_for
-from domain.approvals.schemas import ApprovalRequestOut, InboxItem, InboxPage, LiveView
+from domain.approvals.schemas import ApprovalRequestOut, InboxItem, InboxPage, LiveView, Priced
 from domain.audit.queries import AuditFilter, stream_rows
 from domain.entries.schemas import ApprovalHistory, HistoryEvent, HistoryStep
 from domain.errors import NotFound
@@ -21,7 +21,7 @@ from workflows.contracts import LiveStatus
 ReadAll = ("approval", "read_all")
 
 
-async def inbox(tx: Tx, user_id: int | None, now: datetime, limit: int, offset: int) -> InboxPage:
+async def inbox(tx: Tx, base_currency: str, user_id: int | None, now: datetime, limit: int, offset: int) -> InboxPage:
     """Steps waiting on `user_id` (as approver or delegate in force); every waiting step when None."""
     rows, total = await requests.inbox(tx.sql, user_id, now, limit, offset)
     items = [
@@ -33,7 +33,7 @@ async def inbox(tx: Tx, user_id: int | None, now: datetime, limit: int, offset: 
             subject_kind=request.subject_kind,
             entry_id=request.entry_id,
             title=request.title,
-            amount=request.amount,
+            **Priced.money_of(request, base_currency),
             requester_id=request.requester_id,
             approver_id=step.approver_id,
             delegate_id=step.delegate_id,
@@ -129,6 +129,12 @@ async def history(
             summary += f" by {actor} on behalf of {names.get(int(changes['on_behalf_of']), changes['on_behalf_of'])}"
         elif actor:
             summary += f" by {actor}"
+        fx = changes.get("fx")
+        if isinstance(fx, dict) and changes.get("currency") != changes.get("base_currency"):
+            summary += (
+                f": {changes['original_amount']} {changes['currency']} = {changes['base_amount']} "
+                f"{changes['base_currency']} at {fx['rate']} ({fx['source']}, {fx['rate_date']})"
+            )
         step_no = changes.get("step")
         events.append(
             HistoryEvent(
@@ -154,7 +160,9 @@ async def history(
     )
 
 
-async def request_view(tx: Tx, request_id: int, workflow_url: str, live: LiveStatus | None) -> ApprovalRequestOut:
+async def request_view(
+    tx: Tx, request_id: int, base_currency: str, workflow_url: str, live: LiveStatus | None
+) -> ApprovalRequestOut:
     """A request as committed now, with its steps, and what its workflow says right now when `live` is given."""
     request = await requests.request(tx.sql, request_id)
     steps = await requests.steps_of(tx.sql, request.id)
@@ -176,7 +184,7 @@ async def request_view(tx: Tx, request_id: int, workflow_url: str, live: LiveSta
         entry_id=request.entry_id,
         title=request.title,
         justification=request.justification,
-        amount=request.amount,
+        **Priced.money_of(request, base_currency),
         requester_id=request.requester_id,
         status=request.status,
         round=request.round,

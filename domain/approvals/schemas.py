@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.entries.schemas import HistoryStep, Storable
-from domain.money import MoneyOut, PositiveMoney
+from domain.models.rows import RequestRow
+from domain.money import AmountOut, PositiveMoney, RateOut, in_minor_units
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
 Justification = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000), Storable]
@@ -24,7 +25,35 @@ class GenericRequestCreate(BaseModel):
     justification: Justification
 
 
-class InboxItem(BaseModel):
+class Priced(BaseModel):
+    """What a request is for, as every approver sees it: the base amount its limits compare, locked at submit, and
+    the entry's own amount and currency with the rate that made the one from the other."""
+
+    amount: AmountOut | None = Field(description="in base_currency; an entry's amount at the rate locked at submit")
+    base_currency: str
+    currency: str | None = Field(None, description="the entry's own currency (None: a request without an entry)")
+    original_amount: AmountOut | None = Field(None, description="the entry's own amount, in `currency`")
+    fx_rate: RateOut | None = Field(None, description="units of base_currency for one unit of currency")
+    rate_date: date | None = None
+    rate_source: str | None = Field(None, description="base (same currency), ecb or manual")
+
+    @classmethod
+    def money_of(cls, request: RequestRow, base_currency: str) -> dict[str, object]:
+        """The fields above from a request row (amounts stored with four places, shown with their currency's)."""
+        return {
+            "amount": None if request.amount is None else in_minor_units(request.amount, base_currency),
+            "base_currency": base_currency,
+            "currency": request.currency,
+            "original_amount": None
+            if request.original_amount is None or request.currency is None
+            else in_minor_units(request.original_amount, request.currency),
+            "fx_rate": request.fx_rate,
+            "rate_date": request.rate_date,
+            "rate_source": request.rate_source,
+        }
+
+
+class InboxItem(Priced):
     request_id: int
     step_id: int
     step: int
@@ -32,7 +61,6 @@ class InboxItem(BaseModel):
     subject_kind: str
     entry_id: int | None
     title: str
-    amount: MoneyOut | None
     requester_id: int
     approver_id: int
     delegate_id: int | None
@@ -62,13 +90,12 @@ class LiveView(BaseModel):
     expires_at: datetime | None
 
 
-class ApprovalRequestOut(BaseModel):
+class ApprovalRequestOut(Priced):
     id: int
     subject_kind: str
     entry_id: int | None
     title: str
     justification: str
-    amount: MoneyOut | None
     requester_id: int
     status: str
     round: int

@@ -179,4 +179,4 @@ async def lock(sql: Sql, currency: str, amount: Decimal, day: date, terms: Terms
             field="amount",
             maximum=str(terms.max_base_amount),
         )
-    return Locked(currency, amount, terms.base, rate, base_amount)
+    return Locked(currency, in_minor_units(amount, currency), terms.base, rate, base_amount)

@@ -34,8 +34,8 @@ def _check_dates(first: date | None, last: date | None, today: date) -> None:
         raise ValidationFailed("date_from must not be after date_to", field="date_from")
 
 
-async def _rows(sql: Sql, terms: Terms, where: str, params: dict[str, Any]) -> list[RateRow]:
-    query = f"SELECT {_COLUMNS} FROM fx_rates f WHERE {where} ORDER BY f.rate_date DESC, f.currency, f.source"
+async def _rows(sql: Sql, terms: Terms, where: str, params: dict[str, Any], page: str = "") -> list[RateRow]:
+    query = f"SELECT {_COLUMNS} FROM fx_rates f WHERE {where} ORDER BY f.rate_date DESC, f.currency, f.source {page}"
     found = [RateRow.model_validate(dict(zip(_NAMES, values, strict=True))) for values in await sql.all(query, params)]
     # What each day's rates come to in the base currency (the rate a submit on that day would lock).
     asked = {(row.currency, terms.base, row.rate_date) for row in found}
@@ -62,7 +62,7 @@ async def list_rates(sql: Sql, terms: Terms, filters: RateFilters, today: date) 
             params[name] = value
     where = " AND ".join(conditions)
     total = int(await sql.scalar(f"SELECT count(*) FROM fx_rates f WHERE {where}", params))
-    items = await _rows(sql, terms, f"{where} LIMIT %(limit)s OFFSET %(offset)s", params) if total else []
+    items = await _rows(sql, terms, where, params, "LIMIT %(limit)s OFFSET %(offset)s") if total else []
     return RatePage(items=items, base_currency=terms.base, total=total, limit=filters.limit, offset=filters.offset)
 
 
