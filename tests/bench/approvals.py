@@ -22,6 +22,7 @@ import psycopg
 from core.security import hash_password, issue_token
 from core.settings import PROJECT_ROOT, AuthSettings
 from tests.bench.floor import WARM_UP  # our runs warm up exactly as the floor does
+from tests.bench.generate import CURRENCIES, store_recent_rates
 from tests.bench.stack import Stack
 
 # The project's own floor (the engine alone, same shape as the one the earlier figures were measured with),
@@ -51,6 +52,7 @@ def make_team(stack: Stack, tag: str) -> tuple[Actor, Actor]:
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
         manager_id = _insert_user(conn, "manager", None, f"mgr-{tag}")
         employee_id = _insert_user(conn, "employee", manager_id, f"emp-{tag}")
+        store_recent_rates(conn)  # a third of the expenses are in euros or pounds
 
     def actor(user_id: int) -> Actor:
         token, _ = issue_token(auth, user_id=user_id, token_type="access", token_version=0, lifetime=timedelta(hours=2))
@@ -103,7 +105,7 @@ async def load_client(base_url: str, concurrency: int) -> AsyncIterator[AiohttpP
 def _expense(n: int) -> dict[str, str]:
     return {
         "amount": f"{100 + n % 900}.{n % 100:02d}",
-        "currency": "USD",
+        "currency": CURRENCIES[n % len(CURRENCIES)],  # a third in other currencies, their rate locked at submit
         "category": "travel",
         "description": f"bench expense {n}",
         "entry_date": date.today().isoformat(),

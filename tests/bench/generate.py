@@ -29,6 +29,11 @@ EXPENSE_CATEGORIES = [
 ]  # fmt: skip
 REVENUE_CATEGORIES = ["product sales", "services", "licences", "support", "consulting fees"]
 YEARS = 5
+# A third of the entries in other currencies than the base (USD): their rate, locked at submit, as units of USD per
+# unit, from the ECB's 1 EUR = 1.0850 USD = 0.8530 GBP (cross rates kept to 12 places, as the books keep them).
+CURRENCIES = ["USD", "EUR", "GBP"]
+PER_EUR = {"USD": "1.0850", "GBP": "0.8530"}
+TO_USD = {"USD": "1", "EUR": "1.085000000000", "GBP": "1.271981242673"}
 CHUNK = 20_000  # rows per COPY write
 # Statuses the dashboard totals count (domain.dashboard.aggregates.AGGREGATED_STATUSES).
 AGGREGATED = "('pending', 'approved', 'rejected', 'withdrawn', 'expired')"
@@ -124,6 +129,17 @@ def _stamp(moment: datetime) -> str:
     return moment.isoformat()
 
 
+def store_recent_rates(conn: psycopg.Connection, days: int = 10) -> None:
+    """The ECB rates of the last `days` days, so that a submit today finds a rate for each bench currency."""
+    today = date.today()
+    conn.execute(
+        "INSERT INTO fx_rates (currency, rate_date, rate, source) "
+        "SELECT c.currency, d::date, c.rate, 'ecb' FROM unnest(%s::text[], %s::numeric[]) AS c(currency, rate), "
+        "generate_series(%s::date, %s::date, interval '1 day') AS d ON CONFLICT DO NOTHING",
+        (list(PER_EUR), list(PER_EUR.values()), today - timedelta(days=days), today),
+    )
+
+
 def ensure_bench_dataset(database_url: str, entries: int = 1_000_000, users: int = 1_000) -> dict[str, object]:
     """Build the data set unless it is there already (the bench root user marks a complete build)."""
     url = plain_url(database_url)
@@ -154,7 +170,8 @@ def ensure_bench_dataset(database_url: str, entries: int = 1_000_000, users: int
 
 STAGING = """
 CREATE TEMP TABLE bench_staging (
-    id bigint, kind text, amount numeric(18, 2), category text, entry_date date, owner_id bigint, status text,
+    id bigint, kind text, amount numeric(19, 4), currency text, fx_rate numeric(28, 12), category text,
+    entry_date date, owner_id bigint, status text,
     request_id bigint, submitted_at timestamptz, decided_at timestamptz, created_at timestamptz,
     approver_id bigint, escalated_to bigint
 ) ON COMMIT DROP
@@ -164,18 +181,26 @@ CREATE TEMP TABLE bench_staging (
 FROM_STAGING = [
     """
     INSERT INTO approval_requests (id, subject_kind, entry_id, title, justification, amount, requester_id, status,
-        workflow_id, policy_version, chain, round, submitted_at, decided_at, created_at, updated_at)
-    SELECT request_id, kind, id, category, '', amount, owner_id, status, 'bench-approval-' || kind || '-' || id,
-        'bench', '[]', 1, submitted_at, decided_at, created_at, coalesce(decided_at, submitted_at)
+        workflow_id, policy_version, chain, round, submitted_at, decided_at, created_at, updated_at, currency,
+        original_amount, fx_rate, rate_date, rate_source)
+    SELECT request_id, kind, id, category, '', round(amount * fx_rate, 2), owner_id, status,
+        'bench-approval-' || kind || '-' || id, 'bench', '[]', 1, submitted_at, decided_at, created_at,
+        coalesce(decided_at, submitted_at), currency, amount, fx_rate, entry_date,
+        CASE WHEN currency = 'USD' THEN 'base' ELSE 'ecb' END
     FROM bench_staging WHERE request_id IS NOT NULL
     """,
     """
     INSERT INTO entries (id, kind, amount, currency, category, description, entry_date, source, vendor, owner_id,
-        status, workflow_id, approval_request_id, version, submitted_at, decided_at, created_at, updated_at)
-    SELECT id, kind, amount, 'USD', category, '', entry_date,
+        status, workflow_id, approval_request_id, version, submitted_at, decided_at, created_at, updated_at,
+        base_currency, fx_rate, rate_date, rate_source, base_amount)
+    SELECT id, kind, amount, currency, category, '', entry_date,
         CASE WHEN kind = 'revenue' THEN 'customer' END, CASE WHEN kind = 'expense' THEN 'vendor' END, owner_id,
         status, CASE WHEN request_id IS NOT NULL THEN 'bench-approval-' || kind || '-' || id END, request_id, 1,
-        submitted_at, decided_at, created_at, coalesce(decided_at, submitted_at, created_at)
+        submitted_at, decided_at, created_at, coalesce(decided_at, submitted_at, created_at),
+        CASE WHEN request_id IS NOT NULL THEN 'USD' END, CASE WHEN request_id IS NOT NULL THEN fx_rate END,
+        CASE WHEN request_id IS NOT NULL THEN entry_date END,
+        CASE WHEN request_id IS NULL THEN NULL WHEN currency = 'USD' THEN 'base' ELSE 'ecb' END,
+        CASE WHEN request_id IS NOT NULL THEN round(amount * fx_rate, 2) END
     FROM bench_staging ORDER BY id
     """,
     """
@@ -196,7 +221,8 @@ FROM_STAGING = [
     """,
     f"""
     INSERT INTO dashboard_entry_totals (owner_id, kind, month, category, status, entry_count, amount_total)
-    SELECT owner_id, kind, date_trunc('month', entry_date)::date, category, status, count(*), sum(amount)
+    SELECT owner_id, kind, date_trunc('month', entry_date)::date, category, status, count(*),
+        sum(round(amount * fx_rate, 2))
     FROM bench_staging WHERE status IN {AGGREGATED}
     GROUP BY 1, 2, 3, 4, 5
     ON CONFLICT ON CONSTRAINT pk_dashboard_entry_totals DO UPDATE SET
@@ -205,7 +231,8 @@ FROM_STAGING = [
     """,
     f"""
     INSERT INTO dashboard_owner_totals (owner_id, status, month, kind, entry_count, amount_total)
-    SELECT owner_id, status, date_trunc('month', entry_date)::date, kind, count(*), sum(amount)
+    SELECT owner_id, status, date_trunc('month', entry_date)::date, kind, count(*),
+        sum(round(amount * fx_rate, 2))
     FROM bench_staging WHERE status IN {AGGREGATED}
     GROUP BY 1, 2, 3, 4
     ON CONFLICT ON CONSTRAINT pk_dashboard_owner_totals DO UPDATE SET
@@ -214,12 +241,25 @@ FROM_STAGING = [
     """,
     f"""
     INSERT INTO dashboard_category_totals (status, month, kind, category, entry_count, amount_total)
-    SELECT status, date_trunc('month', entry_date)::date, kind, category, count(*), sum(amount)
+    SELECT status, date_trunc('month', entry_date)::date, kind, category, count(*),
+        sum(round(amount * fx_rate, 2))
     FROM bench_staging WHERE status IN {AGGREGATED}
     GROUP BY 1, 2, 3, 4
     ON CONFLICT ON CONSTRAINT pk_dashboard_category_totals DO UPDATE SET
         entry_count = dashboard_category_totals.entry_count + excluded.entry_count,
         amount_total = dashboard_category_totals.amount_total + excluded.amount_total
+    """,
+    f"""
+    INSERT INTO dashboard_currency_totals (owner_id, month, kind, status, currency, entry_count, original_total,
+        base_total)
+    SELECT owner_id, date_trunc('month', entry_date)::date, kind, status, currency, count(*), sum(amount),
+        sum(round(amount * fx_rate, 2))
+    FROM bench_staging WHERE status IN {AGGREGATED}
+    GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT ON CONSTRAINT pk_dashboard_currency_totals DO UPDATE SET
+        entry_count = dashboard_currency_totals.entry_count + excluded.entry_count,
+        original_total = dashboard_currency_totals.original_total + excluded.original_total,
+        base_total = dashboard_currency_totals.base_total + excluded.base_total
     """,
     # What the approval tables' triggers (off during the load) would have counted, row by row.
     """
@@ -277,8 +317,10 @@ def _staging_rows(
             approver = owner.manager_id or fallback_approver
             if decided is not None and rng.random() < 0.05:
                 escalated_to = by_id[approver].manager_id or fallback_approver
+        currency = CURRENCIES[entry_id % len(CURRENCIES)]
         yield (
-            entry_id, kind, f"{cents // 100}.{cents % 100:02d}", category, day.isoformat(), owner.id, status, request,
+            entry_id, kind, f"{cents // 100}.{cents % 100:02d}", currency, TO_USD[currency], category,
+            day.isoformat(), owner.id, status, request,
             _stamp(submitted) if submitted else None, _stamp(decided) if decided else None, _stamp(created),
             approver, escalated_to,
         )  # fmt: skip
@@ -312,7 +354,8 @@ def _build(url: str, entry_count: int, user_count: int, rng: random.Random) -> N
         _copy(
             cur,
             "bench_staging",
-            "id, kind, amount, category, entry_date, owner_id, status, request_id, submitted_at, decided_at, "
+            "id, kind, amount, currency, fx_rate, category, entry_date, owner_id, status, request_id, submitted_at, "
+            "decided_at, "
             "created_at, approver_id, escalated_to",
             _staging_rows(people, entry_count, next_ids["entries"], next_ids["approval_requests"], rng),
         )
