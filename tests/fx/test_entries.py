@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from activities.deps import ActivityDeps
 from tests.approvals.conftest import Team, audit_count, client, ended_status, expense_body, team  # noqa: F401
 from tests.conftest import MakeUser
+from workflows.contracts import AMOUNT_CENTS
 
 # The ECB's reference rates of a working day: 1 EUR = rate units.
 ECB = {"USD": "1.0850", "GBP": "0.8530", "JPY": "162.50", "BHD": "0.40910", "CHF": "0.9410"}
@@ -172,6 +173,12 @@ async def test_the_chain_follows_the_base_amount_across_the_manager_limit(
     assert first.json()["status"] == "pending"  # the admin decides next
     second = await client.post(f"/api/v1/expenses/{pounds['id']}/approve", json={}, headers=team.admin.headers)
     assert second.json()["status"] == "approved", second.text
+
+    # Operators find workflows by the base amount too (the AmountCents search attribute).
+    for entry in (pounds, yen):
+        described = await temporal_client.get_workflow_handle(f"approval-expense-{entry['id']}").describe()
+        base = (await client.get(f"/api/v1/expenses/{entry['id']}", headers=team.employee.headers)).json()
+        assert described.typed_search_attributes.get(AMOUNT_CENTS) == int(Decimal(base["base_amount"]) * 100)
 
     only = await client.post(f"/api/v1/expenses/{yen['id']}/approve", json={}, headers=team.manager.headers)
     assert only.json()["status"] == "approved", only.text
