@@ -177,6 +177,9 @@ TABLE: list[Case] = [
     Case("POST", "/api/v1/reports/schedules/{missing}/pause", admins(404)),
     Case("POST", "/api/v1/reports/schedules/{missing}/resume", admins(404)),
     Case("POST", "/api/v1/reports/schedules/{missing}/trigger", admins(404)),
+    # --- exchange rates: everyone reads them; accountants and up set manual ones ---
+    Case("GET", "/api/v1/fx/rates", signed_in(200)),
+    Case("POST", "/api/v1/fx/rates", (401, 403, 422, 403, 422, 422), {}),
     # --- dashboard: everyone, scoped to their visibility ---
     Case("GET", "/api/v1/dashboard/overview", signed_in(200)),
     Case("GET", "/api/v1/dashboard/kpi", signed_in(200)),

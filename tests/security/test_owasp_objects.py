@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
+from decimal import Decimal
 
 import httpx
 from sqlalchemy import func, select
@@ -56,7 +57,7 @@ async def test_another_employees_entry_is_404_and_untouched(
     listed = await client.get("/api/v1/expenses/", headers=bob.headers)
     assert entry["id"] not in [item["id"] for item in listed.json()["items"]]
     stored = await _stored(activity_deps, entry["id"])
-    assert (str(stored.amount), stored.status) == ("42.50", "draft")
+    assert (stored.amount, stored.status) == (Decimal("42.50"), "draft")
 
 
 async def _snapshot(deps: ActivityDeps, entry_id: int) -> dict[str, object]:
@@ -107,11 +108,11 @@ async def test_mass_assignment_is_refused_and_changes_nothing(
         assert mixed.status_code == 422, (field, mixed.text)
     after = await _snapshot(activity_deps, entry["id"])
     assert after == before
-    assert (after["status"], after["owner_id"], after["version"], str(after["amount"])) == (
+    assert (after["status"], after["owner_id"], after["version"], after["amount"]) == (
         "draft",
         alice.id,
         1,
-        "42.50",
+        Decimal("42.50"),
     )
     assert await _count(activity_deps, AuditLog, AuditLog.action == "entry.updated") == 0
     assert (await client.get(url, headers=alice.headers)).headers["etag"] == etag  # clients see no change either
@@ -139,7 +140,7 @@ async def test_concurrent_edits_with_one_if_match_have_one_winner(
     assert sorted([first.status_code, second.status_code]) == [200, 412], (first.text, second.text)
     winner = first if first.status_code == 200 else second
     stored = await _stored(activity_deps, entry["id"])
-    assert str(stored.amount) == winner.json()["amount"] and stored.version == 2
+    assert stored.amount == Decimal(winner.json()["amount"]) and stored.version == 2
 
 
 async def test_concurrent_creates_with_one_idempotency_key_make_one_row(
