@@ -246,7 +246,8 @@ async def test_delegation_reroutes_a_step_in_flight(
 
 async def test_bad_input_is_a_clear_422(client: httpx.AsyncClient, team: Team) -> None:
     cases = [
-        expense_body(currency="EUR"),
+        expense_body(currency="ABC"),  # no such currency
+        expense_body("1234.5", currency="JPY"),  # the yen has no minor units
         expense_body("1e3"),
         expense_body("NaN"),
         expense_body("12.345"),
