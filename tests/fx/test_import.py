@@ -3,6 +3,10 @@ PostgreSQL; what a submit then finds (domain.fx.rates.rate_on), what admins are 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -15,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from core.engine import ScheduledStart
-from core.settings import FxSettings
+from core.settings import PROJECT_ROOT, FxSettings
 from domain.fx.rates import rate_on
 from domain.fx.schedules import fx_schedules
 from tests.conftest import MakeUser
@@ -225,3 +229,29 @@ def test_the_daily_schedule_follows_the_settings() -> None:
     assert schedule.task_queue == "q-reports"
     assert schedule.argument == FxImportInput(which="daily", attempts=4, timeout_seconds=12)
     assert fx_schedules(FxSettings(schedule_enabled=False), "q-reports") == {}
+
+
+async def test_the_cli_imports_through_the_worker(
+    temporal_client: Client, fx_queue: str, fx_deps: ActivityDeps, rate_server: RateServer
+) -> None:
+    rate_server.serve("/hist.xml", (200, sample_bytes()))
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("FX_", "TEMPORAL_"))}
+    env.update(
+        APP_ENV="test",
+        DATABASE_URL=fx_deps.settings.db.url,
+        TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE_PREFIX=fx_deps.settings.temporal.task_queue_prefix,
+        FX_RATES_HISTORY_URL=fx_deps.settings.fx.history_url,
+    )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "cli.py", "fx-import", "--history"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "days stored:        2025-04-10, 2025-04-11" in done.stdout
+    assert len(await rows(fx_deps)) == len(SAMPLE_DAYS) * CURRENCIES
