@@ -3,6 +3,8 @@
 create-superadmin   make sure a superadmin exists (env FIRST_SUPERADMIN_EMAIL / _PASSWORD, or flags)
 verify-audit        walk the audit hash chain and name the first broken row
 restore             restore a backup (by id or storage key) into a named database, then verify it
+fx-import           import the ECB exchange rates now (the daily file, --history for 90 days, or --url), through
+                    the worker's FxRatesImportWorkflow, and print what it stored
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import getpass
 import sys
 
 from core.db import Database
-from core.settings import MissingSettingError, WeakSecretError, get_settings
+from core.settings import MissingSettingError, WeakSecretError, get_settings, load_settings
 
 
 async def _create_superadmin(args: argparse.Namespace) -> int:
@@ -99,6 +101,41 @@ async def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _fx_import(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from temporalio.client import WorkflowFailureError
+
+    from core.temporal import connect, task_queues
+    from domain.fx.schedules import import_input
+    from workflows.contracts import FxImportSummary
+
+    settings = load_settings(require_secret=False)  # it signs nothing
+    request = import_input(settings.fx, "history" if args.history else "daily")
+    request.url = args.url or None
+    workflow_id = f"fx-rates-import-manual-{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    client = await connect(settings.temporal)
+    print(f"importing through the worker as {workflow_id} (up to {request.attempts} attempts) ...")
+    try:
+        summary = await client.execute_workflow(
+            "FxRatesImportWorkflow",
+            request,
+            id=workflow_id,
+            task_queue=task_queues(settings.temporal).reports,
+            result_type=FxImportSummary,
+        )
+    except WorkflowFailureError as failure:
+        print(f"fx-import FAILED: {failure.cause}", file=sys.stderr)
+        return 1
+    print(f"from {summary.url}:")
+    print(f"  days stored:        {', '.join(day.isoformat() for day in summary.stored) or 'none'}")
+    print(f"  days already there: {len(summary.already_there)}")
+    print(f"  rates inserted {summary.rates_inserted}, corrected {summary.rates_corrected}")
+    for day, reason in sorted(summary.refused.items()):
+        print(f"  REFUSED {day}: {reason}")
+    return 1 if summary.refused else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cli.py", description="finance-ops operator commands")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument("--database", help="the database to restore into (created; refused if it has tables)")
     restore.add_argument("--sha256", help="the expected SHA-256 when restoring by --key from a local folder")
     restore.set_defaults(handler=_restore)
+    fx_import = commands.add_parser("fx-import", help="import the ECB exchange rates now, through the worker")
+    fx_file = fx_import.add_mutually_exclusive_group()
+    fx_file.add_argument("--history", action="store_true", help="the 90-day file (FX_RATES_HISTORY_URL)")
+    fx_file.add_argument("--url", help="another file in the ECB format (http, https or file://)")
+    fx_import.set_defaults(handler=_fx_import)
     args = parser.parse_args(argv)
     try:
         return asyncio.run(args.handler(args))

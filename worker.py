@@ -1,5 +1,6 @@
 """The Temporal worker: connects with the pydantic data converter, runs one Worker per task queue
-(approvals, reports, backups), reconciles the schedules, and drains cleanly on SIGTERM."""
+(approvals, reports, backups), reconciles the schedules (and starts the exchange-rate backfill when no recent rate
+is stored), and drains cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -31,7 +32,10 @@ from domain.approvals import outbox
 from domain.backups import pg_tools
 from domain.backups.schedules import backup_schedules
 from domain.fx.books import BooksMismatch, check_base_currency
+from domain.fx.imports import has_recent_ecb_rates
+from domain.fx.schedules import fx_schedules, import_input
 from domain.reports import schedules as report_schedules
+from workflows.contracts import FX_RATES_BACKFILL_WORKFLOW_ID
 
 log = logging.getLogger("worker")
 
@@ -65,6 +69,12 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
 
     reports.workflows += [ReportWorkflow, ScheduledReportWorkflow, ReportRetentionWorkflow]
     reports.activities += ReportActivities(deps).all()
+    # The exchange-rate import is light and daily: it shares the reports queue.
+    from activities.fx import FxActivities
+    from workflows.fx import FxRatesImportWorkflow
+
+    reports.workflows.append(FxRatesImportWorkflow)
+    reports.activities += FxActivities(deps).all()
     # --- backups queue ---
     backups.activities.append(email.send_email)
     from activities.backups import BackupActivities
@@ -85,8 +95,9 @@ async def check_books(deps: ActivityDeps) -> None:
 async def reconcile_schedules(client: Client, deps: ActivityDeps) -> list[str]:
     """At start: say which pg_dump/pg_restore the backups will use (or clearly that none fits the server), then make
     the engine's standing schedules match their records and the settings: every report schedule (the defaults from
-    settings created first), the daily report retention, the daily backup and the weekly restore drill. A schedule
-    already there is brought to what is wanted. Returns the ids of the schedules reconciled."""
+    settings created first), the daily report retention, the daily backup, the weekly restore drill and the daily
+    exchange-rate import. A schedule already there is brought to what is wanted. Returns the ids of the schedules
+    reconciled."""
     settings = deps.settings
     try:
         server = pg_tools.connection_for(settings.db.url)
@@ -101,10 +112,34 @@ async def reconcile_schedules(client: Client, deps: ActivityDeps) -> list[str]:
     async with deps.db.transaction() as tx:  # the default schedules' records commit before the engine hears of them
         wanted = await report_schedules.standing_schedules(tx, settings.reports, engine.queues.reports)
     wanted.update(backup_schedules(settings.backups, engine.queues.backups))
+    wanted.update(fx_schedules(settings.fx, engine.queues.reports))
     for schedule_id, schedule in wanted.items():
         await engine.put_schedule(schedule_id, schedule)
     log.info("schedules reconciled: %s", list(wanted))
     return list(wanted)
+
+
+async def start_fx_backfill(client: Client, deps: ActivityDeps, today: date | None = None) -> bool:
+    """At start: when no ECB rate of the last FX_MAX_STALE_DAYS days is stored (a new installation, or a worker
+    that was down for a while), import the 90-day file once. Under a fixed id, so two workers starting together
+    start it once. Nothing when the import is switched off (FX_RATES_SCHEDULE_ENABLED=false). True when started."""
+    fx = deps.settings.fx
+    if not fx.schedule_enabled:
+        return False
+    async with deps.db.transaction() as tx:
+        if await has_recent_ecb_rates(tx.sql, today or datetime.now(UTC).date(), fx.max_stale_days):
+            return False
+    engine = WorkflowEngine(deps.settings.temporal, client)
+    started = await engine.start(
+        "FxRatesImportWorkflow",
+        import_input(fx, "history"),
+        workflow_id=FX_RATES_BACKFILL_WORKFLOW_ID,
+        task_queue=engine.queues.reports,
+    )
+    log.info(
+        "no recent ECB rates: %s the backfill from %s", "started" if started else "already running", fx.history_url
+    )
+    return started
 
 
 def build_deps(settings: Settings) -> ActivityDeps:
@@ -182,6 +217,7 @@ async def run() -> int:
             try:
                 await check_books(deps)
                 await reconcile_schedules(client, deps)
+                await start_fx_backfill(client, deps)
             except BooksMismatch as mismatch:
                 log.critical("%s", mismatch)
                 refused.append(mismatch)

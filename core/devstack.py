@@ -5,6 +5,10 @@ Temporal is TEMPORAL_ADDRESS when set, else `temporal server start-dev` persisti
 with the Web UI on 8233 and the project's search attributes registered. Then migrations, the first
 superadmin, the worker and the API. The addresses a second shell needs go to var/dev.env.
 
+Exchange rates: unless FX_RATES_URL / FX_RATES_HISTORY_URL are set, the worker imports var/fx-rates.xml, the
+sample ECB file (domain/fx/samples/) re-dated to the working days up to today, so an entry in USD, GBP, JPY, CHF,
+SEK, PLN or DKK can be submitted today without reaching the ECB.
+
 `make reset` (`python -m core.devstack reset [--yes]`) wipes the development data: database, Temporal state,
 files and mail together, since an entry id reused after a partial wipe would meet its old workflow.
 """
@@ -12,8 +16,10 @@ files and mail together, since an entry id reused after a partial wipe would mee
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -236,7 +242,43 @@ def dev_environment() -> dict[str, str]:
         env["SECRET_KEY"] = secret_key()
     if not env.get("AUDIT_HMAC_KEY"):  # the audit chain's key, persistent like the data it keys
         env["AUDIT_HMAC_KEY"] = dev_audit_key(VAR / "audit_hmac_key").decode()
+    dev_rates_urls(env, dt.date.today())
     return env
+
+
+FX_SAMPLE = PROJECT_ROOT / "domain" / "fx" / "samples" / "eurofxref-hist-90d.xml"
+_DAY = re.compile(r'time="\d{4}-\d{2}-\d{2}"')
+
+
+def working_days_back(today: dt.date, count: int) -> list[dt.date]:
+    """`count` working days (Monday to Friday), newest first, ending with today when it is one."""
+    days: list[dt.date] = []
+    day = today
+    while len(days) < count:
+        if day.weekday() < 5:
+            days.append(day)
+        day -= dt.timedelta(days=1)
+    return days
+
+
+def write_dev_rates(today: dt.date, sample: Path = FX_SAMPLE) -> Path:
+    """var/fx-rates.xml: the sample's days (newest first, as in the ECB's files) moved onto the working days up to
+    `today`, so the development stack has current rates (made-up ones, for development only)."""
+    text = sample.read_text()
+    days = iter(working_days_back(today, len(_DAY.findall(text))))
+    VAR.mkdir(parents=True, exist_ok=True)
+    path = VAR / "fx-rates.xml"
+    path.write_text(_DAY.sub(lambda _: f'time="{next(days).isoformat()}"', text))
+    return path
+
+
+def dev_rates_urls(env: dict[str, str], today: dt.date) -> None:
+    """Point the worker's exchange-rate import at the re-dated sample, unless the user set a URL of their own."""
+    if env.get("FX_RATES_URL") and env.get("FX_RATES_HISTORY_URL"):
+        return
+    url = write_dev_rates(today).as_uri()
+    env.setdefault("FX_RATES_URL", url)
+    env.setdefault("FX_RATES_HISTORY_URL", url)
 
 
 def stop(children: list[subprocess.Popen[bytes]]) -> None:
@@ -367,7 +409,7 @@ def _run(lock: IO[str]) -> int:
 # key: the chain it keyed goes with the database.
 DEV_DATA = (
     *("pgdata", "temporal.db", "temporal.db-wal", "temporal.db-shm", "temporal.db-journal"),
-    *("storage", "mail", "dev.env", "secret_key", "audit_hmac_key", "temporal.log"),
+    *("storage", "mail", "dev.env", "secret_key", "audit_hmac_key", "temporal.log", "fx-rates.xml"),
 )
 
 

@@ -639,3 +639,60 @@ class DrillResult(Contract):
     backup_id: int | None = None
     status: str  # passed | failed
     reason: str | None = None
+
+
+# === exchange rates ==================================================================================
+
+FX_RATES_SCHEDULE_ID = "fx-rates-import"  # the daily import; Temporal appends "-<UTC timestamp>" to its runs' ids
+FX_RATES_BACKFILL_WORKFLOW_ID = "fx-rates-backfill"  # fixed: two workers starting at once start it once
+FX_IMPORT_FAILED = "FxImportFailed"  # the ApplicationError type of an import that gave up (the Temporal UI shows it)
+ECB_FORMAT_ERROR = "EcbFormatError"  # the document is not an ECB rates file: retrying fetches the same again
+
+
+class FxActivity:
+    """Names of the exchange-rate activities (activities/fx.py); the workflow refers to them by name."""
+
+    IMPORT = "fx.import_rates"
+    ALERT_ADMINS = "fx.alert_admins"
+
+
+class FxImportInput(Contract):
+    """Input of FxRatesImportWorkflow: the daily file (FX_RATES_URL) or the 90-day one (FX_RATES_HISTORY_URL), or an
+    explicit `url`. The schedule and the backfill pass the attempts and timeout from settings at their creation."""
+
+    which: Literal["daily", "history"] = "daily"
+    url: str | None = None  # None: the URL the settings give for `which`, read by the activity
+    attempts: int = 5  # FX_FETCH_ATTEMPTS: fetch attempts before the admins are alerted
+    timeout_seconds: float = 30  # FX_FETCH_TIMEOUT_SECONDS: one fetch
+    retry_initial_seconds: float = 60  # the wait after the first failed attempt; doubled after each next one
+
+
+class FxImportJob(Contract):
+    workflow_id: str
+    which: Literal["daily", "history"] = "daily"
+    url: str | None = None
+
+
+class FxImportSummary(Contract):
+    """What one import did: the days it stored (new, or rates the ECB corrected), the days already stored as they
+    are, and the days refused whole with the reason (none of their rates stored)."""
+
+    url: str
+    stored: list[date] = []
+    already_there: list[date] = []
+    refused: dict[str, str] = {}  # the day as written in the file -> why
+    rates_inserted: int = 0
+    rates_corrected: int = 0
+    attempt: int = 1  # the fetch attempt that succeeded
+
+
+class AdminAlert(Contract):
+    """An in-app notification to every active admin and superadmin (once per dedup key and user); the activity
+    returns their ids, for the email."""
+
+    dedup_key: str
+    event_type: str  # fx_import_failed
+    title: str
+    body: str = ""
+    link: str | None = None
+    data: dict[str, object] = {}

@@ -18,6 +18,7 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "scheduled_report": "A scheduled report was delivered",
     "backup_failed": "A database backup failed",
     "restore_drill_failed": "A restore drill failed",
+    "fx_import_failed": "The exchange-rate import failed or refused a day",
     "otp_code": "A one-time sign-in code",
 }
 

@@ -34,6 +34,12 @@ async def person(sql: Sql, user_id: int) -> Person | None:
     return (await people(sql, {user_id})).get(user_id)
 
 
+async def active_ids_in_roles(sql: Sql, roles: tuple[str, ...]) -> list[int]:
+    """The ids of the active users holding one of `roles`, in id order (who an operational alert goes to)."""
+    rows = await sql.all("SELECT id FROM users WHERE role = ANY(%s) AND is_active ORDER BY id", (list(roles),))
+    return [int(values[0]) for values in rows]
+
+
 class People:
     """The users one piece of work names or notifies, each read once: those named up front in one query, any other
     on first use."""

@@ -20,7 +20,7 @@ from tests.foundation.test_devstack import dev_env
 from tests.services import free_port
 
 DEV_DATA = ["pgdata/PG_VERSION", "temporal.db", "temporal.db-wal", "storage/reports/1/pnl.pdf", "mail/1.eml"]
-DEV_DATA += ["dev.env", "secret_key", "temporal.log"]
+DEV_DATA += ["dev.env", "secret_key", "temporal.log", "fx-rates.xml"]
 
 
 @contextlib.contextmanager

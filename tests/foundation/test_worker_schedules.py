@@ -1,5 +1,6 @@
 """A worker started before the database is migrated (as compose may start it) still sets up the schedules: it
-keeps retrying in the background, serves its task queues meanwhile, and stops at once on SIGTERM."""
+keeps retrying in the background, serves its task queues meanwhile, and stops at once on SIGTERM. Once it can, it
+backfills the exchange rates (here from the sample ECB file, never the network)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -23,9 +25,10 @@ from core.settings import PROJECT_ROOT
 from domain.reports.schedules import RETENTION_SCHEDULE_ID
 from tests.bench.stack import temporal_server
 from tests.services import admin_database_url, free_port, migrate, scratch_database
-from workflows.contracts import BACKUP_SCHEDULE_ID, RESTORE_DRILL_SCHEDULE_ID
+from workflows.contracts import BACKUP_SCHEDULE_ID, FX_RATES_SCHEDULE_ID, RESTORE_DRILL_SCHEDULE_ID
 
 FAILURE = "could not set up the schedules"
+FX_SAMPLE = (PROJECT_ROOT / "domain" / "fx" / "samples" / "eurofxref-hist-90d.xml").as_uri()
 
 
 @pytest.fixture
@@ -46,6 +49,8 @@ def _start_worker(database_url: str, temporal_address: str, prefix: str, log: Pa
         WORKER_METRICS_PORT=str(free_port()),
         STORAGE_DIR=str(log.parent / "storage"),
         MAIL_DIR=str(log.parent / "mail"),
+        FX_RATES_URL=FX_SAMPLE,
+        FX_RATES_HISTORY_URL=FX_SAMPLE,
     )
     handle = log.open("ab")
     return subprocess.Popen([sys.executable, "worker.py"], cwd=PROJECT_ROOT, env=env, stdout=handle, stderr=handle)
@@ -66,6 +71,12 @@ def _wait_for(what: str, check, timeout: float, worker: subprocess.Popen[bytes],
 async def _schedule_ids(address: str) -> set[str]:
     client = await Client.connect(address)
     return {schedule.id async for schedule in await client.list_schedules()}
+
+
+def _ecb_rates(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM fx_rates WHERE source = 'ecb'").fetchone()
+    return int(row[0]) if row else 0
 
 
 async def _pollers(address: str, task_queue: str) -> int:
@@ -104,6 +115,7 @@ def test_schedules_appear_once_the_database_is_migrated(temporal_address: str, t
                 RESTORE_DRILL_SCHEDULE_ID,
                 RETENTION_SCHEDULE_ID,
                 "report-schedule-monthly-pnl",
+                FX_RATES_SCHEDULE_ID,
             }
             found = _wait_for(
                 "the schedules",
@@ -113,6 +125,8 @@ def test_schedules_appear_once_the_database_is_migrated(temporal_address: str, t
                 log,
             )
             assert expected <= found
+            # No recent ECB rate in the new database: the worker imported the history file once.
+            _wait_for("the backfilled rates", lambda: _ecb_rates(url) == 70, 60, worker, log)
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=60)
