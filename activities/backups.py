@@ -30,7 +30,8 @@ from domain.backups import service
 from domain.backups.manifest import audit_head_problem, table_differences, take_manifest
 from domain.backups.restore import one_off_transaction
 from domain.errors import DomainError
-from domain.notifications.service import notify
+from domain.models import Role
+from domain.notifications.service import notify_operators
 from workflows.contracts import (
     BackupActivity,
     BackupArtifact,
@@ -41,9 +42,9 @@ from workflows.contracts import (
     DrillOutcome,
     DrillResult,
     DrillTarget,
+    OperatorAlert,
     PruneJob,
     PruneResult,
-    SuperadminAlert,
 )
 
 log = logging.getLogger(__name__)
@@ -276,21 +277,9 @@ class BackupActivities:
         return result
 
     @activity.defn(name=BackupActivity.ALERT_SUPERADMINS)
-    async def alert_superadmins(self, alert: SuperadminAlert) -> list[int]:
+    async def alert_superadmins(self, alert: OperatorAlert) -> list[int]:
         async with self.deps.db.transaction() as tx:
-            user_ids = await service.superadmin_ids(tx)
-            for user_id in user_ids:
-                await notify(
-                    tx.sql,
-                    user_id=user_id,
-                    event_type=alert.event_type,
-                    title=alert.title,
-                    body=alert.body,
-                    link=alert.link,
-                    data=dict(alert.data),
-                    dedup_key=f"{alert.dedup_key}:{user_id}",
-                )
-        return user_ids
+            return await notify_operators(tx.sql, (Role.SUPERADMIN.value,), **alert.model_dump())
 
     # --- restore drill ------------------------------------------------------------------------------------
 

@@ -22,9 +22,8 @@ from activities.deps import ActivityDeps
 from domain.audit.service import AuditContext
 from domain.fx import ecb, imports
 from domain.models.user import Role
-from domain.notifications.service import notify
-from domain.users.directory import active_ids_in_roles
-from workflows.contracts import ECB_FORMAT_ERROR, AdminAlert, FxActivity, FxImportJob, FxImportSummary
+from domain.notifications.service import notify_operators
+from workflows.contracts import ECB_FORMAT_ERROR, FxActivity, FxImportJob, FxImportSummary, OperatorAlert
 
 SCHEMES = ("http", "https", "file")
 ALERTED_ROLES = (Role.ADMIN.value, Role.SUPERADMIN.value)
@@ -90,22 +89,10 @@ class FxActivities:
         return summary
 
     @activity.defn(name=FxActivity.ALERT_ADMINS)
-    async def alert_admins(self, alert: AdminAlert) -> list[int]:
+    async def alert_admins(self, alert: OperatorAlert) -> list[int]:
         """An in-app notification to every active admin and superadmin, once per dedup key; their ids."""
         async with self.deps.db.transaction() as tx:
-            user_ids = await active_ids_in_roles(tx.sql, ALERTED_ROLES)
-            for user_id in user_ids:
-                await notify(
-                    tx.sql,
-                    user_id=user_id,
-                    event_type=alert.event_type,
-                    title=alert.title,
-                    body=alert.body,
-                    link=alert.link,
-                    data=dict(alert.data),
-                    dedup_key=f"{alert.dedup_key}:{user_id}",
-                )
-        return user_ids
+            return await notify_operators(tx.sql, ALERTED_ROLES, **alert.model_dump())
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.import_rates, self.alert_admins]

@@ -12,11 +12,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.alerts import ALERT_RETRY, ALERT_TIMEOUT, alert_operators, failure_reason
+
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
-        EMAIL_RETRY,
-        EMAIL_TIMEOUT,
-        SEND_EMAIL,
         BackupActivity,
         BackupArtifact,
         BackupFailure,
@@ -28,10 +27,9 @@ with workflow.unsafe.imports_passed_through():
         DrillOutcome,
         DrillResult,
         DrillTarget,
-        EmailJob,
+        OperatorAlert,
         PruneJob,
         PruneResult,
-        SuperadminAlert,
     )
 
 LONG_TIMEOUT = timedelta(hours=6)
@@ -42,38 +40,8 @@ LONG_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=["PgToolsNotFound"],
 )
-SHORT_TIMEOUT = timedelta(seconds=60)
-SHORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-
-
-def _reason(error: ActivityError) -> str:
-    cause = error.cause
-    return str(getattr(cause, "message", None) or cause or error)
-
-
-async def _alert(alert: SuperadminAlert, template: str, context: dict[str, object]) -> None:
-    """In-app notification and email to every active superadmin."""
-    user_ids = await workflow.execute_activity(
-        BackupActivity.ALERT_SUPERADMINS,
-        alert,
-        result_type=list[int],
-        start_to_close_timeout=SHORT_TIMEOUT,
-        retry_policy=SHORT_RETRY,
-    )
-    if not user_ids:
-        return
-    await workflow.execute_activity(
-        SEND_EMAIL,
-        EmailJob(
-            message_key=alert.dedup_key,
-            template=template,
-            to_user_ids=user_ids,
-            event_type=alert.event_type,
-            context={"title": alert.title, "body": alert.body, "link": alert.link, **context},
-        ),
-        start_to_close_timeout=EMAIL_TIMEOUT,
-        retry_policy=EMAIL_RETRY,
-    )
+SHORT_TIMEOUT = ALERT_TIMEOUT  # the bookkeeping activities: a transaction or two
+SHORT_RETRY = ALERT_RETRY
 
 
 @workflow.defn(name="BackupWorkflow")
@@ -93,7 +61,7 @@ class BackupWorkflow:
                 retry_policy=LONG_RETRY,
             )
         except ActivityError as error:
-            reason = _reason(error)
+            reason = failure_reason(error)
             failed_id = await workflow.execute_activity(
                 BackupActivity.FAIL,
                 BackupFailure(workflow_id=workflow_id, error=reason),
@@ -101,8 +69,9 @@ class BackupWorkflow:
                 start_to_close_timeout=SHORT_TIMEOUT,
                 retry_policy=SHORT_RETRY,
             )
-            await _alert(
-                SuperadminAlert(
+            await alert_operators(
+                BackupActivity.ALERT_SUPERADMINS,
+                OperatorAlert(
                     dedup_key=f"{workflow_id}-failed",
                     event_type="backup_failed",
                     title=f"Backup {workflow_id} failed",
@@ -166,7 +135,7 @@ class RestoreDrillWorkflow:
             )
         except ActivityError as error:
             outcome = DrillOutcome(
-                drill_id=target.drill_id, backup_id=target.backup_id, passed=False, reason=_reason(error)
+                drill_id=target.drill_id, backup_id=target.backup_id, passed=False, reason=failure_reason(error)
             )
         result = await workflow.execute_activity(
             BackupActivity.RECORD_DRILL,
@@ -176,8 +145,9 @@ class RestoreDrillWorkflow:
             retry_policy=SHORT_RETRY,
         )
         if result.status != "passed":
-            await _alert(
-                SuperadminAlert(
+            await alert_operators(
+                BackupActivity.ALERT_SUPERADMINS,
+                OperatorAlert(
                     dedup_key=f"{workflow_id}-failed",
                     event_type="restore_drill_failed",
                     title=f"Restore drill of backup {result.backup_id} failed",

@@ -623,11 +623,13 @@ class DrillOutcome(Contract):
     checks: dict[str, object] = {}
 
 
-class SuperadminAlert(Contract):
-    """An in-app notification to every active superadmin (once per dedup key); the activity returns their ids."""
+class OperatorAlert(Contract):
+    """An in-app notification to every active operator an alerting activity reaches (superadmins for backups and
+    drills; admins and superadmins for the exchange-rate import), once per dedup key and user; the activity returns
+    their ids, for the email (workflows/alerts.py)."""
 
     dedup_key: str
-    event_type: str  # backup_failed | restore_drill_failed
+    event_type: str  # backup_failed | restore_drill_failed | fx_import_failed
     title: str
     body: str = ""
     link: str | None = None
@@ -684,15 +686,3 @@ class FxImportSummary(Contract):
     rates_inserted: int = 0
     rates_corrected: int = 0
     attempt: int = 1  # the fetch attempt that succeeded
-
-
-class AdminAlert(Contract):
-    """An in-app notification to every active admin and superadmin (once per dedup key and user); the activity
-    returns their ids, for the email."""
-
-    dedup_key: str
-    event_type: str  # fx_import_failed
-    title: str
-    body: str = ""
-    link: str | None = None
-    data: dict[str, object] = {}

@@ -13,29 +13,20 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.alerts import alert_operators, failure_reason
+
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         ECB_FORMAT_ERROR,
-        EMAIL_RETRY,
-        EMAIL_TIMEOUT,
         FX_IMPORT_FAILED,
-        SEND_EMAIL,
-        AdminAlert,
-        EmailJob,
         FxActivity,
         FxImportInput,
         FxImportJob,
         FxImportSummary,
+        OperatorAlert,
     )
 
-SHORT_TIMEOUT = timedelta(seconds=60)
-SHORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 EVENT = "fx_import_failed"
-
-
-def _reason(error: ActivityError) -> str:
-    cause = error.cause
-    return str(getattr(cause, "message", None) or cause or error)
 
 
 @workflow.defn(name="FxRatesImportWorkflow")
@@ -61,7 +52,7 @@ class FxRatesImportWorkflow:
                 ),
             )
         except ActivityError as error:
-            reason = _reason(error)
+            reason = failure_reason(error)
             await self._alert(
                 f"Exchange rates not imported ({request.which})",
                 f"The ECB exchange-rate import {workflow_id} gave up: {reason}. Submits in a foreign currency use the "
@@ -87,7 +78,7 @@ class FxRatesImportWorkflow:
         """Admins and superadmins, in-app and by email: once a day per kind of alert (a daily run retried by hand,
         or a backfill and the schedule failing together, tell them once)."""
         day = workflow.now().date().isoformat()
-        alert = AdminAlert(
+        alert = OperatorAlert(
             dedup_key=f"fx-import-{suffix}-{day}",
             event_type=EVENT,
             title=title,
@@ -95,24 +86,4 @@ class FxRatesImportWorkflow:
             link="/fx/rates",
             data={"workflow_id": workflow.info().workflow_id, "day": day},
         )
-        user_ids = await workflow.execute_activity(
-            FxActivity.ALERT_ADMINS,
-            alert,
-            result_type=list[int],
-            start_to_close_timeout=SHORT_TIMEOUT,
-            retry_policy=SHORT_RETRY,
-        )
-        if not user_ids:
-            return
-        await workflow.execute_activity(
-            SEND_EMAIL,
-            EmailJob(
-                message_key=alert.dedup_key,
-                template=EVENT,
-                to_user_ids=user_ids,
-                event_type=EVENT,
-                context={"title": alert.title, "body": alert.body, "link": alert.link, **context},
-            ),
-            start_to_close_timeout=EMAIL_TIMEOUT,
-            retry_policy=EMAIL_RETRY,
-        )
+        await alert_operators(FxActivity.ALERT_ADMINS, alert, EVENT, context)

@@ -16,7 +16,7 @@ from core.db import Tx
 from domain.audit.service import AuditContext, record
 from domain.backups.retention import Candidate, select_to_prune
 from domain.errors import Conflict, InvalidState, NotFound
-from domain.models import Backup, RestoreDrill, Role, User
+from domain.models import Backup, RestoreDrill
 
 
 class BackupStatus:
@@ -248,13 +248,3 @@ async def finish_drill(
         {"backup_id": drill.backup_id, "reason": reason},
     )
     return drill
-
-
-async def superadmin_ids(tx: Tx) -> list[int]:
-    return list(
-        (
-            await tx.session.scalars(
-                select(User.id).where(User.role == Role.SUPERADMIN, User.is_active.is_(True)).order_by(User.id)
-            )
-        ).all()
-    )

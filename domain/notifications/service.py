@@ -15,6 +15,7 @@ from core.sql import Sql
 from domain.errors import NotFound, ValidationFailed
 from domain.models import Notification, NotificationPreference
 from domain.notifications.events import ALWAYS_EMAILED, CONFIGURABLE_EVENTS, EVENT_TYPES
+from domain.users.directory import active_ids_in_roles
 
 
 async def notify(
@@ -37,6 +38,25 @@ async def notify(
     found = await sql.scalar("SELECT id FROM notifications WHERE dedup_key = %s", (dedup_key,))
     assert found is not None
     return int(found)
+
+
+async def notify_operators(
+    sql: Sql,
+    roles: tuple[str, ...],
+    *,
+    event_type: str,
+    title: str,
+    body: str = "",
+    link: str | None = None,
+    data: dict[str, Any] | None = None,
+    dedup_key: str,
+) -> list[int]:
+    """Notify every active user holding one of `roles` (an operational alert), once per key and user; their ids."""
+    user_ids = await active_ids_in_roles(sql, roles)
+    for user_id in user_ids:
+        await notify(sql, user_id=user_id, event_type=event_type, title=title, body=body, link=link, data=data,
+                     dedup_key=f"{dedup_key}:{user_id}")  # fmt: skip
+    return user_ids
 
 
 _INSERT = (
