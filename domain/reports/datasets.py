@@ -253,10 +253,14 @@ class Dataset(ABC):
             rates={day: rate.rate for day, rate in rates.items()},
             sources=frozenset(rate.source for rate in rates.values()),
         )
-        self._rates = func.unnest(
-            bindparam("fx_days", list(rates), type_=ARRAY(Date)),
-            bindparam("fx_rates", [rate.rate for rate in rates.values()], type_=ARRAY(Numeric(28, 12))),
-        ).table_valued("day", "rate")
+        self._rates = (
+            func.unnest(
+                bindparam("fx_days", list(rates), type_=ARRAY(Date)),
+                bindparam("fx_rates", [rate.rate for rate in rates.values()], type_=ARRAY(Numeric(28, 12))),
+            )
+            .table_valued("day", "rate")
+            .render_derived(name="fx_rate")
+        )
 
     def presented_amount(self) -> ColumnElement[Decimal]:
         """An entry's amount in the presentation currency: its base amount, or that converted at its rate date and
