@@ -187,7 +187,17 @@ class ReportActivities:
         settings = self.deps.settings
         report_type, report_format, filters, scope = service.report_query_parts(report)
         dataset = dataset_for(
-            ReportQuery(report_type, report.period_from, report.period_to, scope, filters, settings.reports.timezone)
+            ReportQuery(
+                report_type,
+                report.period_from,
+                report.period_to,
+                scope,
+                filters,
+                settings.reports.timezone,
+                base_currency=settings.approvals.base_currency,
+                presentation_currency=service.presentation_of(report),
+                max_stale_days=settings.fx.max_stale_days,
+            )
         )
         filename = report_filename(report.type, report_format, report.period_from, report.period_to)
         content_type = CONTENT_TYPES[report_format]
@@ -198,6 +208,7 @@ class ReportActivities:
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
             path = Path(folder) / filename
             async with self.deps.db.transaction() as tx:
+                await dataset.prepare(tx)  # the conversion rates, or a refusal naming the missing ones
                 meta = ReportMeta(
                     report_id=str(report.id),
                     title=TITLES[report_type],
@@ -207,7 +218,9 @@ class ReportActivities:
                     scope=await describe_scope(tx, scope),
                     generated_at=datetime.now(UTC),
                     basis=dataset.basis,
-                    currency=settings.approvals.base_currency,
+                    currency=dataset.presentation.currency,
+                    base_currency=dataset.presentation.base,
+                    currency_note=dataset.presentation.note(),
                 )
                 renderer = await asyncio.to_thread(open_renderer, report_format, path, meta, dataset.columns)
                 async with _heartbeating(counter, every), _signalling_progress(counter, self.progress_seconds) as told:
@@ -217,7 +230,7 @@ class ReportActivities:
                         activity.heartbeat(counter.rows)
                         told()
                         await self.after_batch(counter.rows)
-                    await asyncio.to_thread(renderer.finish, dataset.totals, dataset.chart)
+                    await asyncio.to_thread(renderer.finish, dataset.totals, dataset.chart, dataset.sections)
             stored = await asyncio.to_thread(self.deps.storage.put_file, key, path, content_type)
         async with self.deps.db.transaction() as tx:
             changed = await service.mark_completed(

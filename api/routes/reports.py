@@ -18,10 +18,12 @@ from api.deps import AppServices, Authorize, Grant, ServicesDep, TxDep
 from core.db import Tx
 from core.engine import EngineUnavailable, ScheduleMissing
 from domain.errors import InvalidState, NotFound, ServiceUnavailable
+from domain.fx.rates import terms_from
 from domain.models import Report, ReportSchedule
 from domain.reports import schedules as schedule_service
 from domain.reports import service
 from domain.reports.schemas import (
+    PRESENTATION_KEY,
     ReportAccepted,
     ReportOut,
     ReportPage,
@@ -45,15 +47,17 @@ ManageSchedules = Annotated[Grant, Depends(Authorize("report_schedule", "manage"
 DOWNLOAD_LINK_SECONDS = 300
 
 
-def _out(report: Report, progress_rows: int | None = None) -> ReportOut:
+def _out(report: Report, progress_rows: int | None = None, base_currency: str | None = None) -> ReportOut:
     download = f"/api/v1/reports/{report.id}/download" if report.status == ReportStatus.COMPLETED.value else None
     return ReportOut(
         id=report.id,
         type=report.type,
         format=report.format,
         period={"from": report.period_from, "to": report.period_to},
-        filters=report.filters or {},
+        filters={k: v for k, v in (report.filters or {}).items() if k != PRESENTATION_KEY},
         scope=report.scope or {},
+        base_currency=base_currency,
+        presentation_currency=service.presentation_of(report),
         status=report.status,
         rows=report.rows,
         progress_rows=progress_rows,
@@ -80,7 +84,9 @@ def _out(report: Report, progress_rows: int | None = None) -> ReportOut:
 async def request_report(body: ReportRequest, grant: CreateReport, tx: TxDep, services: ServicesDep) -> ReportAccepted:
     settings = services.settings
     visibility = await visibility_for(tx.sql, services.authorizer, grant.user)
-    report = await service.request_report(tx, settings.reports, grant.user, visibility, body, grant.audit)
+    report = await service.request_report(
+        tx, settings.reports, grant.user, visibility, body, grant.audit, fx=terms_from(settings)
+    )
     await tx.commit()  # the intent is durable before the workflow starts
     workflow_id = report_workflow_id(str(report.id))
     try:
@@ -113,7 +119,8 @@ async def list_reports(
     page = await service.list_reports(
         tx, grant.user, see_all=see_all, limit=limit, offset=offset, status=status.value if status else None
     )
-    return ReportPage(items=[_out(r) for r in page.items], total=page.total, limit=limit, offset=offset)
+    base = services.settings.approvals.base_currency
+    return ReportPage(items=[_out(r, None, base) for r in page.items], total=page.total, limit=limit, offset=offset)
 
 
 # A status read must answer promptly: when the worker is slow to answer the query (or Temporal is down) the
@@ -136,7 +143,7 @@ async def get_report(report_id: uuid.UUID, grant: ReadReport, tx: TxDep, service
     progress_rows = None
     if report.status in (ReportStatus.QUEUED.value, ReportStatus.RUNNING.value) and report.workflow_id:
         progress_rows = await _live_progress(services, report.workflow_id)
-    return _out(report, progress_rows)
+    return _out(report, progress_rows, services.settings.approvals.base_currency)
 
 
 def _chunks(handle: Any, size: int = 1 << 16) -> Iterator[bytes]:

@@ -1,4 +1,5 @@
-"""Dashboard responses. Money is a decimal string in the base currency; counts are integers."""
+"""Dashboard responses. Money is a decimal string in the base currency (`base_currency`), to its minor units (JPY
+"1250", USD "12.50", BHD "1.250"); an entry's original is in its own currency's. Counts are integers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from domain.money import MoneyOut
+from domain.money import AmountOut
 
 
 class Period(StrEnum):
@@ -25,9 +26,9 @@ class Scope(StrEnum):
 class PeriodTotals(BaseModel):
     start: date = Field(description="first day of the period")
     end: date = Field(description="last day of the period")
-    revenue: MoneyOut
-    expenses: MoneyOut
-    net: MoneyOut
+    revenue: AmountOut
+    expenses: AmountOut
+    net: AmountOut
 
 
 class ChangePercent(BaseModel):
@@ -41,8 +42,8 @@ class ChangePercent(BaseModel):
 class PendingAmounts(BaseModel):
     """Entries waiting for approval (any date): not counted in the approved figures."""
 
-    revenue: MoneyOut
-    expenses: MoneyOut
+    revenue: AmountOut
+    expenses: AmountOut
     revenue_entries: int
     expense_entries: int
 
@@ -58,8 +59,9 @@ class RecentEntry(BaseModel):
     id: int
     kind: str
     owner_id: int
-    amount: MoneyOut
+    amount: AmountOut = Field(description="the original, in `currency`")
     currency: str
+    base_amount: AmountOut | None = Field(description="in the base currency, locked at submit; null for a draft")
     category: str
     description: str
     entry_date: date
@@ -67,11 +69,24 @@ class RecentEntry(BaseModel):
     created_at: datetime
 
 
+class CurrencyTotals(BaseModel):
+    """Approved entries of one currency and kind in the period: their originals and what they count for in base."""
+
+    currency: str
+    kind: str
+    entries: int
+    original_total: AmountOut = Field(description="the originals' sum, in `currency`")
+    base_total: AmountOut = Field(description="in the base currency (part of the period's totals)")
+
+
 class Overview(BaseModel):
     period: Period
     scope: Scope
     base_currency: str
     current: PeriodTotals
+    current_by_currency: list[CurrencyTotals] = Field(
+        description="the current period's approved amounts per currency and kind (the originals, and in base)"
+    )
     previous: PeriodTotals
     change_percent: ChangePercent
     pending: PendingAmounts
@@ -81,21 +96,21 @@ class Overview(BaseModel):
 
 class MonthTotals(BaseModel):
     month: str = Field(description="YYYY-MM")
-    revenue: MoneyOut
-    expenses: MoneyOut
-    net: MoneyOut
+    revenue: AmountOut
+    expenses: AmountOut
+    net: AmountOut
 
 
 class CategorySpend(BaseModel):
     category: str
-    amount: MoneyOut
+    amount: AmountOut
     entries: int
 
 
 class Spender(BaseModel):
     user_id: int
     full_name: str
-    amount: MoneyOut
+    amount: AmountOut
     entries: int
 
 

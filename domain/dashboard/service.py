@@ -25,6 +25,7 @@ from domain.dashboard.schemas import (
     ApprovalRate,
     CategorySpend,
     ChangePercent,
+    CurrencyTotals,
     CycleTime,
     Kpi,
     MonthTotals,
@@ -37,9 +38,9 @@ from domain.dashboard.schemas import (
     Spender,
 )
 from domain.models import User
+from domain.money import in_minor_units
 from domain.users.visibility import visibility_for
 
-ZERO = Decimal("0.00")
 PERIOD_MONTHS = {Period.MONTH: 1, Period.QUARTER: 3, Period.YEAR: 12}
 RECENT_ENTRIES = 10
 TOP_N = 10
@@ -120,11 +121,14 @@ def change_percent(current: Decimal, previous: Decimal) -> str | None:
 # --- shared reads -----------------------------------------------------------------------------------
 
 
-def _money(value: Any) -> Decimal:
-    return Decimal(value or 0).quantize(Decimal("0.01"))
+def _money(value: Any, currency: str) -> Decimal:
+    """A total to its currency's minor units (the base currency's for every dashboard figure but originals)."""
+    return in_minor_units(Decimal(value or 0), currency)
 
 
-async def _approved_by_month(tx: Tx, scope: DashboardScope, start: date, end: date) -> dict[tuple[date, str], Decimal]:
+async def _approved_by_month(
+    tx: Tx, scope: DashboardScope, start: date, end: date, base: str
+) -> dict[tuple[date, str], Decimal]:
     rows = await tx.session.execute(
         text(
             "SELECT t.month, t.kind, sum(t.amount_total) FROM "
@@ -133,10 +137,33 @@ async def _approved_by_month(tx: Tx, scope: DashboardScope, start: date, end: da
         ),
         {"start": start, "end": end, **scope.params()},
     )
-    return {(month, kind): _money(amount) for month, kind, amount in rows}
+    return {(month, kind): _money(amount, base) for month, kind, amount in rows}
 
 
-async def pending_amounts(tx: Tx, scope: DashboardScope) -> PendingAmounts:
+async def currency_totals(tx: Tx, scope: DashboardScope, start: date, end: date, base: str) -> list[CurrencyTotals]:
+    """Approved entries in [start, end) by currency and kind, from `dashboard_currency_totals` (kept by the same
+    trigger as the other totals)."""
+    rows = await tx.session.execute(
+        text(
+            "SELECT t.currency, t.kind, sum(t.entry_count), sum(t.original_total), sum(t.base_total) FROM "
+            + scope.totals("status = 'approved' AND month >= :start AND month < :end", "dashboard_currency_totals")
+            + " GROUP BY t.currency, t.kind HAVING sum(t.entry_count) > 0 ORDER BY t.kind DESC, t.currency"
+        ),
+        {"start": start, "end": end, **scope.params()},
+    )
+    return [
+        CurrencyTotals(
+            currency=currency,
+            kind=kind,
+            entries=int(count),
+            original_total=_money(original, currency),
+            base_total=_money(base_total, base),
+        )
+        for currency, kind, count, original, base_total in rows
+    ]
+
+
+async def pending_amounts(tx: Tx, scope: DashboardScope, base: str) -> PendingAmounts:
     rows = await tx.session.execute(
         text(
             "SELECT t.kind, sum(t.entry_count), sum(t.amount_total) FROM "
@@ -145,17 +172,18 @@ async def pending_amounts(tx: Tx, scope: DashboardScope) -> PendingAmounts:
         ),
         scope.params(),
     )
-    found = {kind: (int(count or 0), _money(amount)) for kind, count, amount in rows}
-    revenue = found.get("revenue", (0, ZERO))
-    expenses = found.get("expense", (0, ZERO))
+    found = {kind: (int(count or 0), _money(amount, base)) for kind, count, amount in rows}
+    revenue = found.get("revenue", (0, _money(0, base)))
+    expenses = found.get("expense", (0, _money(0, base)))
     return PendingAmounts(
         revenue=revenue[1], expenses=expenses[1], revenue_entries=revenue[0], expense_entries=expenses[0]
     )
 
 
-def _totals(start: date, end: date, by_month: dict[tuple[date, str], Decimal]) -> PeriodTotals:
-    revenue = sum((v for (m, k), v in by_month.items() if start <= m < end and k == "revenue"), ZERO)
-    expenses = sum((v for (m, k), v in by_month.items() if start <= m < end and k == "expense"), ZERO)
+def _totals(start: date, end: date, by_month: dict[tuple[date, str], Decimal], base: str) -> PeriodTotals:
+    zero = _money(0, base)
+    revenue = sum((v for (m, k), v in by_month.items() if start <= m < end and k == "revenue"), zero)
+    expenses = sum((v for (m, k), v in by_month.items() if start <= m < end and k == "expense"), zero)
     last_day = date.fromordinal(end.toordinal() - 1)
     return PeriodTotals(start=start, end=last_day, revenue=revenue, expenses=expenses, net=revenue - expenses)
 
@@ -190,10 +218,12 @@ async def approval_counts(tx: Tx, scope: DashboardScope, now: datetime) -> Appro
     )
 
 
-_ENTRY_COLUMNS = "id, kind, owner_id, amount, currency, category, description, entry_date, status, created_at"
+_ENTRY_COLUMNS = (
+    "id, kind, owner_id, amount, currency, base_amount, category, description, entry_date, status, created_at"
+)
 
 
-async def recent_entries(tx: Tx, scope: DashboardScope) -> list[RecentEntry]:
+async def recent_entries(tx: Tx, scope: DashboardScope, base: str) -> list[RecentEntry]:
     if scope.owner_ids is None:
         sql = f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY created_at DESC, id DESC LIMIT :n"
     else:
@@ -205,7 +235,14 @@ async def recent_entries(tx: Tx, scope: DashboardScope) -> list[RecentEntry]:
             "ORDER BY e.created_at DESC, e.id DESC LIMIT :n"
         )
     rows = await tx.session.execute(text(sql), {"n": RECENT_ENTRIES, **scope.params()})
-    return [RecentEntry.model_validate(dict(row._mapping)) for row in rows]
+    recent = []
+    for row in rows:
+        values = dict(row._mapping)
+        values["amount"] = _money(values["amount"], values["currency"])
+        if values["base_amount"] is not None:
+            values["base_amount"] = _money(values["base_amount"], base)
+        recent.append(RecentEntry.model_validate(values))
+    return recent
 
 
 async def overview(
@@ -216,23 +253,24 @@ async def overview(
     current_start = period_start(period, now.date())
     current_end = add_months(current_start, span)
     previous_start = add_months(current_start, -span)
-    by_month = await _approved_by_month(tx, scope, previous_start, current_end)
-    current = _totals(current_start, current_end, by_month)
-    previous = _totals(previous_start, current_start, by_month)
+    by_month = await _approved_by_month(tx, scope, previous_start, current_end, base_currency)
+    current = _totals(current_start, current_end, by_month, base_currency)
+    previous = _totals(previous_start, current_start, by_month, base_currency)
     return Overview(
         period=period,
         scope=scope.scope,
         base_currency=base_currency,
         current=current,
+        current_by_currency=await currency_totals(tx, scope, current_start, current_end, base_currency),
         previous=previous,
         change_percent=ChangePercent(
             revenue=change_percent(current.revenue, previous.revenue),
             expenses=change_percent(current.expenses, previous.expenses),
             net=change_percent(current.net, previous.net),
         ),
-        pending=await pending_amounts(tx, scope),
+        pending=await pending_amounts(tx, scope, base_currency),
         approvals=await approval_counts(tx, scope, now),
-        recent_entries=await recent_entries(tx, scope),
+        recent_entries=await recent_entries(tx, scope, base_currency),
     )
 
 
@@ -246,7 +284,7 @@ class Breakdown:
     spenders: list[tuple[int, Decimal, int]]  # owner id, amount, entries
 
 
-async def _approved_breakdown(tx: Tx, scope: DashboardScope, start: date, end: date) -> Breakdown:
+async def _approved_breakdown(tx: Tx, scope: DashboardScope, start: date, end: date, base: str) -> Breakdown:
     """Approved amounts in the window by month, and expenses by owner (per-owner totals, no category), and expenses
     by category (organisation-wide category totals for everyone, per-owner category rows for a subtree)."""
     window = "status = 'approved' AND month >= :start AND month < :end"
@@ -262,9 +300,9 @@ async def _approved_breakdown(tx: Tx, scope: DashboardScope, start: date, end: d
     result = Breakdown({}, [], [])
     for month, kind, owner_id, no_month, count, amount in rows:
         if not no_month:
-            result.by_month[(month, kind)] = _money(amount)
+            result.by_month[(month, kind)] = _money(amount, base)
         elif kind == "expense":
-            result.spenders.append((int(owner_id), _money(amount), int(count)))
+            result.spenders.append((int(owner_id), _money(amount, base), int(count)))
     if scope.owner_ids is None:
         categories_from = f"dashboard_category_totals t WHERE {window} AND kind = 'expense'"
     else:
@@ -274,7 +312,8 @@ async def _approved_breakdown(tx: Tx, scope: DashboardScope, start: date, end: d
         params,
     )
     result.categories = [
-        CategorySpend(category=category, amount=_money(amount), entries=int(count)) for category, count, amount in rows
+        CategorySpend(category=category, amount=_money(amount, base), entries=int(count))
+        for category, count, amount in rows
     ]
     result.categories.sort(key=lambda c: (-c.amount, c.category))
     result.spenders.sort(key=lambda o: (-o[1], o[0]))
@@ -386,13 +425,13 @@ async def kpi(tx: Tx, authorizer: Authorizer, viewer: User, months: int, base_cu
     scope = await scope_for(tx, authorizer, viewer)
     end = add_months(now.date(), 1)
     start = add_months(end, -months)
-    breakdown = await _approved_breakdown(tx, scope, start, end)
+    breakdown = await _approved_breakdown(tx, scope, start, end, base_currency)
     by_month = breakdown.by_month
     series: list[MonthTotals] = []
     for offset in range(months):
         month = add_months(start, offset)
-        revenue = by_month.get((month, "revenue"), ZERO)
-        expenses = by_month.get((month, "expense"), ZERO)
+        revenue = by_month.get((month, "revenue"), _money(0, base_currency))
+        expenses = by_month.get((month, "expense"), _money(0, base_currency))
         series.append(
             MonthTotals(month=month.strftime("%Y-%m"), revenue=revenue, expenses=expenses, net=revenue - expenses)
         )
@@ -406,8 +445,8 @@ async def kpi(tx: Tx, authorizer: Authorizer, viewer: User, months: int, base_cu
         start=start,
         end=date.fromordinal(end.toordinal() - 1),
         series=series,
-        totals=_totals(start, end, by_month),
-        pending=await pending_amounts(tx, scope),
+        totals=_totals(start, end, by_month, base_currency),
+        pending=await pending_amounts(tx, scope, base_currency),
         top_categories=breakdown.categories,
         top_spenders=await _top_spenders(tx, breakdown.spenders) if show_spenders else None,
         approval_cycle_time=cycle,

@@ -3,6 +3,12 @@
 Amounts count approved entries only (the ledger lists every entry and totals the approved ones). Money is
 `Decimal` from NUMERIC columns all the way to the renderers. The data is limited to the scope decided when the
 report was requested (`Visibility.as_scope()`), narrowed further by the report's filters.
+
+Every amount added up is an entry's base amount (`base_amount`, locked at submit), never its original: originals in
+different currencies do not add. A report may be presented in another currency: each entry's base amount is then
+converted at the rate of its own locked rate date (`Presentation`), rounded half-up per entry, and those add up.
+Reports that total money also carry a "By currency" section: per currency (and kind) the count, the originals'
+total, the base total (and the presented total).
 """
 
 from __future__ import annotations
@@ -10,22 +16,40 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Date, Select, and_, case, cast, func, literal_column, select, true
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Date,
+    Numeric,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from core.db import Tx
+from domain.errors import ValidationFailed
+from domain.fx.rates import Source, rates_on
 from domain.models import ApprovalRequest, ApprovalStep, Entry, EntryKind, EntryStatus, User
-from domain.money import CENT
+from domain.money import CENT, in_minor_units, minor_units
 from domain.reports.schemas import ReportFilters, ReportType
 
 Cell = str | int | Decimal | date | None
+_S = TypeVar("_S", bound=Select[*tuple[Any, ...]])
 Row = tuple[Cell, ...]
 
 APPROVED_BASIS = "Amounts count approved entries only."
@@ -40,12 +64,60 @@ AGING_BASIS = (
 class Column:
     key: str
     label: str
-    kind: str = "text"  # text | money | int | date | month | hours | percent
+    # text | money (in `currency`, printed to its minor units) | amount (an original, already in its own
+    # currency's minor units: printed as it is) | int | date | month | hours | percent
+    kind: str = "text"
     width: float = 1.0  # relative width in the PDF (fixed table layout)
+    currency: str | None = None  # a money column's currency
 
     @property
     def numeric(self) -> bool:
-        return self.kind in {"money", "int", "hours", "percent"}
+        return self.kind in {"money", "amount", "int", "hours", "percent"}
+
+
+@dataclass
+class Section:
+    """A second, small table of a report (the "By currency" subtotals): its own columns, rows and totals."""
+
+    title: str
+    columns: list[Column]
+    rows: list[Row]
+    totals: list[Row]
+
+
+_SOURCE_NAMES = {Source.ECB: "ECB", Source.MANUAL: "manual", Source.BASE: "base"}
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """The currency a report's amounts are shown in: the base currency, or another one converted from base at each
+    entry's locked rate date (`rates`: units of `currency` per unit of `base`, by rate date)."""
+
+    base: str
+    currency: str
+    rates: dict[date, Decimal] = field(default_factory=dict)
+    sources: frozenset[str] = frozenset()
+
+    @property
+    def converting(self) -> bool:
+        return self.currency != self.base
+
+    @property
+    def places(self) -> int:
+        return minor_units(self.currency) or 0
+
+    def note(self) -> str:
+        """What the report's amounts are, printed in its header."""
+        if not self.converting:
+            return (
+                f"Amounts in {self.base}, the base currency; an entry in another currency counts at the rate locked "
+                "when it was submitted."
+            )
+        names = "/".join(sorted(_SOURCE_NAMES.get(source, source) for source in self.sources)) or "no"
+        return (
+            f"Amounts in {self.currency}, converted from {self.base} at each entry's rate date ({names} rates); "
+            f"originals and {self.base} amounts as locked when each entry was submitted."
+        )
 
 
 @dataclass
@@ -94,6 +166,13 @@ class ReportQuery:
     scope: ReportScope
     filters: ReportFilters = field(default_factory=ReportFilters)
     timezone: str = "UTC"
+    base_currency: str = "USD"
+    presentation_currency: str | None = None  # None: the base currency
+    max_stale_days: int = 7  # how old a rate may be on an entry's rate date (FX_MAX_STALE_DAYS)
+
+    @property
+    def presented(self) -> str:
+        return self.presentation_currency or self.base_currency
 
     def period_bounds(self) -> tuple[datetime, datetime]:
         """The period as [start, end) instants in the report's time zone (for timestamp columns)."""
@@ -104,20 +183,129 @@ class ReportQuery:
 
 
 class Dataset(ABC):
-    """Columns, rows in batches, then (once the rows are exhausted) totals and a chart."""
+    """Columns, rows in batches, then (once the rows are exhausted) totals, a chart and sections.
+
+    `columns` on the class are the report's shape in the base currency; an instance's columns say the currency its
+    money is in. Call `prepare` before the rows: it finds the conversion rates when the report is presented in
+    another currency (and refuses the report when one is missing)."""
 
     basis = APPROVED_BASIS
+    counts_money = True
+    money_kind: str | None = None  # the kind of entries counted (None: both)
 
     def __init__(self, query: ReportQuery) -> None:
         self.query = query
         self.totals: list[Row] = []
         self.chart: Chart | None = None
+        self.sections: list[Section] = []
+        self.presentation = Presentation(query.base_currency, query.presented)
+        self._rates: TableValuedAlias | None = None
+        self.columns = self.columns_for(self.presentation)
 
     columns: list[Column] = []
+
+    def columns_for(self, presentation: Presentation) -> list[Column]:
+        return [replace(c, currency=presentation.currency) if c.kind == "money" else c for c in type(self).columns]
 
     @abstractmethod
     def batches(self, tx: Tx, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
         """The report's rows, a batch at a time (an async generator)."""
+
+    def counted_conditions(self) -> list[ColumnElement[bool]]:
+        """The entries whose amounts the report adds up."""
+        return self.entry_conditions(self.money_kind)
+
+    def shown_conditions(self) -> list[ColumnElement[bool]]:
+        """The entries whose amounts the report shows (the ledger lists more than it counts)."""
+        return self.counted_conditions()
+
+    async def prepare(self, tx: Tx) -> None:
+        """Find the rate for each rate date of the entries shown (one query), when presenting in another currency:
+        422 naming the rate dates without one."""
+        presentation = self.presentation
+        if not self.counts_money or not presentation.converting:
+            return
+        days = list(
+            await tx.session.scalars(
+                select(Entry.rate_date)
+                .where(*self.shown_conditions(), Entry.rate_date.is_not(None))
+                .distinct()
+                .order_by(Entry.rate_date)
+            )
+        )
+        wanted = {(presentation.base, presentation.currency, day) for day in days if day is not None}
+        found = await rates_on(tx.sql, wanted, self.query.max_stale_days)
+        missing = [
+            day for day in days if day is not None and (presentation.base, presentation.currency, day) not in found
+        ]
+        if missing:
+            shown = ", ".join(day.isoformat() for day in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise ValidationFailed(
+                f"no exchange rate from {presentation.base} to {presentation.currency} for the rate date(s) {shown} "
+                f"(or up to {self.query.max_stale_days} days before): import the ECB rates, or add a manual rate",
+                field="presentation_currency",
+                reason="rate_missing",
+                missing_dates=[day.isoformat() for day in missing],
+            )
+        rates = {day: found[(presentation.base, presentation.currency, day)] for day in days if day is not None}
+        self.presentation = replace(
+            presentation,
+            rates={day: rate.rate for day, rate in rates.items()},
+            sources=frozenset(rate.source for rate in rates.values()),
+        )
+        self._rates = (
+            func.unnest(
+                bindparam("fx_days", list(rates), type_=ARRAY(Date)),
+                bindparam("fx_rates", [rate.rate for rate in rates.values()], type_=ARRAY(Numeric(28, 12))),
+            )
+            .table_valued("day", "rate")
+            .render_derived(name="fx_rate")
+        )
+
+    def presented_amount(self) -> ColumnElement[Decimal]:
+        """An entry's amount in the presentation currency: its base amount, or that converted at its rate date and
+        rounded half-up to the currency's minor units (amounts are positive: round() is half-up)."""
+        if self._rates is None:
+            return Entry.base_amount  # type: ignore[return-value]
+        return func.round(Entry.base_amount * self._rates.c.rate, self.presentation.places)
+
+    def with_rates(self, statement: _S) -> _S:
+        """The statement joined to the rates `presented_amount` reads (when converting)."""
+        if self._rates is None:
+            return statement
+        return statement.outerjoin(self._rates, self._rates.c.day == Entry.rate_date)
+
+    async def currency_section(self, tx: Tx) -> Section:
+        """Per currency and kind of the entries counted: how many, the originals' total, the base total (and the
+        presented total)."""
+        presentation = self.presentation
+        presented = func.sum(self.presented_amount())
+        statement = self.with_rates(
+            select(
+                Entry.currency, Entry.kind, func.count(), func.sum(Entry.amount), func.sum(Entry.base_amount), presented
+            )
+            .where(*self.counted_conditions())
+            .group_by(Entry.currency, Entry.kind)
+            .order_by(Entry.kind.desc(), Entry.currency)
+        )
+        columns = [
+            Column("currency", "Currency", "text", 1.0),
+            Column("kind", "Kind", "text", 1.0),
+            Column("entries", "Entries", "int", 1.0),
+            Column("original_total", "Original total", "amount", 1.5),
+            Column("base_total", f"Total in {presentation.base}", "money", 1.5, presentation.base),
+        ]
+        if presentation.converting:
+            columns.append(
+                Column("presented_total", f"Total in {presentation.currency}", "money", 1.5, presentation.currency)
+            )
+        rows: list[Row] = []
+        for currency, kind, n, original, base, converted in (await tx.session.execute(statement)).all():
+            row: Row = (currency, kind, int(n), in_minor_units(original, currency), base)
+            rows.append((*row, converted) if presentation.converting else row)
+        # No grand total: revenue and expenses do not add, and the report's own totals give each kind's.
+        totals: list[Row] = []
+        return Section("By currency", columns, rows, totals)
 
     # shared WHERE clauses for entry-based reports
     def entry_conditions(self, kind: str | None, approved_only: bool = True) -> list[ColumnElement[bool]]:
@@ -172,9 +360,9 @@ class ProfitAndLoss(SummaryDataset):
 
     async def all_rows(self, tx: Tx) -> list[Row]:
         month = cast(func.date_trunc("month", Entry.entry_date), Date)
-        statement = (
-            select(month, Entry.kind, func.sum(Entry.amount))
-            .where(*self.entry_conditions(None))
+        statement = self.with_rates(
+            select(month, Entry.kind, func.sum(self.presented_amount()))
+            .where(*self.counted_conditions())
             .group_by(month, Entry.kind)
         )
         sums: dict[tuple[date, str], Decimal] = {}
@@ -196,10 +384,12 @@ class ProfitAndLoss(SummaryDataset):
             [first.strftime("%Y-%m") for first in _months(self.query.period_from, self.query.period_to)],
             [("Revenue", revenue_series), ("Expenses", expense_series)],
         )
+        self.sections = [await self.currency_section(tx)]
         return rows
 
 
 class ExpensesByCategory(SummaryDataset):
+    money_kind = EntryKind.EXPENSE.value
     columns = [
         Column("category", "Category", "text", 3.0),
         Column("entries", "Entries", "int", 1.0),
@@ -208,10 +398,10 @@ class ExpensesByCategory(SummaryDataset):
     ]
 
     async def all_rows(self, tx: Tx) -> list[Row]:
-        amount = func.sum(Entry.amount)
-        statement = (
+        amount = func.sum(self.presented_amount())
+        statement = self.with_rates(
             select(Entry.category, func.count(), amount)
-            .where(*self.entry_conditions(EntryKind.EXPENSE.value))
+            .where(*self.counted_conditions())
             .group_by(Entry.category)
             .order_by(amount.desc(), Entry.category)
         )
@@ -221,6 +411,7 @@ class ExpensesByCategory(SummaryDataset):
         rows: list[Row] = [(category, int(n), value, _share(value, total)) for category, n, value in found]
         self.totals = [("Total", count, total, Decimal("100.00") if total else Decimal("0.00"))]
         self.chart = Chart("Expenses by category", [str(r[0]) for r in found], [("Expenses", [r[2] for r in found])])
+        self.sections = [await self.currency_section(tx)]
         return rows
 
 
@@ -231,6 +422,7 @@ def _share(value: Decimal, total: Decimal) -> Decimal:
 
 
 class ExpensesByOwner(SummaryDataset):
+    money_kind = EntryKind.EXPENSE.value
     columns = [
         Column("owner", "Owner", "text", 2.5),
         Column("username", "Username", "text", 1.5),
@@ -239,11 +431,11 @@ class ExpensesByOwner(SummaryDataset):
     ]
 
     async def all_rows(self, tx: Tx) -> list[Row]:
-        amount = func.sum(Entry.amount)
-        statement = (
+        amount = func.sum(self.presented_amount())
+        statement = self.with_rates(
             select(User.full_name, User.username, func.count(Entry.id), amount)
             .join(User, User.id == Entry.owner_id)
-            .where(*self.entry_conditions(EntryKind.EXPENSE.value))
+            .where(*self.counted_conditions())
             .group_by(User.id, User.full_name, User.username)
             .order_by(amount.desc(), User.username)
         )
@@ -251,10 +443,12 @@ class ExpensesByOwner(SummaryDataset):
         rows: list[Row] = [(name, username, int(n), value) for name, username, n, value in found]
         self.totals = [("Total", "", sum(int(r[2]) for r in found), _sum([r[3] for r in found]))]
         self.chart = Chart("Expenses by owner", [str(r[1]) for r in found], [("Expenses", [r[3] for r in found])])
+        self.sections = [await self.currency_section(tx)]
         return rows
 
 
 class RevenueByCategory(SummaryDataset):
+    money_kind = EntryKind.REVENUE.value
     columns = [
         Column("category", "Category", "text", 2.0),
         Column("source", "Source", "text", 2.0),
@@ -264,9 +458,9 @@ class RevenueByCategory(SummaryDataset):
 
     async def all_rows(self, tx: Tx) -> list[Row]:
         source = func.coalesce(Entry.source, "")
-        statement = (
-            select(Entry.category, source, func.count(), func.sum(Entry.amount))
-            .where(*self.entry_conditions(EntryKind.REVENUE.value))
+        statement = self.with_rates(
+            select(Entry.category, source, func.count(), func.sum(self.presented_amount()))
+            .where(*self.counted_conditions())
             .group_by(Entry.category, source)
             .order_by(Entry.category, source)
         )
@@ -277,11 +471,13 @@ class RevenueByCategory(SummaryDataset):
             by_category[category] += value
         self.totals = [("Total", "", sum(int(r[2]) for r in found), _sum([r[3] for r in found]))]
         self.chart = Chart("Revenue by category", list(by_category), [("Revenue", list(by_category.values()))])
+        self.sections = [await self.currency_section(tx)]
         return rows
 
 
 class ApprovalAging(SummaryDataset):
     basis = AGING_BASIS
+    counts_money = False
     columns = [
         Column("level", "Step level", "int", 1.0),
         Column("steps", "Steps", "int", 1.0),
@@ -359,9 +555,29 @@ class Ledger(Dataset):
         Column("description", "Description", "text", 2.0),
         Column("owner", "Owner", "text", 1.1),
         Column("status", "Status", "text", 1.1),
-        Column("amount", "Amount", "money", 1.2),
+        Column("amount", "Amount", "amount", 1.2),
+        Column("currency", "Currency", "text", 0.8),
+        Column("base_amount", "Base amount", "money", 1.2),
         Column("approval_trail", "Approval trail", "text", 3.0),
     ]
+    AMOUNT, CURRENCY, BASE = 8, 9, 10  # positions in a row
+
+    def columns_for(self, presentation: Presentation) -> list[Column]:
+        """The original (amount and currency) and the base amount; when presented in another currency, that too."""
+        columns = list(type(self).columns)
+        columns[self.BASE] = replace(
+            columns[self.BASE], label=f"Amount in {presentation.base}", currency=presentation.base
+        )
+        if presentation.converting:
+            presented = Column("presented_amount", f"Amount in {presentation.currency}", "money", 1.2)
+            columns.insert(self.BASE + 1, replace(presented, currency=presentation.currency))
+        return columns
+
+    def counted_conditions(self) -> list[ColumnElement[bool]]:
+        return self.entry_conditions(self.query.filters.kind)
+
+    def shown_conditions(self) -> list[ColumnElement[bool]]:
+        return self.entry_conditions(self.query.filters.kind, approved_only=False)
 
     def statement(self) -> Select[*tuple[Any, ...]]:
         approver = aliased(User)
@@ -405,8 +621,10 @@ class Ledger(Dataset):
             .correlate(Entry)
             .scalar_subquery()
         )
-        conditions = self.entry_conditions(self.query.filters.kind, approved_only=False)
-        return (
+        amounts: list[ColumnElement[Any]] = [Entry.amount, Entry.currency, Entry.base_amount]  # type: ignore[list-item]
+        if self.presentation.converting:
+            amounts.append(self.presented_amount())
+        return self.with_rates(
             select(
                 Entry.id,
                 Entry.entry_date,
@@ -416,38 +634,51 @@ class Ledger(Dataset):
                 Entry.description,
                 User.username,
                 Entry.status,
-                Entry.amount,
+                *amounts,
                 func.coalesce(trail, ""),
             )
             .join(User, User.id == Entry.owner_id)
-            .where(*conditions)
+            .where(*self.shown_conditions())
             .order_by(Entry.entry_date, Entry.id)
         )
 
     async def batches(self, tx: Tx, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
-        revenue = Decimal("0.00")
-        expenses = Decimal("0.00")
-        monthly: dict[date, list[Decimal]] = {first: [Decimal("0.00"), Decimal("0.00")] for first in self._months()}
+        amount_at, currency_at, base_at = self.AMOUNT, self.CURRENCY, self.BASE
+        counted_at = base_at + 1 if self.presentation.converting else base_at  # the amount the totals add
+        zero = Decimal("0")
+        revenue = [zero, zero]  # base, presented
+        expenses = [zero, zero]
+        monthly: dict[date, list[Decimal]] = {first: [zero, zero] for first in self._months()}
         result = await tx.session.stream(self.statement().execution_options(yield_per=batch_size))
         async for partition in result.partitions(batch_size):
             batch: list[Row] = []
             for row in partition:
-                values: Row = tuple(row)
+                # The original as its currency writes it (NUMERIC(19, 4) keeps four places: JPY 1250, not 1250.0000).
+                values: Row = (*row[:amount_at], in_minor_units(row[amount_at], row[currency_at]), *row[currency_at:])
                 batch.append(values)
                 if row[7] == EntryStatus.APPROVED.value:
-                    bucket = monthly.setdefault(row[1].replace(day=1), [Decimal("0.00"), Decimal("0.00")])
+                    bucket = monthly.setdefault(row[1].replace(day=1), [zero, zero])
+                    counted = row[counted_at]
                     if row[2] == EntryKind.REVENUE.value:
-                        revenue += row[8]
-                        bucket[0] += row[8]
+                        revenue[0] += row[base_at]
+                        revenue[1] += counted
+                        bucket[0] += counted
                     else:
-                        expenses += row[8]
-                        bucket[1] += row[8]
+                        expenses[0] += row[base_at]
+                        expenses[1] += counted
+                        bucket[1] += counted
             yield batch
-        blank: tuple[None, ...] = (None,) * 7
+        blank: tuple[None, ...] = (None,) * (base_at - 1)
+        trail: tuple[None, ...] = (None,)
+
+        def total(label: str, base: Decimal, presented: Decimal) -> Row:
+            money: Row = (base, presented) if self.presentation.converting else (base,)
+            return (label, *blank, *money, *trail)
+
         self.totals = [
-            ("Approved revenue", *blank, revenue, None),
-            ("Approved expenses", *blank, expenses, None),
-            ("Net (approved)", *blank, revenue - expenses, None),
+            total("Approved revenue", revenue[0], revenue[1]),
+            total("Approved expenses", expenses[0], expenses[1]),
+            total("Net (approved)", revenue[0] - expenses[0], revenue[1] - expenses[1]),
         ]
         months = sorted(monthly)
         self.chart = Chart(
@@ -455,6 +686,7 @@ class Ledger(Dataset):
             [first.strftime("%Y-%m") for first in months],
             [("Revenue", [monthly[m][0] for m in months]), ("Expenses", [monthly[m][1] for m in months])],
         )
+        self.sections = [await self.currency_section(tx)]
 
     def _months(self) -> list[date]:
         return _months(self.query.period_from, self.query.period_to)

@@ -1,8 +1,11 @@
 """Writers for each format. Rows arrive in batches and are written as they come, so memory stays flat for CSV,
 XLSX (rust_xlsxwriter in constant-memory mode) and JSON. The PDF needs the whole table for layout and is capped.
 
-Every format prints the same Decimal values: CSV, JSON and PDF as plain decimal strings with two places, XLSX as
-typed numeric cells (an XLSX number is a binary double by the file format; two-place amounts read back exactly).
+Every format prints the same Decimal values: CSV, JSON and PDF as plain decimal strings with their currency's minor
+units (JPY none, USD two, BHD three; an entry's original in its own currency's), XLSX as typed numeric cells with a
+number format of those places (an XLSX number is a binary double by the file format; such amounts read back exactly).
+A report's sections (the "By currency" subtotals) follow its table: in CSV after a blank row, in JSON under
+"sections", in XLSX on a sheet of their own, in the PDF as a second table.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -18,9 +22,9 @@ from typing import IO, Any, Protocol
 
 from core.settings import PROJECT_ROOT
 from domain.errors import ValidationFailed
-from domain.money import CENT
+from domain.money import CENT, MAX_PLACES, minor_units, money_str, places_of
 from domain.reports.charts import bar_chart_svg
-from domain.reports.datasets import Chart, Column, Row
+from domain.reports.datasets import Chart, Column, Row, Section
 from domain.reports.schemas import ReportFormat
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates" / "reports"
@@ -42,7 +46,9 @@ class ReportMeta:
     scope: str
     generated_at: datetime
     basis: str
-    currency: str
+    currency: str  # the currency the amounts are presented in
+    base_currency: str = ""
+    currency_note: str = ""  # what the amounts are (base, or converted from base at each entry's rate date)
 
     @property
     def period(self) -> str:
@@ -72,6 +78,10 @@ def cell_text(column: Column, value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
+        if column.kind == "amount":  # an original, already in its currency's minor units
+            return format(value, "f")
+        if column.kind == "money" and column.currency is not None:
+            return money_str(value, column.currency)
         return format(value.quantize(CENT), "f")
     return str(value)
 
@@ -84,9 +94,16 @@ def _json_cell(column: Column, value: Any) -> Any:
     return cell_text(column, value)
 
 
+def _json_column(column: Column) -> dict[str, Any]:
+    described: dict[str, Any] = {"key": column.key, "label": column.label, "kind": column.kind}
+    if column.currency is not None:
+        described["currency"] = column.currency
+    return described
+
+
 class Renderer(Protocol):
     def write(self, rows: list[Row]) -> None: ...
-    def finish(self, totals: list[Row], chart: Chart | None) -> None: ...
+    def finish(self, totals: list[Row], chart: Chart | None, sections: Sequence[Section] = ()) -> None: ...
 
 
 class CsvRenderer:
@@ -96,8 +113,8 @@ class CsvRenderer:
         self.writer = csv.writer(self.handle)
         self.writer.writerow([column.label for column in columns])
 
-    def write(self, rows: list[Row]) -> None:
-        columns = self.columns
+    def write(self, rows: list[Row], columns: list[Column] | None = None) -> None:
+        columns = columns or self.columns
         self.writer.writerows(
             [
                 spreadsheet_text(value) if isinstance(value, str) else cell_text(columns[i], value)
@@ -106,13 +123,16 @@ class CsvRenderer:
             for row in rows
         )
 
-    def finish(self, totals: list[Row], chart: Chart | None) -> None:
+    def finish(self, totals: list[Row], chart: Chart | None, sections: Sequence[Section] = ()) -> None:
         self.write(totals)
+        for section in sections:  # after a blank row: the title, the header, the rows
+            self.writer.writerows([[], [section.title], [column.label for column in section.columns]])
+            self.write(section.rows + section.totals, section.columns)
         self.handle.close()
 
 
 class JsonRenderer:
-    """Streams `{"report": ..., "columns": [...], "rows": [...], "totals": [...]}` row by row."""
+    """Streams `{"report": ..., "columns": [...], "rows": [...], "totals": [...], "sections": [...]}` row by row."""
 
     def __init__(self, path: Path, meta: ReportMeta, columns: list[Column]) -> None:
         self.columns = columns
@@ -126,14 +146,16 @@ class JsonRenderer:
             "generated_at": meta.generated_at.isoformat(),
             "basis": meta.basis,
             "currency": meta.currency,
+            "base_currency": meta.base_currency,
+            "currency_note": meta.currency_note,
         }
-        described = [{"key": c.key, "label": c.label, "kind": c.kind} for c in columns]
+        described = [_json_column(c) for c in columns]
         self.handle.write('{"report": ' + json.dumps(header) + ', "columns": ' + json.dumps(described))
         self.handle.write(', "rows": [')
         self.first = True
 
-    def _objects(self, rows: list[Row]) -> list[str]:
-        columns = self.columns
+    def _objects(self, rows: list[Row], columns: list[Column] | None = None) -> list[str]:
+        columns = columns or self.columns
         return [
             json.dumps({columns[i].key: _json_cell(columns[i], value) for i, value in enumerate(row)}) for row in rows
         ]
@@ -145,8 +167,15 @@ class JsonRenderer:
         self.handle.write(("\n" if self.first else ",\n") + text)
         self.first = False
 
-    def finish(self, totals: list[Row], chart: Chart | None) -> None:
-        self.handle.write('\n], "totals": [' + ",\n".join(self._objects(totals)) + "]}\n")
+    def finish(self, totals: list[Row], chart: Chart | None, sections: Sequence[Section] = ()) -> None:
+        self.handle.write('\n], "totals": [' + ",\n".join(self._objects(totals)))
+        described = []
+        for section in sections:
+            columns = [_json_column(c) for c in section.columns]
+            rows = [json.loads(text) for text in self._objects(section.rows, section.columns)]
+            totals_of = [json.loads(text) for text in self._objects(section.totals, section.columns)]
+            described.append({"title": section.title, "columns": columns, "rows": rows, "totals": totals_of})
+        self.handle.write('], "sections": ' + json.dumps(described) + "}\n")
         self.handle.close()
 
 
@@ -164,6 +193,10 @@ _XLSX_NUMBER_FORMATS = {
     "month": "yyyy-mm",
 }
 _XLSX_MAX_TEXT = 32_767  # Excel's limit for one cell, in UTF-16 code units
+
+
+def _money_format(places: int) -> str:
+    return "#,##0" + ("." + "0" * places if places else "")
 
 
 def _clipped(text: str) -> str:
@@ -187,19 +220,32 @@ class XlsxRenderer:
         self.book.set_tempdir(str(path.parent))
         self.book.use_zip_large_file(True)  # sizes are unknown while rows stream: allow a sheet over 4 GiB
         self.book.set_properties(title=meta.title, subject=meta.period, comments=meta.basis)
-        plain = {kind: self.book.add_format().set_num_format(code) for kind, code in _XLSX_NUMBER_FORMATS.items()}
-        bold = {
-            kind: self.book.add_format().set_num_format(code).set_bold() for kind, code in _XLSX_NUMBER_FORMATS.items()
-        }
+        self._formats: dict[tuple[str, bool], Any] = {}
         self.bold_text = self.book.add_format().set_bold()
-        self.plain = [plain.get(column.kind) for column in columns]
-        self.bold = [bold.get(column.kind, self.bold_text) for column in columns]
+        self.plain = [self._format_of(column, False) for column in columns]
+        self.bold = [self._format_of(column, True) or self.bold_text for column in columns]
         self.sheet = self.book.add_worksheet("Report", constant_memory=True)
         for index, column in enumerate(columns):
             self.sheet.set_column_width(index, max(10, min(60, int(column.width * 12))))
         self.row = 0
         self._write_rows([tuple(column.label for column in columns)], bold=True)
         self._about_sheet(meta)
+
+    def _format(self, code: str, bold: bool) -> Any:
+        if (code, bold) not in self._formats:
+            made = self.book.add_format().set_num_format(code)
+            self._formats[(code, bold)] = made.set_bold() if bold else made
+        return self._formats[(code, bold)]
+
+    def _format_of(self, column: Column, bold: bool) -> Any:
+        """A column's number format: a money column's its currency's places; an original amount's by the places of
+        each value (a dict by places: they differ row by row)."""
+        if column.kind == "amount":
+            return {places: self._format(_money_format(places), bold) for places in range(MAX_PLACES + 1)}
+        if column.kind == "money" and column.currency is not None:
+            return self._format(_money_format(minor_units(column.currency) or 0), bold)
+        code = _XLSX_NUMBER_FORMATS.get(column.kind)
+        return self._format(code, bold) if code is not None else None
 
     def _about_sheet(self, meta: ReportMeta) -> None:
         about = self.book.add_worksheet("About")
@@ -211,7 +257,8 @@ class XlsxRenderer:
             ("Scope", meta.scope),
             ("Generated at", meta.generated_at.isoformat(timespec="seconds")),
             ("Basis", meta.basis),
-            ("Currency", meta.currency),
+            ("Currency", meta.currency_note or meta.currency),
+            ("Base currency", meta.base_currency or meta.currency),
             ("Report id", meta.report_id),
         ]
         for number, (label, value) in enumerate(facts):
@@ -239,7 +286,10 @@ class XlsxRenderer:
                     continue
                 elif isinstance(value, Decimal):
                     if value.is_finite():
-                        write(number, index, float(value), formats[index])
+                        style = formats[index]
+                        if isinstance(style, dict):  # an original amount: its own currency's places
+                            style = style[min(places_of(value), MAX_PLACES)]
+                        write(number, index, float(value), style)
                     else:
                         write(number, index, str(value), text)
                 elif isinstance(value, int):  # bool too: written as a boolean cell
@@ -256,9 +306,35 @@ class XlsxRenderer:
     def write(self, rows: list[Row]) -> None:
         self._write_rows(rows)
 
-    def finish(self, totals: list[Row], chart: Chart | None) -> None:
+    def finish(self, totals: list[Row], chart: Chart | None, sections: Sequence[Section] = ()) -> None:
         self._write_rows(totals, bold=True)
+        for section in sections:
+            self._section_sheet(section)
         self.book.close(str(self.path))
+
+    def _section_sheet(self, section: Section) -> None:
+        """A section on a sheet of its own, header in row 1, like the Report sheet (a few rows: no streaming)."""
+        sheet = self.book.add_worksheet(section.title[:31])
+        for index, column in enumerate(section.columns):
+            sheet.set_column_width(index, max(10, min(60, int(column.width * 12))))
+            sheet.write(0, index, column.label, self.bold_text)
+        plain = [self._format_of(column, False) for column in section.columns]
+        bold = [self._format_of(column, True) or self.bold_text for column in section.columns]
+        for number, row in enumerate(section.rows + section.totals, start=1):
+            formats = bold if number > len(section.rows) else plain
+            for index, value in enumerate(row):
+                if value is None:
+                    continue
+                if isinstance(value, str):
+                    sheet.write(number, index, _clipped(value), self.bold_text if formats is bold else None)
+                    continue
+                style = formats[index]
+                if isinstance(value, Decimal):
+                    if isinstance(style, dict):
+                        style = style[min(places_of(value), MAX_PLACES)]
+                    sheet.write(number, index, float(value), style)
+                else:
+                    sheet.write(number, index, value, style)
 
 
 # The PDF table is a monospaced listing: each row is one preformatted cell whose columns are padded (and long
@@ -335,6 +411,51 @@ def _line_up(cells: list[str], widths: list[int], numeric: list[bool]) -> str:
     return "\n".join(out)
 
 
+def _total_cells(columns: list[Column], totals: list[Row]) -> list[tuple[int, list[str]]]:
+    """Totals with their label spanning the empty cells after it, so a long label never wraps in a narrow column:
+    (span, [label, cells after the span])."""
+    shaped = []
+    for row in totals:
+        texts = [cell_text(columns[i], value) for i, value in enumerate(row)]
+        span = 1
+        while span < len(texts) and texts[span] == "" and not columns[span].numeric:
+            span += 1
+        shaped.append((span, [texts[0], *texts[span:]]))
+    return shaped
+
+
+def make_listing(columns: list[Column], rows: list[list[str]], totals: list[Row], available: int) -> Listing:
+    """A table as aligned monospaced text `available` characters wide."""
+    numeric = [column.numeric for column in columns]
+    labels = [column.label for column in columns]
+    natural = [len(label) for label in labels]
+    for row in rows:
+        for index, text in enumerate(row):
+            if len(text) > natural[index]:
+                natural[index] = len(text)
+    # Numbers and dates never wrap; a text column keeps room for its header's longest word.
+    minimum = [
+        n if column.numeric or column.kind in {"date", "month"} else min(n, max([6, *map(len, column.label.split())]))
+        for n, column in zip(natural, columns, strict=True)
+    ]
+    shaped = _total_cells(columns, totals)
+    for span, cells in shaped:  # a total's figures must fit their columns; its label may wrap over the span
+        for index, text in zip(range(span, len(columns)), cells[1:], strict=True):
+            natural[index] = max(natural[index], len(text))
+            minimum[index] = max(minimum[index], len(text)) if numeric[index] else minimum[index]
+    widths = column_widths(columns, natural, minimum, available)
+    total_lines = []
+    for span, cells in shaped:
+        spanned = sum(widths[:span]) + COLUMN_GAP * (span - 1)
+        total_lines.append(_line_up(cells, [spanned, *widths[span:]], [False, *numeric[span:]]))
+    return Listing(
+        header=_line_up(labels, widths, numeric),
+        rows=[_line_up(row, widths, numeric) for row in rows],
+        totals=total_lines,
+        width=available,
+    )
+
+
 class PdfRenderer:
     """Jinja2 + WeasyPrint: header facts, an inline SVG chart, the table with totals, page numbers."""
 
@@ -355,69 +476,40 @@ class PdfRenderer:
         columns = self.columns
         self.rows.extend([cell_text(columns[i], value) for i, value in enumerate(row)] for row in rows)
 
-    def _total_cells(self, totals: list[Row]) -> list[tuple[int, list[str]]]:
-        """Totals with their label spanning the empty cells after it, so a long label never wraps in a narrow
-        column: (span, [label, cells after the span])."""
-        shaped = []
-        for row in totals:
-            texts = [cell_text(self.columns[i], value) for i, value in enumerate(row)]
-            span = 1
-            while span < len(texts) and texts[span] == "" and not self.columns[span].numeric:
-                span += 1
-            shaped.append((span, [texts[0], *texts[span:]]))
-        return shaped
-
     def listing(self, totals: list[Row]) -> Listing:
-        columns = self.columns
-        numeric = [column.numeric for column in columns]
-        labels = [column.label for column in columns]
-        natural = [len(label) for label in labels]
-        for row in self.rows:
-            for index, text in enumerate(row):
-                if len(text) > natural[index]:
-                    natural[index] = len(text)
-        # Numbers and dates never wrap; a text column keeps room for its header's longest word.
-        minimum = [
-            n
-            if column.numeric or column.kind in {"date", "month"}
-            else min(n, max([6, *map(len, column.label.split())]))
-            for n, column in zip(natural, columns, strict=True)
-        ]
-        shaped = self._total_cells(totals)
-        for span, cells in shaped:  # a total's figures must fit their columns; its label may wrap over the span
-            for index, text in zip(range(span, len(columns)), cells[1:], strict=True):
-                natural[index] = max(natural[index], len(text))
-                minimum[index] = max(minimum[index], len(text)) if numeric[index] else minimum[index]
-        available = listing_chars(self.landscape)
-        widths = column_widths(columns, natural, minimum, available)
-        total_lines = []
-        for span, cells in shaped:
-            spanned = sum(widths[:span]) + COLUMN_GAP * (span - 1)
-            total_lines.append(_line_up(cells, [spanned, *widths[span:]], [False, *numeric[span:]]))
-        return Listing(
-            header=_line_up(labels, widths, numeric),
-            rows=[_line_up(row, widths, numeric) for row in self.rows],
-            totals=total_lines,
-            width=available,
-        )
+        return make_listing(self.columns, self.rows, totals, listing_chars(self.landscape))
 
-    def html(self, totals: list[Row], chart: Chart | None) -> str:
+    def html(self, totals: list[Row], chart: Chart | None, sections: Sequence[Section] = ()) -> str:
         from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+        available = listing_chars(self.landscape)
+        extra = [
+            (
+                section.title,
+                make_listing(
+                    section.columns,
+                    [[cell_text(section.columns[i], v) for i, v in enumerate(row)] for row in section.rows],
+                    section.totals,
+                    available,
+                ),
+            )
+            for section in sections
+        ]
         environment = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
         return environment.get_template("report.html").render(
             meta=self.meta,
             listing=self.listing(totals),
             chart_svg=bar_chart_svg(chart) if chart is not None else None,
+            sections=extra,
             landscape=self.landscape,
             font_pt=_FONT_PT[self.landscape],
             rows_per_box=ROWS_PER_BOX,
         )
 
-    def finish(self, totals: list[Row], chart: Chart | None) -> None:
+    def finish(self, totals: list[Row], chart: Chart | None, sections: Sequence[Section] = ()) -> None:
         from weasyprint import HTML
 
-        HTML(string=self.html(totals, chart), base_url=str(TEMPLATES_DIR)).write_pdf(str(self.path))
+        HTML(string=self.html(totals, chart, sections), base_url=str(TEMPLATES_DIR)).write_pdf(str(self.path))
 
 
 def open_renderer(format: ReportFormat, path: Path, meta: ReportMeta, columns: list[Column]) -> Renderer:

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from domain.money import is_currency
+
 
 class ReportType(StrEnum):
     PNL = "pnl"
@@ -90,6 +92,15 @@ class Period(BaseModel):
     to: _ReportDate
 
 
+def _check_currency(value: str | None) -> str | None:
+    if value is None:
+        return None
+    code = value.strip().upper()
+    if not is_currency(code):
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code with minor units (such as EUR, GBP, JPY)")
+    return code
+
+
 class ReportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -97,6 +108,22 @@ class ReportRequest(BaseModel):
     format: ReportFormat
     period: Period
     filters: ReportFilters = Field(default_factory=ReportFilters)
+    presentation_currency: str | None = Field(
+        default=None,
+        max_length=3,
+        description="show the amounts in this currency (ISO 4217), converted from the base currency at each entry's "
+        "locked rate date; default the base currency",
+        examples=["GBP"],
+    )
+
+    @field_validator("presentation_currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        return _check_currency(value)
+
+
+# Where a report row keeps its presentation currency: beside the filters, in the same JSON (no column of its own).
+PRESENTATION_KEY = "presentation_currency"
 
 
 class ReportOut(BaseModel):
@@ -106,6 +133,10 @@ class ReportOut(BaseModel):
     period: dict[str, date]
     filters: dict[str, Any]
     scope: dict[str, Any]
+    base_currency: str | None = Field(default=None, description="the books' currency: every total is in it")
+    presentation_currency: str | None = Field(
+        default=None, description="the currency the amounts are shown in, when not the base currency"
+    )
     status: str
     rows: int | None
     progress_rows: int | None = Field(default=None, description="rows processed so far (while running)")

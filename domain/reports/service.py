@@ -15,9 +15,17 @@ from core.settings import ReportSettings
 from domain.audit.service import AuditContext, record
 from domain.auth import rate_limits
 from domain.errors import Forbidden, NotFound, ValidationFailed
+from domain.fx.rates import Terms
 from domain.models import Report, User
-from domain.reports.datasets import ReportScope
-from domain.reports.schemas import ReportFilters, ReportFormat, ReportRequest, ReportStatus, ReportType
+from domain.reports.datasets import ReportQuery, ReportScope, dataset_for
+from domain.reports.schemas import (
+    PRESENTATION_KEY,
+    ReportFilters,
+    ReportFormat,
+    ReportRequest,
+    ReportStatus,
+    ReportType,
+)
 from domain.users.visibility import Visibility
 
 
@@ -90,10 +98,32 @@ async def request_report(
     visibility: Visibility,
     request: ReportRequest,
     audit: AuditContext,
+    *,
+    fx: Terms | None = None,
 ) -> Report:
-    """Validate and record a report request (status queued). The caller starts the workflow after commit."""
+    """Validate and record a report request (status queued). The caller starts the workflow after commit.
+
+    With `fx` (the books' terms), a report in another presentation currency is refused here (422 naming the rate
+    dates) when a rate it needs is missing, rather than failing later in the workflow."""
     check_period(settings, request.period.from_, request.period.to)
     check_filters(visibility, request.type, request.filters)
+    presentation = request.presentation_currency
+    if fx is not None and presentation is not None and presentation != fx.base:
+        query = ReportQuery(
+            request.type,
+            request.period.from_,
+            request.period.to,
+            ReportScope.from_dict(visibility.as_scope()),
+            request.filters,
+            settings.timezone,
+            base_currency=fx.base,
+            presentation_currency=presentation,
+            max_stale_days=fx.max_stale_days,
+        )
+        await dataset_for(query).prepare(tx)
+    options = request.filters.model_dump(exclude_defaults=True)
+    if presentation is not None:
+        options[PRESENTATION_KEY] = presentation
     # Each report costs a workflow and a render over the whole period: a per-user budget keeps one caller (or a
     # stolen token) from flooding the reports worker. A refused request rolls its own count back.
     await rate_limits.hit(tx, report_request_limit(settings), f"user:{user.id}")
@@ -105,7 +135,7 @@ async def request_report(
         format=request.format.value,
         period_from=request.period.from_,
         period_to=request.period.to,
-        filters=request.filters.model_dump(exclude_defaults=True),
+        filters=options,
         scope=visibility.as_scope(),
         status=ReportStatus.QUEUED.value,
         workflow_id=f"report-{report_id}",
@@ -291,9 +321,16 @@ async def forget_files(tx: Tx, report_ids: list[uuid.UUID]) -> None:
 
 
 def report_query_parts(report: Report) -> tuple[ReportType, ReportFormat, ReportFilters, ReportScope]:
+    filters = {key: value for key, value in (report.filters or {}).items() if key != PRESENTATION_KEY}
     return (
         ReportType(report.type),
         ReportFormat(report.format),
-        ReportFilters.model_validate(report.filters or {}),
+        ReportFilters.model_validate(filters),
         ReportScope.from_dict(report.scope or {}),
     )
+
+
+def presentation_of(report: Report) -> str | None:
+    """The currency the report was asked in (None: the base currency)."""
+    value = (report.filters or {}).get(PRESENTATION_KEY)
+    return str(value) if value else None

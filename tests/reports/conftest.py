@@ -101,10 +101,17 @@ class KnownData:
 
 
 def _entry(owner: TestUser, kind: str, amount: str, day: date, category: str, status: str, party: str = "") -> Entry:
+    """A USD entry in USD books: submitted ones carry the base amount a submit locks (rate 1)."""
+    locked = status != "draft"
     return Entry(
         kind=kind,
         amount=Decimal(amount),
         currency="USD",
+        base_currency="USD" if locked else None,
+        fx_rate=Decimal(1) if locked else None,
+        rate_date=day if locked else None,
+        rate_source="base" if locked else None,
+        base_amount=Decimal(amount) if locked else None,
         category=category,
         description=f"{category} {amount}",
         entry_date=day,

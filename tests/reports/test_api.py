@@ -79,7 +79,7 @@ async def test_a_managers_report_covers_their_subtree(api: httpx.AsyncClient, kn
     assert ledger.headers["content-type"].startswith("text/csv")
     _, rows = csv_table(ledger.content)
     assert {row[6] for row in rows[:-3]} == {known.alice.username, known.bob.username}  # not Carol
-    assert [row[8] for row in rows[-3:]] == ["3500.25", "600.49", "2899.76"]
+    assert [row[10] for row in rows[-3:]] == ["3500.25", "600.49", "2899.76"]
 
 
 async def test_status_list_and_visibility_of_reports(api: httpx.AsyncClient, known: KnownData) -> None:

@@ -48,6 +48,11 @@ async def _insert_entries(deps: ActivityDeps, owner_id: int) -> None:
                 entry_date=date(2024, 1, 1) + timedelta(days=n % 90),
                 owner_id=owner_id,
                 status="approved",
+                base_currency="USD",  # as a submit locks a USD entry in USD books
+                fx_rate=Decimal(1),
+                rate_date=date(2024, 1, 1) + timedelta(days=n % 90),
+                rate_source="base",
+                base_amount=Decimal("10.01") + n,
             )
             for n in range(ROWS)
         )

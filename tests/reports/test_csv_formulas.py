@@ -55,7 +55,7 @@ async def test_a_ledger_csv_carries_typed_formulas_as_text(
     assert not [cell for cell in cells if cell[:1] in ("=", "+", "@", "\t", "\r")]
     # Numbers are not text: the negative net stays a number a spreadsheet can add up.
     net = next(row for row in rows if row[0] == "Net (approved)")
-    assert net[header.index("Amount")] == "-6849.24"  # 3900.25 - 750.49 - 9999.00
+    assert net[header.index("Amount in USD")] == "-6849.24"  # 3900.25 - 750.49 - 9999.00
 
     _, pnl = await made(api, known.admin, "pnl", "csv")
     header, rows = csv_table(pnl.content)

@@ -152,17 +152,18 @@ async def test_ledger_in_every_format(known: KnownData, reports_deps: ActivityDe
     assert len(rows) == 9  # every entry in the period, whatever its status; not the April one
     assert [r[1] for r in rows] == sorted(r[1] for r in rows)
     assert {r[7] for r in rows} == {"approved", "pending", "rejected"}
-    assert [(t[0], t[8]) for t in totals] == [
+    assert [(t[0], t[10]) for t in totals] == [
         ("Approved revenue", "3900.25"),
         ("Approved expenses", "750.49"),
         ("Net (approved)", "3149.76"),
     ]
     globex = next(r for r in rows if r[4] == "Globex")
-    assert globex[9] == (
+    assert globex[8:11] == ["2500.25", "USD", "2500.25"]  # the original, its currency, the base amount
+    assert globex[11] == (
         f"L1 approved by {known.manager.username} on 2024-02-01; L2 approved by {known.admin.username} on 2024-02-02"
     )
     pending = next(r for r in rows if r[7] == "pending")
-    assert pending[9] == f"L1 pending with {known.manager.username}"
+    assert pending[11] == f"L1 pending with {known.manager.username}"
     flat = " ".join(str(out["pdf"]).split())
     for total in ("3900.25", "750.49", "3149.76", "5000.00", "Approved revenue", "Entries ledger"):
         assert total in flat
@@ -188,7 +189,7 @@ async def test_the_generate_activity_is_idempotent_by_report_id(known: KnownData
         await ActivityEnvironment().run(ReportActivities(reports_deps).generate_report, str(uuid.uuid4()))
 
 
-NUMERIC_KINDS = {"money", "int", "percent", "hours"}
+NUMERIC_KINDS = {"money", "amount", "int", "percent", "hours"}
 DATE_KINDS = {"date", "month"}
 
 

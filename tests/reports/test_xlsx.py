@@ -115,6 +115,7 @@ def test_the_workbook_says_what_it_is(tmp_path: Path) -> None:
         "Generated at": "2024-04-01T09:30:00+00:00",
         "Basis": "Amounts count approved entries only.",
         "Currency": "USD",
+        "Base currency": "USD",
         "Report id": "r-1",
     }
     assert book["Report"].column_dimensions["A"].width > 0
