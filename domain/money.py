@@ -111,7 +111,6 @@ def plain_str(amount: Decimal) -> str:
     return format(amount, "f")
 
 
-_money_schema = WithJsonSchema({"type": "string", "pattern": r"^-?\d+\.\d{2}$", "examples": ["125.00"]})
 _amount_schema = WithJsonSchema(
     {"type": "string", "pattern": r"^-?\d+(\.\d{1,4})?$", "examples": ["125.00", "1250", "12.345"]}
 )
@@ -125,8 +124,6 @@ _money_input_schema = WithJsonSchema(
     }
 )
 
-# In responses: a total in the base currency, a string with two places.
-MoneyOut = Annotated[Decimal, PlainSerializer(money_str, return_type=str), _money_schema]
 # In responses: an amount already in its currency's minor units (JPY "1250", USD "125.00", BHD "12.345").
 AmountOut = Annotated[Decimal, PlainSerializer(plain_str, return_type=str), _amount_schema]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from core.sql import Sql
 from domain.models import RequestStatus
 from domain.models.rows import EntryRow, RequestRow, StepRow
-from domain.money import money_str
+from domain.money import in_minor_units, money_str
 from domain.notifications.service import notify
 from domain.users.directory import People
 from workflows.contracts import Notice
@@ -35,8 +35,15 @@ def link_for(request: RequestRow) -> str:
     return f"/api/v1/{path}/{request.entry_id}"
 
 
+def own_amount(request: RequestRow) -> str:
+    """What the request is for as its requester wrote it: an entry's amount in its currency, else the base amount."""
+    if request.original_amount is not None and request.currency is not None:
+        return f"{in_minor_units(request.original_amount, request.currency)} {request.currency}"
+    return money_str(request.amount) if request.amount is not None else ""
+
+
 def describe(request: RequestRow) -> str:
-    amount = f" ({money_str(request.amount)})" if request.amount is not None else ""
+    amount = f" ({own_amount(request)})" if request.amount is not None else ""
     if request.entry_id is None:
         return f"Approval request #{request.id} \u201c{request.title}\u201d{amount}"
     return f"{request.subject_kind.title()} #{request.entry_id} \u201c{request.title}\u201d{amount}"
@@ -79,11 +86,24 @@ class Notifier:
         details = {
             "entry_description": request.title,
             "owner_name": await self.people.name(request.requester_id),
-            "amount": money_str(request.amount) if request.amount is not None else "",
-            "currency": self.entry.currency if self.entry is not None else "",
+            **self._amounts(),
             **extra,
         }
         return {name: value for name, value in details.items() if value}
+
+    def _amounts(self) -> dict[str, str]:
+        """An entry's own amount and currency, and its base amount when the currencies differ (what limits compare);
+        a request without an entry has its amount only."""
+        request, entry = self.request, self.entry
+        if request.amount is None:
+            return {}
+        if entry is None or request.original_amount is None or request.currency is None:
+            return {"amount": money_str(request.amount)}
+        shown = {"amount": str(in_minor_units(request.original_amount, request.currency)), "currency": request.currency}
+        if entry.base_currency is not None and entry.base_currency != request.currency:
+            shown |= {"base_amount": str(in_minor_units(request.amount, entry.base_currency)),
+                      "base_currency": entry.base_currency}  # fmt: skip
+        return shown
 
     async def step_waiting(self, step: StepRow, *, rerouted: bool = False) -> list[Notice]:
         """Tell the approver (or their delegate) that a step waits on them. A step re-routed to someone else is news

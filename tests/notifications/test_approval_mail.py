@@ -17,6 +17,7 @@ from core.mail import SmtpTransport
 from core.settings import Settings
 from tests.approvals.conftest import Team, eventually, expense_body
 from tests.conftest import own_api
+from tests.fx.test_entries import ECB, store_rates, working_day
 from tests.services import SmtpSink
 from worker import build_workers, worker_plan
 
@@ -85,3 +86,24 @@ async def test_submission_mails_the_approver_and_approval_mails_the_owner(
     assert "Approved by: Manager" in text and "Comment: receipt checked" in text and "84.50 USD" in text
     await asyncio.sleep(0.5)
     assert len(smtp.messages) == 2  # one mail per event, nothing twice
+
+
+async def test_a_foreign_entrys_mail_shows_its_own_amount_and_the_base_amount(
+    mailing_stack: MailingStack, team: Team, activity_deps: ActivityDeps
+) -> None:
+    http, smtp = mailing_stack.http, mailing_stack.smtp
+    friday = working_day()
+    await store_rates(activity_deps, friday, ECB)
+    body = expense_body("100.00", currency="GBP", entry_date=friday.isoformat())
+    created = await http.post("/api/v1/expenses/", json=body, headers=team.employee.headers)
+    submitted = await http.post(f"/api/v1/expenses/{created.json()['id']}/submit", headers=team.employee.headers)
+    assert submitted.status_code == 200, submitted.text
+    base = submitted.json()["base_amount"]
+
+    async def mailed() -> bool:
+        return len(smtp.messages) >= 1
+
+    assert await eventually(mailed)
+    to_approver = smtp.messages[0]
+    assert f"100.00 GBP ({base} USD)" in _text(to_approver)
+    assert "(100.00 GBP)" in to_approver["Subject"]  # the title names what the requester wrote
