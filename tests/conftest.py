@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -55,6 +56,12 @@ from worker import build_workers, worker_plan
 from workflows.contracts import SEARCH_ATTRIBUTES
 
 PASSWORD = "correct-horse-battery-staple"
+
+# No process a test starts fetches exchange rates from the internet (the workers some tests run start the rate
+# backfill): the ECB URLs point at the shipped sample unless a test serves its own.
+SAMPLE_RATES = (Path(__file__).parent.parent / "domain" / "fx" / "samples" / "eurofxref-hist-90d.xml").as_uri()
+for _name in ("FX_RATES_URL", "FX_RATES_HISTORY_URL"):
+    os.environ.setdefault(_name, SAMPLE_RATES)
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,7 @@ async def has_recent_ecb_rates(sql: Sql, today: date, days: int) -> bool:
     """True when an ECB rate dated within the last `days` days before `today` is stored (no backfill needed)."""
     return bool(
         await sql.scalar(
-            "SELECT EXISTS (SELECT 1 FROM fx_rates WHERE source = 'ecb' AND rate_date >= %s)",
-            (today - timedelta(days),),
+            "SELECT EXISTS (SELECT 1 FROM fx_rates WHERE source = 'ecb' AND rate_date BETWEEN %s AND %s)",
+            (today - timedelta(days), today),
         )
     )

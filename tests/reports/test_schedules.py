@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import ActivityDeps
 from activities.reports import ReportActivities
-from core.settings import BackupSettings, Settings
+from core.settings import BackupSettings, FxSettings, Settings
 from core.storage import ObjectStorage
 from domain.models import AuditLog, Report, ReportSchedule, User
 from domain.reports.schedules import RETENTION_SCHEDULE_ID, period_for
@@ -156,8 +156,11 @@ async def test_default_schedules_are_created_and_reconciled(
     reports_deps: ActivityDeps, temporal_client: Client, known: KnownData
 ) -> None:
     key = "report-schedule-monthly-pnl"
-    # The worker's start-up, without the backup schedules (tests/backups/test_schedules.py has those).
-    settings = reports_deps.settings.model_copy(update={"backups": BackupSettings(schedules_enabled=False)})
+    # The worker's start-up, without the backup schedules (tests/backups/test_schedules.py has those) and the rate
+    # import (tests/fx/test_import.py).
+    settings = reports_deps.settings.model_copy(
+        update={"backups": BackupSettings(schedules_enabled=False), "fx": FxSettings(schedule_enabled=False)}
+    )
     deps = dataclasses.replace(reports_deps, settings=settings)
     try:
         first = await reconcile_schedules(temporal_client, deps)
