@@ -28,6 +28,8 @@ from domain.reports.renderers import ReportMeta, open_renderer
 from domain.reports.schemas import ReportFormat
 
 BATCH = 2000
+CURRENCIES = ("USD", "EUR", "GBP")
+RATES = (Decimal(1), Decimal("1.085"), Decimal("1.272"))  # to USD, each quantized to cents below
 
 
 def ledger_rows(count: int, start: date = date(2024, 1, 1)) -> Iterator[Row]:
@@ -44,6 +46,8 @@ def ledger_rows(count: int, start: date = date(2024, 1, 1)) -> Iterator[Row]:
             f"user{n % 50}",
             "approved" if n % 5 else "pending",
             Decimal(n % 100_000) + Decimal("0.99"),
+            CURRENCIES[n % 3],  # a third each in dollars, euros and pounds, as the approval bench
+            ((Decimal(n % 100_000) + Decimal("0.99")) * RATES[n % 3]).quantize(Decimal("0.01")),
             f"L1 approved by manager{n % 7} on 2024-01-02",
         )
 
@@ -72,12 +76,12 @@ def render_one(fmt: ReportFormat, rows: int, folder: Path) -> dict[str, Any]:
     total = Decimal("0.00")
     for row in ledger_rows(rows):
         batch.append(row)
-        total += row[8]  # type: ignore[operator]
+        total += row[10]  # type: ignore[operator]  # the base amount
         if len(batch) == BATCH:
             renderer.write(batch)
             batch = []
     renderer.write(batch)
-    renderer.finish([("Total", None, None, None, None, None, None, None, total, None)], None)
+    renderer.finish([("Total", *[None] * 9, total, None)], None)
     seconds = time.perf_counter() - began
     return {
         "format": fmt.value,
@@ -139,9 +143,14 @@ async def database_timings(database_url: str, rows: int = 100_000, pdf_rows: int
             await tx.session.execute(
                 text(
                     "INSERT INTO entries (kind, amount, currency, category, description, entry_date, owner_id, status,"
-                    " version) SELECT CASE WHEN n % 3 = 0 THEN 'revenue' ELSE 'expense' END, (n % 100000) + 0.99,"
-                    " 'USD', 'category-' || (n % 12), 'entry ' || n, DATE '2030-01-01' + (n % 365), :owner,"
-                    " 'approved', 1 FROM generate_series(1, CAST(:rows AS integer)) AS n"
+                    " version, base_currency, fx_rate, rate_date, rate_source, base_amount)"
+                    " SELECT kind, amount, currency, category, description, entry_date, owner_id, 'approved', 1, 'USD',"
+                    " rate, entry_date, CASE WHEN currency = 'USD' THEN 'base' ELSE 'ecb' END, round(amount * rate, 2)"
+                    " FROM (SELECT CASE WHEN n % 3 = 0 THEN 'revenue' ELSE 'expense' END AS kind,"
+                    " (n % 100000) + 0.99 AS amount, (ARRAY['USD', 'EUR', 'GBP'])[n % 3 + 1] AS currency,"
+                    " (ARRAY[1, 1.085, 1.271981242673])[n % 3 + 1] AS rate, 'category-' || (n % 12) AS category,"
+                    " 'entry ' || n AS description, DATE '2030-01-01' + (n % 365) AS entry_date, :owner AS owner_id"
+                    " FROM generate_series(1, CAST(:rows AS integer)) AS n) AS made"
                 ),
                 {"owner": owner.id, "rows": rows},
             )
