@@ -100,6 +100,15 @@ class DashboardCurrencyTotal(Base):
     subtotals). Kept by the same trigger as the totals above (migration 0010)."""
 
     __tablename__ = "dashboard_currency_totals"
+    __table_args__ = (
+        # Everyone's subtotals of a period: one index-only range (a subtree's go by the primary key, owner first).
+        Index(
+            "ix_dashboard_currency_totals_status_month",
+            "status",
+            "month",
+            postgresql_include=["kind", "currency", "entry_count", "original_total", "base_total"],
+        ),
+    )
 
     owner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     month: Mapped[date] = mapped_column(Date, primary_key=True)
