@@ -11,6 +11,7 @@ import sys
 import uuid
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,18 +36,28 @@ from workflows.contracts import (
     FxImportSummary,
 )
 
+HISTORIES = Path(__file__).parent / "histories"
 SAMPLE_DAYS = [date(2025, 4, d) for d in (10, 11, 14, 15, 16, 17, 22, 23, 24, 25)]
 CURRENCIES = 7
 
 
-async def run_import(client: Client, task_queue: str, url: str, attempts: int = 3) -> FxImportSummary:
-    return await client.execute_workflow(
-        "FxRatesImportWorkflow",
-        FxImportInput(url=url, attempts=attempts, timeout_seconds=5, retry_initial_seconds=0.1),
-        id=f"fx-test-{uuid.uuid4().hex[:8]}",
-        task_queue=task_queue,
-        result_type=FxImportSummary,
-    )
+async def run_import(
+    client: Client, task_queue: str, url: str, attempts: int = 3, record: str | None = None
+) -> FxImportSummary:
+    """Run one import; with `record`, its history is kept for the replay test (RECORD_HISTORIES=1 refreshes them)."""
+    workflow_id = f"fx-test-{uuid.uuid4().hex[:8]}"
+    try:
+        return await client.execute_workflow(
+            "FxRatesImportWorkflow",
+            FxImportInput(url=url, attempts=attempts, timeout_seconds=5, retry_initial_seconds=0.1),
+            id=workflow_id,
+            task_queue=task_queue,
+            result_type=FxImportSummary,
+        )
+    finally:
+        if record and os.environ.get("RECORD_HISTORIES"):
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+            (HISTORIES / f"{record}.json").write_text(history.to_json())
 
 
 async def rows(deps: ActivityDeps, where: str = "true", params: Any = None) -> list[tuple[Any, ...]]:
@@ -74,7 +85,7 @@ async def test_a_holiday_gap_resolves_to_the_previous_working_day(
     temporal_client: Client, fx_queue: str, fx_deps: ActivityDeps, rate_server: RateServer
 ) -> None:
     url = rate_server.serve("/hist.xml", (200, sample_bytes()))
-    summary = await run_import(temporal_client, fx_queue, url)
+    summary = await run_import(temporal_client, fx_queue, url, record="import_completed")
 
     assert summary.stored == SAMPLE_DAYS and not summary.refused and summary.attempt == 1
     assert summary.rates_inserted == len(SAMPLE_DAYS) * CURRENCIES
@@ -97,7 +108,7 @@ async def test_a_day_with_a_malformed_rate_is_refused_whole_and_reported(
     broken = sample_bytes().replace(b'<Cube currency="USD" rate="1.1330"/>', b'<Cube currency="USD" rate="1,1330"/>')
     assert broken != sample_bytes()
     url = rate_server.serve("/hist.xml", (200, broken))
-    summary = await run_import(temporal_client, fx_queue, url)
+    summary = await run_import(temporal_client, fx_queue, url, record="import_refused_day_alerted")
 
     assert list(summary.refused) == ["2025-04-16"] and "1,1330" in summary.refused["2025-04-16"]
     assert summary.stored == [day for day in SAMPLE_DAYS if day != date(2025, 4, 16)]
@@ -130,7 +141,7 @@ async def test_all_attempts_failing_alerts_the_admins_and_stores_nothing(
     await make_user("accountant")
     url = rate_server.serve("/daily.xml", (500, b"down"))
     with pytest.raises(WorkflowFailureError) as failure:
-        await run_import(temporal_client, fx_queue, url, attempts=2)
+        await run_import(temporal_client, fx_queue, url, attempts=2, record="import_failed_alerted")
 
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == FX_IMPORT_FAILED
