@@ -3,37 +3,18 @@ originals scoped like every other figure, both equal to SQL written here."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 
 from activities.deps import ActivityDeps
-from domain.models import Entry
 from tests.conftest import MakeUser, TestUser
+from tests.fx.builders import locked_entry
 
 PLACES = {"USD": Decimal("0.01"), "EUR": Decimal("0.01"), "GBP": Decimal("0.01"), "JPY": Decimal("1")}
-
-
-def _locked(owner: TestUser, kind: str, currency: str, amount: str, rate: str, day: date, status: str) -> Entry:
-    base = (Decimal(amount) * Decimal(rate)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return Entry(
-        kind=kind,
-        amount=Decimal(amount),
-        currency=currency,
-        category="travel",
-        description="",
-        entry_date=day,
-        owner_id=owner.id,
-        status=status,
-        base_currency="USD",
-        fx_rate=Decimal(rate),
-        rate_date=day,
-        rate_source="base" if currency == "USD" else "ecb",
-        base_amount=base,
-    )
 
 
 async def _sql(deps: ActivityDeps, statement: str, **params: Any) -> list[tuple[Any, ...]]:
@@ -53,13 +34,15 @@ async def test_overview_totals_and_currency_subtotals_equal_sql(
     async with activity_deps.db.transaction() as tx:
         tx.session.add_all(
             [
-                _locked(mine, "expense", "EUR", "200.00", "1.085", first, "approved"),
-                _locked(mine, "expense", "EUR", "45.55", "1.0911", first, "approved"),
-                _locked(mine, "expense", "JPY", "12345", "0.0067", first, "approved"),
-                _locked(mine, "revenue", "GBP", "99.99", "1.27", first, "approved"),
-                _locked(mine, "expense", "GBP", "10.00", "1.27", first, "pending"),  # pending: not in the subtotals
-                _locked(other, "expense", "USD", "70.00", "1", first, "approved"),
-                _locked(other, "expense", "JPY", "5000", "0.0068", first, "approved"),
+                locked_entry(mine, "expense", "EUR", "200.00", "1.085", first, "approved"),
+                locked_entry(mine, "expense", "EUR", "45.55", "1.0911", first, "approved"),
+                locked_entry(mine, "expense", "JPY", "12345", "0.0067", first, "approved"),
+                locked_entry(mine, "revenue", "GBP", "99.99", "1.27", first, "approved"),
+                locked_entry(
+                    mine, "expense", "GBP", "10.00", "1.27", first, "pending"
+                ),  # pending: not in the subtotals
+                locked_entry(other, "expense", "USD", "70.00", "1", first, "approved"),
+                locked_entry(other, "expense", "JPY", "5000", "0.0068", first, "approved"),
             ]
         )
 

@@ -25,6 +25,7 @@ from domain.reports import service
 from domain.reports.schemas import Period, ReportFilters, ReportRequest
 from domain.users.visibility import visibility_for
 from tests.conftest import MakeUser, TestUser
+from tests.fx.builders import locked_entry
 from tests.reports.readback import csv_sections, csv_table, pdf_text
 
 START, END = date(2024, 1, 1), date(2024, 3, 31)
@@ -37,25 +38,13 @@ class Books:
 
 
 def _entry(owner: TestUser, kind: str, currency: str, amount: str, rate: str, day: date, status: str) -> Entry:
-    """An entry as a submit leaves it: the base amount locked at `rate` (USD per unit), rounded half-up to cents."""
-    base = (Decimal(amount) * Decimal(rate)).quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
-    return Entry(
-        kind=kind,
-        amount=Decimal(amount),
-        currency=currency,
+    return locked_entry(
+        owner, kind, currency, amount, rate, day, status,
         category="Travel" if kind == "expense" else "Sales",
         description=f"{currency} {amount}",
-        entry_date=day,
         source="Client" if kind == "revenue" else None,
         vendor="Vendor" if kind == "expense" else None,
-        owner_id=owner.id,
-        status=status,
-        base_currency="USD",
-        fx_rate=Decimal(rate),
-        rate_date=day,
-        rate_source="base" if currency == "USD" else "ecb",
-        base_amount=base,
-    )
+    )  # fmt: skip
 
 
 @pytest.fixture
