@@ -62,6 +62,10 @@ def _feature_routers() -> list[APIRouter]:
     from api.routes import fx
 
     routers += [fx.router]
+    # --- budgets ---
+    from api.routes import budgets
+
+    routers += [budgets.router]
     # --- backups ---
     from api.routes import admin_backups
 

@@ -154,6 +154,7 @@ class ChainLink(Contract):
     approver_id: int
     role: str
     limit: str | None
+    budget_id: int | None = None  # the level an over-budget expense's `extra_approval` budget added
 
     @property
     def rule(self) -> str:

@@ -66,3 +66,46 @@ def approval_chain_for(amount: Decimal | None, managers: Sequence[Candidate], li
         reason="no_approver_covers_amount",
         amount=str(amount),
     )
+
+
+def budget_level(
+    chain: Sequence[ChainLink],
+    managers: Sequence[Candidate],
+    owner: Candidate | None,
+    limits: Limits,
+    amount: Decimal,
+    budget_id: int,
+    requester_id: int,
+) -> ChainLink:
+    """The one level an over-budget expense's `extra_approval` budget adds after the chain: its owner, when they may
+    approve the amount and are neither the requester nor in the chain already; else the nearest manager above the
+    chain's last approver whose limit covers it. ValidationFailed when there is nobody."""
+    in_chain = {link.approver_id for link in chain}
+
+    def link(candidate: Candidate) -> ChainLink:
+        limit = approve_limit(limits, candidate.role)
+        return ChainLink(level=len(chain), approver_id=candidate.user_id, role=candidate.role, limit=limit,
+                         budget_id=budget_id)  # fmt: skip
+
+    def may(candidate: Candidate) -> bool:
+        return (
+            candidate.is_active
+            and candidate.user_id != requester_id
+            and candidate.user_id not in in_chain
+            and covers(approve_limit(limits, candidate.role), amount)
+        )
+
+    if owner is not None and may(owner):
+        return link(owner)
+    last = chain[-1].approver_id if chain else requester_id
+    ids = [candidate.user_id for candidate in managers]
+    above = managers[ids.index(last) + 1 :] if last in ids else managers
+    for candidate in above:
+        if may(candidate):
+            return link(candidate)
+    raise ValidationFailed(
+        "over budget: the budget asks for an extra approval, and neither its owner nor anyone above the approval "
+        "chain may give it; ask an admin to set the budget's owner or the manager tree",
+        reason="no_budget_approver",
+        budget_id=budget_id,
+    )

@@ -10,6 +10,8 @@ from domain.approvals import repository as requests
 from domain.approvals.notices import link_for
 from domain.approvals.schemas import ApprovalRequestOut, InboxItem, InboxPage, LiveView, Priced
 from domain.audit.queries import AuditFilter, stream_rows
+from domain.budgets.checks import flags_for
+from domain.budgets.ledger import EXPENSE
 from domain.entries.schemas import ApprovalHistory, HistoryEvent, HistoryStep
 from domain.errors import NotFound
 from domain.models import User
@@ -24,6 +26,9 @@ ReadAll = ("approval", "read_all")
 async def inbox(tx: Tx, base_currency: str, user_id: int | None, now: datetime, limit: int, offset: int) -> InboxPage:
     """Steps waiting on `user_id` (as approver or delegate in force); every waiting step when None."""
     rows, total = await requests.inbox(tx.sql, user_id, now, limit, offset)
+    flags = await flags_for(
+        tx.sql, [request.id for _, request in rows if request.subject_kind == EXPENSE], base_currency
+    )
     items = [
         InboxItem(
             request_id=request.id,
@@ -42,6 +47,7 @@ async def inbox(tx: Tx, base_currency: str, user_id: int | None, now: datetime, 
             escalate_at=step.escalate_at,
             link=link_for(request),
             workflow_id=request.workflow_id,
+            budgets=flags.get(request.id, []),
         )
         for step, request in rows
     ]
@@ -196,4 +202,5 @@ async def request_view(
         decided_at=request.decided_at,
         steps=_history_steps(steps, names),
         live=live_view,
+        budgets=(await flags_for(tx.sql, [request.id], base_currency)).get(request.id, []),
     )

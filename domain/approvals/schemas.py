@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from domain.budgets.checks import BudgetFlag
 from domain.entries.schemas import HistoryStep, Storable
 from domain.models.rows import RequestRow
 from domain.money import AmountOut, PositiveMoney, RateOut, in_minor_units
@@ -69,6 +70,9 @@ class InboxItem(Priced):
     escalate_at: datetime | None
     link: str
     workflow_id: str
+    budgets: list[BudgetFlag] = Field(
+        [], description="the budgets this round is charged to; `over` with policy warn or extra_approval flags it"
+    )
 
 
 class InboxPage(BaseModel):
@@ -107,6 +111,7 @@ class ApprovalRequestOut(Priced):
     decided_at: datetime | None
     steps: list[HistoryStep] = []
     live: LiveView | None = None
+    budgets: list[BudgetFlag] = Field([], description="the budgets the current round is charged to")
 
 
 class DelegationSet(BaseModel):

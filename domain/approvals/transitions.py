@@ -18,11 +18,12 @@ from typing import Any
 from core.sql import Sql
 from domain.approvals import outbox, rules
 from domain.approvals import repository as requests
-from domain.approvals.chain import Candidate, Limits, approval_chain_for, auto_approve_rule
+from domain.approvals.chain import Candidate, Limits, approval_chain_for, auto_approve_rule, budget_level
 from domain.approvals.notices import Notifier, link_for
 from domain.approvals.repository import NewStep, Opening
 from domain.approvals.rules import Route
 from domain.audit.service import AuditContext, record
+from domain.budgets import ledger as budgets
 from domain.entries import repository as entries
 from domain.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from domain.fx import rates as fx_rates
@@ -74,7 +75,8 @@ def chain_links(request: RequestRow) -> list[ChainLink]:
 
 
 def _chain_json(chain: list[ChainLink]) -> list[dict[str, Any]]:
-    return [link.model_dump() for link in chain]
+    # A link's budget_id only where a budget added it: the chains pinned before budgets read the same.
+    return [link.model_dump(exclude_defaults=True) for link in chain]
 
 
 def _audit_target(request: RequestRow) -> tuple[str, int]:
@@ -311,14 +313,53 @@ def locked_rate(fx: Locked | None) -> LockedRate | None:
                       rate=rate.rate, rate_date=rate.day, source=rate.source)  # fmt: skip
 
 
+async def _assess(sql: Sql, entry: EntryRow, managers: list[Person], base_amount: Any) -> budgets.Assessment:
+    """The budgets an expense falls in (its owner's team subtrees, its category, its date), their periods locked."""
+    line = [entry.owner_id, *(manager.id for manager in managers)]
+    return await budgets.assess(
+        sql, line_ids=line, category=entry.category, day=entry.entry_date, amount=base_amount, lock=True
+    )
+
+
+async def _with_budget_level(
+    sql: Sql,
+    chain: list[ChainLink],
+    managers: list[Person],
+    budget: budgets.Assessment,
+    limits: Limits,
+    requester_id: int,
+) -> list[ChainLink]:
+    """The chain with the extra level an over-budget `extra_approval` budget asks for (its owner, or above)."""
+    charge = budget.extra_approval
+    if charge is None:
+        return chain
+    owner = next((m for m in managers if m.id == charge.owner_id), None) or await People(sql).get(charge.owner_id)
+    owner_candidate = candidates([owner])[0] if owner is not None else None
+    link = budget_level(chain, candidates(managers), owner_candidate, limits, budget.amount, charge.budget_id,
+                        requester_id)  # fmt: skip
+    return [*chain, link]
+
+
 async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext) -> Submission:
     """Pin the chain and the policy version, open the first step (or auto-approve), and write the audit row. The
     caller commits, then starts the workflow."""
     limits = opening.limits
-    rule = auto_approve_rule(limits, opening.requester_role, opening.amount)
-    managers = [] if rule else await manager_chain(sql, opening.requester_id)
-    chain = [] if rule else approval_chain_for(opening.amount, candidates(managers), limits)
     entry = opening.entry
+    budget: budgets.Assessment | None = None
+    if entry is not None and entry.kind == budgets.EXPENSE:
+        # The budgets first, their periods locked: a `block` one refuses (409) before anything is written, and an
+        # `extra_approval` one adds a level to the chain (and rules out approving at once).
+        assert opening.fx is not None, "an entry's submit locks its rate first"
+        managers = await manager_chain(sql, opening.requester_id)
+        budget = await _assess(sql, entry, managers, opening.fx.base_amount)
+        budgets.enforce(budget, opening.fx.base_currency)
+        rule = None if budget.extra_approval else auto_approve_rule(limits, opening.requester_role, opening.amount)
+    else:
+        rule = auto_approve_rule(limits, opening.requester_role, opening.amount)
+        managers = [] if rule else await manager_chain(sql, opening.requester_id)
+    chain = [] if rule else approval_chain_for(opening.amount, candidates(managers), limits)
+    if budget is not None and not rule:
+        chain = await _with_budget_level(sql, chain, managers, budget, limits, opening.requester_id)
     pinned = Opening(
         opening.title,
         opening.justification,
@@ -356,8 +397,10 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         work.entry = await entries.submit(sql, entry.id, request, opening.now, opening.fx)
     first_step: StepInfo | None = None
     routed: Route | None = None
+    charged = await budgets.commit(sql, budget, work.request) if budget is not None else []
     if rule:
         await work.set_status(RequestStatus.APPROVED)
+        charged += await budgets.settle(sql, work.request)
     else:
         first = chain[0]
         need = rules.need_of(first.limit, opening.amount)
@@ -375,6 +418,9 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
     }
     if opening.fx is not None:
         changes |= _fx_changes(opening.fx)
+    if budget is not None and budget.charges:
+        changes["budgets"] = budget.flags()
+        changes["budget_ledger"] = charged
     if rule:
         changes["auto_approved_by_rule"] = rule
     if routed is not None and routed.passed_over:
@@ -415,6 +461,7 @@ async def undo_submission(sql: Sql, request_id: int, reason: str, context: Audit
     await requests.close_pending_steps(sql, request.id, StepStatus.WITHDRAWN, None)
     request = await requests.set_request_status(sql, request.id, RequestStatus.WITHDRAWN, None)
     await outbox.cancel(sql, request.id)
+    released = await budgets.release(sql, request, "submission undone")
     entry = await entries.unsubmit(sql, request.entry_id) if request.entry_id is not None else None
     resource_type, resource_id = _audit_target(request)
     await record(
@@ -423,7 +470,8 @@ async def undo_submission(sql: Sql, request_id: int, reason: str, context: Audit
         "entry.submit_undone" if entry is not None else "approval_request.start_failed",
         resource_type,
         resource_id,
-        {"status": ["pending", entry.status if entry else request.status], "reason": reason},
+        {"status": ["pending", entry.status if entry else request.status], "reason": reason}
+        | ({"budget_ledger": released} if released else {}),
     )
     return request
 
@@ -488,6 +536,13 @@ async def record_decision(sql: Sql, job: RecordDecisionJob) -> DecisionOutcome:
     else:
         await work.set_status(_REQUEST_STATUS_FOR_ACTION[job.action])
         notices += await work.notifier.outcome(job.comment, job.actor_id)
+        # The saga's last move: approved, the commitment becomes actual spend; else it is given back.
+        if job.action == "approve":
+            charged = await budgets.settle(sql, work.request)
+        else:
+            charged = await budgets.release(sql, work.request, job.action)
+        if charged:
+            changes["budget_ledger"] = charged
     changes["status"] = [old_status, work.request.status]
     if authority.acting_for is not None:
         changes["on_behalf_of"] = authority.acting_for
@@ -590,10 +645,12 @@ async def expire_request(sql: Sql, job: TransitionJob) -> DecisionOutcome:
     old_status = request.status
     await requests.close_pending_steps(sql, request.id, StepStatus.EXPIRED, job.now)
     await work.set_status(RequestStatus.EXPIRED)
+    released = await budgets.release(sql, work.request, "expired")
     await work.audit(
         AuditContext(workflow_id=request.workflow_id),
         "approval.expired",
-        {"status": [old_status, RequestStatus.EXPIRED], "round": request.round},
+        {"status": [old_status, RequestStatus.EXPIRED], "round": request.round}
+        | ({"budget_ledger": released} if released else {}),
     )
     return await work.outcome(None, notices=await work.notifier.outcome(None))
 
@@ -610,10 +667,12 @@ async def withdraw_request(sql: Sql, job: OwnerJob) -> DecisionOutcome:
     old_status = request.status
     await requests.close_pending_steps(sql, request.id, StepStatus.WITHDRAWN, job.now)
     await work.set_status(RequestStatus.WITHDRAWN)
+    released = await budgets.release(sql, work.request, "withdrawn")
     await work.audit(
         work.acting(job.audit, job.actor_id),
         "entry.withdrawn" if work.entry is not None else "approval_request.withdrawn",
-        {"status": [old_status, RequestStatus.WITHDRAWN], "round": request.round},
+        {"status": [old_status, RequestStatus.WITHDRAWN], "round": request.round}
+        | ({"budget_ledger": released} if released else {}),
     )
     return await work.outcome(None)
 
@@ -646,7 +705,14 @@ async def open_round(sql: Sql, job: ResubmitJob, terms: Terms) -> DecisionOutcom
     amount = fx.base_amount if fx is not None else request.amount
     managers = await manager_chain(sql, request.requester_id)
     work.people.know(*managers)
+    budget: budgets.Assessment | None = None
+    if entry is not None and entry.kind == budgets.EXPENSE:
+        assert fx is not None
+        budget = await _assess(sql, entry, managers, amount)
+        budgets.enforce(budget, fx.base_currency)  # refused: the request stays returned for changes
     chain = approval_chain_for(amount, candidates(managers), job.limits)
+    if budget is not None:
+        chain = await _with_budget_level(sql, chain, managers, budget, job.limits, request.requester_id)
     opening = Opening(
         title=entry.approval_title if entry is not None else request.title,
         justification=request.justification,
@@ -660,6 +726,7 @@ async def open_round(sql: Sql, job: ResubmitJob, terms: Terms) -> DecisionOutcom
     )
     work.request = await requests.reopen_request(sql, request.id, opening)
     await work.set_status(RequestStatus.PENDING)
+    charged = await budgets.commit(sql, budget, work.request) if budget is not None else []
     need = rules.need_of(chain[0].limit, amount)
     line = line_at(managers, chain[0].approver_id)
     routed = await work.route(chain[0].approver_id, need, level=0, line=line, fresh_round=True)
@@ -674,6 +741,7 @@ async def open_round(sql: Sql, job: ResubmitJob, terms: Terms) -> DecisionOutcom
             "chain": work.request.chain,
             "amount": str(amount) if amount is not None else None,
             **(_fx_changes(fx) if fx is not None else {}),
+            **({"budgets": budget.flags(), "budget_ledger": charged} if budget is not None and budget.charges else {}),
         },
     )
     return await work.outcome(step, notices=notices)

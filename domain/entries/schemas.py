@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from domain.budgets.checks import BudgetFlag
 from domain.models import EntryStatus
 from domain.money import AmountOut, PositiveMoney, RateOut, in_minor_units
 
@@ -94,6 +95,11 @@ class EntryOut(BaseModel):
         None, description="a draft's amount at the rate a submit would lock now (None: no rate, or not a draft)"
     )
     indicative_rate: RateOut | None = None
+    budget_check: list[BudgetFlag] | None = Field(
+        None,
+        description="on a new expense draft: the budgets it falls in, what each has available now and whether the "
+        "draft would go over (a submit then follows each budget's policy: block refuses, extra_approval adds a level)",
+    )
     category: str
     description: str
     entry_date: date

@@ -14,6 +14,7 @@ from core.db import Tx
 from core.sql import Sql
 from domain.approvals import repository as requests
 from domain.audit.service import AuditContext, diff, record
+from domain.budgets import checks as budget_checks
 from domain.entries import repository as entries
 from domain.entries.repository import ListQuery, NewEntry
 from domain.entries.schemas import EntryCreate, EntryFilters, EntryOut, EntryPage, EntrySort, EntryUpdate, SortOrder
@@ -117,7 +118,13 @@ async def create(
 async def _create_out(
     tx: Tx, terms: Terms, owner: User, kind: EntryKind, body: EntryCreate, context: AuditContext
 ) -> EntryOut:
-    return (await present(tx.sql, terms, [await create_entry(tx, terms, owner, kind, body, context)]))[0]
+    row = await create_entry(tx, terms, owner, kind, body, context)
+    out = (await present(tx.sql, terms, [row]))[0]
+    if kind == EntryKind.EXPENSE:
+        # Told early, not refused: what the budgets this draft falls in would say if it were submitted now.
+        base = row.amount if row.currency == terms.base else out.indicative_base_amount
+        out.budget_check = await budget_checks.preview(tx.sql, row, base, terms.base)
+    return out
 
 
 async def present(sql: Sql, terms: Terms, rows: list[EntryRow]) -> list[EntryOut]:

@@ -4,6 +4,7 @@ from domain.models.approval import ApprovalOutbox, ApprovalRequest, ApprovalStep
 from domain.models.audit import AuditLog
 from domain.models.backup import Backup, RestoreDrill
 from domain.models.base import Base
+from domain.models.budget import Budget, BudgetAlert, BudgetLedger, BudgetPeriod, BudgetThreshold, BudgetVersion
 from domain.models.dashboard import DashboardCurrencyTotal, DashboardEntryTotal
 from domain.models.delegation import Delegation
 from domain.models.entry import Entry, EntryKind, EntryStatus
@@ -22,6 +23,12 @@ __all__ = [
     "AuditLog",
     "Backup",
     "Base",
+    "Budget",
+    "BudgetAlert",
+    "BudgetLedger",
+    "BudgetPeriod",
+    "BudgetThreshold",
+    "BudgetVersion",
     "DashboardCurrencyTotal",
     "DashboardEntryTotal",
     "Delegation",

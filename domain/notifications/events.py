@@ -19,6 +19,7 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "backup_failed": "A database backup failed",
     "restore_drill_failed": "A restore drill failed",
     "fx_import_failed": "The exchange-rate import failed or refused a day",
+    "budget_threshold": "A budget you own crossed an alert threshold",
     "otp_code": "A one-time sign-in code",
 }
 

@@ -180,6 +180,12 @@ TABLE: list[Case] = [
     # --- exchange rates: everyone reads them; accountants and up set manual ones ---
     Case("GET", "/api/v1/fx/rates", signed_in(200)),
     Case("POST", "/api/v1/fx/rates", (401, 403, 422, 403, 422, 422), {}),
+    # --- budgets: everyone reads the ones they may see (404 for others); accountants and up create and revise ---
+    Case("GET", "/api/v1/budgets", signed_in(200)),
+    Case("GET", "/api/v1/budgets/{missing}", signed_in(404)),
+    Case("GET", "/api/v1/budgets/{missing}/versions", signed_in(404)),
+    Case("POST", "/api/v1/budgets", (401, 403, 422, 403, 422, 422), {}),
+    Case("PATCH", "/api/v1/budgets/{missing}", (401, 403, 404, 403, 404, 404), {"name": "x"}),
     # --- dashboard: everyone, scoped to their visibility ---
     Case("GET", "/api/v1/dashboard/overview", signed_in(200)),
     Case("GET", "/api/v1/dashboard/kpi", signed_in(200)),

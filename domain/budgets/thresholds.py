@@ -1,0 +1,111 @@
+"""Budget alerts: the owner is told when a period's use (committed + actual) reaches one of its thresholds.
+
+Once per crossing: `budget_thresholds` remembers, per period and threshold, whether the use is at or above it and
+how many times it got there. A drop below (a release, a raised amount) arms it again, so a later rise alerts again.
+Each crossing creates the in-app notification (its key names the crossing) and a `budget_alerts` row whose email
+the budget upkeep sends (workflows/budgets.py): the transaction that crossed it never waits on a mail server.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from psycopg.types.json import Jsonb
+
+from core.sql import Sql
+from domain.budgets.periods import Period
+from domain.money import in_minor_units
+from domain.notifications.service import notify
+from workflows.contracts import EmailJob
+
+EVENT = "budget_threshold"
+
+_PERIOD = (
+    "SELECT b.name, b.owner_id, b.thresholds, b.period_kind, p.ends_on, p.amount, p.committed, p.actual, "
+    "(SELECT value FROM app_state WHERE key = 'base_currency') "
+    "FROM budgets b JOIN budget_periods p ON p.budget_id = b.id WHERE p.budget_id = %s AND p.starts_on = %s"
+)
+_STATES = "SELECT threshold, above, crossings FROM budget_thresholds WHERE budget_id = %s AND period_starts_on = %s"
+_SET = (
+    "INSERT INTO budget_thresholds (budget_id, period_starts_on, threshold, above, crossings) "
+    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (budget_id, period_starts_on, threshold) "
+    "DO UPDATE SET above = excluded.above, crossings = excluded.crossings"
+)
+_ALERT = (
+    "INSERT INTO budget_alerts (budget_id, period_starts_on, threshold, crossing, user_id, key, email) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING"
+)
+
+
+async def watch(sql: Sql, periods: set[tuple[int, date]]) -> None:
+    """Check the thresholds of each changed period (budget id, period start), in a fixed order."""
+    for budget_id, starts_on in sorted(periods):
+        await _check(sql, budget_id, starts_on)
+
+
+async def _check(sql: Sql, budget_id: int, starts_on: date) -> None:
+    row = await sql.one(_PERIOD, (budget_id, starts_on))
+    if row is None:
+        return
+    name, owner_id, limits, kind, ends_on, amount, committed, actual, currency = row
+    used = committed + actual
+    states = {
+        threshold: (above, crossings) for threshold, above, crossings in await sql.all(_STATES, (budget_id, starts_on))
+    }
+    for threshold in sorted(limits):
+        above, crossings = states.get(threshold, (False, 0))
+        now_above = used * 100 >= amount * threshold
+        if now_above == above:
+            continue
+        if now_above:
+            crossings += 1
+        await sql.run(_SET, (budget_id, starts_on, threshold, now_above, crossings))
+        if now_above:
+            period = Period(starts_on, ends_on)
+            figures = _figures(amount, committed, actual, currency or "")
+            await _alert(sql, budget_id, name, owner_id, period.label(kind), starts_on, threshold, crossings, figures)
+
+
+def _figures(amount: Decimal, committed: Decimal, actual: Decimal, currency: str) -> dict[str, str]:
+    def shown(value: Decimal) -> str:
+        return str(in_minor_units(value, currency)) if currency else str(value)
+
+    return {
+        "amount": shown(amount),
+        "committed": shown(committed),
+        "actual": shown(actual),
+        "available": shown(amount - committed - actual),
+        "currency": currency,
+        "used_percent": str(int((committed + actual) * 100 / amount)),
+    }
+
+
+async def _alert(
+    sql: Sql,
+    budget_id: int,
+    name: str,
+    owner_id: int,
+    label: str,
+    starts_on: date,
+    threshold: int,
+    crossing: int,
+    figures: dict[str, str],
+) -> None:
+    key = f"budget:{budget_id}:{starts_on.isoformat()}:{threshold}:{crossing}"
+    title = f"Budget \u201c{name}\u201d reached {threshold}% for {label}"
+    body = (
+        f"{figures['used_percent']}% of the budget is committed or spent: {figures['available']} "
+        f"{figures['currency']} of {figures['amount']} {figures['currency']} is available."
+    )
+    link = f"/api/v1/budgets/{budget_id}"
+    data = {"budget_id": budget_id, "period_start": starts_on.isoformat(), "threshold": threshold, **figures}
+    await notify(sql, user_id=owner_id, event_type=EVENT, title=title, body=body, link=link, data=data, dedup_key=key)
+    email = EmailJob(
+        message_key=key,
+        template=EVENT,
+        to_user_ids=[owner_id],
+        context={"title": title, "body": body, "link": link, "budget_name": name, "period": label, **figures},
+        event_type=EVENT,
+    )
+    await sql.run(_ALERT, (budget_id, starts_on, threshold, crossing, owner_id, key, Jsonb(email.model_dump())))
