@@ -31,6 +31,7 @@ from core.temporal import connect, metrics_runtime, task_queues
 from domain.approvals import outbox
 from domain.backups import pg_tools
 from domain.backups.schedules import backup_schedules
+from domain.budgets.schedules import budget_schedules
 from domain.fx.books import BooksMismatch, check_base_currency
 from domain.fx.imports import has_recent_ecb_rates
 from domain.fx.schedules import fx_schedules, import_input
@@ -75,6 +76,12 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
 
     reports.workflows.append(FxRatesImportWorkflow)
     reports.activities += FxActivities(deps).all()
+    # The budget upkeep is light too (a few queries and alert emails every few minutes).
+    from activities.budgets import BudgetActivities
+    from workflows.budgets import BudgetUpkeepWorkflow
+
+    reports.workflows.append(BudgetUpkeepWorkflow)
+    reports.activities += BudgetActivities(deps).all()
     # --- backups queue ---
     backups.activities.append(email.send_email)
     from activities.backups import BackupActivities
@@ -96,7 +103,7 @@ async def reconcile_schedules(client: Client, deps: ActivityDeps) -> list[str]:
     """At start: say which pg_dump/pg_restore the backups will use (or clearly that none fits the server), then make
     the engine's standing schedules match their records and the settings: every report schedule (the defaults from
     settings created first), the daily report retention, the daily backup, the weekly restore drill and the daily
-    exchange-rate import. A schedule already there is brought to what is wanted. Returns the ids of the schedules
+    exchange-rate import and the budget upkeep. A schedule already there is brought to what is wanted. Returns the ids of the schedules
     reconciled."""
     settings = deps.settings
     try:
@@ -113,6 +120,7 @@ async def reconcile_schedules(client: Client, deps: ActivityDeps) -> list[str]:
         wanted = await report_schedules.standing_schedules(tx, settings.reports, engine.queues.reports)
     wanted.update(backup_schedules(settings.backups, engine.queues.backups))
     wanted.update(fx_schedules(settings.fx, engine.queues.reports))
+    wanted.update(budget_schedules(settings.budgets, engine.queues.reports))
     for schedule_id, schedule in wanted.items():
         await engine.put_schedule(schedule_id, schedule)
     log.info("schedules reconciled: %s", list(wanted))
@@ -206,6 +214,7 @@ async def run() -> int:
     if client is None:
         return 0
     deps = build_deps(settings)
+    deps.engine = WorkflowEngine(settings.temporal, client)
     refused: list[BooksMismatch] = []
 
     async def reconcile_until_done() -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from core.authz import Authorizer
 from core.db import Database
+from core.engine import WorkflowEngine
 from core.mail import MailTransport
 from core.settings import Settings
 from core.storage import ObjectStorage
@@ -18,3 +19,4 @@ class ActivityDeps:
     authorizer: Authorizer
     storage: ObjectStorage
     mail: MailTransport
+    engine: WorkflowEngine | None = None  # for activities that ask the engine about other workflows

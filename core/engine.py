@@ -196,6 +196,22 @@ class WorkflowEngine:
             log.info("no answer to %s from %s: %s", name, workflow_id, error)
             return None
 
+    async def run_status(self, workflow_id: str) -> str | None:
+        """The status of the id's latest run (RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, CONTINUED_AS_NEW,
+        TIMED_OUT), or None when the engine has no run of it. EngineUnavailable when it cannot answer."""
+        client = await self.client()
+        try:
+            description = await self._bounded(
+                client.get_workflow_handle(workflow_id).describe(rpc_timeout=self.timeout)
+            )
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise EngineUnavailable(f"could not describe {workflow_id}") from error
+        except TimeoutError as error:
+            raise EngineUnavailable(f"could not describe {workflow_id}") from error
+        return description.status.name if description.status is not None else None
+
     async def terminate(self, workflow_id: str, reason: str) -> bool:
         """Best effort: True when a running workflow was terminated."""
         try:

@@ -262,6 +262,17 @@ class FxSettings(BaseSettings):
     fetch_attempts: int = Field(default=5, ge=1, le=20, validation_alias="FX_FETCH_ATTEMPTS")
 
 
+class BudgetSettings(BaseSettings):
+    """The budget upkeep: releases the commitments of approval workflows that closed without approval (terminated,
+    failed) and emails the threshold alerts (workflows/budgets.py)."""
+
+    model_config = _config()
+    upkeep_cron: str = Field(default="*/5 * * * *", validation_alias="BUDGET_UPKEEP_CRON")
+    upkeep_enabled: bool = Field(default=True, validation_alias="BUDGET_UPKEEP_ENABLED")
+    # A commitment younger than this is left alone: its workflow may not have started yet (the outbox delivers it).
+    upkeep_grace_seconds: int = Field(default=300, ge=0, le=86_400, validation_alias="BUDGET_UPKEEP_GRACE_SECONDS")
+
+
 class ReportSettings(BaseSettings):
     model_config = _config()
     max_period_days: int = Field(default=1830, validation_alias="REPORT_MAX_PERIOD_DAYS")
@@ -315,6 +326,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     fx: FxSettings = Field(default_factory=FxSettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)

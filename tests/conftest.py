@@ -12,7 +12,7 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -121,8 +121,9 @@ def activity_deps(settings: Settings) -> ActivityDeps:
 
 @pytest.fixture(scope="session")
 async def worker(temporal_client: Client, activity_deps: ActivityDeps) -> AsyncIterator[None]:
-    """The project's workers, in this process, for the whole session."""
-    workers = build_workers(temporal_client, worker_plan(activity_deps))
+    """The project's workers, in this process, for the whole session (with the engine, as worker.py hands it)."""
+    deps = replace(activity_deps, engine=WorkflowEngine(activity_deps.settings.temporal, temporal_client))
+    workers = build_workers(temporal_client, worker_plan(deps))
     tasks = [asyncio.create_task(w.run()) for w in workers]
     yield
     await asyncio.gather(*(w.shutdown() for w in workers))

@@ -687,3 +687,44 @@ class FxImportSummary(Contract):
     rates_inserted: int = 0
     rates_corrected: int = 0
     attempt: int = 1  # the fetch attempt that succeeded
+
+
+# === budgets ==========================================================================================
+
+BUDGET_UPKEEP_SCHEDULE_ID = "budget-upkeep"
+
+
+class BudgetActivity:
+    """Names of the budget upkeep's activities (activities/budgets.py)."""
+
+    RECONCILE = "budgets.release_closed"
+    ALERTS = "budgets.unsent_alerts"
+    ALERT_SENT = "budgets.alert_sent"
+
+
+class BudgetUpkeepInput(Contract):
+    grace_seconds: int = 300  # BUDGET_UPKEEP_GRACE_SECONDS: a younger commitment is left to its workflow
+    batch: int = 200  # requests (and alerts) looked at in one run; the next run goes on
+
+
+class BudgetReleased(Contract):
+    """A commitment the reconciler gave back: its request, the workflow and how the engine said it ended."""
+
+    request_id: int
+    workflow_id: str
+    workflow_status: str
+
+
+class BudgetReconcileSummary(Contract):
+    checked: int = 0
+    released: list[BudgetReleased] = []
+
+
+class BudgetAlertEmail(Contract):
+    alert_id: int
+    email: EmailJob
+
+
+class BudgetUpkeepSummary(Contract):
+    reconcile: BudgetReconcileSummary = BudgetReconcileSummary()
+    alerts_sent: int = 0

@@ -25,7 +25,12 @@ from core.settings import PROJECT_ROOT
 from domain.reports.schedules import RETENTION_SCHEDULE_ID
 from tests.bench.stack import temporal_server
 from tests.services import admin_database_url, free_port, migrate, scratch_database
-from workflows.contracts import BACKUP_SCHEDULE_ID, FX_RATES_SCHEDULE_ID, RESTORE_DRILL_SCHEDULE_ID
+from workflows.contracts import (
+    BACKUP_SCHEDULE_ID,
+    BUDGET_UPKEEP_SCHEDULE_ID,
+    FX_RATES_SCHEDULE_ID,
+    RESTORE_DRILL_SCHEDULE_ID,
+)
 
 FAILURE = "could not set up the schedules"
 FX_SAMPLE = (PROJECT_ROOT / "domain" / "fx" / "samples" / "eurofxref-hist-90d.xml").as_uri()
@@ -116,6 +121,7 @@ def test_schedules_appear_once_the_database_is_migrated(temporal_address: str, t
                 RETENTION_SCHEDULE_ID,
                 "report-schedule-monthly-pnl",
                 FX_RATES_SCHEDULE_ID,
+                BUDGET_UPKEEP_SCHEDULE_ID,
             }
             found = _wait_for(
                 "the schedules",

@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import ActivityDeps
 from activities.reports import ReportActivities
-from core.settings import BackupSettings, FxSettings, Settings
+from core.settings import BackupSettings, BudgetSettings, FxSettings, Settings
 from core.storage import ObjectStorage
 from domain.models import AuditLog, Report, ReportSchedule, User
 from domain.reports.schedules import RETENTION_SCHEDULE_ID, period_for
@@ -159,7 +159,11 @@ async def test_default_schedules_are_created_and_reconciled(
     # The worker's start-up, without the backup schedules (tests/backups/test_schedules.py has those) and the rate
     # import (tests/fx/test_import.py).
     settings = reports_deps.settings.model_copy(
-        update={"backups": BackupSettings(schedules_enabled=False), "fx": FxSettings(schedule_enabled=False)}
+        update={
+            "backups": BackupSettings(schedules_enabled=False),
+            "fx": FxSettings(schedule_enabled=False),
+            "budgets": BudgetSettings(upkeep_enabled=False),
+        }
     )
     deps = dataclasses.replace(reports_deps, settings=settings)
     try:
