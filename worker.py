@@ -102,9 +102,9 @@ async def check_books(deps: ActivityDeps) -> None:
 async def reconcile_schedules(client: Client, deps: ActivityDeps) -> list[str]:
     """At start: say which pg_dump/pg_restore the backups will use (or clearly that none fits the server), then make
     the engine's standing schedules match their records and the settings: every report schedule (the defaults from
-    settings created first), the daily report retention, the daily backup, the weekly restore drill and the daily
-    exchange-rate import and the budget upkeep. A schedule already there is brought to what is wanted. Returns the ids of the schedules
-    reconciled."""
+    settings created first), the daily report retention, the daily backup, the weekly restore drill, the daily
+    exchange-rate import and the budget upkeep. A schedule already there is brought to what is wanted. Returns the
+    ids of the schedules reconciled."""
     settings = deps.settings
     try:
         server = pg_tools.connection_for(settings.db.url)

@@ -47,8 +47,7 @@ async def list_budgets(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> BudgetPage:
-    currency = services.settings.approvals.base_currency
-    return await service.list_budgets(tx, services.authorizer, currency, grant.user, limit, offset)
+    return await service.list_budgets(tx, services.authorizer, grant.user, limit, offset)
 
 
 @router.get("/{budget_id}", summary="One budget as it stands now")
@@ -56,8 +55,7 @@ async def list_budgets(
 async def get_budget(
     budget_id: BudgetId, response: Response, tx: TxDep, services: ServicesDep, grant: Read
 ) -> BudgetOut:
-    currency = services.settings.approvals.base_currency
-    return _tagged(response, await service.get(tx, services.authorizer, currency, grant.user, budget_id))
+    return _tagged(response, await service.get(tx, services.authorizer, grant.user, budget_id))
 
 
 @router.patch("/{budget_id}", summary="Revise a budget (a new version)")
@@ -72,10 +70,7 @@ async def revise_budget(
 ) -> BudgetOut:
     """Send the version you read in If-Match (428 without it, 412 when it moved on). A period's amount cannot go
     below what is already committed and spent in it (409)."""
-    currency = services.settings.approvals.base_currency
-    revised = await service.revise(
-        tx, services.authorizer, currency, grant.user, budget_id, body, if_match, grant.audit
-    )
+    revised = await service.revise(tx, services.authorizer, grant.user, budget_id, body, if_match, grant.audit)
     return _tagged(response, revised)
 
 

@@ -25,7 +25,7 @@ from core.sql import Sql
 from domain.budgets import thresholds
 from domain.errors import InvalidState
 from domain.models.rows import RequestRow
-from domain.money import plain_str
+from domain.money import money_str, plain_str
 
 EXPENSE = "expense"
 
@@ -103,15 +103,16 @@ def enforce(assessment: Assessment, currency: str) -> None:
     charge = assessment.blocking
     if charge is None:
         return
-    available = max(charge.available, Decimal(0))
+    available = money_str(max(charge.available, Decimal(0)), currency)
+    needed = money_str(assessment.amount, currency)
     raise InvalidState(
-        f"over budget: \u201c{charge.name}\u201d has {plain_str(available)} {currency} available for the period "
-        f"from {charge.starts_on.isoformat()}; this expense needs {plain_str(assessment.amount)} {currency}",
+        f"over budget: \u201c{charge.name}\u201d has {available} {currency} available for the period from "
+        f"{charge.starts_on.isoformat()}; this expense needs {needed} {currency}",
         reason="over_budget",
         budget_id=charge.budget_id,
         budget=charge.name,
-        available=plain_str(available),
-        needed=plain_str(assessment.amount),
+        available=available,
+        needed=needed,
         period_start=charge.starts_on.isoformat(),
     )
 

@@ -30,13 +30,13 @@ from domain.budgets.schemas import (
 from domain.entries.service import parse_if_match
 from domain.errors import InvalidState, NotFound, PreconditionFailed, ValidationFailed
 from domain.models import User
-from domain.money import fits, in_minor_units, plain_str
+from domain.money import fits, in_minor_units, money_str, plain_str
 from domain.users.visibility import visibility_for
 
 RESOURCE = "budget"
 _COLUMNS = (
     "b.id, b.name, b.team_manager_id, b.category, b.period_kind, b.starts_on, b.policy, b.thresholds, b.owner_id, "
-    "b.version, b.created_by_id, b.created_at, b.updated_at"
+    "b.version, b.created_by_id, b.created_at, b.updated_at, b.currency"
 )
 
 
@@ -75,8 +75,8 @@ async def _periods(sql: Sql, budget_ids: list[int]) -> dict[int, list[tuple[Any,
     return found
 
 
-def _out(row: tuple[Any, ...], periods: list[tuple[Any, ...]], currency: str) -> BudgetOut:
-    kind = row[4]
+def _out(row: tuple[Any, ...], periods: list[tuple[Any, ...]]) -> BudgetOut:
+    kind, currency = row[4], row[13]
     labels = {period.starts_on: period.label(kind) for period in grid(kind, row[5], len(periods))}
 
     def money(value: Decimal) -> Decimal:
@@ -113,14 +113,12 @@ async def _read(sql: Sql, budget_id: int, scope: Scope, *, lock: bool = False) -
     return row
 
 
-async def get(tx: Tx, authorizer: Authorizer, currency: str, viewer: User, budget_id: int) -> BudgetOut:
+async def get(tx: Tx, authorizer: Authorizer, viewer: User, budget_id: int) -> BudgetOut:
     row = await _read(tx.sql, budget_id, await scope_for(tx.sql, authorizer, viewer))
-    return _out(row, (await _periods(tx.sql, [budget_id])).get(budget_id, []), currency)
+    return _out(row, (await _periods(tx.sql, [budget_id])).get(budget_id, []))
 
 
-async def list_budgets(
-    tx: Tx, authorizer: Authorizer, currency: str, viewer: User, limit: int, offset: int
-) -> BudgetPage:
+async def list_budgets(tx: Tx, authorizer: Authorizer, viewer: User, limit: int, offset: int) -> BudgetPage:
     scope = await scope_for(tx.sql, authorizer, viewer)
     condition, params = scope.where()
     total = int(await tx.sql.scalar(f"SELECT count(*) FROM budgets b WHERE {condition}", params))
@@ -129,7 +127,7 @@ async def list_budgets(
         (*params, limit, offset),
     )
     periods = await _periods(tx.sql, [row[0] for row in rows])
-    items = [_out(row, periods.get(row[0], []), currency) for row in rows]
+    items = [_out(row, periods.get(row[0], [])) for row in rows]
     return BudgetPage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -193,9 +191,10 @@ async def create(tx: Tx, currency: str, user: User, body: BudgetCreate, context:
     await _user_exists(sql, owner_id, "owner_id")
     row = await sql.one(
         "INSERT INTO budgets (name, team_manager_id, category, period_kind, starts_on, policy, thresholds, owner_id, "
-        "created_by_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING " + _COLUMNS.replace("b.", ""),
+        "created_by_id, currency) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING "
+        + _COLUMNS.replace("b.", ""),
         (body.name, body.team_manager_id, body.category, body.period, body.starts_on, body.policy, body.thresholds,
-         owner_id, user.id),
+         owner_id, user.id, currency),
     )  # fmt: skip
     assert row is not None
     for period, amount in zip(grid(body.period, body.starts_on, len(body.amounts)), body.amounts, strict=True):
@@ -205,13 +204,12 @@ async def create(tx: Tx, currency: str, user: User, body: BudgetCreate, context:
         )
     snapshot = await _save_version(sql, row, body.amounts, user)
     await record(sql, context, "budget.created", RESOURCE, row[0], {"version": 1, **snapshot})
-    return _out(row, (await _periods(sql, [row[0]]))[row[0]], currency)
+    return _out(row, (await _periods(sql, [row[0]]))[row[0]])
 
 
 async def revise(
     tx: Tx,
     authorizer: Authorizer,
-    currency: str,
     user: User,
     budget_id: int,
     body: BudgetRevision,
@@ -222,6 +220,7 @@ async def revise(
     and spent in it (409, naming the period). Thresholds are checked again at once (a lower amount can cross one)."""
     sql = tx.sql
     row = await _read(sql, budget_id, await scope_for(sql, authorizer, user), lock=True)
+    currency = row[13]
     sent = parse_if_match(if_match)
     if sent != row[9]:
         raise PreconditionFailed(
@@ -242,8 +241,8 @@ async def revise(
     for (starts_on, _, _, committed, actual), amount in zip(periods, amounts, strict=False):
         if amount < committed + actual:
             raise InvalidState(
-                f"the period from {starts_on.isoformat()} has {plain_str(committed + actual)} {currency} committed "
-                f"or spent already; its amount cannot be less",
+                f"the period from {starts_on.isoformat()} has {money_str(committed + actual, currency)} {currency} "
+                "committed or spent already; its amount cannot be less",
                 period_start=starts_on.isoformat(),
                 committed=plain_str(committed),
                 actual=plain_str(actual),
@@ -274,4 +273,4 @@ async def revise(
     await record(
         sql, context, "budget.revised", RESOURCE, budget_id, {"version": [row[9], new[9]], **diff(before, after)}
     )
-    return _out(new, (await _periods(sql, [budget_id]))[budget_id], currency)
+    return _out(new, (await _periods(sql, [budget_id]))[budget_id])

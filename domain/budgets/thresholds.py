@@ -22,8 +22,7 @@ from workflows.contracts import EmailJob
 EVENT = "budget_threshold"
 
 _PERIOD = (
-    "SELECT b.name, b.owner_id, b.thresholds, b.period_kind, p.ends_on, p.amount, p.committed, p.actual, "
-    "(SELECT value FROM app_state WHERE key = 'base_currency') "
+    "SELECT b.name, b.owner_id, b.thresholds, b.period_kind, p.ends_on, p.amount, p.committed, p.actual, b.currency "
     "FROM budgets b JOIN budget_periods p ON p.budget_id = b.id WHERE p.budget_id = %s AND p.starts_on = %s"
 )
 _STATES = "SELECT threshold, above, crossings FROM budget_thresholds WHERE budget_id = %s AND period_starts_on = %s"
@@ -63,13 +62,13 @@ async def _check(sql: Sql, budget_id: int, starts_on: date) -> None:
         await sql.run(_SET, (budget_id, starts_on, threshold, now_above, crossings))
         if now_above:
             period = Period(starts_on, ends_on)
-            figures = _figures(amount, committed, actual, currency or "")
+            figures = _figures(amount, committed, actual, currency)
             await _alert(sql, budget_id, name, owner_id, period.label(kind), starts_on, threshold, crossings, figures)
 
 
 def _figures(amount: Decimal, committed: Decimal, actual: Decimal, currency: str) -> dict[str, str]:
     def shown(value: Decimal) -> str:
-        return str(in_minor_units(value, currency)) if currency else str(value)
+        return str(in_minor_units(value, currency))
 
     return {
         "amount": shown(amount),

@@ -60,6 +60,7 @@ class Budget(Timestamps, Base):
     period_kind: Mapped[str] = mapped_column(String(10))
     starts_on: Mapped[date] = mapped_column(Date)
     policy: Mapped[str] = mapped_column(String(20))
+    currency: Mapped[str] = mapped_column(String(3))  # the base currency (BASE_CURRENCY cannot change under entries)
     thresholds: Mapped[list[int]] = mapped_column(ARRAY(Integer))
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))

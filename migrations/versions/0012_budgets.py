@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("period_kind", sa.String(10), nullable=False),
         sa.Column("starts_on", sa.Date(), nullable=False),
         sa.Column("policy", sa.String(20), nullable=False),
+        sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("thresholds", postgresql.ARRAY(sa.Integer()), nullable=False),
         sa.Column("owner_id", sa.BigInteger(), sa.ForeignKey("users.id"), nullable=False),
         sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
