@@ -169,7 +169,7 @@ def _snapshot(row: tuple[Any, ...], amounts: list[Decimal]) -> dict[str, Any]:
         "policy": row[6],
         "thresholds": list(row[7]),
         "owner_id": row[8],
-        "amounts": [plain_str(amount) for amount in amounts],
+        "amounts": [money_str(amount, row[13]) for amount in amounts],
     }
 
 

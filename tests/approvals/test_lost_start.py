@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -19,9 +19,8 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from core.security import hash_password, issue_token
-from core.settings import PROJECT_ROOT, AuthSettings
-from tests.bench.stack import Stack, running_stack
+from core.settings import PROJECT_ROOT
+from tests.bench.stack import Stack, running_stack, stack_user
 from tests.services import admin_database_url, free_port, scratch_database
 
 
@@ -47,26 +46,12 @@ def doomed(stack: Stack) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             process.kill()
 
 
-def _user(stack: Stack, role: str, manager_id: int | None) -> tuple[int, dict[str, str]]:
-    with psycopg.connect(stack.database_url, autocommit=True) as conn:
-        row = conn.execute(
-            "INSERT INTO users (email, username, full_name, password_hash, role, manager_id, is_active, is_verified, "
-            "token_version) VALUES (%s, %s, %s, %s, %s, %s, true, true, 0) RETURNING id",
-            (f"{role}-{time.monotonic_ns()}@example.com", f"{role}{time.monotonic_ns()}", role.title(),
-             hash_password("correct-horse-battery", 4), role, manager_id),
-        ).fetchone()  # fmt: skip
-    assert row is not None
-    auth = AuthSettings(secret_key=stack.env["SECRET_KEY"], bcrypt_rounds=4)
-    token, _ = issue_token(auth, user_id=row[0], token_type="access", token_version=0, lifetime=timedelta(minutes=15))
-    return row[0], {"Authorization": f"Bearer {token}"}
-
-
 async def test_a_submission_committed_by_an_api_killed_before_the_start_is_started_within_a_minute(
     stack: Stack, doomed: tuple[str, subprocess.Popen[bytes]], temporal_client: Client
 ) -> None:
-    admin_id, _ = _user(stack, "admin", None)
-    manager_id, manager = _user(stack, "manager", admin_id)
-    _, employee = _user(stack, "employee", manager_id)
+    admin_id, _ = stack_user(stack, "admin", None)
+    manager_id, manager = stack_user(stack, "manager", admin_id)
+    _, employee = stack_user(stack, "employee", manager_id)
     doomed_url, process = doomed
     async with httpx.AsyncClient(base_url=doomed_url, timeout=10) as http:
         for _ in range(100):
@@ -107,9 +92,9 @@ async def test_a_submission_committed_by_an_api_killed_before_the_start_is_start
 async def test_a_start_the_api_delivered_is_confirmed_by_its_run_and_never_sent_again(stack: Stack) -> None:
     """The API does not mark its own start delivered: the run does, in its first activity. The relay (grace 2 s)
     must find nothing to send again."""
-    admin_id, _ = _user(stack, "admin", None)
-    manager_id, manager = _user(stack, "manager", admin_id)
-    _, employee = _user(stack, "employee", manager_id)
+    admin_id, _ = stack_user(stack, "admin", None)
+    manager_id, manager = stack_user(stack, "manager", admin_id)
+    _, employee = stack_user(stack, "employee", manager_id)
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
         body = {"amount": "250.00", "category": "travel", "entry_date": date.today().isoformat(), "vendor": "Rail"}
         entry_id = (await http.post("/api/v1/expenses/", json=body, headers=employee)).json()["id"]

@@ -12,12 +12,14 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import psycopg
 
-from core.settings import PROJECT_ROOT
+from core.security import hash_password, issue_token
+from core.settings import PROJECT_ROOT, AuthSettings
 from core.temporal import search_attribute_flags
 from tests.services import TEMPORAL_CLI, admin_database_url, free_port, migrate, with_database
 from workflows.contracts import SEARCH_ATTRIBUTES
@@ -169,3 +171,18 @@ def running_stack(database_url: str, temporal_address: str, log_dir: Path, extra
     finally:
         _stop(api)
         _stop(stack.worker if "stack" in locals() else worker)  # a fault test may have replaced the worker
+
+
+def stack_user(stack: Stack, role: str, manager_id: int | None) -> tuple[int, dict[str, str]]:
+    """A user of `role` in the stack's database, and the headers of an access token for them."""
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO users (email, username, full_name, password_hash, role, manager_id, is_active, is_verified, "
+            "token_version) VALUES (%s, %s, %s, %s, %s, %s, true, true, 0) RETURNING id",
+            (f"{role}-{time.monotonic_ns()}@example.com", f"{role}{time.monotonic_ns()}", role.title(),
+             hash_password("correct-horse-battery", 4), role, manager_id),
+        ).fetchone()  # fmt: skip
+    assert row is not None
+    auth = AuthSettings(secret_key=stack.env["SECRET_KEY"], bcrypt_rounds=4)
+    token, _ = issue_token(auth, user_id=row[0], token_type="access", token_version=0, lifetime=timedelta(minutes=15))
+    return row[0], {"Authorization": f"Bearer {token}"}
