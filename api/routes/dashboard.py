@@ -18,7 +18,8 @@ Reader = Annotated[Grant, Depends(Authorize("dashboard", "read"))]
 @router.get(
     "/overview",
     response_model=Overview,
-    summary="Revenue, expenses and net for this period and the one before, approvals waiting, recent entries",
+    summary="Revenue, expenses and net for this period and the one before, approvals waiting, recent entries, "
+    "budgets' current periods",
 )
 @read_only
 async def get_overview(

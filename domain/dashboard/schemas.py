@@ -79,6 +79,27 @@ class CurrencyTotals(BaseModel):
     base_total: AmountOut = Field(description="in the base currency (part of the period's totals)")
 
 
+class BudgetUse(BaseModel):
+    """A budget's current period (the one containing today, UTC): what is committed and spent against the time gone.
+    The percentages are two places, as in `/budgets`."""
+
+    id: int
+    name: str
+    period: str = Field(description="the period's label: 2026-12, or 2026-10 to 2026-12")
+    starts_on: date
+    ends_on: date = Field(description="exclusive")
+    amount: AmountOut
+    committed: AmountOut = Field(description="held by expenses waiting for approval")
+    actual: AmountOut = Field(description="spent: approved expenses")
+    available: AmountOut = Field(description="amount - committed - actual (negative when over)")
+    used_percent: float = Field(description="(committed + actual) / amount * 100")
+    elapsed_percent: float = Field(description="the share of the period gone by, today included")
+    burn: float | None = Field(
+        description="spent share (actual / amount) over elapsed share: above 1, spending runs ahead of time; "
+        "null before the period starts"
+    )
+
+
 class Overview(BaseModel):
     period: Period
     scope: Scope
@@ -92,6 +113,9 @@ class Overview(BaseModel):
     pending: PendingAmounts
     approvals: ApprovalCounts
     recent_entries: list[RecentEntry]
+    budgets: list[BudgetUse] = Field(
+        description="the current period of the budgets I may see, the most used first (at most 20)"
+    )
 
 
 class MonthTotals(BaseModel):

@@ -6,7 +6,8 @@ spenders and pending amounts, `dashboard_category_totals` (everyone) or `dashboa
 categories, all kept current by `domain.dashboard.aggregates.entry_status_changed`. Approval figures come from
 `dashboard_approval_decisions` and `dashboard_escalations` (kept by triggers on the approval tables) for everyone, and
 from the approval tables through the partial indexes declared in `domain.models.dashboard` for a subtree or one person.
-Every figure is exact; nothing is cached.
+Budgets come from `budget_periods` (their running sums), among the budgets the viewer may see by the budgets' own rule
+(`domain.budgets.service.Scope`). Every figure is exact; nothing is cached.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from sqlalchemy import select, text
 
 from core.authz import Authorizer
 from core.db import Tx
+from domain.budgets.periods import Period as BudgetPeriod
+from domain.budgets.periods import elapsed_share
+from domain.budgets.service import scope_for as budget_scope_for
 from domain.dashboard.schemas import (
     ApprovalCounts,
     ApprovalRate,
+    BudgetUse,
     CategorySpend,
     ChangePercent,
     CurrencyTotals,
@@ -39,11 +44,13 @@ from domain.dashboard.schemas import (
 )
 from domain.models import User
 from domain.money import in_minor_units
+from domain.reports.datasets import burn_rate, share_percent
 from domain.users.visibility import visibility_for
 
 PERIOD_MONTHS = {Period.MONTH: 1, Period.QUARTER: 3, Period.YEAR: 12}
 RECENT_ENTRIES = 10
 TOP_N = 10
+TOP_BUDGETS = 20
 
 
 @dataclass(frozen=True)
@@ -245,6 +252,44 @@ async def recent_entries(tx: Tx, scope: DashboardScope, base: str) -> list[Recen
     return recent
 
 
+async def current_budgets(tx: Tx, authorizer: Authorizer, viewer: User, base: str, today: date) -> list[BudgetUse]:
+    """The current period of the budgets the viewer may see (`domain.budgets.service.scope_for`), the most used
+    first, at most `TOP_BUDGETS`: one statement."""
+    if not authorizer.allows(viewer.role, "budget", "read"):
+        return []
+    condition, params = (await budget_scope_for(tx.sql, authorizer, viewer)).where("b")
+    rows = await tx.sql.all(
+        "SELECT b.id, b.name, b.period_kind, p.starts_on, p.ends_on, p.amount, p.committed, p.actual "
+        "FROM budgets b JOIN budget_periods p ON p.budget_id = b.id "
+        f"WHERE p.starts_on <= %s AND p.ends_on > %s AND {condition} "
+        "ORDER BY (p.committed + p.actual) / p.amount DESC, b.id LIMIT %s",
+        (today, today, *params, TOP_BUDGETS),
+        prepare=False,  # a team of one or of hundreds: plan for this list
+    )
+    found = []
+    for budget_id, name, kind, starts_on, ends_on, amount, committed, actual in rows:
+        period = BudgetPeriod(starts_on, ends_on)
+        elapsed = elapsed_share(period, today)
+        burn = burn_rate(actual, amount, elapsed)
+        found.append(
+            BudgetUse(
+                id=budget_id,
+                name=name,
+                period=period.label(kind),
+                starts_on=starts_on,
+                ends_on=ends_on,
+                amount=_money(amount, base),
+                committed=_money(committed, base),
+                actual=_money(actual, base),
+                available=_money(amount - committed - actual, base),
+                used_percent=float(share_percent(committed + actual, amount)),
+                elapsed_percent=round(elapsed * 100, 2),
+                burn=None if burn is None else float(burn),
+            )
+        )
+    return found
+
+
 async def overview(
     tx: Tx, authorizer: Authorizer, viewer: User, period: Period, base_currency: str, now: datetime
 ) -> Overview:
@@ -271,6 +316,7 @@ async def overview(
         pending=await pending_amounts(tx, scope, base_currency),
         approvals=await approval_counts(tx, scope, now),
         recent_entries=await recent_entries(tx, scope, base_currency),
+        budgets=await current_budgets(tx, authorizer, viewer, base_currency, now.date()),
     )
 
 

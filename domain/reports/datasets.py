@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -42,6 +42,9 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql.selectable import TableValuedAlias
 
 from core.db import Tx
+from domain.budgets.periods import Period as BudgetPeriod
+from domain.budgets.periods import elapsed_share
+from domain.budgets.service import Scope as BudgetScope
 from domain.errors import ValidationFailed
 from domain.fx.rates import Source, rates_on
 from domain.models import ApprovalRequest, ApprovalStep, Entry, EntryKind, EntryStatus, User
@@ -65,14 +68,14 @@ class Column:
     key: str
     label: str
     # text | money (in `currency`, printed to its minor units) | amount (an original, already in its own
-    # currency's minor units: printed as it is) | int | date | month | hours | percent
+    # currency's minor units: printed as it is) | int | date | month | hours | percent | ratio
     kind: str = "text"
     width: float = 1.0  # relative width in the PDF (fixed table layout)
     currency: str | None = None  # a money column's currency
 
     @property
     def numeric(self) -> bool:
-        return self.kind in {"money", "amount", "int", "hours", "percent"}
+        return self.kind in {"money", "amount", "int", "hours", "percent", "ratio"}
 
 
 @dataclass
@@ -127,21 +130,34 @@ class Chart:
     series: list[tuple[str, list[Decimal]]]
 
 
+# Where a budget report's scope keeps the budgets its requester may see, beside the entries' scope.
+BUDGETS_KEY = "budgets"
+
+
+def budget_scope_dict(budgets: BudgetScope) -> dict[str, Any]:
+    """The JSON form of a budget scope (its viewer is the report's `viewer_id`)."""
+    return {"everyone": budgets.everyone, "team_ids": list(budgets.team_ids)}
+
+
 @dataclass(frozen=True)
 class ReportScope:
-    """The scope carried from request time: everyone, or a fixed set of owners."""
+    """The scope carried from request time: everyone, or a fixed set of owners; for a budget report also the
+    budgets its requester may see (`domain.budgets.service.Scope`, decided at request time like the owners)."""
 
     everyone: bool
     owner_ids: tuple[int, ...] = ()
     viewer_id: int | None = None
+    budgets: BudgetScope | None = None
 
     @classmethod
-    def from_dict(cls, scope: dict[str, Any]) -> ReportScope:
+    def from_dict(cls, scope: dict[str, Any], *, budget_report: bool = False) -> ReportScope:
         viewer = scope.get("viewer_id")
+        viewer_id = int(viewer) if viewer is not None else None
+        budgets = _budget_scope(scope, viewer_id) if budget_report else None
         if scope.get("kind") == "all":
-            return cls(True, (), int(viewer) if viewer is not None else None)
+            return cls(True, (), viewer_id, budgets)
         owners = tuple(sorted(int(owner) for owner in scope.get("owner_ids", [])))
-        return cls(False, owners, int(viewer) if viewer is not None else None)
+        return cls(False, owners, viewer_id, budgets)
 
     def owner_filter(
         self, column: ColumnElement[int] | InstrumentedAttribute[int], wanted: Sequence[int] = ()
@@ -157,6 +173,21 @@ class ReportScope:
     def allows_all(self, owner_ids: Sequence[int]) -> bool:
         return self.everyone or set(owner_ids) <= set(self.owner_ids)
 
+    def budget_scope(self) -> BudgetScope:
+        """The budgets this report may show (none but the viewer's own when no budget scope was carried)."""
+        return self.budgets or BudgetScope(self.viewer_id or 0, False, ())
+
+
+def _budget_scope(scope: dict[str, Any], viewer_id: int | None) -> BudgetScope:
+    """A budget report's stored budget scope. A scheduled report (organisation-wide, `kind` all) carries none and
+    sees every budget; any other report without one sees only budgets its requester owns (no user has id 0)."""
+    viewer = viewer_id if viewer_id is not None else 0
+    stored = scope.get(BUDGETS_KEY)
+    if isinstance(stored, dict):
+        teams = tuple(sorted(int(team) for team in stored.get("team_ids", [])))
+        return BudgetScope(viewer, bool(stored.get("everyone")), teams)
+    return BudgetScope(viewer, scope.get("kind") == "all", ())
+
 
 @dataclass(frozen=True)
 class ReportQuery:
@@ -169,6 +200,11 @@ class ReportQuery:
     base_currency: str = "USD"
     presentation_currency: str | None = None  # None: the base currency
     max_stale_days: int = 7  # how old a rate may be on an entry's rate date (FX_MAX_STALE_DAYS)
+    as_of: date | None = None  # the day a budget period's elapsed share is measured on; None: today, at generation
+
+    def today(self) -> date:
+        """`as_of`, or today in the report's time zone (the generation date)."""
+        return self.as_of or datetime.now(ZoneInfo(self.timezone)).date()
 
     @property
     def presented(self) -> str:
@@ -692,6 +728,169 @@ class Ledger(Dataset):
         return _months(self.query.period_from, self.query.period_to)
 
 
+BUDGET_STATUS_OVER = "over"
+BUDGET_STATUS_AHEAD = "ahead of plan"
+BUDGET_STATUS_ON_TRACK = "on track"
+BUDGET_CHART_BUDGETS = 12  # the chart shows the budgets with the largest amounts in the period
+
+
+def share_percent(part: Decimal, whole: Decimal) -> Decimal:
+    """`part` as a percentage of `whole`, two places, half-up (0 of nothing is 0)."""
+    if not whole:
+        return Decimal("0.00")
+    return (part * 100 / whole).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def burn_rate(actual: Decimal, amount: Decimal, elapsed: float) -> Decimal | None:
+    """The spent share over the elapsed share of the period, two places, half-up; None before the period starts."""
+    if elapsed <= 0:
+        return None
+    return (actual / amount / Decimal(repr(elapsed))).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def budget_status(available: Decimal, actual: Decimal, burn: Decimal | None) -> str:
+    """Over when nothing is available; ahead of plan when spending runs ahead of time (burn above 1, or spending in a
+    period not yet started); else on track."""
+    if available < 0:
+        return BUDGET_STATUS_OVER
+    if (burn is not None and burn > 1) or (burn is None and actual > 0):
+        return BUDGET_STATUS_AHEAD
+    return BUDGET_STATUS_ON_TRACK
+
+
+class BudgetVsActual(SummaryDataset):
+    """Each budget period overlapping the report's period, among the budgets its requester may see: the amount,
+    what is committed and spent, what is left, and how spending runs against the time gone by."""
+
+    counts_money = False  # budget sums are kept in the base currency: nothing to convert
+    columns = [
+        Column("budget", "Budget", "text", 2.0),
+        Column("team_manager", "Team manager", "text", 1.6),
+        Column("team_manager_id", "Manager ID", "int", 0.8),
+        Column("category", "Category", "text", 1.3),
+        Column("period", "Period", "text", 1.5),
+        Column("amount", "Amount", "money", 1.2),
+        Column("committed", "Committed", "money", 1.2),
+        Column("actual", "Actual", "money", 1.2),
+        Column("available", "Available", "money", 1.2),
+        Column("spent_percent", "Spent %", "percent", 0.8),
+        Column("used_percent", "Used %", "percent", 0.8),
+        Column("elapsed_percent", "Elapsed %", "percent", 0.8),
+        Column("burn", "Burn", "ratio", 0.7),
+        Column("status", "Status", "text", 1.1),
+    ]
+
+    def __init__(self, query: ReportQuery) -> None:
+        super().__init__(query)
+        # Budgets are kept in the base currency; a presentation currency does not apply (the request refuses one).
+        self.presentation = Presentation(query.base_currency, query.base_currency)
+        self.columns = self.columns_for(self.presentation)
+        self.as_of = query.today()
+        self.basis = (
+            "One row per budget period overlapping the report's period, among the budgets the requester may see. "
+            "Committed: held by expenses waiting for approval; actual: approved expenses; available = amount - "
+            "committed - actual. Spent % = actual / amount; used % = (committed + actual) / amount; elapsed % is "
+            f"the share of the period gone by on {self.as_of.isoformat()}; burn = spent share / elapsed share "
+            "(empty before the period starts). Status: over when available is below zero, ahead of plan when burn "
+            "is above 1 (or money is spent before the period starts), else on track. The totals add the rows: a "
+            "team's budget and a category's may count the same expense."
+        )
+
+    async def all_rows(self, tx: Tx) -> list[Row]:
+        q = self.query
+        condition, params = q.scope.budget_scope().where("b")
+        categories = ""
+        if q.filters.categories:
+            categories = " AND b.category = ANY(%s)"
+            params = (*params, list(q.filters.categories))
+        found = await tx.sql.all(
+            "SELECT b.id, b.name, b.period_kind, b.team_manager_id, m.full_name, b.category, p.starts_on, p.ends_on, "
+            "p.amount, p.committed, p.actual FROM budgets b JOIN budget_periods p ON p.budget_id = b.id "
+            "LEFT JOIN users m ON m.id = b.team_manager_id "
+            f"WHERE p.starts_on <= %s AND p.ends_on > %s AND {condition}{categories} "
+            "ORDER BY b.name, b.id, p.starts_on",
+            (q.period_to, q.period_from, *params),
+            prepare=False,  # a team of one or of hundreds: plan for this list
+        )
+        base = q.base_currency
+        zero = in_minor_units(Decimal(0), base)
+        sums = [zero, zero, zero]  # amount, committed, actual
+        by_budget: dict[int, tuple[str, list[Decimal]]] = {}
+        rows: list[Row] = []
+        for (
+            budget_id,
+            name,
+            kind,
+            manager_id,
+            manager,
+            category,
+            starts_on,
+            ends_on,
+            amount,
+            committed,
+            actual,
+        ) in found:
+            period = BudgetPeriod(starts_on, ends_on)
+            available = amount - committed - actual
+            elapsed = elapsed_share(period, self.as_of)
+            burn = burn_rate(actual, amount, elapsed)
+            rows.append(
+                (
+                    name,
+                    manager or "",
+                    manager_id,
+                    category or "",
+                    period.label(kind),
+                    in_minor_units(amount, base),
+                    in_minor_units(committed, base),
+                    in_minor_units(actual, base),
+                    in_minor_units(available, base),
+                    share_percent(actual, amount),
+                    share_percent(committed + actual, amount),
+                    Decimal(repr(elapsed * 100)).quantize(CENT, rounding=ROUND_HALF_UP),
+                    burn,
+                    budget_status(available, actual, burn),
+                )
+            )
+            for index, value in enumerate((amount, committed, actual)):
+                sums[index] += value
+            charted = by_budget.setdefault(budget_id, (name, [zero, zero, zero]))[1]
+            for index, value in enumerate((amount, committed, actual)):
+                charted[index] += value
+        amount, committed, actual = (in_minor_units(value, base) for value in sums)
+        self.totals = [
+            (
+                "Total",
+                "",
+                None,
+                "",
+                "",
+                amount,
+                committed,
+                actual,
+                amount - committed - actual,
+                share_percent(actual, amount),
+                share_percent(committed + actual, amount),
+                None,
+                None,
+                "",
+            )
+        ]
+        largest = sorted(by_budget.values(), key=lambda item: (-item[1][0], item[0]))[:BUDGET_CHART_BUDGETS]
+        title = "Budget, committed and actual by budget"
+        if len(by_budget) > BUDGET_CHART_BUDGETS:
+            title += f" (the {BUDGET_CHART_BUDGETS} largest)"
+        self.chart = Chart(
+            title,
+            [label for label, _ in largest],
+            [
+                (series, [in_minor_units(values[index], base) for _, values in largest])
+                for index, series in enumerate(("Amount", "Committed", "Actual"))
+            ],
+        )
+        return rows
+
+
 DATASETS: dict[ReportType, type[Dataset]] = {
     ReportType.PNL: ProfitAndLoss,
     ReportType.EXPENSES_BY_CATEGORY: ExpensesByCategory,
@@ -699,6 +898,7 @@ DATASETS: dict[ReportType, type[Dataset]] = {
     ReportType.REVENUE_BY_CATEGORY: RevenueByCategory,
     ReportType.APPROVAL_AGING: ApprovalAging,
     ReportType.LEDGER: Ledger,
+    ReportType.BUDGET_VS_ACTUAL: BudgetVsActual,
 }
 
 
@@ -708,6 +908,8 @@ def dataset_for(query: ReportQuery) -> Dataset:
 
 async def describe_scope(tx: Tx, scope: ReportScope) -> str:
     """A human description of whose data the report holds (printed on the report)."""
+    if scope.budgets is not None:
+        return await _describe_budget_scope(tx, scope.budgets)
     if scope.everyone:
         return "All entries (organisation-wide)"
     viewer = await tx.session.get(User, scope.viewer_id) if scope.viewer_id is not None else None
@@ -716,3 +918,16 @@ async def describe_scope(tx: Tx, scope: ReportScope) -> str:
     if viewer is not None:
         return f"{viewer.full_name} ({viewer.username}) and their team: {len(scope.owner_ids)} people"
     return f"Entries of {len(scope.owner_ids)} people"
+
+
+async def _describe_budget_scope(tx: Tx, budgets: BudgetScope) -> str:
+    if budgets.everyone:
+        return "All budgets (organisation-wide)"
+    viewer = await tx.session.get(User, budgets.viewer_id)
+    if viewer is None:
+        return "No budgets"
+    who = f"{viewer.full_name} ({viewer.username})"
+    teams = set(budgets.team_ids) - {viewer.id}
+    if not teams:
+        return f"Budgets owned by {who} or for their own team"
+    return f"Budgets owned by {who} or for teams in their subtree ({len(teams)} people under them)"

@@ -188,6 +188,7 @@ _XLSX_NUMBER_FORMATS = {
     "money": "#,##0.00",
     "hours": "0.00",
     "percent": "0.00",
+    "ratio": "0.00",
     "int": "0",
     "date": "yyyy-mm-dd",
     "month": "yyyy-mm",

@@ -20,6 +20,7 @@ class ReportType(StrEnum):
     REVENUE_BY_CATEGORY = "revenue_by_category"
     APPROVAL_AGING = "approval_aging"
     LEDGER = "ledger"
+    BUDGET_VS_ACTUAL = "budget_vs_actual"
 
 
 class ReportFormat(StrEnum):
@@ -62,6 +63,7 @@ TITLES: dict[ReportType, str] = {
     ReportType.REVENUE_BY_CATEGORY: "Revenue by category and source",
     ReportType.APPROVAL_AGING: "Approval aging and cycle time",
     ReportType.LEDGER: "Entries ledger",
+    ReportType.BUDGET_VS_ACTUAL: "Budget versus actual",
 }
 
 _Name = Annotated[str, Field(min_length=1, max_length=100)]
@@ -72,8 +74,10 @@ class ReportFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    categories: list[_Name] = Field(default_factory=list, max_length=100)
-    owner_ids: list[int] = Field(default_factory=list, max_length=100)
+    categories: list[_Name] = Field(
+        default_factory=list, max_length=100, description="budget_vs_actual: the budgets of these categories"
+    )
+    owner_ids: list[int] = Field(default_factory=list, max_length=100, description="not for budget_vs_actual")
     kind: str | None = Field(default=None, pattern="^(revenue|expense)$", description="ledger only")
 
 

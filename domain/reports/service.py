@@ -14,10 +14,11 @@ from core.db import Tx
 from core.settings import ReportSettings
 from domain.audit.service import AuditContext, record
 from domain.auth import rate_limits
+from domain.budgets.service import Scope as BudgetScope
 from domain.errors import Forbidden, NotFound, ValidationFailed
 from domain.fx.rates import Terms
 from domain.models import Report, User
-from domain.reports.datasets import ReportQuery, ReportScope, dataset_for
+from domain.reports.datasets import BUDGETS_KEY, ReportQuery, ReportScope, budget_scope_dict, dataset_for
 from domain.reports.schemas import (
     PRESENTATION_KEY,
     ReportFilters,
@@ -76,6 +77,11 @@ def check_filters(visibility: Visibility | ReportScope, report_type: ReportType,
     """A report on people outside the requester's visibility may not be made (403)."""
     if filters.kind is not None and report_type != ReportType.LEDGER:
         raise ValidationFailed("filters.kind applies to the ledger only")
+    if filters.owner_ids and report_type == ReportType.BUDGET_VS_ACTUAL:
+        raise ValidationFailed(
+            "filters.owner_ids does not apply to budget_vs_actual (filters.categories narrows its budgets)",
+            field="filters.owner_ids",
+        )
     if not filters.owner_ids:
         return
     outside = sorted(
@@ -100,14 +106,30 @@ async def request_report(
     audit: AuditContext,
     *,
     fx: Terms | None = None,
+    budgets: BudgetScope | None = None,
 ) -> Report:
     """Validate and record a report request (status queued). The caller starts the workflow after commit.
 
     With `fx` (the books' terms), a report in another presentation currency is refused here (422 naming the rate
-    dates) when a rate it needs is missing, rather than failing later in the workflow."""
+    dates) when a rate it needs is missing, rather than failing later in the workflow.
+
+    A budget report needs `budgets`, the budgets the requester may see (`domain.budgets.service.scope_for`): it is
+    kept in the report's scope beside the entries' and the report shows no other budget. Budgets are kept in the
+    base currency only: another presentation currency is refused (422)."""
     check_period(settings, request.period.from_, request.period.to)
     check_filters(visibility, request.type, request.filters)
     presentation = request.presentation_currency
+    scope: dict[str, Any] = dict(visibility.as_scope())
+    if request.type == ReportType.BUDGET_VS_ACTUAL:
+        if budgets is None or budgets.viewer_id != visibility.viewer_id:
+            raise ValueError("a budget report needs its requester's budget scope (domain.budgets.service.scope_for)")
+        if presentation is not None and (fx is None or presentation != fx.base):
+            raise ValidationFailed(
+                "budget_vs_actual is in the base currency only: budgets are kept in it",
+                field="presentation_currency",
+            )
+        presentation = None
+        scope[BUDGETS_KEY] = budget_scope_dict(budgets)
     if fx is not None and presentation is not None and presentation != fx.base:
         query = ReportQuery(
             request.type,
@@ -136,7 +158,7 @@ async def request_report(
         period_from=request.period.from_,
         period_to=request.period.to,
         filters=options,
-        scope=visibility.as_scope(),
+        scope=scope,
         status=ReportStatus.QUEUED.value,
         workflow_id=f"report-{report_id}",
     )
@@ -322,11 +344,12 @@ async def forget_files(tx: Tx, report_ids: list[uuid.UUID]) -> None:
 
 def report_query_parts(report: Report) -> tuple[ReportType, ReportFormat, ReportFilters, ReportScope]:
     filters = {key: value for key, value in (report.filters or {}).items() if key != PRESENTATION_KEY}
+    report_type = ReportType(report.type)
     return (
-        ReportType(report.type),
+        report_type,
         ReportFormat(report.format),
         ReportFilters.model_validate(filters),
-        ReportScope.from_dict(report.scope or {}),
+        ReportScope.from_dict(report.scope or {}, budget_report=report_type == ReportType.BUDGET_VS_ACTUAL),
     )
 
 
