@@ -19,6 +19,7 @@ from core.sql import Sql
 from domain.audit.service import AuditContext, diff, record
 from domain.budgets import thresholds
 from domain.budgets.periods import grid
+from domain.budgets.progress import share_percent
 from domain.budgets.schemas import (
     BudgetCreate,
     BudgetOut,
@@ -91,7 +92,7 @@ def _out(row: tuple[Any, ...], periods: list[tuple[Any, ...]]) -> BudgetOut:
             committed=money(committed),
             actual=money(actual),
             available=money(amount - committed - actual),
-            used_percent=round(float((committed + actual) * 100 / amount), 2),
+            used_percent=float(share_percent(committed + actual, amount)),
         )
         for starts_on, ends_on, amount, committed, actual in periods
     ]

@@ -23,6 +23,7 @@ from core.authz import Authorizer
 from core.db import Tx
 from domain.budgets.periods import Period as BudgetPeriod
 from domain.budgets.periods import elapsed_share
+from domain.budgets.progress import burn_rate, share_percent
 from domain.budgets.service import scope_for as budget_scope_for
 from domain.dashboard.schemas import (
     ApprovalCounts,
@@ -44,7 +45,6 @@ from domain.dashboard.schemas import (
 )
 from domain.models import User
 from domain.money import in_minor_units
-from domain.reports.datasets import burn_rate, share_percent
 from domain.users.visibility import visibility_for
 
 PERIOD_MONTHS = {Period.MONTH: 1, Period.QUARTER: 3, Period.YEAR: 12}

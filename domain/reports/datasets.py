@@ -44,6 +44,7 @@ from sqlalchemy.sql.selectable import TableValuedAlias
 from core.db import Tx
 from domain.budgets.periods import Period as BudgetPeriod
 from domain.budgets.periods import elapsed_share
+from domain.budgets.progress import budget_status, burn_rate, share_percent
 from domain.budgets.service import Scope as BudgetScope
 from domain.errors import ValidationFailed
 from domain.fx.rates import Source, rates_on
@@ -728,34 +729,7 @@ class Ledger(Dataset):
         return _months(self.query.period_from, self.query.period_to)
 
 
-BUDGET_STATUS_OVER = "over"
-BUDGET_STATUS_AHEAD = "ahead of plan"
-BUDGET_STATUS_ON_TRACK = "on track"
 BUDGET_CHART_BUDGETS = 12  # the chart shows the budgets with the largest amounts in the period
-
-
-def share_percent(part: Decimal, whole: Decimal) -> Decimal:
-    """`part` as a percentage of `whole`, two places, half-up (0 of nothing is 0)."""
-    if not whole:
-        return Decimal("0.00")
-    return (part * 100 / whole).quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def burn_rate(actual: Decimal, amount: Decimal, elapsed: float) -> Decimal | None:
-    """The spent share over the elapsed share of the period, two places, half-up; None before the period starts."""
-    if elapsed <= 0:
-        return None
-    return (actual / amount / Decimal(repr(elapsed))).quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def budget_status(available: Decimal, actual: Decimal, burn: Decimal | None) -> str:
-    """Over when nothing is available; ahead of plan when spending runs ahead of time (burn above 1, or spending in a
-    period not yet started); else on track."""
-    if available < 0:
-        return BUDGET_STATUS_OVER
-    if (burn is not None and burn > 1) or (burn is None and actual > 0):
-        return BUDGET_STATUS_AHEAD
-    return BUDGET_STATUS_ON_TRACK
 
 
 class BudgetVsActual(SummaryDataset):
