@@ -43,27 +43,33 @@ async def watch(sql: Sql, periods: set[tuple[int, date]]) -> None:
         await _check(sql, budget_id, starts_on)
 
 
+def crossings(
+    limits: list[int], states: dict[int, tuple[bool, int]], used: Decimal, amount: Decimal
+) -> list[tuple[int, bool, int]]:
+    """The thresholds whose state `used` of `amount` changes: (threshold, now at or above it, crossings so far). A
+    threshold is crossed when the use reaches it from below; `states` holds (above, crossings) per threshold."""
+    changed = []
+    for threshold in sorted(limits):
+        above, count = states.get(threshold, (False, 0))
+        now_above = used * 100 >= amount * threshold
+        if now_above != above:
+            changed.append((threshold, now_above, count + 1 if now_above else count))
+    return changed
+
+
 async def _check(sql: Sql, budget_id: int, starts_on: date) -> None:
     row = await sql.one(_PERIOD, (budget_id, starts_on))
     if row is None:
         return
     name, owner_id, limits, kind, ends_on, amount, committed, actual, currency = row
-    used = committed + actual
-    states = {
-        threshold: (above, crossings) for threshold, above, crossings in await sql.all(_STATES, (budget_id, starts_on))
-    }
-    for threshold in sorted(limits):
-        above, crossings = states.get(threshold, (False, 0))
-        now_above = used * 100 >= amount * threshold
-        if now_above == above:
-            continue
-        if now_above:
-            crossings += 1
-        await sql.run(_SET, (budget_id, starts_on, threshold, now_above, crossings))
+    rows = await sql.all(_STATES, (budget_id, starts_on))
+    states = {threshold: (above, count) for threshold, above, count in rows}
+    for threshold, now_above, count in crossings(limits, states, committed + actual, amount):
+        await sql.run(_SET, (budget_id, starts_on, threshold, now_above, count))
         if now_above:
             period = Period(starts_on, ends_on)
             figures = _figures(amount, committed, actual, currency)
-            await _alert(sql, budget_id, name, owner_id, period.label(kind), starts_on, threshold, crossings, figures)
+            await _alert(sql, budget_id, name, owner_id, period.label(kind), starts_on, threshold, count, figures)
 
 
 def _figures(amount: Decimal, committed: Decimal, actual: Decimal, currency: str) -> dict[str, str]:

@@ -143,12 +143,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) 
     return False
 
 
-async def submit_directly(deps: ActivityDeps, owner_id: int, amount: str = "120.00") -> Submission:
+async def submit_directly(deps: ActivityDeps, owner_id: int, amount: str = "120.00", **fields: Any) -> Submission:
     """Create and submit an expense through the domain (for tests that start the workflow themselves)."""
     async with deps.db.transaction() as tx:
         owner = await tx.session.get(User, owner_id)
         assert owner is not None
-        body = ExpenseCreate.model_validate(expense_body(amount))
+        body = ExpenseCreate.model_validate(expense_body(amount, **fields))
         entry = await entries.create_entry(tx, terms_from(deps.settings), owner, EntryKind.EXPENSE, body, SYSTEM)
         commands = ApprovalCommands(deps.settings, deps.authorizer, WorkflowEngine(deps.settings.temporal))
         fx = await fx_rates.lock(tx.sql, entry.currency, entry.amount, entry.entry_date, terms_from(deps.settings))

@@ -157,7 +157,8 @@ async def insert_budget(
     async with deps.db.transaction() as tx:
         budget_id = await tx.sql.scalar(
             "INSERT INTO budgets (name, team_manager_id, category, period_kind, starts_on, policy, thresholds, "
-            "owner_id, created_by_id, currency) VALUES (%s, %s, %s, %s, %s, 'warn', '{80,100}', %s, %s, 'USD') RETURNING id",
+            "owner_id, created_by_id, currency) VALUES (%s, %s, %s, %s, %s, 'warn', '{80,100}', %s, %s, 'USD') "
+            "RETURNING id",
             (name, team_manager.id if team_manager else None, category, kind, starts_on, owner.id, creator.id),
         )
         for period, (amount, committed, actual) in zip(grid(kind, starts_on, len(figures)), figures, strict=True):
