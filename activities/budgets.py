@@ -30,22 +30,25 @@ class BudgetActivities:
     async def release_closed(self, job: BudgetUpkeepInput) -> BudgetReconcileSummary:
         engine = self.deps.engine
         assert engine is not None, "the worker hands the budget activities its engine"
-        async with self.deps.db.transaction() as tx:
-            held = await upkeep.held_commitments(
-                tx.sql, datetime.now(UTC), timedelta(seconds=job.grace_seconds), job.batch
-            )
-        summary = BudgetReconcileSummary(checked=len(held))
-        for request_id, workflow_id in held:
-            status = await engine.run_status(workflow_id)  # EngineUnavailable: the attempt fails and is retried
-            if status is not None and status not in CLOSED:
-                continue
-            said = status or "NOT_FOUND"
+        summary = BudgetReconcileSummary()
+        after_id, now, grace = 0, datetime.now(UTC), timedelta(seconds=job.grace_seconds)
+        while True:  # page by page through every pending request holding a commitment
             async with self.deps.db.transaction() as tx:
-                if await upkeep.release_closed(tx.sql, request_id, said):
-                    summary.released.append(
-                        BudgetReleased(request_id=request_id, workflow_id=workflow_id, workflow_status=said)
-                    )
-            activity.heartbeat(request_id)
+                held = await upkeep.held_commitments(tx.sql, now, grace, job.batch, after_id)
+            for request_id, workflow_id in held:
+                summary.checked += 1
+                status = await engine.run_status(workflow_id)  # EngineUnavailable: the attempt fails, is retried
+                if status is None or status in CLOSED:
+                    said = status or "NOT_FOUND"
+                    async with self.deps.db.transaction() as tx:
+                        if await upkeep.release_closed(tx.sql, request_id, said):
+                            summary.released.append(
+                                BudgetReleased(request_id=request_id, workflow_id=workflow_id, workflow_status=said)
+                            )
+                activity.heartbeat(request_id)
+            if len(held) < job.batch:
+                break
+            after_id = held[-1][0]
         return summary
 
     @activity.defn(name=BudgetActivity.ALERTS)

@@ -704,7 +704,7 @@ class BudgetActivity:
 
 class BudgetUpkeepInput(Contract):
     grace_seconds: int = 300  # BUDGET_UPKEEP_GRACE_SECONDS: a younger commitment is left to its workflow
-    batch: int = 200  # requests (and alerts) looked at in one run; the next run goes on
+    batch: int = 200  # a page of requests looked at (all pages are); alerts emailed in one run (the next goes on)
 
 
 class BudgetReleased(Contract):

@@ -18,16 +18,22 @@ from domain.budgets import ledger
 from domain.models import RequestStatus
 from workflows.contracts import BudgetAlertEmail, EmailJob
 
+# Commitments exist only while a request is pending (the transition that ends the wait releases them): look among
+# the pending requests (ix_approval_requests_status_created), not through the whole ledger.
 _HELD = (
-    "SELECT DISTINCT c.request_id, c.workflow_id FROM budget_ledger c WHERE c.kind = 'committed' "
-    "AND c.created_at < %s AND NOT EXISTS (SELECT 1 FROM budget_ledger r WHERE r.workflow_id = c.workflow_id "
-    "AND r.round = c.round AND r.budget_id = c.budget_id AND r.kind = 'released') ORDER BY c.request_id LIMIT %s"
+    "SELECT r.id, r.workflow_id FROM approval_requests r WHERE r.status = 'pending' AND r.subject_kind = 'expense' "
+    "AND r.id > %s AND r.submitted_at < %s AND EXISTS (SELECT 1 FROM budget_ledger c WHERE c.request_id = r.id "
+    "AND c.kind = 'committed' AND NOT EXISTS (SELECT 1 FROM budget_ledger x WHERE x.workflow_id = c.workflow_id "
+    "AND x.round = c.round AND x.budget_id = c.budget_id AND x.kind = 'released')) ORDER BY r.id LIMIT %s"
 )
 
 
-async def held_commitments(sql: Sql, now: datetime, grace: timedelta, limit: int) -> list[tuple[int, str]]:
-    """(request id, workflow id) of the requests holding a commitment older than `grace`."""
-    return [(row[0], row[1]) for row in await sql.all(_HELD, (now - grace, limit))]
+async def held_commitments(
+    sql: Sql, now: datetime, grace: timedelta, limit: int, after_id: int = 0
+) -> list[tuple[int, str]]:
+    """(request id, workflow id) of pending requests submitted more than `grace` ago that hold a commitment, by id
+    from `after_id` (a page: the caller goes on from the last one)."""
+    return [(row[0], row[1]) for row in await sql.all(_HELD, (after_id, now - grace, limit))]
 
 
 async def release_closed(sql: Sql, request_id: int, workflow_status: str) -> bool:

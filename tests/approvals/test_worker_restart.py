@@ -1,6 +1,6 @@
 """A worker dies mid-approval, after the decision committed and before it told Temporal (the local activity's
 workflow task never completes); a new worker takes over. The approval completes, with exactly one transition and
-one audit row."""
+one audit row, and the team's budget books the spend once."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from activities.approvals import ApprovalActivities
 from activities.deps import ActivityDeps
 from domain.models import ApprovalStep, Entry
 from tests.approvals.conftest import EmailOutbox, audit_count, eventually, started_with, submit_directly
+from tests.budgets.conftest import books, team_budget
 from tests.conftest import MakeUser
 from workflows.approval import EntryApprovalWorkflow
 from workflows.contracts import ApprovalActivity, ApprovalTimers, DecisionRequest, RecordDecisionJob
@@ -28,6 +29,7 @@ async def test_worker_killed_after_the_decision_committed(
 ) -> None:
     manager = await make_user("manager")
     employee = await make_user("employee", manager=manager)
+    budget_id = await team_budget(activity_deps, (await make_user("accountant")).id, manager.id)
     queue = f"restart-{uuid.uuid4().hex[:8]}"
     outbox = EmailOutbox()
     real = ApprovalActivities(replace(activity_deps, mail=outbox))
@@ -60,6 +62,7 @@ async def test_worker_killed_after_the_decision_committed(
     approving = asyncio.create_task(handle.execute_update(EntryApprovalWorkflow.decide, decision, id="approve-once"))
 
     await asyncio.wait_for(committed.wait(), timeout=20)
+    assert await books(activity_deps, budget_id) == (0, 120, 3)  # booked with the decision, not yet reported
     await first.shutdown()  # the worker goes away with the activity unreported
     await asyncio.gather(first_run, return_exceptions=True)
     assert not approving.done()
@@ -84,6 +87,7 @@ async def test_worker_killed_after_the_decision_committed(
         entry = await tx.session.get(Entry, submission.request.entry_id)
     assert approved_steps == 1
     assert entry is not None and entry.status == "approved"
+    assert await books(activity_deps, budget_id) == (0, 120, 3)  # the retry wrote no second charge
     # The owner's email went out once, whichever worker sent it.
     assert await eventually(lambda: _async(outbox.templates().count("entry_approved") >= 1))
     # The decision is a local activity: the history records its one result (a marker), however often it ran.

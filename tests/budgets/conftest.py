@@ -11,6 +11,10 @@ from typing import Any, NamedTuple
 import httpx
 
 from activities.deps import ActivityDeps
+from domain.audit.service import SYSTEM
+from domain.budgets import service as budgets
+from domain.budgets.schemas import BudgetCreate
+from domain.models import User
 from tests.approvals.conftest import client, team  # noqa: F401 - fixtures, used by name
 from tests.conftest import TestUser
 
@@ -69,3 +73,13 @@ async def ledger_rows(deps: ActivityDeps, entry_id: int) -> list[tuple[str, int,
             "SELECT kind, round, amount FROM budget_ledger WHERE entry_id = %s ORDER BY id", (entry_id,)
         )
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def team_budget(deps: ActivityDeps, creator_id: int, manager_id: int) -> int:
+    """A monthly budget of 1,000.00 for the manager's team, created through the domain; its id."""
+    async with deps.db.transaction() as tx:
+        creator = await tx.session.get(User, creator_id)
+        assert creator is not None
+        body = BudgetCreate(name="Team travel", team_manager_id=manager_id, period="month", starts_on=this_month(),
+                            amounts=[Decimal("1000.00")])  # fmt: skip
+        return (await budgets.create(tx, deps.settings.approvals.base_currency, creator, body, SYSTEM)).id

@@ -1,6 +1,7 @@
-"""The saga where approvals are hard: an SLA expiry on durable timers, a worker that dies after the approval
-committed (its retry must not book the spend twice), and real worker processes SIGKILLed with commitments held and
-approvals in flight. Afterwards every budget's sums equal its ledger's and no charge is written twice."""
+"""The saga where approvals are hard: an SLA expiry on durable timers, and real worker processes SIGKILLed with
+commitments held and approvals in flight (a worker that dies after the approval committed, in-process:
+tests/approvals/test_worker_restart.py). Afterwards every budget's sums equal its ledger's and no charge is written
+twice."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from temporalio import activity
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -25,28 +25,15 @@ from activities.approvals import ApprovalActivities
 from activities.deps import ActivityDeps
 from core.engine import search_attributes
 from domain.approvals.outbox import search_attributes as approval_attributes
-from domain.audit.service import SYSTEM
-from domain.budgets import service as budgets
-from domain.budgets.schemas import BudgetCreate
-from domain.models import User
 from tests.approvals.conftest import EmailOutbox, skipping, started_with, submit_directly  # noqa: F401 - fixture
 from tests.bench.stack import Stack, running_stack, stack_user, start_worker
-from tests.budgets.conftest import books, ledger_rows, this_month
+from tests.budgets.conftest import books, ledger_rows, team_budget, this_month
 from tests.conftest import MakeUser
 from tests.services import admin_database_url, scratch_database
 from workflows.approval import EntryApprovalWorkflow
-from workflows.contracts import ApprovalActivity, ApprovalTimers, DecisionRequest, RecordDecisionJob
+from workflows.contracts import ApprovalTimers
 
 D = Decimal
-
-
-async def _team_budget(deps: ActivityDeps, creator_id: int, manager_id: int) -> int:
-    async with deps.db.transaction() as tx:
-        creator = await tx.session.get(User, creator_id)
-        assert creator is not None
-        body = BudgetCreate(name="Team travel", team_manager_id=manager_id, period="month", starts_on=this_month(),
-                            amounts=[D("1000.00")])  # fmt: skip
-        return (await budgets.create(tx, deps.settings.approvals.base_currency, creator, body, SYSTEM)).id
 
 
 async def test_an_expiry_gives_the_commitment_back(
@@ -57,7 +44,7 @@ async def test_an_expiry_gives_the_commitment_back(
     manager = await make_user("manager")  # nobody above: the step waits until it expires
     employee = await make_user("employee", manager=manager)
     accountant = await make_user("accountant")
-    budget_id = await _team_budget(activity_deps, accountant.id, manager.id)
+    budget_id = await team_budget(activity_deps, accountant.id, manager.id)
     queue = f"budget-expiry-{uuid.uuid4().hex[:8]}"
     outbox = EmailOutbox()
     activities = [*ApprovalActivities(replace(activity_deps, mail=outbox)).all(), outbox.send_email]
@@ -78,58 +65,6 @@ async def test_an_expiry_gives_the_commitment_back(
     assert [row[0] for row in await ledger_rows(activity_deps, submission.request.entry_id)] == [
         "committed",
         "released",
-    ]
-
-
-async def test_a_worker_that_dies_after_the_approval_committed_books_the_spend_once(
-    temporal_client: Client, activity_deps: ActivityDeps, make_user: MakeUser
-) -> None:
-    manager = await make_user("manager")
-    employee = await make_user("employee", manager=manager)
-    accountant = await make_user("accountant")
-    budget_id = await _team_budget(activity_deps, accountant.id, manager.id)
-    queue = f"budget-restart-{uuid.uuid4().hex[:8]}"
-    outbox = EmailOutbox()
-    real = ApprovalActivities(replace(activity_deps, mail=outbox))
-    committed = asyncio.Event()
-
-    @activity.defn(name=ApprovalActivity.RECORD_DECISION)
-    async def commit_then_hang(job: RecordDecisionJob):  # type: ignore[no-untyped-def]
-        """The real transition commits (the spend is booked); then the process 'dies' before reporting back."""
-        await real.record_decision(job)
-        committed.set()
-        await asyncio.sleep(3600)
-
-    others = [a for a in real.all() if a != real.record_decision]
-    first = Worker(temporal_client, task_queue=queue, workflows=[EntryApprovalWorkflow],
-                   activities=[*others, commit_then_hang, outbox.send_email], max_cached_workflows=0)  # fmt: skip
-    first_run = asyncio.create_task(first.run())
-    submission = await submit_directly(activity_deps, employee.id, "300.00")
-    handle = await temporal_client.start_workflow(
-        EntryApprovalWorkflow.run,
-        started_with(submission, ApprovalTimers(activity_seconds=2)),
-        id=submission.request.workflow_id,
-        task_queue=queue,
-    )
-    assert submission.input.first_step is not None
-    decision = DecisionRequest(action="approve", actor_id=manager.id, step_id=submission.input.first_step.step_id)
-    approving = asyncio.create_task(handle.execute_update(EntryApprovalWorkflow.decide, decision, id="approve-once"))
-    await asyncio.wait_for(committed.wait(), 20)
-    assert await books(activity_deps, budget_id) == (D("0"), D("300"), 3)  # booked, not yet reported
-    first_run.cancel()
-    await asyncio.gather(first_run, return_exceptions=True)
-
-    async with Worker(temporal_client, task_queue=queue, workflows=[EntryApprovalWorkflow],
-                      activities=[*real.all(), outbox.send_email]):  # fmt: skip
-        outcome = await asyncio.wait_for(approving, 60)
-        assert outcome.request_status == "approved"
-        assert (await handle.result()).status == "approved"
-    assert await books(activity_deps, budget_id) == (D("0"), D("300"), 3)  # the retry wrote nothing
-    assert submission.request.entry_id is not None
-    assert [row[0] for row in await ledger_rows(activity_deps, submission.request.entry_id)] == [
-        "committed",
-        "released",
-        "actual",
     ]
 
 

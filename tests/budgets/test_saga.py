@@ -95,7 +95,7 @@ async def test_changes_release_and_the_resubmission_commits_its_new_amount(
 async def _upkeep(temporal_client: Client, settings: Settings) -> BudgetUpkeepSummary:
     result: BudgetUpkeepSummary = await temporal_client.execute_workflow(
         BudgetUpkeepWorkflow.run,
-        BudgetUpkeepInput(grace_seconds=0),
+        BudgetUpkeepInput(grace_seconds=0, batch=1),  # a page a request: every page is looked at
         id=f"budget-upkeep-test-{uuid.uuid4().hex[:8]}",
         task_queue=task_queues(settings.temporal).reports,
     )
@@ -110,12 +110,13 @@ async def test_the_reconciler_releases_what_a_terminated_workflow_held_and_nothi
     settings: Settings,
 ) -> None:
     budget = await create_budget(client, team.accountant, team_manager_id=team.manager.id)
+    waiting = await submitted_expense(client, team.employee, "200.00")  # the first page: still running
     doomed = await submitted_expense(client, team.employee, "300.00")
-    waiting = await submitted_expense(client, team.employee, "200.00")
     await temporal_client.get_workflow_handle(doomed["workflow_id"]).terminate("an operator ended it")
     assert await books(activity_deps, budget["id"]) == (D("500"), D("0"), 2)  # nothing heard of it yet
 
     summary = await _upkeep(temporal_client, settings)
+    assert summary.reconcile.checked == 2
     assert [(r.workflow_id, r.workflow_status) for r in summary.reconcile.released] == [
         (doomed["workflow_id"], "TERMINATED")
     ]
