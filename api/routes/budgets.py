@@ -44,7 +44,7 @@ async def list_budgets(
     tx: TxDep,
     services: ServicesDep,
     grant: Read,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> BudgetPage:
     return await service.list_budgets(tx, services.authorizer, grant.user, limit, offset)

@@ -17,6 +17,7 @@ Threshold = Annotated[int, Field(ge=1, le=1000, description="percent of the peri
 EARLIEST = date(2000, 1, 1)
 LATEST = date(2100, 12, 1)
 MAX_PERIODS = 60
+MAX_ID = 2**63 - 1  # a BIGINT id
 
 
 def _thresholds(values: list[int] | None) -> list[int] | None:
@@ -31,14 +32,16 @@ class BudgetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    team_manager_id: int | None = Field(None, ge=1, description="the manager whose team subtree the budget covers")
+    team_manager_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="the manager whose team subtree the budget covers"
+    )
     category: Category | None = Field(None, description="the expense category the budget covers")
     period: PeriodKind
     starts_on: date = Field(description="the first day of a month; quarters and years count from it")
     amounts: list[PositiveMoney] = Field(min_length=1, max_length=MAX_PERIODS, description="one per period")
     policy: Policy = "warn"
     thresholds: list[Threshold] = Field(default=[80, 100], max_length=10)
-    owner_id: int | None = Field(None, ge=1, description="who is alerted and approves over-budget spend")
+    owner_id: int | None = Field(None, ge=1, le=MAX_ID, description="who is alerted and approves over-budget spend")
 
     _distinct = field_validator("thresholds")(_thresholds)
 
@@ -67,7 +70,7 @@ class BudgetRevision(BaseModel):
     amounts: list[PositiveMoney] | None = Field(None, min_length=1, max_length=MAX_PERIODS)
     policy: Policy | None = None
     thresholds: list[Threshold] | None = Field(None, max_length=10)
-    owner_id: int | None = Field(None, ge=1)
+    owner_id: int | None = Field(None, ge=1, le=MAX_ID)
 
     _distinct = field_validator("thresholds")(_thresholds)
 

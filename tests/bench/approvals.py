@@ -46,13 +46,31 @@ def _insert_user(conn: psycopg.Connection, role: str, manager_id: int | None, ta
     return int(row[0])
 
 
+def _insert_team_budget(conn: psycopg.Connection, manager_id: int, tag: str) -> None:
+    """A budget for the team this month (policy warn, never reached): every submit charges it under its period's
+    lock, and every approval books the spend, as in an installation that keeps budgets."""
+    month = date.today().replace(day=1)
+    following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    row = conn.execute(
+        "INSERT INTO budgets (name, team_manager_id, period_kind, starts_on, policy, currency, thresholds, owner_id, "
+        "created_by_id) VALUES (%s, %s, 'month', %s, 'warn', 'USD', '{80,100}', %s, %s) RETURNING id",
+        (f"Bench {tag}", manager_id, month, manager_id, manager_id),
+    ).fetchone()
+    assert row is not None
+    conn.execute(
+        "INSERT INTO budget_periods (budget_id, starts_on, ends_on, amount) VALUES (%s, %s, %s, 1000000000)",
+        (row[0], month, following),
+    )
+
+
 def make_team(stack: Stack, tag: str) -> tuple[Actor, Actor]:
-    """A manager and an employee reporting to them, with access tokens."""
+    """A manager and an employee reporting to them, with access tokens, and a budget for the team."""
     auth = AuthSettings(secret_key=stack.env["SECRET_KEY"])
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
         manager_id = _insert_user(conn, "manager", None, f"mgr-{tag}")
         employee_id = _insert_user(conn, "employee", manager_id, f"emp-{tag}")
         store_recent_rates(conn)  # a third of the expenses are in euros or pounds
+        _insert_team_budget(conn, manager_id, tag)
 
     def actor(user_id: int) -> Actor:
         token, _ = issue_token(auth, user_id=user_id, token_type="access", token_version=0, lifetime=timedelta(hours=2))

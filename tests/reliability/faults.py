@@ -71,6 +71,8 @@ class FaultReport:
     transitions_per_entry: dict[int, int] = field(default_factory=dict)
     approved_audit_rows_per_entry: dict[int, int] = field(default_factory=dict)
     workflow_status_per_entry: dict[int, str] = field(default_factory=dict)
+    budget_rows_per_entry: dict[int, list[str]] = field(default_factory=dict)  # the team budget's ledger, per entry
+    budget_books: tuple[object, ...] = ()  # its committed, actual and the ledger's sums of each
     kill_times: list[float] = field(default_factory=list)  # time.monotonic() of each worker kill
 
     def summary(self) -> dict[str, Any]:
@@ -79,7 +81,13 @@ class FaultReport:
             key: value
             for key, value in self.__dict__.items()
             if key
-            not in ("transitions_per_entry", "approved_audit_rows_per_entry", "workflow_status_per_entry", "kill_times")
+            not in (
+                "transitions_per_entry",
+                "approved_audit_rows_per_entry",
+                "workflow_status_per_entry",
+                "budget_rows_per_entry",
+                "kill_times",
+            )
         }
         result["faults_at"] = [f"{name} at {at} s" for name, at in self.faults_at]
         result["entries_by_approve_transitions"] = _histogram(self.transitions_per_entry)
@@ -110,6 +118,17 @@ class FaultReport:
                 f"{self.duplicate_emails - self.duplicates_sent_as_a_worker_died} duplicate emails reached the SMTP "
                 "server (not counting any whose sender was killed as the server took it)"
             )
+        charged = {
+            e: rows for e, rows in self.budget_rows_per_entry.items() if rows != ["committed", "released", "actual"]
+        }
+        if charged or len(self.budget_rows_per_entry) != self.approvals:
+            found.append(f"entries whose budget charges are not one commitment, its release and the spend: {charged}")
+        if (
+            len(self.budget_books) != 4
+            or self.budget_books[0] != self.budget_books[2]
+            or (self.budget_books[1] != self.budget_books[3])
+        ):
+            found.append(f"the team budget's sums (committed, actual) disagree with its ledger: {self.budget_books}")
         if not self.audit_chain_ok:
             found.append(f"the audit chain does not verify: {self.audit_verifier}")
         if self.during_outage.get("action_status") != 503:
@@ -354,6 +373,22 @@ def _collect(report: FaultReport, stack_env: dict[str, str], ids: list[int], smt
             "AND resource_type = 'entry' AND resource_id = ANY(%s) GROUP BY resource_id",
             ([str(entry) for entry in ids],),
         ).fetchall()
+        charges = conn.execute(
+            "SELECT entry_id, array_agg(kind ORDER BY id) FROM budget_ledger WHERE entry_id = ANY(%s) "
+            "GROUP BY entry_id",
+            (ids,),
+        ).fetchall()
+        books = conn.execute(
+            "SELECT p.committed, p.actual, coalesce(sum(l.amount) FILTER (WHERE l.kind = 'committed'), 0) - "
+            "coalesce(sum(l.amount) FILTER (WHERE l.kind = 'released'), 0), "
+            "coalesce(sum(l.amount) FILTER (WHERE l.kind = 'actual'), 0) FROM budget_periods p JOIN budget_ledger l "
+            "ON l.budget_id = p.budget_id AND l.period_starts_on = p.starts_on WHERE p.budget_id IN "
+            "(SELECT budget_id FROM budget_ledger WHERE entry_id = ANY(%s)) "
+            "GROUP BY p.committed, p.actual",
+            (ids,),
+        ).fetchall()
+    report.budget_rows_per_entry = {int(e): list(kinds) for e, kinds in charges}
+    report.budget_books = tuple(books[0]) if len(books) == 1 else tuple(books)
     report.transitions_per_entry = {entry: 0 for entry in ids} | {int(e): int(n) for e, n in steps}
     report.approved_audit_rows_per_entry = {entry: 0 for entry in ids} | {int(e): int(n) for e, n in audited}
     message_ids = Counter(str(message["Message-ID"]) for message in smtp.messages)
