@@ -534,15 +534,17 @@ async def record_decision(sql: Sql, job: RecordDecisionJob) -> DecisionOutcome:
         if routed.passed_over:
             changes["passed_over"] = list(routed.passed_over)
     else:
-        await work.set_status(_REQUEST_STATUS_FOR_ACTION[job.action])
-        notices += await work.notifier.outcome(job.comment, job.actor_id)
-        # The saga's last move: approved, the commitment becomes actual spend; else it is given back.
+        # The saga's last move: approved, the commitment becomes actual spend; else it is given back. Before the
+        # status moves: the budget period's lock is taken before the dashboard totals' (the entry's trigger), in
+        # that order everywhere (a submit's too), so a submit and a decision never wait on each other in a circle.
         if job.action == "approve":
             charged = await budgets.settle(sql, work.request)
         else:
             charged = await budgets.release(sql, work.request, job.action)
         if charged:
             changes["budget_ledger"] = charged
+        await work.set_status(_REQUEST_STATUS_FOR_ACTION[job.action])
+        notices += await work.notifier.outcome(job.comment, job.actor_id)
     changes["status"] = [old_status, work.request.status]
     if authority.acting_for is not None:
         changes["on_behalf_of"] = authority.acting_for
@@ -643,9 +645,9 @@ async def expire_request(sql: Sql, job: TransitionJob) -> DecisionOutcome:
     if request.status not in OPEN_STATUSES:
         return await work.as_it_stands()
     old_status = request.status
+    released = await budgets.release(sql, request, "expired")  # before the status: the lock order of record_decision
     await requests.close_pending_steps(sql, request.id, StepStatus.EXPIRED, job.now)
     await work.set_status(RequestStatus.EXPIRED)
-    released = await budgets.release(sql, work.request, "expired")
     await work.audit(
         AuditContext(workflow_id=request.workflow_id),
         "approval.expired",
@@ -665,9 +667,9 @@ async def withdraw_request(sql: Sql, job: OwnerJob) -> DecisionOutcome:
     if request.status not in OPEN_STATUSES:
         raise InvalidState(f"the request is {request.status}; only a pending one can be withdrawn")
     old_status = request.status
+    released = await budgets.release(sql, request, "withdrawn")  # before the status: the lock order of record_decision
     await requests.close_pending_steps(sql, request.id, StepStatus.WITHDRAWN, job.now)
     await work.set_status(RequestStatus.WITHDRAWN)
-    released = await budgets.release(sql, work.request, "withdrawn")
     await work.audit(
         work.acting(job.audit, job.actor_id),
         "entry.withdrawn" if work.entry is not None else "approval_request.withdrawn",

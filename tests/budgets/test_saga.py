@@ -3,6 +3,7 @@ actual spend exactly right, checked against the ledger with SQL sums (tests/budg
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 
@@ -13,7 +14,7 @@ from temporalio.client import Client
 from activities.deps import ActivityDeps
 from core.settings import Settings
 from core.temporal import task_queues
-from tests.approvals.conftest import Team, audit_count, submitted_expense
+from tests.approvals.conftest import Team, audit_count, create_expense, submitted_expense
 from tests.budgets.conftest import books, create_budget, ledger_rows
 from workflows.budgets import BudgetUpkeepWorkflow
 from workflows.contracts import BudgetUpkeepInput, BudgetUpkeepSummary
@@ -146,3 +147,19 @@ async def test_a_team_budget_and_a_category_budget_are_both_charged(
     assert await _decide(client, team, entry["id"], "approve", {}) == "approved"
     assert await books(activity_deps, by_team["id"]) == (D("0"), D("120"), 3)
     assert await books(activity_deps, by_category["id"]) == (D("0"), D("120"), 3)
+
+
+async def test_submits_and_decisions_at_once_on_one_budget_all_go_through(
+    client: httpx.AsyncClient, team: Team, activity_deps: ActivityDeps
+) -> None:
+    # Both lock the budget period and the dashboard totals of the entry's status: in one order everywhere, or a
+    # submit and an approval wait on each other until PostgreSQL breaks the deadlock (a 500 for the submit).
+    budget = await create_budget(client, team.accountant, team_manager_id=team.manager.id, amounts=["100000.00"])
+    pending = [await submitted_expense(client, team.employee, "10.00") for _ in range(12)]
+    drafts = [await create_expense(client, team.employee, "10.00") for _ in range(12)]
+    answers = await asyncio.gather(
+        *(client.post(f"/api/v1/expenses/{e['id']}/approve", json={}, headers=team.manager.headers) for e in pending),
+        *(client.post(f"/api/v1/expenses/{d['id']}/submit", headers=team.employee.headers) for d in drafts),
+    )
+    assert [answer.status_code for answer in answers] == [200] * 24, [a.text for a in answers if a.status_code != 200]
+    assert await books(activity_deps, budget["id"]) == (D("120"), D("120"), 12 * 3 + 12)
