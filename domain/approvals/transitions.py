@@ -314,11 +314,9 @@ def locked_rate(fx: Locked | None) -> LockedRate | None:
 
 
 async def _assess(sql: Sql, entry: EntryRow, managers: list[Person], base_amount: Any) -> budgets.Assessment:
-    """The budgets an expense falls in (its owner's team subtrees, its category, its date), their periods locked."""
+    """The budgets an expense falls in (its owner's team subtrees, its category, its date) and what each has left."""
     line = [entry.owner_id, *(manager.id for manager in managers)]
-    return await budgets.assess(
-        sql, line_ids=line, category=entry.category, day=entry.entry_date, amount=base_amount, lock=True
-    )
+    return await budgets.assess(sql, line_ids=line, category=entry.category, day=entry.entry_date, amount=base_amount)
 
 
 async def _with_budget_level(
@@ -347,8 +345,8 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
     entry = opening.entry
     budget: budgets.Assessment | None = None
     if entry is not None and entry.kind == budgets.EXPENSE:
-        # The budgets first, their periods locked: a `block` one refuses (409) before anything is written, and an
-        # `extra_approval` one adds a level to the chain (and rules out approving at once).
+        # The budgets first: a `block` one refuses (409) before anything is written, and an `extra_approval` one adds
+        # a level to the chain (and rules out approving at once). They are charged last (budgets.commit).
         assert opening.fx is not None, "an entry's submit locks its rate first"
         managers = await manager_chain(sql, opening.requester_id)
         budget = await _assess(sql, entry, managers, opening.fx.base_amount)
@@ -397,10 +395,8 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         work.entry = await entries.submit(sql, entry.id, request, opening.now, opening.fx)
     first_step: StepInfo | None = None
     routed: Route | None = None
-    charged = await budgets.commit(sql, budget, work.request) if budget is not None else []
     if rule:
         await work.set_status(RequestStatus.APPROVED)
-        charged += await budgets.settle(sql, work.request)
     else:
         first = chain[0]
         need = rules.need_of(first.limit, opening.amount)
@@ -420,7 +416,6 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         changes |= _fx_changes(opening.fx)
     if budget is not None and budget.charges:
         changes["budgets"] = budget.flags()
-        changes["budget_ledger"] = charged
     if rule:
         changes["auto_approved_by_rule"] = rule
     if routed is not None and routed.passed_over:
@@ -430,6 +425,10 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         "entry.submitted" if entry is not None else "approval_request.created",
         changes,
     )
+    if budget is not None and opening.fx is not None:  # last, after the audit row (domain/budgets/ledger.py)
+        await budgets.commit(sql, budget, request, opening.fx.base_currency)
+        if rule:
+            await budgets.settle(sql, request)
     start = ApprovalInput(
         request_id=request.id,
         subject_kind=request.subject_kind,
@@ -461,7 +460,7 @@ async def undo_submission(sql: Sql, request_id: int, reason: str, context: Audit
     await requests.close_pending_steps(sql, request.id, StepStatus.WITHDRAWN, None)
     request = await requests.set_request_status(sql, request.id, RequestStatus.WITHDRAWN, None)
     await outbox.cancel(sql, request.id)
-    released = await budgets.release(sql, request, "submission undone")
+    held = await budgets.open_commitments(sql, request)
     entry = await entries.unsubmit(sql, request.entry_id) if request.entry_id is not None else None
     resource_type, resource_id = _audit_target(request)
     await record(
@@ -471,8 +470,9 @@ async def undo_submission(sql: Sql, request_id: int, reason: str, context: Audit
         resource_type,
         resource_id,
         {"status": ["pending", entry.status if entry else request.status], "reason": reason}
-        | ({"budget_ledger": released} if released else {}),
+        | ({"budgets_released": held} if held else {}),
     )
+    await budgets.release(sql, request, "submission undone")  # last, after the audit row (domain/budgets/ledger.py)
     return request
 
 
@@ -534,15 +534,6 @@ async def record_decision(sql: Sql, job: RecordDecisionJob) -> DecisionOutcome:
         if routed.passed_over:
             changes["passed_over"] = list(routed.passed_over)
     else:
-        # The saga's last move: approved, the commitment becomes actual spend; else it is given back. Before the
-        # status moves: the budget period's lock is taken before the dashboard totals' (the entry's trigger), in
-        # that order everywhere (a submit's too), so a submit and a decision never wait on each other in a circle.
-        if job.action == "approve":
-            charged = await budgets.settle(sql, work.request)
-        else:
-            charged = await budgets.release(sql, work.request, job.action)
-        if charged:
-            changes["budget_ledger"] = charged
         await work.set_status(_REQUEST_STATUS_FOR_ACTION[job.action])
         notices += await work.notifier.outcome(job.comment, job.actor_id)
     changes["status"] = [old_status, work.request.status]
@@ -551,6 +542,13 @@ async def record_decision(sql: Sql, job: RecordDecisionJob) -> DecisionOutcome:
     if job.comment:
         changes["comment"] = job.comment
     await work.audit(work.acting(job.audit, job.actor_id).with_rule(step.rule), f"approval.{target}", changes)
+    if new_step is None:
+        # The saga's last move, last in the transaction (domain/budgets/ledger.py): approved, the commitment becomes
+        # actual spend; rejected or sent back for changes, it is given back.
+        if job.action == "approve":
+            await budgets.settle(sql, work.request)
+        else:
+            await budgets.release(sql, work.request, job.action)
     return await work.outcome(new_step, decided_step_id=step.id, notices=notices)
 
 
@@ -645,15 +643,14 @@ async def expire_request(sql: Sql, job: TransitionJob) -> DecisionOutcome:
     if request.status not in OPEN_STATUSES:
         return await work.as_it_stands()
     old_status = request.status
-    released = await budgets.release(sql, request, "expired")  # before the status: the lock order of record_decision
     await requests.close_pending_steps(sql, request.id, StepStatus.EXPIRED, job.now)
     await work.set_status(RequestStatus.EXPIRED)
     await work.audit(
         AuditContext(workflow_id=request.workflow_id),
         "approval.expired",
-        {"status": [old_status, RequestStatus.EXPIRED], "round": request.round}
-        | ({"budget_ledger": released} if released else {}),
+        {"status": [old_status, RequestStatus.EXPIRED], "round": request.round},
     )
+    await budgets.release(sql, request, "expired")  # last, after the audit row (domain/budgets/ledger.py)
     return await work.outcome(None, notices=await work.notifier.outcome(None))
 
 
@@ -667,15 +664,14 @@ async def withdraw_request(sql: Sql, job: OwnerJob) -> DecisionOutcome:
     if request.status not in OPEN_STATUSES:
         raise InvalidState(f"the request is {request.status}; only a pending one can be withdrawn")
     old_status = request.status
-    released = await budgets.release(sql, request, "withdrawn")  # before the status: the lock order of record_decision
     await requests.close_pending_steps(sql, request.id, StepStatus.WITHDRAWN, job.now)
     await work.set_status(RequestStatus.WITHDRAWN)
     await work.audit(
         work.acting(job.audit, job.actor_id),
         "entry.withdrawn" if work.entry is not None else "approval_request.withdrawn",
-        {"status": [old_status, RequestStatus.WITHDRAWN], "round": request.round}
-        | ({"budget_ledger": released} if released else {}),
+        {"status": [old_status, RequestStatus.WITHDRAWN], "round": request.round},
     )
+    await budgets.release(sql, request, "withdrawn")  # last, after the audit row (domain/budgets/ledger.py)
     return await work.outcome(None)
 
 
@@ -728,7 +724,6 @@ async def open_round(sql: Sql, job: ResubmitJob, terms: Terms) -> DecisionOutcom
     )
     work.request = await requests.reopen_request(sql, request.id, opening)
     await work.set_status(RequestStatus.PENDING)
-    charged = await budgets.commit(sql, budget, work.request) if budget is not None else []
     need = rules.need_of(chain[0].limit, amount)
     line = line_at(managers, chain[0].approver_id)
     routed = await work.route(chain[0].approver_id, need, level=0, line=line, fresh_round=True)
@@ -743,9 +738,11 @@ async def open_round(sql: Sql, job: ResubmitJob, terms: Terms) -> DecisionOutcom
             "chain": work.request.chain,
             "amount": str(amount) if amount is not None else None,
             **(_fx_changes(fx) if fx is not None else {}),
-            **({"budgets": budget.flags(), "budget_ledger": charged} if budget is not None and budget.charges else {}),
+            **({"budgets": budget.flags()} if budget is not None and budget.charges else {}),
         },
     )
+    if budget is not None and fx is not None:  # last, after the audit row (domain/budgets/ledger.py)
+        await budgets.commit(sql, budget, work.request, fx.base_currency)
     return await work.outcome(step, notices=notices)
 
 

@@ -32,10 +32,10 @@ async def preview(sql: Sql, entry: EntryRow, base_amount: Decimal | None, curren
     if base_amount is None or entry.kind != ledger.EXPENSE:
         return None
     line = [person.id for person in await line_from(sql, entry.owner_id)]
+    line_ids = line or [entry.owner_id]
     found = await ledger.assess(
-        sql, line_ids=line or [entry.owner_id], category=entry.category, day=entry.entry_date, amount=base_amount,
-        lock=False,
-    )  # fmt: skip
+        sql, line_ids=line_ids, category=entry.category, day=entry.entry_date, amount=base_amount
+    )
     return [
         BudgetFlag(
             budget_id=charge.budget_id,

@@ -8,6 +8,7 @@ manager whose subtree holds the budget's team. Anything else is 404, so a budget
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -144,6 +145,16 @@ async def versions(tx: Tx, authorizer: Authorizer, viewer: User, budget_id: int)
     ]
 
 
+def _below_use(starts_on: date, committed: Decimal, actual: Decimal, currency: str) -> InvalidState:
+    return InvalidState(
+        f"the period from {starts_on.isoformat()} has {money_str(committed + actual, currency)} {currency} "
+        "committed or spent already; its amount cannot be less",
+        period_start=starts_on.isoformat(),
+        committed=plain_str(committed),
+        actual=plain_str(actual),
+    )
+
+
 # --- writing ----------------------------------------------------------------------------------------------------
 
 
@@ -217,8 +228,10 @@ async def revise(
     if_match: str | None,
     context: AuditContext,
 ) -> BudgetOut:
-    """A new version, under the budget's lock and its periods': no period may end up below what is already committed
-    and spent in it (409, naming the period). Thresholds are checked again at once (a lower amount can cross one)."""
+    """A new version, under the budget's lock. No period may end up below what is already committed and spent in it
+    (409, naming the period): checked as read, and again as each period is written, in the statement that takes its
+    row lock, after the audit row (the order domain/budgets/ledger.py keeps). Thresholds are checked again at once (a
+    lower amount can cross one)."""
     sql = tx.sql
     row = await _read(sql, budget_id, await scope_for(sql, authorizer, user), lock=True)
     currency = row[13]
@@ -229,7 +242,7 @@ async def revise(
         )
     periods = await sql.all(
         "SELECT starts_on, ends_on, amount, committed, actual FROM budget_periods WHERE budget_id = %s "
-        "ORDER BY starts_on FOR UPDATE",
+        "ORDER BY starts_on",
         (budget_id,),
     )
     old_amounts = [period[2] for period in periods]
@@ -241,13 +254,7 @@ async def revise(
         )
     for (starts_on, _, _, committed, actual), amount in zip(periods, amounts, strict=False):
         if amount < committed + actual:
-            raise InvalidState(
-                f"the period from {starts_on.isoformat()} has {money_str(committed + actual, currency)} {currency} "
-                "committed or spent already; its amount cannot be less",
-                period_start=starts_on.isoformat(),
-                committed=plain_str(committed),
-                actual=plain_str(actual),
-            )
+            raise _below_use(starts_on, committed, actual, currency)
     if body.owner_id is not None:
         await _user_exists(sql, body.owner_id, "owner_id")
     changes = body.model_dump(exclude_unset=True, exclude={"amounts"})
@@ -258,20 +265,28 @@ async def revise(
          changes.get("owner_id", row[8]), budget_id),
     )  # fmt: skip
     assert new is not None
-    kind, start = row[4], row[5]
-    for index, period in enumerate(grid(kind, start, len(amounts))):
-        await sql.run(
-            "INSERT INTO budget_periods (budget_id, starts_on, ends_on, amount) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (budget_id, starts_on) DO UPDATE SET amount = excluded.amount",
-            (budget_id, period.starts_on, period.ends_on, amounts[index]),
-        )
-    await sql.run(
-        "DELETE FROM budget_thresholds WHERE budget_id = %s AND NOT threshold = ANY(%s)", (budget_id, list(new[7]))
-    )
-    await thresholds.watch(sql, {(budget_id, period.starts_on) for period in grid(kind, start, len(amounts))})
     before = _snapshot(row, old_amounts)
     after = await _save_version(sql, new, amounts, user)
     await record(
         sql, context, "budget.revised", RESOURCE, budget_id, {"version": [row[9], new[9]], **diff(before, after)}
     )
+    grid_now = grid(row[4], row[5], len(amounts))
+    for period, amount in zip(grid_now, amounts, strict=True):
+        written = await sql.one(
+            "INSERT INTO budget_periods AS p (budget_id, starts_on, ends_on, amount) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (budget_id, starts_on) DO UPDATE SET amount = excluded.amount "
+            "WHERE excluded.amount >= p.committed + p.actual RETURNING 1",
+            (budget_id, period.starts_on, period.ends_on, amount),
+        )
+        if written is None:  # charged meanwhile past the new amount: the whole revision rolls back
+            now = await sql.one(
+                "SELECT committed, actual FROM budget_periods WHERE budget_id = %s AND starts_on = %s",
+                (budget_id, period.starts_on),
+            )
+            assert now is not None
+            raise _below_use(period.starts_on, now[0], now[1], currency)
+    await sql.run(
+        "DELETE FROM budget_thresholds WHERE budget_id = %s AND NOT threshold = ANY(%s)", (budget_id, list(new[7]))
+    )
+    await thresholds.watch(sql, {(budget_id, period.starts_on) for period in grid_now})
     return _out(new, (await _periods(sql, [budget_id]))[budget_id])

@@ -2,6 +2,8 @@
 
 Once per crossing: `budget_thresholds` remembers, per period and threshold, whether the use is at or above it and
 how many times it got there. A drop below (a release, a raised amount) arms it again, so a later rise alerts again.
+A charge or a release says where the use was and where it is (`moved`: no read unless a threshold is passed); a
+revision, which may change the amounts and the thresholds themselves, checks them all (`watch`).
 Each crossing creates the in-app notification (its key names the crossing) and a `budget_alerts` row whose email
 the budget upkeep sends (workflows/budgets.py): the transaction that crossed it never waits on a mail server.
 """
@@ -37,6 +39,42 @@ _ALERT = (
 )
 
 
+_UP = (
+    "INSERT INTO budget_thresholds (budget_id, period_starts_on, threshold, above, crossings) "
+    "VALUES (%s, %s, %s, true, 1) ON CONFLICT (budget_id, period_starts_on, threshold) "
+    "DO UPDATE SET above = true, crossings = budget_thresholds.crossings + 1 WHERE NOT budget_thresholds.above "
+    "RETURNING crossings"
+)
+_DOWN = (
+    "UPDATE budget_thresholds SET above = false "
+    "WHERE budget_id = %s AND period_starts_on = %s AND threshold = %s AND above"
+)
+
+
+async def moved(
+    sql: Sql, budget_id: int, starts_on: date, limits: list[int], amount: Decimal, used: Decimal, before: Decimal
+) -> None:
+    """A charge or a release moved the period's use from `before` to `used`: record each threshold it passed, and
+    alert the owner for each one reached."""
+    was = {threshold: (before * 100 >= amount * threshold, 0) for threshold in limits}
+    for threshold, now_above, _ in crossings(limits, was, used, amount):
+        if not now_above:
+            await sql.run(_DOWN, (budget_id, starts_on, threshold))
+            continue
+        count = await sql.scalar(_UP, (budget_id, starts_on, threshold))
+        if count is not None:  # None: it was recorded above already (nothing to tell again)
+            await _tell(sql, budget_id, starts_on, threshold, int(count))
+
+
+async def _tell(sql: Sql, budget_id: int, starts_on: date, threshold: int, crossing: int) -> None:
+    row = await sql.one(_PERIOD, (budget_id, starts_on))
+    assert row is not None
+    name, owner_id, _, kind, ends_on, amount, committed, actual, currency = row
+    figures = _figures(amount, committed, actual, currency)
+    label = Period(starts_on, ends_on).label(kind)
+    await _alert(sql, budget_id, name, owner_id, label, starts_on, threshold, crossing, figures)
+
+
 async def watch(sql: Sql, periods: set[tuple[int, date]]) -> None:
     """Check the thresholds of each changed period (budget id, period start), in a fixed order."""
     for budget_id, starts_on in sorted(periods):
@@ -61,15 +99,13 @@ async def _check(sql: Sql, budget_id: int, starts_on: date) -> None:
     row = await sql.one(_PERIOD, (budget_id, starts_on))
     if row is None:
         return
-    name, owner_id, limits, kind, ends_on, amount, committed, actual, currency = row
+    limits, amount, committed, actual = row[2], row[5], row[6], row[7]
     rows = await sql.all(_STATES, (budget_id, starts_on))
     states = {threshold: (above, count) for threshold, above, count in rows}
     for threshold, now_above, count in crossings(limits, states, committed + actual, amount):
         await sql.run(_SET, (budget_id, starts_on, threshold, now_above, count))
         if now_above:
-            period = Period(starts_on, ends_on)
-            figures = _figures(amount, committed, actual, currency)
-            await _alert(sql, budget_id, name, owner_id, period.label(kind), starts_on, threshold, count, figures)
+            await _tell(sql, budget_id, starts_on, threshold, count)
 
 
 def _figures(amount: Decimal, committed: Decimal, actual: Decimal, currency: str) -> dict[str, str]:

@@ -42,8 +42,8 @@ async def release_closed(sql: Sql, request_id: int, workflow_status: str) -> boo
     request = await requests.request(sql, request_id, lock=True)
     if request.status == RequestStatus.APPROVED:
         return False
-    released = await ledger.release(sql, request, f"workflow closed: {workflow_status}")
-    if not released:
+    held = await ledger.open_commitments(sql, request)
+    if not held:
         return False
     resource = ("entry", request.entry_id) if request.entry_id is not None else ("approval_request", request.id)
     await record(
@@ -54,9 +54,10 @@ async def release_closed(sql: Sql, request_id: int, workflow_status: str) -> boo
         {
             "reason": f"the approval workflow closed ({workflow_status}) without approving the request",
             "request_status": request.status,
-            "budget_ledger": released,
+            "budgets_released": held,
         },
     )
+    await ledger.release(sql, request, f"workflow closed: {workflow_status}")  # after the audit row (ledger.py)
     return True
 
 

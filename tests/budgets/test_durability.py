@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -25,7 +25,7 @@ from activities.approvals import ApprovalActivities
 from activities.deps import ActivityDeps
 from core.engine import search_attributes
 from domain.approvals.outbox import search_attributes as approval_attributes
-from tests.approvals.conftest import EmailOutbox, skipping, started_with, submit_directly  # noqa: F401 - fixture
+from tests.approvals.conftest import EmailOutbox, settle_workflows, skipping, started_with, submit_directly  # noqa: F401 - fixture
 from tests.bench.stack import Stack, running_stack, stack_user, start_worker
 from tests.budgets.conftest import books, ledger_rows, team_budget, this_month
 from tests.conftest import MakeUser
@@ -72,7 +72,7 @@ async def test_an_expiry_gives_the_commitment_back(
 
 
 @pytest.fixture
-def stack(temporal_client: Client, tmp_path: Path) -> Iterator[Stack]:
+async def stack(temporal_client: Client, tmp_path: Path) -> AsyncIterator[Stack]:
     address = temporal_client.service_client.config.target_host
     quick = {
         "APPROVAL_OUTBOX_GRACE_SECONDS": "2",
@@ -81,6 +81,10 @@ def stack(temporal_client: Client, tmp_path: Path) -> Iterator[Stack]:
     }
     with scratch_database(admin_database_url()) as url, running_stack(url, address, tmp_path, quick) as running:
         yield running
+    # Workflows left waiting (`approval-expense-<id>`, ids that restart with each database) would hold their ids on
+    # the shared Temporal server, and a later test's submit of that id would find one of them running.
+    queue = f"{running.env['TEMPORAL_TASK_QUEUE_PREFIX']}-approvals"
+    await settle_workflows(temporal_client, queue, seconds=1)
 
 
 @pytest.fixture
