@@ -12,7 +12,6 @@ from core.sql import Sql
 from domain.budgets import ledger
 from domain.models.rows import EntryRow
 from domain.money import AmountOut, in_minor_units
-from domain.users.directory import line_from
 
 
 class BudgetFlag(BaseModel):
@@ -31,10 +30,8 @@ async def preview(sql: Sql, entry: EntryRow, base_amount: Decimal | None, curren
     the base amount is not known yet (no rate)."""
     if base_amount is None or entry.kind != ledger.EXPENSE:
         return None
-    line = [person.id for person in await line_from(sql, entry.owner_id)]
-    line_ids = line or [entry.owner_id]
-    found = await ledger.assess(
-        sql, line_ids=line_ids, category=entry.category, day=entry.entry_date, amount=base_amount
+    found = await ledger.assess_for_owner(
+        sql, owner_id=entry.owner_id, category=entry.category, day=entry.entry_date, amount=base_amount
     )
     return [
         BudgetFlag(
