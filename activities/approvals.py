@@ -63,7 +63,6 @@ class ApprovalActivities:
         try:
             async with self.deps.db.transaction() as tx:
                 outcome = await transition(tx.sql, job)
-                mail = [await self._mail(tx.sql, notice.key, notice.email_job()) for notice in outcome.notices]
         except DomainError as error:
             # Permanent: the request is not in a state for this transition. Retrying will not change that.
             raise ApplicationError(error.message, error.details, type=error.refusal, non_retryable=True) from error
@@ -74,7 +73,12 @@ class ApprovalActivities:
             raise ApplicationError(
                 f"the database refused a value: {refused}", type="ValidationFailed", non_retryable=True
             ) from error
-        outcome.emailed = await self._deliver(mail)
+        if outcome.notices:
+            # Read after the commit, not in the transition: its end holds the audit chain's lock, one transaction
+            # at a time (domain/budgets/ledger.py), and who gets an email needs no lock.
+            async with self.deps.db.transaction(autocommit=True) as read:
+                mail = [await self._mail(read.sql, notice.key, notice.email_job()) for notice in outcome.notices]
+            outcome.emailed = await self._deliver(mail)
         return outcome
 
     async def _mail(self, sql: Sql, notice_key: str, job: EmailJob) -> _Mail:

@@ -420,15 +420,6 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         changes["auto_approved_by_rule"] = rule
     if routed is not None and routed.passed_over:
         changes["passed_over"] = list(routed.passed_over)
-    await work.audit(
-        work.acting(context).with_rule(rule or context.policy_rule),
-        "entry.submitted" if entry is not None else "approval_request.created",
-        changes,
-    )
-    if budget is not None and opening.fx is not None:  # last, after the audit row (domain/budgets/ledger.py)
-        await budgets.commit(sql, budget, request, opening.fx.base_currency)
-        if rule:
-            await budgets.settle(sql, request)
     start = ApprovalInput(
         request_id=request.id,
         subject_kind=request.subject_kind,
@@ -447,8 +438,19 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         link=link_for(request),
         history_limit=opening.history_limit,
     )
+    # The outbox row before the audit row: what follows the audit row waits on the audit chain's lock (held to the
+    # commit, one transaction at a time), so it is kept short.
     attributes = outbox.search_attributes(start, request.status)
     outbox_id = await outbox.add_start(sql, request.id, request.workflow_id, start, attributes, replace=restarted)
+    await work.audit(
+        work.acting(context).with_rule(rule or context.policy_rule),
+        "entry.submitted" if entry is not None else "approval_request.created",
+        changes,
+    )
+    if budget is not None and opening.fx is not None:  # last, after the audit row (domain/budgets/ledger.py)
+        await budgets.commit(sql, budget, request, opening.fx.base_currency)
+        if rule:
+            await budgets.settle(sql, request)
     return Submission(request, work.entry, start, restarted, outbox_id)
 
 
