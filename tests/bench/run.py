@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import platform
+import re
 import statistics
 import subprocess
 import tempfile
@@ -44,9 +45,6 @@ class ThroughputPair:
     @property
     def ratio(self) -> float:
         return self.ours["per_second"] / self.floor["per_second"]
-
-
-ANALYSIS_HEADING = "## What was made faster"
 
 
 def _machine() -> str:
@@ -248,6 +246,14 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Path, list[Row], list[str]], N
 }
 
 
+def _analysis_start(previous: str) -> int:
+    """Where the written analysis starts: the first second-level heading other than the run's own notes."""
+    for match in re.finditer(r"^## .*$", previous, flags=re.MULTILINE):
+        if match.group(0).strip() != "## Notes":
+            return match.start()
+    return -1
+
+
 def write_report(rows: list[Row], notes: list[str], command: str, started: datetime, calibration: float) -> Path:
     path = PROJECT_ROOT / "docs" / "benchmarks.md"
     path.parent.mkdir(exist_ok=True)
@@ -272,9 +278,9 @@ def write_report(rows: list[Row], notes: list[str], command: str, started: datet
         lines += ["## Notes", "", *[f"- {note}" for note in notes], ""]
     history = PROJECT_ROOT / "docs" / "benchmarks-history.md"
     previous = path.read_text() if path.exists() else ""
-    # The written analysis (what was made faster, the misses and their causes) is kept across runs: only the
-    # measured part above it is replaced.
-    analysis = previous.find(ANALYSIS_HEADING)
+    # The written analysis (every section after the notes: what each issue cost, what was made faster, the misses
+    # and their causes) is kept across runs: only the measured part above it is replaced.
+    analysis = _analysis_start(previous)
     if analysis >= 0:
         lines += ["", previous[analysis:].rstrip()]
     path.write_text("\n".join(lines) + "\n")
