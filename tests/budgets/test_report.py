@@ -40,7 +40,7 @@ from tests.reports.conftest import (  # noqa: F401 - fixtures, used by name
     reports_settings,
     reports_worker,
 )
-from tests.reports.readback import csv_table, json_table, pdf_text, xlsx_table
+from tests.reports.readback import csv_table, generated, json_table, pdf_text, xlsx_table
 
 FROM, TO = "2026-10-01", "2026-12-31"
 CENT = Decimal("0.01")
@@ -305,13 +305,7 @@ async def generate(
 ) -> tuple[Report, bytes, Path]:
     """Request, run the real generate activity, read the stored file."""
     report = await request_budget_report(deps, viewer, fmt, start, end, **filters)
-    result = await ActivityEnvironment().run(ReportActivities(deps).generate_report, str(report.id))
-    assert result.status == "completed", result.error
-    async with deps.db.transaction() as tx:
-        stored = await tx.session.get(Report, report.id)
-        assert stored is not None and stored.storage_key is not None
-    path = Path(deps.settings.storage.local_dir) / stored.storage_key
-    return stored, path.read_bytes(), path
+    return await generated(deps, report.id)
 
 
 def generation_day(deps: ActivityDeps) -> date:

@@ -12,7 +12,11 @@ from typing import Any
 
 import openpyxl
 from pypdf import PdfReader
+from temporalio.testing import ActivityEnvironment
 
+from activities.deps import ActivityDeps
+from activities.reports import ReportActivities
+from domain.models import Report
 from domain.money import money_str
 from domain.reports.datasets import DATASETS, Column, ReportQuery, ReportScope
 from domain.reports.schemas import ReportType
@@ -92,3 +96,14 @@ def _xlsx_text(column: Column, value: Any) -> str:
 def pdf_text(content: bytes) -> tuple[int, str]:
     reader = PdfReader(io.BytesIO(content))
     return len(reader.pages), "\n".join(page.extract_text() or "" for page in reader.pages)
+
+
+async def generated(deps: ActivityDeps, report_id: int) -> tuple[Report, bytes, Path]:
+    """Run the real generate activity on a requested report; the stored report, its file's bytes and path."""
+    result = await ActivityEnvironment().run(ReportActivities(deps).generate_report, str(report_id))
+    assert result.status == "completed", result.error
+    async with deps.db.transaction() as tx:
+        stored = await tx.session.get(Report, report_id)
+    assert stored is not None and stored.storage_key is not None
+    path = Path(deps.settings.storage.local_dir) / stored.storage_key
+    return stored, path.read_bytes(), path

@@ -13,10 +13,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 from sqlalchemy import text
-from temporalio.testing import ActivityEnvironment
 
 from activities.deps import ActivityDeps
-from activities.reports import ReportActivities
 from domain.audit.service import AuditContext
 from domain.errors import ValidationFailed
 from domain.fx.rates import terms_from
@@ -26,7 +24,7 @@ from domain.reports.schemas import Period, ReportFilters, ReportRequest
 from domain.users.visibility import visibility_for
 from tests.conftest import MakeUser, TestUser
 from tests.fx.builders import locked_entry
-from tests.reports.readback import csv_sections, csv_table, pdf_text
+from tests.reports.readback import csv_sections, csv_table, generated, pdf_text
 
 START, END = date(2024, 1, 1), date(2024, 3, 31)
 COUNTED = "status = 'approved' AND entry_date BETWEEN '2024-01-01' AND '2024-03-31'"
@@ -94,13 +92,7 @@ async def generate(
         report = await service.request_report(
             tx, deps.settings.reports, user, visibility, request, AuditContext(), fx=terms_from(deps.settings)
         )
-    result = await ActivityEnvironment().run(ReportActivities(deps).generate_report, str(report.id))
-    assert result.status == "completed", result.error
-    async with deps.db.transaction() as tx:
-        stored = await tx.session.get(Report, report.id)
-    assert stored is not None and stored.storage_key is not None
-    path = Path(deps.settings.storage.local_dir) / stored.storage_key
-    return stored, path.read_bytes(), path
+    return await generated(deps, report.id)
 
 
 async def sql_rows(deps: ActivityDeps, statement: str) -> list[tuple[object, ...]]:
