@@ -10,11 +10,12 @@ accounts for.
   undone, its workflow closed without approval: the reconciler) gives its commitments back.
 - settle: an approved request's commitments become actual spend.
 
-Where they run: last in their transaction, after its audit row. Every transition writes one, and the audit chain's
-lock (held to the commit) already queues them, so a period's row lock taken after it is never waited for in a
-circle and costs no extra waiting; taken earlier, every submit and decision on a team's budget queued on it for its
-whole transaction (make bench: 0.44 of the engine floor against 0.51 without budgets). The order everywhere: the
-dashboard totals (the entry's trigger), the audit chain, then the budget period.
+Where they run: last in their transaction, after its audit row. One lock order everywhere: the dashboard totals'
+rows (the entry's trigger), the audit chain's lock (held to the commit), then the budget period. A submit that
+held the period while it waited for the totals, and a decision that held the totals while it waited for the period,
+deadlocked (make bench found it: tests/budgets/test_saga.py::
+test_submits_and_decisions_at_once_on_one_budget_all_go_through). Taken after the audit row, a period's lock is
+only ever taken by the one transaction that holds the audit chain's, so nobody waits for it.
 
 Each writes ledger rows keyed by workflow, round, kind and budget and moves the period's sums in the same statement,
 only for what is not written yet (a retried transition changes nothing; the unique key is the last guard). A move
