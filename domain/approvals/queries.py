@@ -48,6 +48,7 @@ async def inbox(tx: Tx, base_currency: str, user_id: int | None, now: datetime, 
             link=link_for(request),
             workflow_id=request.workflow_id,
             budgets=flags.get(request.id, []),
+            budget_id=budget_levels(request).get((step.round, step.level)),
         )
         for step, request in rows
     ]
@@ -86,7 +87,18 @@ def _step_summary(step: StepRow, names: dict[int, str]) -> str:
     return f"{verb} by {decider}"
 
 
-def _history_steps(steps: list[StepRow], names: dict[int, str]) -> list[HistoryStep]:
+def budget_levels(request: RequestRow | None) -> dict[tuple[int, int], int]:
+    """(round, level) -> budget id of the levels an over-budget budget added to the request's current chain."""
+    if request is None:
+        return {}
+    return {(request.round, int(link["level"])): int(link["budget_id"]) for link in request.chain
+            if link.get("budget_id") is not None}  # fmt: skip
+
+
+def _history_steps(
+    steps: list[StepRow], names: dict[int, str], budgets: dict[tuple[int, int], int] | None = None
+) -> list[HistoryStep]:
+    budgets = budgets or {}
     return [
         HistoryStep(
             sequence=step.sequence,
@@ -108,6 +120,7 @@ def _history_steps(steps: list[StepRow], names: dict[int, str]) -> list[HistoryS
             escalate_at=step.escalate_at,
             decided_at=step.decided_at,
             summary=_step_summary(step, names),
+            budget_id=budgets.get((step.round, step.level)),
         )
         for step in steps
     ]
@@ -161,7 +174,7 @@ async def history(
         workflow_url=workflow_url if request else None,
         policy_version=request.policy_version if request else None,
         chain=list(request.chain) if request else [],
-        steps=_history_steps(steps, names),
+        steps=_history_steps(steps, names, budget_levels(request)),
         events=events,
     )
 
@@ -200,7 +213,7 @@ async def request_view(
         chain=list(request.chain),
         submitted_at=request.submitted_at,
         decided_at=request.decided_at,
-        steps=_history_steps(steps, names),
+        steps=_history_steps(steps, names, budget_levels(request)),
         live=live_view,
         budgets=(await flags_for(tx.sql, [request.id], base_currency)).get(request.id, []),
     )

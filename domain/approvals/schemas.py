@@ -73,6 +73,9 @@ class InboxItem(Priced):
     budgets: list[BudgetFlag] = Field(
         [], description="the budgets this round is charged to; `over` with policy warn or extra_approval flags it"
     )
+    budget_id: int | None = Field(
+        None, description="set when this step is the extra approval an over-budget budget asks for"
+    )
 
 
 class InboxPage(BaseModel):

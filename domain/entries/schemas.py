@@ -204,6 +204,9 @@ class HistoryStep(BaseModel):
     escalate_at: datetime | None
     decided_at: datetime | None
     summary: str
+    budget_id: int | None = Field(
+        None, description="the over-budget budget whose extra approval this level is (the current round's chain)"
+    )
 
 
 class ApprovalHistory(BaseModel):

@@ -85,12 +85,19 @@ async def test_extra_approval_adds_the_budget_owner_as_one_more_level(
         {"budget_id": budget["id"], "name": "Team travel", "policy": "extra_approval",
          "period_start": budget["starts_on"], "available": "100.00", "over": True}
     ]  # fmt: skip
+    assert waiting["budget_id"] is None  # the manager's own level
     first = await client.post(f"/api/v1/expenses/{entry['id']}/approve", json={}, headers=team.manager.headers)
     assert first.json()["status"] == "pending"
-    assert [item["entry_id"] for item in await _inbox(client, team.peer)] == [entry["id"]]
+    [extra] = await _inbox(client, team.peer)
+    assert (extra["entry_id"], extra["budget_id"]) == (entry["id"], budget["id"])  # says why it is the peer's
     second = await client.post(f"/api/v1/expenses/{entry['id']}/approve", json={}, headers=team.peer.headers)
     assert second.json()["status"] == "approved"
     assert await books(activity_deps, budget["id"]) == (D("0"), D("300"), 3)
+    trail = (await client.get(f"/api/v1/expenses/{entry['id']}/history", headers=team.employee.headers)).json()
+    assert [(step["approver_id"], step["budget_id"]) for step in trail["steps"]] == [
+        (team.manager.id, None),
+        (team.peer.id, budget["id"]),
+    ]
 
 
 async def test_extra_approval_goes_above_the_chain_when_the_owner_is_in_it_already(
