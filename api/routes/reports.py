@@ -17,7 +17,6 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from api.deps import AppServices, Authorize, Grant, ServicesDep, TxDep
 from core.db import Tx
 from core.engine import EngineUnavailable, ScheduleMissing
-from domain.budgets.service import scope_for as budget_scope_for
 from domain.errors import InvalidState, NotFound, ServiceUnavailable
 from domain.fx.rates import terms_from
 from domain.models import Report, ReportSchedule
@@ -30,7 +29,6 @@ from domain.reports.schemas import (
     ReportPage,
     ReportRequest,
     ReportStatus,
-    ReportType,
     ScheduleIn,
     ScheduleOut,
     SchedulePatch,
@@ -86,12 +84,10 @@ def _out(report: Report, progress_rows: int | None = None, base_currency: str | 
 async def request_report(body: ReportRequest, grant: CreateReport, tx: TxDep, services: ServicesDep) -> ReportAccepted:
     settings = services.settings
     visibility = await visibility_for(tx.sql, services.authorizer, grant.user)
-    budgets = None
-    if body.type == ReportType.BUDGET_VS_ACTUAL:
-        budgets = await budget_scope_for(tx.sql, services.authorizer, grant.user)
     report = await service.request_report(
-        tx, settings.reports, grant.user, visibility, body, grant.audit, fx=terms_from(settings), budgets=budgets
-    )
+        tx, settings.reports, grant.user, visibility, body, grant.audit, fx=terms_from(settings),
+        authorizer=services.authorizer,
+    )  # fmt: skip
     await tx.commit()  # the intent is durable before the workflow starts
     workflow_id = report_workflow_id(str(report.id))
     try:

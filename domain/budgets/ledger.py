@@ -207,14 +207,19 @@ def _as_now(charge: Charge, amount: Decimal, committed: Decimal, actual: Decimal
                   amount, committed, actual)  # fmt: skip
 
 
+# A commitment still held: a `committed` row (as `c`) whose workflow, round and budget have no `released` row. The
+# one definition for releasing (below), for an audit row written before it, and for the upkeep's search.
+HELD = (
+    "c.kind = 'committed' AND NOT EXISTS (SELECT 1 FROM budget_ledger x WHERE x.workflow_id = c.workflow_id "
+    "AND x.round = c.round AND x.budget_id = c.budget_id AND x.kind = 'released')"
+)
+
 # Give back (or book as spent) every commitment of a request still open, in one statement: the ledger rows and the
 # periods' sums together.
-_RELEASE = """
+_RELEASE = f"""
 WITH open AS (
     SELECT c.budget_id, c.period_starts_on, c.round, c.amount FROM budget_ledger c
-    WHERE c.request_id = %(request)s AND c.kind = 'committed' AND NOT EXISTS (
-        SELECT 1 FROM budget_ledger r WHERE r.workflow_id = c.workflow_id AND r.round = c.round
-        AND r.budget_id = c.budget_id AND r.kind = 'released')
+    WHERE c.request_id = %(request)s AND {HELD}
 ), written AS (
     INSERT INTO budget_ledger (budget_id, period_starts_on, request_id, entry_id, workflow_id, round, kind, amount,
                                reason)
@@ -254,9 +259,8 @@ async def settle(sql: Sql, request: RequestRow) -> None:
 async def open_commitments(sql: Sql, request: RequestRow) -> list[dict[str, Any]]:
     """The commitments the request still holds (for an audit row written before they are released)."""
     rows = await sql.all(
-        "SELECT c.budget_id, c.period_starts_on, c.amount FROM budget_ledger c WHERE c.request_id = %s "
-        "AND c.kind = 'committed' AND NOT EXISTS (SELECT 1 FROM budget_ledger r WHERE r.workflow_id = c.workflow_id "
-        "AND r.round = c.round AND r.budget_id = c.budget_id AND r.kind = 'released') ORDER BY c.budget_id",
+        f"SELECT c.budget_id, c.period_starts_on, c.amount FROM budget_ledger c WHERE c.request_id = %s AND {HELD} "
+        "ORDER BY c.budget_id",
         (request.id,),
     )
     return [{"budget_id": b, "period_start": s.isoformat(), "committed": plain_str(a)} for b, s, a in rows]

@@ -7,6 +7,7 @@ manager whose subtree holds the budget's team. Anything else is 404, so a budget
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -57,9 +58,16 @@ class Scope:
         return f"({alias}.owner_id = %s OR {alias}.team_manager_id = ANY(%s))", (self.viewer_id, list(self.team_ids))
 
 
-async def scope_for(sql: Sql, authorizer: Authorizer, viewer: User) -> Scope:
-    visibility = await visibility_for(sql, authorizer, viewer, RESOURCE)
-    return Scope(viewer.id, visibility.everyone, tuple(sorted(visibility.owner_ids)))
+async def scope_for(
+    sql: Sql, authorizer: Authorizer, viewer: User, visible_owners: Collection[int] | None = None
+) -> Scope:
+    """`visible_owners`: the viewer and their subtree (the `user read_team` rule) when the caller has read them
+    already (the dashboard): no second walk of the manager tree."""
+    if authorizer.allows(viewer.role, RESOURCE, "read_all"):
+        return Scope(viewer.id, True, ())
+    if visible_owners is None:
+        visible_owners = (await visibility_for(sql, authorizer, viewer, RESOURCE)).owner_ids
+    return Scope(viewer.id, False, tuple(sorted(visible_owners)))
 
 
 # --- reading ----------------------------------------------------------------------------------------------------

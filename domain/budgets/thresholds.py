@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from psycopg.types.json import Jsonb
 
@@ -69,6 +70,13 @@ async def moved(
 async def _tell(sql: Sql, budget_id: int, starts_on: date, threshold: int, crossing: int) -> None:
     row = await sql.one(_PERIOD, (budget_id, starts_on))
     assert row is not None
+    await _tell_from(sql, row, budget_id, starts_on, threshold, crossing)
+
+
+async def _tell_from(
+    sql: Sql, row: tuple[Any, ...], budget_id: int, starts_on: date, threshold: int, crossing: int
+) -> None:
+    """Alert the owner, from the period as `_PERIOD` read it."""
     name, owner_id, _, kind, ends_on, amount, committed, actual, currency = row
     figures = _figures(amount, committed, actual, currency)
     label = Period(starts_on, ends_on).label(kind)
@@ -105,7 +113,7 @@ async def _check(sql: Sql, budget_id: int, starts_on: date) -> None:
     for threshold, now_above, count in crossings(limits, states, committed + actual, amount):
         await sql.run(_SET, (budget_id, starts_on, threshold, now_above, count))
         if now_above:
-            await _tell(sql, budget_id, starts_on, threshold, count)
+            await _tell_from(sql, row, budget_id, starts_on, threshold, count)
 
 
 def _figures(amount: Decimal, committed: Decimal, actual: Decimal, currency: str) -> dict[str, str]:

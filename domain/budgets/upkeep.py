@@ -22,9 +22,8 @@ from workflows.contracts import BudgetAlertEmail, EmailJob
 # the pending requests (ix_approval_requests_status_created), not through the whole ledger.
 _HELD = (
     "SELECT r.id, r.workflow_id FROM approval_requests r WHERE r.status = 'pending' AND r.subject_kind = 'expense' "
-    "AND r.id > %s AND r.submitted_at < %s AND EXISTS (SELECT 1 FROM budget_ledger c WHERE c.request_id = r.id "
-    "AND c.kind = 'committed' AND NOT EXISTS (SELECT 1 FROM budget_ledger x WHERE x.workflow_id = c.workflow_id "
-    "AND x.round = c.round AND x.budget_id = c.budget_id AND x.kind = 'released')) ORDER BY r.id LIMIT %s"
+    "AND r.id > %s AND r.submitted_at < %s "
+    f"AND EXISTS (SELECT 1 FROM budget_ledger c WHERE c.request_id = r.id AND {ledger.HELD}) ORDER BY r.id LIMIT %s"
 )
 
 

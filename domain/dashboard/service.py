@@ -252,12 +252,15 @@ async def recent_entries(tx: Tx, scope: DashboardScope, base: str) -> list[Recen
     return recent
 
 
-async def current_budgets(tx: Tx, authorizer: Authorizer, viewer: User, base: str, today: date) -> list[BudgetUse]:
-    """The current period of the budgets the viewer may see (`domain.budgets.service.scope_for`), the most used
-    first, at most `TOP_BUDGETS`: one statement."""
+async def current_budgets(
+    tx: Tx, authorizer: Authorizer, viewer: User, scope: DashboardScope, base: str, today: date
+) -> list[BudgetUse]:
+    """The current period of the budgets the viewer may see (`domain.budgets.service.scope_for`, from the owners the
+    dashboard's scope has read), the most used first, at most `TOP_BUDGETS`: one statement."""
     if not authorizer.allows(viewer.role, "budget", "read"):
         return []
-    condition, params = (await budget_scope_for(tx.sql, authorizer, viewer)).where("b")
+    budgets = await budget_scope_for(tx.sql, authorizer, viewer, scope.owner_ids)
+    condition, params = budgets.where("b")
     rows = await tx.sql.all(
         "SELECT b.id, b.name, b.period_kind, p.starts_on, p.ends_on, p.amount, p.committed, p.actual "
         "FROM budgets b JOIN budget_periods p ON p.budget_id = b.id "
@@ -316,7 +319,7 @@ async def overview(
         pending=await pending_amounts(tx, scope, base_currency),
         approvals=await approval_counts(tx, scope, now),
         recent_entries=await recent_entries(tx, scope, base_currency),
-        budgets=await current_budgets(tx, authorizer, viewer, base_currency, now.date()),
+        budgets=await current_budgets(tx, authorizer, viewer, scope, base_currency, now.date()),
     )
 
 

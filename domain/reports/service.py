@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from core.authz import Authorizer
 from core.db import Tx
 from core.settings import ReportSettings
 from domain.audit.service import AuditContext, record
 from domain.auth import rate_limits
-from domain.budgets.service import Scope as BudgetScope
+from domain.budgets.service import scope_for as budget_scope_for
 from domain.errors import Forbidden, NotFound, ValidationFailed
 from domain.fx.rates import Terms
 from domain.models import Report, User
@@ -106,30 +107,31 @@ async def request_report(
     audit: AuditContext,
     *,
     fx: Terms | None = None,
-    budgets: BudgetScope | None = None,
+    authorizer: Authorizer | None = None,
 ) -> Report:
     """Validate and record a report request (status queued). The caller starts the workflow after commit.
 
     With `fx` (the books' terms), a report in another presentation currency is refused here (422 naming the rate
     dates) when a rate it needs is missing, rather than failing later in the workflow.
 
-    A budget report needs `budgets`, the budgets the requester may see (`domain.budgets.service.scope_for`): it is
-    kept in the report's scope beside the entries' and the report shows no other budget. Budgets are kept in the
+    A budget report needs the `authorizer`, to decide the budgets the requester may see
+    (`domain.budgets.service.scope_for`): they are kept in the report's scope beside the entries' and the report
+    shows no other budget. Budgets are kept in the
     base currency only: another presentation currency is refused (422)."""
     check_period(settings, request.period.from_, request.period.to)
     check_filters(visibility, request.type, request.filters)
     presentation = request.presentation_currency
     scope: dict[str, Any] = dict(visibility.as_scope())
     if request.type == ReportType.BUDGET_VS_ACTUAL:
-        if budgets is None or budgets.viewer_id != visibility.viewer_id:
-            raise ValueError("a budget report needs its requester's budget scope (domain.budgets.service.scope_for)")
+        if authorizer is None:
+            raise ValueError("a budget report needs the authorizer, to decide which budgets its requester may see")
         if presentation is not None and (fx is None or presentation != fx.base):
             raise ValidationFailed(
                 "budget_vs_actual is in the base currency only: budgets are kept in it",
                 field="presentation_currency",
             )
         presentation = None
-        scope[BUDGETS_KEY] = budget_scope_dict(budgets)
+        scope[BUDGETS_KEY] = budget_scope_dict(await budget_scope_for(tx.sql, authorizer, user))
     if fx is not None and presentation is not None and presentation != fx.base:
         query = ReportQuery(
             request.type,

@@ -296,7 +296,7 @@ async def request_budget_report(
             await visibility_for(tx.sql, deps.authorizer, user),
             request,
             AuditContext(),
-            budgets=await scope_for(tx.sql, deps.authorizer, user),
+            authorizer=deps.authorizer,
         )
 
 
