@@ -166,10 +166,11 @@ async def test_an_access_token_is_not_a_refresh_token(client: httpx.AsyncClient,
 
 def test_a_token_expires_even_after_it_was_accepted(settings: Settings) -> None:
     """Verified tokens are remembered (core/security.py); their expiry is checked on every use all the same."""
+    # `exp` is whole seconds (cut, not rounded): a one-second token may have expired by its first use on a busy host.
     token, _ = issue_token(
-        settings.auth, user_id=1, token_type="access", token_version=0, lifetime=timedelta(seconds=1)
+        settings.auth, user_id=1, token_type="access", token_version=0, lifetime=timedelta(seconds=2)
     )
     assert decode_token(settings.auth, token, "access").user_id == 1
-    time.sleep(1.1)
+    time.sleep(2.1)
     with pytest.raises(InvalidToken, match="expired"):
         decode_token(settings.auth, token, "access")
