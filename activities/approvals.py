@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from core.sql import Sql
-from domain.approvals import transitions
+from domain.approvals import outbox, transitions
 from domain.errors import DomainError
 from domain.fx.rates import terms_from
 from domain.mail.delivery import Mailer, Recipient
@@ -73,6 +73,8 @@ class ApprovalActivities:
             raise ApplicationError(
                 f"the database refused a value: {refused}", type="ValidationFailed", non_retryable=True
             ) from error
+        if outcome.changed and outcome.request_status == "approved" and outcome.entry_status is None:
+            await self._follow_ups(job.request_id)
         if outcome.notices:
             # Read after the commit, not in the transition: its end holds the audit chain's lock, one transaction
             # at a time (domain/budgets/ledger.py), and who gets an email needs no lock.
@@ -80,6 +82,17 @@ class ApprovalActivities:
                 mail = [await self._mail(read.sql, notice.key, notice.email_job()) for notice in outcome.notices]
             outcome.emailed = await self._deliver(mail)
         return outcome
+
+    async def _follow_ups(self, request_id: int) -> None:
+        """What an approval started besides its own workflow (an approved invoice's), delivered now; the outbox's
+        relay delivers whatever this cannot, a few seconds later."""
+        if self.deps.engine is None:
+            return
+        try:
+            async with self.deps.db.transaction() as tx:
+                await outbox.deliver_follow_ups(tx.sql, self.deps.engine, request_id)
+        except Exception as error:  # delivery is the relay's job too: nothing is lost
+            activity.logger.warning("follow-up of request %s left to the outbox relay: %s", request_id, error)
 
     async def _mail(self, sql: Sql, notice_key: str, job: EmailJob) -> _Mail:
         result = EmailResult()

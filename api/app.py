@@ -66,6 +66,10 @@ def _feature_routers() -> list[APIRouter]:
     from api.routes import budgets
 
     routers += [budgets.router]
+    # --- customers and invoices ---
+    from api.routes import customers, invoices
+
+    routers += [customers.router, invoices.router]
     # --- backups ---
     from api.routes import admin_backups
 

@@ -21,6 +21,7 @@ from core.storage import ObjectStorage
 from domain.approvals.commands import ApprovalCommands
 from domain.audit.service import AuditContext
 from domain.errors import Forbidden, Unauthorized
+from domain.invoices.commands import InvoiceCommands
 from domain.models import User
 from domain.users.caller import load_user
 
@@ -43,6 +44,10 @@ class AppServices:
     @property
     def approvals(self) -> ApprovalCommands:
         return ApprovalCommands(self.settings, self.authorizer, self.engine)
+
+    @property
+    def invoices(self) -> InvoiceCommands:
+        return InvoiceCommands(self.approvals)
 
 
 def services(request: Request) -> AppServices:

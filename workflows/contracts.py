@@ -77,7 +77,10 @@ ENTRY_ID = SearchAttributeKey.for_keyword("EntryId")
 APPROVAL_STATUS = SearchAttributeKey.for_keyword("ApprovalStatus")
 CURRENT_APPROVER = SearchAttributeKey.for_keyword("CurrentApprover")
 AMOUNT_CENTS = SearchAttributeKey.for_int("AmountCents")
-SEARCH_ATTRIBUTES = (ENTRY_KIND, ENTRY_ID, APPROVAL_STATUS, CURRENT_APPROVER, AMOUNT_CENTS)
+# A sent invoice's workflow (invoice-<id>): its number and its customer's id.
+INVOICE_NUMBER = SearchAttributeKey.for_keyword("InvoiceNumber")
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+SEARCH_ATTRIBUTES = (ENTRY_KIND, ENTRY_ID, APPROVAL_STATUS, CURRENT_APPROVER, AMOUNT_CENTS, INVOICE_NUMBER, CUSTOMER_ID)
 
 
 def approval_workflow_id(subject_kind: str, subject_id: int) -> str:
@@ -383,6 +386,22 @@ class OwnerJob(TransitionJob):
 
 
 # === reports =========================================================================================
+
+
+# === invoices ========================================================================================
+
+INVOICE_WORKFLOW = "InvoiceWorkflow"  # one per issued invoice: send it, then remind on durable timers
+
+
+def invoice_workflow_id(invoice_id: int) -> str:
+    return f"invoice-{invoice_id}"
+
+
+class InvoiceInput(Contract):
+    """An issued (approved and numbered) invoice to send and follow until it is paid or void."""
+
+    invoice_id: int
+    number: str
 
 
 REPORT_WORKFLOW_PREFIX = "report-"  # + the report's uuid

@@ -29,6 +29,8 @@ _OUTCOME_WORDS = {
 
 
 def link_for(request: RequestRow) -> str:
+    if request.invoice_id is not None:
+        return f"/api/v1/invoices/{request.invoice_id}"
     if request.subject_kind == GENERIC or request.entry_id is None:
         return f"/api/v1/approvals/{request.id}"
     path = "expenses" if request.subject_kind == "expense" else "revenue"

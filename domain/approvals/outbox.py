@@ -26,7 +26,10 @@ from workflows.contracts import (
     CURRENT_APPROVER,
     ENTRY_ID,
     ENTRY_KIND,
+    INVOICE_WORKFLOW,
     ApprovalInput,
+    Contract,
+    InvoiceInput,
     StepChanged,
     amount_cents,
 )
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 APPROVAL_WORKFLOW = "EntryApprovalWorkflow"
 START = "start"
 SIGNAL = "signal"
+# The workflows an outbox row may start, with their input's type (both run on the approvals queue).
+_INPUTS: dict[str, type[Contract]] = {APPROVAL_WORKFLOW: ApprovalInput, INVOICE_WORKFLOW: InvoiceInput}
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,15 @@ async def add_start(
     """The workflow to start once this transaction commits."""
     payload = {"input": start.model_dump(mode="json"), "attributes": attributes, "replace": replace}
     return int(await sql.scalar(_ADD, (request_id, workflow_id, START, APPROVAL_WORKFLOW, Jsonb(payload))))
+
+
+async def add_workflow_start(
+    sql: Sql, request_id: int, workflow_id: str, argument: Contract, attributes: dict[str, str | int]
+) -> int:
+    """Another workflow a committed change starts (an issued invoice's), kept like an approval's start."""
+    name = next(name for name, kind in _INPUTS.items() if isinstance(argument, kind))
+    payload = {"input": argument.model_dump(mode="json"), "attributes": attributes, "replace": False}
+    return int(await sql.scalar(_ADD, (request_id, workflow_id, START, name, Jsonb(payload))))
 
 
 async def add_step_changed(sql: Sql, request_id: int, workflow_id: str, change: StepChanged) -> int:
@@ -126,7 +140,7 @@ async def _send(engine: WorkflowEngine, message: Message) -> str | None:
     if message.kind == START:
         started = await engine.start(
             message.name,
-            ApprovalInput.model_validate(message.payload["input"]),
+            _INPUTS[message.name].model_validate(message.payload["input"]),
             workflow_id=message.workflow_id,
             task_queue=engine.queues.approvals,
             attributes=message.payload["attributes"],
@@ -153,6 +167,19 @@ async def deliver(sql: Sql, engine: WorkflowEngine, ids: list[int]) -> list[str]
             continue
         await sql.run(_DELIVERED, (note, message.id))
     return undelivered
+
+
+_UNDELIVERED_STARTS = (
+    "SELECT id FROM approval_outbox WHERE request_id = %s AND kind = 'start' AND name <> %s AND delivered_at IS NULL"
+)
+
+
+async def deliver_follow_ups(sql: Sql, engine: WorkflowEngine, request_id: int) -> None:
+    """Deliver now what a committed decision on `request_id` started besides its own workflow (an issued invoice's),
+    so the invoice goes out without waiting for the relay (which delivers whatever this cannot)."""
+    ids = [row[0] for row in await sql.all(_UNDELIVERED_STARTS, (request_id, APPROVAL_WORKFLOW))]
+    if ids:
+        await deliver(sql, engine, ids)
 
 
 async def deliver_due(db: Database, engine: WorkflowEngine, *, grace: timedelta, batch: int = 50) -> int:

@@ -132,9 +132,10 @@ _OPEN_FIELDS = (
 
 
 _INSERT_REQUEST = (
-    "INSERT INTO approval_requests (id, subject_kind, entry_id, requester_id, workflow_id, status, decided_at, "
-    f"{', '.join(_OPEN_FIELDS)}) VALUES (coalesce(%s, nextval(pg_get_serial_sequence('approval_requests', 'id'))), "
-    f"%s, %s, %s, %s, 'pending', NULL, {', '.join(['%s'] * len(_OPEN_FIELDS))}) RETURNING {columns(RequestRow)}"
+    "INSERT INTO approval_requests (id, subject_kind, entry_id, invoice_id, requester_id, workflow_id, status, "
+    f"decided_at, {', '.join(_OPEN_FIELDS)}) VALUES (coalesce(%s, nextval(pg_get_serial_sequence('approval_requests', "
+    f"'id'))), %s, %s, %s, %s, %s, 'pending', NULL, {', '.join(['%s'] * len(_OPEN_FIELDS))}) "
+    f"RETURNING {columns(RequestRow)}"
 )
 _REOPEN_REQUEST = (
     "UPDATE approval_requests SET status = 'pending', decided_at = NULL, "
@@ -151,9 +152,10 @@ async def insert_request(
     requester_id: int,
     workflow_id: str,
     opening: Opening,
+    invoice_id: int | None = None,
 ) -> RequestRow:
     """A new pending request (`request_id` None: the INSERT draws it)."""
-    params = (request_id, subject_kind, entry_id, requester_id, workflow_id, *opening.values())
+    params = (request_id, subject_kind, entry_id, invoice_id, requester_id, workflow_id, *opening.values())
     return await sql.written(RequestRow, _INSERT_REQUEST, params)
 
 

@@ -61,6 +61,7 @@ class InboxItem(Priced):
     round: int
     subject_kind: str
     entry_id: int | None
+    invoice_id: int | None = Field(None, description="an invoice's approval before it is sent")
     title: str
     requester_id: int
     approver_id: int
@@ -101,6 +102,7 @@ class ApprovalRequestOut(Priced):
     id: int
     subject_kind: str
     entry_id: int | None
+    invoice_id: int | None = Field(None, description="an invoice's approval before it is sent")
     title: str
     justification: str
     requester_id: int

@@ -28,6 +28,9 @@ from domain.entries import repository as entries
 from domain.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from domain.fx import rates as fx_rates
 from domain.fx.rates import Locked, Terms
+from domain.invoices import issuing
+from domain.invoices import repository as invoices
+from domain.invoices.repository import InvoiceRow
 from domain.models import RequestStatus, StepStatus
 from domain.models.rows import EntryRow, RequestRow, StepRow
 from domain.money import plain_str
@@ -67,7 +70,10 @@ _REQUEST_STATUS_FOR_ACTION = {
 
 
 def subject_id_of(request: RequestRow) -> int:
-    return request.entry_id if request.entry_id is not None else request.id
+    """What the request is about: its entry, its invoice, or (a generic request) itself."""
+    if request.entry_id is not None:
+        return request.entry_id
+    return request.invoice_id if request.invoice_id is not None else request.id
 
 
 def chain_links(request: RequestRow) -> list[ChainLink]:
@@ -82,7 +88,16 @@ def _chain_json(chain: list[ChainLink]) -> list[dict[str, Any]]:
 def _audit_target(request: RequestRow) -> tuple[str, int]:
     if request.entry_id is not None:
         return "entry", request.entry_id
+    if request.invoice_id is not None:
+        return "invoice", request.invoice_id
     return "approval_request", request.id
+
+
+def _subject_action(request: RequestRow, verb: str, generic: str) -> str:
+    """An owner's action as the audit trail names it: `entry.<verb>`, `invoice.<verb>`, else `generic`."""
+    if request.entry_id is not None:
+        return f"entry.{verb}"
+    return f"invoice.{verb}" if request.invoice_id is not None else generic
 
 
 def candidates(managers: list[Person]) -> list[Candidate]:
@@ -138,6 +153,8 @@ class Work:
         """The request's and its entry's new status (the dashboard's totals follow the entry by themselves)."""
         decided_at = self.now if status in FINAL_STATUSES else None
         self.request = await requests.set_request_status(self.sql, self.request.id, status, decided_at)
+        if self.request.invoice_id is not None:
+            await issuing.follow(self.sql, self.request, self.now)
         await self.load_entry()
         if self.entry is not None and self.entry.status != status:
             submitted_at = self.now if status == RequestStatus.PENDING else None
@@ -278,7 +295,8 @@ class RequestOpening:
     now: datetime
     workflow_id_for: Any  # (subject_kind, subject_id) -> workflow id
     history_limit: int = 10_000  # the workflow continues as a new run past this many events
-    fx: Locked | None = None  # an entry's rate, locked for this submit (`amount` is its base amount)
+    fx: Locked | None = None  # an entry's or invoice's rate, locked for this submit (`amount` is its base amount)
+    invoice: InvoiceRow | None = None  # an invoice's approval before it is sent (subject_kind `invoice`)
 
 
 @dataclass(frozen=True)
@@ -369,21 +387,26 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         limits,
         opening.fx,
     )
-    restarted = entry is not None and entry.approval_request_id is not None
-    if entry is not None and entry.approval_request_id is not None:
-        # A submission whose workflow never started was undone; the same request (and workflow id) is reused.
-        previous = await requests.request(sql, entry.approval_request_id, lock=True)
+    invoice = opening.invoice
+    previous_id = entry.approval_request_id if entry is not None else invoice.approval_request_id if invoice else None
+    restarted = previous_id is not None
+    if previous_id is not None:
+        # A submission whose workflow never started was undone (or an invoice's approval ended without approval);
+        # the same request (and workflow id) is reused.
+        previous = await requests.request(sql, previous_id, lock=True)
         pinned = Opening(**{**pinned.__dict__, "round": previous.round + 1})
         request = await requests.reopen_request(sql, previous.id, pinned)
     else:
-        # A generic request is named by its own id, drawn first; an entry's by the entry (the INSERT draws the id).
-        request_id = await requests.new_request_id(sql) if entry is None else None
-        subject_id = entry.id if entry is not None else request_id
+        # A generic request is named by its own id, drawn first; an entry's or an invoice's by its subject (the
+        # INSERT draws the id).
+        request_id = await requests.new_request_id(sql) if entry is None and invoice is None else None
+        subject_id = entry.id if entry is not None else invoice.id if invoice is not None else request_id
         request = await requests.insert_request(
             sql,
             request_id=request_id,
             subject_kind=opening.subject_kind,
             entry_id=entry.id if entry is not None else None,
+            invoice_id=invoice.id if invoice is not None else None,
             requester_id=opening.requester_id,
             workflow_id=opening.workflow_id_for(opening.subject_kind, subject_id),
             opening=pinned,
@@ -393,6 +416,9 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
     if entry is not None:
         assert opening.fx is not None, "an entry's submit locks its rate first"
         work.entry = await entries.submit(sql, entry.id, request, opening.now, opening.fx)
+    if invoice is not None:
+        assert opening.fx is not None, "an invoice's submit locks its rate first"
+        await issuing.submitted(sql, invoice.id, request, opening.fx, opening.now)
     first_step: StepInfo | None = None
     routed: Route | None = None
     if rule:
@@ -406,7 +432,7 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         first_step = await work.step_info(step)
     request = work.request
     changes: dict[str, Any] = {
-        "status": ["draft" if entry is not None else None, request.status],
+        "status": ["draft" if entry is not None or invoice is not None else None, request.status],
         "workflow_id": request.workflow_id,
         "policy_version": opening.policy_version,
         "chain": request.chain,
@@ -444,7 +470,7 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
     outbox_id = await outbox.add_start(sql, request.id, request.workflow_id, start, attributes, replace=restarted)
     await work.audit(
         work.acting(context).with_rule(rule or context.policy_rule),
-        "entry.submitted" if entry is not None else "approval_request.created",
+        _subject_action(request, "submitted", "approval_request.created"),
         changes,
     )
     if budget is not None and opening.fx is not None:  # last, after the audit row (domain/budgets/ledger.py)
@@ -464,11 +490,13 @@ async def undo_submission(sql: Sql, request_id: int, reason: str, context: Audit
     await outbox.cancel(sql, request.id)
     held = await budgets.open_commitments(sql, request)
     entry = await entries.unsubmit(sql, request.entry_id) if request.entry_id is not None else None
+    if request.invoice_id is not None:
+        await invoices.update_invoice(sql, request.invoice_id, {"status": issuing.DRAFT})
     resource_type, resource_id = _audit_target(request)
     await record(
         sql,
         context.acting(workflow_id=request.workflow_id),
-        "entry.submit_undone" if entry is not None else "approval_request.start_failed",
+        _subject_action(request, "submit_undone", "approval_request.start_failed"),
         resource_type,
         resource_id,
         {"status": ["pending", entry.status if entry else request.status], "reason": reason}
@@ -670,7 +698,7 @@ async def withdraw_request(sql: Sql, job: OwnerJob) -> DecisionOutcome:
     await work.set_status(RequestStatus.WITHDRAWN)
     await work.audit(
         work.acting(job.audit, job.actor_id),
-        "entry.withdrawn" if work.entry is not None else "approval_request.withdrawn",
+        _subject_action(request, "withdrawn", "approval_request.withdrawn"),
         {"status": [old_status, RequestStatus.WITHDRAWN], "round": request.round},
     )
     await budgets.release(sql, request, "withdrawn")  # last, after the audit row (domain/budgets/ledger.py)
@@ -702,6 +730,12 @@ async def open_round(sql: Sql, job: ResubmitJob, terms: Terms) -> DecisionOutcom
     if entry is not None:  # a resubmit is a submit: the rate is locked again, for the entry as it is now
         fx = await fx_rates.lock(sql, entry.currency, entry.amount, entry.entry_date, terms)
         work.entry = entry = await entries.relock(sql, entry.id, fx)
+    elif request.invoice_id is not None:  # the invoice as its draft now stands (edited after it came back)
+        invoice = await invoices.invoice(sql, request.invoice_id, lock=True)
+        if invoice.status != issuing.DRAFT:
+            raise InvalidState("the invoice is no longer a draft returned for changes")
+        fx = await fx_rates.lock(sql, invoice.currency, invoice.total, invoice.issue_date, terms)
+        await invoices.update_invoice(sql, invoice.id, issuing.locked_rate_fields(fx))
     amount = fx.base_amount if fx is not None else request.amount
     managers = await manager_chain(sql, request.requester_id)
     work.people.know(*managers)
@@ -733,7 +767,7 @@ async def open_round(sql: Sql, job: ResubmitJob, terms: Terms) -> DecisionOutcom
     notices = await work.notifier.step_waiting(step)
     await work.audit(
         work.acting(job.audit, job.actor_id),
-        "entry.resubmitted" if entry is not None else "approval_request.resubmitted",
+        _subject_action(request, "resubmitted", "approval_request.resubmitted"),
         {
             "status": [RequestStatus.CHANGES_REQUESTED, RequestStatus.PENDING],
             "round": job.round,

@@ -10,6 +10,17 @@ from domain.models.delegation import Delegation
 from domain.models.entry import Entry, EntryKind, EntryStatus
 from domain.models.fx import AppState, FxRate
 from domain.models.idempotency import IdempotencyKey
+from domain.models.invoice import (
+    CreditNote,
+    Customer,
+    Invoice,
+    InvoiceEmail,
+    InvoiceLine,
+    InvoicePayment,
+    InvoiceReminder,
+    InvoiceSequence,
+    RecurringInvoice,
+)
 from domain.models.notification import Notification, NotificationPreference, SentEmail
 from domain.models.report import Report, ReportSchedule
 from domain.models.session import OtpCode, RateLimitHit, RefreshToken
@@ -29,6 +40,8 @@ __all__ = [
     "BudgetPeriod",
     "BudgetThreshold",
     "BudgetVersion",
+    "CreditNote",
+    "Customer",
     "DashboardCurrencyTotal",
     "DashboardEntryTotal",
     "Delegation",
@@ -37,10 +50,17 @@ __all__ = [
     "EntryStatus",
     "FxRate",
     "IdempotencyKey",
+    "Invoice",
+    "InvoiceEmail",
+    "InvoiceLine",
+    "InvoicePayment",
+    "InvoiceReminder",
+    "InvoiceSequence",
     "Notification",
     "NotificationPreference",
     "OtpCode",
     "RateLimitHit",
+    "RecurringInvoice",
     "RefreshToken",
     "Report",
     "ReportSchedule",

@@ -75,6 +75,8 @@ class ApprovalRequest(Timestamps, Base):
     fx_rate: Mapped[Decimal | None] = mapped_column(Numeric(28, 12))
     rate_date: Mapped[date | None] = mapped_column(Date)
     rate_source: Mapped[str | None] = mapped_column(String(10))
+    # An invoice's approval before it is sent (subject_kind `invoice`); invoices point here through their own column.
+    invoice_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
 
 
 class ApprovalStep(Timestamps, Base):

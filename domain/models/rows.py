@@ -76,6 +76,7 @@ class RequestRow:
     fx_rate: Decimal | None
     rate_date: date | None
     rate_source: str | None
+    invoice_id: int | None  # an invoice's approval (subject_kind `invoice`)
 
 
 @dataclass(frozen=True)

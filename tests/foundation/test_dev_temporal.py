@@ -26,7 +26,12 @@ def test_search_attributes_are_registered_on_a_reused_server(bare_temporal: str)
     devstack.register_search_attributes(bare_temporal)  # a second `make dev`: the existing ones are fine
     listed = listed_search_attributes(bare_temporal)
     expected = {"EntryKind": "Keyword", "EntryId": "Keyword", "ApprovalStatus": "Keyword"}
-    expected |= {"CurrentApprover": "Keyword", "AmountCents": "Int"}
+    expected |= {
+        "CurrentApprover": "Keyword",
+        "AmountCents": "Int",
+        "InvoiceNumber": "Keyword",
+        "CustomerId": "Keyword",
+    }
     assert {key.name for key in SEARCH_ATTRIBUTES} == set(expected)
     assert {name: listed.get(name) for name in expected} == expected
 

@@ -122,7 +122,7 @@ def test_make_dev_runs_the_whole_system_and_keeps_data(tmp_path: Path) -> None:
             text=True,
             check=True,
         ).stdout
-        for name in ("EntryKind", "EntryId", "ApprovalStatus", "CurrentApprover", "AmountCents"):
+        for name in ("EntryKind", "EntryId", "ApprovalStatus", "CurrentApprover", "AmountCents", "InvoiceNumber"):
             assert name in attributes
         second_shell = _from_a_second_shell(tmp_path)
         refused = _reset(tmp_path, ports, "--yes")

@@ -186,6 +186,20 @@ TABLE: list[Case] = [
     Case("GET", "/api/v1/budgets/{missing}/versions", signed_in(404)),
     Case("POST", "/api/v1/budgets", (401, 403, 422, 403, 422, 422), {}),
     Case("PATCH", "/api/v1/budgets/{missing}", (401, 403, 404, 403, 404, 404), {"name": "x"}),
+    # --- customers: accountants and up keep them ---
+    Case("GET", "/api/v1/customers", (401, 403, 200, 403, 200, 200)),
+    Case("GET", "/api/v1/customers/{missing}", (401, 403, 404, 403, 404, 404)),
+    Case("POST", "/api/v1/customers", (401, 403, 422, 403, 422, 422), {}),
+    Case("PATCH", "/api/v1/customers/{missing}", (401, 403, 404, 403, 404, 404), {"name": "x"}),
+    # --- invoices: accountants and up make, submit and void them; managers read their team's; employees nothing ---
+    Case("GET", "/api/v1/invoices", (401, 403, 200, 200, 200, 200)),
+    Case("GET", "/api/v1/invoices/{missing}", (401, 403, 404, 404, 404, 404)),
+    Case("POST", "/api/v1/invoices", (401, 403, 422, 403, 422, 422), {}),
+    Case("PATCH", "/api/v1/invoices/{missing}", (401, 403, 404, 403, 404, 404), {"notes": "x"}),
+    Case("DELETE", "/api/v1/invoices/{missing}", (401, 403, 404, 403, 404, 404)),
+    Case("POST", "/api/v1/invoices/{missing}/submit", (401, 403, 404, 403, 404, 404)),
+    Case("POST", "/api/v1/invoices/{missing}/withdraw", (401, 403, 404, 403, 404, 404)),
+    Case("POST", "/api/v1/invoices/{missing}/void", (401, 403, 422, 403, 422, 422), {}),
     # --- dashboard: everyone, scoped to their visibility ---
     Case("GET", "/api/v1/dashboard/overview", signed_in(200)),
     Case("GET", "/api/v1/dashboard/kpi", signed_in(200)),

@@ -1,0 +1,298 @@
+"""Request and response shapes for customers and invoices (amounts in the invoice's own currency)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
+
+from domain.entries.schemas import Currency, Storable
+from domain.money import AmountOut, MoneyError, PositiveMoney, RateOut, parse_amount
+
+EARLIEST = date(2000, 1, 1)
+LATEST = date(2100, 12, 31)
+MAX_ID = 2**63 - 1
+MAX_LINES = 200
+
+InvoiceStatus = Literal["draft", "pending_approval", "approved", "sent", "partially_paid", "paid", "void"]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
+Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), Storable]
+Notes = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Storable]
+LineText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Storable]
+Terms = Annotated[int, Field(ge=0, le=365, description="days from the issue date to the due date")]
+
+
+def _bounded(value: date | None) -> date | None:
+    if value is not None and not EARLIEST <= value <= LATEST:
+        raise ValueError(f"dates must be between {EARLIEST} and {LATEST}")
+    return value
+
+
+def _decimal(value: object, what: str, *, positive: bool) -> Decimal:
+    try:
+        number = parse_amount(value)
+    except MoneyError as error:
+        raise ValueError(str(error).replace("amount", what, 1)) from error
+    if number < 0 or (positive and number == 0):
+        raise ValueError(f"{what} must be {'greater than 0' if positive else 'at least 0'}")
+    return number
+
+
+# --- customers ----------------------------------------------------------------------------------------------------
+
+
+class CustomerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    billing_email: EmailStr
+    currency: Currency = Field(description="ISO 4217: the currency the customer is invoiced in by default")
+    payment_terms_days: Terms = 30
+    address: Address = ""
+
+
+class CustomerUpdate(BaseModel):
+    """Send only what changes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    billing_email: EmailStr | None = None
+    currency: Currency | None = None
+    payment_terms_days: Terms | None = None
+    address: Address | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> CustomerUpdate:
+        if not self.model_fields_set:
+            raise ValueError("send at least one field to change")
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class CustomerOut(BaseModel):
+    id: int
+    name: str
+    billing_email: str
+    currency: str
+    payment_terms_days: int
+    address: str
+    version: int
+    created_by_id: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerOut]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- invoices -----------------------------------------------------------------------------------------------------
+
+
+class LineIn(BaseModel):
+    """A line: quantity x unit price, taxed at `tax_rate` percent (19 for 19%)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: LineText
+    quantity: Decimal = Field(description="greater than 0, at most four decimal places")
+    unit_price: Decimal = Field(description="in the invoice's currency, at most its decimal places")
+    tax_rate: Decimal = Field(Decimal(0), description="percent, 0 to 100")
+
+    @field_validator("quantity", mode="before")
+    @classmethod
+    def _quantity(cls, value: object) -> Decimal:
+        return _decimal(value, "quantity", positive=True)
+
+    @field_validator("unit_price", mode="before")
+    @classmethod
+    def _price(cls, value: object) -> Decimal:
+        return _decimal(value, "unit_price", positive=False)
+
+    @field_validator("tax_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: object) -> Decimal:
+        rate = _decimal(value, "tax_rate", positive=False)
+        if rate > 100:
+            raise ValueError("tax_rate is a percent: 0 to 100")
+        return rate
+
+
+class InvoiceCreate(BaseModel):
+    """A new draft. The due date defaults to the issue date plus the customer's payment terms."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: int = Field(ge=1, le=MAX_ID)
+    currency: Currency | None = Field(None, description="ISO 4217; the customer's currency when left out")
+    issue_date: date
+    due_date: date | None = None
+    lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
+    notes: Notes = ""
+
+    _dates = field_validator("issue_date", "due_date")(_bounded)
+
+    @model_validator(mode="after")
+    def _due_after_issue(self) -> InvoiceCreate:
+        if self.due_date is not None and self.due_date < self.issue_date:
+            raise ValueError("due_date must not be before issue_date")
+        return self
+
+
+class InvoiceUpdate(BaseModel):
+    """A change to a draft; send only what changes (`lines` replaces every line)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: int | None = Field(None, ge=1, le=MAX_ID)
+    currency: Currency | None = None
+    issue_date: date | None = None
+    due_date: date | None = None
+    lines: list[LineIn] | None = Field(None, min_length=1, max_length=MAX_LINES)
+    notes: Notes | None = None
+
+    _dates = field_validator("issue_date", "due_date")(_bounded)
+
+    @model_validator(mode="after")
+    def _something(self) -> InvoiceUpdate:
+        if not self.model_fields_set:
+            raise ValueError("send at least one field to change")
+        for name in self.model_fields_set:
+            if getattr(self, name) is None and name != "due_date":
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class LineOut(BaseModel):
+    position: int
+    kind: Literal["item", "late_fee"]
+    description: str
+    quantity: Decimal
+    unit_price: AmountOut
+    tax_rate: Decimal
+    net: AmountOut
+    tax: AmountOut
+    reminder_step: int | None = None
+
+
+class InvoiceOut(BaseModel):
+    id: int
+    number: str | None = Field(description="INV-YYYY-NNNN, given at approval (gap-free per year)")
+    status: InvoiceStatus
+    overdue: bool = Field(description="sent, not fully paid, and past its due date (computed, never stored)")
+    days_overdue: int
+    is_template: bool
+    customer_id: int
+    customer_name: str
+    owner_id: int
+    currency: str
+    issue_date: date
+    due_date: date
+    notes: str
+    lines: list[LineOut]
+    subtotal: AmountOut
+    tax_total: AmountOut
+    total: AmountOut
+    amount_paid: AmountOut
+    amount_credited: AmountOut
+    balance_due: AmountOut
+    base_currency: str | None
+    base_total: AmountOut | None
+    fx_rate: RateOut | None
+    rate_date: date | None
+    approval_request_id: int | None
+    workflow_id: str | None = Field(None, description="the sent invoice's reminder workflow (invoice-<id>)")
+    version: int = Field(description="send it back in If-Match to change a draft")
+    submitted_at: datetime | None
+    approved_at: datetime | None
+    sent_at: datetime | None
+    paid_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class InvoicePage(BaseModel):
+    items: list[InvoiceOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class VoidRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Storable]
+
+
+class PaymentIn(BaseModel):
+    """A payment received, in the invoice's currency. `fx_rate`: units of the base currency for one unit of the
+    invoice's, as the bank converted it (else the rate stored for `paid_on`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: PositiveMoney
+    paid_on: date
+    reference: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), Storable] = ""
+    fx_rate: Decimal | None = Field(None, description="positive; at most 12 decimal places")
+
+    _dates = field_validator("paid_on")(_bounded)
+
+    @field_validator("fx_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: object) -> Decimal | None:
+        if value is None:
+            return None
+        text = str(value).strip() if not isinstance(value, float) else repr(value)
+        try:
+            rate = Decimal(text)
+        except ArithmeticError as error:
+            raise ValueError("fx_rate must be a plain decimal") from error
+        exponent = rate.as_tuple().exponent
+        if not rate.is_finite() or rate <= 0 or rate > 10**15 or (isinstance(exponent, int) and exponent < -12):
+            raise ValueError("fx_rate must be a positive decimal with at most 12 decimal places")
+        return rate
+
+
+class PaymentOut(BaseModel):
+    id: int
+    invoice_id: int
+    amount: AmountOut
+    currency: str
+    paid_on: date
+    reference: str
+    fx_rate: RateOut
+    rate_source: str
+    base_amount: AmountOut = Field(description="at the payment's own rate")
+    booked_base: AmountOut = Field(description="at the invoice's locked rate")
+    fx_difference: AmountOut = Field(description="realized FX gain (positive) or loss (negative), base currency")
+    entry_id: int | None = Field(description="the revenue entry the payment booked")
+    created_by_id: int
+    created_at: datetime
+
+
+class CreditNoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: PositiveMoney
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Storable]
+
+
+class CreditNoteOut(BaseModel):
+    id: int
+    invoice_id: int
+    number: str
+    amount: AmountOut
+    currency: str
+    reason: str
+    created_by_id: int
+    created_at: datetime
