@@ -121,7 +121,9 @@ async def update_customer(sql: Sql, customer_id: int, fields: dict[str, Any]) ->
 
 
 async def customers_page(sql: Sql, name: str | None, limit: int, offset: int) -> tuple[list[CustomerRow], int]:
-    condition, params = ("lower(name) LIKE %s", (f"%{name.lower()}%",)) if name else ("TRUE", ())
+    # The name's own % and _ are matched as themselves, not as patterns.
+    pattern = name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") if name else ""
+    condition, params = ("lower(name) LIKE %s", (f"%{pattern}%",)) if name else ("TRUE", ())
     total = int(await sql.scalar(f"SELECT count(*) FROM customers WHERE {condition}", params))
     rows = await sql.all(
         f"SELECT {CUSTOMER} FROM customers WHERE {condition} ORDER BY lower(name), id LIMIT %s OFFSET %s",
