@@ -215,7 +215,7 @@ class ReportActivities:
                     report_type=report.type,
                     period_from=report.period_from,
                     period_to=report.period_to,
-                    scope=await describe_scope(tx, scope),
+                    scope=await describe_scope(tx, scope, dataset.subject),
                     generated_at=datetime.now(UTC),
                     basis=dataset.basis,
                     currency=dataset.presentation.currency,

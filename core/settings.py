@@ -273,6 +273,14 @@ class BudgetSettings(BaseSettings):
     upkeep_grace_seconds: int = Field(default=300, ge=0, le=86_400, validation_alias="BUDGET_UPKEEP_GRACE_SECONDS")
 
 
+class ReceivablesSettings(BaseSettings):
+    """Receivables figures (domain/invoices/receivables.py) on the dashboard."""
+
+    model_config = _config()
+    # Days sales outstanding = open receivables / credit sales of the last N days x N: this N.
+    dso_days: int = Field(default=90, ge=7, le=365, validation_alias="RECEIVABLES_DSO_DAYS")
+
+
 class ReportSettings(BaseSettings):
     model_config = _config()
     max_period_days: int = Field(default=1830, validation_alias="REPORT_MAX_PERIOD_DAYS")
@@ -327,6 +335,7 @@ class Settings(BaseSettings):
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     fx: FxSettings = Field(default_factory=FxSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    receivables: ReceivablesSettings = Field(default_factory=ReceivablesSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)

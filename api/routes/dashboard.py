@@ -1,4 +1,4 @@
-"""The dashboard: a period overview and monthly KPIs, scoped to the viewer (own, subtree, or everyone)."""
+"""The dashboard: a period overview, monthly KPIs and receivables, scoped to the viewer (own, subtree, or everyone)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
 from domain.dashboard import service
-from domain.dashboard.schemas import Kpi, Overview, Period
+from domain.dashboard.schemas import Kpi, Overview, Period, Receivables
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 Reader = Annotated[Grant, Depends(Authorize("dashboard", "read"))]
@@ -19,7 +19,7 @@ Reader = Annotated[Grant, Depends(Authorize("dashboard", "read"))]
     "/overview",
     response_model=Overview,
     summary="Revenue, expenses and net for this period and the one before, approvals waiting, recent entries, "
-    "budgets' current periods",
+    "budgets' current periods, receivables",
 )
 @read_only
 async def get_overview(
@@ -36,6 +36,35 @@ async def get_overview(
         grant.user,
         period,
         services.settings.approvals.base_currency,
+        datetime.now(UTC),
+        services.settings.receivables.dso_days,
+    )
+
+
+@router.get(
+    "/receivables",
+    response_model=Receivables,
+    summary="Open invoices aged, days sales outstanding, expected cash in by week, realized FX gains and losses",
+    responses={403: {"description": "your role may not read invoices"}},
+)
+@read_only
+async def get_receivables(
+    grant: Reader,
+    tx: TxDep,
+    services: ServicesDep,
+    period: Annotated[
+        Period, Query(description="the calendar month, quarter or year (UTC) of the realized FX gains and losses")
+    ] = Period.MONTH,
+) -> Receivables:
+    """The invoices you may see (accountants and admins all, managers their team's), in the base currency at each
+    invoice's locked rate, on today's date (UTC)."""
+    return await service.receivables(
+        tx,
+        services.authorizer,
+        grant.user,
+        period,
+        services.settings.approvals.base_currency,
+        services.settings.receivables.dso_days,
         datetime.now(UTC),
     )
 

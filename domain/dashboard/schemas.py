@@ -100,6 +100,77 @@ class BudgetUse(BaseModel):
     )
 
 
+class AgingBucket(BaseModel):
+    bucket: str = Field(description="days past the due date: current (not yet due), 1-30, 31-60, 61-90, over_90")
+    amount: AmountOut
+    invoices: int
+
+
+class DaysSalesOutstanding(BaseModel):
+    """open receivables / credit sales of the last `window_days` days x `window_days` (the credit sales: the base
+    totals of the invoices sent, partly or wholly paid, with an issue date in the window)."""
+
+    value: str | None = Field(description="in days, two places; null when there were no credit sales in the window")
+    window_days: int = Field(description="N (RECEIVABLES_DSO_DAYS)")
+    window_start: date
+    window_end: date = Field(description="inclusive: the day the figure is for")
+    receivables: AmountOut
+    credit_sales: AmountOut
+    formula: str
+
+
+class FxRealized(BaseModel):
+    """Realized FX differences of invoice payments dated in the period: each payment's base amount at its own rate
+    less the amount booked at the invoice's locked rate."""
+
+    start: date
+    end: date = Field(description="inclusive")
+    gains: AmountOut = Field(description="the positive differences, added")
+    losses: AmountOut = Field(description="the negative differences, added (negative, or zero)")
+    net: AmountOut = Field(description="gains + losses")
+    gain_payments: int
+    loss_payments: int
+
+
+class ReceivablesSummary(BaseModel):
+    """Open invoices (sent or partly paid) I may see, in the base currency at each invoice's locked rate (rounded
+    once per invoice), aged on `as_of`."""
+
+    as_of: date
+    scope: Scope
+    open: AmountOut = Field(description="every open balance")
+    open_invoices: int
+    overdue: AmountOut = Field(description="the balances past their due date (every bucket but current)")
+    overdue_invoices: int
+    aging: list[AgingBucket] = Field(description="current, 1-30, 31-60, 61-90, over_90, each present")
+    dso: DaysSalesOutstanding
+    fx_realized: FxRealized = Field(description="over the period")
+
+
+class WeekCash(BaseModel):
+    week: str = Field(description="ISO week, 2026-W50")
+    starts_on: date = Field(description="its Monday")
+    amount: AmountOut
+    invoices: int
+
+
+class CashForecast(BaseModel):
+    """Open balances by the ISO week of their due date, for 13 weeks from this one. What is past due is `overdue`,
+    not expected in any week; what falls due after the 13 weeks is `later`."""
+
+    overdue: AmountOut
+    overdue_invoices: int
+    weeks: list[WeekCash]
+    later: AmountOut
+    later_invoices: int
+
+
+class Receivables(ReceivablesSummary):
+    period: Period = Field(description="the calendar period (UTC) of `fx_realized`")
+    base_currency: str
+    expected_cash: CashForecast
+
+
 class Overview(BaseModel):
     period: Period
     scope: Scope
@@ -115,6 +186,11 @@ class Overview(BaseModel):
     recent_entries: list[RecentEntry]
     budgets: list[BudgetUse] = Field(
         description="the current period of the budgets I may see, the most used first (at most 20)"
+    )
+    receivables: ReceivablesSummary | None = Field(
+        default=None,
+        description="the open invoices I may see, aged, with DSO and this period's realized FX; null when I may not "
+        "read invoices (the weekly expected cash: /dashboard/receivables)",
     )
 
 

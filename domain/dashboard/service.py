@@ -7,7 +7,8 @@ categories, all kept current by `domain.dashboard.aggregates.entry_status_change
 `dashboard_approval_decisions` and `dashboard_escalations` (kept by triggers on the approval tables) for everyone, and
 from the approval tables through the partial indexes declared in `domain.models.dashboard` for a subtree or one person.
 Budgets come from `budget_periods` (their running sums), among the budgets the viewer may see by the budgets' own rule
-(`domain.budgets.service.Scope`). Every figure is exact; nothing is cached.
+(`domain.budgets.service.Scope`). Receivables come from the invoices the viewer may see by the invoices' own rule
+(`domain.invoices.receivables`), for those who may read invoices. Every figure is exact; nothing is cached.
 """
 
 from __future__ import annotations
@@ -26,23 +27,33 @@ from domain.budgets.periods import elapsed_share
 from domain.budgets.progress import burn_rate, share_percent
 from domain.budgets.service import scope_for as budget_scope_for
 from domain.dashboard.schemas import (
+    AgingBucket,
     ApprovalCounts,
     ApprovalRate,
     BudgetUse,
+    CashForecast,
     CategorySpend,
     ChangePercent,
     CurrencyTotals,
     CycleTime,
+    DaysSalesOutstanding,
+    FxRealized,
     Kpi,
     MonthTotals,
     Overview,
     PendingAmounts,
     Period,
     PeriodTotals,
+    Receivables,
+    ReceivablesSummary,
     RecentEntry,
     Scope,
     Spender,
+    WeekCash,
 )
+from domain.errors import Forbidden
+from domain.invoices import receivables as accounts_receivable
+from domain.invoices.receivables import ReceivablesScope
 from domain.models import User
 from domain.money import in_minor_units
 from domain.users.visibility import visibility_for
@@ -85,10 +96,17 @@ async def scope_for(tx: Tx, authorizer: Authorizer, viewer: User) -> DashboardSc
     if visibility.everyone:
         return DashboardScope(viewer.id, Scope.ALL, None)
     owners = tuple(sorted(visibility.owner_ids))
-    # A manager's view is their team's even before anyone reports to them (the label follows the role, not the
-    # size of the subtree); someone else who happens to see others (a policy edit) is shown as a team too.
+    return DashboardScope(viewer.id, _label(authorizer, viewer, owners), owners)
+
+
+def _label(authorizer: Authorizer, viewer: User, owners: tuple[int, ...] | None) -> Scope:
+    """`owners` None: everyone. A manager's view is their team's even before anyone reports to them (the label
+    follows the role, not the size of the subtree); someone else who happens to see others (a policy edit) is shown
+    as a team too."""
+    if owners is None:
+        return Scope.ALL
     team = owners != (viewer.id,) or sees_team_figures(authorizer, viewer)
-    return DashboardScope(viewer.id, Scope.TEAM if team else Scope.OWN, owners)
+    return Scope.TEAM if team else Scope.OWN
 
 
 def sees_team_figures(authorizer: Authorizer, viewer: User) -> bool:
@@ -293,9 +311,91 @@ async def current_budgets(
     return found
 
 
+async def _receivables_figures(
+    tx: Tx, authorizer: Authorizer, viewer: User, invoices: ReceivablesScope, base: str, today: date, dso_days: int,
+    period: tuple[date, date],
+) -> dict[str, Any]:  # fmt: skip
+    """The fields of a `ReceivablesSummary`: aging, DSO and the realized FX of `period` (inclusive days)."""
+    aged = await accounts_receivable.aging(tx.sql, invoices, base, today)
+    dso = await accounts_receivable.days_sales_outstanding(tx.sql, invoices, base, today, dso_days, aged.total)
+    fx = await accounts_receivable.fx_realized(tx.sql, invoices, base, *period)
+    return {
+        "as_of": today,
+        "scope": _label(authorizer, viewer, None if invoices.everyone else invoices.owner_ids),
+        "open": aged.total,
+        "open_invoices": aged.invoices,
+        "overdue": aged.overdue,
+        "overdue_invoices": aged.overdue_invoices,
+        "aging": [AgingBucket(bucket=b.bucket, amount=b.amount, invoices=b.invoices) for b in aged.buckets],
+        "dso": DaysSalesOutstanding(
+            value=None if dso.value is None else format(dso.value, "f"),
+            window_days=dso.days,
+            window_start=dso.window_start,
+            window_end=dso.window_end,
+            receivables=dso.receivables,
+            credit_sales=dso.credit_sales,
+            formula=dso.formula,
+        ),
+        "fx_realized": FxRealized(
+            start=fx.start,
+            end=fx.end,
+            gains=fx.gains,
+            losses=fx.losses,
+            net=fx.net,
+            gain_payments=fx.gain_payments,
+            loss_payments=fx.loss_payments,
+        ),
+    }
+
+
+def _period_days(period: Period, today: date) -> tuple[date, date]:
+    """The calendar period holding `today`, as its first and last days."""
+    start = period_start(period, today)
+    return start, date.fromordinal(add_months(start, PERIOD_MONTHS[period]).toordinal() - 1)
+
+
+async def current_receivables(
+    tx: Tx, authorizer: Authorizer, viewer: User, scope: DashboardScope, base: str, today: date, dso_days: int,
+    period: Period,
+) -> ReceivablesSummary | None:  # fmt: skip
+    """The receivables of the invoices the viewer may see (`domain.invoices.receivables.scope_for`, from the owners
+    the dashboard's scope has read); None for whoever may not read invoices."""
+    invoices = await accounts_receivable.scope_for(tx.sql, authorizer, viewer, scope.owner_ids)
+    if invoices is None:
+        return None
+    figures = await _receivables_figures(
+        tx, authorizer, viewer, invoices, base, today, dso_days, _period_days(period, today)
+    )
+    return ReceivablesSummary(**figures)
+
+
+async def receivables(
+    tx: Tx, authorizer: Authorizer, viewer: User, period: Period, base: str, dso_days: int, now: datetime
+) -> Receivables:
+    """The receivables summary with the expected cash in by week; 403 for whoever may not read invoices."""
+    invoices = await accounts_receivable.scope_for(tx.sql, authorizer, viewer)
+    if invoices is None:
+        raise Forbidden("your role may not read invoices")
+    today = now.date()
+    figures = await _receivables_figures(
+        tx, authorizer, viewer, invoices, base, today, dso_days, _period_days(period, today)
+    )
+    cash = await accounts_receivable.expected_cash(tx.sql, invoices, base, today)
+    weeks = [WeekCash(week=w.week, starts_on=w.starts_on, amount=w.amount, invoices=w.invoices) for w in cash.weeks]
+    forecast = CashForecast(
+        overdue=cash.overdue,
+        overdue_invoices=cash.overdue_invoices,
+        weeks=weeks,
+        later=cash.later,
+        later_invoices=cash.later_invoices,
+    )
+    return Receivables(**figures, period=period, base_currency=base, expected_cash=forecast)
+
+
 async def overview(
-    tx: Tx, authorizer: Authorizer, viewer: User, period: Period, base_currency: str, now: datetime
+    tx: Tx, authorizer: Authorizer, viewer: User, period: Period, base_currency: str, now: datetime, dso_days: int
 ) -> Overview:
+    """`dso_days`: the window of the receivables' days sales outstanding (RECEIVABLES_DSO_DAYS)."""
     scope = await scope_for(tx, authorizer, viewer)
     span = PERIOD_MONTHS[period]
     current_start = period_start(period, now.date())
@@ -320,6 +420,9 @@ async def overview(
         approvals=await approval_counts(tx, scope, now),
         recent_entries=await recent_entries(tx, scope, base_currency),
         budgets=await current_budgets(tx, authorizer, viewer, scope, base_currency, now.date()),
+        receivables=await current_receivables(
+            tx, authorizer, viewer, scope, base_currency, now.date(), dso_days, period
+        ),
     )
 
 

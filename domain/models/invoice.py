@@ -69,6 +69,8 @@ class Invoice(Timestamps, Base):
         Index("ix_invoices_status_due_date", "status", "due_date"),
         Index("ix_invoices_customer_id_issue_date", "customer_id", "issue_date"),
         Index("ix_invoices_owner_id_issue_date", "owner_id", "issue_date"),
+        # Everyone's invoices by issue date: the receivables' credit sales of a window (DSO), the list's date filters.
+        Index("ix_invoices_issue_date", "issue_date"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -156,7 +158,11 @@ class InvoicePayment(CreatedAt, Base):
     difference is the realized FX gain (positive) or loss. `entry_id`: the revenue entry it books."""
 
     __tablename__ = "invoice_payments"
-    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        # Everyone's payments of a period: the realized FX gains and losses (domain/invoices/receivables.py).
+        Index("ix_invoice_payments_paid_on", "paid_on"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)

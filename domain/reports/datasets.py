@@ -48,6 +48,7 @@ from domain.budgets.progress import budget_status, burn_rate, share_percent
 from domain.budgets.service import Scope as BudgetScope
 from domain.errors import ValidationFailed
 from domain.fx.rates import Source, rates_on
+from domain.invoices.receivables import BUCKETS, OpenInvoices, ReceivablesScope, fx_realized
 from domain.models import ApprovalRequest, ApprovalStep, Entry, EntryKind, EntryStatus, User
 from domain.money import CENT, in_minor_units, minor_units
 from domain.reports.schemas import ReportFilters, ReportType
@@ -229,6 +230,7 @@ class Dataset(ABC):
     basis = APPROVED_BASIS
     counts_money = True
     money_kind: str | None = None  # the kind of entries counted (None: both)
+    subject = "entries"  # what the report lists, for the description of its scope
 
     def __init__(self, query: ReportQuery) -> None:
         self.query = query
@@ -865,6 +867,103 @@ class BudgetVsActual(SummaryDataset):
         return rows
 
 
+class ReceivablesAging(Dataset):
+    """Every open invoice (sent or partly paid, something still due) among those the requester may see, aged on the
+    generation day, the longest overdue first; totals per bucket and per currency from the same statement; and the
+    realized FX gains and losses of the payments dated in the report's period."""
+
+    counts_money = False  # balances in their invoice's currency and in base at its locked rate: nothing to convert
+    subject = "invoices"
+    columns = [
+        Column("customer", "Customer", "text", 2.0),
+        Column("number", "Invoice", "text", 1.3),
+        Column("issue_date", "Issue date", "date", 1.0),
+        Column("due_date", "Due date", "date", 1.0),
+        Column("days_overdue", "Days overdue", "int", 0.8),
+        Column("bucket", "Bucket", "text", 0.8),
+        Column("currency", "Currency", "text", 0.7),
+        Column("balance", "Balance", "amount", 1.2),
+        Column("base_balance", "Balance in base", "money", 1.2),
+    ]
+
+    def __init__(self, query: ReportQuery) -> None:
+        super().__init__(query)
+        # The request refuses another presentation currency: an invoice's balance is shown in its own and in base.
+        self.presentation = Presentation(query.base_currency, query.base_currency)
+        self.columns = self.columns_for(self.presentation)
+        self.as_of = query.today()
+        self.basis = (
+            "Open invoices (sent or partly paid, with something still due) among those the requester may see, aged "
+            f"on {self.as_of.isoformat()}: days overdue are the days past the due date; buckets current (not yet "
+            "due), 1-30, 31-60, 61-90 and over_90 days. A balance is total - paid - credited, in the invoice's "
+            f"currency and in {query.base_currency} at the rate locked when it was submitted, rounded once per "
+            "invoice; the totals add those amounts. The period selects the payments whose realized FX gains and "
+            "losses are shown (their base amount at the payment's rate less the amount booked at the invoice's rate)."
+        )
+
+    def columns_for(self, presentation: Presentation) -> list[Column]:
+        columns = super().columns_for(presentation)
+        columns[-1] = replace(columns[-1], label=f"Balance in {presentation.base}")
+        return columns
+
+    def invoice_scope(self) -> ReceivablesScope:
+        scope = self.query.scope
+        return ReceivablesScope(scope.viewer_id or 0, scope.everyone, scope.owner_ids).narrowed(
+            self.query.filters.owner_ids
+        )
+
+    async def batches(self, tx: Tx, batch_size: int = 2000) -> AsyncIterator[list[Row]]:
+        q, base = self.query, self.query.base_currency
+        scope = self.invoice_scope()
+        listing = OpenInvoices(scope, base, self.as_of)
+        async for batch in listing.batches(tx.sql, batch_size):
+            yield [
+                (i.customer, i.number or "", i.issue_date, i.due_date, i.days_overdue, i.bucket, i.currency,
+                 i.balance, i.base_balance)
+                for i in batch
+            ]  # fmt: skip
+        aged = listing.aging
+        assert aged is not None, "the listing sets its totals once read to the end"
+
+        def total(label: str, bucket: str, amount: Decimal) -> Row:
+            return (label, "", None, None, None, bucket, "", None, amount)
+
+        self.totals = [
+            *(total(f"Total {b.bucket}: {b.invoices} invoice{'' if b.invoices == 1 else 's'}", b.bucket, b.amount)
+              for b in aged.buckets),
+            total(f"Total: {aged.invoices} invoice{'' if aged.invoices == 1 else 's'}", "", aged.total),
+        ]  # fmt: skip
+        self.chart = Chart(
+            f"Open receivables by days past due ({base})",
+            list(BUCKETS),
+            [("Balance", [b.amount for b in aged.buckets])],
+        )
+        fx = await fx_realized(tx.sql, scope, base, q.period_from, q.period_to)
+        self.sections = [
+            Section(
+                "By currency",
+                [
+                    Column("currency", "Currency", "text", 1.0),
+                    Column("invoices", "Invoices", "int", 1.0),
+                    Column("balance", "Balance", "amount", 1.5),
+                    Column("base_balance", f"Balance in {base}", "money", 1.5, base),
+                ],
+                [(c.currency, c.invoices, c.balance, c.base_balance) for c in listing.by_currency],
+                [],  # balances in different currencies do not add; the report's totals give the base total
+            ),
+            Section(
+                "Realized FX gains and losses",
+                [
+                    Column("result", "Result", "text", 1.5),
+                    Column("payments", "Payments", "int", 1.0),
+                    Column("amount", f"Amount in {base}", "money", 1.5, base),
+                ],
+                [("Gains", fx.gain_payments, fx.gains), ("Losses", fx.loss_payments, fx.losses)],
+                [("Net", fx.gain_payments + fx.loss_payments, fx.net)],
+            ),
+        ]
+
+
 DATASETS: dict[ReportType, type[Dataset]] = {
     ReportType.PNL: ProfitAndLoss,
     ReportType.EXPENSES_BY_CATEGORY: ExpensesByCategory,
@@ -873,6 +972,7 @@ DATASETS: dict[ReportType, type[Dataset]] = {
     ReportType.APPROVAL_AGING: ApprovalAging,
     ReportType.LEDGER: Ledger,
     ReportType.BUDGET_VS_ACTUAL: BudgetVsActual,
+    ReportType.RECEIVABLES: ReceivablesAging,
 }
 
 
@@ -880,18 +980,18 @@ def dataset_for(query: ReportQuery) -> Dataset:
     return DATASETS[query.type](query)
 
 
-async def describe_scope(tx: Tx, scope: ReportScope) -> str:
-    """A human description of whose data the report holds (printed on the report)."""
+async def describe_scope(tx: Tx, scope: ReportScope, subject: str = "entries") -> str:
+    """A human description of whose data (`subject`: entries, invoices) the report holds (printed on the report)."""
     if scope.budgets is not None:
         return await _describe_budget_scope(tx, scope.budgets)
     if scope.everyone:
-        return "All entries (organisation-wide)"
+        return f"All {subject} (organisation-wide)"
     viewer = await tx.session.get(User, scope.viewer_id) if scope.viewer_id is not None else None
     if viewer is not None and scope.owner_ids == (viewer.id,):
-        return f"Own entries of {viewer.full_name} ({viewer.username})"
+        return f"Own {subject} of {viewer.full_name} ({viewer.username})"
     if viewer is not None:
         return f"{viewer.full_name} ({viewer.username}) and their team: {len(scope.owner_ids)} people"
-    return f"Entries of {len(scope.owner_ids)} people"
+    return f"{subject.capitalize()} of {len(scope.owner_ids)} people"
 
 
 async def _describe_budget_scope(tx: Tx, budgets: BudgetScope) -> str:

@@ -21,6 +21,7 @@ class ReportType(StrEnum):
     APPROVAL_AGING = "approval_aging"
     LEDGER = "ledger"
     BUDGET_VS_ACTUAL = "budget_vs_actual"
+    RECEIVABLES = "receivables"
 
 
 class ReportFormat(StrEnum):
@@ -64,6 +65,7 @@ TITLES: dict[ReportType, str] = {
     ReportType.APPROVAL_AGING: "Approval aging and cycle time",
     ReportType.LEDGER: "Entries ledger",
     ReportType.BUDGET_VS_ACTUAL: "Budget versus actual",
+    ReportType.RECEIVABLES: "Receivables aging",
 }
 
 _Name = Annotated[str, Field(min_length=1, max_length=100)]
@@ -75,9 +77,13 @@ class ReportFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     categories: list[_Name] = Field(
-        default_factory=list, max_length=100, description="budget_vs_actual: the budgets of these categories"
+        default_factory=list,
+        max_length=100,
+        description="budget_vs_actual: the budgets of these categories; not for receivables",
     )
-    owner_ids: list[int] = Field(default_factory=list, max_length=100, description="not for budget_vs_actual")
+    owner_ids: list[int] = Field(
+        default_factory=list, max_length=100, description="receivables: the invoices they own; not for budget_vs_actual"
+    )
     kind: str | None = Field(default=None, pattern="^(revenue|expense)$", description="ledger only")
 
 

@@ -18,6 +18,7 @@ from domain.auth import rate_limits
 from domain.budgets.service import scope_for as budget_scope_for
 from domain.errors import Forbidden, NotFound, ValidationFailed
 from domain.fx.rates import Terms
+from domain.invoices.receivables import scope_for as receivables_scope_for
 from domain.models import Report, User
 from domain.reports.datasets import BUDGETS_KEY, ReportQuery, ReportScope, budget_scope_dict, dataset_for
 from domain.reports.schemas import (
@@ -78,6 +79,8 @@ def check_filters(visibility: Visibility | ReportScope, report_type: ReportType,
     """A report on people outside the requester's visibility may not be made (403)."""
     if filters.kind is not None and report_type != ReportType.LEDGER:
         raise ValidationFailed("filters.kind applies to the ledger only")
+    if filters.categories and report_type == ReportType.RECEIVABLES:
+        raise ValidationFailed("filters.categories does not apply to receivables", field="filters.categories")
     if filters.owner_ids and report_type == ReportType.BUDGET_VS_ACTUAL:
         raise ValidationFailed(
             "filters.owner_ids does not apply to budget_vs_actual (filters.categories narrows its budgets)",
@@ -92,6 +95,13 @@ def check_filters(visibility: Visibility | ReportScope, report_type: ReportType,
     )
     if outside:
         raise Forbidden("you may not report on entries of people outside your visibility", owner_ids=outside)
+
+
+# Report types shown in the base currency only, and why.
+BASE_ONLY: dict[ReportType, str] = {
+    ReportType.BUDGET_VS_ACTUAL: "budgets are kept in it",
+    ReportType.RECEIVABLES: "each balance is shown in its invoice's currency and in the base currency",
+}
 
 
 def report_request_limit(settings: ReportSettings) -> rate_limits.Limit:
@@ -116,22 +126,36 @@ async def request_report(
 
     A budget report needs the `authorizer`, to decide the budgets the requester may see
     (`domain.budgets.service.scope_for`): they are kept in the report's scope beside the entries' and the report
-    shows no other budget. Budgets are kept in the
-    base currency only: another presentation currency is refused (422)."""
+    shows no other budget. A receivables report needs it too: its scope is the invoices the requester may see
+    (`domain.invoices.receivables.scope_for`; 403 for whoever may not read invoices), not their entries. Both are in
+    the base currency only (budgets are kept in it; a balance shows in its invoice's currency and in base): another
+    presentation currency is refused (422)."""
     check_period(settings, request.period.from_, request.period.to)
-    check_filters(visibility, request.type, request.filters)
     presentation = request.presentation_currency
     scope: dict[str, Any] = dict(visibility.as_scope())
-    if request.type == ReportType.BUDGET_VS_ACTUAL:
+    within: Visibility | ReportScope = visibility
+    if request.type in BASE_ONLY:
         if authorizer is None:
-            raise ValueError("a budget report needs the authorizer, to decide which budgets its requester may see")
+            raise ValueError(
+                f"a {request.type.value} report needs the authorizer, to decide what its requester may see"
+            )
         if presentation is not None and (fx is None or presentation != fx.base):
             raise ValidationFailed(
-                "budget_vs_actual is in the base currency only: budgets are kept in it",
+                f"{request.type.value} is in the base currency only: {BASE_ONLY[request.type]}",
                 field="presentation_currency",
             )
         presentation = None
+    if request.type == ReportType.BUDGET_VS_ACTUAL:
+        assert authorizer is not None
         scope[BUDGETS_KEY] = budget_scope_dict(await budget_scope_for(tx.sql, authorizer, user))
+    if request.type == ReportType.RECEIVABLES:
+        assert authorizer is not None
+        invoices = await receivables_scope_for(tx.sql, authorizer, user)
+        if invoices is None:
+            raise Forbidden("your role may not read invoices")
+        scope = invoices.as_scope()
+        within = ReportScope.from_dict(scope)
+    check_filters(within, request.type, request.filters)
     if fx is not None and presentation is not None and presentation != fx.base:
         query = ReportQuery(
             request.type,

@@ -1,6 +1,7 @@
 """invoices: customers, invoices and their lines, gap-free numbering, payments, credit notes, reminders, recurring
 
-- `customers`; `invoices` with `invoice_lines` (a late fee is a line, unique per invoice and reminder step);
+- `customers`; `invoices` with `invoice_lines` (a late fee is a line, unique per invoice and reminder step); the
+  invoices and the payments also by date (issue date, payment date: the receivables' sales and realized FX);
 - `invoice_sequences`: the last number per series (`INV`, `CN`) and year, locked by the approval that takes the next;
 - `invoice_payments` (each with its rate, the rate locked on the invoice, and the realized FX difference) and
   `credit_notes`;
@@ -111,6 +112,7 @@ def upgrade() -> None:
     op.create_index("ix_invoices_status_due_date", "invoices", ["status", "due_date"])
     op.create_index("ix_invoices_customer_id_issue_date", "invoices", ["customer_id", "issue_date"])
     op.create_index("ix_invoices_owner_id_issue_date", "invoices", ["owner_id", "issue_date"])
+    op.create_index("ix_invoices_issue_date", "invoices", ["issue_date"])
     _touched("invoices")
     op.create_table(
         "invoice_lines",
@@ -164,6 +166,7 @@ def upgrade() -> None:
         sa.CheckConstraint("amount > 0", name="amount_positive"),
     )
     op.create_index("ix_invoice_payments_invoice_id", "invoice_payments", ["invoice_id"])
+    op.create_index("ix_invoice_payments_paid_on", "invoice_payments", ["paid_on"])
     op.create_table(
         "credit_notes",
         sa.Column("id", sa.BigInteger(), primary_key=True),

@@ -203,6 +203,8 @@ TABLE: list[Case] = [
     # --- dashboard: everyone, scoped to their visibility ---
     Case("GET", "/api/v1/dashboard/overview", signed_in(200)),
     Case("GET", "/api/v1/dashboard/kpi", signed_in(200)),
+    # receivables: whoever may read invoices (employees may not), scoped to the invoices they may see
+    Case("GET", "/api/v1/dashboard/receivables", (401, 403, 200, 200, 200, 200)),
     # --- audit: admins read it, only the superadmin verifies the chain ---
     Case("GET", "/api/v1/admin/audit", admins(200)),
     Case("GET", "/api/v1/admin/audit/verify", superadmin_only(200)),
