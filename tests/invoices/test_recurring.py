@@ -297,9 +297,16 @@ async def test_the_recurring_invoice_follows_its_templates_approval(
     customer = await create_customer(client, team.accountant)
     created = await create_recurring(client, team, customer["id"], frequency="monthly")
     rid = created["id"]
-    submitted = await submit_recurring(client, team, rid)
+    path = f"/api/v1/recurring-invoices/{rid}/submit"
+    keyed = team.accountant.headers | {"Idempotency-Key": "submit-recurring-1"}
+    first = await client.post(path, headers=keyed)
+    assert first.status_code == 200, first.text
+    submitted = first.json()
     request_id = submitted["template"]["approval_request_id"]
-    twice = await client.post(f"/api/v1/recurring-invoices/{rid}/submit", headers=team.accountant.headers)
+    repeated = await client.post(path, headers=keyed)  # the first answer again, no second submission
+    assert repeated.status_code == 200 and repeated.headers["Idempotent-Replayed"] == "true", repeated.text
+    assert repeated.json()["template"]["approval_request_id"] == request_id
+    twice = await client.post(path, headers=team.accountant.headers)
     assert twice.status_code == 409, twice.text
     waiting = await client.post(f"/api/v1/recurring-invoices/{rid}/cancel", headers=team.accountant.headers)
     assert waiting.status_code == 409 and "withdraw" in waiting.text, waiting.text
