@@ -60,6 +60,13 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
 
     approvals.workflows.append(EntryApprovalWorkflow)
     approvals.activities += ApprovalActivities(deps).all()
+    # Recurring invoices: the outbox starts their setup on this queue, and a run is one short transaction like an
+    # approval's (with the issued invoice's workflow, which runs here too).
+    from activities.recurring_invoices import RecurringInvoiceActivities
+    from workflows.recurring_invoices import RecurringInvoiceRunWorkflow, RecurringInvoiceSetupWorkflow
+
+    approvals.workflows += [RecurringInvoiceSetupWorkflow, RecurringInvoiceRunWorkflow]
+    approvals.activities += RecurringInvoiceActivities(deps).all()
     # The email activity runs on every queue, so each feature's workflows reach it on their own queue.
     email = NotificationActivities(deps)
     approvals.activities.append(email.send_email)

@@ -19,8 +19,11 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleBackfill,
+    ScheduleCalendarSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
+    ScheduleRange,
     ScheduleSpec,
     ScheduleState,
     ScheduleUpdate,
@@ -248,6 +251,29 @@ class WorkflowEngine:
             await self._bounded(handle.update(replace, rpc_timeout=self.timeout), self.timeout * 2)
             return False
 
+    async def add_schedule(
+        self, schedule_id: str, schedule: ScheduledStart, *, backfill: tuple[datetime, datetime] | None = None
+    ) -> bool:
+        """Create the schedule unless it is there already (then it is left as it is: no reconciling). `backfill`
+        (start, end): when this call creates it, also run at once the times of its spec between the two (the runs
+        it would have made had it existed then; they do not count against `remaining_actions`). True when this call
+        created it."""
+        client = await self.client()
+        wanted = _temporal_schedule(schedule)
+        catch_up = (
+            [ScheduleBackfill(start_at=backfill[0], end_at=backfill[1], overlap=ScheduleOverlapPolicy.ALLOW_ALL)]
+            if backfill is not None
+            else []
+        )
+        with _schedule_errors(schedule_id):
+            try:
+                await self._bounded(
+                    client.create_schedule(schedule_id, wanted, backfill=catch_up, rpc_timeout=self.timeout)
+                )
+            except ScheduleAlreadyRunningError:
+                return False
+        return True
+
     async def delete_schedule(self, schedule_id: str) -> bool:
         """False when there was no such schedule (deleting twice is harmless)."""
         client = await self.client()
@@ -298,21 +324,36 @@ class WorkflowEngine:
 
 
 @dataclass(frozen=True)
+class Calendar:
+    """Midnight, in the schedule's time zone, of every day that matches each field (an empty field matches any
+    day). A value is a number or a `range` of them with its step (`range(2000, 2097, 4)`: every fourth year)."""
+
+    months: tuple[int | range, ...] = ()
+    days_of_month: tuple[int | range, ...] = ()
+    days_of_week: tuple[int | range, ...] = ()  # 0 Sunday ... 6 Saturday
+    years: tuple[int | range, ...] = ()
+
+
+@dataclass(frozen=True)
 class ScheduledStart:
     """A standing schedule: start `workflow` with `argument` as `workflow_id` on `task_queue` at every time of
-    `cron` in `timezone`. A run that falls due while the previous one still runs is skipped (overlap SKIP); runs
-    missed while the engine was down are made up within `catchup_window` (None: the engine's default)."""
+    `cron` (or of `calendars`) in `timezone`, from `start_at` on, at most `remaining_actions` times (None: no
+    limit). A run that falls due while the previous one still runs is skipped (overlap SKIP); runs missed while the
+    engine was down are made up within `catchup_window` (None: the engine's default)."""
 
     workflow: str
     argument: object
     workflow_id: str
     task_queue: str
-    cron: str
+    cron: str | None
     timezone: str
     execution_timeout: timedelta
     catchup_window: timedelta | None = None
     paused: bool = False
     note: str | None = None
+    calendars: tuple[Calendar, ...] = ()
+    start_at: datetime | None = None
+    remaining_actions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -329,6 +370,28 @@ class ScheduleMissing(Exception):
     """The engine has no schedule with this id (deleted, or lost with a development server's state)."""
 
 
+def _ranges(values: tuple[int | range, ...], default: ScheduleRange | None = None) -> list[ScheduleRange]:
+    if not values:
+        return [default] if default is not None else []
+    return [
+        ScheduleRange(value.start, value[-1], value.step) if isinstance(value, range) else ScheduleRange(value)
+        for value in values
+    ]
+
+
+def _calendar_spec(calendar: Calendar) -> ScheduleCalendarSpec:
+    midnight = [ScheduleRange(0)]
+    return ScheduleCalendarSpec(
+        second=midnight,
+        minute=midnight,
+        hour=midnight,
+        day_of_month=_ranges(calendar.days_of_month, ScheduleRange(1, 31)),
+        month=_ranges(calendar.months, ScheduleRange(1, 12)),
+        day_of_week=_ranges(calendar.days_of_week, ScheduleRange(0, 6)),
+        year=_ranges(calendar.years),
+    )
+
+
 def _temporal_schedule(schedule: ScheduledStart) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
@@ -338,9 +401,19 @@ def _temporal_schedule(schedule: ScheduledStart) -> Schedule:
             task_queue=schedule.task_queue,
             execution_timeout=schedule.execution_timeout,
         ),
-        spec=ScheduleSpec(cron_expressions=[schedule.cron], time_zone_name=schedule.timezone),
+        spec=ScheduleSpec(
+            cron_expressions=[schedule.cron] if schedule.cron else [],
+            calendars=[_calendar_spec(calendar) for calendar in schedule.calendars],
+            start_at=schedule.start_at,
+            time_zone_name=schedule.timezone,
+        ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=schedule.catchup_window),
-        state=ScheduleState(paused=schedule.paused, note=schedule.note),
+        state=ScheduleState(
+            paused=schedule.paused,
+            note=schedule.note,
+            limited_actions=schedule.remaining_actions is not None,
+            remaining_actions=schedule.remaining_actions or 0,
+        ),
     )
 
 

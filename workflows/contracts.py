@@ -404,6 +404,63 @@ class InvoiceInput(Contract):
     number: str
 
 
+# === recurring invoices ==============================================================================
+
+# A recurring invoice's Temporal Schedule (`recurring-invoice-<id>`) starts RecurringInvoiceRunWorkflow once per
+# period; RecurringInvoiceSetupWorkflow creates that schedule once its template is approved (started through the
+# approval outbox). Both run on the approvals queue, where the outbox starts workflows.
+RECURRING_INVOICE_SETUP_WORKFLOW = "RecurringInvoiceSetupWorkflow"
+RECURRING_INVOICE_RUN_WORKFLOW = "RecurringInvoiceRunWorkflow"
+# Set by the server on every run a schedule starts (triggered and backfilled ones too): the run's nominal time.
+SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+
+
+def recurring_schedule_id(recurring_id: int) -> str:
+    return f"recurring-invoice-{recurring_id}"
+
+
+def recurring_setup_workflow_id(recurring_id: int) -> str:
+    return f"recurring-invoice-setup-{recurring_id}"
+
+
+def recurring_run_workflow_id(recurring_id: int) -> str:
+    """The schedule's runs: Temporal appends "-<UTC timestamp>" of each run's time."""
+    return f"recurring-invoice-run-{recurring_id}"
+
+
+class RecurringActivity:
+    """Names of the recurring-invoice activities (activities/recurring_invoices.py)."""
+
+    PUT_SCHEDULE = "recurring_invoices.put_schedule"
+    RUN = "recurring_invoices.run"
+
+
+class RecurringInvoiceInput(Contract):
+    """Input of both recurring-invoice workflows (the schedule's action carries it unchanged for every run)."""
+
+    recurring_id: int
+
+
+class RecurringRunJob(Contract):
+    """One run: the invoice of `run_on` (the date of the run's scheduled time, UTC), at most once."""
+
+    recurring_id: int
+    run_on: date
+    workflow_id: str
+
+
+class RecurringRunResult(Contract):
+    """What a run did: `created` False when it made nothing (a repeat of the date, or the recurring invoice is no
+    longer active); `status` is the recurring invoice's after the run."""
+
+    recurring_id: int
+    run_on: date
+    status: str
+    created: bool = False
+    invoice_id: int | None = None
+    number: str | None = None
+
+
 REPORT_WORKFLOW_PREFIX = "report-"  # + the report's uuid
 
 

@@ -27,9 +27,11 @@ from workflows.contracts import (
     ENTRY_ID,
     ENTRY_KIND,
     INVOICE_WORKFLOW,
+    RECURRING_INVOICE_SETUP_WORKFLOW,
     ApprovalInput,
     Contract,
     InvoiceInput,
+    RecurringInvoiceInput,
     StepChanged,
     amount_cents,
 )
@@ -39,8 +41,12 @@ log = logging.getLogger(__name__)
 APPROVAL_WORKFLOW = "EntryApprovalWorkflow"
 START = "start"
 SIGNAL = "signal"
-# The workflows an outbox row may start, with their input's type (both run on the approvals queue).
-_INPUTS: dict[str, type[Contract]] = {APPROVAL_WORKFLOW: ApprovalInput, INVOICE_WORKFLOW: InvoiceInput}
+# The workflows an outbox row may start, with their input's type (all run on the approvals queue).
+_INPUTS: dict[str, type[Contract]] = {
+    APPROVAL_WORKFLOW: ApprovalInput,
+    INVOICE_WORKFLOW: InvoiceInput,
+    RECURRING_INVOICE_SETUP_WORKFLOW: RecurringInvoiceInput,
+}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from core.sql import Sql
 from domain.approvals import outbox
 from domain.audit.service import AuditContext, record
 from domain.fx.rates import Locked
-from domain.invoices import numbering
+from domain.invoices import numbering, recurring_lifecycle
 from domain.invoices import repository as invoices
 from domain.invoices.repository import InvoiceRow
 from domain.models import RequestStatus
@@ -72,7 +72,10 @@ async def follow(sql: Sql, request: RequestRow, now: datetime) -> InvoiceRow | N
     fields: dict[str, Any] = {"status": status}
     if status == VOID:
         fields |= {"voided_at": now, "void_reason": "rejected in approval"}
-    return await invoices.update_invoice(sql, invoice.id, fields)
+    moved = await invoices.update_invoice(sql, invoice.id, fields)
+    if moved.is_template:
+        await recurring_lifecycle.follow_template(sql, moved)
+    return moved
 
 
 async def issue(sql: Sql, invoice: InvoiceRow, request_id: int, now: datetime, context: AuditContext) -> InvoiceRow:
@@ -81,8 +84,10 @@ async def issue(sql: Sql, invoice: InvoiceRow, request_id: int, now: datetime, c
     outbox keeps the start with. Idempotent: an invoice issued already is left as it is."""
     if invoice.status not in (DRAFT, PENDING_APPROVAL):
         return invoice
-    if invoice.is_template:
-        return await invoices.update_invoice(sql, invoice.id, {"status": APPROVED, "approved_at": now})
+    if invoice.is_template:  # its recurring invoice is active from now on, its runs are issued
+        approved = await invoices.update_invoice(sql, invoice.id, {"status": APPROVED, "approved_at": now})
+        await recurring_lifecycle.activate(sql, approved, request_id, context)
+        return approved
     year = invoice.issue_date.year
     number = await numbering.next_number(sql, numbering.INVOICE, year)
     invoice = await invoices.update_invoice(

@@ -152,6 +152,15 @@ async def invoice_of_request(sql: Sql, request_id: int, *, lock: bool = False) -
     )
 
 
+async def run_invoice(sql: Sql, recurring_id: int, run_on: date) -> InvoiceRow | None:
+    """The invoice a recurring invoice's run of `run_on` made, if one did (unique per recurring invoice and date)."""
+    return await sql.row(
+        InvoiceRow,
+        f"SELECT {INVOICE} FROM invoices i WHERE i.recurring_id = %s AND i.recurring_run_on = %s",
+        (recurring_id, run_on),
+    )
+
+
 async def insert_invoice(sql: Sql, fields: dict[str, Any]) -> InvoiceRow:
     names = list(fields)
     return await sql.written(
