@@ -22,6 +22,8 @@ from domain.approvals.commands import ApprovalCommands
 from domain.audit.service import AuditContext
 from domain.errors import Forbidden, Unauthorized
 from domain.invoices.commands import InvoiceCommands
+from domain.invoices.credit_notes import CreditNoteCommands
+from domain.invoices.payments import PaymentCommands
 from domain.models import User
 from domain.users.caller import load_user
 
@@ -48,6 +50,14 @@ class AppServices:
     @property
     def invoices(self) -> InvoiceCommands:
         return InvoiceCommands(self.approvals)
+
+    @property
+    def invoice_payments(self) -> PaymentCommands:
+        return PaymentCommands(self.invoices)
+
+    @property
+    def credit_notes(self) -> CreditNoteCommands:
+        return CreditNoteCommands(self.invoices)
 
 
 def services(request: Request) -> AppServices:

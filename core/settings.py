@@ -281,6 +281,21 @@ class ReceivablesSettings(BaseSettings):
     dso_days: int = Field(default=90, ge=7, le=365, validation_alias="RECEIVABLES_DSO_DAYS")
 
 
+class InvoiceSettings(BaseSettings):
+    """Invoices: what a payment books (domain/invoices/payments.py)."""
+
+    model_config = _config()
+    # The category of the approved revenue entry each payment books (revenue is recognized per payment: cash basis).
+    revenue_category: str = Field(
+        default="Invoices", min_length=1, max_length=100, validation_alias="INVOICE_REVENUE_CATEGORY"
+    )
+
+    @field_validator("revenue_category", mode="before")
+    @classmethod
+    def _stripped(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+
 class ReportSettings(BaseSettings):
     model_config = _config()
     max_period_days: int = Field(default=1830, validation_alias="REPORT_MAX_PERIOD_DAYS")
@@ -336,6 +351,7 @@ class Settings(BaseSettings):
     fx: FxSettings = Field(default_factory=FxSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     receivables: ReceivablesSettings = Field(default_factory=ReceivablesSettings)
+    invoices: InvoiceSettings = Field(default_factory=InvoiceSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)

@@ -271,13 +271,24 @@ class PaymentOut(BaseModel):
     paid_on: date
     reference: str
     fx_rate: RateOut
-    rate_source: str
+    rate_source: str = Field(
+        description="base (the invoice is in the base currency), payment (the rate sent with "
+        "it), ecb or manual (the rate stored for paid_on)"
+    )
+    base_currency: str
     base_amount: AmountOut = Field(description="at the payment's own rate")
     booked_base: AmountOut = Field(description="at the invoice's locked rate")
     fx_difference: AmountOut = Field(description="realized FX gain (positive) or loss (negative), base currency")
-    entry_id: int | None = Field(description="the revenue entry the payment booked")
+    entry_id: int | None = Field(description="the approved revenue entry the payment booked (cash basis)")
     created_by_id: int
     created_at: datetime
+
+
+class PaymentPage(BaseModel):
+    items: list[PaymentOut]
+    total: int
+    limit: int
+    offset: int
 
 
 class CreditNoteIn(BaseModel):
@@ -290,9 +301,16 @@ class CreditNoteIn(BaseModel):
 class CreditNoteOut(BaseModel):
     id: int
     invoice_id: int
-    number: str
+    number: str = Field(description="CN-YYYY-NNNN, gap-free per year of the credit note's date")
     amount: AmountOut
     currency: str
     reason: str
     created_by_id: int
     created_at: datetime
+
+
+class CreditNotePage(BaseModel):
+    items: list[CreditNoteOut]
+    total: int
+    limit: int
+    offset: int

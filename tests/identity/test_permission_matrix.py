@@ -206,6 +206,11 @@ TABLE: list[Case] = [
     Case("POST", "/api/v1/recurring-invoices", (401, 403, 422, 403, 422, 422), {}),
     Case("POST", "/api/v1/recurring-invoices/{missing}/submit", (401, 403, 404, 403, 404, 404)),
     Case("POST", "/api/v1/recurring-invoices/{missing}/cancel", (401, 403, 404, 403, 404, 404)),
+    # --- payments and credit notes: accountants and up record them; whoever sees the invoice reads them ---
+    Case("POST", "/api/v1/invoices/{missing}/payments", (401, 403, 422, 403, 422, 422), {}),
+    Case("GET", "/api/v1/invoices/{missing}/payments", (401, 403, 404, 404, 404, 404)),
+    Case("POST", "/api/v1/invoices/{missing}/credit-notes", (401, 403, 422, 403, 422, 422), {}),
+    Case("GET", "/api/v1/invoices/{missing}/credit-notes", (401, 403, 404, 404, 404, 404)),
     # --- dashboard: everyone, scoped to their visibility ---
     Case("GET", "/api/v1/dashboard/overview", signed_in(200)),
     Case("GET", "/api/v1/dashboard/kpi", signed_in(200)),

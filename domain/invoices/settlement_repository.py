@@ -1,0 +1,83 @@
+"""Every statement on `invoice_payments` and `credit_notes`, in plain SQL; rows come back as the dataclasses below
+(their fields are the tables' columns)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from core.sql import Sql, columns
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    id: int
+    invoice_id: int
+    amount: Decimal
+    paid_on: date
+    reference: str
+    fx_rate: Decimal
+    rate_source: str
+    base_amount: Decimal
+    booked_base: Decimal
+    fx_difference: Decimal
+    entry_id: int | None
+    created_by_id: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CreditNoteRow:
+    id: int
+    invoice_id: int
+    number: str
+    amount: Decimal
+    reason: str
+    created_by_id: int
+    created_at: datetime
+
+
+R = TypeVar("R")
+
+PAYMENT = columns(PaymentRow)
+CREDIT_NOTE = columns(CreditNoteRow)
+
+
+async def _insert(sql: Sql, row_type: type[R], table: str, returning: str, fields: dict[str, Any]) -> R:
+    names = list(fields)
+    values = ", ".join(["%s"] * len(names))
+    return await sql.written(
+        row_type,
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({values}) RETURNING {returning}",
+        tuple(fields.values()),
+    )
+
+
+async def insert_payment(sql: Sql, fields: dict[str, Any]) -> PaymentRow:
+    return await _insert(sql, PaymentRow, "invoice_payments", PAYMENT, fields)
+
+
+async def payments_page(sql: Sql, invoice_id: int, limit: int, offset: int) -> tuple[list[PaymentRow], int]:
+    """An invoice's payments, oldest first, and how many it has."""
+    total = int(await sql.scalar("SELECT count(*) FROM invoice_payments WHERE invoice_id = %s", (invoice_id,)))
+    rows = await sql.all(
+        f"SELECT {PAYMENT} FROM invoice_payments WHERE invoice_id = %s ORDER BY id LIMIT %s OFFSET %s",
+        (invoice_id, limit, offset),
+    )
+    return [PaymentRow(*row) for row in rows], total
+
+
+async def insert_credit_note(sql: Sql, fields: dict[str, Any]) -> CreditNoteRow:
+    return await _insert(sql, CreditNoteRow, "credit_notes", CREDIT_NOTE, fields)
+
+
+async def credit_notes_page(sql: Sql, invoice_id: int, limit: int, offset: int) -> tuple[list[CreditNoteRow], int]:
+    """An invoice's credit notes, oldest first, and how many it has."""
+    total = int(await sql.scalar("SELECT count(*) FROM credit_notes WHERE invoice_id = %s", (invoice_id,)))
+    rows = await sql.all(
+        f"SELECT {CREDIT_NOTE} FROM credit_notes WHERE invoice_id = %s ORDER BY id LIMIT %s OFFSET %s",
+        (invoice_id, limit, offset),
+    )
+    return [CreditNoteRow(*row) for row in rows], total
