@@ -299,6 +299,22 @@ class BackupSettings(BaseSettings):
     schedules_enabled: bool = Field(default=True, validation_alias="BACKUP_SCHEDULES_ENABLED")
 
 
+class InvoiceSettings(BaseSettings):
+    """What an invoice's PDF says about the seller, and when and how its reminders go out (workflows/invoices.py)."""
+
+    model_config = _config()
+    seller_name: str = Field(default="Finance Operations", max_length=200, validation_alias="INVOICE_SELLER_NAME")
+    # Several lines: in `.env`, double-quote the value and write \n between lines.
+    seller_address: str = Field(default="", max_length=2000, validation_alias="INVOICE_SELLER_ADDRESS")
+    seller_tax_id: str = Field(default="", max_length=100, validation_alias="INVOICE_SELLER_TAX_ID")
+    seller_email: str = Field(default="", max_length=254, validation_alias="INVOICE_SELLER_EMAIL")
+    payment_details: str = Field(default="", max_length=2000, validation_alias="INVOICE_PAYMENT_DETAILS")
+    # None: reminders.toml next to policy.csv (Settings.reminder_policy_path).
+    reminder_policy: Path | None = Field(default=None, validation_alias="INVOICE_REMINDER_POLICY")
+    # Reminders go out at this hour (UTC) of their day: the customer's morning, not midnight.
+    reminder_hour_utc: int = Field(default=9, ge=0, le=23, validation_alias="INVOICE_REMINDER_HOUR_UTC")
+
+
 class AuditSettings(BaseSettings):
     """The audit chain's key (see `audit_key`). Kept out of the database: with write access to the database alone,
     an edited row's hash cannot be recomputed."""
@@ -329,12 +345,18 @@ class Settings(BaseSettings):
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)
+    invoices: InvoiceSettings = Field(default_factory=InvoiceSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("environment", mode="before")
     @classmethod
     def _normalise_environment(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def reminder_policy_path(self) -> Path:
+        """The invoice reminder policy: INVOICE_REMINDER_POLICY, else `reminders.toml` beside policy.csv."""
+        return self.invoices.reminder_policy or self.policy_dir / "reminders.toml"
 
     @property
     def is_production(self) -> bool:
