@@ -67,9 +67,9 @@ def _feature_routers() -> list[APIRouter]:
 
     routers += [budgets.router]
     # --- customers and invoices ---
-    from api.routes import customers, invoices
+    from api.routes import customers, invoice_documents, invoices
 
-    routers += [customers.router, invoices.router]
+    routers += [customers.router, invoices.router, invoice_documents.router]
     # --- backups ---
     from api.routes import admin_backups
 
