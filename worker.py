@@ -35,6 +35,7 @@ from domain.budgets.schedules import budget_schedules
 from domain.fx.books import BooksMismatch, check_base_currency
 from domain.fx.imports import has_recent_ecb_rates
 from domain.fx.schedules import fx_schedules, import_input
+from domain.invoices.reminder_policy import ReminderPolicyError, load_reminder_policy
 from domain.reports import schedules as report_schedules
 from workflows.contracts import FX_RATES_BACKFILL_WORKFLOW_ID
 
@@ -70,8 +71,18 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
     # The email activity runs on every queue, so each feature's workflows reach it on their own queue.
     email = NotificationActivities(deps)
     approvals.activities.append(email.send_email)
+    # An issued invoice's workflow: sent, then reminded. Its send renders a PDF (CPU-bound WeasyPrint, a few tenths of
+    # a second): it runs on the reports queue with the other renders, so a burst of approvals (each invoice one
+    # render) takes no activity slot from the approval decisions people wait on. Its reminders are a few statements.
+    from activities.invoices import InvoiceActivities
+    from workflows.invoices import InvoiceWorkflow
+
+    invoice_activities = InvoiceActivities(deps)
+    approvals.workflows.append(InvoiceWorkflow)
+    approvals.activities.append(invoice_activities.remind)
     # --- reports queue ---
     reports.activities.append(email.send_email)
+    reports.activities.append(invoice_activities.send)
     from activities.reports import ReportActivities
     from workflows.report import ReportRetentionWorkflow, ReportWorkflow, ScheduledReportWorkflow
 
@@ -157,6 +168,18 @@ async def start_fx_backfill(client: Client, deps: ActivityDeps, today: date | No
     return started
 
 
+def check_reminder_policy(settings: Settings) -> bool:
+    """Say at start, rather than at the first invoice, when the reminder policy does not load: sending waits on it
+    (activities/invoices.py). False when it is broken."""
+    try:
+        steps = load_reminder_policy(settings.reminder_policy_path)
+    except ReminderPolicyError as error:
+        log.error("INVOICES WILL NOT BE SENT until the reminder policy is fixed: %s", error)
+        return False
+    log.info("invoice reminders: %d steps from %s", len(steps), settings.reminder_policy_path)
+    return True
+
+
 def build_deps(settings: Settings) -> ActivityDeps:
     return ActivityDeps(
         settings=settings,
@@ -222,6 +245,7 @@ async def run() -> int:
         return 0
     deps = build_deps(settings)
     deps.engine = WorkflowEngine(settings.temporal, client)
+    check_reminder_policy(settings)
     refused: list[BooksMismatch] = []
 
     async def reconcile_until_done() -> None:

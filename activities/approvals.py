@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy.exc import DataError
@@ -55,6 +55,7 @@ class ApprovalActivities:
         # Emails go out inside the workflow task (a local activity), where heartbeats do not apply.
         self.mailer = Mailer(deps.db, deps.mail, deps.storage, deps.settings)
         self._deliveries: set[asyncio.Task[list[str]]] = set()  # inline deliveries still finishing after their budget
+        self._background: set[asyncio.Future[None]] = set()  # follow-up starts delivered after the answer
 
     async def _transition(
         self, transition: Callable[[Sql, Job], Awaitable[DecisionOutcome]], job: Job
@@ -74,7 +75,7 @@ class ApprovalActivities:
                 f"the database refused a value: {refused}", type="ValidationFailed", non_retryable=True
             ) from error
         if outcome.changed and outcome.request_status == "approved" and outcome.entry_status is None:
-            await self._follow_ups(job.request_id)
+            self._in_background(self._follow_ups(job.request_id))
         if outcome.notices:
             # Read after the commit, not in the transition: its end holds the audit chain's lock, one transaction
             # at a time (domain/budgets/ledger.py), and who gets an email needs no lock.
@@ -83,9 +84,15 @@ class ApprovalActivities:
             outcome.emailed = await self._deliver(mail)
         return outcome
 
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _follow_ups(self, request_id: int) -> None:
-        """What an approval started besides its own workflow (an approved invoice's), delivered now; the outbox's
-        relay delivers whatever this cannot, a few seconds later."""
+        """What an approval started besides its own workflow (an approved invoice's), delivered right after the
+        decision's answer, not before it (the approver waits on that); the outbox's relay delivers whatever this
+        cannot, a few seconds later (the worker stopped, the engine away)."""
         if self.deps.engine is None:
             return
         try:

@@ -67,9 +67,15 @@ def _feature_routers() -> list[APIRouter]:
 
     routers += [budgets.router]
     # --- customers and invoices ---
-    from api.routes import customers, invoice_payments, invoices, recurring_invoices
+    from api.routes import customers, invoice_documents, invoice_payments, invoices, recurring_invoices
 
-    routers += [customers.router, invoices.router, invoice_payments.router, recurring_invoices.router]
+    routers += [
+        customers.router,
+        invoices.router,
+        invoice_documents.router,
+        invoice_payments.router,
+        recurring_invoices.router,
+    ]
     # --- backups ---
     from api.routes import admin_backups
 

@@ -281,21 +281,6 @@ class ReceivablesSettings(BaseSettings):
     dso_days: int = Field(default=90, ge=7, le=365, validation_alias="RECEIVABLES_DSO_DAYS")
 
 
-class InvoiceSettings(BaseSettings):
-    """Invoices: what a payment books (domain/invoices/payments.py)."""
-
-    model_config = _config()
-    # The category of the approved revenue entry each payment books (revenue is recognized per payment: cash basis).
-    revenue_category: str = Field(
-        default="Invoices", min_length=1, max_length=100, validation_alias="INVOICE_REVENUE_CATEGORY"
-    )
-
-    @field_validator("revenue_category", mode="before")
-    @classmethod
-    def _stripped(cls, value: object) -> object:
-        return value.strip() if isinstance(value, str) else value
-
-
 class ReportSettings(BaseSettings):
     model_config = _config()
     max_period_days: int = Field(default=1830, validation_alias="REPORT_MAX_PERIOD_DAYS")
@@ -320,6 +305,32 @@ class BackupSettings(BaseSettings):
     prefix: str = Field(default="backups/", validation_alias="BACKUP_PREFIX")
     pg_bin_dir: str = Field(default="", validation_alias="PG_BIN_DIR")
     schedules_enabled: bool = Field(default=True, validation_alias="BACKUP_SCHEDULES_ENABLED")
+
+
+class InvoiceSettings(BaseSettings):
+    """What an invoice's PDF says about the seller, when and how its reminders go out (workflows/invoices.py), and
+    what a payment books (domain/invoices/payments.py)."""
+
+    model_config = _config()
+    seller_name: str = Field(default="Finance Operations", max_length=200, validation_alias="INVOICE_SELLER_NAME")
+    # Several lines: in `.env`, double-quote the value and write \n between lines.
+    seller_address: str = Field(default="", max_length=2000, validation_alias="INVOICE_SELLER_ADDRESS")
+    seller_tax_id: str = Field(default="", max_length=100, validation_alias="INVOICE_SELLER_TAX_ID")
+    seller_email: str = Field(default="", max_length=254, validation_alias="INVOICE_SELLER_EMAIL")
+    payment_details: str = Field(default="", max_length=2000, validation_alias="INVOICE_PAYMENT_DETAILS")
+    # None: reminders.toml next to policy.csv (Settings.reminder_policy_path).
+    reminder_policy: Path | None = Field(default=None, validation_alias="INVOICE_REMINDER_POLICY")
+    # Reminders go out at this hour (UTC) of their day: the customer's morning, not midnight.
+    reminder_hour_utc: int = Field(default=9, ge=0, le=23, validation_alias="INVOICE_REMINDER_HOUR_UTC")
+    # The category of the approved revenue entry each payment books (revenue is recognized per payment: cash basis).
+    revenue_category: str = Field(
+        default="Invoices", min_length=1, max_length=100, validation_alias="INVOICE_REVENUE_CATEGORY"
+    )
+
+    @field_validator("revenue_category", mode="before")
+    @classmethod
+    def _stripped(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
 
 
 class AuditSettings(BaseSettings):
@@ -351,15 +362,20 @@ class Settings(BaseSettings):
     fx: FxSettings = Field(default_factory=FxSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     receivables: ReceivablesSettings = Field(default_factory=ReceivablesSettings)
-    invoices: InvoiceSettings = Field(default_factory=InvoiceSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)
+    invoices: InvoiceSettings = Field(default_factory=InvoiceSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("environment", mode="before")
     @classmethod
     def _normalise_environment(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def reminder_policy_path(self) -> Path:
+        """The invoice reminder policy: INVOICE_REMINDER_POLICY, else `reminders.toml` beside policy.csv."""
+        return self.invoices.reminder_policy or self.policy_dir / "reminders.toml"
 
     @property
     def is_production(self) -> bool:

@@ -14,6 +14,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
 from core.settings import TemporalSettings
+from workflows.contracts import APPROVALS_QUEUE, BACKUPS_QUEUE, REPORTS_QUEUE, task_queue_name
 
 
 def search_attribute_flags(keys: Iterable[SearchAttributeKey[Any]]) -> list[str]:
@@ -28,9 +29,9 @@ def search_attribute_flags(keys: Iterable[SearchAttributeKey[Any]]) -> list[str]
 
 class TaskQueues:
     def __init__(self, prefix: str) -> None:
-        self.approvals = f"{prefix}-approvals"
-        self.reports = f"{prefix}-reports"
-        self.backups = f"{prefix}-backups"
+        self.approvals = task_queue_name(prefix, APPROVALS_QUEUE)
+        self.reports = task_queue_name(prefix, REPORTS_QUEUE)
+        self.backups = task_queue_name(prefix, BACKUPS_QUEUE)
 
 
 def task_queues(settings: TemporalSettings) -> TaskQueues:

@@ -83,6 +83,22 @@ CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 SEARCH_ATTRIBUTES = (ENTRY_KIND, ENTRY_ID, APPROVAL_STATUS, CURRENT_APPROVER, AMOUNT_CENTS, INVOICE_NUMBER, CUSTOMER_ID)
 
 
+# Task queues are `<TEMPORAL_TASK_QUEUE_PREFIX>-<role>` (core/temporal.py builds them from the settings); a workflow
+# that hands an activity to another role's queue names it from its own.
+APPROVALS_QUEUE = "approvals"
+REPORTS_QUEUE = "reports"
+BACKUPS_QUEUE = "backups"
+
+
+def task_queue_name(prefix: str, role: str) -> str:
+    return f"{prefix}-{role}"
+
+
+def queue_beside(task_queue: str, role: str) -> str:
+    """The `role` queue of the deployment `task_queue` belongs to (`finance-approvals` -> `finance-reports`)."""
+    return task_queue_name(task_queue.rpartition("-")[0], role)
+
+
 def approval_workflow_id(subject_kind: str, subject_id: int) -> str:
     """The business key of an approval lifecycle: `approval-expense-42`, `approval-revenue-7`, `approval-request-3`."""
     return f"approval-{'request' if subject_kind == 'generic' else subject_kind}-{subject_id}"
@@ -406,6 +422,7 @@ class InvoiceInput(Contract):
 
 # === recurring invoices ==============================================================================
 
+
 # A recurring invoice's Temporal Schedule (`recurring-invoice-<id>`) starts RecurringInvoiceRunWorkflow once per
 # period; RecurringInvoiceSetupWorkflow creates that schedule once its template is approved (started through the
 # approval outbox). Both run on the approvals queue, where the outbox starts workflows.
@@ -459,6 +476,71 @@ class RecurringRunResult(Contract):
     created: bool = False
     invoice_id: int | None = None
     number: str | None = None
+
+
+# --- an issued invoice's workflow: send it, then remind (workflows/invoices.py, activities/invoices.py) ---
+
+# Signal `closed(why)`: the invoice is settled ("paid") or void; nothing is left to remind of.
+INVOICE_CLOSED_SIGNAL = "closed"
+
+
+class InvoiceActivity:
+    """Names of the invoice workflow's activities (activities/invoices.py)."""
+
+    SEND = "invoices.send"  # on the reports queue: it renders a PDF
+    REMIND = "invoices.remind"
+
+
+class LateFee(Contract):
+    """A reminder step's fee: `fixed` in the invoice's currency, or `percent` of the balance due when it runs."""
+
+    kind: Literal["fixed", "percent"]
+    amount: Decimal
+
+
+class ReminderStep(Contract):
+    """One step of the reminder policy (policies/reminders.toml), pinned in the workflow when the invoice is sent."""
+
+    offset_days: int  # from the due date; negative: before it
+    template: str  # templates/emails/<template>.{txt,html}
+    late_fee: LateFee | None = None
+
+
+class SendJob(Contract):
+    invoice_id: int
+    number: str
+    now: datetime  # the workflow's clock: the time the invoice is recorded as sent
+
+
+class SentInvoice(Contract):
+    """What the send left: the invoice's status and the reminder schedule pinned at send (a later edit of the policy
+    or of the hour leaves it alone)."""
+
+    status: str
+    open: bool = True  # False: nothing to remind of (void before it went out, or paid since)
+    due_date: date
+    steps: list[ReminderStep] = []
+    hour_utc: int = 9
+
+
+class RemindJob(Contract):
+    invoice_id: int
+    step: int  # 1-based position in the pinned steps: the key of its reminder row, fee line and email
+    reminder: ReminderStep
+    now: datetime  # the workflow's clock: when the step was due
+
+
+class RemindOutcome(Contract):
+    status: str  # the invoice's status as the step found it
+    ended: bool = False  # settled (paid) or void: no reminder was sent and none will be
+    late_fee: Decimal | None = None  # the fee this step added (None: none, or an earlier attempt added it)
+
+
+class InvoiceOutcome(Contract):
+    """The result of InvoiceWorkflow: which steps reminded, and what ended it."""
+
+    reminded: list[int] = []
+    ended_by: str  # "steps done", "paid", "void", or the `closed` signal's reason
 
 
 REPORT_WORKFLOW_PREFIX = "report-"  # + the report's uuid

@@ -27,11 +27,11 @@ from domain.invoices.schemas import InvoiceOut
 from domain.invoices.service import RESOURCE, check_draft, get_invoice, visible_invoice
 from domain.models import RequestStatus
 from domain.money import in_minor_units
-from workflows.contracts import invoice_workflow_id
+from workflows.contracts import INVOICE_CLOSED_SIGNAL, invoice_workflow_id
 
 log = logging.getLogger(__name__)
 
-CLOSED_SIGNAL = "closed"  # the invoice workflow's signal: paid or void, nothing left to remind of
+CLOSED_SIGNAL = INVOICE_CLOSED_SIGNAL  # the invoice workflow's signal: paid or void, nothing left to remind of
 
 
 class InvoiceCommands:

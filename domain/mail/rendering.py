@@ -46,6 +46,12 @@ def absolute_link(link: object, base_url: str) -> str | None:
     return base_url.rstrip("/") + "/" + value.lstrip("/")
 
 
+def has_own_pair(name: str, template_dir: Path = TEMPLATE_DIR) -> bool:
+    """`name` is a template name with its own `.txt` and `.html` (not the generic fallback): for configuration that
+    names a template, checked when it is loaded."""
+    return bool(_NAME.match(name)) and all((template_dir / f"{name}.{kind}").is_file() for kind in ("txt", "html"))
+
+
 class EmailRenderer:
     def __init__(self, *, base_url: str, app_name: str, template_dir: Path = TEMPLATE_DIR) -> None:
         self.base_url = base_url

@@ -211,6 +211,7 @@ TABLE: list[Case] = [
     Case("GET", "/api/v1/invoices/{missing}/payments", (401, 403, 404, 404, 404, 404)),
     Case("POST", "/api/v1/invoices/{missing}/credit-notes", (401, 403, 422, 403, 422, 422), {}),
     Case("GET", "/api/v1/invoices/{missing}/credit-notes", (401, 403, 404, 404, 404, 404)),
+    Case("GET", "/api/v1/invoices/{missing}/pdf", (401, 403, 404, 404, 404, 404)),
     # --- dashboard: everyone, scoped to their visibility ---
     Case("GET", "/api/v1/dashboard/overview", signed_in(200)),
     Case("GET", "/api/v1/dashboard/kpi", signed_in(200)),

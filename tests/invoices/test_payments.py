@@ -2,7 +2,7 @@
 payment books (and the dashboard showing it), overpayments refused, Idempotency-Key, realized FX gains and losses,
 concurrent payments on one row lock, credit notes numbered CN-YYYY-NNNN, and a sent invoice that is never edited.
 
-Sending is another part's workflow: the tests put an approved invoice in `sent` in the database (`mark_sent`).
+Sending is the invoice workflow's: the tests wait for the approved invoice to be sent (`sent_invoice`).
 Expected figures are worked out by hand in the comments, not by the code under test.
 """
 
@@ -33,23 +33,17 @@ from workflows.contracts import invoice_workflow_id
 TODAY = datetime.now(UTC).date()
 
 
-async def mark_sent(deps: ActivityDeps, invoice_id: int) -> None:
-    """The approved invoice as its sending leaves it (the sending workflow is another part's)."""
-    async with deps.db.transaction() as tx:
-        await tx.sql.run(
-            "UPDATE invoices SET status = 'sent', sent_at = now() WHERE id = %s AND status = 'approved'", (invoice_id,)
-        )
-        await tx.commit()
-
-
 async def sent_invoice(
     http: httpx.AsyncClient, team: Team, deps: ActivityDeps, customer_id: int, **fields: Any
 ) -> dict[str, Any]:
+    """An invoice approved, then sent by its workflow (its PDF rendered and mailed)."""
     invoice = await approved_invoice(http, team.accountant, team.admin, customer_id, **fields)
-    await mark_sent(deps, invoice["id"])
-    now = await invoice_of(http, team.accountant, invoice["id"])
-    assert now["status"] == "sent", now
-    return now
+
+    async def sent() -> bool:
+        return (await invoice_of(http, team.accountant, invoice["id"]))["status"] == "sent"
+
+    assert await eventually(sent, 30), "the invoice was not sent"
+    return await invoice_of(http, team.accountant, invoice["id"])
 
 
 async def pay(

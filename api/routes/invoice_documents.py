@@ -1,0 +1,33 @@
+"""`/invoices/{id}/pdf`: the PDF an invoice's customer was sent (rendered and stored when the invoice was sent)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Response
+
+from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from domain.invoices import document
+
+router = APIRouter(prefix="/invoices", tags=["invoices"])
+
+Read = Annotated[Grant, Depends(Authorize("invoice", "read"))]
+InvoiceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+_PDF_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the PDF", "content": {document.CONTENT_TYPE: {}}},
+    404: {"description": "no such invoice, or not one you may see"},
+    409: {"description": "the invoice has not been sent yet: its PDF is rendered when it is"},
+}
+
+
+@router.get("/{invoice_id}/pdf", summary="An invoice's PDF", response_class=Response, responses=_PDF_RESPONSES)
+@read_only
+async def invoice_pdf(invoice_id: InvoiceId, tx: TxDep, services: ServicesDep, grant: Read) -> Response:
+    """The document as the customer received it (a late fee added later is a line of the invoice, not of this PDF)."""
+    pdf = await document.stored_pdf(tx, services.authorizer, grant.user, invoice_id, services.storage)
+    return Response(
+        pdf.content,
+        media_type=document.CONTENT_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{pdf.filename}"'},
+    )
