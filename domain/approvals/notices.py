@@ -46,6 +46,8 @@ def own_amount(request: RequestRow) -> str:
 
 def describe(request: RequestRow) -> str:
     amount = f" ({own_amount(request)})" if request.amount is not None else ""
+    if request.invoice_id is not None:
+        return f"Invoice #{request.invoice_id} \u201c{request.title}\u201d{amount}"
     if request.entry_id is None:
         return f"Approval request #{request.id} \u201c{request.title}\u201d{amount}"
     return f"{request.subject_kind.title()} #{request.entry_id} \u201c{request.title}\u201d{amount}"

@@ -98,7 +98,9 @@ async def get(
     out = (await _present(tx.sql, [(row, template)]))[0]
     if row.status == ACTIVE:
         runs = await engine.schedule_runs(recurring_schedule_id(row.id))
-        out.next_runs = runs.next if runs is not None else []
+        upcoming = runs.next if runs is not None else []
+        # The engine lists its next times whatever the count: only those still to be issued are shown.
+        out.next_runs = upcoming if row.count is None else upcoming[: max(row.count - row.runs, 0)]
     return out
 
 

@@ -193,11 +193,13 @@ async def test_a_recurring_invoice_is_issued_on_its_schedule_until_its_count(
     assert first_on == today() and first["issue_date"] == today().isoformat()
     assert first["due_date"] == (today() + timedelta(days=TERMS)).isoformat()
     copied = [(line["description"], line["quantity"], line["unit_price"], line["tax_rate"]) for line in first["lines"]]
-    assert copied == [("Hosting", "1", "250.00", "19"), ("Support hours", "2.5000", "80.00", "0")]
+    assert copied == [("Hosting", "1", "250.00", "19"), ("Support hours", "2.5", "80.00", "0")]
     assert (first["total"], first["is_template"], first["customer_id"]) == ("497.50", False, customer["id"])
     assert first_number == f"INV-{today().year}-0001" and first_status in ("approved", "sent")
     assert (first["base_currency"], first["rate_date"]) == ("USD", today().isoformat())
     assert await eventually(lambda: started_delivered(activity_deps, f"invoice-{first_id}"))
+    # One of two issued: one run is still to come, whatever the engine would list beyond the count.
+    assert len((await recurring_of(client, team, rid))["next_runs"]) == 1
 
     # The schedule fires again the same day (an operator's trigger): that day has its invoice, nothing more.
     await handle.trigger()
