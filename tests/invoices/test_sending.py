@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 from pypdf import PdfReader
+from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.deps import ActivityDeps
@@ -38,6 +40,27 @@ def mails_to(folder: Path, address: str) -> list[EmailMessage]:
 
 def pdf_text(content: bytes) -> str:
     return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
+
+
+async def test_an_operator_finds_the_invoices_workflow_by_its_number_and_customer(
+    client: httpx.AsyncClient, team: Team, temporal_client: Client
+) -> None:
+    began = datetime.now(UTC).isoformat(timespec="seconds")
+    customer = await create_customer(client, team.accountant)
+    invoice = await approved_invoice(client, team.accountant, team.admin, customer["id"])
+    # Ids and numbers restart with each test's tables, on one engine: this test's run is the one started since.
+    query = (f'InvoiceNumber = "{invoice["number"]}" AND CustomerId = "{customer["id"]}" '
+             f'AND StartTime >= "{began}"')  # fmt: skip
+
+    async def found() -> list[str]:
+        return [execution.id async for execution in temporal_client.list_workflows(query)]
+
+    assert await eventually(lambda: _listed(found), seconds=15)
+    assert await found() == [f"invoice-{invoice['id']}"]
+
+
+async def _listed(found: Callable[[], Awaitable[list[str]]]) -> bool:
+    return bool(await found())
 
 
 async def test_an_approved_invoice_is_sent_with_its_pdf(
