@@ -21,16 +21,29 @@ from domain.models.invoice import (
     InvoiceSequence,
     RecurringInvoice,
 )
+from domain.models.ledger import (
+    Account,
+    AccountMapping,
+    Attachment,
+    EntryDuplicate,
+    ExportBatch,
+    Journal,
+    JournalLine,
+    Period,
+)
 from domain.models.notification import Notification, NotificationPreference, SentEmail
 from domain.models.report import Report, ReportSchedule
 from domain.models.session import OtpCode, RateLimitHit, RefreshToken
 from domain.models.user import Role, User
 
 __all__ = [
+    "Account",
+    "AccountMapping",
     "AppState",
     "ApprovalOutbox",
     "ApprovalRequest",
     "ApprovalStep",
+    "Attachment",
     "AuditLog",
     "Backup",
     "Base",
@@ -46,8 +59,10 @@ __all__ = [
     "DashboardEntryTotal",
     "Delegation",
     "Entry",
+    "EntryDuplicate",
     "EntryKind",
     "EntryStatus",
+    "ExportBatch",
     "FxRate",
     "IdempotencyKey",
     "Invoice",
@@ -56,9 +71,12 @@ __all__ = [
     "InvoicePayment",
     "InvoiceReminder",
     "InvoiceSequence",
+    "Journal",
+    "JournalLine",
     "Notification",
     "NotificationPreference",
     "OtpCode",
+    "Period",
     "RateLimitHit",
     "RecurringInvoice",
     "RefreshToken",
