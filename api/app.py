@@ -17,6 +17,7 @@ from api.deps import AppServices, declared_permission, is_read_only
 from api.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.routes import health
+from api.routes.attachments import upload_body_limit
 from core.authz import Authorizer
 from core.db import Database
 from core.engine import WorkflowEngine
@@ -42,6 +43,10 @@ def _feature_routers() -> list[APIRouter]:
     from api.routes import approvals, delegation, entries
 
     routers += [entries.expenses_router, entries.revenue_router, approvals.router, delegation.router]
+    # --- receipts on expenses ---
+    from api.routes import attachments
+
+    routers += [attachments.router]
     # --- identity: auth, users, admin policies ---
     from api.routes import admin_policies, auth, users
 
@@ -195,7 +200,12 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         openapi_url="/openapi.json" if docs else None,
         responses=COMMON_ERROR_RESPONSES,
     )
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    # A receipt's upload may be larger than other bodies: up to its own cap (the route refuses past it, exactly).
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        larger_bodies=[upload_body_limit(settings.attachments.max_bytes)],
+    )
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

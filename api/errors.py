@@ -31,6 +31,7 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.PreconditionFailed: 412,
     errors.ValidationFailed: 422,
     errors.PreconditionRequired: 428,
+    errors.TooLarge: 413,
     errors.RateLimited: 429,
     errors.ServiceUnavailable: 503,
 }

@@ -7,6 +7,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,9 +45,19 @@ class RequestContextMiddleware:
     It also answers unhandled exceptions with the JSON 500 itself: Starlette's own catch-all runs in the outermost
     middleware, after this one has reset the request id, so its response and log line would carry none."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, larger_bodies: Sequence[tuple[str, re.Pattern[str], int]] = ()
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # (method, path pattern, limit): the routes that take a file (a receipt) and refuse it beyond its own cap.
+        self.larger_bodies = tuple(larger_bodies)
+
+    def _limit_for(self, method: str, path: str) -> int:
+        for allowed_method, pattern, limit in self.larger_bodies:
+            if method == allowed_method and pattern.fullmatch(path):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,10 +70,11 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_holder = {"status": 500}
         path: str = scope["path"]
+        max_body_bytes = self._limit_for(scope["method"], path)
 
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(send, request_id)
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            await self._too_large(send, request_id, max_body_bytes)
             request_id_var.reset(token)
             return
 
@@ -75,7 +87,7 @@ class RequestContextMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > max_body_bytes:
                     too_large = True
                     raise _BodyTooLarge
             return message
@@ -99,7 +111,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, limited_receive, send_with_headers)
         except _BodyTooLarge:
-            await self._too_large(send, request_id)
+            await self._too_large(send, request_id, max_body_bytes)
             status_holder["status"] = 413
         except Exception as exc:
             log_unhandled(exc)
@@ -130,12 +142,12 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
             del too_large
 
-    async def _too_large(self, send: Send, request_id: str) -> None:
+    async def _too_large(self, send: Send, request_id: str, max_body_bytes: int) -> None:
         body = json.dumps(
             {
                 "error": {
                     "code": "payload_too_large",
-                    "message": f"request body exceeds {self.max_body_bytes} bytes",
+                    "message": f"request body exceeds {max_body_bytes} bytes",
                     "details": None,
                 },
                 "request_id": request_id,

@@ -333,6 +333,21 @@ class InvoiceSettings(BaseSettings):
         return value.strip() if isinstance(value, str) else value
 
 
+class AttachmentSettings(BaseSettings):
+    """Receipts on expenses (domain/attachments/): how large and how many, and above which amount one is required."""
+
+    model_config = _config()
+    # 10 MiB by default (ERPNext's limit): a phone photo or a scanned PDF fits, a video does not.
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=5 * 1024**3, validation_alias="ATTACHMENT_MAX_BYTES")
+    max_per_entry: int = Field(default=10, ge=1, le=1000, validation_alias="ATTACHMENT_MAX_PER_ENTRY")
+    # An expense whose base amount is above this needs a stored receipt to be submitted; None (unset): never.
+    receipt_required_above: Decimal | None = Field(
+        default=None, ge=0, max_digits=18, decimal_places=2, validation_alias="RECEIPT_REQUIRED_ABOVE"
+    )
+    # How long a presigned upload (S3) stays open, and a presigned download link works.
+    upload_link_seconds: int = Field(default=900, ge=60, le=86_400, validation_alias="ATTACHMENT_UPLOAD_LINK_SECONDS")
+
+
 class AuditSettings(BaseSettings):
     """The audit chain's key (see `audit_key`). Kept out of the database: with write access to the database alone,
     an edited row's hash cannot be recomputed."""
@@ -365,6 +380,7 @@ class Settings(BaseSettings):
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)
     invoices: InvoiceSettings = Field(default_factory=InvoiceSettings)
+    attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("environment", mode="before")

@@ -20,6 +20,14 @@ class StoredObject:
     size: int
 
 
+@dataclass(frozen=True)
+class PresignedPost:
+    """A browser form upload straight to the store: POST `fields` and the file (last) as multipart to `url`."""
+
+    url: str
+    fields: dict[str, str]
+
+
 class ObjectStorage(Protocol):
     def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> StoredObject: ...
     def open(self, key: str) -> BinaryIO: ...
@@ -28,6 +36,8 @@ class ObjectStorage(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> Iterator[StoredObject]: ...
     def presigned_url(self, key: str, filename: str, expires_seconds: int = 300) -> str | None: ...
+    def presigned_post(self, key: str, max_bytes: int, expires_seconds: int = 900) -> PresignedPost | None: ...
+    def copy(self, source_key: str, dest_key: str) -> None: ...
 
 
 def _safe_key(key: str) -> str:
@@ -75,6 +85,16 @@ class LocalStorage:
     def presigned_url(self, key: str, filename: str, expires_seconds: int = 300) -> str | None:
         return None  # served by the API itself
 
+    def presigned_post(self, key: str, max_bytes: int, expires_seconds: int = 900) -> PresignedPost | None:
+        return None  # nothing but the API writes the folder
+
+    def copy(self, source_key: str, dest_key: str) -> None:
+        target = self._path(dest_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(self._path(source_key), partial)
+        partial.replace(target)
+
 
 class S3Storage:
     def __init__(self, settings: StorageSettings) -> None:
@@ -109,7 +129,15 @@ class S3Storage:
         return StoredObject(key, path.stat().st_size)
 
     def open(self, key: str) -> BinaryIO:
-        body = self.client.get_object(Bucket=self.bucket, Key=_safe_key(key))["Body"]
+        """The object's bytes as a stream; FileNotFoundError when there is none, as from the local folder."""
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=_safe_key(key))["Body"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(key) from error
+            raise
         return body  # type: ignore[no-any-return]
 
     def download(self, key: str, dest: Path) -> None:
@@ -198,6 +226,37 @@ class S3Storage:
             ExpiresIn=expires_seconds,
         )
         return url
+
+    def presigned_post(self, key: str, max_bytes: int, expires_seconds: int = 900) -> PresignedPost | None:
+        """A form upload of exactly `key` (boto3 adds the key's condition), of 1 to `max_bytes` bytes: the store
+        refuses anything else, so the file never passes through the API."""
+        fields: dict[str, str] = {}
+        conditions: builtins.list[Any] = [["content-length-range", 1, max_bytes]]
+        if self.sse:
+            fields["x-amz-server-side-encryption"] = self.sse
+            conditions.append({"x-amz-server-side-encryption": self.sse})
+        post = self.presigner.generate_presigned_post(
+            self.bucket, _safe_key(key), Fields=fields, Conditions=conditions, ExpiresIn=expires_seconds
+        )
+        return PresignedPost(url=str(post["url"]), fields={name: str(value) for name, value in post["fields"].items()})
+
+    def copy(self, source_key: str, dest_key: str) -> None:
+        """A copy inside the store (no bytes through us); objects up to 5 GB, as copy_object allows.
+        FileNotFoundError when the source is missing, as from the local folder."""
+        from botocore.exceptions import ClientError
+
+        extra = {"ServerSideEncryption": self.sse} if self.sse else {}
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=_safe_key(dest_key),
+                CopySource={"Bucket": self.bucket, "Key": _safe_key(source_key)},
+                **extra,
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(source_key) from error
+            raise
 
 
 def create_storage(settings: StorageSettings) -> ObjectStorage:

@@ -51,6 +51,12 @@ class ValidationFailed(DomainError):
     refusal = "ValidationFailed"
 
 
+class TooLarge(DomainError):
+    """A body or file beyond its limit (nothing of it was kept)."""
+
+    code = "payload_too_large"
+
+
 class RateLimited(DomainError):
     code = "rate_limited"
 

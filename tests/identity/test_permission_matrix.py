@@ -148,6 +148,13 @@ TABLE: list[Case] = [
     # --- revenue and expense entries: every role files its own and sees what its visibility allows ---
     *_entry_cases("revenue"),
     *_entry_cases("expenses"),
+    # --- receipts on expenses: `entry update` to add and remove (the owner's, checked after), `entry read` to see ---
+    Case("POST", "/api/v1/expenses/{missing}/attachments", signed_in(404), {}),
+    Case("POST", "/api/v1/expenses/{missing}/attachments/uploads", signed_in(422), {}),
+    Case("POST", "/api/v1/expenses/{missing}/attachments/{missing}/complete", signed_in(404)),
+    Case("GET", "/api/v1/expenses/{missing}/attachments", signed_in(404)),
+    Case("GET", "/api/v1/expenses/{missing}/attachments/{missing}", signed_in(404)),
+    Case("DELETE", "/api/v1/expenses/{missing}/attachments/{missing}", signed_in(404)),
     # --- approvals: an inbox for everyone; generic requests may be opened by anyone ---
     Case("GET", "/api/v1/approvals/", signed_in(200)),
     Case("POST", "/api/v1/approvals/", signed_in(422), {}),

@@ -1,0 +1,68 @@
+"""Receipts over the whole stack: the approval tests' organisation (admin <- manager <- employee, a peer manager,
+an accountant) served over real HTTP, and tiny files of each kind: valid signatures, not whole documents, which is
+all the type check reads."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from activities.deps import ActivityDeps
+from tests.approvals.conftest import (  # noqa: F401 - fixtures, used by name
+    client,
+    create_expense,
+    eventually,
+    team,
+)
+from tests.conftest import TestUser
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+PDF = b"%PDF-1.4\n1 0 obj <</Type /Catalog>> endobj\ntrailer <</Root 1 0 R>>\n%%EOF\n"
+PNG = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)) + _png_chunk(b"IEND", b"")
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
+WEBP = b"RIFF" + struct.pack("<I", 30) + b"WEBPVP8 " + struct.pack("<I", 18) + b"\x00" * 18
+HEIC = struct.pack(">I", 24) + b"ftypheic" + b"\x00\x00\x00\x00" + b"mif1heic"  # an ISO-BMFF ftyp box, brand heic
+ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + b"\x02\x00\x3e\x00" + b"\x00" * 44  # a Linux executable's header
+EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 48  # a Windows one's
+TEXT = b"Taxi 12.50 EUR, thank you for riding with us\n"
+
+VALID = {"pdf": (PDF, "application/pdf"), "png": (PNG, "image/png"), "jpg": (JPEG, "image/jpeg"),
+         "webp": (WEBP, "image/webp"), "heic": (HEIC, "image/heic")}  # fmt: skip
+
+
+def path_of(entry_id: int, attachment_id: int | None = None) -> str:
+    base = f"/api/v1/expenses/{entry_id}/attachments"
+    return base if attachment_id is None else f"{base}/{attachment_id}"
+
+
+async def upload(
+    http: httpx.AsyncClient, user: TestUser, entry_id: int, filename: str, content: bytes
+) -> httpx.Response:
+    files = {"file": (filename, content, "application/octet-stream")}
+    return await http.post(path_of(entry_id), files=files, headers=user.headers)
+
+
+async def attachment_rows(deps: ActivityDeps, entry_id: int | None = None) -> list[dict[str, Any]]:
+    async with deps.db.transaction() as tx:
+        rows = await tx.sql.all(
+            "SELECT id, entry_id, filename, content_type, size_bytes, sha256, storage_key, status FROM attachments "
+            "WHERE %s::bigint IS NULL OR entry_id = %s ORDER BY id",
+            (entry_id, entry_id),
+        )
+    names = ("id", "entry_id", "filename", "content_type", "size_bytes", "sha256", "storage_key", "status")
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def receipt_files(root: Path) -> set[Path]:
+    """Every file under the storage folder's receipts (partial copies included: a refusal leaves nothing at all).
+    The folder outlives each test's tables, so a test compares the set before and after."""
+    folder = root / "attachments"
+    return {path for path in folder.rglob("*") if path.is_file()} if folder.exists() else set()
