@@ -161,7 +161,9 @@ class ApprovalActivities:
     @activity.defn(name=ApprovalActivity.RESUBMIT)
     async def open_round(self, job: ResubmitJob) -> DecisionOutcome:
         terms = terms_from(self.deps.settings)  # the worker's settings are the API's (the books' check at start)
-        return await self._transition(functools.partial(transitions.open_round, terms=terms), job)
+        receipts = self.deps.settings.attachments.receipt_required_above
+        resubmit = functools.partial(transitions.open_round, terms=terms, receipt_required_above=receipts)
+        return await self._transition(resubmit, job)
 
     @activity.defn(name=ApprovalActivity.REROUTE)
     async def reroute_step(self, job: RerouteJob) -> DecisionOutcome:

@@ -108,6 +108,7 @@ class ApprovalCommands:
             workflow_id_for=approval_workflow_id,
             history_limit=self.settings.approvals.history_limit,
             fx=fx,
+            receipt_required_above=self.settings.attachments.receipt_required_above,
         )
 
     # --- entries -----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from core.sql import Sql
@@ -22,6 +23,7 @@ from domain.approvals.chain import Candidate, Limits, approval_chain_for, auto_a
 from domain.approvals.notices import Notifier, link_for
 from domain.approvals.repository import NewStep, Opening
 from domain.approvals.rules import Route
+from domain.attachments.receipts import require_receipt
 from domain.audit.service import AuditContext, record
 from domain.budgets import ledger as budgets
 from domain.entries import repository as entries
@@ -297,6 +299,8 @@ class RequestOpening:
     history_limit: int = 10_000  # the workflow continues as a new run past this many events
     fx: Locked | None = None  # an entry's or invoice's rate, locked for this submit (`amount` is its base amount)
     invoice: InvoiceRow | None = None  # an invoice's approval before it is sent (subject_kind `invoice`)
+    # An expense above this base amount needs a stored receipt (RECEIPT_REQUIRED_ABOVE); None: no requirement.
+    receipt_required_above: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -366,6 +370,8 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         # The budgets first: a `block` one refuses (409) before anything is written, and an `extra_approval` one adds
         # a level to the chain (and rules out approving at once). They are charged last (budgets.commit).
         assert opening.fx is not None, "an entry's submit locks its rate first"
+        await require_receipt(sql, entry, opening.fx.base_amount, opening.receipt_required_above,
+                              opening.fx.base_currency)  # fmt: skip
         managers = await manager_chain(sql, opening.requester_id)
         budget = await _assess(sql, entry, managers, opening.fx.base_amount)
         budgets.enforce(budget, opening.fx.base_currency)
@@ -705,9 +711,12 @@ async def withdraw_request(sql: Sql, job: OwnerJob) -> DecisionOutcome:
     return await work.outcome(None)
 
 
-async def open_round(sql: Sql, job: ResubmitJob, terms: Terms) -> DecisionOutcome:
+async def open_round(
+    sql: Sql, job: ResubmitJob, terms: Terms, receipt_required_above: Decimal | None = None
+) -> DecisionOutcome:
     """A resubmission after changes: a new round whose chain is recomputed (the amount may have changed) with the
-    limits pinned at the first submit."""
+    limits pinned at the first submit. An expense above `receipt_required_above` (the worker's setting) needs a
+    stored receipt, as at the first submit."""
     work = await Work.locked(sql, job)
     request = work.request
     if request.requester_id != job.actor_id:
@@ -729,6 +738,7 @@ async def open_round(sql: Sql, job: ResubmitJob, terms: Terms) -> DecisionOutcom
     fx: Locked | None = None
     if entry is not None:  # a resubmit is a submit: the rate is locked again, for the entry as it is now
         fx = await fx_rates.lock(sql, entry.currency, entry.amount, entry.entry_date, terms)
+        await require_receipt(sql, entry, fx.base_amount, receipt_required_above, fx.base_currency)
         work.entry = entry = await entries.relock(sql, entry.id, fx)
     elif request.invoice_id is not None:  # the invoice as its draft now stands (edited after it came back)
         invoice = await invoices.invoice(sql, request.invoice_id, lock=True)

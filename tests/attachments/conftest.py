@@ -4,21 +4,36 @@ all the type check reads."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import struct
+import uuid
 import zlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
 from activities.deps import ActivityDeps
+from api.app import build_services, create_app
+from core.authz import Authorizer
+from core.db import Database
+from core.engine import WorkflowEngine
+from core.mail import FileTransport
+from core.settings import Settings, TemporalSettings
+from core.storage import create_storage
+from core.temporal import task_queues
 from tests.approvals.conftest import (  # noqa: F401 - fixtures, used by name
     client,
     create_expense,
     eventually,
     team,
 )
+from tests.approvals.conftest import settle_workflows
 from tests.conftest import TestUser
+from worker import build_workers, worker_plan
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -26,7 +41,9 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 PDF = b"%PDF-1.4\n1 0 obj <</Type /Catalog>> endobj\ntrailer <</Root 1 0 R>>\n%%EOF\n"
-PNG = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)) + _png_chunk(b"IEND", b"")
+PNG = (
+    b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)) + _png_chunk(b"IEND", b"")
+)
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
 WEBP = b"RIFF" + struct.pack("<I", 30) + b"WEBPVP8 " + struct.pack("<I", 18) + b"\x00" * 18
 HEIC = struct.pack(">I", 24) + b"ftypheic" + b"\x00\x00\x00\x00" + b"mif1heic"  # an ISO-BMFF ftyp box, brand heic
@@ -66,3 +83,37 @@ def receipt_files(root: Path) -> set[Path]:
     The folder outlives each test's tables, so a test compares the set before and after."""
     folder = root / "attachments"
     return {path for path in folder.rglob("*") if path.is_file()} if folder.exists() else set()
+
+
+@contextlib.asynccontextmanager
+async def own_stack(settings: Settings, temporal_client: Client, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An API and the project's workers (on task queues of their own) on these settings with `changes`: a
+    threshold or a storage the session's app does not have. The workers' settings are the API's, as deployed."""
+    changed = settings.model_copy(
+        update={"temporal": TemporalSettings(task_queue_prefix=f"att-{uuid.uuid4().hex[:8]}", rpc_timeout_seconds=5),
+                **changes}
+    )  # fmt: skip
+    engine = WorkflowEngine(changed.temporal, temporal_client)
+    deps = ActivityDeps(
+        settings=changed,
+        db=Database.connect(changed.db),
+        authorizer=Authorizer(changed.policy_dir),
+        storage=create_storage(changed.storage),
+        mail=FileTransport(changed.smtp.mail_dir, changed.smtp.sender),
+        engine=engine,
+    )
+    workers = build_workers(temporal_client, worker_plan(deps))
+    tasks = [asyncio.create_task(worker.run()) for worker in workers]
+    services = build_services(changed, engine)
+    app = create_app(services=services)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("203.0.113.8", 50000))  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as http:
+                yield http
+    finally:
+        await settle_workflows(temporal_client, task_queues(changed.temporal).approvals)
+        await asyncio.gather(*(worker.shutdown() for worker in workers))
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await services.db.dispose()
+        await deps.db.dispose()
