@@ -95,6 +95,10 @@ async def _restore(args: argparse.Namespace) -> int:
         f"audit chain: {'intact' if report.audit_ok else 'BROKEN at ' + str(report.audit_problem)}"
         f" ({report.audit_rows} rows)"
     )
+    print(
+        f"receipts: {report.receipts_checked} files checked in the backup, {report.receipts_put_back} put back"
+        + (f"; PROBLEM: {report.receipts_problem}" if report.receipts_problem else "")
+    )
     if not report.ok:
         return 1
     print(f"restored into {args.database}. Point DATABASE_URL at it and restart the API and the worker.")

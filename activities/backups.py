@@ -24,9 +24,10 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import ActivityDeps
 from core.settings import to_psycopg_url
 from core.storage import S3Storage, sha256_of
+from domain.attachments import repository as attachments
 from domain.audit.service import AuditContext, verify_chain
 from domain.backups import pg_tools as pg
-from domain.backups import service
+from domain.backups import receipt_files, service
 from domain.backups.manifest import audit_head_problem, table_differences, take_manifest
 from domain.backups.restore import one_off_transaction
 from domain.errors import DomainError
@@ -85,6 +86,11 @@ def _file_name(workflow_id: str) -> str:
     return workflow_id.replace(":", "") + ".dump"
 
 
+def _files_list(dump: Path) -> Path:
+    """Beside the dump: the receipts' files of its snapshot, to copy into the backup set once the dump is stored."""
+    return dump.with_name(dump.name + ".attachments.json")
+
+
 class BackupActivities:
     def __init__(self, deps: ActivityDeps, work_dir: Path | None = None, after_part: PartHook | None = None) -> None:
         self.deps = deps
@@ -130,13 +136,19 @@ class BackupActivities:
             resumed_from, parts = await self._upload_multipart(storage, key, path, progress)
         else:
             await _beating(asyncio.to_thread(storage.put_file, key, path), progress)
+        # The receipts' files of the dump's snapshot join the backup set (domain/backups/receipt_files.py).
+        files = await asyncio.to_thread(receipt_files.read_list, _files_list(path))
+        copied = await _beating(asyncio.to_thread(receipt_files.copy_into_backup, storage, files, key), progress)
+        if copied["missing_count"]:
+            log.error("backup %s: %d receipt files are missing from the storage", key, copied["missing_count"])
         path.unlink(missing_ok=True)
+        _files_list(path).unlink(missing_ok=True)
         return BackupArtifact(
             workflow_id=job.workflow_id,
             storage_key=key,
             sha256=progress.sha256,
             size_bytes=progress.size_bytes,
-            manifest=progress.manifest,
+            manifest={**progress.manifest, "attachments": copied},
             duration_seconds=round(time.monotonic() - started + progress.dump_seconds, 3),
             parts=parts,
             resumed_from_part=resumed_from,
@@ -152,7 +164,8 @@ class BackupActivities:
         except ValueError:
             return None
         size = await asyncio.to_thread(lambda: path.stat().st_size if path.is_file() else -1)
-        if size == progress.size_bytes:
+        listed = await asyncio.to_thread(_files_list(path).is_file)
+        if size == progress.size_bytes and listed:
             if await _beating(asyncio.to_thread(sha256_of, path), progress) == progress.sha256:
                 log.info("backup %s: resuming with the dump of the previous attempt", key)
                 return progress
@@ -173,6 +186,8 @@ class BackupActivities:
             await tx.sql.run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             snapshot = await tx.sql.scalar("SELECT pg_export_snapshot()")
             manifest = await take_manifest(tx)
+            files = await attachments.stored_files(tx.sql)
+            await asyncio.to_thread(receipt_files.write_list, files, _files_list(path))
             try:
                 await _beating(pg.pg_dump(tools, self.server, partial, snapshot=str(snapshot)))
             except pg.PgCommandFailed as error:
@@ -271,6 +286,7 @@ class BackupActivities:
             for backup in doomed:
                 if backup.storage_key:
                     await asyncio.to_thread(self.deps.storage.delete, backup.storage_key)
+                    await asyncio.to_thread(receipt_files.delete_backup_files, self.deps.storage, backup.storage_key)
                     result.pruned_keys.append(backup.storage_key)
                 await service.mark_pruned(tx, _context(job.workflow_id), backup)
                 result.pruned_ids.append(backup.id)
@@ -354,6 +370,13 @@ class BackupActivities:
         async with one_off_transaction(to_psycopg_url(copy.conninfo())) as tx:
             restored = await take_manifest(tx)
             verdict = await _beating(verify_chain(tx))
+            has_files = await attachments.table_exists(tx.sql)  # a backup from before migration 0014 has none
+            files = await attachments.stored_files(tx.sql) if has_files else []
+        assert target.storage_key is not None
+        files_check = await _beating(
+            asyncio.to_thread(receipt_files.verify_backup_files, self.deps.storage, files, target.storage_key)
+        )
+        outcome.checks["attachments"] = files_check.as_dict()
         expected = dict(target.manifest)
         differences = table_differences(expected, restored)
         head_problem = audit_head_problem(expected, restored)
@@ -380,6 +403,8 @@ class BackupActivities:
             outcome.reason = head_problem
         elif differences:
             outcome.reason = "the restored copy differs from the manifest: " + "; ".join(differences)
+        elif not files_check.ok:
+            outcome.reason = files_check.reason
 
     @activity.defn(name=BackupActivity.RECORD_DRILL)
     async def record_restore_drill(self, outcome: DrillOutcome) -> DrillResult:

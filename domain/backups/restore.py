@@ -17,8 +17,10 @@ from sqlalchemy.pool import NullPool
 from core.db import Database, Tx
 from core.settings import Settings, to_psycopg_url
 from core.storage import ObjectStorage, S3Storage, sha256_of
+from domain.attachments import repository as attachments
 from domain.audit.service import verify_chain
 from domain.backups import pg_tools as pg
+from domain.backups import receipt_files
 from domain.backups.manifest import manifest_differences, take_manifest
 from domain.models import Backup
 
@@ -46,10 +48,13 @@ class RestoreReport:
     audit_ok: bool
     audit_rows: int
     audit_problem: str | None
+    receipts_checked: int = 0  # stored attachment rows whose file the backup set holds with the right SHA-256
+    receipts_put_back: int = 0  # of those, the files copied back to their keys (missing from the storage)
+    receipts_problem: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.differences and self.audit_ok
+        return not self.differences and self.audit_ok and self.receipts_problem is None
 
 
 @asynccontextmanager
@@ -90,7 +95,8 @@ async def plan_restore(
 
 async def restore(settings: Settings, storage: ObjectStorage, plan: RestorePlan, database: str) -> RestoreReport:
     """Download, verify the checksum, pg_restore into `database` (created when missing, refused when it has
-    tables) on the DATABASE_URL server, then compare with the manifest and verify the audit chain."""
+    tables) on the DATABASE_URL server, then compare with the manifest and verify the audit chain; check the
+    receipts' files in the backup set and put back those missing from the storage."""
     pg.check_database_name(database)
     server = pg.connection_for(settings.db.url)
     admin = server.with_database("postgres")
@@ -111,6 +117,9 @@ async def restore(settings: Settings, storage: ObjectStorage, plan: RestorePlan,
     async with one_off_transaction(to_psycopg_url(target.conninfo())) as tx:
         restored = await take_manifest(tx)
         verdict = await verify_chain(tx)
+        files = await attachments.stored_files(tx.sql) if await attachments.table_exists(tx.sql) else []
+    files_check = await asyncio.to_thread(receipt_files.verify_backup_files, storage, files, plan.storage_key)
+    put_back = await asyncio.to_thread(receipt_files.put_back, storage, files, plan.storage_key, files_check)
     differences = manifest_differences(plan.manifest, restored) if plan.manifest else []
     return RestoreReport(
         database=database,
@@ -122,4 +131,7 @@ async def restore(settings: Settings, storage: ObjectStorage, plan: RestorePlan,
         audit_ok=verdict.ok,
         audit_rows=verdict.rows_checked,
         audit_problem=None if verdict.ok else f"row {verdict.first_broken_id}: {verdict.reason}",
+        receipts_checked=files_check.checked,
+        receipts_put_back=put_back,
+        receipts_problem=files_check.reason,
     )

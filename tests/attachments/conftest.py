@@ -29,9 +29,17 @@ from tests.approvals.conftest import (  # noqa: F401 - fixtures, used by name
     client,
     create_expense,
     eventually,
+    settle_workflows,
     team,
 )
-from tests.approvals.conftest import settle_workflows
+from tests.backups.conftest import (  # noqa: F401 - fixtures of the backup tests (moto's S3, a backup worker)
+    backup_worker,
+    s3,
+    s3_deps,
+    s3_endpoint,
+    s3_settings,
+    seeded,
+)
 from tests.conftest import TestUser
 from worker import build_workers, worker_plan
 
