@@ -53,14 +53,6 @@ def _out(row: AttachmentRow) -> AttachmentOut:
     return out
 
 
-async def _delete_quietly(storage: ObjectStorage, key: str) -> None:
-    """An object whose row is gone (or never committed): deleted, or left for an operator when the store fails."""
-    try:
-        await asyncio.to_thread(storage.delete, key)
-    except Exception:
-        log.exception("could not delete the object %s of a removed attachment", key)
-
-
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -104,7 +96,7 @@ async def _commit_or_drop(tx: Tx, storage: ObjectStorage, key: str) -> None:
     try:
         await tx.commit()
     except BaseException:
-        await _delete_quietly(storage, key)
+        await service.discard_files(storage, [key])
         raise
 
 
@@ -157,7 +149,7 @@ async def complete_upload(
     if completion.refusal is not None:
         await tx.commit()  # the refused upload's row is gone for good, then its object
         assert completion.doomed_key is not None
-        await _delete_quietly(services.storage, completion.doomed_key)
+        await service.discard_files(services.storage, [completion.doomed_key])
         raise completion.refusal
     assert completion.row is not None
     return _out(completion.row)
@@ -233,4 +225,4 @@ async def delete(entry_id: int, attachment_id: int, grant: Update, tx: TxDep, se
     """The owner, while the expense is a draft (403, 409). The file is deleted once the removal has committed."""
     key = await service.delete(tx, services.authorizer, grant.user, entry_id, attachment_id, grant.audit)
     await tx.commit()
-    await _delete_quietly(services.storage, key)
+    await service.discard_files(services.storage, [key])

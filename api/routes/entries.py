@@ -28,6 +28,7 @@ from core.db import Tx
 from domain.approvals.commands import Caller, Verdict
 from domain.approvals.lifecycle import workflow_url
 from domain.approvals.queries import history
+from domain.attachments import service as attachments
 from domain.entries import service
 from domain.entries.schemas import (
     ApprovalHistory,
@@ -192,7 +193,10 @@ async def update_expense(
 
 
 async def delete(entry_id: int, kind: Kind, tx: TxDep, services: ServicesDep, grant: Delete) -> None:
-    await service.delete_entry(tx, services.authorizer, grant.user, kind, entry_id, grant.audit)
+    receipts = await service.delete_entry(tx, services.authorizer, grant.user, kind, entry_id, grant.audit)
+    if receipts:  # their rows went with the entry; the files go once that has committed
+        await tx.commit()
+        await attachments.discard_files(services.storage, receipts)
 
 
 # --- approval ------------------------------------------------------------------------------------------------

@@ -67,6 +67,12 @@ async def of_entry(sql: Sql, entry_id: int) -> list[AttachmentRow]:
     return [AttachmentRow(*values) for values in rows]
 
 
+async def storage_keys_of(sql: Sql, entry_id: int) -> list[str]:
+    """The objects of an entry's attachments (to delete once the entry's deletion, which cascades, has committed)."""
+    rows = await sql.all("SELECT storage_key FROM attachments WHERE entry_id = %s ORDER BY id", (entry_id,))
+    return [str(row[0]) for row in rows]
+
+
 async def count_of_entry(sql: Sql, entry_id: int) -> int:
     """Stored and pending alike: a presigned upload under way holds its place."""
     return int(await sql.scalar("SELECT count(*) FROM attachments WHERE entry_id = %s", (entry_id,)))

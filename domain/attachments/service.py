@@ -12,6 +12,7 @@ and deleted after their row's deletion commits, so a committed row always has it
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,8 @@ from domain.entries import service as entries
 from domain.errors import Conflict, DomainError, InvalidState, NotFound, ValidationFailed
 from domain.models import EntryKind, EntryStatus, User
 from domain.models.rows import EntryRow
+
+log = logging.getLogger(__name__)
 
 # Whatever the store is asked to keep before the API has looked at the bytes.
 UNCHECKED_TYPE = "application/octet-stream"
@@ -102,6 +105,16 @@ async def check_upload(tx: Tx, authorizer: Authorizer, settings: AttachmentSetti
         check_extension(clean_filename(filename))
 
 
+async def discard_files(storage: ObjectStorage, keys: list[str]) -> None:
+    """Delete objects whose rows are gone (committed) or never were; one the store fails to delete is logged and
+    left (an orphan costs space, not correctness: no row points at it)."""
+    for key in keys:
+        try:
+            await asyncio.to_thread(storage.delete, key)
+        except Exception:
+            log.exception("could not delete the object %s of a removed attachment", key)
+
+
 # --- the file in the request ----------------------------------------------------------------------------------
 
 
@@ -118,9 +131,9 @@ async def add(
     """Keep a received file as a receipt: its type checked, the object written, then (under the entry's lock, the
     rules checked again) its row and audit row. The caller commits, and deletes the object if that fails."""
     filename = clean_filename(received.filename)
-    kind = receipt_type(received.probe.head, filename)
     if received.probe.size == 0:
         raise ValidationFailed("the file is empty", field="file")
+    kind = receipt_type(received.probe.head, filename)
     key = storage_key_for(entry_id)
     await asyncio.to_thread(storage.put_file, key, received.path, kind.content_type)
     try:

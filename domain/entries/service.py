@@ -13,6 +13,7 @@ from core.authz import Authorizer
 from core.db import Tx
 from core.sql import Sql
 from domain.approvals import repository as requests
+from domain.attachments import repository as attachments
 from domain.audit.service import AuditContext, diff, record
 from domain.budgets import checks as budget_checks
 from domain.entries import repository as entries
@@ -250,14 +251,18 @@ async def update_entry(
 
 async def delete_entry(
     tx: Tx, authorizer: Authorizer, user: User, kind: EntryKind, entry_id: int, context: AuditContext
-) -> None:
+) -> list[str]:
+    """Delete a draft; answers the storage keys of its receipts, whose rows go with it: the caller deletes the
+    objects once this has committed."""
     entry = await visible_entry(tx, authorizer, user, kind, entry_id, lock=True)
     owned(entry, user, "delete")
     if entry.status != EntryStatus.DRAFT:
         raise InvalidState(f"only a draft can be deleted; this entry is {entry.status}")
+    files = await attachments.storage_keys_of(tx.sql, entry.id)
     await entries.delete(tx.sql, entry.id)
     # The audit row comes last, as in every other transaction: its chain lock is always the last one taken.
     await record(tx.sql, context, "entry.deleted", "entry", entry.id, diff(_snapshot(entry), {}))
+    return files
 
 
 def check_submittable(entry: EntryRow, user: User) -> None:

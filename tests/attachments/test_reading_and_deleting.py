@@ -111,3 +111,16 @@ async def test_a_receipt_of_a_submitted_or_returned_expense_stays(
     rows = await attachment_rows(activity_deps, entry_id)
     assert len(rows) == 2
     assert all((settings.storage.local_dir / row["storage_key"]).is_file() for row in rows)
+
+
+async def test_deleting_a_draft_expense_deletes_its_receipts_files(
+    client: httpx.AsyncClient, team: Team, activity_deps: ActivityDeps, settings: Settings
+) -> None:
+    entry_id, _ = await _with_receipt(client, team)
+    assert (await upload(client, team.employee, entry_id, "second.jpg", JPEG)).status_code == 201
+    files = [settings.storage.local_dir / row["storage_key"] for row in await attachment_rows(activity_deps, entry_id)]
+    assert len(files) == 2 and all(file.is_file() for file in files)
+    deleted = await client.delete(f"/api/v1/expenses/{entry_id}", headers=team.employee.headers)
+    assert deleted.status_code == 204
+    assert await attachment_rows(activity_deps, entry_id) == []
+    assert not any(file.exists() for file in files)

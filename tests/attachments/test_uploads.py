@@ -152,9 +152,7 @@ async def test_only_the_owner_uploads_and_only_while_the_entry_can_change(
     client: httpx.AsyncClient, team: Team, activity_deps: ActivityDeps, settings: Settings
 ) -> None:
     entry = await create_expense(client, team.employee)
-    by_manager = await client.post(
-        path_of(entry["id"]), files={"file": ("r.pdf", PDF)}, headers=team.manager.headers
-    )
+    by_manager = await client.post(path_of(entry["id"]), files={"file": ("r.pdf", PDF)}, headers=team.manager.headers)
     assert by_manager.status_code == 403
     pending = await submitted_expense(client, team.employee)
     response = await _refused(client, team, activity_deps, settings, "receipt.pdf", PDF, entry_id=pending["id"])
