@@ -96,13 +96,10 @@ async def _room_for_one(tx: Tx, settings: AttachmentSettings, entry_id: int) -> 
         )
 
 
-async def check_upload(tx: Tx, authorizer: Authorizer, settings: AttachmentSettings, user: User, entry_id: int,
-                       filename: str | None = None) -> None:  # fmt: skip
+async def check_upload(tx: Tx, authorizer: Authorizer, settings: AttachmentSettings, user: User, entry_id: int) -> None:
     """The early answer before a byte of the file is read (checked again, under the entry's lock, when it is kept)."""
     entry = await _editable_entry(tx, authorizer, user, entry_id)
     await _room_for_one(tx, settings, entry.id)
-    if filename is not None:
-        check_extension(clean_filename(filename))
 
 
 async def discard_files(storage: ObjectStorage, keys: list[str]) -> None:
