@@ -7,13 +7,20 @@ import dataclasses
 
 import pytest
 
-from domain.models import ApprovalRequest, ApprovalStep, Delegation, Entry
+from domain.attachments.repository import AttachmentRow
+from domain.models import ApprovalRequest, ApprovalStep, Attachment, Delegation, Entry
 from domain.models.rows import DelegationRow, EntryRow, RequestRow, StepRow
 
 
 @pytest.mark.parametrize(
     ("row_type", "model"),
-    [(EntryRow, Entry), (RequestRow, ApprovalRequest), (StepRow, ApprovalStep), (DelegationRow, Delegation)],
+    [
+        (EntryRow, Entry),
+        (RequestRow, ApprovalRequest),
+        (StepRow, ApprovalStep),
+        (DelegationRow, Delegation),
+        (AttachmentRow, Attachment),
+    ],
 )
 def test_a_row_has_its_tables_columns(row_type: type, model: type) -> None:
     fields = {field.name for field in dataclasses.fields(row_type)}
