@@ -113,3 +113,10 @@ def test_xero_splits_a_month_over_300_lines_into_files_that_never_split_a_journa
     assert len(seen) == len(set(seen)) == 120  # every journal once, whole, in one file
     small = many_journals(100)  # exactly 300 lines: one CSV
     assert month.rendered("xero", month.context(small), small).startswith(b"*Narration,")
+
+
+@pytest.mark.parametrize("export_format", ["xero", "quickbooks", "datev"])
+def test_a_journal_without_an_amount_books_nothing_in_the_products(export_format: str) -> None:
+    nothing = with_lines(month.JOURNALS[4], line(1, "4990", "0", "0"), line(2, "1400", "0", "0"))
+    header_only = month.rendered(export_format, month.context((), lines=0), ())
+    assert month.rendered(export_format, month.context((nothing,)), (nothing,)) == header_only

@@ -238,6 +238,8 @@ class DatevBuchungsstapel(Renderer):
         """(the line booked, the contra account, S or H) for each booking of the journal (see the module's
         docstring)."""
         lines = with_amounts(journal)
+        if not lines:
+            return []
         debits = [line for line in lines if line.is_debit]
         credits = [line for line in lines if not line.is_debit]
         if len(credits) == 1:
