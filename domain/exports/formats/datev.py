@@ -172,7 +172,7 @@ class DatevBuchungsstapel(Renderer):
     def __init__(self, context: ExportContext, out: BinaryIO) -> None:
         super().__init__(context, out)
         settings = context.settings
-        if settings.datev_consultant_number is None or settings.datev_client_number is None:
+        if not settings.datev_ready:
             raise ExportRefused("a DATEV export needs DATEV_CONSULTANT_NUMBER and DATEV_CLIENT_NUMBER to be set")
         self.bookings = 0
         self._line(self.header())
