@@ -100,6 +100,12 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
 
     reports.workflows.append(BudgetUpkeepWorkflow)
     reports.activities += BudgetActivities(deps).all()
+    # Journal exports: one render of a closed month's journals per batch, with the other renders.
+    from activities.exports import ExportActivities
+    from workflows.exports import ExportWorkflow
+
+    reports.workflows.append(ExportWorkflow)
+    reports.activities += ExportActivities(deps).all()
     # --- backups queue ---
     backups.activities.append(email.send_email)
     from activities.backups import BackupActivities

@@ -81,6 +81,10 @@ def _feature_routers() -> list[APIRouter]:
         invoice_payments.router,
         recurring_invoices.router,
     ]
+    # --- journal exports ---
+    from api.routes import exports
+
+    routers += [exports.router]
     # --- backups ---
     from api.routes import admin_backups
 

@@ -348,6 +348,52 @@ class AttachmentSettings(BaseSettings):
     upload_link_seconds: int = Field(default=900, ge=60, le=86_400, validation_alias="ATTACHMENT_UPLOAD_LINK_SECONDS")
 
 
+class ExportSettings(BaseSettings):
+    """What the journal exports (domain/exports/formats/) need to know of the books they are imported into."""
+
+    model_config = _config()
+    # DATEV's header record: the tax adviser's consultant number and the client's number in DATEV. No default: a
+    # wrong pair would import the month into another client; a DATEV export is refused until both are set.
+    datev_consultant_number: int | None = Field(
+        default=None, ge=1001, le=9_999_999, validation_alias="DATEV_CONSULTANT_NUMBER"
+    )
+    datev_client_number: int | None = Field(default=None, ge=1, le=99_999, validation_alias="DATEV_CLIENT_NUMBER")
+    # The month the fiscal year starts in (DATEV's "WJ-Beginn" is its first day, in the year the exported month is in).
+    datev_fiscal_year_start_month: int = Field(default=1, ge=1, le=12, validation_alias="DATEV_FISCAL_YEAR_START_MONTH")
+    # DATEV's "Sachkontenlänge": the digits of a G/L account; a booking's accounts have at most one more digit.
+    datev_account_length: int = Field(default=4, ge=4, le=8, validation_alias="DATEV_ACCOUNT_LENGTH")
+    # The chart of accounts named in the header (03 = SKR03, 04 = SKR04).
+    datev_chart_of_accounts: str = Field(default="03", pattern=r"^\d{2}$", validation_alias="DATEV_CHART_OF_ACCOUNTS")
+    # The account a journal with several lines on both sides is booked against, line by line (nets to zero per
+    # journal); empty: such a journal refuses the DATEV export, naming it.
+    datev_clearing_account: str = Field(default="", pattern=r"^(\d{1,9})?$", validation_alias="DATEV_CLEARING_ACCOUNT")
+    # Our tax codes to DATEV BU-Schlüssel, JSON: {"VAT19": "9"}. A key makes DATEV compute tax from the booking,
+    # which the journals already hold on their own lines: map only where the adviser wants that (empty: none).
+    datev_tax_keys: dict[str, str] = Field(default_factory=dict, validation_alias="DATEV_TAX_KEYS")
+    # Xero's TaxRate column wants the name of a tax rate of the organisation: our tax codes to those names, JSON
+    # ({"VAT19": "20% (VAT on Expenses)"}); a line without a mapped code gets XERO_NO_TAX_RATE.
+    xero_tax_rates: dict[str, str] = Field(default_factory=dict, validation_alias="XERO_TAX_RATES")
+    xero_no_tax_rate: str = Field(
+        default="Tax Exempt", min_length=1, max_length=100, validation_alias="XERO_NO_TAX_RATE"
+    )
+    # The Xero tracking category a line's cost center becomes an option of (empty: cost centers are not exported).
+    xero_tracking_category: str = Field(
+        default="Cost Center", max_length=100, validation_alias="XERO_TRACKING_CATEGORY"
+    )
+
+    @field_validator("datev_tax_keys")
+    @classmethod
+    def _datev_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        wrong = sorted(code for code, key in value.items() if not (key.isdigit() and 1 <= len(key) <= 4))
+        if wrong:
+            raise ValueError(f"DATEV_TAX_KEYS: a BU-Schlüssel is 1 to 4 digits; not so for {wrong}")
+        return value
+
+    @property
+    def datev_ready(self) -> bool:
+        return self.datev_consultant_number is not None and self.datev_client_number is not None
+
+
 class AuditSettings(BaseSettings):
     """The audit chain's key (see `audit_key`). Kept out of the database: with write access to the database alone,
     an edited row's hash cannot be recomputed."""
@@ -381,6 +427,7 @@ class Settings(BaseSettings):
     backups: BackupSettings = Field(default_factory=BackupSettings)
     invoices: InvoiceSettings = Field(default_factory=InvoiceSettings)
     attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
+    exports: ExportSettings = Field(default_factory=ExportSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("environment", mode="before")

@@ -886,3 +886,46 @@ class BudgetAlertEmail(Contract):
 class BudgetUpkeepSummary(Contract):
     reconcile: BudgetReconcileSummary = BudgetReconcileSummary()
     alerts_sent: int = 0
+
+
+# === journal exports ==================================================================================
+
+EXPORT_WORKFLOW = "ExportWorkflow"  # one per export batch: render the closing's journals, store the file
+
+
+def export_workflow_id(number: int) -> str:
+    return f"export-{number}"
+
+
+class ExportActivity:
+    """Names of the export activities (activities/exports.py); the workflow refers to them by name."""
+
+    RENDER = "exports.render"
+    FAIL = "exports.fail"
+
+
+EXPORT_REFUSED = "ExportRefused"  # the ApplicationError type of journals a format cannot hold: retrying cannot help
+
+
+class ExportJob(Contract):
+    """Input of ExportWorkflow: the batch row (committed as `pending`) holds the month, closing and format."""
+
+    batch_id: int
+
+
+class ExportFailure(Contract):
+    batch_id: int
+    error: str
+
+
+class ExportResult(Contract):
+    """What became of a batch: completed with its file (size and SHA-256), or failed with the reason."""
+
+    batch_id: int
+    number: int
+    status: str  # completed | failed
+    filename: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    journals: int | None = None
+    error: str | None = None

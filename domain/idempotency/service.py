@@ -76,3 +76,12 @@ async def remember(tx: Tx, user_id: int, key: str, status_code: int, body: Any) 
     row.status_code = status_code
     row.response = body
     await session.flush()
+
+
+async def forget(tx: Tx, user_id: int, key: str) -> None:
+    """Drop a remembered answer whose effect failed after it was committed (a workflow the engine never started):
+    the request failed, so, as for any failure, it may be repeated with the same key."""
+    row = await tx.session.get(IdempotencyKey, (user_id, check_key(key)))
+    if row is not None:
+        await tx.session.delete(row)
+        await tx.session.flush()

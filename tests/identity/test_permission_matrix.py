@@ -219,6 +219,11 @@ TABLE: list[Case] = [
     Case("POST", "/api/v1/invoices/{missing}/credit-notes", (401, 403, 422, 403, 422, 422), {}),
     Case("GET", "/api/v1/invoices/{missing}/credit-notes", (401, 403, 404, 404, 404, 404)),
     Case("GET", "/api/v1/invoices/{missing}/pdf", (401, 403, 404, 404, 404, 404)),
+    # --- journal exports: accountants and up (the whole ledger); managers and employees nothing ---
+    Case("POST", "/api/v1/exports", (401, 403, 422, 403, 422, 422), {}),
+    Case("GET", "/api/v1/exports", (401, 403, 200, 403, 200, 200)),
+    Case("GET", "/api/v1/exports/{missing}", (401, 403, 404, 403, 404, 404)),
+    Case("GET", "/api/v1/exports/{missing}/download", (401, 403, 404, 403, 404, 404)),
     # --- dashboard: everyone, scoped to their visibility ---
     Case("GET", "/api/v1/dashboard/overview", signed_in(200)),
     Case("GET", "/api/v1/dashboard/kpi", signed_in(200)),
