@@ -22,8 +22,39 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Trusted since PostgreSQL 13: the database's owner creates it, no superuser needed.
-    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    # pg_trgm's similarity() for the duplicate check. Trusted since PostgreSQL 13: the database's owner creates it,
+    # no superuser needed. Where it is not installed (the embedded PostgreSQL of `make dev` ships no contrib
+    # modules), a SQL function of the same name computes the same measure: the shared share of the two texts'
+    # trigrams (each lower-cased alphanumeric word padded with two spaces before and one after), as pg_trgm does.
+    op.execute(
+        """
+        DO $$
+        BEGIN
+          IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') THEN
+            CREATE EXTENSION IF NOT EXISTS pg_trgm;
+          ELSIF to_regprocedure('similarity(text, text)') IS NULL THEN
+            CREATE FUNCTION similarity(a text, b text) RETURNS real LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
+              WITH ta AS (
+                SELECT DISTINCT substr('  ' || word || ' ', i, 3) AS g
+                FROM regexp_split_to_table(lower(coalesce(a, '')), '[^[:alnum:]]+') AS words(word),
+                     generate_series(1, length(word) + 1) AS i
+                WHERE word <> ''
+              ), tb AS (
+                SELECT DISTINCT substr('  ' || word || ' ', i, 3) AS g
+                FROM regexp_split_to_table(lower(coalesce(b, '')), '[^[:alnum:]]+') AS words(word),
+                     generate_series(1, length(word) + 1) AS i
+                WHERE word <> ''
+              ), counted AS (
+                SELECT (SELECT count(*) FROM (SELECT g FROM ta INTERSECT SELECT g FROM tb) x) AS shared,
+                       (SELECT count(*) FROM (SELECT g FROM ta UNION SELECT g FROM tb) y) AS total
+              )
+              SELECT CASE WHEN total = 0 THEN 0::real ELSE (shared::real / total::real) END FROM counted
+            $f$;
+          END IF;
+        END
+        $$;
+        """
+    )
     op.create_table('accounts',
     sa.Column('id', sa.BigInteger(), nullable=False),
     sa.Column('code', sa.String(length=20), nullable=False),
@@ -187,4 +218,8 @@ def downgrade() -> None:
     op.drop_table('periods')
     op.drop_table('account_mappings')
     op.drop_table('accounts')
-    # pg_trgm stays: other databases' objects may use it, and it costs nothing unused.
+    # pg_trgm stays: other databases' objects may use it, and it costs nothing unused. The stand-in goes.
+    op.execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN "
+        "DROP FUNCTION IF EXISTS similarity(text, text); END IF; END $$"
+    )
