@@ -180,6 +180,12 @@ class ChangesBody(BaseModel):
     comment: RequiredText
 
 
+class DismissDuplicateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: RequiredText
+
+
 class HistoryEvent(BaseModel):
     """One line of the trail: what happened, who did it, when, and their comment."""
 
