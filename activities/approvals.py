@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import ActivityDeps
 from core.sql import Sql
 from domain.approvals import outbox, transitions
+from domain.duplicates.check import rules_from
 from domain.errors import DomainError
 from domain.fx.rates import terms_from
 from domain.mail.delivery import Mailer, Recipient
@@ -160,9 +161,13 @@ class ApprovalActivities:
 
     @activity.defn(name=ApprovalActivity.RESUBMIT)
     async def open_round(self, job: ResubmitJob) -> DecisionOutcome:
-        terms = terms_from(self.deps.settings)  # the worker's settings are the API's (the books' check at start)
-        receipts = self.deps.settings.attachments.receipt_required_above
-        resubmit = functools.partial(transitions.open_round, terms=terms, receipt_required_above=receipts)
+        settings = self.deps.settings  # the worker's settings are the API's (the books' check at start)
+        resubmit = functools.partial(
+            transitions.open_round,
+            terms=terms_from(settings),
+            receipt_required_above=settings.attachments.receipt_required_above,
+            duplicates=rules_from(settings),
+        )
         return await self._transition(resubmit, job)
 
     @activity.defn(name=ApprovalActivity.REROUTE)

@@ -40,13 +40,14 @@ def _feature_routers() -> list[APIRouter]:
     routers: list[APIRouter] = []
     # --- entries, approvals, delegation: the busiest routes first, as a request is matched against every route
     # before its own, one at a time (none of these paths overlaps another router's) ---
-    from api.routes import approvals, delegation, entries
+    from api.routes import approvals, delegation, entries, entry_duplicates
 
     routers += [entries.expenses_router, entries.revenue_router, approvals.router, delegation.router]
     # --- receipts on expenses ---
     from api.routes import attachments
 
     routers += [attachments.router]
+    routers += [entry_duplicates.router]
     # --- identity: auth, users, admin policies ---
     from api.routes import admin_policies, auth, users
 

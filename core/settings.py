@@ -273,6 +273,24 @@ class BudgetSettings(BaseSettings):
     upkeep_grace_seconds: int = Field(default=300, ge=0, le=86_400, validation_alias="BUDGET_UPKEEP_GRACE_SECONDS")
 
 
+class DuplicateSettings(BaseSettings):
+    """The possible-duplicate check at an expense's submit (domain/duplicates/check.py): it warns, never blocks."""
+
+    model_config = _config()
+    check_enabled: bool = Field(default=True, validation_alias="DUPLICATE_CHECK_ENABLED")
+    # Another expense of the same owner dated this many days before or after this one counts.
+    date_tolerance_days: int = Field(default=3, ge=0, le=366, validation_alias="DUPLICATE_DATE_TOLERANCE_DAYS")
+    # How far back before this expense's date the check looks at all (caps the tolerance on that side).
+    window_days: int = Field(default=90, ge=0, le=3660, validation_alias="DUPLICATE_WINDOW_DAYS")
+    # |other's base amount - this one's| at most this percent of this expense's base amount.
+    amount_tolerance_percent: Decimal = Field(
+        default=Decimal("1"), ge=0, le=100, max_digits=7, decimal_places=4,
+        validation_alias="DUPLICATE_AMOUNT_TOLERANCE_PERCENT",
+    )  # fmt: skip
+    # pg_trgm similarity of the lower-cased vendors, at or above this (0..1).
+    vendor_similarity: float = Field(default=0.6, ge=0, le=1, validation_alias="DUPLICATE_VENDOR_SIMILARITY")
+
+
 class ReceivablesSettings(BaseSettings):
     """Receivables figures (domain/invoices/receivables.py) on the dashboard."""
 
@@ -423,6 +441,7 @@ class Settings(BaseSettings):
     fx: FxSettings = Field(default_factory=FxSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     receivables: ReceivablesSettings = Field(default_factory=ReceivablesSettings)
+    duplicates: DuplicateSettings = Field(default_factory=DuplicateSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)
     invoices: InvoiceSettings = Field(default_factory=InvoiceSettings)

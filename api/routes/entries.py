@@ -147,7 +147,7 @@ async def list_entries(
 @read_only
 async def get(entry_id: int, kind: Kind, response: Response, tx: TxDep, services: ServicesDep, grant: Read) -> EntryOut:
     entry = await service.visible_entry(tx, services.authorizer, grant.user, kind, entry_id)
-    return _out((await service.present(tx.sql, terms_from(services.settings), [entry]))[0], response)
+    return _out(await service.present_one(tx.sql, terms_from(services.settings), entry), response)
 
 
 async def _update(

@@ -31,6 +31,9 @@ from domain.approvals.transitions import (
 )
 from domain.audit.service import AuditContext
 from domain.auth import rate_limits
+from domain.duplicates import queries as duplicates
+from domain.duplicates.check import rules_from
+from domain.duplicates.schemas import PossibleDuplicate
 from domain.entries import repository as entries
 from domain.entries import service as entry_rules
 from domain.entries.schemas import EntryOut
@@ -109,6 +112,7 @@ class ApprovalCommands:
             history_limit=self.settings.approvals.history_limit,
             fx=fx,
             receipt_required_above=self.settings.attachments.receipt_required_above,
+            duplicates=rules_from(self.settings),
         )
 
     # --- entries -----------------------------------------------------------------------------------------------
@@ -125,7 +129,10 @@ class ApprovalCommands:
         if entry.status == EntryStatus.CHANGES_REQUESTED and entry.approval_request_id is not None:
             entry_rules.owned(entry, user, "submit")
             await self._owner_update(tx, caller, await requests.request(tx.sql, entry.approval_request_id), "resubmit")
-            return await self._entry_now(tx, entry.id)
+            resubmitted = await self._entry_now(tx, entry.id)
+            if kind == EntryKind.EXPENSE:  # as the resubmission's check (in the workflow's activity) left them
+                resubmitted.possible_duplicates = await duplicates.of_entry(tx.sql, entry.id)
+            return resubmitted
         entry_rules.check_submittable(entry, user)
         terms = terms_from(self.settings)
         fx = await fx_rates.lock(tx.sql, entry.currency, entry.amount, entry.entry_date, terms)
@@ -133,7 +140,10 @@ class ApprovalCommands:
         submission = await open_request(tx.sql, opening, caller.audit)
         await self.lifecycle.start_or_undo(tx, submission, caller.audit)
         assert submission.entry is not None
-        return EntryOut.model_validate(submission.entry)  # as this request committed it
+        out = EntryOut.model_validate(submission.entry)  # as this request committed it
+        if kind == EntryKind.EXPENSE:
+            out.possible_duplicates = [PossibleDuplicate.of(row) for row in submission.duplicates.rows]
+        return out
 
     async def decide_entry(
         self, tx: Tx, caller: Caller, kind: EntryKind, entry_id: int, verdict: Verdict

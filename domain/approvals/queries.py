@@ -12,6 +12,8 @@ from domain.approvals.schemas import ApprovalRequestOut, InboxItem, InboxPage, L
 from domain.audit.queries import AuditFilter, stream_rows
 from domain.budgets.checks import flags_for
 from domain.budgets.ledger import EXPENSE
+from domain.duplicates import queries as duplicates
+from domain.duplicates.check import summary_of
 from domain.entries.schemas import ApprovalHistory, HistoryEvent, HistoryStep
 from domain.errors import NotFound
 from domain.models import User
@@ -27,7 +29,7 @@ async def inbox(tx: Tx, base_currency: str, user_id: int | None, now: datetime, 
     """Steps waiting on `user_id` (as approver or delegate in force); every waiting step when None."""
     rows, total = await requests.inbox(tx.sql, user_id, now, limit, offset)
     flags = await flags_for(
-        tx.sql, [request.id for _, request in rows if request.subject_kind == EXPENSE], base_currency
+        tx.sql, [request.id for _, request, _ in rows if request.subject_kind == EXPENSE], base_currency
     )
     items = [
         InboxItem(
@@ -50,8 +52,9 @@ async def inbox(tx: Tx, base_currency: str, user_id: int | None, now: datetime, 
             workflow_id=request.workflow_id,
             budgets=flags.get(request.id, []),
             budget_id=budget_levels(request).get((step.round, step.level)),
+            possible_duplicates=duplicates,
         )
-        for step, request in rows
+        for step, request, duplicates in rows
     ]
     return InboxPage(items=items, total=total, limit=limit, offset=offset)
 
@@ -155,6 +158,9 @@ async def history(
                 f": {changes['original_amount']} {changes['currency']} = {changes['base_amount']} "
                 f"{changes['base_currency']} at {fx['rate']} ({fx['source']}, {fx['rate_date']})"
             )
+        found = summary_of(changes)
+        if found:
+            summary += f"; {found}"
         step_no = changes.get("step")
         events.append(
             HistoryEvent(
@@ -218,4 +224,5 @@ async def request_view(
         steps=_history_steps(steps, names, budget_levels(request)),
         live=live_view,
         budgets=(await flags_for(tx.sql, [request.id], base_currency)).get(request.id, []),
+        possible_duplicates=await duplicates.of_entry(tx.sql, request.entry_id) if request.entry_id else [],
     )

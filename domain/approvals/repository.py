@@ -17,6 +17,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from core.sql import Sql, columns, row_of, width
+from domain.duplicates.repository import open_count_of
 from domain.errors import NotFound
 from domain.fx.rates import Locked
 from domain.models.rows import DelegationRow, EntryRow, RequestRow, StepRow
@@ -358,16 +359,19 @@ _MINE = f" AND r.requester_id <> %(user_id)s AND (s.approver_id = %(user_id)s OR
 
 async def inbox(
     sql: Sql, user_id: int | None, now: datetime, limit: int, offset: int
-) -> tuple[list[tuple[StepRow, RequestRow]], int]:
-    """Pending steps waiting on `user_id` (as approver or as a delegate in force); every pending step when None."""
+) -> tuple[list[tuple[StepRow, RequestRow, int]], int]:
+    """Pending steps waiting on `user_id` (as approver or as a delegate in force); every pending step when None.
+    Each with its request and how many possible duplicates of the request's entry nobody has dismissed."""
     where = _INBOX_FROM + (_MINE if user_id is not None else "")
     params = {"user_id": user_id, "now": now, "limit": limit, "offset": offset}
     total = await sql.scalar(f"SELECT count(*) {where}", params)
     rows = await sql.all(
-        f"SELECT {STEP}, {REQUEST} {where} ORDER BY s.created_at, s.id LIMIT %(limit)s OFFSET %(offset)s", params
+        f"SELECT {STEP}, {REQUEST}, ({open_count_of('r.entry_id')}) {where} ORDER BY s.created_at, s.id "
+        "LIMIT %(limit)s OFFSET %(offset)s",
+        params,
     )
     split = width(StepRow)
-    return [(StepRow(*row[:split]), RequestRow(*row[split:])) for row in rows], int(total or 0)
+    return [(StepRow(*row[:split]), RequestRow(*row[split:-1]), int(row[-1])) for row in rows], int(total or 0)
 
 
 _PARTICIPANT = (

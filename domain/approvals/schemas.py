@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.budgets.checks import BudgetFlag
+from domain.duplicates.schemas import PossibleDuplicate
 from domain.entries.schemas import HistoryStep, Storable
 from domain.models.rows import RequestRow
 from domain.money import AmountOut, PositiveMoney, RateOut, in_minor_units
@@ -77,6 +78,9 @@ class InboxItem(Priced):
     budget_id: int | None = Field(
         None, description="set when this step is the extra approval an over-budget budget asks for"
     )
+    possible_duplicates: int = Field(
+        0, description="possible duplicates of the request's expense nobody has dismissed (GET /approvals/{id} lists)"
+    )
 
 
 class InboxPage(BaseModel):
@@ -117,6 +121,9 @@ class ApprovalRequestOut(Priced):
     steps: list[HistoryStep] = []
     live: LiveView | None = None
     budgets: list[BudgetFlag] = Field([], description="the budgets the current round is charged to")
+    possible_duplicates: list[PossibleDuplicate] = Field(
+        [], description="the possible duplicates of the request's expense found at submit, dismissed ones included"
+    )
 
 
 class DelegationSet(BaseModel):

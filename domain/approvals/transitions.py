@@ -26,6 +26,7 @@ from domain.approvals.rules import Route
 from domain.attachments.receipts import require_receipt
 from domain.audit.service import AuditContext, record
 from domain.budgets import ledger as budgets
+from domain.duplicates.check import DuplicateRules, Findings, check_expense
 from domain.entries import repository as entries
 from domain.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from domain.fx import rates as fx_rates
@@ -301,6 +302,7 @@ class RequestOpening:
     invoice: InvoiceRow | None = None  # an invoice's approval before it is sent (subject_kind `invoice`)
     # An expense above this base amount needs a stored receipt (RECEIPT_REQUIRED_ABOVE); None: no requirement.
     receipt_required_above: Decimal | None = None
+    duplicates: DuplicateRules = field(default_factory=DuplicateRules)  # the duplicate check's thresholds
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,7 @@ class Submission:
     input: ApprovalInput
     restarted: bool = False
     outbox_id: int | None = None
+    duplicates: Findings = field(default_factory=Findings)  # an expense's possible duplicates, as its check left them
 
 
 def _fx_changes(fx: Locked) -> dict[str, Any]:
@@ -419,9 +422,12 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         )
     work = Work(sql, request, None, People(sql), limits, opening.timers, opening.now)
     work.people.know(*managers)
+    findings = Findings()
     if entry is not None:
         assert opening.fx is not None, "an entry's submit locks its rate first"
         work.entry = await entries.submit(sql, entry.id, request, opening.now, opening.fx)
+        # Its base amount is locked now: what the check compares. It warns, it never refuses.
+        findings = await check_expense(sql, work.entry, opening.duplicates)
     if invoice is not None:
         assert opening.fx is not None, "an invoice's submit locks its rate first"
         await issuing.submitted(sql, invoice.id, request, opening.fx, opening.now)
@@ -452,6 +458,8 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         changes["auto_approved_by_rule"] = rule
     if routed is not None and routed.passed_over:
         changes["passed_over"] = list(routed.passed_over)
+    if findings.found_ids:
+        changes["possible_duplicates"] = findings.for_audit()
     start = ApprovalInput(
         request_id=request.id,
         subject_kind=request.subject_kind,
@@ -483,7 +491,7 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         await budgets.commit(sql, budget, request, opening.fx.base_currency)
         if rule:
             await budgets.settle(sql, request)
-    return Submission(request, work.entry, start, restarted, outbox_id)
+    return Submission(request, work.entry, start, restarted, outbox_id, findings)
 
 
 async def undo_submission(sql: Sql, request_id: int, reason: str, context: AuditContext) -> RequestRow:
@@ -712,11 +720,15 @@ async def withdraw_request(sql: Sql, job: OwnerJob) -> DecisionOutcome:
 
 
 async def open_round(
-    sql: Sql, job: ResubmitJob, terms: Terms, receipt_required_above: Decimal | None = None
+    sql: Sql,
+    job: ResubmitJob,
+    terms: Terms,
+    receipt_required_above: Decimal | None = None,
+    duplicates: DuplicateRules = DuplicateRules(),
 ) -> DecisionOutcome:
     """A resubmission after changes: a new round whose chain is recomputed (the amount may have changed) with the
     limits pinned at the first submit. An expense above `receipt_required_above` (the worker's setting) needs a
-    stored receipt, as at the first submit."""
+    stored receipt, as at the first submit, and is checked for possible duplicates again (`duplicates`)."""
     work = await Work.locked(sql, job)
     request = work.request
     if request.requester_id != job.actor_id:
@@ -736,10 +748,12 @@ async def open_round(
             raise InvalidState("the entry is no longer returned for changes")
     entry = work.entry
     fx: Locked | None = None
+    findings = Findings()
     if entry is not None:  # a resubmit is a submit: the rate is locked again, for the entry as it is now
         fx = await fx_rates.lock(sql, entry.currency, entry.amount, entry.entry_date, terms)
         await require_receipt(sql, entry, fx.base_amount, receipt_required_above, fx.base_currency)
         work.entry = entry = await entries.relock(sql, entry.id, fx)
+        findings = await check_expense(sql, entry, duplicates)  # and checked again, as it is now
     elif request.invoice_id is not None:  # the invoice as its draft now stands (edited after it came back)
         invoice = await invoices.invoice(sql, request.invoice_id, lock=True)
         if invoice.status != issuing.DRAFT:
@@ -785,6 +799,7 @@ async def open_round(
             "amount": str(amount) if amount is not None else None,
             **(_fx_changes(fx) if fx is not None else {}),
             **({"budgets": budget.flags()} if budget is not None and budget.charges else {}),
+            **({"possible_duplicates": findings.for_audit()} if findings.found_ids else {}),
         },
     )
     if budget is not None and fx is not None:  # last, after the audit row (domain/budgets/ledger.py)

@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from domain.budgets.checks import BudgetFlag
+from domain.duplicates.schemas import PossibleDuplicate
 from domain.models import EntryStatus
 from domain.money import AmountOut, PositiveMoney, RateOut, in_minor_units
 
@@ -100,6 +101,11 @@ class EntryOut(BaseModel):
         description="on a new expense draft: the budgets it falls in, what each has available now and whether the "
         "draft would go over (a submit then follows each budget's policy: block refuses, extra_approval adds a level)",
     )
+    possible_duplicates: list[PossibleDuplicate] | None = Field(
+        None,
+        description="an expense's possible duplicates found at submit (dismissed ones included), on its own page "
+        "and in its submit's answer; null in lists and other answers",
+    )
     category: str
     description: str
     entry_date: date
@@ -172,6 +178,12 @@ class ChangesBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     comment: RequiredText
+
+
+class DismissDuplicateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: RequiredText
 
 
 class HistoryEvent(BaseModel):

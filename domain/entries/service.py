@@ -16,6 +16,7 @@ from domain.approvals import repository as requests
 from domain.attachments import repository as attachments
 from domain.audit.service import AuditContext, diff, record
 from domain.budgets import checks as budget_checks
+from domain.duplicates import queries as duplicates
 from domain.entries import repository as entries
 from domain.entries.repository import ListQuery, NewEntry
 from domain.entries.schemas import EntryCreate, EntryFilters, EntryOut, EntryPage, EntrySort, EntryUpdate, SortOrder
@@ -141,6 +142,15 @@ async def present(sql: Sql, terms: Terms, rows: list[EntryRow]) -> list[EntryOut
             entry.indicative_base_amount = rate.convert(row.amount)
             entry.indicative_rate = rate.rate
         out.append(entry)
+    return out
+
+
+async def present_one(sql: Sql, terms: Terms, entry: EntryRow) -> EntryOut:
+    """One entry as its own page shows it: an expense with its possible duplicates (one more read, so lists leave
+    them out)."""
+    out = (await present(sql, terms, [entry]))[0]
+    if entry.kind == EntryKind.EXPENSE:
+        out.possible_duplicates = await duplicates.of_entry(sql, entry.id)
     return out
 
 

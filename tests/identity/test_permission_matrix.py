@@ -155,6 +155,9 @@ TABLE: list[Case] = [
     Case("GET", "/api/v1/expenses/{missing}/attachments", signed_in(404)),
     Case("GET", "/api/v1/expenses/{missing}/attachments/{missing}", signed_in(404)),
     Case("DELETE", "/api/v1/expenses/{missing}/attachments/{missing}", signed_in(404)),
+    # --- possible duplicates of an expense: dismissing is open to every role past authorization; whether one
+    # decides on the expense (or reads every entry) is the dismissal's own rule ---
+    Case("POST", "/api/v1/expenses/{missing}/duplicates/{missing}/dismiss", signed_in(404), {"reason": "x"}),
     # --- approvals: an inbox for everyone; generic requests may be opened by anyone ---
     Case("GET", "/api/v1/approvals/", signed_in(200)),
     Case("POST", "/api/v1/approvals/", signed_in(422), {}),
