@@ -5,10 +5,12 @@ journals."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import psycopg
 from temporalio.client import Client
 
 from activities.deps import ActivityDeps
@@ -204,3 +206,20 @@ async def test_journals_and_periods_are_for_accountants_and_up(client: httpx.Asy
     # An open month with nothing in it needs no account: an empty page.
     empty = await journals(client, team.accountant)
     assert (empty.status_code, empty.json()["items"], empty.json()["debit_total"]) == (200, [], "0.00")
+
+
+async def test_a_close_waits_for_a_change_under_way_in_its_month_and_counts_it(
+    client: httpx.AsyncClient, team: Team, activity_deps: ActivityDeps, chart: None, database_url: str
+) -> None:
+    """A submit that has changed its entry but not yet committed holds the month's lock: the close waits for it,
+    then finds the entry pending (409), rather than closing over an entry about to be pending."""
+    entry = await created(client, team.employee)
+    async with await psycopg.AsyncConnection.connect(database_url) as in_flight:
+        await in_flight.execute("UPDATE entries SET status = 'pending' WHERE id = %s", (entry["id"],))
+        closing = asyncio.ensure_future(close(client, team.accountant))
+        await asyncio.sleep(0.5)
+        assert not closing.done(), "the close did not wait for the change under way"
+        await in_flight.commit()
+        refused = await asyncio.wait_for(closing, 10)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["details"] == {"reason": "entries_pending", "pending": 1}
