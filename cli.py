@@ -5,6 +5,8 @@ verify-audit        walk the audit hash chain and name the first broken row
 restore             restore a backup (by id or storage key) into a named database, then verify it
 fx-import           import the ECB exchange rates now (the daily file, --history for 90 days, or --url), through
                     the worker's FxRatesImportWorkflow, and print what it stored
+seed-accounts       make the standard chart of accounts and its mapping when there is no account yet
+                    (domain/ledger/standard_chart.py; `make dev` runs it)
 """
 
 from __future__ import annotations
@@ -140,6 +142,26 @@ async def _fx_import(args: argparse.Namespace) -> int:
     return 1 if summary.refused else 0
 
 
+async def _seed_accounts(_: argparse.Namespace) -> int:
+    from domain.audit.service import SYSTEM
+    from domain.ledger.standard_chart import seed
+
+    settings = load_settings(require_secret=False)  # it signs nothing
+    db = Database.connect(settings.db)
+    try:
+        async with db.transaction() as tx:
+            seeded = await seed(tx, settings.invoices.revenue_category, SYSTEM)
+    finally:
+        await db.dispose()
+    if seeded is None:
+        print("The chart of accounts has accounts already: nothing was made.")
+    else:
+        print(
+            f"Made the standard chart: {seeded.accounts} accounts, {seeded.mappings} mappings (GET /api/v1/accounts)."
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cli.py", description="finance-ops operator commands")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     fx_file.add_argument("--history", action="store_true", help="the 90-day file (FX_RATES_HISTORY_URL)")
     fx_file.add_argument("--url", help="another file in the ECB format (http, https or file://)")
     fx_import.set_defaults(handler=_fx_import)
+    seed_accounts = commands.add_parser("seed-accounts", help="make the standard chart of accounts when there is none")
+    seed_accounts.set_defaults(handler=_seed_accounts)
     args = parser.parse_args(argv)
     try:
         return asyncio.run(args.handler(args))

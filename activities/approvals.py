@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -23,6 +23,7 @@ from domain.approvals import outbox, transitions
 from domain.duplicates.check import rules_from
 from domain.errors import DomainError
 from domain.fx.rates import terms_from
+from domain.ledger.periods import closed_period
 from domain.mail.delivery import Mailer, Recipient
 from workflows.contracts import (
     EMAIL_LOCAL_ATTEMPT,
@@ -74,6 +75,15 @@ class ApprovalActivities:
             refused = error.orig if isinstance(error, DataError) else error
             raise ApplicationError(
                 f"the database refused a value: {refused}", type="ValidationFailed", non_retryable=True
+            ) from error
+        except (DBAPIError, psycopg.Error) as error:
+            # The entry is dated in a closed period (the database's trigger refused the change): as permanent as a
+            # domain refusal, so the decision answers 409 instead of being retried until the period is reopened.
+            refusal = closed_period(error)
+            if refusal is None:
+                raise
+            raise ApplicationError(
+                refusal.message, refusal.details, type=refusal.refusal, non_retryable=True
             ) from error
         if outcome.changed and outcome.request_status == "approved" and outcome.entry_status is None:
             self._in_background(self._follow_ups(job.request_id))

@@ -86,6 +86,10 @@ def _feature_routers() -> list[APIRouter]:
     from api.routes import exports
 
     routers += [exports.router]
+    # --- the ledger: accounts and their mapping, periods and journals ---
+    from api.routes import accounts, periods
+
+    routers += [accounts.router, periods.router, periods.journals_router]
     # --- backups ---
     from api.routes import admin_backups
 

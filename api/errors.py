@@ -13,12 +13,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.engine import EngineUnavailable, ScheduleRefused
 from core.logging import request_id_var
 from domain import errors
+from domain.ledger.periods import closed_period
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +109,28 @@ def _clean_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]
     return cleaned
 
 
+def _domain_response(exc: errors.DomainError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
+    status = status_for(exc)
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return error_response(status, exc.code, exc.message, exc.details or None, headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.DomainError)
     async def _domain(_: Request, exc: errors.DomainError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
-        status = status_for(exc)
-        if status == 401:
-            headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
-        return error_response(status, exc.code, exc.message, exc.details or None, headers)
+        return _domain_response(exc)
+
+    @app.exception_handler(psycopg.Error)
+    @app.exception_handler(DBAPIError)
+    async def _refused_by_database(_: Request, exc: Exception) -> JSONResponse:
+        # The database's own controls: a change to an entry of a closed period (its triggers, migration 0014) is
+        # the 409 it would have been had the service checked first. Anything else is what it was: unexpected.
+        refusal = closed_period(exc)
+        if refusal is None:
+            raise exc
+        return _domain_response(refusal)
 
     @app.exception_handler(EngineUnavailable)
     async def _engine_away(_: Request, exc: EngineUnavailable) -> JSONResponse:

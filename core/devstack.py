@@ -359,6 +359,8 @@ def _run(lock: IO[str]) -> int:
         say("applying migrations")
         subprocess.run([str(BIN / "alembic"), "upgrade", "heads"], env=env, check=True, cwd=PROJECT_ROOT)
         subprocess.run([sys.executable, "cli.py", "create-superadmin"], env=env, check=True, cwd=PROJECT_ROOT)
+        # A chart of accounts to close months with from the start (made once: never over one in use).
+        subprocess.run([sys.executable, "cli.py", "seed-accounts"], env=env, check=True, cwd=PROJECT_ROOT)
         # Before the API answers, so whoever sees it up (a person, a test) finds the file there already.
         dev_env = write_dev_env(env)
         say("starting the worker")

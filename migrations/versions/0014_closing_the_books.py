@@ -3,7 +3,9 @@
 - `attachments` (receipts on entries: type from their first bytes, SHA-256 kept) and `entry_duplicates` (what the
   check at submit found, until dismissed with a reason); `pg_trgm` for the vendor similarity it uses;
 - `accounts` and `account_mappings`; `periods` (a closed month), `journals` and `journal_lines` (written once when a
-  month closes) and `export_batches` (numbered, immutable exports of a closed month).
+  month closes) and `export_batches` (numbered, immutable exports of a closed month);
+- the closed period's control, in the database whoever writes: triggers on `entries` and `approval_steps` refuse a
+  change to an entry dated in a closed month (SQLSTATE LC409, domain/ledger/periods.py).
 
 Revision ID: 0014_closing_the_books
 Revises: 0013_invoices
@@ -19,6 +21,92 @@ revision: str = '0014_closing_the_books'
 down_revision: str | Sequence[str] | None = '0013_invoices'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+# A closed month's entries cannot change (domain/ledger/periods.py). SQLSTATE LC409 ("ledger: closed"): a class no
+# standard code uses, so psycopg raises it as a plain DatabaseError (not an OperationalError, which reads as an outage),
+# and the API and the approval activities turn it into a 409.
+PERIOD_FUNCTIONS = [
+    # The month of `day` as YYYY-MM when it is closed, else NULL. Every writer of a month takes the month's advisory
+    # lock shared and closing takes it alone (domain/ledger/periods.py), so a close waits for the writes under way
+    # (and counts what they committed) and the writes that come after it find it closed. Taken before the read: in a
+    # function each statement sees what was committed when it began.
+    """
+    CREATE FUNCTION period_closed(day date) RETURNS text LANGUAGE plpgsql AS $$
+    DECLARE
+        first_day date := date_trunc('month', day)::date;
+    BEGIN
+        -- 1347568707: 'PRDC' in ASCII, the class of the period locks (domain/ledger/periods.py PERIOD_LOCK)
+        PERFORM pg_advisory_xact_lock_shared(1347568707, (extract(year FROM first_day) * 12
+                                                           + extract(month FROM first_day) - 1)::int);
+        IF EXISTS (SELECT 1 FROM periods p WHERE p.month = first_day AND p.status = 'closed') THEN
+            RETURN to_char(first_day, 'YYYY-MM');
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE FUNCTION period_refuse(closed text) RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the period % is closed', closed USING ERRCODE = 'LC409',
+            DETAIL = 'entries dated in a closed month cannot be created, edited, submitted or decided',
+            HINT = 'an admin may reopen the period (POST /api/v1/periods/' || closed || '/reopen)';
+    END
+    $$
+    """,
+    # An entry dated in a closed month (before or after the change) cannot be inserted or changed; only the row's
+    # own upkeep (updated_at, version: the other BEFORE triggers) may move, and a write that changes nothing passes.
+    # A draft may still be deleted: a draft is in no journal.
+    """
+    CREATE FUNCTION entry_period_open() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        closed text := period_closed(NEW.entry_date);
+    BEGIN
+        IF TG_OP = 'UPDATE' AND closed IS NULL
+           AND date_trunc('month', OLD.entry_date) <> date_trunc('month', NEW.entry_date) THEN
+            closed := period_closed(OLD.entry_date);
+        END IF;
+        IF closed IS NULL THEN
+            RETURN NEW;
+        END IF;
+        IF TG_OP = 'UPDATE'
+           AND to_jsonb(NEW) - '{updated_at,version}'::text[] = to_jsonb(OLD) - '{updated_at,version}'::text[] THEN
+            RETURN NEW;
+        END IF;
+        PERFORM period_refuse(closed);
+        RETURN NULL;
+    END
+    $$
+    """,
+    # A decision on a step of an entry's request (approve, reject, return for changes) is refused when the entry is
+    # dated in a closed month, whoever records it (the workflow's activity, or an operator's SQL).
+    """
+    CREATE FUNCTION approval_step_period_open() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        day date;
+        closed text;
+    BEGIN
+        SELECT e.entry_date INTO day FROM approval_requests r JOIN entries e ON e.id = r.entry_id
+        WHERE r.id = NEW.request_id;
+        IF day IS NOT NULL THEN
+            closed := period_closed(day);
+            IF closed IS NOT NULL THEN
+                PERFORM period_refuse(closed);
+            END IF;
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+]
+PERIOD_TRIGGERS = [
+    "CREATE TRIGGER entries_period_open BEFORE INSERT OR UPDATE ON entries "
+    "FOR EACH ROW EXECUTE FUNCTION entry_period_open()",
+    "CREATE TRIGGER approval_steps_period_open BEFORE UPDATE OF status ON approval_steps FOR EACH ROW "
+    "WHEN (OLD.status = 'pending' AND NEW.status IN ('approved', 'rejected', 'changes_requested')) "
+    "EXECUTE FUNCTION approval_step_period_open()",
+]
 
 
 def upgrade() -> None:
@@ -203,9 +291,15 @@ def upgrade() -> None:
     )
     for table in ("accounts", "account_mappings"):
         op.execute(f"CREATE TRIGGER {table}_touched BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION touch_row()")
+    for statement in PERIOD_FUNCTIONS + PERIOD_TRIGGERS:
+        op.execute(statement)
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER approval_steps_period_open ON approval_steps")
+    op.execute("DROP TRIGGER entries_period_open ON entries")
+    for function in ("approval_step_period_open()", "entry_period_open()", "period_refuse(text)", "period_closed(date)"):
+        op.execute(f"DROP FUNCTION {function}")
     op.drop_table('journal_lines')
     op.drop_index(op.f('ix_entry_duplicates_entry_id'), table_name='entry_duplicates')
     op.drop_table('entry_duplicates')

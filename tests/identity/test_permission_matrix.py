@@ -227,6 +227,18 @@ TABLE: list[Case] = [
     Case("GET", "/api/v1/exports", (401, 403, 200, 403, 200, 200)),
     Case("GET", "/api/v1/exports/{missing}", (401, 403, 404, 403, 404, 404)),
     Case("GET", "/api/v1/exports/{missing}/download", (401, 403, 404, 403, 404, 404)),
+    # --- the ledger: accountants and up keep the chart of accounts and its mapping, read journals and close months;
+    # only admins reopen one. A month that is no YYYY-MM ({missing}) is 422, a missing month or reason too ---
+    Case("GET", "/api/v1/accounts", (401, 403, 200, 403, 200, 200)),
+    Case("POST", "/api/v1/accounts", (401, 403, 422, 403, 422, 422), {}),
+    Case("GET", "/api/v1/accounts/{missing}", (401, 403, 404, 403, 404, 404)),
+    Case("PATCH", "/api/v1/accounts/{missing}", (401, 403, 404, 403, 404, 404), {"name": "x"}),
+    Case("GET", "/api/v1/accounts/mappings", (401, 403, 200, 403, 200, 200)),
+    Case("PUT", "/api/v1/accounts/mappings", (401, 403, 422, 403, 422, 422), {}),
+    Case("GET", "/api/v1/periods", (401, 403, 200, 403, 200, 200)),
+    Case("POST", "/api/v1/periods/{missing}/close", (401, 403, 422, 403, 422, 422)),
+    Case("POST", "/api/v1/periods/{missing}/reopen", (401, 403, 403, 403, 422, 422), {"reason": "x"}),
+    Case("GET", "/api/v1/journals", (401, 403, 422, 403, 422, 422)),
     # --- dashboard: everyone, scoped to their visibility ---
     Case("GET", "/api/v1/dashboard/overview", signed_in(200)),
     Case("GET", "/api/v1/dashboard/kpi", signed_in(200)),

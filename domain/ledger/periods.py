@@ -1,0 +1,114 @@
+"""Monthly periods: closing one freezes its journals and locks the entries dated in it; reopening (admins only)
+unlocks them, and the next close freezes a new closing.
+
+The lock itself is the database's (migration 0014): triggers on `entries` and `approval_steps` refuse, whoever
+writes, to create, change, submit or decide an entry dated in a closed month, with SQLSTATE LC409. Which changes:
+any INSERT; any UPDATE when the old or the new entry date is in a closed month and any column but the row's upkeep
+(`updated_at`, `version`) changes (a write that changes nothing passes); a step's decision (approved, rejected,
+returned for changes) on an entry's request. Deleting a draft stays possible: a draft is in no journal. The API
+answers LC409 with 409 (api/errors.py); the approval activities turn it into a refusal the workflow does not retry
+(activities/approvals.py), so a decision sent straight to the workflow is refused the same way.
+
+A close and the writes of its month are ordered by the month's advisory lock (the triggers take it shared, the
+close alone): the close waits for the writes under way, then counts what waits on a decision (409 while anything
+dated in the month is pending or returned for changes), and the writes after it find the month closed. The close
+then writes the month's journals (books.freeze) as closing `closings + 1`, in the same transaction, and its audit
+row with the totals. Reopening leaves the frozen rows where they are: exports of that closing stay reproducible.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+
+import psycopg
+from sqlalchemy.exc import DBAPIError
+
+from core.db import Tx
+from domain.audit.service import AuditContext, record
+from domain.errors import InvalidState
+from domain.ledger import books, months
+from domain.ledger import repository as ledger
+from domain.ledger.books import LedgerTerms
+from domain.ledger.repository import PeriodRow
+from domain.ledger.schemas import ClosedOut, PeriodOut, PeriodPage
+from domain.models import User
+from domain.money import in_minor_units, plain_str
+
+RESOURCE = "period"
+CLOSED_PERIOD = "LC409"  # the SQLSTATE the triggers raise (migration 0014)
+PERIOD_LOCK = int.from_bytes(b"PRDC", "big")  # the class of the months' advisory locks, as the trigger takes them
+_MONTH = re.compile(r"\d{4}-\d{2}")
+
+
+def closed_period(error: BaseException) -> InvalidState | None:
+    """The refusal a closed period's trigger raised, as the 409 it is (None: another database error)."""
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    if not isinstance(cause, psycopg.Error) or cause.sqlstate != CLOSED_PERIOD:
+        return None
+    message = cause.diag.message_primary or "the period is closed"
+    found = _MONTH.search(message)
+    return InvalidState(message, reason="period_closed", period=found.group(0) if found else None)
+
+
+def period_out(row: PeriodRow) -> PeriodOut:
+    return PeriodOut(month=months.label(row.month), status=row.status, closings=row.closings,  # type: ignore[arg-type]
+                     closed_by_id=row.closed_by_id, closed_at=row.closed_at, reopened_by_id=row.reopened_by_id,
+                     reopened_at=row.reopened_at)  # fmt: skip
+
+
+async def list_periods(tx: Tx, limit: int, offset: int) -> PeriodPage:
+    rows, total = await ledger.periods_page(tx.sql, limit, offset)
+    return PeriodPage(items=[period_out(row) for row in rows], total=total, limit=limit, offset=offset)
+
+
+async def close(tx: Tx, month: date, user: User, terms: LedgerTerms, context: AuditContext) -> ClosedOut:
+    """Close the month: 409 when it is closed already, has not begun, still has entries waiting on a decision or
+    on changes (their count), or needs an account the mapping lacks (named)."""
+    now = datetime.now(UTC)
+    label = months.label(month)
+    if month > now.date():
+        raise InvalidState(f"the period {label} has not begun", reason="period_not_begun")
+    # First, before any row is read: the writes of the month under way finish, and no new one starts, until this
+    # transaction ends.
+    await ledger.lock_month(tx.sql, PERIOD_LOCK, months.lock_key(month))
+    period = await ledger.locked_period(tx.sql, month)
+    if period.status == "closed":
+        raise InvalidState(f"the period {label} is closed already", reason="period_closed", period=label)
+    waiting = await ledger.entries_waiting(tx.sql, month, months.following(month))
+    if waiting:
+        raise InvalidState(
+            f"the period {label} has {waiting} entr{'y' if waiting == 1 else 'ies'} waiting on a decision or on "
+            "changes: decide them, or have them withdrawn, before closing it",
+            reason="entries_pending",
+            pending=waiting,
+        )
+    journals = await books.journals_now(tx.sql, month, terms)
+    closing = period.closings + 1
+    lines = await books.freeze(tx.sql, month, closing, journals)
+    closed = await ledger.close_period(tx.sql, month, closing, user.id, now)
+    debit, credit = books.totals(journals)
+    by_source = {
+        kind: sum(1 for j in journals if j.source_kind == kind) for kind in sorted({j.source_kind for j in journals})
+    }
+    await record(tx.sql, context, "period.closed", RESOURCE, label, {
+        "status": [period.status, "closed"], "closing": closing, "journals": len(journals), "lines": lines,
+        "by_source": by_source, "base_currency": terms.base,
+        "debit_total": plain_str(in_minor_units(debit, terms.base)),
+        "credit_total": plain_str(in_minor_units(credit, terms.base)),
+    })  # fmt: skip
+    return ClosedOut(period=period_out(closed), closing=closing, journals=len(journals), lines=lines,
+                     base_currency=terms.base, debit_total=in_minor_units(debit, terms.base),
+                     credit_total=in_minor_units(credit, terms.base))  # fmt: skip
+
+
+async def reopen(tx: Tx, month: date, user: User, reason: str, context: AuditContext) -> PeriodOut:
+    """Reopen a closed month (409 when it is open). Its frozen journals stay; the next close writes a new closing."""
+    label = months.label(month)
+    period = await ledger.period(tx.sql, month, lock=True)
+    if period is None or period.status != "closed":
+        raise InvalidState(f"the period {label} is not closed", reason="period_open", period=label)
+    reopened = await ledger.reopen_period(tx.sql, month, user.id, datetime.now(UTC))
+    await record(tx.sql, context, "period.reopened", RESOURCE, label,
+                 {"status": ["closed", "open"], "reason": reason, "closings": period.closings})  # fmt: skip
+    return period_out(reopened)

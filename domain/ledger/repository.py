@@ -1,0 +1,342 @@
+"""Every statement on `accounts`, `account_mappings`, `periods`, `journals` and `journal_lines`, in plain SQL; rows
+come back as the dataclasses below (their fields are the tables' columns)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from core.sql import Sql, columns, width
+
+# --- accounts ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    id: int
+    code: str
+    name: str
+    type: str
+    tax_code: str | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+ACCOUNT = columns(AccountRow, "a")
+_ACCOUNT_RETURNING = f"RETURNING {columns(AccountRow)}"
+
+
+async def account(sql: Sql, account_id: int, *, lock: bool = False) -> AccountRow | None:
+    query = f"SELECT {ACCOUNT} FROM accounts a WHERE a.id = %s" + (" FOR UPDATE" if lock else "")
+    return await sql.row(AccountRow, query, (account_id,))
+
+
+async def accounts_by_code(sql: Sql, codes: Sequence[str]) -> dict[str, AccountRow]:
+    rows = await sql.all(f"SELECT {ACCOUNT} FROM accounts a WHERE a.code = ANY(%s)", (list(codes),))
+    found = [AccountRow(*values) for values in rows]
+    return {row.code: row for row in found}
+
+
+async def insert_account(sql: Sql, fields: dict[str, Any]) -> AccountRow | None:
+    """The new account; None when its code is taken (the unique index decides, so two at once cannot both win)."""
+    query = (
+        "INSERT INTO accounts (code, name, type, tax_code, active) VALUES (%s, %s, %s, %s, %s) "
+        f"ON CONFLICT (code) DO NOTHING {_ACCOUNT_RETURNING}"
+    )
+    params = (fields["code"], fields["name"], fields["type"], fields["tax_code"], fields["active"])
+    return await sql.row(AccountRow, query, params)
+
+
+# The columns a change may set (the SQL names only these, whatever a caller hands in).
+ACCOUNT_EDITABLE = ("code", "name", "type", "tax_code", "active")
+
+
+async def update_account(sql: Sql, account_id: int, changes: dict[str, Any]) -> AccountRow | None:
+    """The account changed; None when a new code is taken."""
+    names = [name for name in ACCOUNT_EDITABLE if name in changes]
+    assignments = ", ".join(f"{name} = %s" for name in names)
+    query = (
+        f"UPDATE accounts SET {assignments} WHERE id = %s AND NOT EXISTS "
+        f"(SELECT 1 FROM accounts o WHERE o.code = %s AND o.id <> %s) {_ACCOUNT_RETURNING}"
+    )
+    code = changes.get("code", "")
+    return await sql.row(AccountRow, query, (*(changes[name] for name in names), account_id, code, account_id))
+
+
+async def accounts_page(
+    sql: Sql, account_type: str | None, active: bool | None, limit: int, offset: int
+) -> tuple[list[AccountRow], int]:
+    """Accounts by code, and how many match."""
+    conditions: list[str] = ["true"]
+    params: list[Any] = []
+    if account_type is not None:
+        conditions.append("a.type = %s")
+        params.append(account_type)
+    if active is not None:
+        conditions.append("a.active = %s")
+        params.append(active)
+    where = " AND ".join(conditions)
+    query = f"SELECT {ACCOUNT}, count(*) OVER () FROM accounts a WHERE {where} ORDER BY a.code LIMIT %s OFFSET %s"
+    rows = await sql.all(query, (*params, limit, offset))
+    if rows:
+        return [AccountRow(*values[: width(AccountRow)]) for values in rows], int(rows[0][-1])
+    return [], int(await sql.scalar(f"SELECT count(*) FROM accounts a WHERE {where}", params))
+
+
+async def any_account(sql: Sql) -> bool:
+    return bool(await sql.scalar("SELECT EXISTS (SELECT 1 FROM accounts)"))
+
+
+# --- the mapping ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MappedRow:
+    """A mapping and the account it names."""
+
+    kind: str
+    key: str
+    account: AccountRow
+
+
+async def mappings(sql: Sql) -> list[MappedRow]:
+    """The mapping in force, by kind and key."""
+    query = (
+        f"SELECT m.kind, m.key, {ACCOUNT} FROM account_mappings m JOIN accounts a ON a.id = m.account_id "
+        "ORDER BY m.kind, m.key"
+    )
+    rows = await sql.all(query)
+    return [MappedRow(values[0], values[1], AccountRow(*values[2:])) for values in rows]
+
+
+async def lock_mappings(sql: Sql) -> None:
+    """Until the transaction ends, nobody else replaces the mapping or changes a mapped account (each takes this
+    lock first, then the accounts' rows: one order, no deadlock); reading it is not held up."""
+    await sql.run("LOCK TABLE account_mappings IN SHARE ROW EXCLUSIVE MODE")
+
+
+async def roles_of(sql: Sql, account_id: int) -> list[tuple[str, str]]:
+    """The (kind, key) pairs the account is mapped under."""
+    rows = await sql.all(
+        "SELECT kind, key FROM account_mappings WHERE account_id = %s ORDER BY kind, key", (account_id,)
+    )
+    return [(str(kind), str(key)) for kind, key in rows]
+
+
+async def replace_mappings(sql: Sql, pairs: Sequence[tuple[str, str, int]]) -> None:
+    """The mapping becomes `pairs` of (kind, key, account id): one statement out, one in."""
+    await sql.run("DELETE FROM account_mappings")
+    if pairs:
+        await sql.run(
+            "INSERT INTO account_mappings (kind, key, account_id) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[])",
+            ([kind for kind, _, _ in pairs], [key for _, key, _ in pairs], [account_id for _, _, account_id in pairs]),
+        )
+
+
+# --- periods -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeriodRow:
+    month: date
+    status: str
+    closed_by_id: int | None
+    closed_at: datetime | None
+    reopened_by_id: int | None
+    reopened_at: datetime | None
+    closings: int
+
+
+PERIOD = columns(PeriodRow, "p")
+_PERIOD_RETURNING = f"RETURNING {columns(PeriodRow)}"
+
+
+async def period(sql: Sql, month: date, *, lock: bool = False) -> PeriodRow | None:
+    query = f"SELECT {PERIOD} FROM periods p WHERE p.month = %s" + (" FOR UPDATE" if lock else "")
+    return await sql.row(PeriodRow, query, (month,))
+
+
+async def locked_period(sql: Sql, month: date) -> PeriodRow:
+    """The month's row, made (open, never closed) when it has none, and locked for the transaction."""
+    await sql.run(
+        "INSERT INTO periods (month, status, closings) VALUES (%s, 'open', 0) ON CONFLICT DO NOTHING", (month,)
+    )
+    found = await period(sql, month, lock=True)
+    assert found is not None
+    return found
+
+
+async def close_period(sql: Sql, month: date, closing: int, by: int, at: datetime) -> PeriodRow:
+    query = (
+        f"UPDATE periods SET status = 'closed', closings = %s, closed_by_id = %s, closed_at = %s WHERE month = %s "
+        f"{_PERIOD_RETURNING}"
+    )
+    return await sql.written(PeriodRow, query, (closing, by, at, month))
+
+
+async def reopen_period(sql: Sql, month: date, by: int, at: datetime) -> PeriodRow:
+    query = (
+        f"UPDATE periods SET status = 'open', reopened_by_id = %s, reopened_at = %s WHERE month = %s "
+        f"{_PERIOD_RETURNING}"
+    )
+    return await sql.written(PeriodRow, query, (by, at, month))
+
+
+async def periods_page(sql: Sql, limit: int, offset: int) -> tuple[list[PeriodRow], int]:
+    """The months closed at least once, the latest first."""
+    rows = await sql.all(
+        f"SELECT {PERIOD}, count(*) OVER () FROM periods p WHERE p.closings > 0 "
+        "ORDER BY p.month DESC LIMIT %s OFFSET %s",
+        (limit, offset),
+    )
+    if rows:
+        return [PeriodRow(*values[: width(PeriodRow)]) for values in rows], int(rows[0][-1])
+    return [], int(await sql.scalar("SELECT count(*) FROM periods WHERE closings > 0"))
+
+
+async def lock_month(sql: Sql, lock_class: int, key: int) -> None:
+    """The month's advisory lock, alone (every write of an entry of the month holds it shared: migration 0014)."""
+    await sql.run("SELECT pg_advisory_xact_lock(%s::int, %s::int)", (lock_class, key))
+
+
+async def entries_waiting(sql: Sql, month: date, following: date) -> int:
+    """Entries dated in the month that wait on a decision or on their owner's changes."""
+    return int(
+        await sql.scalar(
+            "SELECT count(*) FROM entries WHERE kind IN ('expense', 'revenue') "
+            "AND status IN ('pending', 'changes_requested') AND entry_date >= %s AND entry_date < %s",
+            (month, following),
+        )
+    )
+
+
+# --- journals ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    id: int
+    month: date
+    closing: int
+    number: str
+    journal_date: date
+    source_kind: str
+    source_id: int
+    description: str
+    counterparty: str
+    approved_by: str
+    approved_at: datetime | None
+    audit_hash: str
+    link: str
+
+
+@dataclass(frozen=True)
+class JournalLineRow:
+    journal_id: int
+    line_no: int
+    account_code: str
+    account_name: str
+    debit: Decimal
+    credit: Decimal
+    currency: str
+    original_amount: Decimal
+    rate: Decimal
+    tax_code: str
+    cost_center: str
+    description: str
+
+
+JOURNAL = columns(JournalRow, "j")
+LINE = columns(JournalLineRow, "l")
+# The journal columns an insert sets (all but the id), in order.
+_JOURNAL_INSERTED = [name for name in columns(JournalRow).split(", ") if name != "id"]
+_LINE_INSERTED = columns(JournalLineRow).split(", ")
+# Postgres array types of those columns, for unnest.
+_JOURNAL_TYPES = (
+    "date",
+    "int",
+    "text",
+    "date",
+    "text",
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "text",
+    "text",
+)
+_LINE_TYPES = (
+    "bigint",
+    "int",
+    "text",
+    "text",
+    "numeric",
+    "numeric",
+    "text",
+    "numeric",
+    "numeric",
+    "text",
+    "text",
+    "text",
+)
+
+
+async def insert_journals(
+    sql: Sql, journals: Sequence[tuple[Any, ...]], lines: Sequence[Sequence[tuple[Any, ...]]]
+) -> int:
+    """Insert the journals (values in `JournalRow` order, without the id) and each one's lines (values in
+    `JournalLineRow` order, without the journal id), in their order (their ids ascend with it): three statements
+    whatever their number. The number of lines written."""
+    if not journals:
+        return 0
+    ids = [int(row[0]) for row in await sql.all("SELECT nextval('journals_id_seq') FROM generate_series(1, %s)",
+                                                     (len(journals),))]  # fmt: skip
+    ids.sort()
+    await sql.run(
+        f"INSERT INTO journals (id, {', '.join(_JOURNAL_INSERTED)}) SELECT * FROM unnest(%s::bigint[], "
+        + ", ".join(f"%s::{kind}[]" for kind in _JOURNAL_TYPES)
+        + ")",
+        (ids, *(list(column) for column in zip(*journals, strict=True))),
+    )
+    flat = [(journal_id, *line) for journal_id, journal_lines in zip(ids, lines, strict=True) for line in journal_lines]
+    if flat:
+        await sql.run(
+            f"INSERT INTO journal_lines ({', '.join(_LINE_INSERTED)}) SELECT * FROM unnest("
+            + ", ".join(f"%s::{kind}[]" for kind in _LINE_TYPES)
+            + ")",
+            tuple(list(column) for column in zip(*flat, strict=True)),
+        )
+    return len(flat)
+
+
+async def frozen_page(
+    sql: Sql, month: date, closing: int, limit: int, offset: int
+) -> tuple[list[tuple[JournalRow, list[JournalLineRow]]], int, Decimal, Decimal]:
+    """A page of the journals one closing of the month wrote (in the order it wrote them) with their lines, how many
+    it wrote, and its debit and credit totals."""
+    totals = await sql.one(
+        "SELECT count(DISTINCT j.id), coalesce(sum(l.debit), 0), coalesce(sum(l.credit), 0) FROM journals j "
+        "LEFT JOIN journal_lines l ON l.journal_id = j.id WHERE j.month = %s AND j.closing = %s",
+        (month, closing),
+    )
+    assert totals is not None
+    rows = await sql.all(
+        f"SELECT {JOURNAL} FROM journals j WHERE j.month = %s AND j.closing = %s ORDER BY j.id LIMIT %s OFFSET %s",
+        (month, closing, limit, offset),
+    )
+    journals = [JournalRow(*values) for values in rows]
+    lines: dict[int, list[JournalLineRow]] = {journal.id: [] for journal in journals}
+    if journals:
+        for values in await sql.all(
+            f"SELECT {LINE} FROM journal_lines l WHERE l.journal_id = ANY(%s) ORDER BY l.journal_id, l.line_no",
+            (list(lines),),
+        ):
+            line = JournalLineRow(*values)
+            lines[line.journal_id].append(line)
+    return [(journal, lines[journal.id]) for journal in journals], int(totals[0]), totals[1], totals[2]
