@@ -21,10 +21,11 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import ActivityDeps
 from domain.audit.service import AuditContext
 from domain.errors import NotFound
-from domain.exports import journals, service
+from domain.exports import service
 from domain.exports.formats import renderer_for
 from domain.exports.rendering import ExportRefused
 from domain.exports.schemas import ExportStatus
+from domain.ledger import repository as ledger
 from workflows.contracts import EXPORT_REFUSED, ExportActivity, ExportFailure, ExportJob, ExportResult
 
 
@@ -53,7 +54,7 @@ class ExportActivities:
                     with path.open("wb") as out:
                         renderer = renderer_for(batch.format, context, out)
                         written = 0
-                        async for chunk in journals.journals_of(tx.sql, batch.month, batch.closing):
+                        async for chunk in ledger.closing_journals(tx.sql, batch.month, batch.closing):
                             await asyncio.to_thread(renderer.write, chunk)
                             written += len(chunk)
                             activity.heartbeat(written)

@@ -19,7 +19,7 @@ from typing import BinaryIO, ClassVar
 
 from core.settings import ExportSettings
 from domain.errors import InvalidState
-from domain.exports.journals import Journal, Line
+from domain.ledger.repository import FrozenJournal, JournalLineRow
 
 
 class ExportRefused(InvalidState):
@@ -74,13 +74,13 @@ class Renderer(ABC):
     def filename(self, number: int) -> str:
         return f"{self.label}_{self.context.month_label}_export-{number}.{self.extension}"
 
-    def write(self, journals: Sequence[Journal]) -> None:
+    def write(self, journals: Sequence[FrozenJournal]) -> None:
         for journal in journals:
             balanced(journal)
             self.journal(journal)
 
     @abstractmethod
-    def journal(self, journal: Journal) -> None:
+    def journal(self, journal: FrozenJournal) -> None:
         """Write one (balanced) journal."""
 
     @abstractmethod
@@ -88,7 +88,7 @@ class Renderer(ABC):
         """Flush what is buffered; the stream stays open (the caller owns it)."""
 
 
-def balanced(journal: Journal) -> None:
+def balanced(journal: FrozenJournal) -> None:
     """A journal's base debits equal its credits; an unbalanced one is refused (no importer takes it)."""
     debits = sum((line.debit for line in journal.lines), Decimal(0))
     credits = sum((line.credit for line in journal.lines), Decimal(0))
@@ -99,13 +99,13 @@ def balanced(journal: Journal) -> None:
         )
 
 
-def with_amounts(journal: Journal) -> list[Line]:
+def with_amounts(journal: FrozenJournal) -> list[JournalLineRow]:
     """The lines that carry an amount: Xero, QuickBooks and DATEV want one on each line, and a zero line books
     nothing (our own CSV keeps every line)."""
     return [line for line in journal.lines if line.base_amount != 0]
 
 
-def in_places(amount: Decimal, places: int, journal: Journal, where: str) -> str:
+def in_places(amount: Decimal, places: int, journal: FrozenJournal, where: str) -> str:
     """The amount with exactly `places` decimals ("12.50"), refused when that would lose a digit (a stored amount
     with more places than the format holds is not rounded behind the books' back)."""
     step = Decimal(1).scaleb(-places)

@@ -18,12 +18,12 @@ from core.settings import Settings
 from core.sql import Sql
 from domain.audit.service import AuditContext, record
 from domain.errors import InvalidState, NotFound, ValidationFailed
-from domain.exports import journals, repository
-from domain.exports.journals import Closing
+from domain.exports import repository
 from domain.exports.rendering import ExportContext, ExportRefused
 from domain.exports.repository import BatchRow
 from domain.exports.schemas import ExportFormat, ExportOut, ExportPage, ExportRequest, ExportStatus
 from domain.invoices.numbering import next_in_series
+from domain.ledger import repository as ledger
 from domain.models import User
 from workflows.contracts import ExportResult, export_workflow_id
 
@@ -39,8 +39,8 @@ async def request_export(
     409 unless the month is closed; 422 for a DATEV export before the DATEV numbers are set."""
     month = request.first_day
     # FOR SHARE: the month cannot be reopened until this batch (and the closing it names) is committed.
-    closing = await journals.closed(sql, month, lock=True)
-    if closing is None:
+    closed = await ledger.closed_period(sql, month, hold=True)
+    if closed is None:
         raise InvalidState(f"{request.month} is not closed: only a closed month is exported", month=request.month)
     if request.format == ExportFormat.DATEV and not settings.exports.datev_ready:
         raise ValidationFailed(
@@ -48,10 +48,10 @@ async def request_export(
         )
     number = await next_in_series(sql, SERIES, SERIES_YEAR)
     batch = await repository.insert(
-        sql, number, month, closing.closing, request.format.value, export_workflow_id(number), user.id
+        sql, number, month, closed.closings, request.format.value, export_workflow_id(number), user.id
     )
     await record(sql, audit, "export.created", RESOURCE, batch.id, {
-        "number": number, "month": request.month, "closing": closing.closing, "format": batch.format,
+        "number": number, "month": request.month, "closing": closed.closings, "format": batch.format,
         "workflow_id": batch.workflow_id,
     })  # fmt: skip
     return batch
@@ -117,18 +117,19 @@ async def context_for(sql: Sql, settings: Settings, batch: BatchRow) -> ExportCo
     """What the batch's file is made from. The month must still be closed at the batch's closing: reopened (or
     closed again) since the request, its journals are no longer the ones the batch was asked for, and the batch
     fails (ask for a new one). Holds the period's row FOR SHARE, so a reopening waits until the journals are read."""
-    closing: Closing | None = await journals.closed(sql, batch.month, lock=True)
-    if closing is None or closing.closing != batch.closing:
+    closed = await ledger.closed_period(sql, batch.month, hold=True)
+    if closed is None or closed.closings != batch.closing:
         raise ExportRefused(
             f"{month_label(batch.month)} was reopened since this export was requested (closing {batch.closing}); "
             "request a new export once it is closed",
             month=month_label(batch.month),
         )
-    count, lines = await journals.counted(sql, batch.month, batch.closing)
+    assert closed.closed_at is not None  # a closed month's row says when
+    count, lines = await ledger.closing_size(sql, batch.month, batch.closing)
     return ExportContext(
         month=batch.month,
         closing=batch.closing,
-        closed_at=closing.closed_at,
+        closed_at=closed.closed_at,
         base_currency=settings.approvals.base_currency,
         settings=settings.exports,
         journals=count,

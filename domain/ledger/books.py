@@ -105,7 +105,7 @@ async def journal_page(sql: Sql, month: date, terms: LedgerTerms, limit: int, of
     if period is not None and period.status == "closed":
         frozen, total, debit, credit = await ledger.frozen_page(sql, month, period.closings, limit, offset)
         items = [
-            journal_out(journal, [_line_out(line.line_no, line, base) for line in lines]) for journal, lines in frozen
+            journal_out(journal, [_line_out(line.line_no, line, base) for line in journal.lines]) for journal in frozen
         ]
         return JournalPage(month=months.label(month), status="closed", closing=period.closings, base_currency=base,
                            items=items, total=total, debit_total=in_minor_units(debit, base),

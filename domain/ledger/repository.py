@@ -3,7 +3,7 @@ come back as the dataclasses below (their fields are the tables' columns)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -250,8 +250,30 @@ class JournalLineRow:
     cost_center: str
     description: str
 
+    @property
+    def is_debit(self) -> bool:
+        return self.debit > 0
+
+    @property
+    def base_amount(self) -> Decimal:
+        """The line's amount in the base currency, whichever side it is on (the other side is zero)."""
+        return self.debit if self.debit > 0 else self.credit
+
+
+@dataclass(frozen=True)
+class FrozenJournal(JournalRow):
+    """A journal a closing wrote, with its lines in line order: what the journal pages and every export read."""
+
+    lines: tuple[JournalLineRow, ...] = ()
+
+    @classmethod
+    def of(cls, head: Sequence[Any], lines: Sequence[JournalLineRow]) -> FrozenJournal:
+        """From a row of `JOURNAL`'s columns and its lines."""
+        return cls(**dict(zip(_JOURNAL_FIELDS, head, strict=True)), lines=tuple(lines))
+
 
 JOURNAL = columns(JournalRow, "j")
+_JOURNAL_FIELDS = columns(JournalRow).split(", ")
 LINE = columns(JournalLineRow, "l")
 # The journal columns an insert sets (all but the id), in order.
 _JOURNAL_INSERTED = [name for name in columns(JournalRow).split(", ") if name != "id"]
@@ -317,7 +339,7 @@ async def insert_journals(
 
 async def frozen_page(
     sql: Sql, month: date, closing: int, limit: int, offset: int
-) -> tuple[list[tuple[JournalRow, list[JournalLineRow]]], int, Decimal, Decimal]:
+) -> tuple[list[FrozenJournal], int, Decimal, Decimal]:
     """A page of the journals one closing of the month wrote (in the order it wrote them) with their lines, how many
     it wrote, and its debit and credit totals."""
     totals = await sql.one(
@@ -326,17 +348,80 @@ async def frozen_page(
         (month, closing),
     )
     assert totals is not None
-    rows = await sql.all(
+    heads = await sql.all(
         f"SELECT {JOURNAL} FROM journals j WHERE j.month = %s AND j.closing = %s ORDER BY j.id LIMIT %s OFFSET %s",
         (month, closing, limit, offset),
     )
-    journals = [JournalRow(*values) for values in rows]
-    lines: dict[int, list[JournalLineRow]] = {journal.id: [] for journal in journals}
-    if journals:
+    lines: dict[int, list[JournalLineRow]] = {int(head[0]): [] for head in heads}
+    if heads:
         for values in await sql.all(
             f"SELECT {LINE} FROM journal_lines l WHERE l.journal_id = ANY(%s) ORDER BY l.journal_id, l.line_no",
             (list(lines),),
         ):
             line = JournalLineRow(*values)
             lines[line.journal_id].append(line)
-    return [(journal, lines[journal.id]) for journal in journals], int(totals[0]), totals[1], totals[2]
+    frozen = [FrozenJournal.of(head, lines[int(head[0])]) for head in heads]
+    return frozen, int(totals[0]), totals[1], totals[2]
+
+
+# --- a closing, as the exports read it -------------------------------------------------------------------------
+# A month's export reads the journals of its latest closing, and a batch keeps which closing that was: a month
+# reopened and closed again gets new journals under a new closing number, so a batch's bytes stay those of the
+# closing it was made from.
+
+
+async def closed_period(sql: Sql, month: date, *, hold: bool = False) -> PeriodRow | None:
+    """The month's row while it is closed, else None. `hold` reads it FOR SHARE: a reopening (an UPDATE of the row)
+    then waits until the reader commits, so an export is never recorded for, or made from, a closing that was
+    reopened meanwhile."""
+    query = f"SELECT {PERIOD} FROM periods p WHERE p.month = %s AND p.status = 'closed'" + (
+        " FOR SHARE" if hold else ""
+    )
+    return await sql.row(PeriodRow, query, (month,))
+
+
+async def closing_size(sql: Sql, month: date, closing: int) -> tuple[int, int]:
+    """How many journals with lines (the ones exported) and lines a closing holds."""
+    row = await sql.one(
+        "SELECT count(DISTINCT j.id), count(*) FROM journals j JOIN journal_lines l ON l.journal_id = j.id "
+        "WHERE j.month = %s AND j.closing = %s",
+        (month, closing),
+    )
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+# The order is part of an export's file (two batches of one closing are byte-identical): journal date, then number
+# (compared byte by byte, `COLLATE "C"`, so no database's locale changes it), then id, then line number.
+_CLOSING_JOURNALS = (
+    f"SELECT {JOURNAL}, {LINE} FROM journals j JOIN journal_lines l ON l.journal_id = j.id "
+    'WHERE j.month = %s AND j.closing = %s ORDER BY j.journal_date, j.number COLLATE "C", j.id, l.line_no'
+)
+
+
+async def closing_journals(
+    sql: Sql, month: date, closing: int, batch_size: int = 1000
+) -> AsyncIterator[list[FrozenJournal]]:
+    """A closing's journals in export order, a batch at a time, from a server-side cursor (memory stays flat however
+    large the month). A journal without lines has nothing to export and is left out. Read it in a transaction: a
+    server-side cursor lives in one."""
+    split = width(JournalRow)
+    head: tuple[Any, ...] | None = None
+    lines: list[JournalLineRow] = []
+    batch: list[FrozenJournal] = []
+    async with sql.connection.cursor(name="closing_journals") as cursor:
+        await cursor.execute(_CLOSING_JOURNALS, (month, closing))
+        while rows := await cursor.fetchmany(batch_size):
+            for row in rows:
+                if head is not None and row[0] != head[0]:
+                    batch.append(FrozenJournal.of(head, lines))
+                    lines = []
+                head = tuple(row[:split])
+                lines.append(JournalLineRow(*row[split:]))
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+    if head is not None:
+        batch.append(FrozenJournal.of(head, lines))
+    if batch:
+        yield batch

@@ -16,8 +16,8 @@ from decimal import Decimal
 from activities.deps import ActivityDeps
 from core.settings import ExportSettings
 from domain.exports.formats import renderer_for
-from domain.exports.journals import Journal, Line
 from domain.exports.rendering import ExportContext
+from domain.ledger.repository import FrozenJournal, JournalLineRow
 
 MONTH = date(2026, 3, 1)
 CLOSED_AT = datetime(2026, 4, 2, 8, 15, 30, 123456, tzinfo=UTC)
@@ -38,18 +38,18 @@ SETTINGS = ExportSettings(  # every field given: nothing from the environment or
 
 
 def _line(no: int, code: str, name: str, debit: str, credit: str, currency: str, original: str, rate: str,
-          tax: str = "", cost_center: str = "", description: str = "") -> Line:  # fmt: skip
-    return Line(no, code, name, Decimal(debit), Decimal(credit), currency, Decimal(original), Decimal(rate), tax,
-                cost_center, description)  # fmt: skip
+          tax: str = "", cost_center: str = "", description: str = "") -> JournalLineRow:  # fmt: skip
+    return JournalLineRow(0, no, code, name, Decimal(debit), Decimal(credit), currency, Decimal(original),
+                          Decimal(rate), tax, cost_center, description)  # fmt: skip
 
 
 def _approved(day: int) -> datetime:
     return datetime(2026, 3, day, 16, 45, 0, tzinfo=UTC)
 
 
-JOURNALS: tuple[Journal, ...] = (
-    Journal(
-        1, "EXP-101", date(2026, 3, 3), "entry", 101, "Taxi zum Flughafen, Fahrer Müller", "Taxi Müller GmbH",
+JOURNALS: tuple[FrozenJournal, ...] = (
+    FrozenJournal(
+        1, MONTH, 1, "EXP-101", date(2026, 3, 3), "entry", 101, "Taxi zum Flughafen, Fahrer Müller", "Taxi Müller GmbH",
         "Doe, Jane", _approved(4), "a1" * 32, "/api/v1/expenses/101",
         (
             _line(1, "4670", "Reisekosten", "84.03", "0", "EUR", "84.03", "1", "VAT19", "Sales",
@@ -58,8 +58,9 @@ JOURNALS: tuple[Journal, ...] = (
             _line(3, "1600", "Verbindlichkeiten", "0", "100.00", "EUR", "100.00", "1"),
         ),
     ),
-    Journal(
-        2, "EXP-102", date(2026, 3, 5), "entry", 102, 'Conference "FinOps" ticket 100 € — early bird', "EventCo Inc.",
+    FrozenJournal(
+        2, MONTH, 1, "EXP-102", date(2026, 3, 5), "entry", 102, 'Conference "FinOps" ticket 100 € — early bird',
+        "EventCo Inc.",
         "Jane Doe", _approved(6), "b2" * 32, "/api/v1/expenses/102",
         (
             _line(1, "4900", "Sonstige Aufwendungen", "92.00", "0", "USD", "100.00", "0.92", "", "Marketing/EU",
@@ -67,8 +68,9 @@ JOURNALS: tuple[Journal, ...] = (
             _line(2, "1600", "Verbindlichkeiten", "0", "92.00", "USD", "100.00", "0.92"),
         ),
     ),
-    Journal(
-        3, "INV-2026-0007", date(2026, 3, 10), "invoice", 7, "Invoice INV-2026-0007\nconsulting March", "Acme Ltd",
+    FrozenJournal(
+        3, MONTH, 1, "INV-2026-0007", date(2026, 3, 10), "invoice", 7, "Invoice INV-2026-0007\nconsulting March",
+        "Acme Ltd",
         "Jane Doe", _approved(10), "c3" * 32, "/api/v1/invoices/7",
         (
             _line(1, "1400", "Forderungen", "1404.00", "0", "GBP", "1200.00", "1.17"),
@@ -76,8 +78,8 @@ JOURNALS: tuple[Journal, ...] = (
             _line(3, "1776", "Umsatzsteuer 20 %", "0", "234.00", "GBP", "200.00", "1.17", "VAT20"),
         ),
     ),
-    Journal(
-        4, "PAY-55", date(2026, 3, 20), "payment", 55, "Payment from 東京 Trading", "東京 Trading KK",
+    FrozenJournal(
+        4, MONTH, 1, "PAY-55", date(2026, 3, 20), "payment", 55, "Payment from 東京 Trading", "東京 Trading KK",
         "", None, "d4" * 32, "/api/v1/invoices/9/payments",
         (
             _line(1, "1200", "Bank", "6100.00", "0", "JPY", "1000000", "0.0061"),
@@ -86,8 +88,8 @@ JOURNALS: tuple[Journal, ...] = (
             _line(4, "1400", "Forderungen", "0", "6200.00", "JPY", "1016393", "0.0061"),
         ),
     ),
-    Journal(
-        5, "PAY-56", date(2026, 3, 20), "payment", 56, "Payment INV-2026-0003 less fees", "Globex",
+    FrozenJournal(
+        5, MONTH, 1, "PAY-56", date(2026, 3, 20), "payment", 56, "Payment INV-2026-0003 less fees", "Globex",
         "", None, "e5" * 32, "/api/v1/invoices/3/payments",
         (
             _line(1, "1200", "Bank", "500.00", "0", "EUR", "500.00", "1"),
@@ -96,8 +98,8 @@ JOURNALS: tuple[Journal, ...] = (
             _line(4, "2660", "Kursgewinne", "0", "25.00", "EUR", "25.00", "1"),
         ),
     ),
-    Journal(
-        6, "CN-2026-0002", date(2026, 3, 31), "credit_note", 2, "Credit note CN-2026-0002", "Acme Ltd",
+    FrozenJournal(
+        6, MONTH, 1, "CN-2026-0002", date(2026, 3, 31), "credit_note", 2, "Credit note CN-2026-0002", "Acme Ltd",
         "Jane Doe", _approved(31), "f6" * 32, "/api/v1/invoices/7/credit-notes",
         (
             _line(1, "8400", "Erlöse 20 %", "117.00", "0", "GBP", "100.00", "1.17", "VAT20", "Consulting",
@@ -112,7 +114,7 @@ LINES = sum(len(journal.lines) for journal in JOURNALS)
 
 
 def context(
-    journals: tuple[Journal, ...] = JOURNALS, settings: ExportSettings = SETTINGS, **changes: object
+    journals: tuple[FrozenJournal, ...] = JOURNALS, settings: ExportSettings = SETTINGS, **changes: object
 ) -> ExportContext:
     values: dict[str, object] = {
         "month": MONTH, "closing": 1, "closed_at": CLOSED_AT, "base_currency": BASE, "settings": settings,
@@ -122,7 +124,7 @@ def context(
     return ExportContext(**values)  # type: ignore[arg-type]
 
 
-def rendered(export_format: str, context: ExportContext, journals: tuple[Journal, ...] = JOURNALS) -> bytes:
+def rendered(export_format: str, context: ExportContext, journals: tuple[FrozenJournal, ...] = JOURNALS) -> bytes:
     """The format's file for these journals, rendered directly (no database, no workflow)."""
     out = io.BytesIO()
     renderer = renderer_for(export_format, context, out)
@@ -148,7 +150,7 @@ _LINE = (
 
 async def insert_closed_month(
     deps: ActivityDeps,
-    journals: tuple[Journal, ...] = JOURNALS,
+    journals: tuple[FrozenJournal, ...] = JOURNALS,
     *,
     month: date = MONTH,
     closing: int = 1,

@@ -21,7 +21,8 @@ from api.deps import AppServices
 from core.engine import WorkflowEngine
 from core.settings import TemporalSettings
 from core.temporal import task_queues
-from domain.exports import journals, repository
+from domain.exports import repository
+from domain.ledger import repository as ledger
 from tests.approvals.conftest import audit_count
 from tests.conftest import MakeUser
 from tests.conftest import TestUser as Person
@@ -67,10 +68,12 @@ async def made(api: httpx.AsyncClient, user: Person, export_format: str) -> tupl
 async def rendered_from_the_database(deps: ActivityDeps, export_format: str) -> bytes:
     """The format's file rendered directly from the journals as stored (no workflow)."""
     async with deps.db.transaction() as tx:
-        closing = await journals.closed(tx.sql, month.MONTH)
-        assert closing is not None
+        closed = await ledger.closed_period(tx.sql, month.MONTH)
+        assert closed is not None
         stored = [
-            journal async for batch in journals.journals_of(tx.sql, month.MONTH, closing.closing) for journal in batch
+            journal
+            async for batch in ledger.closing_journals(tx.sql, month.MONTH, closed.closings)
+            for journal in batch
         ]
     return month.rendered(export_format, month.context(tuple(stored)), tuple(stored))
 

@@ -15,21 +15,24 @@ import pytest
 from pydantic import ValidationError
 
 from core.settings import ExportSettings
-from domain.exports.journals import Journal, Line
 from domain.exports.rendering import ExportRefused
+from domain.ledger.repository import FrozenJournal, JournalLineRow
 from tests.exports import month
 
 FORMATS = ("journal_csv", "xero", "quickbooks", "datev")
 EXPENSE = month.JOURNALS[0]  # EXP-101: two debits against one credit
 
 
-def with_lines(journal: Journal, *lines: Line) -> Journal:
+def with_lines(journal: FrozenJournal, *lines: JournalLineRow) -> FrozenJournal:
     return replace(journal, lines=lines)
 
 
-def line(no: int, code: str, debit: str, credit: str, currency: str = "EUR", original: str | None = None) -> Line:
-    return Line(no, code, f"Account {code}", Decimal(debit), Decimal(credit), currency,
-                Decimal(original or (debit if Decimal(debit) else credit)), Decimal(1))  # fmt: skip
+def line(
+    no: int, code: str, debit: str, credit: str, currency: str = "EUR", original: str | None = None
+) -> JournalLineRow:
+    amount = Decimal(original or (debit if Decimal(debit) else credit))
+    return JournalLineRow(0, no, code, f"Account {code}", Decimal(debit), Decimal(credit), currency, amount,
+                          Decimal(1), "", "", "")  # fmt: skip
 
 
 @pytest.mark.parametrize("export_format", FORMATS)
@@ -90,7 +93,7 @@ def test_a_fiscal_year_starting_in_july_starts_the_year_before_a_march_batch() -
     assert header[12] == "20250701"
 
 
-def many_journals(count: int) -> tuple[Journal, ...]:
+def many_journals(count: int) -> tuple[FrozenJournal, ...]:
     return tuple(replace(EXPENSE, id=n, number=f"EXP-{n:04d}", source_id=n) for n in range(1, count + 1))
 
 

@@ -50,8 +50,8 @@ from datetime import UTC, date
 from decimal import Decimal
 from typing import BinaryIO
 
-from domain.exports.journals import Journal, Line
 from domain.exports.rendering import ExportContext, ExportRefused, Renderer, in_places, one_line, with_amounts
+from domain.ledger.repository import FrozenJournal, JournalLineRow
 from domain.reports.renderers import spreadsheet_text
 
 ENCODING = "cp1252"
@@ -146,7 +146,7 @@ def quoted(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def amount(value: Decimal, journal: Journal) -> str:
+def amount(value: Decimal, journal: FrozenJournal) -> str:
     """A DATEV amount: positive, two places, a decimal comma ("1234,50")."""
     if value > MAX_UMSATZ:
         raise ExportRefused(
@@ -221,7 +221,7 @@ class DatevBuchungsstapel(Renderer):
         assert len(fields) == HEADER_FIELDS
         return ";".join(fields)
 
-    def journal(self, journal: Journal) -> None:
+    def journal(self, journal: FrozenJournal) -> None:
         if not self.context.month <= journal.journal_date <= self.context.last_day:
             raise ExportRefused(
                 f"journal {journal.number} is dated {journal.journal_date}, outside the batch's month "
@@ -234,7 +234,7 @@ class DatevBuchungsstapel(Renderer):
                 raise ExportRefused(f"the month holds more than {MAX_BOOKINGS} bookings, DATEV's limit for a batch")
             self._line(";".join(self._row(journal, line, contra, side)))
 
-    def bookings_of(self, journal: Journal) -> list[tuple[Line, str, str]]:
+    def bookings_of(self, journal: FrozenJournal) -> list[tuple[JournalLineRow, str, str]]:
         """(the line booked, the contra account, S or H) for each booking of the journal (see the module's
         docstring)."""
         lines = with_amounts(journal)
@@ -255,7 +255,7 @@ class DatevBuchungsstapel(Renderer):
             )
         return [(line, clearing, "S" if line.is_debit else "H") for line in lines]
 
-    def _account(self, code: str, journal: Journal) -> str:
+    def _account(self, code: str, journal: FrozenJournal) -> str:
         longest = self.context.settings.datev_account_length + 1
         if not (code.isascii() and code.isdigit() and len(code) <= longest):
             raise ExportRefused(
@@ -266,7 +266,7 @@ class DatevBuchungsstapel(Renderer):
             )
         return code
 
-    def _row(self, journal: Journal, line: Line, contra: str, side: str) -> list[str]:
+    def _row(self, journal: FrozenJournal, line: JournalLineRow, contra: str, side: str) -> list[str]:
         fields = [""] * len(COLUMNS)
         base = self.context.base_currency
         fields[_AT["Umsatz (ohne Soll/Haben-Kz)"]] = amount(line.base_amount, journal)
@@ -292,7 +292,7 @@ class DatevBuchungsstapel(Renderer):
         fields[_AT["KOST2 - Kostenstelle"]] = quoted("")
         return fields
 
-    def _kurs(self, line: Line, journal: Journal) -> str | None:
+    def _kurs(self, line: JournalLineRow, journal: FrozenJournal) -> str | None:
         """DATEV's rate for a line in another currency than the base, or None when the line is booked in the base
         currency (it is in it, or DATEV's fields cannot hold its original amount or rate)."""
         if line.currency == self.context.base_currency or line.rate <= 0 or line.original_amount <= 0:

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import BinaryIO
 
-from domain.exports.journals import Journal, Line
 from domain.exports.rendering import ExportContext, Renderer, in_places, one_line, utf8_csv
+from domain.ledger.repository import FrozenJournal, JournalLineRow
 from domain.money import minor_units, rate_str
 from domain.reports.renderers import spreadsheet_text
 
@@ -73,11 +73,11 @@ class JournalCsv(Renderer):
         self.rows.writerow(COLUMNS)
         self.base_places = _places(context.base_currency)
 
-    def journal(self, journal: Journal) -> None:
+    def journal(self, journal: FrozenJournal) -> None:
         for line in journal.lines:
             self.rows.writerow(self._row(journal, line))
 
-    def _row(self, journal: Journal, line: Line) -> list[str]:
+    def _row(self, journal: FrozenJournal, line: JournalLineRow) -> list[str]:
         places = _places(line.currency)
         original = in_places(line.original_amount, places, journal, "its currency")
         zero = in_places(Decimal(0), places, journal, "its currency")

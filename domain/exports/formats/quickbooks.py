@@ -24,8 +24,8 @@ from __future__ import annotations
 import csv
 from typing import BinaryIO
 
-from domain.exports.journals import Journal, Line
 from domain.exports.rendering import ExportContext, Renderer, in_places, one_line, utf8_csv, with_amounts
+from domain.ledger.repository import FrozenJournal, JournalLineRow
 from domain.reports.renderers import spreadsheet_text
 
 COLUMNS = (
@@ -52,11 +52,11 @@ class QuickBooksJournalEntries(Renderer):
         self.rows = csv.writer(self.text, lineterminator="\r\n")
         self.rows.writerow(COLUMNS)
 
-    def journal(self, journal: Journal) -> None:
+    def journal(self, journal: FrozenJournal) -> None:
         for line in with_amounts(journal):
             self.rows.writerow(self._row(journal, line))
 
-    def _row(self, journal: Journal, line: Line) -> list[str]:
+    def _row(self, journal: FrozenJournal, line: JournalLineRow) -> list[str]:
         amount = in_places(line.base_amount, 2, journal, "QuickBooks' Debits and Credits")
         return [
             journal.number,

@@ -29,7 +29,6 @@ import zipfile
 from datetime import UTC
 from typing import BinaryIO
 
-from domain.exports.journals import Journal, Line
 from domain.exports.rendering import (
     ExportContext,
     ExportRefused,
@@ -39,6 +38,7 @@ from domain.exports.rendering import (
     utf8_csv,
     with_amounts,
 )
+from domain.ledger.repository import FrozenJournal, JournalLineRow
 from domain.reports.renderers import spreadsheet_text
 
 COLUMNS = (
@@ -56,7 +56,7 @@ COLUMNS = (
 LINES_PER_FILE = 300  # Xero's limit for one import file
 
 
-def narration(journal: Journal) -> str:
+def narration(journal: FrozenJournal) -> str:
     return spreadsheet_text(one_line(f"{journal.number} {journal.description}"))
 
 
@@ -85,7 +85,7 @@ class XeroManualJournals(Renderer):
     def extension(self) -> str:
         return "zip" if self.split else "csv"
 
-    def journal(self, journal: Journal) -> None:
+    def journal(self, journal: FrozenJournal) -> None:
         rows = [self._row(journal, line) for line in with_amounts(journal)]
         if not self.split:
             self.rows.writerows(rows)
@@ -99,7 +99,7 @@ class XeroManualJournals(Renderer):
             self._write_part()
         self.part.extend(rows)
 
-    def _row(self, journal: Journal, line: Line) -> list[str]:
+    def _row(self, journal: FrozenJournal, line: JournalLineRow) -> list[str]:
         settings = self.context.settings
         signed = line.debit if line.is_debit else -line.credit
         category = settings.xero_tracking_category if line.cost_center else ""
