@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from core.engine import WorkflowEngine
 from core.mail import FileTransport
 from core.settings import ApprovalSettings, Settings, StorageSettings, TemporalSettings
 from core.storage import LocalStorage
+from tests.approvals.conftest import team  # noqa: F401 - a fixture, used by name
 from tests.exports import month
 from worker import build_workers, worker_plan
 
@@ -48,8 +50,10 @@ def exports_deps(exports_settings: Settings) -> ActivityDeps:
 
 @pytest.fixture(scope="session")
 async def exports_worker(temporal_client: Client, exports_deps: ActivityDeps) -> AsyncIterator[None]:
-    """The project's workers (worker_plan, so ExportWorkflow runs where worker.py registers it)."""
-    workers = build_workers(temporal_client, worker_plan(exports_deps))
+    """The project's workers (worker_plan, so ExportWorkflow runs where worker.py registers it), handed the engine as
+    worker.py hands it (an approved invoice starts its workflow through it)."""
+    deps = replace(exports_deps, engine=WorkflowEngine(exports_deps.settings.temporal, temporal_client))
+    workers = build_workers(temporal_client, worker_plan(deps))
     tasks = [asyncio.create_task(w.run()) for w in workers]
     yield
     await asyncio.gather(*(w.shutdown() for w in workers))

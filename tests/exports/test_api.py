@@ -33,9 +33,11 @@ from workflows.contracts import ExportFailure, ExportJob
 MARCH = "2026-03"
 
 
-async def request(api: httpx.AsyncClient, user: Person, export_format: str, **headers: str) -> httpx.Response:
+async def request(
+    api: httpx.AsyncClient, user: Person, export_format: str, month: str = MARCH, **headers: str
+) -> httpx.Response:
     return await api.post(
-        "/api/v1/exports", json={"month": MARCH, "format": export_format}, headers={**user.headers, **headers}
+        "/api/v1/exports", json={"month": month, "format": export_format}, headers={**user.headers, **headers}
     )
 
 
@@ -51,8 +53,10 @@ async def finished(api: httpx.AsyncClient, user: Person, export_id: int, seconds
         await asyncio.sleep(0.1)
 
 
-async def made(api: httpx.AsyncClient, user: Person, export_format: str) -> tuple[dict[str, Any], bytes]:
-    accepted = await request(api, user, export_format)
+async def made(
+    api: httpx.AsyncClient, user: Person, export_format: str, month: str = MARCH
+) -> tuple[dict[str, Any], bytes]:
+    accepted = await request(api, user, export_format, month)
     assert accepted.status_code == 202, accepted.text
     body = accepted.json()
     assert body["status"] == "pending" and body["workflow_id"] == f"export-{body['number']}"
