@@ -29,6 +29,7 @@ from core.settings import Settings, get_settings
 from core.storage import create_storage
 from core.temporal import connect, metrics_runtime, task_queues
 from domain.approvals import outbox
+from domain.attachments.schedules import attachment_schedules
 from domain.backups import pg_tools
 from domain.backups.schedules import backup_schedules
 from domain.budgets.schedules import budget_schedules
@@ -100,6 +101,12 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
 
     reports.workflows.append(BudgetUpkeepWorkflow)
     reports.activities += BudgetActivities(deps).all()
+    # The attachments upkeep: hourly, a query and a few deletes (abandoned presigned uploads).
+    from activities.attachments import AttachmentActivities
+    from workflows.attachments import AttachmentUpkeepWorkflow
+
+    reports.workflows.append(AttachmentUpkeepWorkflow)
+    reports.activities += AttachmentActivities(deps).all()
     # Journal exports: one render of a closed month's journals per batch, with the other renders.
     from activities.exports import ExportActivities
     from workflows.exports import ExportWorkflow
@@ -127,8 +134,8 @@ async def reconcile_schedules(client: Client, deps: ActivityDeps) -> list[str]:
     """At start: say which pg_dump/pg_restore the backups will use (or clearly that none fits the server), then make
     the engine's standing schedules match their records and the settings: every report schedule (the defaults from
     settings created first), the daily report retention, the daily backup, the weekly restore drill, the daily
-    exchange-rate import and the budget upkeep. A schedule already there is brought to what is wanted. Returns the
-    ids of the schedules reconciled."""
+    exchange-rate import, the budget upkeep and the attachments upkeep. A schedule already there is brought to what
+    is wanted. Returns the ids of the schedules reconciled."""
     settings = deps.settings
     try:
         server = pg_tools.connection_for(settings.db.url)
@@ -145,6 +152,7 @@ async def reconcile_schedules(client: Client, deps: ActivityDeps) -> list[str]:
     wanted.update(backup_schedules(settings.backups, engine.queues.backups))
     wanted.update(fx_schedules(settings.fx, engine.queues.reports))
     wanted.update(budget_schedules(settings.budgets, engine.queues.reports))
+    wanted.update(attachment_schedules(settings.attachments, engine.queues.reports))
     for schedule_id, schedule in wanted.items():
         await engine.put_schedule(schedule_id, schedule)
     log.info("schedules reconciled: %s", list(wanted))

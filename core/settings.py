@@ -351,8 +351,16 @@ class InvoiceSettings(BaseSettings):
         return value.strip() if isinstance(value, str) else value
 
 
+# The default grace of a pending upload beyond its link's lifetime: time for the completion call of an upload sent
+# just before the link expired (a large file on a slow line), and for the upkeep to never race a client in earnest.
+PENDING_GRACE_MARGIN_SECONDS = 900
+# The least margin a configured grace must keep beyond the link's lifetime (AttachmentSettings.shortest_pending_grace).
+PENDING_GRACE_FLOOR_MARGIN_SECONDS = 60
+
+
 class AttachmentSettings(BaseSettings):
-    """Receipts on expenses (domain/attachments/): how large and how many, and above which amount one is required."""
+    """Receipts on expenses (domain/attachments/): how large and how many, above which amount one is required, and
+    when the upkeep removes a presigned upload that was never completed."""
 
     model_config = _config()
     # 10 MiB by default (ERPNext's limit): a phone photo or a scanned PDF fits, a video does not.
@@ -364,6 +372,38 @@ class AttachmentSettings(BaseSettings):
     )
     # How long a presigned upload (S3) stays open, and a presigned download link works.
     upload_link_seconds: int = Field(default=900, ge=60, le=86_400, validation_alias="ATTACHMENT_UPLOAD_LINK_SECONDS")
+    # The upkeep (workflows/attachments.py) removes presigned uploads never completed: rows still pending this long
+    # after their start, with any object under their key. Unset: the link's lifetime plus PENDING_GRACE_MARGIN_SECONDS.
+    pending_grace_seconds: int | None = Field(
+        default=None, ge=1, le=30 * 86_400, validation_alias="ATTACHMENT_PENDING_GRACE_SECONDS"
+    )
+    upkeep_cron: str = Field(default="0 * * * *", validation_alias="ATTACHMENT_UPKEEP_CRON")
+    upkeep_enabled: bool = Field(default=True, validation_alias="ATTACHMENT_UPKEEP_ENABLED")
+
+    @property
+    def shortest_pending_grace(self) -> int:
+        """The least grace that never sweeps an upload whose link still works. The link is signed a moment after
+        the row's clock (its transaction's start) by the API's clock, and honoured by the store's: a minute covers
+        both, and an upload the store accepted just before the link expired."""
+        return self.upload_link_seconds + PENDING_GRACE_FLOOR_MARGIN_SECONDS
+
+    @property
+    def grace_seconds(self) -> int:
+        """How old a pending upload is when the upkeep removes it (ATTACHMENT_PENDING_GRACE_SECONDS, or its default)."""
+        if self.pending_grace_seconds is not None:
+            return self.pending_grace_seconds
+        return self.upload_link_seconds + PENDING_GRACE_MARGIN_SECONDS
+
+    @model_validator(mode="after")
+    def _grace_outlives_the_link(self) -> AttachmentSettings:
+        if self.grace_seconds < self.shortest_pending_grace:
+            raise ValueError(
+                f"ATTACHMENT_PENDING_GRACE_SECONDS ({self.grace_seconds}) must be at least "
+                f"ATTACHMENT_UPLOAD_LINK_SECONDS ({self.upload_link_seconds}) plus "
+                f"{PENDING_GRACE_FLOOR_MARGIN_SECONDS} (= {self.shortest_pending_grace}): an upload whose link still "
+                "works would be swept, and the file its client then sends would belong to nothing"
+            )
+        return self
 
 
 class ExportSettings(BaseSettings):

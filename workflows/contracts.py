@@ -929,3 +929,30 @@ class ExportResult(Contract):
     sha256: str | None = None
     journals: int | None = None
     error: str | None = None
+
+
+# === attachments ======================================================================================
+
+ATTACHMENT_UPKEEP_SCHEDULE_ID = "attachments-upkeep"
+ATTACHMENT_UPKEEP_WORKFLOW = "AttachmentUpkeepWorkflow"
+
+
+class AttachmentActivity:
+    """Names of the attachments upkeep's activities (activities/attachments.py)."""
+
+    REMOVE_ABANDONED = "attachments.remove_abandoned"
+
+
+class AttachmentUpkeepInput(Contract):
+    # ATTACHMENT_PENDING_GRACE_SECONDS: a pending upload younger than this is left alone (its link may still work;
+    # the activity refuses less than the link's lifetime, whoever starts the run).
+    grace_seconds: int
+    batch: int = 200  # uploads looked at per page (all pages are)
+
+
+class AttachmentUpkeepSummary(Contract):
+    """What a run did: the abandoned uploads it removed (ids; each has an `attachment.abandoned` audit row), and how
+    many it found pending but left (completed meanwhile, or held by a completion or another run)."""
+
+    removed: list[int] = []
+    left: int = 0

@@ -100,6 +100,26 @@ async def delete(sql: Sql, attachment_id: int) -> None:
     await sql.run("DELETE FROM attachments WHERE id = %s", (attachment_id,))
 
 
+# Ages by the database's clock, the one that set created_at. No index serves `status = 'pending'`: the scan walks
+# the primary key from `after_id`, which is cheap while receipts number in the hundreds of thousands.
+_PENDING_SINCE = "status = 'pending' AND created_at < now() - make_interval(secs => %s)"
+_ABANDONED = f"SELECT id FROM attachments WHERE {_PENDING_SINCE} AND id > %s ORDER BY id LIMIT %s"
+# SKIP LOCKED: a row someone holds is being completed or removed right now (a completion, another upkeep run, the
+# owner's delete); it is left to them, and a run that finds it still pending later takes it then.
+_CLAIM_ABANDONED = f"SELECT {_COLUMNS} FROM attachments WHERE id = %s AND {_PENDING_SINCE} FOR UPDATE SKIP LOCKED"
+
+
+async def abandoned_ids(sql: Sql, grace_seconds: int, after_id: int, limit: int) -> list[int]:
+    """Ids of uploads still pending `grace_seconds` after their start, from `after_id` on (a page of the upkeep)."""
+    return [int(row[0]) for row in await sql.all(_ABANDONED, (grace_seconds, after_id, limit))]
+
+
+async def claim_abandoned(sql: Sql, attachment_id: int, grace_seconds: int) -> AttachmentRow | None:
+    """The row, locked for this transaction, when it is (still) an upload pending `grace_seconds` after its start
+    and nobody else holds it; None otherwise (completed, deleted, or busy)."""
+    return await sql.row(AttachmentRow, _CLAIM_ABANDONED, (attachment_id, grace_seconds))
+
+
 @dataclass(frozen=True)
 class StoredFile:
     """What a backup keeps of a stored attachment: where its file is and what it must hash to."""

@@ -7,6 +7,8 @@ What: the type comes from the file's first bytes (filetypes.py), the size is cap
 (probe.py), and the entry holds at most ATTACHMENT_MAX_PER_ENTRY. A refused file leaves nothing behind: no row,
 no object. Objects are written before their row commits (the caller deletes the object when the commit fails)
 and deleted after their row's deletion commits, so a committed row always has its file.
+A presigned upload never completed is removed, row and object, by the upkeep (upkeep.py) once
+ATTACHMENT_PENDING_GRACE_SECONDS have passed; its completion then answers 404.
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from core.authz import Authorizer
 from core.db import Tx
 from core.settings import AttachmentSettings
 from core.storage import ObjectStorage
 from domain.attachments import repository as attachments
+from domain.attachments import trail
 from domain.attachments.filetypes import check_extension, clean_filename, receipt_type
 from domain.attachments.probe import Probe, probe_stream, too_large
 from domain.attachments.repository import PENDING, STORED, AttachmentRow, NewAttachment
 from domain.attachments.schemas import UploadStart
-from domain.audit.service import AuditContext, record
+from domain.audit.service import AuditContext
 from domain.entries import service as entries
 from domain.errors import Conflict, DomainError, InvalidState, NotFound, ValidationFailed
 from domain.models import EntryKind, EntryStatus, User
@@ -53,22 +55,6 @@ def storage_key_for(entry_id: int) -> str:
     """`attachments/entry-42/<random>`: grouped by entry, unguessable, and free of the client's filename (which may
     carry anything); the filename lives in the row."""
     return f"attachments/entry-{entry_id}/{uuid.uuid4().hex}"
-
-
-def _changes(row: AttachmentRow) -> dict[str, Any]:
-    return {
-        "attachment_id": row.id,
-        "filename": row.filename,
-        "content_type": row.content_type,
-        "size_bytes": row.size_bytes,
-        "sha256": row.sha256,
-        "storage_key": row.storage_key,
-    }
-
-
-async def _audit(tx: Tx, context: AuditContext, action: str, row: AttachmentRow, **extra: Any) -> None:
-    # On the entry: its trail shows the receipts added and removed, among its edits and decisions.
-    await record(tx.sql, context, action, "entry", row.entry_id, _changes(row) | extra)
 
 
 # --- who may do what ------------------------------------------------------------------------------------------
@@ -139,7 +125,7 @@ async def add(
         new = NewAttachment(entry.id, filename, kind.content_type, received.probe.size, received.probe.sha256, key,
                             STORED, user.id)  # fmt: skip
         row = await attachments.insert(tx.sql, new)
-        await _audit(tx, context, "attachment.added", row)
+        await trail.audit(tx.sql, context, "attachment.added", row)
     except BaseException:
         await asyncio.to_thread(storage.delete, key)
         raise
@@ -185,9 +171,13 @@ async def start_upload(
     await _room_for_one(tx, settings, entry.id)
     new = NewAttachment(entry.id, filename, UNCHECKED_TYPE, body.size_bytes, None, key, PENDING, user.id)
     row = await attachments.insert(tx.sql, new)
-    await _audit(tx, context, "attachment.upload_started", row)
+    await trail.audit(tx.sql, context, "attachment.upload_started", row)
     expires_at = datetime.now(UTC) + timedelta(seconds=settings.upload_link_seconds)
     return Ticket(row, post.url, post.fields, expires_at)
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 60} minutes" if seconds % 60 == 0 else f"{seconds} seconds"
 
 
 @dataclass(frozen=True)
@@ -221,11 +211,17 @@ async def complete_upload(
 ) -> Completion:
     """Read the uploaded object back from the store, decide its type, hash it and mark it stored; a file that is
     refused (type, name, size: the store's policy holds the size, this checks it again) is dropped with its row.
-    Completing a stored one again answers it as it is. (With the local folder storage no upload is ever pending.)"""
+    Completing a stored one again answers it as it is. (With the local folder storage no upload is ever pending.)
+    The row's lock makes this and the upkeep's removal exclusive: whichever comes second finds the other's result
+    (stored: the upkeep leaves it; gone: this answers 404)."""
     entry = await _editable_entry(tx, authorizer, user, entry_id, lock=True)
     row = await attachments.get(tx.sql, entry.id, attachment_id, lock=True)
     if row is None:
-        raise NotFound("attachment not found", id=attachment_id)
+        raise NotFound(
+            f"no upload {attachment_id} on this expense: it was removed, or abandoned (an upload not completed within "
+            f"{_duration(settings.grace_seconds)} of its start is discarded with its file); start a new upload",
+            id=attachment_id,
+        )
     if row.status == STORED:
         return Completion(row)
     try:
@@ -239,10 +235,10 @@ async def complete_upload(
         raise
     except DomainError as refusal:
         await attachments.delete(tx.sql, row.id)
-        await _audit(tx, context, "attachment.refused", row, reason=refusal.message)
+        await trail.audit(tx.sql, context, "attachment.refused", row, reason=refusal.message)
         return Completion(None, refusal, row.storage_key)
     stored = await attachments.mark_stored(tx.sql, row.id, kind.content_type, probe.size, probe.sha256)
-    await _audit(tx, context, "attachment.added", stored)
+    await trail.audit(tx.sql, context, "attachment.added", stored)
     return Completion(stored)
 
 
@@ -280,5 +276,5 @@ async def delete(
     if row is None:
         raise NotFound("attachment not found", id=attachment_id)
     await attachments.delete(tx.sql, row.id)
-    await _audit(tx, context, "attachment.deleted", row)
+    await trail.audit(tx.sql, context, "attachment.deleted", row)
     return row.storage_key

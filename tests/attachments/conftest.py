@@ -86,6 +86,24 @@ async def attachment_rows(deps: ActivityDeps, entry_id: int | None = None) -> li
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
+async def start_upload(
+    api: httpx.AsyncClient, user: TestUser, entry_id: int, filename: str, size: int
+) -> httpx.Response:
+    """Ask for a presigned upload (S3 storage): a pending attachment and where to send its file."""
+    body = {"filename": filename, "size_bytes": size}
+    return await api.post(f"{path_of(entry_id)}/uploads", json=body, headers=user.headers)
+
+
+async def send_upload(ticket: dict[str, Any], content: bytes) -> httpx.Response:
+    """What the browser does: the fields, then the file as the last part, straight to the store."""
+    async with httpx.AsyncClient() as browser:
+        return await browser.post(ticket["url"], data=ticket["fields"], files={"file": ("x", content)})
+
+
+async def complete_upload(api: httpx.AsyncClient, user: TestUser, ticket: dict[str, Any]) -> httpx.Response:
+    return await api.post(ticket["complete_url"], headers=user.headers)
+
+
 def receipt_files(root: Path) -> set[Path]:
     """Every file under the storage folder's receipts (partial copies included: a refusal leaves nothing at all).
     The folder outlives each test's tables, so a test compares the set before and after."""

@@ -25,7 +25,16 @@ from activities.deps import ActivityDeps
 from core.settings import AttachmentSettings, Settings, StorageSettings
 from core.storage import S3Storage
 from tests.approvals.conftest import Team, audit_count, create_expense
-from tests.attachments.conftest import PDF, PNG, attachment_rows, own_stack, path_of
+from tests.attachments.conftest import (
+    PDF,
+    PNG,
+    attachment_rows,
+    complete_upload,
+    own_stack,
+    path_of,
+    send_upload,
+    start_upload,
+)
 from tests.services import s3_server
 
 LIMIT = 1024
@@ -46,21 +55,6 @@ async def s3_api(
             yield http, S3Storage(storage)
 
 
-async def _start(api: httpx.AsyncClient, team: Team, entry_id: int, filename: str, size: int) -> httpx.Response:
-    body = {"filename": filename, "size_bytes": size}
-    return await api.post(f"{path_of(entry_id)}/uploads", json=body, headers=team.employee.headers)
-
-
-async def _send(ticket: dict[str, Any], content: bytes) -> httpx.Response:
-    """What the browser does: the fields, then the file as the last part, straight to the store."""
-    async with httpx.AsyncClient() as browser:
-        return await browser.post(ticket["url"], data=ticket["fields"], files={"file": ("x", content)})
-
-
-async def _complete(api: httpx.AsyncClient, team: Team, ticket: dict[str, Any]) -> httpx.Response:
-    return await api.post(ticket["complete_url"], headers=team.employee.headers)
-
-
 def _policy(ticket: dict[str, Any]) -> dict[str, Any]:
     return json.loads(base64.b64decode(ticket["fields"]["policy"]))  # type: ignore[no-any-return]
 
@@ -70,7 +64,7 @@ async def test_a_presigned_upload_is_checked_hashed_and_kept_at_completion(
 ) -> None:
     api, storage = s3_api
     entry = await create_expense(api, team.employee, "150.00")
-    started = await _start(api, team, entry["id"], "taxi.png", len(PNG))
+    started = await start_upload(api, team.employee, entry["id"], "taxi.png", len(PNG))
     assert started.status_code == 201, started.text
     ticket = started.json()
     [row] = await attachment_rows(activity_deps, entry["id"])
@@ -84,10 +78,10 @@ async def test_a_presigned_upload_is_checked_hashed_and_kept_at_completion(
     assert pending.status_code == 409
     refused = await api.post(f"/api/v1/expenses/{entry['id']}/submit", headers=team.employee.headers)
     assert refused.status_code == 422
-    early = await _complete(api, team, ticket)
+    early = await complete_upload(api, team.employee, ticket)
     assert early.status_code == 409  # nothing uploaded yet: the row waits
-    assert (await _send(ticket, PNG)).status_code in (200, 201, 204)
-    completed = await _complete(api, team, ticket)
+    assert (await send_upload(ticket, PNG)).status_code in (200, 201, 204)
+    completed = await complete_upload(api, team.employee, ticket)
     assert completed.status_code == 200, completed.text
     stored = completed.json()
     assert stored["status"] == "stored"
@@ -95,7 +89,7 @@ async def test_a_presigned_upload_is_checked_hashed_and_kept_at_completion(
     assert stored["sha256"] == hashlib.sha256(PNG).hexdigest()
     assert stored["size_bytes"] == len(PNG)
     assert await audit_count(activity_deps, "attachment.added", entry["id"]) == 1
-    again = await _complete(api, team, ticket)
+    again = await complete_upload(api, team.employee, ticket)
     assert again.status_code == 200 and again.json()["sha256"] == stored["sha256"]
     # A download is a redirect to a short-lived presigned URL, as a report's is.
     download = await api.get(stored["download_url"], headers=team.employee.headers)
@@ -111,11 +105,11 @@ async def test_a_mislabelled_object_is_refused_at_completion_and_deleted(
 ) -> None:
     api, storage = s3_api
     entry = await create_expense(api, team.employee)
-    ticket = (await _start(api, team, entry["id"], "receipt.png", len(PDF))).json()
+    ticket = (await start_upload(api, team.employee, entry["id"], "receipt.png", len(PDF))).json()
     key = ticket["fields"]["key"]
-    await _send(ticket, PDF)
+    await send_upload(ticket, PDF)
     assert storage.exists(key)
-    refused = await _complete(api, team, ticket)
+    refused = await complete_upload(api, team.employee, ticket)
     assert refused.status_code == 422, refused.text
     message = refused.json()["error"]["message"]
     assert "PDF" in message and ".png" in message
@@ -129,13 +123,13 @@ async def test_an_object_larger_than_the_limit_is_refused_and_deleted(
 ) -> None:
     api, storage = s3_api
     entry = await create_expense(api, team.employee)
-    declared = await _start(api, team, entry["id"], "big.pdf", LIMIT + 1)
+    declared = await start_upload(api, team.employee, entry["id"], "big.pdf", LIMIT + 1)
     assert declared.status_code == 413
     assert await attachment_rows(activity_deps, entry["id"]) == []
-    ticket = (await _start(api, team, entry["id"], "big.pdf", 100)).json()
+    ticket = (await start_upload(api, team.employee, entry["id"], "big.pdf", 100)).json()
     key = ticket["fields"]["key"]
-    await _send(ticket, PDF + b"\n" * (2 * LIMIT))  # real S3 refuses it under the policy; moto does not look
-    refused = await _complete(api, team, ticket)
+    await send_upload(ticket, PDF + b"\n" * (2 * LIMIT))  # real S3 refuses it under the policy; moto does not look
+    refused = await complete_upload(api, team.employee, ticket)
     assert refused.status_code == 413, refused.text
     assert str(LIMIT) in refused.json()["error"]["message"]
     assert await attachment_rows(activity_deps, entry["id"]) == []
@@ -144,7 +138,7 @@ async def test_an_object_larger_than_the_limit_is_refused_and_deleted(
 
 async def test_the_presigned_flow_needs_s3(client: httpx.AsyncClient, team: Team, activity_deps: ActivityDeps) -> None:
     entry = await create_expense(client, team.employee)
-    response = await _start(client, team, entry["id"], "receipt.pdf", 100)
+    response = await start_upload(client, team.employee, entry["id"], "receipt.pdf", 100)
     assert response.status_code == 409
     assert "S3" in response.json()["error"]["message"]
     assert await attachment_rows(activity_deps) == []

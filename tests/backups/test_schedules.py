@@ -8,21 +8,22 @@ from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverl
 from temporalio.service import RPCError
 
 from activities.deps import ActivityDeps
-from core.settings import BackupSettings, BudgetSettings, FxSettings, ReportSettings
+from core.settings import AttachmentSettings, BackupSettings, BudgetSettings, FxSettings, ReportSettings
 from domain.reports.schedules import RETENTION_SCHEDULE_ID
 from worker import reconcile_schedules
 from workflows.contracts import BACKUP_SCHEDULE_ID, RESTORE_DRILL_SCHEDULE_ID
 
 
 def _with(deps: ActivityDeps, backups: BackupSettings) -> ActivityDeps:
-    # No default report schedules, no rate import and no budget upkeep: this test is about the backups' (the report
-    # retention comes along anyway).
+    # No default report schedules, no rate import, no budget or attachments upkeep: this test is about the backups'
+    # (the report retention comes along anyway).
     settings = deps.settings.model_copy(
         update={
             "backups": backups,
             "reports": ReportSettings(default_schedules=False),
             "fx": FxSettings(schedule_enabled=False),
             "budgets": BudgetSettings(upkeep_enabled=False),
+            "attachments": AttachmentSettings(upkeep_enabled=False),
         }
     )
     return dataclasses.replace(deps, settings=settings)

@@ -26,6 +26,7 @@ from domain.reports.schedules import RETENTION_SCHEDULE_ID
 from tests.bench.stack import temporal_server
 from tests.services import admin_database_url, free_port, migrate, scratch_database
 from workflows.contracts import (
+    ATTACHMENT_UPKEEP_SCHEDULE_ID,
     BACKUP_SCHEDULE_ID,
     BUDGET_UPKEEP_SCHEDULE_ID,
     FX_RATES_SCHEDULE_ID,
@@ -122,6 +123,7 @@ def test_schedules_appear_once_the_database_is_migrated(temporal_address: str, t
                 "report-schedule-monthly-pnl",
                 FX_RATES_SCHEDULE_ID,
                 BUDGET_UPKEEP_SCHEDULE_ID,
+                ATTACHMENT_UPKEEP_SCHEDULE_ID,
             }
             found = _wait_for(
                 "the schedules",

@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import ActivityDeps
 from activities.reports import ReportActivities
-from core.settings import BackupSettings, BudgetSettings, FxSettings, Settings
+from core.settings import AttachmentSettings, BackupSettings, BudgetSettings, FxSettings, Settings
 from core.storage import ObjectStorage
 from domain.models import AuditLog, Report, ReportSchedule, User
 from domain.reports.schedules import RETENTION_SCHEDULE_ID, period_for
@@ -163,6 +163,7 @@ async def test_default_schedules_are_created_and_reconciled(
             "backups": BackupSettings(schedules_enabled=False),
             "fx": FxSettings(schedule_enabled=False),
             "budgets": BudgetSettings(upkeep_enabled=False),
+            "attachments": AttachmentSettings(upkeep_enabled=False),
         }
     )
     deps = dataclasses.replace(reports_deps, settings=settings)
