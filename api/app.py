@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from api.deps import AppServices, declared_permission, is_read_only
+from api.docs import declare_password_sign_in, serve_docs
 from api.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.routes import health
@@ -204,8 +205,8 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         version="1.0.0",
         description="Finance operations: entries, durable multi-level approvals, reports, audit and backups.",
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # FastAPI's pages load from a CDN: api/docs.py serves the same ones from local files
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         responses=COMMON_ERROR_RESPONSES,
     )
@@ -229,6 +230,9 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         app.include_router(router, prefix=API_PREFIX)
     check_every_route_declares_permission(app)
     check_read_only_routes_only_read(app)
+    declare_password_sign_in(app, token_url=f"{API_PREFIX}/auth/login")
+    if docs:
+        serve_docs(app)
     return app
 
 
