@@ -7,10 +7,11 @@ the transaction that writes it. A credit note that leaves nothing due settles th
 is told after the commit, so its reminders end). An Idempotency-Key makes a repeated request answer the first answer.
 
 Its amount is split between net and tax in the invoice's proportions per tax rate (`split_by_tax_rate`, kept in
-`credit_note_taxes`), so that it reverses its share of the invoice's tax: the ledger books it Dr revenue (the nets),
-Dr tax (the taxes), Cr receivable (domain/ledger/journals.py). It books no revenue entry: those are per payment (cash
-basis, domain/invoices/payments.py), and no cash moved. It is refused on a day of a closed month (the database's
-trigger, migration 0015: 409 "the period YYYY-MM is closed").
+`credit_note_taxes`), so that it reverses its share of the invoice's tax, and an invoice credited in full reverses
+exactly its tax: the ledger books it Dr revenue (the nets), Dr tax (the taxes), Cr receivable
+(domain/ledger/journals.py). It books no revenue entry: those are per payment (cash basis,
+domain/invoices/payments.py), and no cash moved. It is refused on a day of a closed month (the database's trigger,
+migration 0015: 409 "the period YYYY-MM is closed").
 """
 
 from __future__ import annotations
@@ -57,23 +58,42 @@ class TaxPart:
     tax: Decimal
 
 
-def split_by_tax_rate(amount: Decimal, lines: Iterable[TaxedLine], currency: str) -> tuple[TaxPart, ...]:
-    """`amount` (0 < amount <= the lines' total, in the currency's minor units) split between net and tax in the
-    proportions of the invoice's `lines` per tax rate (late fees are lines, untaxed); by tax rate, none empty.
+def split_by_tax_rate(
+    amount: Decimal, lines: Iterable[TaxedLine], currency: str, credited: Iterable[TaxedLine] = ()
+) -> tuple[TaxPart, ...]:
+    """`amount` (0 < amount <= the lines' total less what is `credited`, in the currency's minor units) split between
+    net and tax per tax rate in the invoice's proportions: those of what its `lines` (late fees too, untaxed) charged
+    at each rate less what its earlier credit notes (their parts: `credited`) took there, which for the first credit
+    note are the lines' own. By tax rate, none empty.
 
-    Rounding, so the parts add up to `amount` exactly and none is negative: first each tax rate's share of the
-    amount, in proportion to that rate's gross (net + tax) on the invoice, rounded down to the minor unit; the
-    remainder of that rounding (less than one minor unit per rate) goes to the largest share (the largest gross; on
-    a tie the lower rate), so the result does not depend on the lines' order. Then each share is split into its
-    tax, in the rate's proportion of tax to gross on the invoice, rounded half-up, and its net, the rest. A credit
-    of the whole total reverses exactly the invoice's tax at each rate (each share is then the rate's gross)."""
-    net_at: dict[Decimal, Decimal] = {}
-    tax_at: dict[Decimal, Decimal] = {}
+    Rounding, so the parts add up to `amount` exactly, none is negative and none passes what is left at its rate:
+    first each tax rate's share of the amount, in proportion to that rate's gross (net + tax) left, rounded down to
+    the minor unit; the remainder of that rounding (less than one minor unit per rate) goes to the largest share
+    (the largest gross; on a tie the lower rate), so the result does not depend on the lines' order. Only when that
+    share would pass its rate's gross (an amount within a few minor units of what is left, over three rates or more)
+    does the rest go on to the next largest, and so on. Then each share is split into its tax, in the rate's
+    proportion of tax to gross, rounded half-up, and its net, the rest. So the credit notes of an invoice never
+    reverse more net or tax at a rate than it charged, and the one that credits it in full (alone or after others)
+    takes exactly what is left: an invoice credited in full reverses exactly its tax."""
+    charged: dict[Decimal, tuple[Decimal, Decimal]] = {}
     for line in lines:
-        rate = line.tax_rate
-        net_at[rate] = net_at.get(rate, Decimal(0)) + line.net
-        tax_at[rate] = tax_at.get(rate, Decimal(0)) + line.tax
-    gross_at = {rate: net_at[rate] + tax_at[rate] for rate in net_at if net_at[rate] + tax_at[rate] > 0}
+        net, tax = charged.get(line.tax_rate, (Decimal(0), Decimal(0)))
+        charged[line.tax_rate] = (net + line.net, tax + line.tax)
+    taken: dict[Decimal, tuple[Decimal, Decimal]] = {}
+    for part in credited:
+        net, tax = taken.get(part.tax_rate, (Decimal(0), Decimal(0)))
+        taken[part.tax_rate] = (net + part.net, tax + part.tax)
+    zero = (Decimal(0), Decimal(0))
+    left = {
+        rate: (max(net - taken.get(rate, zero)[0], Decimal(0)), max(tax - taken.get(rate, zero)[1], Decimal(0)))
+        for rate, (net, tax) in charged.items()
+    }
+    # What earlier credit notes took beyond a rate's charge (those from before the split, migration 0015, hold the
+    # whole amount untaxed) cannot be told apart from the rest: the lines' own proportions then.
+    basis = left if amount <= sum((net + tax for net, tax in left.values()), Decimal(0)) else charged
+    net_at = {rate: net for rate, (net, tax) in basis.items() if net + tax > 0}
+    tax_at = {rate: tax for rate, (net, tax) in basis.items() if net + tax > 0}
+    gross_at = {rate: net_at[rate] + tax_at[rate] for rate in net_at}
     total = sum(gross_at.values(), Decimal(0))
     if not 0 < amount <= total:
         raise ValueError(f"a credit note of {amount} on lines totalling {total}")
@@ -82,8 +102,11 @@ def split_by_tax_rate(amount: Decimal, lines: Iterable[TaxedLine], currency: str
         shares = {
             rate: in_minor_units(amount * gross / total, currency, ROUND_DOWN) for rate, gross in gross_at.items()
         }
-        largest = min(gross_at, key=lambda rate: (-gross_at[rate], rate))
-        shares[largest] += amount - sum(shares.values(), Decimal(0))
+        remainder = amount - sum(shares.values(), Decimal(0))
+        for rate in sorted(gross_at, key=lambda rate: (-gross_at[rate], rate)):
+            added = min(remainder, gross_at[rate] - shares[rate])
+            shares[rate] += added
+            remainder -= added
         parts = []
         for rate in sorted(shares):
             share = shares[rate]
@@ -133,7 +156,8 @@ class CreditNoteCommands:
         check_amount(invoice, body.amount, "a credit note")
         now = datetime.now(UTC)
         lines = (await invoices.lines_of(tx.sql, [invoice.id])).get(invoice.id, [])
-        split = split_by_tax_rate(body.amount, lines, invoice.currency)
+        credited = await settlements.credited_by_tax_rate(tx.sql, invoice.id)
+        split = split_by_tax_rate(body.amount, lines, invoice.currency, credited)
         number = await numbering.next_number(tx.sql, numbering.CREDIT_NOTE, now.year)
         note = await settlements.insert_credit_note(tx.sql, {
             "invoice_id": invoice.id, "number": number, "amount": body.amount, "reason": body.reason,

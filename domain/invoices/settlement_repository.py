@@ -119,3 +119,13 @@ async def credit_note_taxes_of(sql: Sql, credit_note_ids: Sequence[int]) -> dict
         part = CreditNoteTaxRow(*row)
         found.setdefault(part.credit_note_id, []).append(part)
     return found
+
+
+async def credited_by_tax_rate(sql: Sql, invoice_id: int) -> list[CreditNoteTaxRow]:
+    """What an invoice's credit notes have credited at each tax rate, net and tax added up (`credit_note_id` 0)."""
+    rows = await sql.all(
+        "SELECT 0, t.tax_rate, sum(t.net), sum(t.tax) FROM credit_note_taxes t "
+        "JOIN credit_notes n ON n.id = t.credit_note_id WHERE n.invoice_id = %s GROUP BY t.tax_rate ORDER BY 2",
+        (invoice_id,),
+    )
+    return [CreditNoteTaxRow(*row) for row in rows]
