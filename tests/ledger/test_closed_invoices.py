@@ -122,10 +122,12 @@ async def test_a_payment_dated_in_a_closed_month_is_refused_and_one_in_an_open_m
     assert (await invoice_of(client, team.accountant, invoice["id"]))["amount_paid"] == "100.00"
     assert await scalar(activity_deps, payments) == 1
     assert await scalar(activity_deps, "SELECT count(*) FROM entries WHERE kind = 'revenue'") == 1
-    # The invoice was issued in the closed month: paid today, in an open month, it settles as ever.
+    # The invoice was issued in the closed month: paid or credited today, in an open month, it settles as ever.
     today = await pay(client, team, invoice["id"], "50.00")
     assert today.status_code == 201, today.text
-    assert (await invoice_of(client, team.accountant, invoice["id"]))["amount_paid"] == "150.00"
+    assert (await credit(client, team, invoice["id"], "8.50")).status_code == 201
+    now = await invoice_of(client, team.accountant, invoice["id"])
+    assert (now["amount_paid"], now["amount_credited"]) == ("150.00", "8.50")
     # Whoever writes: the closed month's payment changed or deleted, today's moved into the month, one recorded in it.
     await refused_in_sql(database_url, LAST_MONTH, "UPDATE invoice_payments SET reference = 'edited' WHERE id = %s",
                          early.json()["id"])  # fmt: skip
