@@ -9,7 +9,8 @@ and an email: approvals queue.
 
 Failures are retried (workflows/invoices.py backs off to ten minutes, without end): a mail server away, and also a
 broken mail template or reminder policy, which a fix deploys and the waiting attempts then pick up. Only an invoice
-that is not there fails for good.
+that is not there, and a late fee that would be charged in a closed month (the database refuses it, migration 0015:
+only an admin's reopening would let a retry through), fail for good.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+import psycopg
+from sqlalchemy.exc import DBAPIError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -29,6 +32,7 @@ from domain.invoices import customer_mail, document, issuing, reminders, sending
 from domain.invoices import repository as invoices
 from domain.invoices.reminder_policy import ReminderPolicyError, load_reminder_policy
 from domain.invoices.repository import InvoiceRow
+from domain.ledger.periods import closed_period
 from domain.mail.delivery import Mailer
 from workflows.contracts import InvoiceActivity, ReminderStep, RemindJob, RemindOutcome, SendJob, SentInvoice
 
@@ -115,6 +119,14 @@ class InvoiceActivities:
                                                  self.seller, _context())  # fmt: skip
         except DomainError as error:
             raise _permanent(error) from error
+        except (DBAPIError, psycopg.Error) as error:
+            # A late fee in a closed month: refused by the database, nothing of the step written. Final, as a domain
+            # refusal is; the workflow fails with the message instead of retrying every ten minutes without end.
+            refusal = closed_period(error)
+            if refusal is None:
+                raise
+            raise ApplicationError(refusal.message, refusal.details, type=refusal.refusal,
+                                   non_retryable=True) from error  # fmt: skip
         if not outcome.ended:
             await customer_mail.deliver_unsent(self.deps.db, self.mailer, job.invoice_id)
         return outcome

@@ -1,7 +1,8 @@
 """The recurring-invoice activities: create an active recurring invoice's schedule, and issue one run's invoice.
 
 Both are idempotent: a schedule that exists already is left as it is, and a run of a date that has its invoice
-makes nothing. A domain refusal is permanent (non-retryable), but a missing exchange rate, which the daily import
+makes nothing. A domain refusal is permanent (non-retryable), and so is a run dated in a closed month (the database
+refuses to number it, migration 0015: nothing of the run is written); a missing exchange rate, which the daily import
 or an accountant's manual rate supplies, is retried.
 """
 
@@ -11,6 +12,8 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import psycopg
+from sqlalchemy.exc import DBAPIError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -22,6 +25,7 @@ from domain.errors import DomainError
 from domain.fx.rates import terms_from
 from domain.invoices import recurring, recurring_lifecycle
 from domain.invoices import recurring_repository as recurring_rows
+from domain.ledger.periods import closed_period
 from workflows.contracts import (
     RecurringActivity,
     RecurringInvoiceInput,
@@ -77,6 +81,15 @@ class RecurringInvoiceActivities:
         except DomainError as error:
             retry = error.details.get("reason") == RATE_MISSING
             raise ApplicationError(error.message, error.details, type=error.refusal, non_retryable=not retry) from error
+        except (DBAPIError, psycopg.Error) as error:
+            # The run's day is in a closed month: the database refused to issue its invoice. Retrying for two days
+            # would not reopen the month; the run fails for good with the message (an admin may reopen the month and
+            # backfill the schedule for that day).
+            refusal = closed_period(error)
+            if refusal is None:
+                raise
+            raise ApplicationError(refusal.message, refusal.details, type=refusal.refusal,
+                                   non_retryable=True) from error  # fmt: skip
         if ran.created and ran.request_id is not None:
             await self._deliver(ran.request_id)
         if ran.recurring.status in (recurring_lifecycle.ENDED, recurring_lifecycle.CANCELLED):

@@ -125,8 +125,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(psycopg.Error)
     @app.exception_handler(DBAPIError)
     async def _refused_by_database(_: Request, exc: Exception) -> JSONResponse:
-        # The database's own controls: a change to an entry of a closed period (its triggers, migration 0014) is
-        # the 409 it would have been had the service checked first. Anything else is what it was: unexpected.
+        # The database's own controls: a change to what a closed period's journals are made of (entries, invoices,
+        # late fees, voids, payments, credit notes: the triggers of migrations 0014 and 0015) is the 409 it would
+        # have been had the service checked first. Anything else is what it was: unexpected.
         refusal = closed_period(exc)
         if refusal is None:
             raise exc

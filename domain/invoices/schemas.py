@@ -298,12 +298,25 @@ class CreditNoteIn(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Storable]
 
 
+class CreditNoteTaxOut(BaseModel):
+    """The part of a credit note at one tax rate of its invoice."""
+
+    tax_rate: Decimal = Field(description="percent, as on the invoice's lines")
+    net: AmountOut
+    tax: AmountOut
+
+
 class CreditNoteOut(BaseModel):
     id: int
     invoice_id: int
     number: str = Field(description="CN-YYYY-NNNN, gap-free per year of the credit note's date")
     amount: AmountOut
     currency: str
+    net: AmountOut = Field(description="the amount less the tax it reverses")
+    tax: AmountOut = Field(description="the tax it reverses: the parts' tax, added")
+    by_tax_rate: list[CreditNoteTaxOut] = Field(
+        description="the amount split in the invoice's proportions per tax rate (net and tax), adding up to it"
+    )
     reason: str
     created_by_id: int
     created_at: datetime

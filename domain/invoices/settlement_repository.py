@@ -1,8 +1,9 @@
-"""Every statement on `invoice_payments` and `credit_notes`, in plain SQL; rows come back as the dataclasses below
-(their fields are the tables' columns)."""
+"""Every statement on `invoice_payments`, `credit_notes` and `credit_note_taxes`, in plain SQL; rows come back as the
+dataclasses below (their fields are the tables' columns)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -39,10 +40,19 @@ class CreditNoteRow:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class CreditNoteTaxRow:
+    credit_note_id: int
+    tax_rate: Decimal
+    net: Decimal
+    tax: Decimal
+
+
 R = TypeVar("R")
 
 PAYMENT = columns(PaymentRow)
 CREDIT_NOTE = columns(CreditNoteRow)
+CREDIT_NOTE_TAX = columns(CreditNoteTaxRow)
 
 
 async def _insert(sql: Sql, row_type: type[R], table: str, returning: str, fields: dict[str, Any]) -> R:
@@ -81,3 +91,41 @@ async def credit_notes_page(sql: Sql, invoice_id: int, limit: int, offset: int) 
         (invoice_id, limit, offset),
     )
     return [CreditNoteRow(*row) for row in rows], total
+
+
+async def insert_credit_note_taxes(
+    sql: Sql, credit_note_id: int, parts: Sequence[tuple[Decimal, Decimal, Decimal]]
+) -> list[CreditNoteTaxRow]:
+    """A credit note's split, (tax rate, net, tax) a part, in one statement; by tax rate."""
+    rows = await sql.all(
+        "INSERT INTO credit_note_taxes (credit_note_id, tax_rate, net, tax) "
+        f"SELECT %s, * FROM unnest(%s::numeric[], %s::numeric[], %s::numeric[]) RETURNING {CREDIT_NOTE_TAX}",
+        (credit_note_id, [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts]),
+    )
+    return sorted((CreditNoteTaxRow(*row) for row in rows), key=lambda row: row.tax_rate)
+
+
+async def credit_note_taxes_of(sql: Sql, credit_note_ids: Sequence[int]) -> dict[int, list[CreditNoteTaxRow]]:
+    """The credit notes' splits, each by tax rate."""
+    found: dict[int, list[CreditNoteTaxRow]] = {}
+    if not credit_note_ids:
+        return found
+    rows = await sql.all(
+        f"SELECT {CREDIT_NOTE_TAX} FROM credit_note_taxes WHERE credit_note_id = ANY(%s) "
+        "ORDER BY credit_note_id, tax_rate",
+        (list(credit_note_ids),),
+    )
+    for row in rows:
+        part = CreditNoteTaxRow(*row)
+        found.setdefault(part.credit_note_id, []).append(part)
+    return found
+
+
+async def credited_by_tax_rate(sql: Sql, invoice_id: int) -> list[CreditNoteTaxRow]:
+    """What an invoice's credit notes have credited at each tax rate, net and tax added up (`credit_note_id` 0)."""
+    rows = await sql.all(
+        "SELECT 0, t.tax_rate, sum(t.net), sum(t.tax) FROM credit_note_taxes t "
+        "JOIN credit_notes n ON n.id = t.credit_note_id WHERE n.invoice_id = %s GROUP BY t.tax_rate ORDER BY 2",
+        (invoice_id,),
+    )
+    return [CreditNoteTaxRow(*row) for row in rows]

@@ -21,8 +21,15 @@ and `Journal.balanced` checks it before anything is written).
   from the total converted once: it goes to the `rounding` account, never into a customer's or the tax authority's.
 - A payment (by the date paid): Dr cash its base amount (at the payment's rate), Cr receivable its booked base (at
   the invoice's locked rate), the difference to `fx_gain` (Cr) or `fx_loss` (Dr).
-- A credit note (by the day it was issued, UTC): Dr the invoice's revenue account, Cr receivable, its amount at the
-  invoice's locked rate. It carries no tax breakdown (domain/invoices/credit_notes.py), so none is reversed.
+- A credit note (by the day it was issued, UTC), at the invoice's locked rate: Cr receivable its amount converted
+  once; Dr the invoice's revenue account the net and Dr the tax account the tax of each tax rate, converted one by
+  one, as its split holds them (`credit_note_taxes`: the amount split in the invoice's proportions per tax rate,
+  domain/invoices/credit_notes.split_by_tax_rate), so a credit of a taxed invoice reverses its share of the tax;
+  the few minor units converting part by part leaves go to `rounding`, as an invoice's do. Credit notes from before
+  the split (migration 0015) hold one untaxed part and reverse no tax, as they booked then.
+
+Each of these is refused, whoever writes, once its month is closed (domain/ledger/periods.py, migrations 0014 and
+0015): what a closed month's journals were made of does not change until an admin reopens it.
 """
 
 from __future__ import annotations
@@ -255,11 +262,25 @@ def payment_journal(payment: PaymentSource, chart: Chart, base: str) -> Journal:
 
 def credit_note_journal(note: CreditNoteSource, chart: Chart, base: str, revenue_category: str) -> Journal:
     lines = _lines(base, note.cost_center)
-    amount = to_base(note.amount, note.locked_rate, base)
-    lines.add(chart.revenue(note.customer, revenue_category), amount, note.currency, note.amount, note.locked_rate,
-              f"credit note {note.number}: {note.reason}")  # fmt: skip
-    lines.add(chart.role("receivable"), -amount, note.currency, note.amount, note.locked_rate,
+    rate, currency = note.locked_rate, note.currency
+    revenue = chart.revenue(note.customer, revenue_category)
+    several = len(note.parts) > 1
+    for part in note.parts:
+        text = f"credit note {note.number}: {note.reason}"
+        if several:
+            text = f"credit note {note.number}, net at {plain_str(part.tax_rate.normalize())}%: {note.reason}"
+        lines.add(revenue, to_base(part.net, rate, base), currency, part.net, rate, text)
+    for part in note.parts:
+        if part.tax:
+            text = f"tax {plain_str(part.tax_rate.normalize())}% on credit note {note.number}"
+            lines.add(chart.role("tax"), to_base(part.tax, rate, base), currency, part.tax, rate, text)
+    lines.add(chart.role("receivable"), -to_base(note.amount, rate, base), currency, note.amount, rate,
               f"credit note {note.number} on invoice {note.invoice_number}")  # fmt: skip
+    residual = lines.residual()
+    if residual:
+        lines.add(
+            chart.role("rounding"), -residual, base, residual, ONE, f"rounding, converting credit note {note.number}"
+        )
     trail = note.trail
     return Journal(note.number, utc_day(note.created_at), "credit_note", note.id,
                    f"credit note {note.number} on invoice {note.invoice_number} to {note.customer}", note.customer,

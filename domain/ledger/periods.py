@@ -1,17 +1,32 @@
 """Monthly periods: closing one freezes its journals and locks the entries dated in it; reopening (admins only)
 unlocks them, and the next close freezes a new closing.
 
-The lock itself is the database's (migration 0014): triggers on `entries` and `approval_steps` refuse, whoever
-writes, to create, change, submit or decide an entry dated in a closed month, with SQLSTATE LC409. Which changes:
-any INSERT; any UPDATE when the old or the new entry date is in a closed month and any column but the row's upkeep
-(`updated_at`, `version`) changes (a write that changes nothing passes); a step's decision (approved, rejected,
-returned for changes) on an entry's request. Deleting a draft stays possible: a draft is in no journal. The API
-answers LC409 with 409 (api/errors.py); the approval activities turn it into a refusal the workflow does not retry
-(activities/approvals.py), so a decision sent straight to the workflow is refused the same way.
+The lock itself is the database's, with SQLSTATE LC409, whoever writes:
+- entries (migration 0014): triggers on `entries` and `approval_steps` refuse to create, change, submit or decide an
+  entry dated in a closed month. Which changes: any INSERT; any UPDATE when the old or the new entry date is in a
+  closed month and any column but the row's upkeep (`updated_at`, `version`) changes (a write that changes nothing
+  passes); a step's decision (approved, rejected, returned for changes) on an entry's request. Deleting a draft stays
+  possible: a draft is in no journal.
+- invoices (migration 0015), by the days journals.py books them by: numbering (issuing) an invoice dated in a closed
+  month, whether its approval, an approval rule at submit or a recurring run numbers it; charging a late fee in one
+  (the UTC day of its line); voiding an invoice in one (the UTC day of the void); changing a numbered invoice's
+  booked fields or lines, or deleting it, while any month its journals (or its payments' and credit notes') are in is
+  closed; recording, changing or deleting a payment dated in one (its revenue entry is refused first, by 0014's
+  trigger); issuing, changing or deleting a credit note, or its split, on a day of one. An invoice's settlement
+  (status, amounts paid and credited) is in no journal and moves freely, so a payment in an open month on an invoice
+  issued in a closed one goes through. Drafts, templates and invoices never numbered stay free.
+The API answers LC409 with 409 "the period YYYY-MM is closed" (api/errors.py, every route); the approval activities
+turn it into a refusal the workflow does not retry (activities/approvals.py), so a decision sent straight to the
+workflow is refused the same way, and so do the reminder (late fee) and recurring-run activities
+(activities/invoices.py, activities/recurring_invoices.py): their step or run fails for good, with the message.
 
-A close and the writes of its month are ordered by the month's advisory lock (the triggers take it shared, the
-close alone): the close waits for the writes under way, then counts what waits on a decision (409 while anything
-dated in the month is pending or returned for changes), and the writes after it find the month closed. The close
+A close and the writes of its month are ordered by the month's advisory lock (every trigger above takes it shared,
+through `period_closed(day)`, before it reads the month's status; the close takes it alone, before it reads
+anything): the close waits for the writes under way, then counts what waits on a decision (409 while an entry dated
+in the month is pending or returned for changes) and reads the journals with what they committed, and the writes
+after it find the month closed. A timestamped write (a credit note, a late fee, a void) is checked against the very
+instant its journal is dated by (its `created_at` or `voided_at`, in UTC), so one begun on the month's last day and
+still under way when the month is closed is counted by the close or refused, never lost between the two. The close
 then writes the month's journals (books.freeze) as closing `closings + 1`, in the same transaction, and its audit
 row with the totals. Reopening leaves the frozen rows where they are: exports of that closing stay reproducible.
 """
@@ -36,7 +51,7 @@ from domain.models import User
 from domain.money import in_minor_units, plain_str
 
 RESOURCE = "period"
-CLOSED_PERIOD = "LC409"  # the SQLSTATE the triggers raise (migration 0014)
+CLOSED_PERIOD = "LC409"  # the SQLSTATE the triggers raise (migrations 0014 and 0015)
 PERIOD_LOCK = int.from_bytes(b"PRDC", "big")  # the class of the months' advisory locks, as the trigger takes them
 _MONTH = re.compile(r"\d{4}-\d{2}")
 

@@ -1,6 +1,7 @@
 """What a month's journals are made of, read in one go: the approved entries, the invoices issued, voided or charged
-a late fee, the payments received and the credit notes issued in it, each with what its journal carries besides the
-amounts (the counterparty, the cost center, who approved it and when, the audit row that approved or issued it).
+a late fee, the payments received and the credit notes issued in it (with their split per tax rate), each with what
+its journal carries besides the amounts (the counterparty, the cost center, who approved it and when, the audit row
+that approved or issued it).
 
 Read only: these tables belong to the entries, approvals, invoices and audit packages, which write them.
 
@@ -101,6 +102,15 @@ class PaymentSource:
 
 
 @dataclass(frozen=True)
+class CreditNotePart:
+    """A credit note's amount at one tax rate of its invoice (`credit_note_taxes`): its net and its tax."""
+
+    tax_rate: Decimal
+    net: Decimal
+    tax: Decimal
+
+
+@dataclass(frozen=True)
 class CreditNoteSource:
     id: int
     number: str
@@ -114,6 +124,7 @@ class CreditNoteSource:
     customer: str
     cost_center: str
     trail: Trail
+    parts: tuple[CreditNotePart, ...]  # by tax rate, adding up to `amount` (migration 0015 checks it at commit)
 
 
 @dataclass(frozen=True)
@@ -258,14 +269,26 @@ _CREDIT_NOTES = (
 )
 
 
+_CREDIT_NOTE_PARTS = (
+    "SELECT t.credit_note_id, t.tax_rate, t.net, t.tax FROM credit_note_taxes t WHERE t.credit_note_id = ANY(%s) "
+    "ORDER BY t.credit_note_id, t.tax_rate"
+)
+
+
 async def _credit_notes(sql: Sql, month: date, following: date) -> list[CreditNoteSource]:
+    rows = await sql.all(_CREDIT_NOTES, (months.start(month), months.start(following)))
+    if not rows:
+        return []
+    parts: dict[int, list[CreditNotePart]] = defaultdict(list)
+    for note_id, tax_rate, net, tax in await sql.all(_CREDIT_NOTE_PARTS, ([row[0] for row in rows],)):
+        parts[note_id].append(CreditNotePart(tax_rate, net, tax))
     return [
         CreditNoteSource(
             id=row[0], number=row[1], invoice_id=row[2], invoice_number=row[3] or "", currency=row[4],
             amount=row[5], locked_rate=row[6], reason=row[7], created_at=row[8], customer=row[9],
-            cost_center=row[10], trail=Trail(row[11], row[8], row[12] or ""),
+            cost_center=row[10], trail=Trail(row[11], row[8], row[12] or ""), parts=tuple(parts[row[0]]),
         )
-        for row in await sql.all(_CREDIT_NOTES, (months.start(month), months.start(following)))
+        for row in rows
     ]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from domain.models.fx import AppState, FxRate
 from domain.models.idempotency import IdempotencyKey
 from domain.models.invoice import (
     CreditNote,
+    CreditNoteTax,
     Customer,
     Invoice,
     InvoiceEmail,
@@ -54,6 +55,7 @@ __all__ = [
     "BudgetThreshold",
     "BudgetVersion",
     "CreditNote",
+    "CreditNoteTax",
     "Customer",
     "DashboardCurrencyTotal",
     "DashboardEntryTotal",

@@ -192,6 +192,22 @@ class CreditNote(CreatedAt, Base):
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
 
 
+class CreditNoteTax(Base):
+    """A credit note's amount at one tax rate of its invoice: its net and its tax (domain/invoices/credit_notes.py
+    splits it). A credit note's parts add up to its amount (a deferred constraint trigger, migration 0015)."""
+
+    __tablename__ = "credit_note_taxes"
+    __table_args__ = (
+        CheckConstraint("net >= 0 AND tax >= 0 AND net + tax > 0", name="part_positive"),
+        CheckConstraint("tax_rate >= 0 AND tax_rate <= 100", name="tax_rate_percent"),
+    )
+
+    credit_note_id: Mapped[int] = mapped_column(ForeignKey("credit_notes.id", ondelete="CASCADE"), primary_key=True)
+    tax_rate: Mapped[Decimal] = mapped_column(Numeric(7, 4), primary_key=True)
+    net: Mapped[Decimal] = mapped_column(Numeric(19, 4))
+    tax: Mapped[Decimal] = mapped_column(Numeric(19, 4))
+
+
 class InvoiceReminder(CreatedAt, Base):
     """A reminder step that ran for an invoice: at most one per step (the workflow's activity may run again)."""
 

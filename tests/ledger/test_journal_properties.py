@@ -1,19 +1,22 @@
 """Properties of the journal builder over random months of entries, invoices (with late fees and voids across
-months), payments and credit notes in several currencies and base currencies (JPY with no minor unit, BHD with
-three): every journal balances exactly, every line is one-sided, non-negative and in the base currency's minor units,
-and an invoice's receivable moves over the months add up to its total converted once (zero when it was voided)."""
+months), payments and credit notes (split per tax rate) in several currencies and base currencies (JPY with no minor
+unit, BHD with three): every journal balances exactly, every line is one-sided, non-negative and in the base
+currency's minor units, and an invoice's receivable moves over the months add up to its total converted once (zero
+when it was voided)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from domain.invoices.credit_notes import split_by_tax_rate
 from domain.ledger import months
 from domain.ledger.journals import Journal, invoice_journal, month_journals, to_base
 from domain.ledger.sources import (
+    CreditNotePart,
     CreditNoteSource,
     EntrySource,
     InvoiceLineSource,
@@ -92,11 +95,18 @@ def payments(draw: st.DrawFn, base: str) -> PaymentSource:
 
 @st.composite
 def credit_notes(draw: st.DrawFn) -> CreditNoteSource:
-    currency = draw(st.sampled_from(CURRENCIES))
+    """A credit note of part or all of a random invoice's total, split by tax rate as the service splits it."""
+    invoice = draw(invoices())
+    total = sum((line.net + line.tax for line in invoice.lines), Decimal(0))
+    assume(total > 0)
+    units = minor_units(invoice.currency) or 0
+    amount = Decimal(draw(st.integers(1, int(total.scaleb(units))))).scaleb(-units)
+    parts = split_by_tax_rate(amount, invoice.lines, invoice.currency)
     return CreditNoteSource(
         id=draw(st.integers(1, 10**6)), number="CN-2026-0001", invoice_id=1, invoice_number="INV-2026-0001",
-        currency=currency, amount=draw(money(currency)), locked_rate=draw(rates), reason="discount",
+        currency=invoice.currency, amount=amount, locked_rate=draw(rates), reason="discount",
         created_at=draw(instants), customer="Acme", cost_center="lead", trail=TRAIL,
+        parts=tuple(CreditNotePart(part.tax_rate, part.net, part.tax) for part in parts),
     )  # fmt: skip
 
 

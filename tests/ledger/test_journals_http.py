@@ -1,7 +1,7 @@
 """A month's journals over the whole stack, each line worked out by hand: an expense in EUR at its locked rate, a
 revenue entry, an invoice with two tax rates and a late fee (and the cent its line-by-line conversion leaves to the
-rounding account), a payment with an FX gain and one with a loss, a credit note. Then the month closes and the
-frozen journals read the same.
+rounding account), a payment with an FX gain and one with a loss, a credit note reversing its share of each tax
+rate. Then the month closes and the frozen journals read the same.
 
 Books in USD; 1 EUR = 1.0850 USD today (stored as the ECB's rate, so the cross rate EUR -> USD is 1.085)."""
 
@@ -89,9 +89,16 @@ async def test_each_source_books_its_balanced_journal_and_the_close_freezes_them
     # 300.00 EUR at 1.0421 = 312.63; at 1.085 = 325.50: a loss of 12.87.
     loss = await pay(client, team, invoice["id"], "300.00", fx_rate="1.0421")
     assert loss.json()["fx_difference"] == "-12.87", loss.text
-    # A credit note of 100.00 EUR: 108.50 USD at the locked rate.
+    # A credit note of 100.00 EUR: 108.50 USD at the locked rate. Split by tax rate in the invoice's proportions
+    # (of 1248.77 gross: 19% 1189.99, 7% 48.74, untaxed fee 10.04): 95.29, 3.90 and 0.80 rounded down, the cent
+    # left over to the largest, 19%: 95.30. Its tax 95.30 x 190.00 / 1189.99 = 15.2157 -> 15.22 (net 80.08); at 7%
+    # 3.90 x 3.19 / 48.74 = 0.2552 -> 0.26 (net 3.64).
     note = await credit(client, team, invoice["id"], "100.00")
     assert note.status_code == 201, note.text
+    assert (note.json()["net"], note.json()["tax"], note.json()["by_tax_rate"]) == ("84.52", "15.48", [
+        {"tax_rate": "0", "net": "0.80", "tax": "0.00"}, {"tax_rate": "7", "net": "3.64", "tax": "0.26"},
+        {"tax_rate": "19", "net": "80.08", "tax": "15.22"},
+    ])  # fmt: skip
 
     computed = await journals(client, accountant)
     assert computed.status_code == 200, computed.text
@@ -134,7 +141,13 @@ async def test_each_source_books_its_balanced_journal_and_the_close_freezes_them
         ("7200", "12.87", "0.00", "USD", "12.87", "1", ""),
     ]
     assert lines_of(by_number[note.json()["number"]]) == [
-        ("4000", "108.50", "0.00", "EUR", "100.00", "1.085", ""),
+        # Each part converted on its own: 0.80 -> 0.868 -> 0.87; 3.64 -> 3.9494 -> 3.95; 80.08 -> 86.8868 -> 86.89;
+        # tax 0.26 -> 0.2821 -> 0.28; 15.22 -> 16.5137 -> 16.51. They add up to 108.50: no rounding line.
+        ("4000", "0.87", "0.00", "EUR", "0.80", "1.085", ""),
+        ("4000", "3.95", "0.00", "EUR", "3.64", "1.085", ""),
+        ("4000", "86.89", "0.00", "EUR", "80.08", "1.085", ""),
+        ("2200", "0.28", "0.00", "EUR", "0.26", "1.085", "UST"),
+        ("2200", "16.51", "0.00", "EUR", "15.22", "1.085", "UST"),
         ("1200", "0.00", "108.50", "EUR", "100.00", "1.085", ""),
     ]
     # 108.49 + 50.00 + 1354.92 + 659.94 + 312.63 + 12.87 + 108.50 = 2607.35 on either side.
@@ -169,7 +182,7 @@ async def test_each_source_books_its_balanced_journal_and_the_close_freezes_them
 
     closed = await close(client, accountant, THIS_MONTH)
     assert closed.status_code == 200, closed.text
-    assert (closed.json()["journals"], closed.json()["lines"], closed.json()["debit_total"]) == (6, 19, "2607.35")
+    assert (closed.json()["journals"], closed.json()["lines"], closed.json()["debit_total"]) == (6, 23, "2607.35")
     frozen = await journals(client, accountant)
     assert (frozen.json()["status"], frozen.json()["closing"]) == ("closed", 1)
     assert frozen.json()["items"] == page["items"]
