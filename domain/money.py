@@ -106,6 +106,12 @@ def money_str(amount: Decimal, currency: str | None = None) -> str:
     return format(amount.quantize(CENT, rounding=ROUND_HALF_EVEN), "f")
 
 
+def trimmed(value: Decimal) -> Decimal:
+    """A quantity or rate without the zeros its column pads it with: 2.5, 10, 19 (`normalize` alone turns 10 into
+    1E+1, which JSON and a PDF would show as such)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral() else value.normalize()
+
+
 def plain_str(amount: Decimal) -> str:
     """As stored, already in its currency's minor units (an entry's amount as the service put it out)."""
     return format(amount, "f")

@@ -89,8 +89,10 @@ class InvoiceCommands:
         return await get_invoice(tx, self.authorizer, caller.user, invoice_id)
 
     async def void(self, tx: Tx, caller: Caller, invoice_id: int, reason: str) -> InvoiceOut | Replayed:
-        """Void an invoice nobody has paid anything of (after a payment, a credit note corrects it). Its reminders
-        end; its number stays used (a void invoice keeps its number, so the sequence has no gap)."""
+        """Void an invoice nothing was paid or credited of (after a payment, a credit note corrects it; after a credit
+        note, another credit note for the rest: a void reverses everything the invoice booked, and would count the
+        credit twice). Its reminders end; its number stays used (a void invoice keeps its number, so the sequence
+        has no gap)."""
         scope = f"POST /invoices/{invoice_id}/void"
         return await _once(tx, caller, scope, {"reason": reason}, 200, self._void, tx, caller, invoice_id, reason)
 
@@ -98,10 +100,12 @@ class InvoiceCommands:
         invoice = await visible_invoice(tx, self.authorizer, caller.user, invoice_id, lock=True)
         if invoice.status == issuing.PENDING_APPROVAL:
             raise InvalidState("the invoice is waiting on approval: withdraw it first")
-        if invoice.status in (issuing.VOID, issuing.PAID) or invoice.amount_paid > 0:
+        if invoice.status in (issuing.VOID, issuing.PAID) or invoice.amount_paid > 0 or invoice.amount_credited > 0:
             raise InvalidState(
-                f"only an invoice without payments can be voided; this one is {invoice.status} "
-                f"(paid {in_minor_units(invoice.amount_paid, invoice.currency)}): issue a credit note instead",
+                f"only an invoice without payments or credit notes can be voided; this one is {invoice.status} "
+                f"(paid {in_minor_units(invoice.amount_paid, invoice.currency)}, credited "
+                f"{in_minor_units(invoice.amount_credited, invoice.currency)}): issue a credit note for what is due "
+                "instead",
                 status=invoice.status,
             )
         now = datetime.now(UTC)

@@ -35,7 +35,7 @@ from domain.invoices.service import RESOURCE, visible_invoice
 from domain.invoices.settlement import Outcome, check_amount, check_open, settle, tell_when_paid
 from domain.invoices.settlement_repository import CreditNoteRow, CreditNoteTaxRow
 from domain.models import User
-from domain.money import in_minor_units, plain_str
+from domain.money import in_minor_units, plain_str, trimmed
 
 
 class TaxedLine(Protocol):
@@ -117,13 +117,8 @@ def split_by_tax_rate(
     return tuple(parts)
 
 
-def _plain_rate(rate: Decimal) -> Decimal:
-    """A tax rate without the zeros its column pads it with: 19, 5.5, 20 (normalize alone would write 2E+1)."""
-    return rate.quantize(Decimal(1)) if rate == rate.to_integral() else rate.normalize()
-
-
 def credit_note_out(note: CreditNoteRow, parts: Iterable[CreditNoteTaxRow], currency: str) -> CreditNoteOut:
-    by_rate = [CreditNoteTaxOut(tax_rate=_plain_rate(part.tax_rate), net=in_minor_units(part.net, currency),
+    by_rate = [CreditNoteTaxOut(tax_rate=trimmed(part.tax_rate), net=in_minor_units(part.net, currency),
                                 tax=in_minor_units(part.tax, currency)) for part in parts]  # fmt: skip
     tax = sum((part.tax for part in by_rate), Decimal(0))
     amount = in_minor_units(note.amount, currency)
@@ -172,7 +167,7 @@ class CreditNoteCommands:
             "credit_note_id": note.id, "number": number, "amount": plain_str(body.amount),
             "currency": invoice.currency, "reason": body.reason, "status": [invoice.status, updated.status],
             "balance_due": plain_str(in_minor_units(updated.balance_due, invoice.currency)),
-            "by_tax_rate": [[plain_str(_plain_rate(p.tax_rate)), plain_str(p.net), plain_str(p.tax)] for p in split],
+            "by_tax_rate": [[plain_str(trimmed(p.tax_rate)), plain_str(p.net), plain_str(p.tax)] for p in split],
         })  # fmt: skip
         outcome.paid = settled.paid
         return credit_note_out(note, parts, invoice.currency)

@@ -40,7 +40,7 @@ from domain.invoices.schemas import (
 )
 from domain.invoices.totals import LineAmounts, Totals, line_amounts, totals
 from domain.models import User
-from domain.money import fits, in_minor_units, is_currency, minor_units, plain_str
+from domain.money import fits, in_minor_units, is_currency, minor_units, plain_str, trimmed
 from domain.users.visibility import Visibility, visibility_for
 from workflows.contracts import invoice_workflow_id
 
@@ -163,19 +163,14 @@ def _money(value: Decimal | None, currency: str | None) -> Decimal | None:
     return in_minor_units(value, currency) if value is not None and currency is not None else value
 
 
-def _plain_quantity(quantity: Decimal) -> Decimal:
-    """A quantity without the zeros its column pads it with: 2.5, 10 (normalize alone would write 1E+1)."""
-    return quantity.quantize(Decimal(1)) if quantity == quantity.to_integral() else quantity.normalize()
-
-
 def invoice_out(invoice: InvoiceRow, lines: list[LineRow], customer_name: str, on: date) -> InvoiceOut:
     currency = invoice.currency
     days = issuing.overdue_days(invoice, on)
     shown_lines = [
         LineOut(
             position=line.position, kind=line.kind, description=line.description,  # type: ignore[arg-type]
-            quantity=_plain_quantity(line.quantity),
-            unit_price=in_minor_units(line.unit_price, currency), tax_rate=line.tax_rate.normalize(),
+            quantity=trimmed(line.quantity),
+            unit_price=in_minor_units(line.unit_price, currency), tax_rate=trimmed(line.tax_rate),
             net=in_minor_units(line.net, currency), tax=in_minor_units(line.tax, currency),
             reminder_step=line.reminder_step,
         )

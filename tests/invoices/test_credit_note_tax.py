@@ -224,3 +224,22 @@ async def test_a_split_that_does_not_add_up_is_refused_by_the_database(
             await connection.commit()
     async with activity_deps.db.transaction() as tx:
         assert await tx.sql.scalar("SELECT count(*) FROM credit_notes") == 0
+
+
+async def test_a_credited_invoice_is_not_voided_and_its_rates_read_plainly(
+    client: httpx.AsyncClient, team: Team, activity_deps: ActivityDeps
+) -> None:
+    """A void reverses all an invoice booked: after a credit note it would reverse the credited part twice. And a
+    20% rate reads "20" in the invoice's JSON, as on its PDF (not "2E+1")."""
+    customer = await create_customer(client, team.accountant)
+    lines = [{"description": "Audit", "quantity": "10", "unit_price": "100.00", "tax_rate": "20"}]
+    invoice = await sent_invoice(client, team, activity_deps, customer["id"], lines=lines)
+    assert [(line["quantity"], line["tax_rate"]) for line in invoice["lines"]] == [("10", "20")]
+    assert (await credit(client, team, invoice["id"], "120.00")).status_code == 201
+    voided = await client.post(
+        f"/api/v1/invoices/{invoice['id']}/void", json={"reason": "wrong customer"}, headers=team.accountant.headers
+    )
+    assert voided.status_code == 409, voided.text
+    assert "credited 120.00" in voided.json()["error"]["message"]
+    again = await client.get(f"/api/v1/invoices/{invoice['id']}", headers=team.accountant.headers)
+    assert (again.json()["status"], again.json()["balance_due"]) == ("sent", "1080.00")
