@@ -23,10 +23,11 @@ workflow is refused the same way, and so do the reminder (late fee) and recurrin
 A close and the writes of its month are ordered by the month's advisory lock (every trigger above takes it shared,
 through `period_closed(day)`, before it reads the month's status; the close takes it alone, before it reads
 anything): the close waits for the writes under way, then counts what waits on a decision (409 while an entry dated
-in the month is pending or returned for changes) and reads the journals with what they committed, and the writes
-after it find the month closed. A timestamped write (a credit note, a late fee, a void) is checked against the very
-instant its journal is dated by (its `created_at` or `voided_at`, in UTC), so one begun on the month's last day and
-still under way when the month is closed is counted by the close or refused, never lost between the two. The close
+in the month is pending or returned for changes, or an invoice dated in it waits on approval) and reads the journals
+with what they committed, and the writes after it find the month closed. A timestamped write (a credit note, a
+late fee, a void) is checked against the very instant its journal is dated by (its `created_at` or `voided_at`, in
+UTC), so one begun on the month's last day and still under way when the month is closed is counted by the close or
+refused, never lost between the two. The close
 then writes the month's journals (books.freeze) as closing `closings + 1`, in the same transaction, and its audit
 row with the totals. Reopening leaves the frozen rows where they are: exports of that closing stay reproducible.
 """
@@ -90,13 +91,17 @@ async def close(tx: Tx, month: date, user: User, terms: LedgerTerms, context: Au
     period = await ledger.locked_period(tx.sql, month)
     if period.status == "closed":
         raise InvalidState(f"the period {label} is closed already", reason="period_closed", period=label)
-    waiting = await ledger.entries_waiting(tx.sql, month, months.following(month))
-    if waiting:
+    entries, invoices = await ledger.waiting_on_decisions(tx.sql, month, months.following(month))
+    if entries or invoices:
+        counted = [f"{n} {word if n == 1 else plural}" for n, word, plural in
+                   ((entries, "entry", "entries"), (invoices, "invoice", "invoices")) if n]  # fmt: skip
         raise InvalidState(
-            f"the period {label} has {waiting} entr{'y' if waiting == 1 else 'ies'} waiting on a decision or on "
-            "changes: decide them, or have them withdrawn, before closing it",
-            reason="entries_pending",
-            pending=waiting,
+            f"the period {label} has {' and '.join(counted)} waiting on a decision or on changes: decide them, or "
+            "have them withdrawn, before closing it",
+            reason="decisions_pending",
+            pending=entries + invoices,
+            entries=entries,
+            invoices=invoices,
         )
     journals = await books.journals_now(tx.sql, month, terms)
     closing = period.closings + 1

@@ -204,15 +204,18 @@ async def lock_month(sql: Sql, lock_class: int, key: int) -> None:
     await sql.run("SELECT pg_advisory_xact_lock(%s::int, %s::int)", (lock_class, key))
 
 
-async def entries_waiting(sql: Sql, month: date, following: date) -> int:
-    """Entries dated in the month that wait on a decision or on their owner's changes."""
-    return int(
-        await sql.scalar(
-            "SELECT count(*) FROM entries WHERE kind IN ('expense', 'revenue') "
-            "AND status IN ('pending', 'changes_requested') AND entry_date >= %s AND entry_date < %s",
-            (month, following),
-        )
+async def waiting_on_decisions(sql: Sql, month: date, following: date) -> tuple[int, int]:
+    """What dated in the month waits on a decision: entries pending or returned for changes, and invoices (not
+    templates) pending approval, whose approval would book them in the month."""
+    row = await sql.one(
+        "SELECT (SELECT count(*) FROM entries WHERE kind IN ('expense', 'revenue') "
+        "AND status IN ('pending', 'changes_requested') AND entry_date >= %s AND entry_date < %s), "
+        "(SELECT count(*) FROM invoices WHERE status = 'pending_approval' AND NOT is_template "
+        "AND issue_date >= %s AND issue_date < %s)",
+        (month, following, month, following),
     )
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 # --- journals ------------------------------------------------------------------------------------------------------

@@ -76,11 +76,10 @@ async def test_an_invoice_dated_in_a_closed_month_is_issued_only_once_the_month_
     client: httpx.AsyncClient, team: Team, activity_deps: ActivityDeps, chart: None, database_url: str
 ) -> None:
     customer = await create_customer(client, team.accountant)
-    pending = await submit(
-        client, team.accountant, (await create_invoice(client, team.accountant, customer["id"]))["id"]
-    )
+    first = await create_invoice(client, team.accountant, customer["id"])
     draft = await create_invoice(client, team.accountant, customer["id"])
-    await closed(client, team)
+    await closed(client, team)  # nothing waits on approval yet (an invoice that did would hold the close)
+    pending = await submit(client, team.accountant, first["id"])  # a draft is in no journal: submitted as ever
 
     # Its approval would number it: refused, and nothing taken (no number, no audit row, still waiting).
     refused_as_closed(await decide(client, team.admin, pending["approval_request_id"], "approve"))
@@ -308,3 +307,20 @@ async def test_a_close_waits_for_an_invoice_write_under_way_in_its_month_and_cou
     frozen = (await journals(client, team.accountant)).json()
     assert "CN-HAND-1" in [journal["number"] for journal in frozen["items"]]
     refused_as_closed(await credit(client, team, invoice["id"], "10.00"))
+
+
+async def test_an_invoice_waiting_on_approval_holds_the_close_of_its_month(
+    client: httpx.AsyncClient, team: Team, chart: None
+) -> None:
+    """Its approval would book it in the month: the close waits for the decision, as for an entry."""
+    customer = await create_customer(client, team.accountant)
+    invoice = await create_invoice(client, team.accountant, customer["id"])
+    submitted = await submit(client, team.accountant, invoice["id"])
+    refused = await close(client, team.accountant)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["details"] == {
+        "reason": "decisions_pending", "pending": 1, "entries": 0, "invoices": 1,
+    }  # fmt: skip
+    assert "1 invoice waiting on a decision" in refused.json()["error"]["message"]
+    assert (await decide(client, team.admin, submitted["approval_request_id"], "approve")).status_code == 200
+    assert (await close(client, team.accountant)).status_code == 200

@@ -71,7 +71,9 @@ async def test_a_month_closes_only_once_nothing_dated_in_it_waits_on_a_decision(
 
     refused = await close(client, team.accountant)
     assert refused.status_code == 409, refused.text
-    assert refused.json()["error"]["details"] == {"reason": "entries_pending", "pending": 2}
+    assert refused.json()["error"]["details"] == {
+        "reason": "decisions_pending", "pending": 2, "entries": 2, "invoices": 0,
+    }  # fmt: skip
     assert "2 entries waiting" in refused.json()["error"]["message"]
     assert await scalar(activity_deps, "SELECT count(*) FROM periods") == 0
     assert await audit_rows(activity_deps, "period.closed") == []
@@ -222,4 +224,6 @@ async def test_a_close_waits_for_a_change_under_way_in_its_month_and_counts_it(
         await in_flight.commit()
         refused = await asyncio.wait_for(closing, 10)
     assert refused.status_code == 409, refused.text
-    assert refused.json()["error"]["details"] == {"reason": "entries_pending", "pending": 1}
+    assert refused.json()["error"]["details"] == {
+        "reason": "decisions_pending", "pending": 1, "entries": 1, "invoices": 0,
+    }  # fmt: skip
