@@ -34,7 +34,15 @@ from domain.invoices.reminder_policy import ReminderPolicyError, load_reminder_p
 from domain.invoices.repository import InvoiceRow
 from domain.ledger.periods import closed_period
 from domain.mail.delivery import Mailer
-from workflows.contracts import InvoiceActivity, ReminderStep, RemindJob, RemindOutcome, SendJob, SentInvoice
+from workflows.contracts import (
+    PERIOD_CLOSED,
+    InvoiceActivity,
+    ReminderStep,
+    RemindJob,
+    RemindOutcome,
+    SendJob,
+    SentInvoice,
+)
 
 # Retried, not failed for good: the operator fixes the file and the waiting sends go on (the error shows on the
 # activity in the Temporal UI, and in the worker's log).
@@ -121,11 +129,11 @@ class InvoiceActivities:
             raise _permanent(error) from error
         except (DBAPIError, psycopg.Error) as error:
             # A late fee in a closed month: refused by the database, nothing of the step written. Final, as a domain
-            # refusal is; the workflow fails with the message instead of retrying every ten minutes without end.
+            # refusal is (retrying every ten minutes would never end); the workflow skips the step and goes on.
             refusal = closed_period(error)
             if refusal is None:
                 raise
-            raise ApplicationError(refusal.message, refusal.details, type=refusal.refusal,
+            raise ApplicationError(refusal.message, refusal.details, type=PERIOD_CLOSED,
                                    non_retryable=True) from error  # fmt: skip
         if not outcome.ended:
             await customer_mail.deliver_unsent(self.deps.db, self.mailer, job.invoice_id)

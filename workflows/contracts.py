@@ -541,6 +541,13 @@ class InvoiceOutcome(Contract):
 
     reminded: list[int] = []
     ended_by: str  # "steps done", "paid", "void", or the `closed` signal's reason
+    # Steps refused because their day fell in a closed period (their late fee would book in it): nothing of them was
+    # written or sent; the later steps still run.
+    skipped: list[int] = []
+
+
+# The type of an activity's refusal when the period its write books in is closed (SQLSTATE LC409).
+PERIOD_CLOSED = "PeriodClosed"
 
 
 REPORT_WORKFLOW_PREFIX = "report-"  # + the report's uuid

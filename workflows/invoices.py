@@ -20,11 +20,13 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         INVOICE_CLOSED_SIGNAL,
         INVOICE_WORKFLOW,
+        PERIOD_CLOSED,
         REPORTS_QUEUE,
         InvoiceActivity,
         InvoiceInput,
@@ -76,23 +78,33 @@ class InvoiceWorkflow:
             return InvoiceOutcome(ended_by=sent.status)
         sent_at = workflow.now()
         reminded: list[int] = []
+        skipped: list[int] = []
         for number, step in enumerate(sent.steps, 1):
             due = reminder_time(sent.due_date, step, sent.hour_utc)
             if due <= sent_at:
                 continue
             if await self._closed_before(due):
-                return InvoiceOutcome(reminded=reminded, ended_by=self._closed or "closed")
-            outcome = await workflow.execute_activity(
-                InvoiceActivity.REMIND,
-                RemindJob(invoice_id=start.invoice_id, step=number, reminder=step, now=workflow.now()),
-                result_type=RemindOutcome,
-                start_to_close_timeout=REMIND_TIMEOUT,
-                retry_policy=RETRY,
-            )
+                return InvoiceOutcome(reminded=reminded, ended_by=self._closed or "closed", skipped=skipped)
+            try:
+                outcome = await workflow.execute_activity(
+                    InvoiceActivity.REMIND,
+                    RemindJob(invoice_id=start.invoice_id, step=number, reminder=step, now=workflow.now()),
+                    result_type=RemindOutcome,
+                    start_to_close_timeout=REMIND_TIMEOUT,
+                    retry_policy=RETRY,
+                )
+            except ActivityError as error:
+                # Its day is in a closed period (an accountant closed the current month early): the step's fee
+                # cannot book there, so the step is skipped, not the invoice's later reminders.
+                if not (isinstance(error.cause, ApplicationError) and error.cause.type == PERIOD_CLOSED):
+                    raise
+                workflow.logger.warning("invoice %s: reminder %s skipped: %s", start.invoice_id, number, error.cause)
+                skipped.append(number)
+                continue
             if outcome.ended:
-                return InvoiceOutcome(reminded=reminded, ended_by=outcome.status)
+                return InvoiceOutcome(reminded=reminded, ended_by=outcome.status, skipped=skipped)
             reminded.append(number)
-        return InvoiceOutcome(reminded=reminded, ended_by="steps done")
+        return InvoiceOutcome(reminded=reminded, ended_by="steps done", skipped=skipped)
 
     async def _closed_before(self, moment: datetime) -> bool:
         """Wait until `moment` unless the `closed` signal comes first; True when it did."""

@@ -253,6 +253,31 @@ async def test_reminders_on_their_days_and_a_late_fee_once(stack: Stack, make_us
     await replayer.replay_workflow(await history_of(handle, "four_steps_fee_retried"))
 
 
+async def test_a_step_whose_fee_would_book_in_a_closed_month_is_skipped_and_the_others_go_out(
+    stack: Stack, make_user: MakeUser
+) -> None:
+    """A late fee books on the day it is charged (the workflow's now); with that month closed (an accountant
+    closed the current month early), the steps with a fee are refused whole (no fee, no email) and skipped, not
+    retried without end, and the invoice's other reminders still go out."""
+    invoice = await issue_invoice(stack, make_user)
+    today = (await stack.env.get_current_time()).date()
+    async with stack.deps.db.transaction() as tx:  # every month the steps fall in (the last is 30 days away)
+        await tx.sql.run(
+            "INSERT INTO periods (month, status, closings, closed_at) SELECT month::date, 'closed', 1, now() "
+            "FROM generate_series(date_trunc('month', %s::date), %s::date + 40, interval '1 month') AS month",
+            (today, today),
+        )
+    handle = await start(stack, invoice)
+    async with asyncio.timeout(60):
+        outcome = await handle.result()
+    assert (outcome.reminded, outcome.skipped, outcome.ended_by) == ([1, 2], [3, 4], "steps done")
+    assert (
+        await rows(stack, "SELECT id FROM invoice_lines WHERE invoice_id = %s AND kind = 'late_fee'", invoice.id) == []
+    )
+    subjects = stack.mail.subjects_to(invoice.email)
+    assert [subject.split(":")[0] for subject in subjects[1:]] == ["Reminder", "Overdue"], subjects
+
+
 async def test_payment_and_its_signal_end_the_reminders(stack: Stack, make_user: MakeUser) -> None:
     invoice = await issue_invoice(stack, make_user)
     handle = await start(stack, invoice)
