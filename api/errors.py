@@ -117,6 +117,14 @@ def _domain_response(exc: errors.DomainError) -> JSONResponse:
     return error_response(status, exc.code, exc.message, exc.details or None, headers)
 
 
+_TRY_AGAIN = {"40P01", "40001"}  # deadlock_detected, serialization_failure
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return cause.sqlstate if isinstance(cause, psycopg.Error) else None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.DomainError)
     async def _domain(_: Request, exc: errors.DomainError) -> JSONResponse:
@@ -129,9 +137,17 @@ def install_error_handlers(app: FastAPI) -> None:
         # late fees, voids, payments, credit notes: the triggers of migrations 0014 and 0015) is the 409 it would
         # have been had the service checked first. Anything else is what it was: unexpected.
         refusal = closed_period(exc)
-        if refusal is None:
-            raise exc
-        return _domain_response(refusal)
+        if refusal is not None:
+            return _domain_response(refusal)
+        if _sqlstate(exc) in _TRY_AGAIN:
+            # A deadlock or serialisation failure: the database aborted this request's transaction (rolled back,
+            # nothing kept) so that another could go on, e.g. a close of a month and a write of it taking their locks
+            # in opposite orders. Safe to repeat as it was.
+            message = (
+                "the database aborted this request to resolve a conflict with another; nothing was changed, try again"
+            )
+            return error_response(503, errors.ServiceUnavailable.code, message, headers={"Retry-After": "1"})
+        raise exc
 
     @app.exception_handler(EngineUnavailable)
     async def _engine_away(_: Request, exc: EngineUnavailable) -> JSONResponse:
