@@ -75,7 +75,7 @@ def _out(report: Report, progress_rows: int | None = None, base_currency: str | 
 
 
 @router.post(
-    "",
+    "/",  # the product README's form (the other answers too: api/trailing_slash.py)
     status_code=202,
     response_model=ReportAccepted,
     summary="Request a report; a workflow generates it",
@@ -107,7 +107,7 @@ async def request_report(body: ReportRequest, grant: CreateReport, tx: TxDep, se
     )
 
 
-@router.get("", response_model=ReportPage, summary="Your reports (all reports for roles with report read_all)")
+@router.get("/", response_model=ReportPage, summary="Your reports (all reports for roles with report read_all)")
 async def list_reports(
     grant: ReadReport,
     tx: TxDep,
