@@ -17,8 +17,10 @@ from api.deps import AppServices, declared_permission, is_read_only
 from api.docs import declare_password_sign_in, serve_docs
 from api.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from api.middleware import RequestContextMiddleware
+from api.operation_ids import check_operation_ids, operation_id
 from api.routes import health
 from api.routes.attachments import upload_body_limit
+from api.trailing_slash import answer_both_slash_forms
 from core.authz import Authorizer
 from core.db import Database
 from core.engine import WorkflowEngine
@@ -209,6 +211,7 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         responses=COMMON_ERROR_RESPONSES,
+        generate_unique_id_function=operation_id,  # <resource>-<action>, for generated clients (api/operation_ids.py)
     )
     # A receipt's upload may be larger than other bodies: up to its own cap (the route refuses past it, exactly).
     app.add_middleware(
@@ -230,6 +233,8 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         app.include_router(router, prefix=API_PREFIX)
     check_every_route_declares_permission(app)
     check_read_only_routes_only_read(app)
+    check_operation_ids(api_routes(app))
+    answer_both_slash_forms(app)
     declare_password_sign_in(app, token_url=f"{API_PREFIX}/auth/login")
     if docs:
         serve_docs(app)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.routing import APIRoute
+from starlette.types import Message
 
 from api.deps import Authorize, Grant, Public, ServicesDep, TxDep
 from core.db import Tx
@@ -42,6 +43,7 @@ ProfileUpdate = Annotated[Grant, Depends(Authorize("profile", "update"))]
 SessionRevoke = Annotated[Grant, Depends(Authorize("session", "revoke"))]
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_BODY_HEADERS = (b"content-type", b"content-length", b"transfer-encoding")
 
 
 async def throttle(services: ServicesDep, checks: Iterable[tuple[rate_limits.Limit, str]]) -> None:
@@ -71,51 +73,43 @@ def _address(context: AuditContext) -> str:
     return context.client_ip or "unknown"
 
 
-async def _login_credentials(request: Request) -> LoginRequest:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    data: Any
-    if content_type in _FORM_TYPES:
-        form = await request.form()
-        grant_type = form.get("grant_type")
-        if grant_type not in (None, "", "password"):
-            raise ValidationFailed("grant_type: only the password grant is supported", field="grant_type")
-        data = {key: form.get(key) for key in ("username", "password") if form.get(key) is not None}
-    else:
-        try:
-            data = await request.json()
-        except ValueError as exc:
-            raise RequestValidationError(
-                [{"type": "json_invalid", "loc": ("body",), "msg": "the body is not valid JSON", "input": None}]
-            ) from exc
-    try:
-        return LoginRequest.model_validate(data)
-    except ValidationError as exc:
-        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from exc
+class FormOrJsonLogin(APIRoute):
+    """The login route reads the OAuth2 password form (what Swagger's Authorize dialog and OAuth2 clients send) as
+    the JSON body it declares, so the OpenAPI document names one body type (`LoginRequest`): a generator handles
+    one, and mishandles a JSON-or-form union."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_form_or_json(request: Request) -> Response:
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            return await handle(await _form_as_json(request) if content_type in _FORM_TYPES else request)
+
+        return handle_form_or_json
 
 
-_LOGIN_SCHEMA = LoginRequest.model_json_schema()
-_LOGIN_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": _LOGIN_SCHEMA},
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "required": ["username", "password"],
-                    "properties": {
-                        **_LOGIN_SCHEMA["properties"],
-                        "grant_type": {"type": "string", "enum": ["password"]},
-                        "scope": {"type": "string"},
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                    },
-                }
-            },
-        },
-    }
-}
+async def _form_as_json(request: Request) -> Request:
+    form = await request.form()
+    grant_type = form.get("grant_type")
+    if grant_type not in (None, "", "password"):
+        raise ValidationFailed("grant_type: only the password grant is supported", field="grant_type")
+    # The OAuth2 extras (scope, client_id, client_secret) mean nothing here: only the credentials go on (a file
+    # sent in their place is left out, so the answer is a 422 that names the missing field).
+    fields = {key: value for key in ("username", "password") if isinstance(value := form.get(key), str)}
+    body = json.dumps(fields).encode()
+    headers = [(name, value) for name, value in request.scope["headers"] if name not in _BODY_HEADERS]
+    headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    scope = {**request.scope, "headers": headers}
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return await request.receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, summary="Register as an employee")
@@ -129,16 +123,10 @@ async def register(body: RegisterRequest, tx: TxDep, services: ServicesDep, cont
     return UserOut.model_validate(user)
 
 
-@router.post(
-    "/login",
-    summary="Sign in with a username (or email) and password",
-    response_model=TokenPair | OtpChallenge,
-    openapi_extra=_LOGIN_BODY,
-)
-async def login(request: Request, tx: TxDep, services: ServicesDep, context: PublicContext) -> Any:
-    """The OAuth2 password form or the same fields as JSON. Answers tokens, or `otp_required` with an
-    `otp_token` when the account has two-factor sign-in (finish with POST /auth/login/otp)."""
-    credentials = await _login_credentials(request)
+async def login(credentials: LoginRequest, tx: TxDep, services: ServicesDep, context: PublicContext) -> Any:
+    """JSON, or the same fields as the OAuth2 password form (`application/x-www-form-urlencoded`). Answers tokens,
+    or `otp_required` with an `otp_token` when the account has two-factor sign-in (finish with POST
+    /auth/login/otp)."""
     per_account, per_address = rate_limits.login_limits(services.settings.auth)
     account = await auth_service.throttle_key(tx, credentials.username)
     await throttle(services, [(per_address, _address(context)), (per_account, account)])
@@ -147,6 +135,16 @@ async def login(request: Request, tx: TxDep, services: ServicesDep, context: Pub
             tx, services.settings, credentials.username, credentials.password, context
         )
     return await auth_service.sign_in(tx, services.settings, user, context)
+
+
+router.add_api_route(
+    "/login",
+    login,
+    methods=["POST"],
+    summary="Sign in with a username (or email) and password",
+    response_model=TokenPair | OtpChallenge,
+    route_class_override=FormOrJsonLogin,
+)
 
 
 @router.post("/login/otp", summary="Finish a sign-in with an authenticator or emailed code")

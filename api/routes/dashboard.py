@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
 from domain.dashboard import service
-from domain.dashboard.schemas import Kpi, Overview, Period, Receivables
+from domain.dashboard.schemas import DashboardPeriod, Kpi, Overview, Receivables
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 Reader = Annotated[Grant, Depends(Authorize("dashboard", "read"))]
@@ -26,8 +26,8 @@ async def get_overview(
     grant: Reader,
     tx: TxDep,
     services: ServicesDep,
-    period: Annotated[Period, Query(description="calendar month, quarter or year containing today (UTC)")] = (
-        Period.MONTH
+    period: Annotated[DashboardPeriod, Query(description="calendar month, quarter or year containing today (UTC)")] = (
+        DashboardPeriod.MONTH
     ),
 ) -> Overview:
     return await service.overview(
@@ -53,8 +53,9 @@ async def get_receivables(
     tx: TxDep,
     services: ServicesDep,
     period: Annotated[
-        Period, Query(description="the calendar month, quarter or year (UTC) of the realized FX gains and losses")
-    ] = Period.MONTH,
+        DashboardPeriod,
+        Query(description="the calendar month, quarter or year (UTC) of the realized FX gains and losses"),
+    ] = DashboardPeriod.MONTH,
 ) -> Receivables:
     """The invoices you may see (accountants and admins all, managers their team's), in the base currency at each
     invoice's locked rate, on today's date (UTC)."""

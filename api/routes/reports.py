@@ -23,6 +23,7 @@ from domain.models import Report, ReportSchedule
 from domain.reports import schedules as schedule_service
 from domain.reports import service
 from domain.reports.schemas import (
+    CONTENT_TYPES,
     PRESENTATION_KEY,
     ReportAccepted,
     ReportOut,
@@ -75,7 +76,7 @@ def _out(report: Report, progress_rows: int | None = None, base_currency: str | 
 
 
 @router.post(
-    "",
+    "/",  # the product README's form (the other answers too: api/trailing_slash.py)
     status_code=202,
     response_model=ReportAccepted,
     summary="Request a report; a workflow generates it",
@@ -107,7 +108,7 @@ async def request_report(body: ReportRequest, grant: CreateReport, tx: TxDep, se
     )
 
 
-@router.get("", response_model=ReportPage, summary="Your reports (all reports for roles with report read_all)")
+@router.get("/", response_model=ReportPage, summary="Your reports (all reports for roles with report read_all)")
 async def list_reports(
     grant: ReadReport,
     tx: TxDep,
@@ -185,20 +186,32 @@ async def _download(
     )
 
 
+# Bytes first, so a generated client hands over the file as it came; then each format's own type.
+_FILE = {"schema": {"type": "string", "format": "binary"}}
 _DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "the file", "content": {"application/octet-stream": {}}},
+    200: {
+        "description": "the file",
+        "content": {
+            "application/octet-stream": _FILE,
+            **{media.split(";")[0]: _FILE for media in CONTENT_TYPES.values()},
+        },
+    },
     303: {"description": "S3 storage: a short-lived presigned URL"},
     404: {"description": "no such report, or its file is no longer stored"},
     409: {"description": "the report is not completed, or it expired (its file was pruned)"},
 }
 
 
-@router.post("/{report_id}/download", summary="Download a report's file", responses=_DOWNLOAD_RESPONSES)
+@router.post(
+    "/{report_id}/download", summary="Download a report's file", responses=_DOWNLOAD_RESPONSES, response_class=Response
+)
 async def download_report_post(report_id: uuid.UUID, grant: ReadReport, tx: TxDep, services: ServicesDep) -> Response:
     return await _download(report_id, grant, tx, services, redirect_status=303)
 
 
-@router.get("/{report_id}/download", summary="Download a report's file", responses=_DOWNLOAD_RESPONSES)
+@router.get(
+    "/{report_id}/download", summary="Download a report's file", responses=_DOWNLOAD_RESPONSES, response_class=Response
+)
 async def download_report(report_id: uuid.UUID, grant: ReadReport, tx: TxDep, services: ServicesDep) -> Response:
     return await _download(report_id, grant, tx, services, redirect_status=307)
 

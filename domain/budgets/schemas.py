@@ -84,7 +84,9 @@ class BudgetRevision(BaseModel):
         return self
 
 
-class PeriodOut(BaseModel):
+class BudgetPeriodOut(BaseModel):
+    """One period of a budget (named apart from the ledger's PeriodOut: one name per API schema)."""
+
     starts_on: date
     ends_on: date = Field(description="exclusive")
     label: str
@@ -110,7 +112,7 @@ class BudgetOut(BaseModel):
     created_by_id: int
     created_at: datetime
     updated_at: datetime
-    periods: list[PeriodOut]
+    periods: list[BudgetPeriodOut]
 
 
 class BudgetPage(BaseModel):

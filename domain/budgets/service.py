@@ -26,9 +26,9 @@ from domain.budgets.schemas import (
     BudgetCreate,
     BudgetOut,
     BudgetPage,
+    BudgetPeriodOut,
     BudgetRevision,
     BudgetVersionOut,
-    PeriodOut,
 )
 from domain.entries.service import parse_if_match
 from domain.errors import InvalidState, NotFound, PreconditionFailed, ValidationFailed
@@ -93,7 +93,7 @@ def _out(row: tuple[Any, ...], periods: list[tuple[Any, ...]]) -> BudgetOut:
         return in_minor_units(value, currency)
 
     shown = [
-        PeriodOut(
+        BudgetPeriodOut(
             starts_on=starts_on,
             ends_on=ends_on,
             label=labels.get(starts_on, starts_on.isoformat()),

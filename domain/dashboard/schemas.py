@@ -11,7 +11,9 @@ from pydantic import BaseModel, Field
 from domain.money import AmountOut
 
 
-class Period(StrEnum):
+class DashboardPeriod(StrEnum):
+    """The calendar period a dashboard covers (named apart from a report's Period: one name per API schema)."""
+
     MONTH = "month"
     QUARTER = "quarter"
     YEAR = "year"
@@ -166,13 +168,13 @@ class CashForecast(BaseModel):
 
 
 class Receivables(ReceivablesSummary):
-    period: Period = Field(description="the calendar period (UTC) of `fx_realized`")
+    period: DashboardPeriod = Field(description="the calendar period (UTC) of `fx_realized`")
     base_currency: str
     expected_cash: CashForecast
 
 
 class Overview(BaseModel):
-    period: Period
+    period: DashboardPeriod
     scope: Scope
     base_currency: str
     current: PeriodTotals

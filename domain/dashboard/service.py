@@ -36,13 +36,13 @@ from domain.dashboard.schemas import (
     ChangePercent,
     CurrencyTotals,
     CycleTime,
+    DashboardPeriod,
     DaysSalesOutstanding,
     FxRealized,
     Kpi,
     MonthTotals,
     Overview,
     PendingAmounts,
-    Period,
     PeriodTotals,
     Receivables,
     ReceivablesSummary,
@@ -58,7 +58,7 @@ from domain.models import User
 from domain.money import in_minor_units
 from domain.users.visibility import visibility_for
 
-PERIOD_MONTHS = {Period.MONTH: 1, Period.QUARTER: 3, Period.YEAR: 12}
+PERIOD_MONTHS = {DashboardPeriod.MONTH: 1, DashboardPeriod.QUARTER: 3, DashboardPeriod.YEAR: 12}
 RECENT_ENTRIES = 10
 TOP_N = 10
 TOP_BUDGETS = 20
@@ -125,10 +125,10 @@ def add_months(day: date, months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def period_start(period: Period, today: date) -> date:
-    if period == Period.MONTH:
+def period_start(period: DashboardPeriod, today: date) -> date:
+    if period == DashboardPeriod.MONTH:
         return today.replace(day=1)
-    if period == Period.QUARTER:
+    if period == DashboardPeriod.QUARTER:
         return date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
     return date(today.year, 1, 1)
 
@@ -348,7 +348,7 @@ async def _receivables_figures(
     }
 
 
-def _period_days(period: Period, today: date) -> tuple[date, date]:
+def _period_days(period: DashboardPeriod, today: date) -> tuple[date, date]:
     """The calendar period holding `today`, as its first and last days."""
     start = period_start(period, today)
     return start, date.fromordinal(add_months(start, PERIOD_MONTHS[period]).toordinal() - 1)
@@ -356,7 +356,7 @@ def _period_days(period: Period, today: date) -> tuple[date, date]:
 
 async def current_receivables(
     tx: Tx, authorizer: Authorizer, viewer: User, scope: DashboardScope, base: str, today: date, dso_days: int,
-    period: Period,
+    period: DashboardPeriod,
 ) -> ReceivablesSummary | None:  # fmt: skip
     """The receivables of the invoices the viewer may see (`domain.invoices.receivables.scope_for`, from the owners
     the dashboard's scope has read); None for whoever may not read invoices."""
@@ -370,7 +370,7 @@ async def current_receivables(
 
 
 async def receivables(
-    tx: Tx, authorizer: Authorizer, viewer: User, period: Period, base: str, dso_days: int, now: datetime
+    tx: Tx, authorizer: Authorizer, viewer: User, period: DashboardPeriod, base: str, dso_days: int, now: datetime
 ) -> Receivables:
     """The receivables summary with the expected cash in by week; 403 for whoever may not read invoices."""
     invoices = await accounts_receivable.scope_for(tx.sql, authorizer, viewer)
@@ -393,7 +393,13 @@ async def receivables(
 
 
 async def overview(
-    tx: Tx, authorizer: Authorizer, viewer: User, period: Period, base_currency: str, now: datetime, dso_days: int
+    tx: Tx,
+    authorizer: Authorizer,
+    viewer: User,
+    period: DashboardPeriod,
+    base_currency: str,
+    now: datetime,
+    dso_days: int,
 ) -> Overview:
     """`dso_days`: the window of the receivables' days sales outstanding (RECEIVABLES_DSO_DAYS)."""
     scope = await scope_for(tx, authorizer, viewer)

@@ -174,8 +174,8 @@ TABLE: list[Case] = [
     Case("POST", "/api/v1/notifications/{missing}/read", signed_in(404)),
     Case("GET", "/api/v1/notifications/stream", signed_in(200), streams=True),
     # --- reports: anyone requests and reads their own; schedules are for admins ---
-    Case("POST", "/api/v1/reports", signed_in(422), {}),
-    Case("GET", "/api/v1/reports", signed_in(200)),
+    Case("POST", "/api/v1/reports/", signed_in(422), {}),
+    Case("GET", "/api/v1/reports/", signed_in(200)),
     Case("GET", f"/api/v1/reports/{MISSING_UUID}", signed_in(404)),
     Case("GET", f"/api/v1/reports/{MISSING_UUID}/download", signed_in(404)),
     Case("POST", f"/api/v1/reports/{MISSING_UUID}/download", signed_in(404)),
