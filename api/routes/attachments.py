@@ -19,10 +19,12 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from api.deps import AppServices, Authorize, Grant, ServicesDep, TxDep, read_only
+from api.file_responses import file_responses
 from api.uploads import FRAMING_BYTES, received_file
 from core.db import Tx
 from core.storage import ObjectStorage
 from domain.attachments import service
+from domain.attachments.filetypes import RECEIPT_TYPES
 from domain.attachments.repository import AttachmentRow
 from domain.attachments.schemas import AttachmentList, AttachmentOut, UploadStart, UploadTicket
 from domain.errors import NotFound
@@ -34,7 +36,7 @@ router = APIRouter(prefix="/expenses", tags=["receipts"])
 Read = Annotated[Grant, Depends(Authorize("entry", "read"))]
 Update = Annotated[Grant, Depends(Authorize("entry", "update"))]
 
-UPLOAD_PATH = re.compile(r"/api/v1/expenses/\d+/attachments")  # the route's path, as the middleware sees it
+UPLOAD_PATH = re.compile(r"/api/v1/expenses/\d+/attachments/?")  # the route's path, as the middleware sees it
 
 
 def upload_body_limit(max_bytes: int) -> tuple[str, re.Pattern[str], int]:
@@ -179,11 +181,14 @@ def content_disposition(filename: str) -> str:
 @router.get(
     "/{entry_id:int}/attachments/{attachment_id:int}",
     summary="Download a receipt",
-    responses={
-        200: {"description": "the file", "content": {"application/octet-stream": {}}},
-        307: {"description": "S3 storage: a short-lived presigned URL"},
-        409: {"description": "its upload has not been completed"},
-    },
+    response_class=Response,
+    responses=file_responses(
+        sorted(RECEIPT_TYPES),
+        {
+            307: "S3 storage: a short-lived presigned URL",
+            409: "its upload has not been completed",
+        },
+    ),
 )
 @read_only
 async def download(entry_id: int, attachment_id: int, grant: Read, tx: TxDep, services: ServicesDep) -> Response:

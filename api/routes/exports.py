@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.file_responses import file_responses
 from api.idempotency import IdempotencyKey, replayed
 from domain.approvals.commands import Caller
 from domain.errors import InvalidState, NotFound
@@ -76,12 +77,15 @@ def _chunks(handle: Any, size: int = 1 << 16) -> Iterator[bytes]:
 @router.get(
     "/{export_id}/download",
     summary="Download an export batch's file",
-    responses={
-        200: {"description": "the file", "content": {"text/csv": {}, "application/zip": {}}},
-        307: {"description": "S3 storage: a short-lived presigned URL"},
-        404: {"description": "no such export, or its file is no longer stored"},
-        409: {"description": "the export is not completed"},
-    },
+    response_class=Response,
+    responses=file_responses(
+        ("text/csv", "application/zip"),
+        {
+            307: "S3 storage: a short-lived presigned URL",
+            404: "no such export, or its file is no longer stored",
+            409: "the export is not completed",
+        },
+    ),
 )
 @read_only
 async def download_export(export_id: ExportId, tx: TxDep, services: ServicesDep, grant: Read) -> Response:

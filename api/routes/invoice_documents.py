@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.file_responses import file_responses
 from domain.invoices import document
 
 router = APIRouter(prefix="/invoices", tags=["invoices"])
@@ -14,11 +15,10 @@ router = APIRouter(prefix="/invoices", tags=["invoices"])
 Read = Annotated[Grant, Depends(Authorize("invoice", "read"))]
 InvoiceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
-_PDF_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "the PDF", "content": {document.CONTENT_TYPE: {}}},
-    404: {"description": "no such invoice, or not one you may see"},
-    409: {"description": "the invoice has not been sent yet: its PDF is rendered when it is"},
-}
+_PDF_RESPONSES = file_responses((document.CONTENT_TYPE,), {
+    404: "no such invoice, or not one you may see",
+    409: "the invoice has not been sent yet: its PDF is rendered when it is",
+}, description="the PDF")  # fmt: skip
 
 
 @router.get("/{invoice_id}/pdf", summary="An invoice's PDF", response_class=Response, responses=_PDF_RESPONSES)

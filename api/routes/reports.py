@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from api.deps import AppServices, Authorize, Grant, ServicesDep, TxDep
+from api.file_responses import file_responses
 from core.db import Tx
 from core.engine import EngineUnavailable, ScheduleMissing
 from domain.errors import InvalidState, NotFound, ServiceUnavailable
@@ -186,20 +187,11 @@ async def _download(
     )
 
 
-# Bytes first, so a generated client hands over the file as it came; then each format's own type.
-_FILE = {"schema": {"type": "string", "format": "binary"}}
-_DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "the file",
-        "content": {
-            "application/octet-stream": _FILE,
-            **{media.split(";")[0]: _FILE for media in CONTENT_TYPES.values()},
-        },
-    },
-    303: {"description": "S3 storage: a short-lived presigned URL"},
-    404: {"description": "no such report, or its file is no longer stored"},
-    409: {"description": "the report is not completed, or it expired (its file was pruned)"},
-}
+_DOWNLOAD_RESPONSES = file_responses(CONTENT_TYPES.values(), {
+    303: "S3 storage: a short-lived presigned URL",
+    404: "no such report, or its file is no longer stored",
+    409: "the report is not completed, or it expired (its file was pruned)",
+})  # fmt: skip
 
 
 @router.post(

@@ -20,7 +20,8 @@ from core.engine import WorkflowEngine
 from core.mail import FileTransport
 from core.settings import ApprovalSettings, Settings, StorageSettings, TemporalSettings
 from core.storage import LocalStorage
-from tests.approvals.conftest import team  # noqa: F401 - a fixture, used by name
+from core.temporal import task_queues
+from tests.approvals.conftest import settle_workflows, team  # noqa: F401 - team: a fixture, used by name
 from tests.exports import month
 from worker import build_workers, worker_plan
 
@@ -69,7 +70,12 @@ async def exports_app(exports_settings: Settings, temporal_client: Client) -> As
 
 
 @pytest.fixture
-async def api(exports_app: object, exports_worker: None) -> AsyncIterator[httpx.AsyncClient]:
+async def api(
+    exports_app: object, exports_worker: None, exports_settings: Settings, temporal_client: Client
+) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=exports_app, client=("203.0.113.7", 50000))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+    # An invoice's workflow (`invoice-<id>`) sleeps on its reminders: ended here, or the next test's invoice of the
+    # same id (ids restart with the tables, on the same engine) could not start its own.
+    await settle_workflows(temporal_client, task_queues(exports_settings.temporal).approvals)
