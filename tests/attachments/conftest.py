@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import struct
 import uuid
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 from temporalio.client import Client
 
@@ -22,7 +24,7 @@ from core.authz import Authorizer
 from core.db import Database
 from core.engine import WorkflowEngine
 from core.mail import FileTransport
-from core.settings import Settings, TemporalSettings
+from core.settings import Settings, StorageSettings, TemporalSettings
 from core.storage import create_storage
 from core.temporal import task_queues
 from tests.approvals.conftest import (  # noqa: F401 - fixtures, used by name
@@ -41,6 +43,7 @@ from tests.backups.conftest import (  # noqa: F401 - fixtures of the backup test
     seeded,
 )
 from tests.conftest import TestUser
+from tests.services import s3_server
 from worker import build_workers, worker_plan
 
 
@@ -143,3 +146,14 @@ async def own_stack(settings: Settings, temporal_client: Client, **changes: Any)
         await asyncio.gather(*tasks, return_exceptions=True)
         await services.db.dispose()
         await deps.db.dispose()
+
+
+@contextlib.contextmanager
+def receipts_bucket() -> Iterator[StorageSettings]:
+    """Moto's S3 over HTTP with an empty bucket of its own: the storage settings that reach it."""
+    with s3_server() as endpoint:
+        bucket = f"receipts-{secrets.token_hex(4)}"
+        boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+        ).create_bucket(Bucket=bucket)
+        yield StorageSettings(bucket=bucket, endpoint_url=endpoint, access_key_id="test", secret_access_key="test")

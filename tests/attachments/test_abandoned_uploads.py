@@ -7,7 +7,6 @@ one that comes second finds the other's result, and a completion after the remov
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -15,7 +14,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 from pydantic import ValidationError
@@ -36,7 +34,6 @@ from core.settings import (
     FxSettings,
     ReportSettings,
     Settings,
-    StorageSettings,
     TemporalSettings,
 )
 from core.storage import S3Storage
@@ -53,10 +50,10 @@ from tests.attachments.conftest import (
     attachment_rows,
     complete_upload,
     own_stack,
+    receipts_bucket,
     send_upload,
     start_upload,
 )
-from tests.services import s3_server
 from worker import reconcile_schedules
 from workflows.attachments import AttachmentUpkeepWorkflow
 from workflows.contracts import ATTACHMENT_UPKEEP_SCHEDULE_ID, AttachmentUpkeepInput, AttachmentUpkeepSummary
@@ -73,12 +70,7 @@ class Stack:
 
 @pytest.fixture
 async def stack(settings: Settings, temporal_client: Client, team: Team) -> AsyncIterator[Stack]:
-    with s3_server() as endpoint:
-        bucket = f"receipts-{secrets.token_hex(4)}"
-        storage = StorageSettings(bucket=bucket, endpoint_url=endpoint, access_key_id="test", secret_access_key="test")
-        boto3.client(
-            "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
-        ).create_bucket(Bucket=bucket)
+    with receipts_bucket() as storage:
         changes: dict[str, Any] = {
             "storage": storage,
             "attachments": AttachmentSettings(max_bytes=1024, max_per_entry=PER_ENTRY),

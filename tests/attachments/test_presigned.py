@@ -11,18 +11,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import secrets
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 from temporalio.client import Client
 
 from activities.deps import ActivityDeps
-from core.settings import AttachmentSettings, Settings, StorageSettings
+from core.settings import AttachmentSettings, Settings
 from core.storage import S3Storage
 from tests.approvals.conftest import Team, audit_count, create_expense
 from tests.attachments.conftest import (
@@ -32,10 +30,10 @@ from tests.attachments.conftest import (
     complete_upload,
     own_stack,
     path_of,
+    receipts_bucket,
     send_upload,
     start_upload,
 )
-from tests.services import s3_server
 
 LIMIT = 1024
 
@@ -44,12 +42,7 @@ LIMIT = 1024
 async def s3_api(
     settings: Settings, temporal_client: Client, team: Team
 ) -> AsyncIterator[tuple[httpx.AsyncClient, S3Storage]]:
-    with s3_server() as endpoint:
-        bucket = f"receipts-{secrets.token_hex(4)}"
-        storage = StorageSettings(bucket=bucket, endpoint_url=endpoint, access_key_id="test", secret_access_key="test")
-        boto3.client(
-            "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
-        ).create_bucket(Bucket=bucket)
+    with receipts_bucket() as storage:
         limits = AttachmentSettings(max_bytes=LIMIT, receipt_required_above=Decimal("100"))
         async with own_stack(settings, temporal_client, storage=storage, attachments=limits) as http:
             yield http, S3Storage(storage)
