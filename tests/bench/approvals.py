@@ -124,31 +124,10 @@ async def load_client(base_url: str, concurrency: int) -> AsyncIterator[AiohttpP
 # share one, so the duplicate check at submit runs on every expense and, as in most claims, finds nothing. (With one
 # vendor for all, most submits were flagged with about three possible duplicates each: docs/benchmarks.md.)
 VENDORS = (
-    "Lufthansa",
-    "Hilton",
-    "Uber",
-    "Deutsche Bahn",
-    "Marriott",
-    "Starbucks",
-    "Amazon",
-    "Hertz",
-    "Delta",
-    "Sixt",
-    "Ikea",
-    "Staples",
-    "Avis",
-    "Qantas",
-    "Zoom",
-    "Slack",
-    "Dropbox",
-    "FedEx",
-    "Shell",
-    "Aldi",
-    "Costco",
-    "Expedia",
-    "Wework",
-    "Notion",
-)
+    "Lufthansa", "Hilton", "Uber", "Deutsche Bahn", "Marriott", "Starbucks", "Amazon", "Hertz", "Delta", "Sixt",
+    "Ikea", "Staples", "Avis", "Qantas", "Zoom", "Slack", "Dropbox", "FedEx", "Shell", "Aldi", "Costco", "Expedia",
+    "Wework", "Notion",
+)  # fmt: skip
 
 
 def _expense(n: int) -> dict[str, str]:
