@@ -5,12 +5,21 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: dev reset migration test lint format bench install browser clean
+# The exact versions to install, with the hashes of their files (docs/dependencies.md): `make lock` writes it.
+LOCK := requirements.lock
+# The resolver behind `make lock`, installed only there: installing from the lock needs nothing but pip.
+LOCK_TOOL := uv==0.13.9
+PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-$(STAMP): pyproject.toml
+.PHONY: dev reset migration test lint format bench install browser clean lock
+
+# The venv's own pip installs wheels only, each checked against the lock's hashes (a missing pin or hash fails);
+# then the project itself, editable, without dependencies; `pip check` catches a lock older than pyproject.toml.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PIP) install --quiet --require-hashes --only-binary :all: -r $(LOCK)
+	$(PIP) install --quiet --no-deps -e .
+	$(PIP) check || { echo "pyproject.toml changed? make lock. A .venv from before? make clean" >&2; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP) browser
@@ -55,6 +64,15 @@ migration: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(ARGS)
+
+# Re-resolves $(LOCK) from pyproject.toml (the test extra included) for every platform and Python 3.11+, keeping
+# the pins that still fit: upgrade=1 takes the newest of everything, package=NAME the newest of one.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet $(LOCK_TOOL)
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra test --universal --python-version 3.11 --generate-hashes \
+		$(if $(upgrade),--upgrade) $(if $(package),--upgrade-package $(package)) \
+		--custom-compile-command 'make lock' --output-file $(LOCK)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

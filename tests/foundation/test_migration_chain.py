@@ -45,9 +45,10 @@ def _copy_of_the_migrations(tmp_path: Path) -> Path:
     shutil.copytree(PROJECT_ROOT / "migrations", root / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("alembic.ini", "Makefile"):
         shutil.copy(PROJECT_ROOT / name, root / name)
-    # make's install rule depends on pyproject.toml: an old one says the existing .venv is up to date.
-    (root / "pyproject.toml").write_text("")
-    os.utime(root / "pyproject.toml", (0, 0))
+    # make's install rule depends on pyproject.toml and the lock: old ones say the existing .venv is up to date.
+    for name in ("pyproject.toml", "requirements.lock"):
+        (root / name).write_text("")
+        os.utime(root / name, (0, 0))
     return root
 
 
