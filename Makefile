@@ -7,6 +7,8 @@ CHROMIUM := /usr/bin/chromium
 
 # The exact versions to install, with the hashes of their files (docs/dependencies.md): `make lock` writes it.
 LOCK := requirements.lock
+# What the image installs: the same versions, without the test extra (Dockerfile).
+RUNTIME_LOCK := requirements-runtime.lock
 # The resolver behind `make lock`, installed only there: installing from the lock needs nothing but pip.
 LOCK_TOOL := uv==0.13.9
 PIP := $(BIN)/python -m pip --disable-pip-version-check
@@ -73,6 +75,8 @@ lock:
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra test --universal --python-version 3.11 --generate-hashes \
 		$(if $(upgrade),--upgrade) $(if $(package),--upgrade-package $(package)) \
 		--custom-compile-command 'make lock' --output-file $(LOCK)
+	$(BIN)/uv pip compile --quiet pyproject.toml --universal --python-version 3.11 --generate-hashes \
+		--constraints $(LOCK) --custom-compile-command 'make lock' --output-file $(RUNTIME_LOCK)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -242,3 +242,25 @@ def test_this_lock_resolves_for_this_machine(pins: list[Pin]) -> None:
             applying.setdefault(pin.name, []).append(str(pin.requirement.specifier))
     assert {name: versions for name, versions in applying.items() if len(versions) > 1} == {}
     assert "uvloop" in applying and "pywin32" not in applying  # markers evaluated: a Linux CPython
+
+
+def test_the_image_installs_the_same_versions_without_the_test_extra(pins: list[Pin]) -> None:
+    """requirements-runtime.lock (what the Dockerfile installs) pins the runtime dependencies, each at the version
+    and with the hashes the full lock has, and nothing only the test extra needs."""
+    runtime = read_lock((PROJECT_ROOT / "requirements-runtime.lock").read_text())
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    runtime_requirements = [Requirement(line) for line in project["dependencies"]]
+    assert [found for found in problems(runtime_requirements, runtime) if "no longer names it" not in found] == [], (
+        "requirements-runtime.lock is stale: run make lock"
+    )
+    # The same version with the same files, where the pin applies here (uv may word a marker differently when the
+    # test extra is not part of the resolution).
+    full = {(pin.name, str(pin.requirement.specifier)): pin for pin in pins if pin.applies()}
+    for pin in (pin for pin in runtime if pin.applies()):
+        same = full.get((pin.name, str(pin.requirement.specifier)))
+        assert same is not None and set(pin.hashes) <= set(same.hashes), f"{pin.requirement} differs from the lock"
+    # Nothing there for the tests alone: pytest, schemathesis, playwright and the like are in no runtime
+    # dependency's tree.
+    assert not {pin.name for pin in runtime} & {"pytest", "schemathesis", "playwright", "hypothesis", "moto"}
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert "--require-hashes" in dockerfile and "requirements-runtime.lock" in dockerfile
