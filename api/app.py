@@ -13,9 +13,11 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
+from api.compression import JsonGZipMiddleware
 from api.deps import AppServices, declared_permission, is_read_only
 from api.docs import declare_password_sign_in, serve_docs
 from api.errors import COMMON_ERROR_RESPONSES, install_error_handlers
+from api.etags import ConditionalGetMiddleware
 from api.middleware import RequestContextMiddleware
 from api.operation_ids import check_operation_ids, operation_id
 from api.routes import health
@@ -213,6 +215,9 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         responses=COMMON_ERROR_RESPONSES,
         generate_unique_id_function=operation_id,  # <resource>-<action>, for generated clients (api/operation_ids.py)
     )
+    # Innermost first: ?fields= and ETags on the body the route made, then gzip (api/etags.py, api/compression.py).
+    app.add_middleware(ConditionalGetMiddleware)
+    app.add_middleware(JsonGZipMiddleware)
     # A receipt's upload may be larger than other bodies: up to its own cap (the route refuses past it, exactly).
     app.add_middleware(
         RequestContextMiddleware,
