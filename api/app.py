@@ -17,7 +17,7 @@ from api.compression import JsonGZipMiddleware
 from api.deps import AppServices, declared_permission, is_read_only
 from api.docs import declare_password_sign_in, serve_docs
 from api.errors import COMMON_ERROR_RESPONSES, install_error_handlers
-from api.etags import ConditionalGetMiddleware
+from api.etags import ConditionalGetMiddleware, declare_conditional_gets
 from api.middleware import RequestContextMiddleware
 from api.operation_ids import check_operation_ids, operation_id
 from api.routes import health
@@ -241,6 +241,7 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
     check_operation_ids(api_routes(app))
     answer_both_slash_forms(app)
     declare_password_sign_in(app, token_url=f"{API_PREFIX}/auth/login")
+    declare_conditional_gets(api_routes(app))  # 304 and ETag where If-None-Match is taken (api/etags.py)
     if docs:
         serve_docs(app)
     return app

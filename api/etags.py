@@ -20,7 +20,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Annotated
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from starlette.datastructures import Headers, MutableHeaders
@@ -49,6 +50,33 @@ async def conditional_get(
 
 
 ConditionalGet = Annotated[None, Depends(conditional_get)]
+
+# A weak digest (`W/"<digest>"`), or a row's version with the digest after a dot (`"7.<digest>"`).
+ETAG_PATTERN = r'^(W/)?"[0-9A-Za-z._-]+"$'
+ETAG_HEADER: dict[str, Any] = {
+    "description": "this answer's validator: send it in If-None-Match to be told 304 while nothing changed (on an "
+    "entry it starts with the entry's version, and If-Match takes it whole)",
+    "required": True,
+    "schema": {"type": "string", "pattern": ETAG_PATTERN},
+}
+NOT_MODIFIED: dict[str, Any] = {
+    "description": "Not Modified: the copy whose ETag you sent in If-None-Match is still the answer (no body)",
+    "headers": {"ETag": ETAG_HEADER},
+}
+
+
+def _calls(dependant: Any) -> Iterator[object]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from _calls(dependency)
+
+
+def declare_conditional_gets(routes: Iterable[Any]) -> None:
+    """In the OpenAPI document: the 304 and the ETag of every route that takes If-None-Match."""
+    for route in routes:
+        if conditional_get in _calls(route.dependant):
+            route.responses[304] = NOT_MODIFIED
+            route.responses.setdefault(200, {}).setdefault("headers", {})["ETag"] = ETAG_HEADER
 
 
 def digest(body: bytes) -> str:

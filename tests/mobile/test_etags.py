@@ -149,3 +149,23 @@ def test_if_none_match_compares_weakly_and_takes_lists_and_star() -> None:
     assert not matches('"other"', tag) and not matches(None, tag) and not matches("", tag)
     versioned = tag_for(b"{}", '"7"')
     assert versioned.startswith('"7.') and tag_for(b"{}", '"7"') == versioned and tag_for(b"{ }", '"7"') != versioned
+
+
+async def test_the_contract_declares_the_304_and_the_tag_where_if_none_match_is_taken(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    conditional = {
+        (path, method)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if any(parameter.get("name") == "If-None-Match" for parameter in operation.get("parameters", []))
+    }
+    assert {("/api/v1/expenses/", "get"), ("/api/v1/expenses/{entry_id}", "get"), ("/api/v1/notifications", "get"),
+            ("/api/v1/dashboard/overview", "get"), ("/api/v1/dashboard/kpi", "get")} <= conditional  # fmt: skip
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            responses = operation.get("responses", {})
+            assert ("304" in responses) == ((path, method) in conditional), (path, method)
+            if (path, method) in conditional:
+                assert "ETag" in responses["200"]["headers"] and "content" in responses["200"]
