@@ -99,9 +99,15 @@ async def get_customer(tx: Tx, customer_id: int) -> CustomerOut:
     return _customer_out(await invoices.customer(tx.sql, customer_id))
 
 
-async def list_customers(tx: Tx, name: str | None, limit: int, offset: int) -> CustomerPage:
-    rows, total = await invoices.customers_page(tx.sql, name, limit, offset)
-    return CustomerPage(items=[_customer_out(row) for row in rows], total=total, limit=limit, offset=offset)
+async def list_customers(
+    tx: Tx, name: str | None, limit: int, offset: int, cursor: Cursor | None = None
+) -> CustomerPage:
+    pager = Pager(limit, offset, cursor)
+    keyset = invoices.CUSTOMERS_KEYSET
+    rows, total = await invoices.customers_page(tx.sql, name, pager.fetch, offset, pager.key(keyset))
+    page, next_cursor = pager.cut(keyset, rows, lambda row: row[1])
+    items = [_customer_out(row) for row, _ in page]
+    return CustomerPage(items=items, total=total, limit=limit, offset=pager.page_offset, next_cursor=next_cursor)
 
 
 # --- lines and totals -------------------------------------------------------------------------------------------
