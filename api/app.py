@@ -229,7 +229,14 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Match",
+                "Idempotency-Key",
+                "X-Request-ID",
+            ],
             expose_headers=["ETag", "X-Request-ID", "Retry-After"],
         )
     install_error_handlers(app)

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
+import httpx
 import pytest
 
 from activities.deps import ActivityDeps
@@ -69,3 +71,29 @@ async def add_notifications(deps: ActivityDeps, user: TestUser, count: int, titl
             ids.append(await notify(tx.sql, user_id=user.id, event_type="entry_submitted", title=f"{title} {n}"))
         await tx.commit()
     return ids
+
+
+async def walk(
+    client: httpx.AsyncClient, url: str, user: TestUser, limit: int, between: Callable[[], Awaitable[Any]] | None = None
+) -> tuple[list[int], int]:
+    """Every item id of a list, page by page through next_cursor (calling `between()` after each page), and how
+    many pages it took."""
+    seen: list[int] = []
+    cursor = None
+    pages = 0
+    separator = "&" if "?" in url else "?"
+    while True:
+        query = f"{url}{separator}limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        response = await client.get(query, headers=user.headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert len(body["items"]) <= limit
+        seen += [item["id"] for item in body["items"]]
+        pages += 1
+        assert pages <= 200, "the walk does not end"
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return seen, pages
+        assert body["items"], "a cursor was handed out for an empty page"
+        if between is not None:
+            await between()

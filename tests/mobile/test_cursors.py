@@ -21,37 +21,11 @@ from domain.entries.repository import ListQuery, page, sort_key
 from domain.invoices.service import KEYSET as INVOICES
 from domain.models import EntryStatus
 from tests.approvals.conftest import submit_directly
-from tests.conftest import MakeUser, TestUser
-from tests.mobile.conftest import People, add_entries, add_notifications
+from tests.conftest import MakeUser
+from tests.mobile.conftest import People, add_entries, add_notifications, walk
 
 pytestmark = pytest.mark.usefixtures("database_url")
 DAY = date(2025, 3, 1)
-
-
-async def walk(
-    client: httpx.AsyncClient, url: str, user: TestUser, limit: int, between: Any = None
-) -> tuple[list[int], int]:
-    """Every item id of a list, page by page through next_cursor (calling `between()` after each page), and how
-    many pages it took."""
-    seen: list[int] = []
-    cursor = None
-    pages = 0
-    separator = "&" if "?" in url else "?"
-    while True:
-        query = f"{url}{separator}limit={limit}" + (f"&cursor={cursor}" if cursor else "")
-        response = await client.get(query, headers=user.headers)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert len(body["items"]) <= limit
-        seen += [item["id"] for item in body["items"]]
-        pages += 1
-        assert pages <= 200, "the walk does not end"
-        cursor = body["next_cursor"]
-        if cursor is None:
-            return seen, pages
-        assert body["items"], "a cursor was handed out for an empty page"
-        if between is not None:
-            await between()
 
 
 def entry_order(rows: list[dict[str, Any]], sort: str, descending: bool) -> list[int]:

@@ -15,7 +15,7 @@ import pytest
 
 from activities.deps import ActivityDeps
 from domain.entries import repository as entries
-from tests.mobile.conftest import People, add_entries, add_notifications
+from tests.mobile.conftest import People, add_entries, add_notifications, walk
 
 pytestmark = pytest.mark.usefixtures("database_url")
 DAY = date(2025, 4, 1)
@@ -59,6 +59,9 @@ async def test_a_sync_sees_edits_status_changes_new_rows_and_deleted_drafts(
         created: "draft",
     }
     assert second["deleted_ids"] == [deleted]  # not the other employee's draft: not theirs to know of
+    # A sync pages like any list: by cursor, the same rows.
+    paged, _ = await walk(client, f"/api/v1/expenses/?updated_since={quote(since)}", people.employee, 1)
+    assert sorted(paged) == sorted(item["id"] for item in second["items"])
     # Their manager sees the team's deletion too; an admin sees every one.
     team = await sync(client, "/api/v1/expenses/", people.manager.headers, since)
     assert team["deleted_ids"] == [deleted]

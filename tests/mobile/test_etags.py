@@ -10,6 +10,8 @@ import httpx
 import pytest
 
 from activities.deps import ActivityDeps
+from api.app import create_app
+from api.deps import AppServices
 from api.etags import matches, tag_for
 from domain.entries import repository as entries
 from tests.mobile.conftest import People, add_entries, add_notifications
@@ -169,3 +171,18 @@ async def test_the_contract_declares_the_304_and_the_tag_where_if_none_match_is_
             assert ("304" in responses) == ((path, method) in conditional), (path, method)
             if (path, method) in conditional:
                 assert "ETag" in responses["200"]["headers"] and "content" in responses["200"]
+
+
+async def test_a_browser_app_on_an_allowed_origin_may_send_if_none_match(app_services: AppServices) -> None:
+    """CORS: the preflight allows If-None-Match, and the ETag is readable by the page's script."""
+    settings = app_services.settings.model_copy(update={"cors_origins": "https://app.example.com"})
+    services = AppServices(**{**app_services.__dict__, "settings": settings})
+    app = create_app(services=services)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            preflight = await http.options("/api/v1/expenses/", headers={
+                "Origin": "https://app.example.com", "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization, if-none-match"})  # fmt: skip
+    assert preflight.status_code == 200, preflight.text
+    assert "if-none-match" in preflight.headers["access-control-allow-headers"].lower()

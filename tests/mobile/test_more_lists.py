@@ -13,7 +13,7 @@ import pytest
 from activities.deps import ActivityDeps
 from tests.conftest import MakeUser, TestUser
 from tests.invoices.conftest import create_customer, create_invoice
-from tests.mobile.test_cursors import walk
+from tests.mobile.conftest import walk
 
 pytestmark = pytest.mark.usefixtures("database_url")
 LINES = [{"description": "Consulting", "quantity": "1", "unit_price": "100.00", "tax_rate": "19"}]
