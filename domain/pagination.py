@@ -132,9 +132,9 @@ class Keyset:
     def comparison(self) -> str:
         return "<" if self.descending else ">"
 
-    def order_by(self, columns: Sequence[str] | None = None) -> str:
-        """`ORDER BY` terms: every key column in the keyset's direction (of `columns`, when another alias reads)."""
-        return ", ".join(f"{column} {self.direction}" for column in columns or self.columns)
+    def order_by(self) -> str:
+        """`ORDER BY` terms: every key column in the keyset's direction."""
+        return ", ".join(f"{column} {self.direction}" for column in self.columns)
 
     def after(self, key: Sequence[Any], name: str = "after") -> tuple[str, dict[str, Any]]:
         """`(c1, c2) < (%(after_0)s, %(after_1)s)` and its named parameters: the rows strictly past `key`."""
