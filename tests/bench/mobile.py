@@ -165,7 +165,7 @@ async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         await services.db.dispose()
 
 
-async def scenario(http: httpx.AsyncClient, me: User, token: str) -> dict[str, int]:
+async def scenario(http: httpx.AsyncClient, me: User, token: str, samples: int = 300) -> dict[str, int]:
     auth = {"Authorization": f"Bearer {token}"}
     inbox = "/api/v1/approvals/?limit=20"
     mine = f"/api/v1/expenses/?owner_id={me.id}&sort=date&order=desc&limit=20"
@@ -200,7 +200,7 @@ async def scenario(http: httpx.AsyncClient, me: User, token: str) -> dict[str, i
     # turns (a busy host slows all three alike).
     variants = {"plain_us": (mine, plain), "gzip_us": (mine, zipped), "shaped_us": (sparse_urls[1], zipped)}
     timings: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(300):
+    for _ in range(samples):
         for name, (url, headers) in variants.items():
             started = time.perf_counter()
             (await http.get(url, headers=headers)).raise_for_status()
