@@ -13,9 +13,11 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
+from api.compression import JsonGZipMiddleware
 from api.deps import AppServices, declared_permission, is_read_only
 from api.docs import declare_password_sign_in, serve_docs
 from api.errors import COMMON_ERROR_RESPONSES, install_error_handlers
+from api.etags import ConditionalGetMiddleware, declare_conditional_gets
 from api.middleware import RequestContextMiddleware
 from api.operation_ids import check_operation_ids, operation_id
 from api.routes import health
@@ -213,6 +215,9 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         responses=COMMON_ERROR_RESPONSES,
         generate_unique_id_function=operation_id,  # <resource>-<action>, for generated clients (api/operation_ids.py)
     )
+    # Innermost first: ?fields= and ETags on the body the route made, then gzip (api/etags.py, api/compression.py).
+    app.add_middleware(ConditionalGetMiddleware)
+    app.add_middleware(JsonGZipMiddleware)
     # A receipt's upload may be larger than other bodies: up to its own cap (the route refuses past it, exactly).
     app.add_middleware(
         RequestContextMiddleware,
@@ -224,7 +229,14 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Match",
+                "Idempotency-Key",
+                "X-Request-ID",
+            ],
             expose_headers=["ETag", "X-Request-ID", "Retry-After"],
         )
     install_error_handlers(app)
@@ -236,6 +248,7 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
     check_operation_ids(api_routes(app))
     answer_both_slash_forms(app)
     declare_password_sign_in(app, token_url=f"{API_PREFIX}/auth/login")
+    declare_conditional_gets(api_routes(app))  # 304 and ETag where If-None-Match is taken (api/etags.py)
     if docs:
         serve_docs(app)
     return app

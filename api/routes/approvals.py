@@ -12,11 +12,13 @@ from fastapi import APIRouter, Body, Depends, Query, status
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, writes_only_its_idempotency_key
 from api.idempotency import IdempotencyKey, replayed
+from api.listing import listing_of
 from domain.approvals import queries
 from domain.approvals.commands import Caller, Verdict
-from domain.approvals.schemas import ApprovalRequestOut, GenericRequestCreate, InboxPage
+from domain.approvals.schemas import ApprovalRequestOut, GenericRequestCreate, InboxItem, InboxPage
 from domain.entries.schemas import ApproveBody, ChangesBody, RejectBody
 from domain.errors import Forbidden
+from domain.pagination import Cursor
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
@@ -30,6 +32,7 @@ async def inbox(
     tx: TxDep,
     services: ServicesDep,
     grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(InboxItem, identity=("request_id", "step_id")))],
     scope: Literal["mine", "all"] = "mine",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -37,7 +40,8 @@ async def inbox(
     if scope == "all" and not services.authorizer.allows(grant.user.role, *queries.ReadAll):
         raise Forbidden("your role may not read every approval")
     user_id = None if scope == "all" else grant.user.id
-    return await queries.inbox(tx, services.settings.approvals.base_currency, user_id, datetime.now(UTC), limit, offset)
+    base = services.settings.approvals.base_currency
+    return await queries.inbox(tx, base, user_id, datetime.now(UTC), limit, offset, cursor)
 
 
 @router.post(

@@ -11,8 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.listing import listing_of
 from domain.budgets import service
 from domain.budgets.schemas import BudgetCreate, BudgetOut, BudgetPage, BudgetRevision, BudgetVersionOut
+from domain.pagination import Cursor
 
 router = APIRouter(prefix="/budgets", tags=["budgets"])
 
@@ -44,10 +46,11 @@ async def list_budgets(
     tx: TxDep,
     services: ServicesDep,
     grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(BudgetOut))],
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> BudgetPage:
-    return await service.list_budgets(tx, services.authorizer, grant.user, limit, offset)
+    return await service.list_budgets(tx, services.authorizer, grant.user, limit, offset, cursor)
 
 
 @router.get("/{budget_id}", summary="One budget as it stands now")

@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 
 from api.deps import Authorize, Grant, TxDep, read_only
+from api.listing import listing_of
 from domain.invoices import service
 from domain.invoices.schemas import CustomerCreate, CustomerOut, CustomerPage, CustomerUpdate
+from domain.pagination import Cursor
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 
@@ -34,11 +36,12 @@ async def create_customer(body: CustomerCreate, response: Response, tx: TxDep, g
 async def list_customers(
     tx: TxDep,
     grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(CustomerOut))],
     name: Annotated[str | None, Query(max_length=200, description="part of the name")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> CustomerPage:
-    return await service.list_customers(tx, name, limit, offset)
+    return await service.list_customers(tx, name, limit, offset, cursor)
 
 
 @router.get("/{customer_id}", summary="One customer")

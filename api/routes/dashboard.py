@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.etags import ConditionalGet
 from domain.dashboard import service
 from domain.dashboard.schemas import DashboardPeriod, Kpi, Overview, Receivables
 
@@ -26,6 +27,7 @@ async def get_overview(
     grant: Reader,
     tx: TxDep,
     services: ServicesDep,
+    _etag: ConditionalGet,
     period: Annotated[DashboardPeriod, Query(description="calendar month, quarter or year containing today (UTC)")] = (
         DashboardPeriod.MONTH
     ),
@@ -52,6 +54,7 @@ async def get_receivables(
     grant: Reader,
     tx: TxDep,
     services: ServicesDep,
+    _etag: ConditionalGet,
     period: Annotated[
         DashboardPeriod,
         Query(description="the calendar month, quarter or year (UTC) of the realized FX gains and losses"),
@@ -80,6 +83,7 @@ async def get_kpi(
     grant: Reader,
     tx: TxDep,
     services: ServicesDep,
+    _etag: ConditionalGet,
     months: Annotated[int, Query(ge=1, le=60, description="months back, the current one included")] = 12,
 ) -> Kpi:
     return await service.kpi(

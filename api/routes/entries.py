@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
 
 from api.deps import (
     AppServices,
@@ -23,7 +24,9 @@ from api.deps import (
     read_only,
     writes_only_its_idempotency_key,
 )
+from api.etags import ConditionalGet
 from api.idempotency import IdempotencyKey, replayed
+from api.listing import UPDATED_SINCE, listing_of
 from core.db import Tx
 from domain.approvals.commands import Caller, Verdict
 from domain.approvals.lifecycle import workflow_url
@@ -49,6 +52,7 @@ from domain.entries.schemas import EntryUpdate as EntryUpdateBody
 from domain.fx.rates import terms_from
 from domain.models import EntryKind, EntryStatus
 from domain.models.rows import EntryRow
+from domain.pagination import Cursor
 
 Create = Annotated[Grant, Depends(Authorize("entry", "create"))]
 Read = Annotated[Grant, Depends(Authorize("entry", "read"))]
@@ -115,6 +119,7 @@ async def list_entries(
     tx: TxDep,
     services: ServicesDep,
     grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(EntryOut))],
     status_: Annotated[EntryStatus | None, Query(alias="status")] = None,
     category: Annotated[str | None, Query(max_length=100)] = None,
     owner_id: int | None = None,
@@ -126,6 +131,7 @@ async def list_entries(
     order: SortOrder = SortOrder.DESC,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
+    updated_since: Annotated[AwareDatetime | None, Query(description=UPDATED_SINCE)] = None,
 ) -> EntryPage:
     """Employees see their own, managers their team's, accountants and admins everyone's."""
     filters = EntryFilters(
@@ -140,12 +146,16 @@ async def list_entries(
         order=order,
         limit=limit,
         offset=offset,
+        updated_since=updated_since,
     )
-    return await service.list_entries(tx, services.authorizer, terms_from(services.settings), grant.user, kind, filters)
+    terms = terms_from(services.settings)
+    return await service.list_entries(tx, services.authorizer, terms, grant.user, kind, filters, cursor)
 
 
 @read_only
-async def get(entry_id: int, kind: Kind, response: Response, tx: TxDep, services: ServicesDep, grant: Read) -> EntryOut:
+async def get(
+    entry_id: int, kind: Kind, response: Response, tx: TxDep, services: ServicesDep, grant: Read, _etag: ConditionalGet
+) -> EntryOut:
     entry = await service.visible_entry(tx, services.authorizer, grant.user, kind, entry_id)
     return _out(await service.present_one(tx.sql, terms_from(services.settings), entry), response)
 

@@ -13,8 +13,10 @@ from fastapi import APIRouter, Depends, Path, Query, status
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
 from api.idempotency import IdempotencyKey, replayed
+from api.listing import listing_of
 from domain.approvals.commands import Caller
 from domain.invoices.schemas import CreditNoteIn, CreditNoteOut, CreditNotePage, PaymentIn, PaymentOut, PaymentPage
+from domain.pagination import Cursor
 
 router = APIRouter(prefix="/invoices", tags=["invoices"])
 
@@ -47,9 +49,15 @@ async def record_payment(
 @router.get("/{invoice_id}/payments", summary="An invoice's payments")
 @read_only
 async def list_payments(
-    invoice_id: InvoiceId, tx: TxDep, services: ServicesDep, grant: Read, limit: Limit = 50, offset: Offset = 0
+    invoice_id: InvoiceId,
+    tx: TxDep,
+    services: ServicesDep,
+    grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(PaymentOut))],
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> PaymentPage:
-    return await services.invoice_payments.page(tx, grant.user, invoice_id, limit, offset)
+    return await services.invoice_payments.page(tx, grant.user, invoice_id, limit, offset, cursor)
 
 
 @router.post(
@@ -75,6 +83,12 @@ async def issue_credit_note(
 @router.get("/{invoice_id}/credit-notes", summary="An invoice's credit notes")
 @read_only
 async def list_credit_notes(
-    invoice_id: InvoiceId, tx: TxDep, services: ServicesDep, grant: Read, limit: Limit = 50, offset: Offset = 0
+    invoice_id: InvoiceId,
+    tx: TxDep,
+    services: ServicesDep,
+    grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(CreditNoteOut))],
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> CreditNotePage:
-    return await services.credit_notes.page(tx, grant.user, invoice_id, limit, offset)
+    return await services.credit_notes.page(tx, grant.user, invoice_id, limit, offset, cursor)

@@ -14,10 +14,12 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
 from api.idempotency import IdempotencyKey, replayed
+from api.listing import listing_of
 from domain.approvals.commands import Caller
 from domain.invoices import service
 from domain.invoices.schemas import InvoiceCreate, InvoiceOut, InvoicePage, InvoiceStatus, InvoiceUpdate, VoidRequest
 from domain.invoices.service import InvoiceFilters
+from domain.pagination import Cursor
 
 router = APIRouter(prefix="/invoices", tags=["invoices"])
 
@@ -54,6 +56,7 @@ async def list_invoices(
     tx: TxDep,
     services: ServicesDep,
     grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(InvoiceOut))],
     status: InvoiceStatus | None = None,
     customer_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     overdue: bool | None = None,
@@ -65,7 +68,7 @@ async def list_invoices(
 ) -> InvoicePage:
     """`overdue` is computed from the due date (sent, not fully paid, past due); the dates filter the issue date."""
     filters = InvoiceFilters(status, customer_id, overdue, date_from, date_to, templates, limit, offset)
-    return await service.list_invoices(tx, services.authorizer, grant.user, filters)
+    return await service.list_invoices(tx, services.authorizer, grant.user, filters, cursor)
 
 
 @router.get("/{invoice_id}", summary="One invoice")

@@ -13,8 +13,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep
+from api.listing import UPDATED_SINCE, listing_of
 from core.db import Tx
 from domain.audit.service import record
 from domain.errors import ValidationFailed
@@ -22,6 +24,7 @@ from domain.models import Notification
 from domain.notifications import service
 from domain.notifications.feed import NotificationFeed, libpq_url
 from domain.notifications.schemas import NotificationOut, NotificationPageOut, ReadAllOut, UnreadCountOut
+from domain.pagination import Cursor
 from domain.users.caller import load_user
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
@@ -37,16 +40,23 @@ REPLAY_LIMIT = 500  # at most this many missed notifications are replayed on rec
 async def list_notifications(
     grant: Reader,
     tx: TxDep,
+    cursor: Annotated[Cursor, Depends(listing_of(NotificationOut))],
     unread: Annotated[bool, Query(description="only the unread ones")] = False,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    updated_since: Annotated[AwareDatetime | None, Query(description=UPDATED_SINCE)] = None,
 ) -> NotificationPageOut:
-    page = await service.list_for_user(tx, grant.user.id, unread_only=unread, limit=limit, offset=offset)
+    """With `updated_since`: the notifications created or read since (none is ever deleted)."""
+    page = await service.list_for_user(
+        tx, grant.user.id, unread_only=unread, limit=limit, offset=offset, cursor=cursor, updated_since=updated_since
+    )
     return NotificationPageOut(
         items=[NotificationOut.model_validate(item) for item in page.items],
         total=page.total,
         limit=page.limit,
         offset=page.offset,
+        next_cursor=page.next_cursor,
+        next_updated_since=page.next_updated_since,
     )
 
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
 from api.idempotency import IdempotencyKey, replayed
+from api.listing import listing_of
 from domain.approvals.commands import Caller
 from domain.invoices import recurring
 from domain.invoices.recurring_schemas import (
@@ -21,6 +22,7 @@ from domain.invoices.recurring_schemas import (
     RecurringInvoicePage,
     RecurringStatus,
 )
+from domain.pagination import Cursor
 
 router = APIRouter(prefix="/recurring-invoices", tags=["invoices"])
 
@@ -43,11 +45,12 @@ async def list_recurring_invoices(
     tx: TxDep,
     services: ServicesDep,
     grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(RecurringInvoiceOut))],
     status: RecurringStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> RecurringInvoicePage:
-    return await recurring.list_recurring(tx, services.authorizer, grant.user, status, limit, offset)
+    return await recurring.list_recurring(tx, services.authorizer, grant.user, status, limit, offset, cursor)
 
 
 @router.get("/{recurring_id}", summary="One recurring invoice")

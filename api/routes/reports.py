@@ -16,11 +16,13 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 
 from api.deps import AppServices, Authorize, Grant, ServicesDep, TxDep
 from api.file_responses import file_responses
+from api.listing import listing_of
 from core.db import Tx
 from core.engine import EngineUnavailable, ScheduleMissing
 from domain.errors import InvalidState, NotFound, ServiceUnavailable
 from domain.fx.rates import terms_from
 from domain.models import Report, ReportSchedule
+from domain.pagination import Cursor
 from domain.reports import schedules as schedule_service
 from domain.reports import service
 from domain.reports.schemas import (
@@ -114,16 +116,24 @@ async def list_reports(
     grant: ReadReport,
     tx: TxDep,
     services: ServicesDep,
+    cursor: Annotated[Cursor, Depends(listing_of(ReportOut))],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     status: Annotated[ReportStatus | None, Query()] = None,
 ) -> ReportPage:
     see_all = services.authorizer.allows(grant.user.role, "report", "read_all")
     page = await service.list_reports(
-        tx, grant.user, see_all=see_all, limit=limit, offset=offset, status=status.value if status else None
+        tx,
+        grant.user,
+        see_all=see_all,
+        limit=limit,
+        offset=offset,
+        status=status.value if status else None,
+        cursor=cursor,
     )
     base = services.settings.approvals.base_currency
-    return ReportPage(items=[_out(r, None, base) for r in page.items], total=page.total, limit=limit, offset=offset)
+    items = [_out(r, None, base) for r in page.items]
+    return ReportPage(items=items, total=page.total, limit=limit, offset=page.offset, next_cursor=page.next_cursor)
 
 
 # A status read must answer promptly: when the worker is slow to answer the query (or Temporal is down) the

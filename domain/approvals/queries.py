@@ -18,6 +18,7 @@ from domain.entries.schemas import ApprovalHistory, HistoryEvent, HistoryStep
 from domain.errors import NotFound
 from domain.models import User
 from domain.models.rows import RequestRow, StepRow
+from domain.pagination import Cursor, Pager
 from domain.users.directory import People
 from domain.users.visibility import visibility_for
 from workflows.contracts import LiveStatus
@@ -25,9 +26,21 @@ from workflows.contracts import LiveStatus
 ReadAll = ("approval", "read_all")
 
 
-async def inbox(tx: Tx, base_currency: str, user_id: int | None, now: datetime, limit: int, offset: int) -> InboxPage:
-    """Steps waiting on `user_id` (as approver or delegate in force); every waiting step when None."""
-    rows, total = await requests.inbox(tx.sql, user_id, now, limit, offset)
+async def inbox(
+    tx: Tx,
+    base_currency: str,
+    user_id: int | None,
+    now: datetime,
+    limit: int,
+    offset: int,
+    cursor: Cursor | None = None,
+) -> InboxPage:
+    """Steps waiting on `user_id` (as approver or delegate in force); every waiting step when None. Oldest first,
+    by offset or after a cursor."""
+    pager = Pager(limit, offset, cursor)
+    keyset = requests.INBOX_KEYSET
+    rows, total = await requests.inbox(tx.sql, user_id, now, pager.fetch, offset, pager.key(keyset))
+    rows, next_cursor = pager.cut(keyset, rows, lambda row: (row[0].created_at, row[0].id))
     flags = await flags_for(
         tx.sql, [request.id for _, request, _ in rows if request.subject_kind == EXPENSE], base_currency
     )
@@ -56,7 +69,7 @@ async def inbox(tx: Tx, base_currency: str, user_id: int | None, now: datetime, 
         )
         for step, request, duplicates in rows
     ]
-    return InboxPage(items=items, total=total, limit=limit, offset=offset)
+    return InboxPage(items=items, total=total, limit=limit, offset=pager.page_offset, next_cursor=next_cursor)
 
 
 async def visible_request(tx: Tx, authorizer: Authorizer, viewer: User, request_id: int, now: datetime) -> RequestRow:

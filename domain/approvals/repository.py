@@ -21,6 +21,7 @@ from domain.duplicates.repository import open_count_of
 from domain.errors import NotFound
 from domain.fx.rates import Locked
 from domain.models.rows import DelegationRow, EntryRow, RequestRow, StepRow
+from domain.pagination import Keyset
 
 REQUEST = columns(RequestRow, "r")
 STEP = columns(StepRow, "s")
@@ -357,16 +358,26 @@ _INBOX_FROM = (
 _MINE = f" AND r.requester_id <> %(user_id)s AND (s.approver_id = %(user_id)s OR {_DELEGATED_TO})"
 
 
+# Oldest waiting first; a cursor's page starts after its step. The pending steps of one approver are few (their
+# index is ix_approval_steps_approver_status), so they are sorted in memory and the row comparison filters them.
+INBOX_KEYSET = Keyset("approval-inbox", ("s.created_at", "s.id"), (datetime, int), descending=False)
+
+
 async def inbox(
-    sql: Sql, user_id: int | None, now: datetime, limit: int, offset: int
+    sql: Sql, user_id: int | None, now: datetime, limit: int, offset: int, after: tuple[Any, ...] | None = None
 ) -> tuple[list[tuple[StepRow, RequestRow, int]], int]:
     """Pending steps waiting on `user_id` (as approver or as a delegate in force); every pending step when None.
-    Each with its request and how many possible duplicates of the request's entry nobody has dismissed."""
+    Each with its request and how many possible duplicates of the request's entry nobody has dismissed. `limit`
+    rows from `offset`, or after the step keyed `after` ((created_at, id)); the total ignores `after`."""
     where = _INBOX_FROM + (_MINE if user_id is not None else "")
-    params = {"user_id": user_id, "now": now, "limit": limit, "offset": offset}
+    params: dict[str, Any] = {"user_id": user_id, "now": now, "limit": limit, "offset": offset}
     total = await sql.scalar(f"SELECT count(*) {where}", params)
+    page_where = where
+    if after is not None:
+        condition, after_params = INBOX_KEYSET.after(after)
+        page_where, params = f"{where} AND {condition}", params | after_params
     rows = await sql.all(
-        f"SELECT {STEP}, {REQUEST}, ({open_count_of('r.entry_id')}) {where} ORDER BY s.created_at, s.id "
+        f"SELECT {STEP}, {REQUEST}, ({open_count_of('r.entry_id')}) {page_where} ORDER BY {INBOX_KEYSET.order_by()} "
         "LIMIT %(limit)s OFFSET %(offset)s",
         params,
     )

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, func, select
 
 from core.db import Tx
+from core.sql import Sql
 from domain.errors import ValidationFailed
 from domain.models import AuditLog
 
@@ -74,3 +75,18 @@ async def stream_rows(tx: Tx, audit_filter: AuditFilter) -> AsyncIterator[AuditL
     )
     async for row in result:
         yield row
+
+
+_DELETED_SINCE = (
+    "SELECT resource_id FROM audit_log WHERE action = %(action)s AND occurred_at >= %(since)s "
+    "AND (%(actors)s::bigint[] IS NULL OR actor_id = ANY(%(actors)s)) ORDER BY id LIMIT %(cap)s"
+)
+
+
+async def deleted_since(
+    sql: Sql, action: str, since: datetime, actors: list[int] | None, cap: int = 10_000
+) -> list[str]:
+    """The ids of the resources deleted by `action` at or after `since` (by one of `actors`, when given): the
+    tombstones of a delta sync. The rows are gone; the audit log is where their deletion is on record."""
+    rows = await sql.all(_DELETED_SINCE, {"action": action, "since": since, "actors": actors, "cap": cap})
+    return [row[0] for row in rows if row[0] is not None]

@@ -119,7 +119,8 @@ class BudgetPage(BaseModel):
     items: list[BudgetOut]
     total: int
     limit: int
-    offset: int
+    offset: int = Field(description="0 on a page read with a cursor")
+    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
 
 
 class BudgetVersionOut(BaseModel):

@@ -34,6 +34,7 @@ from domain.entries.service import parse_if_match
 from domain.errors import InvalidState, NotFound, PreconditionFailed, ValidationFailed
 from domain.models import User
 from domain.money import fits, in_minor_units, money_str, plain_str
+from domain.pagination import Cursor, Keyset, Pager
 from domain.users.visibility import visibility_for
 
 RESOURCE = "budget"
@@ -128,17 +129,29 @@ async def get(tx: Tx, authorizer: Authorizer, viewer: User, budget_id: int) -> B
     return _out(row, (await _periods(tx.sql, [budget_id])).get(budget_id, []))
 
 
-async def list_budgets(tx: Tx, authorizer: Authorizer, viewer: User, limit: int, offset: int) -> BudgetPage:
+# Oldest first, by id (the primary key serves a cursor's `b.id > %s` as a range).
+KEYSET = Keyset("budgets", ("b.id",), (int,), descending=False)
+
+
+async def list_budgets(
+    tx: Tx, authorizer: Authorizer, viewer: User, limit: int, offset: int, cursor: Cursor | None = None
+) -> BudgetPage:
+    pager = Pager(limit, offset, cursor)
     scope = await scope_for(tx.sql, authorizer, viewer)
     condition, params = scope.where()
     total = int(await tx.sql.scalar(f"SELECT count(*) FROM budgets b WHERE {condition}", params))
+    after = pager.key(KEYSET)
+    if after is not None:
+        keyset, values = KEYSET.after_positional(after)
+        condition, params = f"{condition} AND {keyset}", (*params, *values)
     rows = await tx.sql.all(
-        f"SELECT {_COLUMNS} FROM budgets b WHERE {condition} ORDER BY b.id LIMIT %s OFFSET %s",
-        (*params, limit, offset),
+        f"SELECT {_COLUMNS} FROM budgets b WHERE {condition} ORDER BY {KEYSET.order_by()} LIMIT %s OFFSET %s",
+        (*params, pager.fetch, offset),
     )
+    rows, next_cursor = pager.cut(KEYSET, rows, lambda row: (row[0],))
     periods = await _periods(tx.sql, [row[0] for row in rows])
     items = [_out(row, periods.get(row[0], [])) for row in rows]
-    return BudgetPage(items=items, total=total, limit=limit, offset=offset)
+    return BudgetPage(items=items, total=total, limit=limit, offset=pager.page_offset, next_cursor=next_cursor)
 
 
 async def versions(tx: Tx, authorizer: Authorizer, viewer: User, budget_id: int) -> list[BudgetVersionOut]:

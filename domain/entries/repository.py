@@ -16,6 +16,7 @@ from domain.approvals.repository import pending_step_of
 from domain.fx.rates import Locked
 from domain.models import EntryStatus
 from domain.models.rows import EntryRow, RequestRow, StepRow
+from domain.pagination import Keyset
 
 ENTRY = columns(EntryRow, "e")
 _RETURNING = f"RETURNING {columns(EntryRow)}"
@@ -180,8 +181,18 @@ class ListQuery:
     amount_max: Decimal | None
     sort_column: str  # "entry_date" or "amount"
     descending: bool
-    limit: int
+    limit: int  # rows to read (a keyset page reads one more than it shows)
     offset: int
+    after: tuple[Any, ...] | None = None  # the (sort value, id) of the row a cursor names: rows strictly past it
+    updated_since: datetime | None = None  # delta sync: rows changed (updated_at) at or after it
+
+    @property
+    def keyset(self) -> Keyset:
+        """The order as a keyset: its scope keeps a cursor to this kind and this sort."""
+        column = {"entry_date": "entry_date", "amount": "amount"}[self.sort_column]  # never a caller's text in SQL
+        kind = date if column == "entry_date" else Decimal
+        scope = f"{self.kind}:{column}:{'desc' if self.descending else 'asc'}"
+        return Keyset(scope, (column, "id"), (kind, int), self.descending)
 
     def where(self) -> tuple[str, dict[str, Any]]:
         conditions = ["kind = %(kind)s"]
@@ -195,6 +206,7 @@ class ListQuery:
             ("entry_date <= %(date_to)s", "date_to", self.date_to),
             ("amount >= %(amount_min)s", "amount_min", self.amount_min),
             ("amount <= %(amount_max)s", "amount_max", self.amount_max),
+            ("updated_at >= %(updated_since)s", "updated_since", self.updated_since),
         )
         for condition, name, value in optional:
             if value is not None:
@@ -209,14 +221,22 @@ async def page(sql: Sql, query: ListQuery) -> tuple[list[EntryRow], int]:
     The page's ids come first, from the list indexes alone (they cover every filter column, migration 0006: no heap
     fetch for the rows a filter skips), then only those rows are read, each carrying the capped count: one round
     trip for page and total. Counting every match of a broad filter over millions of rows would cost more than the
-    page itself."""
+    page itself. A cursor's page starts after its row with `(sort, id) < (%s, %s)`: the same (kind, sort, id)
+    indexes answer it as a range, so a deep page costs what the first one does (an offset one reads every row
+    before it). The count ignores the cursor: it is how many match the filters."""
     where, params = query.where()
-    direction = "DESC" if query.descending else "ASC"
-    column = {"entry_date": "entry_date", "amount": "amount"}[query.sort_column]  # never a caller's text in SQL
-    order = f"{column} {direction}, id {direction}"
+    keyset = query.keyset
+    chosen_where = where
+    if query.after is not None:
+        after, after_params = keyset.after(query.after)
+        chosen_where = f"{where} AND {after}"
+        params |= after_params
+    column, direction = keyset.columns[0], keyset.direction
     params |= {"limit": query.limit, "offset": query.offset, "cap": LIST_COUNT_CAP + 1}
     counted = f"(SELECT count(*) FROM (SELECT id FROM entries WHERE {where} LIMIT %(cap)s) matching)"
-    chosen = f"SELECT id FROM entries WHERE {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
+    chosen = (
+        f"SELECT id FROM entries WHERE {chosen_where} ORDER BY {keyset.order_by()} LIMIT %(limit)s OFFSET %(offset)s"
+    )
     statement = (
         f"SELECT {ENTRY}, {counted} FROM entries e JOIN ({chosen}) chosen ON chosen.id = e.id "
         f"ORDER BY e.{column} {direction}, e.id {direction}"
@@ -224,6 +244,11 @@ async def page(sql: Sql, query: ListQuery) -> tuple[list[EntryRow], int]:
     rows = await sql.all(statement, params, prepare=query.owners is None)
     if rows:
         return [EntryRow(*values[: width(EntryRow)]) for values in rows], int(rows[0][-1])
-    if query.offset == 0:
+    if query.offset == 0 and query.after is None:
         return [], 0  # an empty first page: nothing matches
     return [], int(await sql.scalar(f"SELECT {counted}", params))  # past the end: still say how many there are
+
+
+def sort_key(row: EntryRow, query: ListQuery) -> tuple[Any, ...]:
+    """The row's key in the list's order (what its cursor carries): the stored value, not the one shown."""
+    return (row.entry_date if query.sort_column == "entry_date" else row.amount, row.id)

@@ -135,7 +135,20 @@ class EntryPage(BaseModel):
     total: int = Field(description="matching entries, counted up to 1,000 (see total_exact)")
     total_exact: bool = Field(description="false when more than 1,000 entries match: total is then 1,000")
     limit: int
-    offset: int
+    offset: int = Field(description="0 on a page read with a cursor")
+    next_cursor: str | None = Field(
+        None, description="send it as `cursor` for the next page; null on the last page (or with no cursor support)"
+    )
+    next_updated_since: datetime | None = Field(
+        None,
+        description="with `updated_since`: the time to send as `updated_since` on your next sync (it overlaps this "
+        "one a little, so a change committed while this one read is not missed)",
+    )
+    deleted_ids: list[int] | None = Field(
+        None,
+        description="with `updated_since`: ids of drafts deleted since then (of either kind; ids are unique across "
+        "both): drop them if you hold them. Only drafts can be deleted; every other change shows in `items`",
+    )
 
 
 class EntrySort(StrEnum):
@@ -160,6 +173,7 @@ class EntryFilters(BaseModel):
     order: SortOrder = SortOrder.DESC
     limit: int = Field(default=20, ge=1, le=100)
     offset: int = Field(default=0, ge=0)
+    updated_since: datetime | None = None
 
 
 class ApproveBody(BaseModel):

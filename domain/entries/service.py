@@ -6,14 +6,17 @@ an entry itself: what it may hold, who may see and change it, and when.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from core.authz import Authorizer
 from core.db import Tx
 from core.sql import Sql
+from domain import delta_sync
 from domain.approvals import repository as requests
 from domain.attachments import repository as attachments
+from domain.audit import queries as audit_queries
 from domain.audit.service import AuditContext, diff, record
 from domain.budgets import checks as budget_checks
 from domain.duplicates import queries as duplicates
@@ -27,6 +30,7 @@ from domain.idempotency.once import Replayed, once
 from domain.models import EntryKind, EntryStatus, User
 from domain.models.rows import EntryRow
 from domain.money import fits, is_currency, minor_units, plain_str
+from domain.pagination import Cursor, Pager
 from domain.users.visibility import visibility_for
 
 EDITABLE = frozenset({EntryStatus.DRAFT, EntryStatus.CHANGES_REQUESTED})
@@ -179,13 +183,24 @@ async def check_visible(tx: Tx, authorizer: Authorizer, viewer: User, entry: Ent
 
 
 async def list_entries(
-    tx: Tx, authorizer: Authorizer, terms: Terms, viewer: User, kind: EntryKind, filters: EntryFilters
+    tx: Tx,
+    authorizer: Authorizer,
+    terms: Terms,
+    viewer: User,
+    kind: EntryKind,
+    filters: EntryFilters,
+    cursor: Cursor | None = None,
 ) -> EntryPage:
+    """A page of the entries the viewer sees: by offset, or after a cursor (keyset); with `updated_since`, only those
+    changed since (a delta sync), with the drafts deleted since and the time to send next."""
     if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
         raise ValidationFailed("date_from must not be after date_to")
     if filters.amount_min is not None and filters.amount_max is not None and filters.amount_min > filters.amount_max:
         raise ValidationFailed("amount_min must not exceed amount_max")
+    pager = Pager(filters.limit, filters.offset, cursor)
     visibility = await visibility_for(tx.sql, authorizer, viewer)
+    # Taken before the rows are read (domain/delta_sync.py): a change committed meanwhile is in the next sync.
+    synced = await delta_sync.watermark(tx.sql) if filters.updated_since is not None else None
     query = ListQuery(
         kind=kind.value,
         owners=visibility.owner_list(),
@@ -198,27 +213,39 @@ async def list_entries(
         amount_max=filters.amount_max,
         sort_column="entry_date" if filters.sort == EntrySort.DATE else "amount",
         descending=filters.order == SortOrder.DESC,
-        limit=filters.limit,
+        limit=pager.fetch,
         offset=filters.offset,
+        updated_since=filters.updated_since,
     )
+    query = replace(query, after=pager.key(query.keyset))
     rows, total = await entries.page(tx.sql, query)
+    rows, next_cursor = pager.cut(query.keyset, rows, lambda row: entries.sort_key(row, query))
+    deleted = None
+    if filters.updated_since is not None:
+        # Only the owner deletes (a draft): the deletions of the owners the viewer sees.
+        found = await audit_queries.deleted_since(tx.sql, "entry.deleted", filters.updated_since, query.owners)
+        deleted = [int(entry_id) for entry_id in found]
     return EntryPage(
         items=await present(tx.sql, terms, rows),
         total=min(total, entries.LIST_COUNT_CAP),
         total_exact=total <= entries.LIST_COUNT_CAP,
         limit=filters.limit,
-        offset=filters.offset,
+        offset=pager.page_offset,
+        next_cursor=next_cursor,
+        next_updated_since=synced,
+        deleted_ids=deleted,
     )
 
 
 def parse_if_match(value: str | None) -> int:
-    """The entry version from If-Match (`3`, `"3"` or `W/"3"`). Missing is 428, unreadable 412."""
+    """The entry version from If-Match (`3`, `"3"` or `W/"3"`, or a read's ETag `"3.<digest>"`: the version before
+    the dot, api/etags.py). Missing is 428, unreadable 412."""
     if value is None or not value.strip():
         raise PreconditionRequired("send If-Match with the entry's version (its ETag) to change it")
     text = value.strip()
     if text.startswith("W/"):
         text = text[2:]
-    text = text.strip('"')
+    text = text.strip('"').partition(".")[0]
     if not text.isdigit():
         raise PreconditionFailed("If-Match must be the entry's version, as given in its ETag")
     return int(text)

@@ -36,6 +36,7 @@ from domain.invoices.settlement import Outcome, check_amount, check_open, settle
 from domain.invoices.settlement_repository import CreditNoteRow, CreditNoteTaxRow
 from domain.models import User
 from domain.money import in_minor_units, plain_str, trimmed
+from domain.pagination import Cursor, Pager
 
 
 class TaxedLine(Protocol):
@@ -172,10 +173,15 @@ class CreditNoteCommands:
         outcome.paid = settled.paid
         return credit_note_out(note, parts, invoice.currency)
 
-    async def page(self, tx: Tx, viewer: User, invoice_id: int, limit: int, offset: int) -> CreditNotePage:
+    async def page(
+        self, tx: Tx, viewer: User, invoice_id: int, limit: int, offset: int, cursor: Cursor | None = None
+    ) -> CreditNotePage:
         """An invoice's credit notes, oldest first (404 for an invoice the viewer may not see)."""
+        pager = Pager(limit, offset, cursor)
+        keyset = settlements.CREDIT_NOTES_KEYSET
         invoice = await visible_invoice(tx, self.authorizer, viewer, invoice_id)
-        rows, total = await settlements.credit_notes_page(tx.sql, invoice.id, limit, offset)
+        rows, total = await settlements.credit_notes_page(tx.sql, invoice.id, pager.fetch, offset, pager.key(keyset))
+        rows, next_cursor = pager.cut(keyset, rows, lambda row: (row.id,))
         parts = await settlements.credit_note_taxes_of(tx.sql, [row.id for row in rows])
         items = [credit_note_out(row, parts.get(row.id, []), invoice.currency) for row in rows]
-        return CreditNotePage(items=items, total=total, limit=limit, offset=offset)
+        return CreditNotePage(items=items, total=total, limit=limit, offset=pager.page_offset, next_cursor=next_cursor)

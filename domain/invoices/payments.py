@@ -46,6 +46,7 @@ from domain.invoices.settlement_repository import PaymentRow
 from domain.models import EntryKind, EntryStatus, User
 from domain.models.rows import EntryRow
 from domain.money import in_minor_units, plain_str
+from domain.pagination import Cursor, Pager
 
 PAYMENT_RATE = "payment"  # the rate source of a rate the caller sent with the payment
 
@@ -183,13 +184,18 @@ class PaymentCommands:
                                                    booked_base))  # fmt: skip
         return await entries.set_status(sql, entry.id, EntryStatus.APPROVED, decided_at=now, submitted_at=now)
 
-    async def page(self, tx: Tx, viewer: User, invoice_id: int, limit: int, offset: int) -> PaymentPage:
+    async def page(
+        self, tx: Tx, viewer: User, invoice_id: int, limit: int, offset: int, cursor: Cursor | None = None
+    ) -> PaymentPage:
         """An invoice's payments, oldest first (404 for an invoice the viewer may not see)."""
+        pager = Pager(limit, offset, cursor)
+        keyset = settlements.PAYMENTS_KEYSET
         invoice = await visible_invoice(tx, self.authorizer, viewer, invoice_id)
-        rows, total = await settlements.payments_page(tx.sql, invoice.id, limit, offset)
+        rows, total = await settlements.payments_page(tx.sql, invoice.id, pager.fetch, offset, pager.key(keyset))
+        rows, next_cursor = pager.cut(keyset, rows, lambda row: (row.id,))
         base = invoice.base_currency or self.settings.approvals.base_currency
         items = [payment_out(row, invoice.currency, base) for row in rows]
-        return PaymentPage(items=items, total=total, limit=limit, offset=offset)
+        return PaymentPage(items=items, total=total, limit=limit, offset=pager.page_offset, next_cursor=next_cursor)
 
 
 def _booked(entry: EntryRow, invoice: InvoiceRow, payment: PaymentRow) -> dict[str, object]:

@@ -48,6 +48,7 @@ from domain.invoices.recurring_schemas import (
 from domain.invoices.repository import InvoiceRow, NewLine
 from domain.invoices.schemas import InvoiceCreate
 from domain.models import User
+from domain.pagination import Cursor, Pager
 from domain.users.visibility import visibility_for
 from workflows.contracts import recurring_schedule_id
 
@@ -105,12 +106,24 @@ async def get(
 
 
 async def list_recurring(
-    tx: Tx, authorizer: Authorizer, viewer: User, status: RecurringStatus | None, limit: int, offset: int
+    tx: Tx,
+    authorizer: Authorizer,
+    viewer: User,
+    status: RecurringStatus | None,
+    limit: int,
+    offset: int,
+    cursor: Cursor | None = None,
 ) -> RecurringInvoicePage:
     """Those whose template's owner the viewer sees (as invoices are listed), newest first."""
+    pager = Pager(limit, offset, cursor)
     visibility = await visibility_for(tx.sql, authorizer, viewer, service.RESOURCE)
-    pairs, total = await recurring.page(tx.sql, visibility.owner_list(), status, limit, offset)
-    return RecurringInvoicePage(items=await _present(tx.sql, pairs), total=total, limit=limit, offset=offset)
+    after = pager.key(recurring.KEYSET)
+    pairs, total = await recurring.page(tx.sql, visibility.owner_list(), status, pager.fetch, offset, after)
+    pairs, next_cursor = pager.cut(recurring.KEYSET, pairs, lambda pair: (pair[0].id,))
+    items = await _present(tx.sql, pairs)
+    return RecurringInvoicePage(
+        items=items, total=total, limit=limit, offset=pager.page_offset, next_cursor=next_cursor
+    )
 
 
 # --- writing ----------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 from core.sql import Sql, columns, row_of, width
 from domain.errors import NotFound
 from domain.invoices.repository import INVOICE, InvoiceRow
+from domain.pagination import Keyset
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,20 @@ async def update(sql: Sql, recurring_id: int, fields: dict[str, Any], *, bump: b
     )
 
 
+# Newest first, by id (the primary key serves a cursor's `r.id < %s` as a range).
+KEYSET = Keyset("recurring-invoices", ("r.id",), (int,))
+
+
 async def page(
-    sql: Sql, owners: list[int] | None, status: str | None, limit: int, offset: int
+    sql: Sql,
+    owners: list[int] | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+    after: tuple[Any, ...] | None = None,
 ) -> tuple[list[tuple[RecurringRow, InvoiceRow]], int]:
     """A page of recurring invoices with their templates, newest first, of these owners (None: everyone's) and
-    status."""
+    status: from `offset`, or after the key `after`."""
     conditions: list[str] = []
     params: list[Any] = []
     if owners is not None:
@@ -81,9 +91,12 @@ async def page(
         params.append(status)
     where = " AND ".join(conditions) or "TRUE"
     total = int(await sql.scalar(f"SELECT count(*) FROM recurring_invoices r WHERE {where}", tuple(params)))
+    if after is not None:
+        condition, values = KEYSET.after_positional(after)
+        where, params = f"{where} AND {condition}", [*params, *values]
     rows = await sql.all(
         f"SELECT {RECURRING}, {INVOICE} FROM recurring_invoices r JOIN invoices i ON i.id = r.template_id "
-        f"WHERE {where} ORDER BY r.id DESC LIMIT %s OFFSET %s",
+        f"WHERE {where} ORDER BY {KEYSET.order_by()} LIMIT %s OFFSET %s",
         (*params, limit, offset),
         prepare=False if owners is not None else None,  # the plan depends on how many owners the list holds
     )

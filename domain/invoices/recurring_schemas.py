@@ -71,4 +71,5 @@ class RecurringInvoicePage(BaseModel):
     items: list[RecurringInvoiceOut]
     total: int
     limit: int
-    offset: int
+    offset: int = Field(description="0 on a page read with a cursor")
+    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")

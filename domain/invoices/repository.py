@@ -11,6 +11,7 @@ from typing import Any
 
 from core.sql import Sql, columns
 from domain.errors import NotFound
+from domain.pagination import Keyset
 
 
 @dataclass(frozen=True)
@@ -120,16 +121,28 @@ async def update_customer(sql: Sql, customer_id: int, fields: dict[str, Any]) ->
     )
 
 
-async def customers_page(sql: Sql, name: str | None, limit: int, offset: int) -> tuple[list[CustomerRow], int]:
+# By name; ix_customers_lower_name serves a cursor's `(lower(name), id) > (%s, %s)` as a range on the name.
+CUSTOMERS_KEYSET = Keyset("customers", ("lower(name)", "id"), (str, int), descending=False)
+
+
+async def customers_page(
+    sql: Sql, name: str | None, limit: int, offset: int, after: tuple[Any, ...] | None = None
+) -> tuple[list[tuple[CustomerRow, tuple[str, int]]], int]:
+    """Customers by name (those whose name holds `name`), `limit` from `offset` or after the key `after`; each
+    with its key as the database sorts it (its lower(), not Python's, which differs on some letters)."""
     # The name's own % and _ are matched as themselves, not as patterns.
     pattern = name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") if name else ""
     condition, params = ("lower(name) LIKE %s", (f"%{pattern}%",)) if name else ("TRUE", ())
     total = int(await sql.scalar(f"SELECT count(*) FROM customers WHERE {condition}", params))
+    if after is not None:
+        keyset, values = CUSTOMERS_KEYSET.after_positional(after)
+        condition, params = f"{condition} AND {keyset}", (*params, *values)
     rows = await sql.all(
-        f"SELECT {CUSTOMER} FROM customers WHERE {condition} ORDER BY lower(name), id LIMIT %s OFFSET %s",
+        f"SELECT {CUSTOMER}, lower(name) FROM customers WHERE {condition} ORDER BY {CUSTOMERS_KEYSET.order_by()} "
+        "LIMIT %s OFFSET %s",
         (*params, limit, offset),
     )
-    return [CustomerRow(*row) for row in rows], total
+    return [(CustomerRow(*row[:-1]), (row[-1], row[0])) for row in rows], total
 
 
 # --- invoices ---------------------------------------------------------------------------------------------------

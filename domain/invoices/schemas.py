@@ -91,7 +91,8 @@ class CustomerPage(BaseModel):
     items: list[CustomerOut]
     total: int
     limit: int
-    offset: int
+    offset: int = Field(description="0 on a page read with a cursor")
+    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
 
 
 # --- invoices -----------------------------------------------------------------------------------------------------
@@ -225,7 +226,8 @@ class InvoicePage(BaseModel):
     items: list[InvoiceOut]
     total: int
     limit: int
-    offset: int
+    offset: int = Field(description="0 on a page read with a cursor")
+    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
 
 
 class VoidRequest(BaseModel):
@@ -288,7 +290,8 @@ class PaymentPage(BaseModel):
     items: list[PaymentOut]
     total: int
     limit: int
-    offset: int
+    offset: int = Field(description="0 on a page read with a cursor")
+    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
 
 
 class CreditNoteIn(BaseModel):
@@ -326,4 +329,5 @@ class CreditNotePage(BaseModel):
     items: list[CreditNoteOut]
     total: int
     limit: int
-    offset: int
+    offset: int = Field(description="0 on a page read with a cursor")
+    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")

@@ -41,6 +41,7 @@ from domain.invoices.schemas import (
 from domain.invoices.totals import LineAmounts, Totals, line_amounts, totals
 from domain.models import User
 from domain.money import fits, in_minor_units, is_currency, minor_units, plain_str, trimmed
+from domain.pagination import Cursor, Keyset, Pager
 from domain.users.visibility import Visibility, visibility_for
 from workflows.contracts import invoice_workflow_id
 
@@ -98,9 +99,15 @@ async def get_customer(tx: Tx, customer_id: int) -> CustomerOut:
     return _customer_out(await invoices.customer(tx.sql, customer_id))
 
 
-async def list_customers(tx: Tx, name: str | None, limit: int, offset: int) -> CustomerPage:
-    rows, total = await invoices.customers_page(tx.sql, name, limit, offset)
-    return CustomerPage(items=[_customer_out(row) for row in rows], total=total, limit=limit, offset=offset)
+async def list_customers(
+    tx: Tx, name: str | None, limit: int, offset: int, cursor: Cursor | None = None
+) -> CustomerPage:
+    pager = Pager(limit, offset, cursor)
+    keyset = invoices.CUSTOMERS_KEYSET
+    rows, total = await invoices.customers_page(tx.sql, name, pager.fetch, offset, pager.key(keyset))
+    page, next_cursor = pager.cut(keyset, rows, lambda row: row[1])
+    items = [_customer_out(row) for row, _ in page]
+    return CustomerPage(items=items, total=total, limit=limit, offset=pager.page_offset, next_cursor=next_cursor)
 
 
 # --- lines and totals -------------------------------------------------------------------------------------------
@@ -218,9 +225,17 @@ class InvoiceFilters:
     offset: int = 0
 
 
-async def list_invoices(tx: Tx, authorizer: Authorizer, viewer: User, filters: InvoiceFilters) -> InvoicePage:
+# Newest issue date first. ix_invoices_issue_date (and the owner's and customer's (…, issue_date) indexes) serve
+# a cursor's `(issue_date, id) < (%s, %s)` as a range on the date, the id checked on the few rows of that day.
+KEYSET = Keyset("invoices", ("i.issue_date", "i.id"), (date, int))
+
+
+async def list_invoices(
+    tx: Tx, authorizer: Authorizer, viewer: User, filters: InvoiceFilters, cursor: Cursor | None = None
+) -> InvoicePage:
     if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
         raise ValidationFailed("date_from must not be after date_to")
+    pager = Pager(filters.limit, filters.offset, cursor)
     visibility = await _visibility(tx.sql, authorizer, viewer)
     conditions: list[str] = ["i.is_template = %s"]
     params: list[Any] = [filters.templates]
@@ -246,13 +261,17 @@ async def list_invoices(tx: Tx, authorizer: Authorizer, viewer: User, filters: I
         params.append(filters.date_to)
     where = " AND ".join(conditions)
     total = int(await tx.sql.scalar(f"SELECT count(*) FROM invoices i WHERE {where}", tuple(params)))
+    after = pager.key(KEYSET)
+    if after is not None:
+        condition, after_params = KEYSET.after_positional(after)
+        where, params = f"{where} AND {condition}", [*params, *after_params]
     rows = await tx.sql.all(
-        f"SELECT {invoices.INVOICE} FROM invoices i WHERE {where} ORDER BY i.issue_date DESC, i.id DESC "
-        "LIMIT %s OFFSET %s",
-        (*params, filters.limit, filters.offset),
+        f"SELECT {invoices.INVOICE} FROM invoices i WHERE {where} ORDER BY {KEYSET.order_by()} LIMIT %s OFFSET %s",
+        (*params, pager.fetch, filters.offset),
     )
-    items = await present(tx.sql, [InvoiceRow(*row) for row in rows])
-    return InvoicePage(items=items, total=total, limit=filters.limit, offset=filters.offset)
+    page, next_cursor = pager.cut(KEYSET, [InvoiceRow(*row) for row in rows], lambda row: (row.issue_date, row.id))
+    items = await present(tx.sql, page)
+    return InvoicePage(items=items, total=total, limit=filters.limit, offset=pager.page_offset, next_cursor=next_cursor)
 
 
 # --- writing drafts ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from core.sql import Sql, columns
+from domain.pagination import Keyset
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,27 @@ async def insert_payment(sql: Sql, fields: dict[str, Any]) -> PaymentRow:
     return await _insert(sql, PaymentRow, "invoice_payments", PAYMENT, fields)
 
 
-async def payments_page(sql: Sql, invoice_id: int, limit: int, offset: int) -> tuple[list[PaymentRow], int]:
-    """An invoice's payments, oldest first, and how many it has."""
+# Oldest first, by id: an invoice's payments and credit notes are few (their invoice_id index finds them).
+PAYMENTS_KEYSET = Keyset("invoice-payments", ("id",), (int,), descending=False)
+CREDIT_NOTES_KEYSET = Keyset("credit-notes", ("id",), (int,), descending=False)
+
+
+def _after(keyset: Keyset, after: tuple[Any, ...] | None) -> tuple[str, tuple[Any, ...]]:
+    if after is None:
+        return "", ()
+    condition, values = keyset.after_positional(after)
+    return f" AND {condition}", values
+
+
+async def payments_page(
+    sql: Sql, invoice_id: int, limit: int, offset: int, after: tuple[Any, ...] | None = None
+) -> tuple[list[PaymentRow], int]:
+    """An invoice's payments, oldest first (from `offset`, or after the key `after`), and how many it has."""
     total = int(await sql.scalar("SELECT count(*) FROM invoice_payments WHERE invoice_id = %s", (invoice_id,)))
+    condition, values = _after(PAYMENTS_KEYSET, after)
     rows = await sql.all(
-        f"SELECT {PAYMENT} FROM invoice_payments WHERE invoice_id = %s ORDER BY id LIMIT %s OFFSET %s",
-        (invoice_id, limit, offset),
+        f"SELECT {PAYMENT} FROM invoice_payments WHERE invoice_id = %s{condition} ORDER BY id LIMIT %s OFFSET %s",
+        (invoice_id, *values, limit, offset),
     )
     return [PaymentRow(*row) for row in rows], total
 
@@ -83,12 +99,15 @@ async def insert_credit_note(sql: Sql, fields: dict[str, Any]) -> CreditNoteRow:
     return await _insert(sql, CreditNoteRow, "credit_notes", CREDIT_NOTE, fields)
 
 
-async def credit_notes_page(sql: Sql, invoice_id: int, limit: int, offset: int) -> tuple[list[CreditNoteRow], int]:
-    """An invoice's credit notes, oldest first, and how many it has."""
+async def credit_notes_page(
+    sql: Sql, invoice_id: int, limit: int, offset: int, after: tuple[Any, ...] | None = None
+) -> tuple[list[CreditNoteRow], int]:
+    """An invoice's credit notes, oldest first (from `offset`, or after the key `after`), and how many it has."""
     total = int(await sql.scalar("SELECT count(*) FROM credit_notes WHERE invoice_id = %s", (invoice_id,)))
+    condition, values = _after(CREDIT_NOTES_KEYSET, after)
     rows = await sql.all(
-        f"SELECT {CREDIT_NOTE} FROM credit_notes WHERE invoice_id = %s ORDER BY id LIMIT %s OFFSET %s",
-        (invoice_id, limit, offset),
+        f"SELECT {CREDIT_NOTE} FROM credit_notes WHERE invoice_id = %s{condition} ORDER BY id LIMIT %s OFFSET %s",
+        (invoice_id, *values, limit, offset),
     )
     return [CreditNoteRow(*row) for row in rows], total
 

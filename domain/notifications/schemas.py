@@ -25,7 +25,13 @@ class NotificationPageOut(BaseModel):
     items: list[NotificationOut]
     total: int = Field(description="how many match the filter, over all pages")
     limit: int
-    offset: int
+    offset: int = Field(description="0 on a page read with a cursor")
+    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
+    next_updated_since: datetime | None = Field(
+        None,
+        description="with `updated_since`: the time to send as `updated_since` on your next sync (it overlaps this "
+        "one a little, so a change committed while this one read is not missed)",
+    )
 
 
 class UnreadCountOut(BaseModel):

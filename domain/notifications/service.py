@@ -7,14 +7,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from core.db import Tx
 from core.sql import Sql
+from domain import delta_sync
 from domain.errors import NotFound, ValidationFailed
 from domain.models import Notification, NotificationPreference
 from domain.notifications.events import ALWAYS_EMAILED, CONFIGURABLE_EVENTS, EVENT_TYPES
+from domain.pagination import Cursor, Keyset, Pager
 from domain.users.directory import active_ids_in_roles
 
 
@@ -74,6 +76,8 @@ class NotificationPage:
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = None
+    next_updated_since: datetime | None = None  # with updated_since: what to send next time (domain/delta_sync.py)
 
 
 def _own(user_id: int, unread_only: bool = False) -> list[ColumnElement[bool]]:
@@ -83,16 +87,37 @@ def _own(user_id: int, unread_only: bool = False) -> list[ColumnElement[bool]]:
     return conditions
 
 
+# Newest first, by id: ix_notifications_user_id_id serves both the order and a cursor's `id < %s` as a range.
+KEYSET = Keyset("notifications", ("id",), (int,))
+
+
 async def list_for_user(
-    tx: Tx, user_id: int, *, unread_only: bool = False, limit: int = 20, offset: int = 0
+    tx: Tx,
+    user_id: int,
+    *,
+    unread_only: bool = False,
+    limit: int = 20,
+    offset: int = 0,
+    cursor: Cursor | None = None,
+    updated_since: datetime | None = None,
 ) -> NotificationPage:
-    """The user's notifications, newest first."""
+    """The user's notifications, newest first: by offset or after a cursor. With `updated_since`, only those
+    created or read at or after it (a notification is never deleted, and reading it is its only change)."""
+    pager = Pager(limit, offset, cursor)
     conditions = _own(user_id, unread_only)
+    synced = None
+    if updated_since is not None:
+        synced = await delta_sync.watermark(tx.sql)  # before the rows are read: see domain/delta_sync.py
+        conditions.append(or_(Notification.created_at >= updated_since, Notification.read_at >= updated_since))
     total = await tx.session.scalar(select(func.count()).select_from(Notification).where(*conditions))
+    after = pager.key(KEYSET)
+    if after is not None:
+        conditions.append(KEYSET.after_clause([Notification.id], after))
     rows = await tx.session.scalars(
-        select(Notification).where(*conditions).order_by(Notification.id.desc()).limit(limit).offset(offset)
+        select(Notification).where(*conditions).order_by(Notification.id.desc()).limit(pager.fetch).offset(offset)
     )
-    return NotificationPage(list(rows), int(total or 0), limit, offset)
+    items, next_cursor = pager.cut(KEYSET, list(rows), lambda row: (row.id,))
+    return NotificationPage(items, int(total or 0), limit, pager.page_offset, next_cursor, synced)
 
 
 async def unread_count(tx: Tx, user_id: int) -> int:

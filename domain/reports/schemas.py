@@ -173,7 +173,8 @@ class ReportPage(BaseModel):
     items: list[ReportOut]
     total: int
     limit: int
-    offset: int
+    offset: int = Field(description="0 on a page read with a cursor")
+    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
 
 
 def _check_timezone(value: str) -> str:

@@ -20,6 +20,7 @@ from domain.errors import Forbidden, NotFound, ValidationFailed
 from domain.fx.rates import Terms
 from domain.invoices.receivables import scope_for as receivables_scope_for
 from domain.models import Report, User
+from domain.pagination import Cursor, Keyset, Pager
 from domain.reports.datasets import BUDGETS_KEY, ReportQuery, ReportScope, budget_scope_dict, dataset_for
 from domain.reports.schemas import (
     PRESENTATION_KEY,
@@ -247,19 +248,42 @@ async def create_scheduled_report(
 class ReportPage:
     items: list[Report]
     total: int
+    offset: int = 0
+    next_cursor: str | None = None
+
+
+# Newest first, the id breaking ties in the same direction so that one row comparison is a cursor's condition.
+# A requester's reports are few (ix_reports_requested_by_id finds them); the sort is in memory.
+KEYSET = Keyset("reports", ("created_at", "id"), (datetime, uuid.UUID))
 
 
 async def list_reports(
-    tx: Tx, user: User, *, see_all: bool, limit: int, offset: int, status: str | None = None
+    tx: Tx,
+    user: User,
+    *,
+    see_all: bool,
+    limit: int,
+    offset: int,
+    status: str | None = None,
+    cursor: Cursor | None = None,
 ) -> ReportPage:
+    pager = Pager(limit, offset, cursor)
     conditions = [] if see_all else [Report.requested_by_id == user.id]
     if status:
         conditions.append(Report.status == status)
     total = await tx.session.scalar(select(func.count()).select_from(Report).where(*conditions))
+    after = pager.key(KEYSET)
+    if after is not None:
+        conditions.append(KEYSET.after_clause([Report.created_at, Report.id], after))
     rows = await tx.session.scalars(
-        select(Report).where(*conditions).order_by(Report.created_at.desc(), Report.id).limit(limit).offset(offset)
+        select(Report)
+        .where(*conditions)
+        .order_by(Report.created_at.desc(), Report.id.desc())
+        .limit(pager.fetch)
+        .offset(offset)
     )
-    return ReportPage(list(rows), int(total or 0))
+    items, next_cursor = pager.cut(KEYSET, list(rows), lambda row: (row.created_at, row.id))
+    return ReportPage(items, int(total or 0), pager.page_offset, next_cursor)
 
 
 async def get_report(tx: Tx, user: User, report_id: uuid.UUID, *, see_all: bool) -> Report:
