@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import secrets
 import statistics
 import tempfile
@@ -51,6 +49,7 @@ from domain.entries.schemas import ExpenseCreate
 from domain.fx import rates as fx_rates
 from domain.fx.rates import terms_from
 from domain.models import EntryKind, User
+from tests.bench.run import machine
 from tests.services import admin_database_url, migrate, scratch_database
 from workflows.contracts import ApprovalTimers
 
@@ -207,20 +206,6 @@ async def scenario(http: httpx.AsyncClient, me: User, token: str, samples: int =
             timings[name].append(time.perf_counter() - started)
     figures |= {name: round(statistics.median(values) * 1_000_000) for name, values in timings.items()}
     return figures
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
 
 
 def report(figures: dict[str, int], args: argparse.Namespace) -> str:

@@ -47,7 +47,8 @@ class ThroughputPair:
         return self.ours["per_second"] / self.floor["per_second"]
 
 
-def _machine() -> str:
+def machine() -> str:
+    """The host, its cores, CPU model, memory and kernel, as every benchmark's header names them."""
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -261,7 +262,7 @@ def write_report(rows: list[Row], notes: list[str], command: str, started: datet
         "# Benchmarks",
         "",
         f"- Command: `{command}`",
-        f"- Machine: {_machine()}",
+        f"- Machine: {machine()}",
         f"- CPU speed: a {CALIBRATION_STEPS:,}-step Python loop takes {calibration:.2f} s on this host (to compare"
         " runs on different hosts: absolute figures move with it, ratios to their same-run baselines do not)",
         f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
