@@ -11,6 +11,7 @@ import struct
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,8 @@ from temporalio.client import Client
 
 from activities.deps import ActivityDeps
 from api.app import build_services, create_app
-from core.authz import Authorizer
-from core.db import Database
 from core.engine import WorkflowEngine
-from core.mail import FileTransport
 from core.settings import Settings, StorageSettings, TemporalSettings
-from core.storage import create_storage
 from core.temporal import task_queues
 from tests.approvals.conftest import (  # noqa: F401 - fixtures, used by name
     client,
@@ -44,7 +41,7 @@ from tests.backups.conftest import (  # noqa: F401 - fixtures of the backup test
 )
 from tests.conftest import TestUser
 from tests.services import s3_server
-from worker import build_workers, worker_plan
+from worker import build_deps, build_workers, worker_plan
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -123,14 +120,7 @@ async def own_stack(settings: Settings, temporal_client: Client, **changes: Any)
                 **changes}
     )  # fmt: skip
     engine = WorkflowEngine(changed.temporal, temporal_client)
-    deps = ActivityDeps(
-        settings=changed,
-        db=Database.connect(changed.db),
-        authorizer=Authorizer(changed.policy_dir),
-        storage=create_storage(changed.storage),
-        mail=FileTransport(changed.smtp.mail_dir, changed.smtp.sender),
-        engine=engine,
-    )
+    deps = replace(build_deps(changed), engine=engine)
     workers = build_workers(temporal_client, worker_plan(deps))
     tasks = [asyncio.create_task(worker.run()) for worker in workers]
     services = build_services(changed, engine)

@@ -14,16 +14,12 @@ from temporalio.client import Client
 
 from activities.deps import ActivityDeps
 from api.app import build_services, create_app
-from core.authz import Authorizer
-from core.db import Database
 from core.engine import WorkflowEngine
-from core.mail import FileTransport
 from core.settings import ApprovalSettings, Settings, StorageSettings, TemporalSettings
-from core.storage import LocalStorage
 from core.temporal import task_queues
 from tests.approvals.conftest import settle_workflows, team  # noqa: F401 - team: a fixture, used by name
 from tests.exports import month
-from worker import build_workers, worker_plan
+from worker import build_deps, build_workers, worker_plan
 
 
 @pytest.fixture(scope="session")
@@ -40,13 +36,7 @@ def exports_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="session")
 def exports_deps(exports_settings: Settings) -> ActivityDeps:
-    return ActivityDeps(
-        settings=exports_settings,
-        db=Database.connect(exports_settings.db),
-        authorizer=Authorizer(exports_settings.policy_dir),
-        storage=LocalStorage(exports_settings.storage.local_dir),
-        mail=FileTransport(exports_settings.smtp.mail_dir, exports_settings.smtp.sender),
-    )
+    return build_deps(exports_settings)  # as worker.py builds them: a local folder and mail files here
 
 
 @pytest.fixture(scope="session")
