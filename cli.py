@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import sys
 
 from core.db import Database
@@ -195,4 +196,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The Temporal client's core threads can outlive the interpreter's finalization and abort it ("PyGILState_Release
+    # ... finalizing", temporalio/sdk-python#300, still open): after the work is done and the output flushed, leave
+    # without finalizing so a command that succeeded never exits with SIGABRT.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
