@@ -24,6 +24,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, tuple_
 from sqlalchemy.sql.expression import ColumnOperators
 
@@ -202,3 +203,12 @@ class Pager:
         if self.cursor is None:
             return page, None
         return page, self.cursor.codec.encode(keyset.scope, key_of(page[-1]))
+
+
+class PageInfo(BaseModel):
+    """What every list page answers besides its items: the offset page's position, or the cursor to the next."""
+
+    total: int = Field(description="rows matching the filters, on every page")
+    limit: int
+    offset: int = Field(description="0 on a page read with a cursor")
+    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")

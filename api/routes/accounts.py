@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from api.deps import Authorize, Grant, TxDep, read_only
+from api.listing import listing_of
 from domain.ledger import accounts, mappings
 from domain.ledger.schemas import (
     AccountCreate,
@@ -18,6 +19,7 @@ from domain.ledger.schemas import (
     MappingsIn,
     MappingsOut,
 )
+from domain.pagination import Cursor
 
 router = APIRouter(prefix="/accounts", tags=["ledger"])
 
@@ -55,12 +57,13 @@ async def create_account(body: AccountCreate, tx: TxDep, grant: Create) -> Accou
 async def list_accounts(
     tx: TxDep,
     grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(AccountOut))],
     type: AccountType | None = None,
     active: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> AccountPage:
-    return await accounts.page(tx, type, active, limit, offset)
+    return await accounts.page(tx, type, active, limit, offset, cursor)
 
 
 @router.get("/{account_id}", summary="One account")

@@ -13,9 +13,11 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep
+from api.listing import listing_of
 from domain.audit.queries import AuditFilter, search, stream_rows
 from domain.audit.schemas import CSV_COLUMNS, AuditEntryOut, AuditPageOut, ChainVerdictOut
 from domain.audit.service import verify_chain
+from domain.pagination import Cursor, Pager
 from domain.reports.renderers import spreadsheet_text
 
 router = APIRouter(prefix="/admin/audit", tags=["audit"])
@@ -59,6 +61,7 @@ async def list_audit(
     grant: Annotated[Grant, Depends(Authorize("audit", "read"))],
     tx: TxDep,
     services: ServicesDep,
+    cursor: Annotated[Cursor, Depends(listing_of(AuditEntryOut))],
     actor_id: Annotated[int | None, Query(ge=1)] = None,
     action: Annotated[str | None, Query(max_length=60)] = None,
     resource_type: Annotated[str | None, Query(max_length=40)] = None,
@@ -88,12 +91,13 @@ async def list_audit(
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'},
         )
-    page = await search(tx, audit_filter, limit=limit, offset=offset)
+    page = await search(tx, audit_filter, Pager(limit, offset, cursor))
     return AuditPageOut(
         items=[AuditEntryOut.model_validate(row) for row in page.items],
         total=page.total,
         limit=page.limit,
         offset=page.offset,
+        next_cursor=page.next_cursor,
     )
 
 

@@ -8,10 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep
+from api.listing import listing_of
 from core.engine import EngineUnavailable
 from domain.backups import service
 from domain.backups.schemas import BackupDetailOut, BackupOut, BackupPageOut, RestoreDrillOut, WorkflowStartedOut
 from domain.errors import Conflict, ServiceUnavailable
+from domain.pagination import Cursor, Pager
 from workflows.contracts import BackupInput, DrillInput, backup_workflow_id, restore_drill_workflow_id
 
 router = APIRouter(prefix="/admin/backups", tags=["backups"])
@@ -68,12 +70,20 @@ async def start_backup(grant: ManageBackups, tx: TxDep, services: ServicesDep) -
 async def list_backups(
     grant: ManageBackups,
     tx: TxDep,
+    cursor: Annotated[Cursor, Depends(listing_of(BackupOut))],
     status: Annotated[str | None, Query(pattern="^(queued|running|completed|failed|pruned)$")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> BackupPageOut:
-    rows, total = await service.list_backups(tx, status=status, limit=limit, offset=offset)
-    return BackupPageOut(items=[BackupOut.model_validate(row) for row in rows], total=total, limit=limit, offset=offset)
+    pager = Pager(limit, offset, cursor)
+    rows, total, next_cursor = await service.list_backups(tx, status=status, pager=pager)
+    return BackupPageOut(
+        items=[BackupOut.model_validate(row) for row in rows],
+        total=total,
+        limit=limit,
+        offset=pager.page_offset,
+        next_cursor=next_cursor,
+    )
 
 
 @router.get("/{backup_id}", response_model=BackupDetailOut, summary="One backup with its restore drills")

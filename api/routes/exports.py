@@ -12,11 +12,13 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
 from api.file_responses import file_responses
 from api.idempotency import IdempotencyKey, replayed
+from api.listing import listing_of
 from domain.approvals.commands import Caller
 from domain.errors import InvalidState, NotFound
 from domain.exports import service
 from domain.exports.commands import ExportCommands
 from domain.exports.schemas import ExportFormat, ExportOut, ExportPage, ExportRequest, ExportStatus, Month, first_day
+from domain.pagination import Cursor, Pager
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 
@@ -50,6 +52,7 @@ async def create_export(
 async def list_exports(
     tx: TxDep,
     grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(ExportOut))],
     month: Annotated[Month | None, Query()] = None,
     format: Annotated[ExportFormat | None, Query()] = None,
     status: Annotated[ExportStatus | None, Query()] = None,
@@ -57,7 +60,7 @@ async def list_exports(
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> ExportPage:
     filters = service.Filters(first_day(month) if month else None, format, status)
-    return await service.list_batches(tx.sql, filters, limit, offset)
+    return await service.list_batches(tx.sql, filters, Pager(limit, offset, cursor))
 
 
 @router.get("/{export_id}", response_model=ExportOut, summary="One export batch")

@@ -9,9 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.listing import listing_of
 from domain.fx import service
 from domain.fx.rates import terms_from
-from domain.fx.schemas import CurrencyCode, ManualRateIn, ManualRateOut, RateFilters, RatePage
+from domain.fx.schemas import CurrencyCode, ManualRateIn, ManualRateOut, RateFilters, RatePage, RateRow
+from domain.pagination import Cursor
 
 router = APIRouter(prefix="/fx/rates", tags=["fx"])
 
@@ -25,6 +27,7 @@ async def list_rates(
     tx: TxDep,
     services: ServicesDep,
     grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(RateRow))],
     currency: CurrencyCode | None = None,
     source: Annotated[str | None, Query(pattern="^(ecb|manual)$")] = None,
     date_from: date | None = None,
@@ -37,7 +40,8 @@ async def list_rates(
     filters = RateFilters(
         currency=currency, source=source, date_from=date_from, date_to=date_to, limit=limit, offset=offset
     )
-    return await service.list_rates(tx.sql, terms_from(services.settings), filters, datetime.now(UTC).date())
+    today = datetime.now(UTC).date()
+    return await service.list_rates(tx.sql, terms_from(services.settings), filters, today, cursor)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Set a manual rate for a currency and day")

@@ -8,9 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.listing import listing_of
 from domain.ledger import books, months, periods
 from domain.ledger.books import LedgerTerms
-from domain.ledger.schemas import ClosedOut, JournalPage, PeriodOut, PeriodPage, ReopenIn
+from domain.ledger.schemas import ClosedOut, JournalOut, JournalPage, PeriodOut, PeriodPage, ReopenIn
+from domain.pagination import Cursor, Pager
 
 router = APIRouter(prefix="/periods", tags=["ledger"])
 journals_router = APIRouter(prefix="/journals", tags=["ledger"])
@@ -26,9 +28,15 @@ Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 
 @router.get("", summary="The months closed at least once, the latest first")
 @read_only
-async def list_periods(tx: TxDep, grant: Read, limit: Limit = 100, offset: Offset = 0) -> PeriodPage:
+async def list_periods(
+    tx: TxDep,
+    grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(PeriodOut, identity=("month",)))],
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> PeriodPage:
     """A month not listed is open and was never closed."""
-    return await periods.list_periods(tx, limit, offset)
+    return await periods.list_periods(tx, limit, offset, cursor)
 
 
 @router.post("/{month}/close", summary="Close a month")
@@ -55,9 +63,11 @@ async def list_journals(
     services: ServicesDep,
     grant: ReadJournals,
     month: Annotated[str, Query(pattern=months.PATTERN, description="YYYY-MM", examples=["2026-11"])],
+    cursor: Annotated[Cursor, Depends(listing_of(JournalOut, identity=("number",)))],
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> JournalPage:
     """A closed month: the journals its last closing froze. An open one: computed now from the approved entries,
     invoices, payments and credit notes (409 naming any account the mapping lacks for them)."""
-    return await books.journal_page(tx.sql, months.parse(month), LedgerTerms.of(services.settings), limit, offset)
+    terms = LedgerTerms.of(services.settings)
+    return await books.journal_page(tx.sql, months.parse(month), terms, Pager(limit, offset, cursor))

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
+from api.cursors import PageCursor
 from api.deps import AppServices, Authorize, Grant, ServicesDep, TxDep
 from api.file_responses import file_responses
 from api.listing import listing_of
@@ -22,7 +23,7 @@ from core.engine import EngineUnavailable, ScheduleMissing
 from domain.errors import InvalidState, NotFound, ServiceUnavailable
 from domain.fx.rates import terms_from
 from domain.models import Report, ReportSchedule
-from domain.pagination import Cursor
+from domain.pagination import Cursor, Pager
 from domain.reports import schedules as schedule_service
 from domain.reports import service
 from domain.reports.schemas import (
@@ -266,17 +267,37 @@ async def create_schedule(body: ScheduleIn, grant: ManageSchedules, tx: TxDep, s
     return await _with_runs(services, schedule)
 
 
-@schedules_router.get("", response_model=list[ScheduleOut], summary="Report schedules with their next runs")
+@schedules_router.get(
+    "",
+    response_model=list[ScheduleOut],
+    summary="Report schedules with their next runs",
+    responses={
+        200: {
+            "headers": {
+                "X-Total-Count": {"description": "how many schedules there are", "schema": {"type": "integer"}},
+                "X-Next-Cursor": {
+                    "description": "send it as `cursor` for the next page; absent on the last page",
+                    "schema": {"type": "string"},
+                },
+            }
+        }
+    },
+)
 async def list_schedules(
     grant: ManageSchedules,
     tx: TxDep,
     services: ServicesDep,
     response: Response,
+    cursor: PageCursor,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[ScheduleOut]:
-    rows, total = await schedule_service.list_schedules(tx, limit, offset)
+    """A plain list (as it always was): the count is in `X-Total-Count`, and the cursor to the next page in
+    `X-Next-Cursor` (absent on the last page)."""
+    rows, total, next_cursor = await schedule_service.list_schedules(tx, Pager(limit, offset, cursor))
     response.headers["X-Total-Count"] = str(total)
+    if next_cursor is not None:
+        response.headers["X-Next-Cursor"] = next_cursor
     return [await _with_runs(services, row) for row in rows]
 
 

@@ -7,9 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep
+from api.listing import listing_of
 from api.routes.auth import throttle
 from domain.auth import rate_limits
 from domain.models import Role
+from domain.pagination import Cursor
 from domain.users import service
 from domain.users.schemas import MeUpdate, UserCreate, UserFilters, UserOut, UserPage, UserUpdate
 
@@ -24,7 +26,8 @@ UserDelete = Annotated[Grant, Depends(Authorize("user", "delete"))]
 TeamRead = Annotated[Grant, Depends(Authorize("user", "read_team"))]
 
 Limit = Annotated[int, Query(ge=1, le=100)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+UserListing = Annotated[Cursor, Depends(listing_of(UserOut))]
 
 
 # /me comes before /{user_id}; the id is an int path parameter so /me/... routers of other features match first.
@@ -47,6 +50,7 @@ async def update_me(body: MeUpdate, tx: TxDep, services: ServicesDep, grant: Pro
 async def list_users(
     tx: TxDep,
     grant: UserRead,
+    cursor: UserListing,
     role: Role | None = None,
     manager_id: int | None = None,
     is_active: bool | None = None,
@@ -55,7 +59,7 @@ async def list_users(
     offset: Offset = 0,
 ) -> UserPage:
     filters = UserFilters(role=role, manager_id=manager_id, is_active=is_active, q=q, limit=limit, offset=offset)
-    return await service.list_users(tx, filters)
+    return await service.list_users(tx, filters, cursor)
 
 
 @router.post("/", status_code=status.HTTP_201_CREATED, summary="Create a user with a role below one's own")
@@ -88,6 +92,12 @@ async def deactivate_user(user_id: int, tx: TxDep, services: ServicesDep, grant:
 
 @router.get("/{user_id:int}/team", summary="Everyone below a user in the manager tree")
 async def team(
-    user_id: int, tx: TxDep, services: ServicesDep, grant: TeamRead, limit: Limit = 100, offset: Offset = 0
+    user_id: int,
+    tx: TxDep,
+    services: ServicesDep,
+    grant: TeamRead,
+    cursor: UserListing,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> UserPage:
-    return await service.team_of(tx, services.authorizer, grant.user, user_id, limit, offset)
+    return await service.team_of(tx, services.authorizer, grant.user, user_id, limit, offset, cursor)

@@ -12,6 +12,7 @@ from domain.duplicates.schemas import PossibleDuplicate
 from domain.entries.schemas import HistoryStep, Storable
 from domain.models.rows import RequestRow
 from domain.money import AmountOut, PositiveMoney, RateOut, in_minor_units
+from domain.pagination import PageInfo
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
 Justification = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000), Storable]
@@ -83,12 +84,8 @@ class InboxItem(Priced):
     )
 
 
-class InboxPage(BaseModel):
+class InboxPage(PageInfo):
     items: list[InboxItem]
-    total: int
-    limit: int
-    offset: int = Field(description="0 on a page read with a cursor")
-    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
 
 
 class LiveView(BaseModel):

@@ -12,6 +12,7 @@ from core.db import Tx
 from core.sql import Sql
 from domain.errors import ValidationFailed
 from domain.models import AuditLog
+from domain.pagination import Keyset, Pager
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,26 @@ class AuditPage:
     total: int
     limit: int
     offset: int
+    next_cursor: str | None
 
 
-async def search(tx: Tx, audit_filter: AuditFilter, *, limit: int, offset: int) -> AuditPage:
+# Newest first, by id (the chain's order): a cursor's `id < %s` is a range on the primary key, where an offset
+# deep into millions of rows would scan them all.
+KEYSET = Keyset("audit", ("id",), (int,))
+
+
+async def search(tx: Tx, audit_filter: AuditFilter, pager: Pager) -> AuditPage:
     """Matching rows, newest first."""
     conditions = audit_filter.conditions()
     total = await tx.session.scalar(select(func.count()).select_from(AuditLog).where(*conditions))
+    after = pager.key(KEYSET)
+    if after is not None:
+        conditions.append(KEYSET.after_clause([AuditLog.id], after))
     rows = await tx.session.scalars(
-        select(AuditLog).where(*conditions).order_by(AuditLog.id.desc()).limit(limit).offset(offset)
+        select(AuditLog).where(*conditions).order_by(AuditLog.id.desc()).limit(pager.fetch).offset(pager.offset)
     )
-    return AuditPage(list(rows), int(total or 0), limit, offset)
+    page, next_cursor = pager.cut(KEYSET, list(rows), lambda row: (row.id,))
+    return AuditPage(page, int(total or 0), pager.limit, pager.page_offset, next_cursor)
 
 
 async def stream_rows(tx: Tx, audit_filter: AuditFilter) -> AsyncIterator[AuditLog]:

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.pagination import PageInfo
+
 
 class AuditEntryOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -27,11 +29,8 @@ class AuditEntryOut(BaseModel):
     hash: str
 
 
-class AuditPageOut(BaseModel):
+class AuditPageOut(PageInfo):
     items: list[AuditEntryOut]
-    total: int
-    limit: int
-    offset: int
 
 
 class ChainVerdictOut(BaseModel):

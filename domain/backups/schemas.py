@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.pagination import PageInfo
+
 
 class BackupOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -43,11 +45,8 @@ class BackupDetailOut(BackupOut):
     drills: list[RestoreDrillOut] = []
 
 
-class BackupPageOut(BaseModel):
+class BackupPageOut(PageInfo):
     items: list[BackupOut]
-    total: int
-    limit: int
-    offset: int
 
 
 class WorkflowStartedOut(BaseModel):

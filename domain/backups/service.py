@@ -17,6 +17,7 @@ from domain.audit.service import AuditContext, record
 from domain.backups.retention import Candidate, select_to_prune
 from domain.errors import Conflict, InvalidState, NotFound
 from domain.models import Backup, RestoreDrill
+from domain.pagination import Keyset, Pager
 
 
 class BackupStatus:
@@ -151,13 +152,22 @@ async def mark_pruned(tx: Tx, context: AuditContext, backup: Backup) -> None:
     await record(tx.sql, context, "backup.pruned", "backup", backup.id, {"storage_key": backup.storage_key})
 
 
-async def list_backups(tx: Tx, *, status: str | None, limit: int, offset: int) -> tuple[Sequence[Backup], int]:
+# Newest first, by id: a cursor's `id < %s` is a range on the primary key.
+BACKUPS_KEYSET = Keyset("backups", ("id",), (int,))
+
+
+async def list_backups(tx: Tx, *, status: str | None, pager: Pager) -> tuple[list[Backup], int, str | None]:
+    """A page of backups, how many match, and the cursor to the next page."""
     query = select(Backup)
     if status:
         query = query.where(Backup.status == status)
     total = int(await tx.session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = (await tx.session.scalars(query.order_by(Backup.id.desc()).limit(limit).offset(offset))).all()
-    return rows, total
+    after = pager.key(BACKUPS_KEYSET)
+    if after is not None:
+        query = query.where(BACKUPS_KEYSET.after_clause([Backup.id], after))
+    rows = (await tx.session.scalars(query.order_by(Backup.id.desc()).limit(pager.fetch).offset(pager.offset))).all()
+    page, next_cursor = pager.cut(BACKUPS_KEYSET, list(rows), lambda row: (row.id,))
+    return page, total, next_cursor
 
 
 async def get_backup(tx: Tx, backup_id: int) -> Backup:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from domain.entries.schemas import Category, Storable
 from domain.money import AmountOut, PositiveMoney
+from domain.pagination import PageInfo
 
 Policy = Literal["ignore", "warn", "extra_approval", "block"]
 PeriodKind = Literal["month", "quarter", "year"]
@@ -115,12 +116,8 @@ class BudgetOut(BaseModel):
     periods: list[BudgetPeriodOut]
 
 
-class BudgetPage(BaseModel):
+class BudgetPage(PageInfo):
     items: list[BudgetOut]
-    total: int
-    limit: int
-    offset: int = Field(description="0 on a page read with a cursor")
-    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
 
 
 class BudgetVersionOut(BaseModel):

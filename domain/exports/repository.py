@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from core.sql import Sql, columns
+from domain.pagination import Keyset
 
 
 @dataclass(frozen=True)
@@ -88,14 +90,23 @@ async def fail(sql: Sql, batch_id: int, error: str) -> BatchRow | None:
 _FILTERS = {"month": "month = %s", "format": "format = %s", "status": "status = %s"}
 
 
-async def page(sql: Sql, limit: int, offset: int, **filters: date | str | None) -> tuple[list[BatchRow], int]:
-    """Batches, the newest first, and how many match."""
+# The newest first, by number (unique, given in order): a cursor's `number < %s` is a range on its unique index.
+KEYSET = Keyset("exports", ("number",), (int,))
+
+
+async def page(
+    sql: Sql, limit: int, offset: int, after: tuple[Any, ...] | None = None, **filters: date | str | None
+) -> tuple[list[BatchRow], int]:
+    """Batches, the newest first (after the key `after` when given), and how many match."""
     given = {name: value for name, value in filters.items() if value is not None}
     where = " AND ".join(_FILTERS[name] for name in given) or "true"
     params = tuple(given.values())
     total = int(await sql.scalar(f"SELECT count(*) FROM export_batches WHERE {where}", params))
+    if after is not None:
+        keyset, values = KEYSET.after_positional(after)
+        where, params = f"{where} AND {keyset}", (*params, *values)
     rows = await sql.all(
-        f"SELECT {BATCH} FROM export_batches WHERE {where} ORDER BY number DESC LIMIT %s OFFSET %s",
+        f"SELECT {BATCH} FROM export_batches WHERE {where} ORDER BY {KEYSET.order_by()} LIMIT %s OFFSET %s",
         (*params, limit, offset),
     )
     return [BatchRow(*row) for row in rows], total

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from domain.models.ledger import EXPORT_FORMATS, EXPORT_STATUSES
+from domain.pagination import PageInfo
 
 EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 1)
 
@@ -77,8 +78,5 @@ class ExportOut(BaseModel):
     download_url: str | None
 
 
-class ExportPage(BaseModel):
+class ExportPage(PageInfo):
     items: list[ExportOut]
-    total: int
-    limit: int
-    offset: int

@@ -25,6 +25,7 @@ from domain.exports.schemas import ExportFormat, ExportOut, ExportPage, ExportRe
 from domain.invoices.numbering import next_in_series
 from domain.ledger import repository as ledger
 from domain.models import User
+from domain.pagination import Pager
 from workflows.contracts import ExportResult, export_workflow_id
 
 SERIES = "EXPORT"
@@ -98,16 +99,24 @@ class Filters:
     status: ExportStatus | None = None
 
 
-async def list_batches(sql: Sql, filters: Filters, limit: int, offset: int) -> ExportPage:
+async def list_batches(sql: Sql, filters: Filters, pager: Pager) -> ExportPage:
     rows, total = await repository.page(
         sql,
-        limit,
-        offset,
+        pager.fetch,
+        pager.offset,
+        pager.key(repository.KEYSET),
         month=filters.month,
         format=filters.format.value if filters.format else None,
         status=filters.status.value if filters.status else None,
     )
-    return ExportPage(items=[to_out(row) for row in rows], total=total, limit=limit, offset=offset)
+    page, next_cursor = pager.cut(repository.KEYSET, rows, lambda row: (row.number,))
+    return ExportPage(
+        items=[to_out(row) for row in page],
+        total=total,
+        limit=pager.limit,
+        offset=pager.page_offset,
+        next_cursor=next_cursor,
+    )
 
 
 # --- made by the workflow's activity ----------------------------------------------------------------------

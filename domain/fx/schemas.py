@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 
 from domain.entries.schemas import Storable
 from domain.money import RateOut, rate_str
+from domain.pagination import PageInfo
 
 EARLIEST = date(1999, 1, 4)  # the ECB's first reference rates (the euro's first day)
 _RATE_PATTERN = r"^\d{1,16}(\.\d{1,12})?$"
@@ -76,12 +77,9 @@ class ManualRateOut(RateRow):
     replaced: RateRow | None = Field(None, description="the manual rate of the same day this one replaced")
 
 
-class RatePage(BaseModel):
+class RatePage(PageInfo):
     items: list[RateRow]
     base_currency: str
-    total: int
-    limit: int
-    offset: int
 
 
 class RateFilters(BaseModel):

@@ -17,6 +17,7 @@ from domain.fx.rates import EUR, Terms
 from domain.fx.schemas import EARLIEST, ManualRateIn, ManualRateOut, RateFilters, RatePage, RateRow
 from domain.models import User
 from domain.money import is_currency, rate_str
+from domain.pagination import Cursor, Keyset, Pager
 
 _COLUMNS = (
     "f.id, f.currency, f.rate_date, f.rate, f.source, f.note, f.created_by_id, f.created_at, "
@@ -46,10 +47,22 @@ async def _rows(sql: Sql, terms: Terms, where: str, params: dict[str, Any], page
     return found
 
 
-async def list_rates(sql: Sql, terms: Terms, filters: RateFilters, today: date) -> RatePage:
+# The newest day first, then by currency and source (unique together): the key a cursor holds. The order mixes
+# directions, so the condition after a key is written out below rather than as one row comparison.
+KEYSET = Keyset("fx-rates", ("f.rate_date", "f.currency", "f.source"), (date, str, str))
+_AFTER = (
+    "(f.rate_date < %(after_day)s OR (f.rate_date = %(after_day)s AND (f.currency, f.source) > "
+    "(%(after_currency)s, %(after_source)s)))"
+)
+
+
+async def list_rates(
+    sql: Sql, terms: Terms, filters: RateFilters, today: date, cursor: Cursor | None = None
+) -> RatePage:
     _check_dates(filters.date_from, filters.date_to, today)
+    pager = Pager(filters.limit, filters.offset, cursor)
     conditions = ["true"]
-    params: dict[str, Any] = {"limit": filters.limit, "offset": filters.offset}
+    params: dict[str, Any] = {"limit": pager.fetch, "offset": filters.offset}
     for column, name, operator in (
         ("currency", "currency", "="),
         ("source", "source", "="),
@@ -62,8 +75,20 @@ async def list_rates(sql: Sql, terms: Terms, filters: RateFilters, today: date) 
             params[name] = value
     where = " AND ".join(conditions)
     total = int(await sql.scalar(f"SELECT count(*) FROM fx_rates f WHERE {where}", params))
+    after = pager.key(KEYSET)
+    if after is not None:
+        where = f"{where} AND {_AFTER}"
+        params.update(after_day=after[0], after_currency=after[1], after_source=after[2])
     items = await _rows(sql, terms, where, params, "LIMIT %(limit)s OFFSET %(offset)s") if total else []
-    return RatePage(items=items, base_currency=terms.base, total=total, limit=filters.limit, offset=filters.offset)
+    page, next_cursor = pager.cut(KEYSET, items, lambda row: (row.rate_date, row.currency, row.source))
+    return RatePage(
+        items=page,
+        base_currency=terms.base,
+        total=total,
+        limit=filters.limit,
+        offset=pager.page_offset,
+        next_cursor=next_cursor,
+    )
 
 
 _UPSERT = (

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.entries.schemas import Currency
 from domain.invoices.schemas import EARLIEST, LATEST, MAX_ID, MAX_LINES, InvoiceOut, LineIn, Notes
+from domain.pagination import PageInfo
 
 Frequency = Literal["weekly", "monthly", "quarterly", "yearly"]
 RecurringStatus = Literal["draft", "pending_approval", "active", "ended", "cancelled"]
@@ -67,9 +68,5 @@ class RecurringInvoiceOut(BaseModel):
     updated_at: datetime
 
 
-class RecurringInvoicePage(BaseModel):
+class RecurringInvoicePage(PageInfo):
     items: list[RecurringInvoiceOut]
-    total: int
-    limit: int
-    offset: int = Field(description="0 on a page read with a cursor")
-    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 
 from domain.entries.schemas import Currency, Storable
 from domain.money import AmountOut, MoneyError, PositiveMoney, RateOut, parse_amount
+from domain.pagination import PageInfo
 
 EARLIEST = date(2000, 1, 1)
 LATEST = date(2100, 12, 31)
@@ -87,12 +88,8 @@ class CustomerOut(BaseModel):
     updated_at: datetime
 
 
-class CustomerPage(BaseModel):
+class CustomerPage(PageInfo):
     items: list[CustomerOut]
-    total: int
-    limit: int
-    offset: int = Field(description="0 on a page read with a cursor")
-    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
 
 
 # --- invoices -----------------------------------------------------------------------------------------------------
@@ -222,12 +219,8 @@ class InvoiceOut(BaseModel):
     updated_at: datetime
 
 
-class InvoicePage(BaseModel):
+class InvoicePage(PageInfo):
     items: list[InvoiceOut]
-    total: int
-    limit: int
-    offset: int = Field(description="0 on a page read with a cursor")
-    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
 
 
 class VoidRequest(BaseModel):
@@ -286,12 +279,8 @@ class PaymentOut(BaseModel):
     created_at: datetime
 
 
-class PaymentPage(BaseModel):
+class PaymentPage(PageInfo):
     items: list[PaymentOut]
-    total: int
-    limit: int
-    offset: int = Field(description="0 on a page read with a cursor")
-    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
 
 
 class CreditNoteIn(BaseModel):
@@ -325,9 +314,5 @@ class CreditNoteOut(BaseModel):
     created_at: datetime
 
 
-class CreditNotePage(BaseModel):
+class CreditNotePage(PageInfo):
     items: list[CreditNoteOut]
-    total: int
-    limit: int
-    offset: int = Field(description="0 on a page read with a cursor")
-    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")

@@ -15,6 +15,7 @@ from domain.ledger import mappings
 from domain.ledger import repository as ledger
 from domain.ledger.repository import AccountRow
 from domain.ledger.schemas import AccountCreate, AccountOut, AccountPage, AccountUpdate
+from domain.pagination import Cursor, Pager
 
 RESOURCE = "account"
 _AUDITED = ("code", "name", "type", "tax_code", "active")
@@ -63,9 +64,20 @@ async def update(tx: Tx, account_id: int, body: AccountUpdate, context: AuditCon
     return account_out(after)
 
 
-async def page(tx: Tx, account_type: str | None, active: bool | None, limit: int, offset: int) -> AccountPage:
-    rows, total = await ledger.accounts_page(tx.sql, account_type, active, limit, offset)
-    return AccountPage(items=[account_out(row) for row in rows], total=total, limit=limit, offset=offset)
+async def page(
+    tx: Tx, account_type: str | None, active: bool | None, limit: int, offset: int, cursor: Cursor | None = None
+) -> AccountPage:
+    pager = Pager(limit, offset, cursor)
+    keyset = ledger.ACCOUNTS_KEYSET
+    rows, total = await ledger.accounts_page(tx.sql, account_type, active, pager.fetch, offset, pager.key(keyset))
+    page, next_cursor = pager.cut(keyset, rows, lambda row: (row.code,))
+    return AccountPage(
+        items=[account_out(row) for row in page],
+        total=total,
+        limit=limit,
+        offset=pager.page_offset,
+        next_cursor=next_cursor,
+    )
 
 
 async def get(tx: Tx, account_id: int) -> AccountOut:

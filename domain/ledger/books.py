@@ -21,6 +21,7 @@ from domain.ledger.mappings import Chart, MissingAccounts
 from domain.ledger.repository import JournalLineRow, JournalRow
 from domain.ledger.schemas import JournalLineOut, JournalOut, JournalPage
 from domain.money import in_minor_units
+from domain.pagination import Keyset, Pager
 
 
 @dataclass(frozen=True)
@@ -98,27 +99,51 @@ def journal_out(journal: Journal | JournalRow, lines: list[JournalLineOut]) -> J
     )  # fmt: skip
 
 
-async def journal_page(sql: Sql, month: date, terms: LedgerTerms, limit: int, offset: int) -> JournalPage:
+def frozen_keyset(month: date, closing: int) -> Keyset:
+    """A closed month's journals in the order its closing wrote them (by id). The closing is in the scope: once the
+    month is reopened or closed again, a cursor into the old closing is refused instead of skipping or repeating."""
+    return Keyset(f"journals:{months.label(month)}:closing-{closing}", ("j.id",), (int,), descending=False)
+
+
+def open_keyset(month: date) -> Keyset:
+    """An open month's journals, computed now, in their sort order (`Journal.sort_key`); a cursor is the key of the
+    last one shown, so a journal approved meanwhile lands in its place without shifting the pages."""
+    return Keyset(f"journals:{months.label(month)}:open", ("date", "source", "source_id", "number"),
+                  (date, int, int, str), descending=False)  # fmt: skip
+
+
+async def journal_page(sql: Sql, month: date, terms: LedgerTerms, pager: Pager) -> JournalPage:
     """The month's journals: the last closing's of a closed month, else computed now."""
     period = await ledger.period(sql, month)
     base = terms.base
     if period is not None and period.status == "closed":
-        frozen, total, debit, credit = await ledger.frozen_page(sql, month, period.closings, limit, offset)
+        keyset = frozen_keyset(month, period.closings)
+        after = pager.key(keyset)
+        frozen, total, debit, credit = await ledger.frozen_page(
+            sql, month, period.closings, pager.fetch, pager.offset, after[0] if after else None
+        )
+        frozen, next_cursor = pager.cut(keyset, frozen, lambda journal: (journal.id,))
         items = [
             journal_out(journal, [_line_out(line.line_no, line, base) for line in journal.lines]) for journal in frozen
         ]
         return JournalPage(month=months.label(month), status="closed", closing=period.closings, base_currency=base,
                            items=items, total=total, debit_total=in_minor_units(debit, base),
-                           credit_total=in_minor_units(credit, base), limit=limit, offset=offset)  # fmt: skip
+                           credit_total=in_minor_units(credit, base), limit=pager.limit, offset=pager.page_offset,
+                           next_cursor=next_cursor)  # fmt: skip
+    keyset = open_keyset(month)
+    after = pager.key(keyset)
     journals = await journals_now(sql, month, terms)
+    following = [journal for journal in journals if after is None or journal.sort_key() > after]
+    page, next_cursor = pager.cut(keyset, following[pager.offset : pager.offset + pager.fetch], Journal.sort_key)
     shown = [
         journal_out(journal, [_line_out(n, line, base) for n, line in enumerate(journal.lines, start=1)])
-        for journal in journals[offset : offset + limit]
+        for journal in page
     ]
     debit, credit = totals(journals)
     return JournalPage(month=months.label(month), status="open", closing=None, base_currency=base, items=shown,
                        total=len(journals), debit_total=in_minor_units(debit, base),
-                       credit_total=in_minor_units(credit, base), limit=limit, offset=offset)  # fmt: skip
+                       credit_total=in_minor_units(credit, base), limit=pager.limit, offset=pager.page_offset,
+                       next_cursor=next_cursor)  # fmt: skip
 
 
 def totals(journals: list[Journal]) -> tuple[Decimal, Decimal]:

@@ -50,6 +50,7 @@ from domain.ledger.repository import PeriodRow
 from domain.ledger.schemas import ClosedOut, PeriodOut, PeriodPage
 from domain.models import User
 from domain.money import in_minor_units, plain_str
+from domain.pagination import Cursor, Pager
 
 RESOURCE = "period"
 CLOSED_PERIOD = "LC409"  # the SQLSTATE the triggers raise (migrations 0014 and 0015)
@@ -73,9 +74,18 @@ def period_out(row: PeriodRow) -> PeriodOut:
                      reopened_at=row.reopened_at)  # fmt: skip
 
 
-async def list_periods(tx: Tx, limit: int, offset: int) -> PeriodPage:
-    rows, total = await ledger.periods_page(tx.sql, limit, offset)
-    return PeriodPage(items=[period_out(row) for row in rows], total=total, limit=limit, offset=offset)
+async def list_periods(tx: Tx, limit: int, offset: int, cursor: Cursor | None = None) -> PeriodPage:
+    pager = Pager(limit, offset, cursor)
+    keyset = ledger.PERIODS_KEYSET
+    rows, total = await ledger.periods_page(tx.sql, pager.fetch, offset, pager.key(keyset))
+    page, next_cursor = pager.cut(keyset, rows, lambda row: (row.month,))
+    return PeriodPage(
+        items=[period_out(row) for row in page],
+        total=total,
+        limit=limit,
+        offset=pager.page_offset,
+        next_cursor=next_cursor,
+    )
 
 
 async def close(tx: Tx, month: date, user: User, terms: LedgerTerms, context: AuditContext) -> ClosedOut:

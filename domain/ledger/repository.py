@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.sql import Sql, columns, width
+from domain.pagination import Keyset
 
 # --- accounts ----------------------------------------------------------------------------------------------------
 
@@ -67,10 +68,19 @@ async def update_account(sql: Sql, account_id: int, changes: dict[str, Any]) -> 
     return await sql.row(AccountRow, query, (*(changes[name] for name in names), account_id, code, account_id))
 
 
+# By code (unique): a cursor's `code > %s` is a range on uq_accounts_code.
+ACCOUNTS_KEYSET = Keyset("accounts", ("a.code",), (str,), descending=False)
+
+
 async def accounts_page(
-    sql: Sql, account_type: str | None, active: bool | None, limit: int, offset: int
+    sql: Sql,
+    account_type: str | None,
+    active: bool | None,
+    limit: int,
+    offset: int,
+    after: tuple[Any, ...] | None = None,
 ) -> tuple[list[AccountRow], int]:
-    """Accounts by code, and how many match."""
+    """Accounts by code (after the key `after` when given), and how many match."""
     conditions: list[str] = ["true"]
     params: list[Any] = []
     if account_type is not None:
@@ -80,11 +90,13 @@ async def accounts_page(
         conditions.append("a.active = %s")
         params.append(active)
     where = " AND ".join(conditions)
-    query = f"SELECT {ACCOUNT}, count(*) OVER () FROM accounts a WHERE {where} ORDER BY a.code LIMIT %s OFFSET %s"
+    total = int(await sql.scalar(f"SELECT count(*) FROM accounts a WHERE {where}", params))
+    if after is not None:
+        keyset, values = ACCOUNTS_KEYSET.after_positional(after)
+        where, params = f"{where} AND {keyset}", [*params, *values]
+    query = f"SELECT {ACCOUNT} FROM accounts a WHERE {where} ORDER BY {ACCOUNTS_KEYSET.order_by()} LIMIT %s OFFSET %s"
     rows = await sql.all(query, (*params, limit, offset))
-    if rows:
-        return [AccountRow(*values[: width(AccountRow)]) for values in rows], int(rows[0][-1])
-    return [], int(await sql.scalar(f"SELECT count(*) FROM accounts a WHERE {where}", params))
+    return [AccountRow(*values) for values in rows], total
 
 
 async def any_account(sql: Sql) -> bool:
@@ -187,16 +199,24 @@ async def reopen_period(sql: Sql, month: date, by: int, at: datetime) -> PeriodR
     return await sql.written(PeriodRow, query, (by, at, month))
 
 
-async def periods_page(sql: Sql, limit: int, offset: int) -> tuple[list[PeriodRow], int]:
-    """The months closed at least once, the latest first."""
+# The latest month first (one row a month): a cursor's `month < %s` is a range on the primary key.
+PERIODS_KEYSET = Keyset("periods", ("p.month",), (date,))
+
+
+async def periods_page(
+    sql: Sql, limit: int, offset: int, after: tuple[Any, ...] | None = None
+) -> tuple[list[PeriodRow], int]:
+    """The months closed at least once, the latest first (after the key `after` when given)."""
+    total = int(await sql.scalar("SELECT count(*) FROM periods WHERE closings > 0"))
+    condition, params = "p.closings > 0", ()
+    if after is not None:
+        keyset, params = PERIODS_KEYSET.after_positional(after)
+        condition = f"{condition} AND {keyset}"
     rows = await sql.all(
-        f"SELECT {PERIOD}, count(*) OVER () FROM periods p WHERE p.closings > 0 "
-        "ORDER BY p.month DESC LIMIT %s OFFSET %s",
-        (limit, offset),
+        f"SELECT {PERIOD} FROM periods p WHERE {condition} ORDER BY {PERIODS_KEYSET.order_by()} LIMIT %s OFFSET %s",
+        (*params, limit, offset),
     )
-    if rows:
-        return [PeriodRow(*values[: width(PeriodRow)]) for values in rows], int(rows[0][-1])
-    return [], int(await sql.scalar("SELECT count(*) FROM periods WHERE closings > 0"))
+    return [PeriodRow(*values) for values in rows], total
 
 
 async def lock_month(sql: Sql, lock_class: int, key: int) -> None:
@@ -341,10 +361,10 @@ async def insert_journals(
 
 
 async def frozen_page(
-    sql: Sql, month: date, closing: int, limit: int, offset: int
+    sql: Sql, month: date, closing: int, limit: int, offset: int, after_id: int | None = None
 ) -> tuple[list[FrozenJournal], int, Decimal, Decimal]:
-    """A page of the journals one closing of the month wrote (in the order it wrote them) with their lines, how many
-    it wrote, and its debit and credit totals."""
+    """A page of the journals one closing of the month wrote (in the order it wrote them, after the journal
+    `after_id` when given) with their lines, how many it wrote, and its debit and credit totals."""
     totals = await sql.one(
         "SELECT count(DISTINCT j.id), coalesce(sum(l.debit), 0), coalesce(sum(l.credit), 0) FROM journals j "
         "LEFT JOIN journal_lines l ON l.journal_id = j.id WHERE j.month = %s AND j.closing = %s",
@@ -352,8 +372,9 @@ async def frozen_page(
     )
     assert totals is not None
     heads = await sql.all(
-        f"SELECT {JOURNAL} FROM journals j WHERE j.month = %s AND j.closing = %s ORDER BY j.id LIMIT %s OFFSET %s",
-        (month, closing, limit, offset),
+        f"SELECT {JOURNAL} FROM journals j WHERE j.month = %s AND j.closing = %s AND j.id > %s "
+        "ORDER BY j.id LIMIT %s OFFSET %s",
+        (month, closing, after_id or 0, limit, offset),
     )
     lines: dict[int, list[JournalLineRow]] = {int(head[0]): [] for head in heads}
     if heads:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from domain.entries.schemas import Storable
 from domain.money import AmountOut, RateOut
+from domain.pagination import PageInfo
 
 AccountType = Literal["asset", "liability", "equity", "revenue", "expense"]
 MappingKind = Literal["category", "source", "payable", "receivable", "cash", "tax", "fx_gain", "fx_loss", "rounding"]
@@ -67,11 +68,8 @@ class AccountOut(BaseModel):
     updated_at: datetime
 
 
-class AccountPage(BaseModel):
+class AccountPage(PageInfo):
     items: list[AccountOut]
-    total: int
-    limit: int
-    offset: int
 
 
 class MappingIn(BaseModel):
@@ -116,11 +114,8 @@ class PeriodOut(BaseModel):
     reopened_at: datetime | None
 
 
-class PeriodPage(BaseModel):
+class PeriodPage(PageInfo):
     items: list[PeriodOut]
-    total: int
-    limit: int
-    offset: int
 
 
 class ReopenIn(BaseModel):
@@ -169,14 +164,11 @@ class JournalOut(BaseModel):
     lines: list[JournalLineOut]
 
 
-class JournalPage(BaseModel):
+class JournalPage(PageInfo):
     month: str
     status: Literal["open", "closed"]
     closing: int | None = Field(description="the closing the journals were frozen by; null: computed now (open)")
     base_currency: str
     items: list[JournalOut]
-    total: int
     debit_total: AmountOut = Field(description="of every journal of the month, not only this page")
     credit_total: AmountOut
-    limit: int
-    offset: int

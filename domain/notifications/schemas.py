@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.pagination import PageInfo
+
 
 class NotificationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -21,12 +23,8 @@ class NotificationOut(BaseModel):
     read_at: datetime | None
 
 
-class NotificationPageOut(BaseModel):
+class NotificationPageOut(PageInfo):
     items: list[NotificationOut]
-    total: int = Field(description="how many match the filter, over all pages")
-    limit: int
-    offset: int = Field(description="0 on a page read with a cursor")
-    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
     next_updated_since: datetime | None = Field(
         None,
         description="with `updated_since`: the time to send as `updated_since` on your next sync (it overlaps this "

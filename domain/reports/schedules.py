@@ -19,6 +19,7 @@ from core.settings import ReportSettings
 from domain.audit.service import AuditContext, diff, record
 from domain.errors import Conflict, NotFound
 from domain.models import ReportSchedule
+from domain.pagination import Keyset, Pager
 from domain.reports.datasets import ReportScope
 from domain.reports.schemas import RelativePeriod, ReportFilters, ReportFormat, ReportType, ScheduleIn, SchedulePatch
 from domain.reports.service import check_filters, check_recipients
@@ -176,10 +177,20 @@ async def get_schedule(tx: Tx, schedule_id: int, for_update: bool = False) -> Re
     return schedule
 
 
-async def list_schedules(tx: Tx, limit: int, offset: int) -> tuple[list[ReportSchedule], int]:
+# By id, as they were made: a cursor's `id > %s` is a range on the primary key.
+KEYSET = Keyset("report-schedules", ("id",), (int,), descending=False)
+
+
+async def list_schedules(tx: Tx, pager: Pager) -> tuple[list[ReportSchedule], int, str | None]:
+    """A page of schedules, how many there are, and the cursor to the next page."""
     total = await tx.session.scalar(select(func.count()).select_from(ReportSchedule))
-    rows = await tx.session.scalars(select(ReportSchedule).order_by(ReportSchedule.id).limit(limit).offset(offset))
-    return list(rows), int(total or 0)
+    query = select(ReportSchedule)
+    after = pager.key(KEYSET)
+    if after is not None:
+        query = query.where(KEYSET.after_clause([ReportSchedule.id], after))
+    rows = await tx.session.scalars(query.order_by(ReportSchedule.id).limit(pager.fetch).offset(pager.offset))
+    page, next_cursor = pager.cut(KEYSET, list(rows), lambda row: (row.id,))
+    return page, int(total or 0), next_cursor
 
 
 # --- default schedules from settings ----------------------------------------------------------------

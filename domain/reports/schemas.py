@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from domain.money import is_currency
+from domain.pagination import PageInfo
 
 
 class ReportType(StrEnum):
@@ -169,12 +170,8 @@ class ReportAccepted(BaseModel):
     status_url: str
 
 
-class ReportPage(BaseModel):
+class ReportPage(PageInfo):
     items: list[ReportOut]
-    total: int
-    limit: int
-    offset: int = Field(description="0 on a page read with a cursor")
-    next_cursor: str | None = Field(None, description="send it as `cursor` for the next page; null on the last page")
 
 
 def _check_timezone(value: str) -> str:

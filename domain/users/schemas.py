@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from domain.models import Role
+from domain.pagination import PageInfo
 
 # 8 to 128 characters, every one of them counts (core.security pre-hashes before bcrypt's 72-byte cut).
 PASSWORD_MIN_LENGTH = 8
@@ -45,11 +46,8 @@ class UserOut(BaseModel):
     last_login_at: datetime | None
 
 
-class UserPage(BaseModel):
+class UserPage(PageInfo):
     items: list[UserOut]
-    total: int
-    limit: int
-    offset: int
 
 
 class UserCreate(BaseModel):
@@ -92,4 +90,4 @@ class UserFilters(BaseModel):
     is_active: bool | None = None
     q: Annotated[str, Field(max_length=100)] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 50
-    offset: Annotated[int, Field(ge=0)] = 0
+    offset: Annotated[int, Field(ge=0, le=1_000_000)] = 0

@@ -24,6 +24,7 @@ from domain.auth import passwords, sessions
 from domain.auth.schemas import RegisterRequest
 from domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from domain.models import Role, User
+from domain.pagination import Cursor, Keyset, Pager
 from domain.users.directory import subtree_ids
 from domain.users.roles import MANAGER_ROLES, may_have_reports, outranks
 from domain.users.schemas import MeUpdate, UserCreate, UserFilters, UserOut, UserPage, UserUpdate
@@ -304,7 +305,14 @@ async def check_current_password(user: User, current_password: str | None) -> No
         raise ValidationFailed("current_password is incorrect", field="current_password")
 
 
-async def list_users(tx: Tx, filters: UserFilters) -> UserPage:
+# By id, as users are created: a cursor's `id > %s` is a range on the primary key.
+USERS_KEYSET = Keyset("users", ("id",), (int,), descending=False)
+# A team is read whole from the manager tree and paged in memory (a subtree is small); by id, as the users list.
+TEAM_KEYSET = Keyset("team", ("id",), (int,), descending=False)
+
+
+async def list_users(tx: Tx, filters: UserFilters, cursor: Cursor | None = None) -> UserPage:
+    pager = Pager(filters.limit, filters.offset, cursor)
     query = select(User)
     if filters.role is not None:
         query = query.where(User.role == filters.role.value)
@@ -316,20 +324,45 @@ async def list_users(tx: Tx, filters: UserFilters) -> UserPage:
         pattern = "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(or_(User.full_name.ilike(pattern), User.email.ilike(pattern), User.username.ilike(pattern)))
     total = int(await tx.session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = (await tx.session.scalars(query.order_by(User.id).limit(filters.limit).offset(filters.offset))).all()
+    after = pager.key(USERS_KEYSET)
+    if after is not None:
+        query = query.where(USERS_KEYSET.after_clause([User.id], after))
+    rows = (await tx.session.scalars(query.order_by(User.id).limit(pager.fetch).offset(filters.offset))).all()
+    page, next_cursor = pager.cut(USERS_KEYSET, list(rows), lambda row: (row.id,))
     return UserPage(
-        items=[UserOut.model_validate(row) for row in rows], total=total, limit=filters.limit, offset=filters.offset
+        items=[UserOut.model_validate(row) for row in page],
+        total=total,
+        limit=filters.limit,
+        offset=pager.page_offset,
+        next_cursor=next_cursor,
     )
 
 
-async def team_of(tx: Tx, authorizer: Authorizer, viewer: User, user_id: int, limit: int, offset: int) -> UserPage:
-    """Everyone below the user in the manager tree, at any depth."""
+async def team_of(
+    tx: Tx,
+    authorizer: Authorizer,
+    viewer: User,
+    user_id: int,
+    limit: int,
+    offset: int,
+    cursor: Cursor | None = None,
+) -> UserPage:
+    """Everyone below the user in the manager tree, at any depth, by id."""
+    pager = Pager(limit, offset, cursor)
     root = await get_visible(tx, authorizer, viewer, user_id)
     members = await subtree_ids(tx.sql, root.id)
     members.discard(root.id)
-    ordered = sorted(members)
-    rows = []
-    if ordered:
-        page = ordered[offset : offset + limit]
-        rows = list((await tx.session.scalars(select(User).where(User.id.in_(page)).order_by(User.id))).all())
-    return UserPage(items=[UserOut.model_validate(row) for row in rows], total=len(ordered), limit=limit, offset=offset)
+    after = pager.key(TEAM_KEYSET)
+    ordered = sorted(member for member in members if after is None or member > after[0])
+    chosen = ordered[offset : offset + pager.fetch]
+    rows: list[User] = []
+    if chosen:
+        rows = list((await tx.session.scalars(select(User).where(User.id.in_(chosen)).order_by(User.id))).all())
+    page, next_cursor = pager.cut(TEAM_KEYSET, rows, lambda row: (row.id,))
+    return UserPage(
+        items=[UserOut.model_validate(row) for row in page],
+        total=len(members),
+        limit=limit,
+        offset=pager.page_offset,
+        next_cursor=next_cursor,
+    )

@@ -22,6 +22,7 @@ from tests.fx.test_entries import store_rates
 from tests.invoices.conftest import create_customer
 from tests.invoices.test_payments import credit, pay, sent_invoice
 from tests.ledger.conftest import THIS_MONTH, TODAY, act, close, created, journals
+from tests.mobile.conftest import walk
 from workflows.contracts import LateFee, ReminderStep
 
 Row = tuple[str, str, str, str, str, str, str]
@@ -180,8 +181,19 @@ async def test_each_source_books_its_balanced_journal_and_the_close_freezes_them
                       payment_id=gain.json()["id"]),
     )  # fmt: skip
 
+    # By cursor, the same journals in the same order; a cursor into the open month's pages is refused once the
+    # month is closed (its journals are then the closing's).
+    walked, pages = await walk(client, f"/api/v1/journals?month={THIS_MONTH}", accountant, 4, key="number")
+    assert (walked, pages) == ([journal["number"] for journal in page["items"]], 2)
+    first_open = await journals(client, accountant, limit=4)
+    open_cursor = first_open.json()["next_cursor"]
+
     closed = await close(client, accountant, THIS_MONTH)
     assert closed.status_code == 200, closed.text
+    stale = await journals(client, accountant, limit=4, cursor=open_cursor)
+    assert stale.status_code == 422 and "another list" in stale.text, stale.text
+    walked, _ = await walk(client, f"/api/v1/journals?month={THIS_MONTH}", accountant, 4, key="number")
+    assert walked == [journal["number"] for journal in page["items"]]
     assert (closed.json()["journals"], closed.json()["lines"], closed.json()["debit_total"]) == (6, 23, "2607.35")
     frozen = await journals(client, accountant)
     assert (frozen.json()["status"], frozen.json()["closing"]) == ("closed", 1)

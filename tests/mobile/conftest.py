@@ -74,11 +74,16 @@ async def add_notifications(deps: ActivityDeps, user: TestUser, count: int, titl
 
 
 async def walk(
-    client: httpx.AsyncClient, url: str, user: TestUser, limit: int, between: Callable[[], Awaitable[Any]] | None = None
-) -> tuple[list[int], int]:
-    """Every item id of a list, page by page through next_cursor (calling `between()` after each page), and how
+    client: httpx.AsyncClient,
+    url: str,
+    user: TestUser,
+    limit: int,
+    between: Callable[[], Awaitable[Any]] | None = None,
+    key: str = "id",
+) -> tuple[list[Any], int]:
+    """Every item's `key` of a list, page by page through next_cursor (calling `between()` after each page), and how
     many pages it took."""
-    seen: list[int] = []
+    seen: list[Any] = []
     cursor = None
     pages = 0
     separator = "&" if "?" in url else "?"
@@ -88,7 +93,7 @@ async def walk(
         assert response.status_code == 200, response.text
         body = response.json()
         assert len(body["items"]) <= limit
-        seen += [item["id"] for item in body["items"]]
+        seen += [item[key] for item in body["items"]]
         pages += 1
         assert pages <= 200, "the walk does not end"
         cursor = body["next_cursor"]
