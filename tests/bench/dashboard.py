@@ -101,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=1_000)
+    parser.add_argument("--rebuild", action="store_true", help="rebuild a data set of another size")
     args = parser.parse_args(argv)
     database_url = bench_database_url()
-    print(ensure_bench_dataset(database_url, args.entries, args.users), flush=True)
+    print(ensure_bench_dataset(database_url, args.entries, args.users, rebuild=args.rebuild), flush=True)
     secret_key = secrets.token_urlsafe(48)
     process, url = _serve(database_url, secret_key, Path("/tmp/bench-dashboard-api.log"))
     try:

@@ -15,6 +15,7 @@ import platform
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from tests.bench import approvals, sections
 from tests.bench.cpu import CpuSplit, cpu_split, database_backends, pids_with_arguments
 from tests.bench.dashboard import dashboard_latency
 from tests.bench.dbcost import database_costs
-from tests.bench.generate import ensure_bench_dataset
+from tests.bench.generate import DataSetMismatch, ensure_bench_dataset
 from tests.bench.stack import bench_database_url, running_stack, temporal_server
 
 Row = tuple[str, str, str, str, str]  # what, figure, baseline, ratio, goal
@@ -163,14 +164,15 @@ def _note_cpu(notes: list[str], ours: CpuSplit, floor: CpuSplit) -> None:
 
 def bench_reads(args: argparse.Namespace, work: Path, rows: list[Row], notes: list[str]) -> None:
     database_url = bench_database_url()
-    built = ensure_bench_dataset(database_url, entries=args.entries, users=1_000)
-    notes.append(f"Read path data set: {built}")
+    data = ensure_bench_dataset(database_url, entries=args.entries, users=1_000, rebuild=args.rebuild)
+    notes.append(f"Read path data set: {data.label}, {data.users:,} users, as counted in the database" +
+                 (f" (built in {data.seconds} s)" if data.built else " (already there)"))  # fmt: skip
     with temporal_server(work) as address, running_stack(database_url, address, work) as stack:
         lists = sections.list_latency(stack, args.read_samples)
         dashboard = dashboard_latency(stack.api_url, database_url, stack.env["SECRET_KEY"], args.read_samples)
     rows.append(
         (
-            f"GET /expenses/ and /revenue/ with filters and sort, {args.entries:,} entries, serial, every viewer scope",
+            f"GET /expenses/ and /revenue/ with filters and sort, {data.label}, serial, every viewer scope",
             f"p50 {lists['p50_ms']} ms, p95 {lists['p95_ms']} ms",
             "goal",
             "",
@@ -181,7 +183,7 @@ def bench_reads(args: argparse.Namespace, work: Path, rows: list[Row], notes: li
     for endpoint, figures in dashboard.items():
         rows.append(
             (
-                f"GET /dashboard/{endpoint}, {args.entries:,} entries, serial, every viewer scope",
+                f"GET /dashboard/{endpoint}, {data.label}, serial, every viewer scope",
                 f"p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms",
                 "goal",
                 "",
@@ -225,11 +227,11 @@ def bench_reports(args: argparse.Namespace, work: Path, rows: list[Row], notes: 
 
 def bench_backup(args: argparse.Namespace, work: Path, rows: list[Row], notes: list[str]) -> None:
     database_url = bench_database_url()
-    ensure_bench_dataset(database_url, entries=args.entries, users=1_000)
+    data = ensure_bench_dataset(database_url, entries=args.entries, users=1_000, rebuild=args.rebuild)
     figures = sections.backup_timings(database_url, work)
     rows.append(
         (
-            f"Backup of the {args.entries:,}-entry database to S3 (moto over HTTP): pg_dump -Fc, SHA-256, "
+            f"Backup of the {data.entries:,}-entry database to S3 (moto over HTTP): pg_dump -Fc, SHA-256, "
             f"manifest, {figures['parts']}-part upload",
             f"{figures['ours_seconds']} s ({figures['ours_bytes']:,} bytes)",
             f"bare pg_dump -Fc to a file {figures['bare_seconds']} s",
@@ -311,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput-pairs", type=int, default=3, help="alternating floor/ours throughput runs")
     parser.add_argument("--latency-samples", type=int, default=100)
     parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument(
+        "--rebuild", action="store_true", help="drop and rebuild the bench database when its data set is another size"
+    )
     parser.add_argument("--read-samples", type=int, default=100)
     parser.add_argument("--report-rows", type=int, default=100_000)
     parser.add_argument("--pdf-rows", type=int, default=1_000)
@@ -323,7 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="finance-bench-") as folder:
         for name in args.only.split(","):
             print(f"[bench] {name} ...", flush=True)
-            SECTIONS[name](args, Path(folder), rows, notes)
+            try:
+                SECTIONS[name](args, Path(folder), rows, notes)
+            except DataSetMismatch as mismatch:  # nothing is written: figures of another size would mislead
+                print(f"[bench] {name}: {mismatch}", file=sys.stderr)
+                return 2
             for row in rows:
                 print("  " + " | ".join(row), flush=True)
     command = "make bench" + (f" ARGS='{' '.join(argv)}'" if argv else "")
