@@ -175,7 +175,6 @@ async def _seed_accounts(_: argparse.Namespace) -> int:
 async def _policy_diff(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from api.app import create_app, route_permissions
     from core.authz import Authorizer, PolicyError, read_policy_file
     from domain.errors import ValidationFailed
     from domain.policies import preview as policy_preview
@@ -189,10 +188,18 @@ async def _policy_diff(args: argparse.Namespace) -> int:
     try:
         policy_csv = read_policy_file(args.policy)
         model_conf = read_policy_file(args.model) if args.model else None
+        proposed = policy_preview.proposal(in_force.files, policy_csv, model_conf)
+        policy_preview.trial(in_force, proposed)  # a broken file is answered before the app is built
     except PolicyError as unreadable:
         print(f"policy diff: {unreadable}", file=sys.stderr)
         return 2
-    proposed = policy_preview.proposal(in_force.files, policy_csv, model_conf)
+    except ValidationFailed as refused:
+        if args.json:
+            print(json.dumps({"error": refused.message, "details": refused.details}, indent=2))
+        print(f"REFUSED: {refused.message}", file=sys.stderr)
+        return 2
+    from api.app import create_app, route_permissions
+
     routes = route_permissions(create_app(settings))  # the app's route table; the app is built, never started
     db = Database.connect(settings.db)
     try:
@@ -200,12 +207,6 @@ async def _policy_diff(args: argparse.Namespace) -> int:
             preview = await policy_preview.preview(
                 tx.sql, in_force, proposed, routes, settings.approvals.base_currency, datetime.now(UTC)
             )
-    except ValidationFailed as refused:
-        if args.json:
-            print(json.dumps({"error": refused.message, "details": refused.details}, indent=2))
-        else:
-            print(f"REFUSED: {refused.message}", file=sys.stderr)
-        return 2
     finally:
         await db.dispose()
     if args.json:
@@ -262,7 +263,7 @@ def _preview_text(preview: PolicyPreview) -> list[str]:
         lines.append(f"      in force: {_routing_text(item.in_force)}")
         lines.append(f"      proposed: {_routing_text(item.proposed)}")
     if replay.rerouted_count > len(replay.rerouted):
-        lines.append(f"  ... and {replay.rerouted_count - len(replay.rerouted)} more (--json lists the first ones too)")
+        lines.append(f"  ... and {replay.rerouted_count - len(replay.rerouted)} more, not listed")
     return lines
 
 
