@@ -37,7 +37,7 @@ from domain.fx.books import BooksMismatch, check_base_currency
 from domain.fx.imports import has_recent_ecb_rates
 from domain.fx.schedules import fx_schedules, import_input
 from domain.invoices.reminder_policy import ReminderPolicyError, load_reminder_policy
-from domain.policies.versions import watch_policy_files
+from domain.policies.versions import record_at_start, watch_policy_files
 from domain.reports import schedules as report_schedules
 from workflows.contracts import FX_RATES_BACKFILL_WORKFLOW_ID
 
@@ -271,6 +271,7 @@ async def run() -> int:
         while not stop.is_set():
             try:
                 await check_books(deps)
+                await record_at_start(deps.db, deps.authorizer, applied_by="worker")
                 await reconcile_schedules(client, deps)
                 await start_fx_backfill(client, deps)
             except BooksMismatch as mismatch:

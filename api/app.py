@@ -32,7 +32,7 @@ from core.settings import Settings, get_settings
 from core.storage import create_storage
 from domain.fx.books import BooksMismatch, check_until_done
 from domain.policies.preview import RoutePermission
-from domain.policies.versions import watch_policy_files
+from domain.policies.versions import record_at_start, watch_policy_files
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -190,6 +190,10 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
             log.critical("%s", refused)
             raise
         running: AppServices = app.state.services
+        try:
+            await record_at_start(running.db, running.authorizer, applied_by="api")
+        except Exception:  # the audit of a policy changed while we were down must not keep the API from serving
+            log.exception("could not record the policy version in force")
         watcher = asyncio.create_task(watch_policy_files(running.authorizer, running.db, applied_by="api"))
         try:
             yield

@@ -58,6 +58,14 @@ async def record_applied(sql: Sql, result: ReloadResult, context: AuditContext, 
     return False
 
 
+async def record_at_start(db: Database, authorizer: Authorizer, applied_by: str) -> bool:
+    """A process starting with files other than the version recorded in force (changed while it was down, as in a
+    deploy) records that change like a reload would: once, by the first process to start with them."""
+    result = ReloadResult(changed=False, version=authorizer.version, previous=authorizer.version)
+    async with db.transaction() as tx:
+        return await record_applied(tx.sql, result, SYSTEM, f"{applied_by} (at start)")
+
+
 async def record_refused(sql: Sql, result: ReloadResult, context: AuditContext, applied_by: str) -> bool:
     """Audit a refused file once, whichever process refused it first (files that could not be read, each time)."""
     if result.refused_version is not None and await sql.one(_REFUSE, (result.refused_version,)) is None:

@@ -18,7 +18,7 @@ from core.db import Database
 from core.settings import PROJECT_ROOT
 from domain.audit.service import SYSTEM
 from domain.models import AuditLog, PolicyVersion
-from domain.policies.versions import record_applied, watch_policy_files
+from domain.policies.versions import record_applied, record_at_start, watch_policy_files
 from tests.policy_preview.conftest import (
     shipped_policy,
     with_line_inserted,
@@ -145,3 +145,27 @@ async def test_a_broken_file_refused_by_both_reloaders_is_audited_once(
     assert action == "policy.reload_refused" and changes["version_in_force"] == version
     assert f"policy.csv line {line}: unknown role 'pirate'" in changes["error"]
     assert api.version == worker.version == version, "the policy in force stays"
+
+
+async def test_a_change_made_while_the_processes_were_down_is_audited_once_at_their_start(
+    policy_dir: Path, activity_deps: ActivityDeps
+) -> None:
+    db = activity_deps.db
+    running = Authorizer(policy_dir)
+    before = running.version
+    assert not await record_at_start(db, running, "api"), "nothing recorded yet, nothing changed: no row"
+    (policy_dir / "policy.csv").write_text(with_manager_limit("1000.00"))
+    async with db.transaction() as tx:  # a change applied (and recorded) while running
+        assert await record_applied(tx.sql, running.reload(), SYSTEM, "api")
+
+    (policy_dir / "policy.csv").write_text(without_budget_creation())  # edited while everything is down
+    api, worker = Authorizer(policy_dir), Authorizer(policy_dir)  # both start with the new file
+    started = await asyncio.gather(record_at_start(db, api, "api"), record_at_start(db, worker, "worker"))
+
+    assert sorted(started) == [False, True]
+    changes = [changes for action, changes in await _policy_audit(db) if action == "policy.changed"]
+    assert [(change["from_version"], change["to_version"]) for change in changes] == [
+        (before, running.version),
+        (running.version, api.version),
+    ]
+    assert changes[-1]["applied_by"] in {"api (at start)", "worker (at start)"}
