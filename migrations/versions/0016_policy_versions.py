@@ -5,7 +5,7 @@
   change and writes its audit row, and the others' inserts do nothing (domain/policies/versions.py).
 - `policy_refusals`: the file versions refused on reload, each audited once the same way.
 
-Revision ID: 0018
+Revision ID: 0016
 Revises: 0015
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0018"
+revision: str = "0016"
 down_revision: str | Sequence[str] | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
