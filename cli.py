@@ -7,6 +7,9 @@ fx-import           import the ECB exchange rates now (the daily file, --history
                     the worker's FxRatesImportWorkflow, and print what it stored
 seed-accounts       make the standard chart of accounts and its mapping when there is no account yet
                     (domain/ledger/standard_chart.py; `make dev` runs it)
+policy diff         what a proposed policy.csv (and --model model.conf) would change against the files in POLICY_DIR:
+                    permissions route by route, approval limits, the last 90 days' requests that would route
+                    differently. Exit 0: no change, 1: changes, 2: a broken or unreadable file (its line named)
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.db import Database
 from core.settings import MissingSettingError, WeakSecretError, get_settings, load_settings
+
+if TYPE_CHECKING:
+    from domain.policies.schemas import PolicyPreview, RoutingOut
 
 
 async def _create_superadmin(args: argparse.Namespace) -> int:
@@ -163,6 +172,101 @@ async def _seed_accounts(_: argparse.Namespace) -> int:
     return 0
 
 
+async def _policy_diff(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from core.authz import Authorizer, PolicyError, read_policy_file
+    from domain.errors import ValidationFailed
+    from domain.policies import preview as policy_preview
+
+    settings = load_settings(require_secret=False)  # it signs nothing
+    try:
+        in_force = Authorizer(settings.policy_dir)
+    except PolicyError as broken:
+        print(f"policy diff: the files in POLICY_DIR ({settings.policy_dir}) do not load: {broken}", file=sys.stderr)
+        return 2
+    try:
+        policy_csv = read_policy_file(args.policy)
+        model_conf = read_policy_file(args.model) if args.model else None
+        proposed = policy_preview.proposal(in_force.files, policy_csv, model_conf)
+        policy_preview.trial(in_force, proposed)  # a broken file is answered before the app is built
+    except PolicyError as unreadable:
+        print(f"policy diff: {unreadable}", file=sys.stderr)
+        return 2
+    except ValidationFailed as refused:
+        if args.json:
+            print(json.dumps({"error": refused.message, "details": refused.details}, indent=2))
+        print(f"REFUSED: {refused.message}", file=sys.stderr)
+        return 2
+    from api.app import create_app, route_permissions
+
+    routes = route_permissions(create_app(settings))  # the app's route table; the app is built, never started
+    db = Database.connect(settings.db)
+    try:
+        async with db.transaction(autocommit=True) as tx:  # it only reads
+            preview = await policy_preview.preview(
+                tx.sql, in_force, proposed, routes, settings.approvals.base_currency, datetime.now(UTC)
+            )
+    finally:
+        await db.dispose()
+    if args.json:
+        print(preview.model_dump_json(indent=2))
+    else:
+        print("\n".join(_preview_text(preview)))
+    return 1 if preview.changes_anything else 0
+
+
+def _routing_text(routing: RoutingOut) -> str:
+    if routing.auto_approved_by:
+        return f"approved at once ({routing.auto_approved_by})"
+    if routing.refused:
+        return f"refused: {routing.refused}"
+    return " -> ".join(f"{level.role} {level.approver_name} (limit {level.limit})" for level in routing.levels)
+
+
+def _preview_text(preview: PolicyPreview) -> list[str]:
+    """The preview for a person at a terminal (`--json` gives the API's answer)."""
+    lines = [f"policy in force {preview.version_in_force}, proposed {preview.proposed_version}"]
+    if preview.identical:
+        lines.append("the proposal is identical to the policy in force")
+    lines.append("")
+    lines.append("Permissions:")
+    for role in preview.roles:
+        for verb, changes in (("gains", role.gains), ("loses", role.loses)):
+            for change in changes:
+                permission = f"{change.resource}:{change.action}"
+                where = [f"{route} ({permission})" for route in change.routes] or [f"{permission} (no route)"]
+                lines += [f"  {role.role} {verb} {item}" for item in where]
+    if not preview.roles:
+        lines.append("  no role gains or loses a permission")
+    lines.append("")
+    lines.append("Approval limits:")
+    for limit in preview.limits:
+        before, after = limit.before or "none", limit.after or "none"
+        lines.append(f"  {limit.role} {limit.kind}: {before} -> {after} {limit.currency} ({limit.direction})")
+    if not preview.limits:
+        lines.append("  no limit changes")
+    replay = preview.replay
+    lines.append("")
+    lines.append(
+        f"Requests of the last {replay.days} days: {replay.requests_replayed} replayed"
+        f"{' (the newest only: more were submitted)' if replay.truncated else ''}, "
+        f"{replay.rerouted_count} would route differently"
+    )
+    for item in replay.rerouted:
+        original = f" ({item.original_amount} {item.currency})" if item.currency != item.base_currency else ""
+        lines.append(
+            f"  request {item.request_id} ({item.subject_kind} {item.subject_id}, {item.title!r}), "
+            f"{item.amount} {item.base_currency}{original} by {item.requester_name} ({item.requester_role}), "
+            f"submitted {item.submitted_at:%Y-%m-%d}: {item.change}"
+        )
+        lines.append(f"      in force: {_routing_text(item.in_force)}")
+        lines.append(f"      proposed: {_routing_text(item.proposed)}")
+    if replay.rerouted_count > len(replay.rerouted):
+        lines.append(f"  ... and {replay.rerouted_count - len(replay.rerouted)} more, not listed")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cli.py", description="finance-ops operator commands")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     fx_import.set_defaults(handler=_fx_import)
     seed_accounts = commands.add_parser("seed-accounts", help="make the standard chart of accounts when there is none")
     seed_accounts.set_defaults(handler=_seed_accounts)
+    policy = commands.add_parser("policy", help="the Casbin policy files").add_subparsers(dest="policy", required=True)
+    diff = policy.add_parser("diff", help="preview what a proposed policy.csv (and model.conf) would change")
+    diff.add_argument("policy", type=Path, help="the proposed policy.csv")
+    diff.add_argument("--model", type=Path, help="a proposed model.conf (default: the one in POLICY_DIR)")
+    diff.add_argument("--json", action="store_true", help="the answer POST /api/v1/admin/policies/preview gives")
+    diff.set_defaults(handler=_policy_diff)
     args = parser.parse_args(argv)
     try:
         return asyncio.run(args.handler(args))

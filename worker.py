@@ -37,6 +37,7 @@ from domain.fx.books import BooksMismatch, check_base_currency
 from domain.fx.imports import has_recent_ecb_rates
 from domain.fx.schedules import fx_schedules, import_input
 from domain.invoices.reminder_policy import ReminderPolicyError, load_reminder_policy
+from domain.policies.versions import record_at_start, watch_policy_files
 from domain.reports import schedules as report_schedules
 from workflows.contracts import FX_RATES_BACKFILL_WORKFLOW_ID
 
@@ -270,6 +271,7 @@ async def run() -> int:
         while not stop.is_set():
             try:
                 await check_books(deps)
+                await record_at_start(deps.db, deps.authorizer, applied_by="worker")
                 await reconcile_schedules(client, deps)
                 await start_fx_backfill(client, deps)
             except BooksMismatch as mismatch:
@@ -289,7 +291,7 @@ async def run() -> int:
     schedules = asyncio.create_task(reconcile_until_done())
     relay = asyncio.create_task(relay_outbox(deps, WorkflowEngine(settings.temporal, client), stop))
     workers = build_workers(client, worker_plan(deps))
-    watcher = asyncio.create_task(deps.authorizer.watch())
+    watcher = asyncio.create_task(watch_policy_files(deps.authorizer, deps.db, applied_by="worker"))
     log.info("worker started on %s", [worker.task_queue for worker in workers])
     running = [asyncio.create_task(worker.run()) for worker in workers]
     stopped = asyncio.create_task(stop.wait())

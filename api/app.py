@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from api.compression import JsonGZipMiddleware
-from api.deps import AppServices, declared_permission, is_read_only
+from api.deps import AppServices, Authorize, declared_permission, is_read_only
 from api.docs import declare_password_sign_in, serve_docs
 from api.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from api.etags import ConditionalGetMiddleware, declare_conditional_gets
@@ -30,8 +30,9 @@ from core.logging import configure_logging
 from core.mail import create_transport
 from core.settings import Settings, get_settings
 from core.storage import create_storage
-from domain.audit.service import SYSTEM, record
 from domain.fx.books import BooksMismatch, check_until_done
+from domain.policies.preview import RoutePermission
+from domain.policies.versions import record_at_start, watch_policy_files
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -152,22 +153,17 @@ def check_every_route_declares_permission(app: FastAPI) -> None:
         raise UndeclaredPermissionError("routes without a declared permission: " + "; ".join(missing))
 
 
-async def watch_policy_files(services: AppServices, interval_seconds: float = 2.0) -> None:
-    """Reload the Casbin files when ops edit them, and audit each reload (or refusal) like the endpoint does."""
-    while True:
-        await asyncio.sleep(interval_seconds)
-        result = services.authorizer.reload_if_changed()
-        if result is None:
+def route_permissions(app: FastAPI) -> list[RoutePermission]:
+    """The route table: each route's methods and path with the permission it declares (Public routes left out).
+    Built from the app object alone, without starting it: the policy preview's CLI builds one for this."""
+    table: list[RoutePermission] = []
+    for route in api_routes(app):
+        declared = declared_permission(list(_dependency_calls(route.dependant)))
+        if not isinstance(declared, Authorize):
             continue
-        action = "policy.reload_refused" if result.error else "policy.reloaded"
-        changes: dict[str, object] = {"trigger": "file change", "changed": result.changed}
-        if result.error:
-            changes["error"] = result.error[:1000]
-        try:
-            async with services.db.transaction() as tx:
-                await record(tx.sql, SYSTEM, action, "policy", result.version, changes)
-        except Exception:
-            log.exception("could not audit the policy reload")
+        for method in sorted(route.methods - {"HEAD"}):
+            table.append(RoutePermission(method, route.path, declared.resource, declared.action))
+    return table
 
 
 def build_services(settings: Settings, engine: WorkflowEngine | None = None) -> AppServices:
@@ -193,7 +189,12 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         except BooksMismatch as refused:
             log.critical("%s", refused)
             raise
-        watcher = asyncio.create_task(watch_policy_files(app.state.services))
+        running: AppServices = app.state.services
+        try:
+            await record_at_start(running.db, running.authorizer, applied_by="api")
+        except Exception:  # the audit of a policy changed while we were down must not keep the API from serving
+            log.exception("could not record the policy version in force")
+        watcher = asyncio.create_task(watch_policy_files(running.authorizer, running.db, applied_by="api"))
         try:
             yield
         finally:

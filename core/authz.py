@@ -6,9 +6,9 @@ before it replaces the one in force; a broken file is refused with a log line an
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,12 +16,16 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import casbin
+from casbin.persist.adapters.string_adapter import StringAdapter
 
 log = logging.getLogger(__name__)
 
 UNLIMITED = "*"
 _DECISION_CACHE_SIZE = 10_000  # roles x permissions is small; amounts vary, so the cache is bounded
 KNOWN_ROLES = ("superadmin", "admin", "manager", "accountant", "employee")
+MODEL_FILE = "model.conf"
+POLICY_FILE = "policy.csv"
+MAX_POLICY_FILE_BYTES = 256 * 1024  # the shipped policy.csv is about 3 KB; a proposal (preview) is bounded by this
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,51 @@ class ReloadResult:
     changed: bool
     version: str
     error: str | None = None
+    previous: str = ""  # the version in force in this process before the reload
+    refused_version: str | None = None  # the version of the files refused (None when they could not be read)
 
 
 class PolicyError(ValueError):
-    pass
+    """Policy files refused, naming the file and line when one is to blame (`reason` is the message without them)."""
+
+    def __init__(self, reason: str, *, file: str | None = None, line: int | None = None) -> None:
+        where = f"{file} line {line}: " if file and line else f"{file}: " if file else ""
+        super().__init__(where + reason)
+        self.reason = reason
+        self.file = file
+        self.line = line
+
+
+@dataclass(frozen=True)
+class PolicyFiles:
+    """The text of model.conf and policy.csv, validated, loaded and versioned together."""
+
+    model: str
+    policy: str
+
+    @property
+    def version(self) -> str:
+        digest = hashlib.sha256(self.model.encode() + b"\0" + self.policy.encode()).hexdigest()
+        return digest[:16]
+
+    @classmethod
+    def read(cls, model_path: Path, policy_path: Path) -> PolicyFiles:
+        return cls(model=read_policy_file(model_path, MODEL_FILE), policy=read_policy_file(policy_path, POLICY_FILE))
+
+
+def read_policy_file(path: Path, name: str | None = None) -> str:
+    """A policy file's text; PolicyError (named `name`, by default the file's name) when unreadable or not UTF-8."""
+    name = name or path.name
+    try:
+        if path.stat().st_size > MAX_POLICY_FILE_BYTES:
+            raise PolicyError(f"is larger than {MAX_POLICY_FILE_BYTES} bytes", file=name)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"cannot be read ({exc.strerror})", file=name) from exc
+    try:
+        return raw.decode("utf-8")  # bytes as they are (no newline translation): the version hashes the same bytes
+    except UnicodeDecodeError as exc:
+        raise PolicyError("is not UTF-8 text", file=name, line=raw[: exc.start].count(b"\n") + 1) from exc
 
 
 def within_limit(requested: str, limit: str) -> bool:
@@ -50,19 +95,24 @@ def within_limit(requested: str, limit: str) -> bool:
     return Decimal(requested) <= Decimal(limit)
 
 
-def _read_version(model_path: Path, policy_path: Path) -> str:
-    digest = hashlib.sha256(model_path.read_bytes() + b"\0" + policy_path.read_bytes()).hexdigest()
-    return digest[:16]
-
-
-def _build(model_path: Path, policy_path: Path) -> casbin.Enforcer:
+def _build(files: PolicyFiles) -> casbin.Enforcer:
+    """An enforcer over `files`, or PolicyError naming what is wrong and where: the one validation every load,
+    reload and preview goes through."""
+    for name, text in ((MODEL_FILE, files.model), (POLICY_FILE, files.policy)):
+        if len(text.encode()) > MAX_POLICY_FILE_BYTES:
+            raise PolicyError(f"is larger than {MAX_POLICY_FILE_BYTES} bytes", file=name)
+    _check_policy_lines(files.policy)
     try:
-        enforcer = casbin.Enforcer(str(model_path), str(policy_path))
-    except Exception as exc:  # casbin raises assorted types for unreadable or malformed files
-        raise PolicyError(f"the policy files cannot be loaded: {type(exc).__name__}: {exc}") from exc
+        model = casbin.Enforcer.new_model(text=files.model)
+    except Exception as exc:  # casbin's config parser says "line N" in its message
+        found = re.search(r"line (\d+)", str(exc))
+        raise PolicyError(f"cannot be parsed: {exc}", file=MODEL_FILE, line=int(found[1]) if found else None) from exc
+    try:
+        enforcer = casbin.Enforcer(model, StringAdapter(files.policy))
+    except Exception as exc:  # casbin raises assorted types for a model missing a section
+        raise PolicyError(f"the policy files cannot be loaded: {type(exc).__name__}: {exc}", file=MODEL_FILE) from exc
     enforcer.add_function("within_limit", within_limit)
-    _validate(enforcer)
-    _trial_run(enforcer)
+    _trial_run(enforcer, files)
     return enforcer
 
 
@@ -77,49 +127,98 @@ _TRIAL_REQUESTS: tuple[tuple[tuple[str, str, str, str], bool | None], ...] = (
 )
 
 
-def _trial_run(enforcer: casbin.Enforcer) -> None:
+def _trial_run(enforcer: casbin.Enforcer, files: PolicyFiles) -> None:
+    matcher_line = _line_where(files.model, lambda line: re.match(r"m\s*=", line) is not None)
     for request, expected in _TRIAL_REQUESTS:
         try:
-            allowed, _ = enforcer.enforce_ex(*request)
+            allowed, explain = enforcer.enforce_ex(*request)
         except Exception as exc:
             raise PolicyError(
-                f"model.conf cannot be evaluated ({type(exc).__name__}: {exc}) for the request {list(request)}"
+                f"cannot be evaluated ({type(exc).__name__}: {exc}) for the request {list(request)}",
+                file=MODEL_FILE,
+                line=matcher_line,
             ) from exc
         if expected is not None and bool(allowed) != expected:
             verdict = "allows" if allowed else "denies"
-            raise PolicyError(
-                f"the policy {verdict} {list(request)}, which must be {'allowed' if expected else 'denied'}"
-            )
+            reason = f"the policy {verdict} {list(request)}, which must be {'allowed' if expected else 'denied'}"
+            if allowed and explain:  # a policy line granted it: name that line
+                raise PolicyError(reason, file=POLICY_FILE, line=_line_of_rule(files.policy, ["p", *explain]))
+            raise PolicyError(reason, file=MODEL_FILE, line=matcher_line)
 
 
-def _validate(enforcer: casbin.Enforcer) -> None:
-    for rule in enforcer.get_policy():
-        if len(rule) != 4:
-            raise PolicyError(f"policy line {rule} must have 4 fields: role, resource, action, argument")
-        role, _resource, _action, argument = rule
-        if role not in KNOWN_ROLES:
-            raise PolicyError(f"policy line {rule} names an unknown role {role!r}")
-        if argument != UNLIMITED:
-            try:
-                amount = Decimal(argument)
-            except InvalidOperation as exc:
-                raise PolicyError(f"policy line {rule} has an argument that is neither * nor an amount") from exc
-            if not amount.is_finite() or amount < 0:
-                raise PolicyError(f"policy line {rule} has a negative or non-finite amount")
-    for member, parent in enforcer.get_grouping_policy():
-        for role in (member, parent):
+def _fields(line: str) -> list[str]:
+    return [field.strip() for field in line.split(",")]
+
+
+def _line_of_rule(text: str, fields: list[str]) -> int | None:
+    return _line_where(text, lambda line: _fields(line) == fields)
+
+
+def _line_where(text: str, matches: Callable[[str], bool]) -> int | None:
+    for number, line in enumerate(text.split("\n"), start=1):
+        if matches(line.strip()):
+            return number
+    return None
+
+
+_VALUE = re.compile(r"[A-Za-z0-9_.*-]+")
+
+
+def _check_policy_lines(text: str) -> None:
+    """Every line of policy.csv, checked with its number. Casbin would skip a line it does not recognise (a
+    missing `p, `) and take a short one, so each line is checked here first, as casbin splits it."""
+    if not text.strip():
+        raise PolicyError("is empty", file=POLICY_FILE)
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+
+        def refuse(reason: str, number: int = number) -> PolicyError:
+            return PolicyError(reason, file=POLICY_FILE, line=number)
+
+        fields = _fields(line)
+        for field in fields:
+            if not _VALUE.fullmatch(field):
+                raise refuse(f"the value {field!r} is empty or has characters other than letters, digits, _ . * -")
+        kind = fields[0]
+        if kind == "p":
+            if len(fields) != 5:
+                raise refuse(f"a permission has 4 fields (p, role, resource, action, argument), not {len(fields) - 1}")
+            role, argument = fields[1], fields[4]
             if role not in KNOWN_ROLES:
-                raise PolicyError(f"role line g, {member}, {parent} names an unknown role {role!r}")
+                raise refuse(f"unknown role {role!r} (the roles are {', '.join(KNOWN_ROLES)})")
+            if argument != UNLIMITED:
+                try:
+                    amount = Decimal(argument)
+                except InvalidOperation as exc:
+                    raise refuse(f"the argument {argument!r} is neither * nor an amount") from exc
+                if not amount.is_finite() or amount < 0:
+                    raise refuse(f"the amount {argument!r} is negative or not finite")
+        elif kind == "g":
+            if len(fields) != 3:
+                raise refuse(f"a role line has 2 fields (g, member, inherits-from), not {len(fields) - 1}")
+            for role in fields[1:]:
+                if role not in KNOWN_ROLES:
+                    raise refuse(f"unknown role {role!r} (the roles are {', '.join(KNOWN_ROLES)})")
+        else:
+            raise refuse(f"a line starts with p (a permission) or g (a role), not {kind!r}")
 
 
 class Authorizer:
-    def __init__(self, policy_dir: Path) -> None:
-        self.model_path = policy_dir / "model.conf"
-        self.policy_path = policy_dir / "policy.csv"
+    """The policy in force: decisions, limits, and reloads of the files in `policy_dir`.
+
+    Given `files`, it holds those instead and is never reloaded: a trial of a proposal (what it would decide)."""
+
+    def __init__(self, policy_dir: Path, files: PolicyFiles | None = None) -> None:
+        self.model_path = policy_dir / MODEL_FILE
+        self.policy_path = policy_dir / POLICY_FILE
+        self.trial = files is not None
+        self.files = files or PolicyFiles.read(self.model_path, self.policy_path)
         self._lock = threading.RLock()
-        self._enforcer = _build(self.model_path, self.policy_path)
-        self.version = _read_version(self.model_path, self.policy_path)
-        self._mtimes = self._current_mtimes()
+        self._enforcer = _build(self.files)
+        self.version = self.files.version
+        self._mtimes = (0, 0) if self.trial else self._current_mtimes()
         self.on_reload: list[Callable[[ReloadResult], None]] = []
         # Casbin re-parses its matcher on every enforce() (about a quarter of the API's CPU under load), and the
         # answers only change with the policy: cache them per loaded policy, emptied on every swap.
@@ -150,6 +249,16 @@ class Authorizer:
 
     def allows(self, role: str, resource: str, action: str) -> bool:
         return self.enforce(role, resource, action).allowed
+
+    def permissions_of(self, role: str) -> set[tuple[str, str]]:
+        """The (resource, action) pairs the role holds, its inherited ones included, approval limits left out."""
+        with self._lock:
+            enforcer = self._enforcer
+        return {
+            (rule[1], rule[2])
+            for rule in enforcer.get_implicit_permissions_for_user(role)
+            if len(rule) == 4 and rule[1] != "approval_limit"
+        }
 
     def limit_for(self, role: str, action: str = "approve") -> str | None:
         """The highest amount a role may approve ("*" when unlimited), or None when it may not approve."""
@@ -184,25 +293,31 @@ class Authorizer:
 
     # --- reloading ---------------------------------------------------------------------------------
 
-    def _current_mtimes(self) -> tuple[float, float]:
+    def _current_mtimes(self) -> tuple[int, int]:
         return (self.model_path.stat().st_mtime_ns, self.policy_path.stat().st_mtime_ns)
 
     def reload(self) -> ReloadResult:
         """Validate the files on disk and swap them in; on any error keep the policy in force."""
+        if self.trial:
+            raise RuntimeError("a trial authorizer holds a proposal: it is never reloaded")
+        previous = self.version
+        files: PolicyFiles | None = None
         try:
-            version = _read_version(self.model_path, self.policy_path)
-            candidate = _build(self.model_path, self.policy_path)
+            files = PolicyFiles.read(self.model_path, self.policy_path)
+            candidate = _build(files)
         except Exception as exc:
-            log.error("policy reload refused, keeping version %s in force: %s", self.version, exc)
-            result = ReloadResult(changed=False, version=self.version, error=str(exc))
+            log.error("policy reload refused, keeping version %s in force: %s", previous, exc)
+            refused = files.version if files is not None else None
+            result = ReloadResult(False, previous, str(exc), previous, refused)
         else:
             with self._lock:
-                changed = version != self.version
                 self._enforcer = candidate
                 self._decisions = {}
-                self.version = version
-            log.info("policy reloaded: version %s (changed=%s)", version, changed)
-            result = ReloadResult(changed=changed, version=version)
+                self.files = files
+                self.version = files.version
+            changed = files.version != previous
+            log.info("policy reloaded: version %s (changed=%s)", files.version, changed)
+            result = ReloadResult(changed=changed, version=files.version, previous=previous)
         try:
             self._mtimes = self._current_mtimes()
         except OSError:
@@ -212,6 +327,7 @@ class Authorizer:
         return result
 
     def reload_if_changed(self) -> ReloadResult | None:
+        """Reload when either file's modification time moved (the watcher's poll; domain/policies/versions.py)."""
         try:
             mtimes = self._current_mtimes()
         except OSError as exc:
@@ -220,9 +336,3 @@ class Authorizer:
         if mtimes == self._mtimes:
             return None
         return self.reload()
-
-    async def watch(self, interval_seconds: float = 2.0) -> None:
-        """Poll the files and reload on change; runs for the life of the process."""
-        while True:
-            await asyncio.sleep(interval_seconds)
-            self.reload_if_changed()

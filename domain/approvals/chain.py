@@ -68,6 +68,27 @@ def approval_chain_for(amount: Decimal | None, managers: Sequence[Candidate], li
     )
 
 
+@dataclass(frozen=True)
+class Routing:
+    """Where a submission goes under a set of limits: approved at once by a rule, a chain, or refused (why)."""
+
+    auto_approved_by: str | None = None
+    chain: tuple[ChainLink, ...] = ()
+    refused: str | None = None
+
+
+def routing_for(amount: Decimal | None, requester_role: str, managers: Sequence[Candidate], limits: Limits) -> Routing:
+    """The routing a submission gets at submit (transitions.open_request), before budgets add their level: the
+    requester's auto-approval rule first, else the chain. For the policy preview's replay of past requests."""
+    rule = auto_approve_rule(limits, requester_role, amount)
+    if rule is not None:
+        return Routing(auto_approved_by=rule)
+    try:
+        return Routing(chain=tuple(approval_chain_for(amount, managers, limits)))
+    except ValidationFailed as refused:
+        return Routing(refused=refused.message)
+
+
 def budget_level(
     chain: Sequence[ChainLink],
     managers: Sequence[Candidate],

@@ -75,6 +75,17 @@ async def request_with_open_step(sql: Sql, request_id: int) -> tuple[RequestRow,
     )
 
 
+_SUBMITTED_SINCE = (
+    f"SELECT {REQUEST} FROM approval_requests r WHERE r.submitted_at >= %s "
+    "ORDER BY r.submitted_at DESC, r.id DESC LIMIT %s"
+)
+
+
+async def submitted_since(sql: Sql, since: datetime, limit: int) -> list[RequestRow]:
+    """The requests submitted since `since`, newest first, at most `limit` (the policy preview's replay)."""
+    return [RequestRow(*values) for values in await sql.all(_SUBMITTED_SINCE, (since, limit))]
+
+
 _NEW_REQUEST_ID = "SELECT nextval(pg_get_serial_sequence('approval_requests', 'id'))"
 
 

@@ -33,6 +33,7 @@ from domain.models.ledger import (
     Period,
 )
 from domain.models.notification import Notification, NotificationPreference, SentEmail
+from domain.models.policy import PolicyRefusal, PolicyVersion
 from domain.models.report import Report, ReportSchedule
 from domain.models.session import OtpCode, RateLimitHit, RefreshToken
 from domain.models.user import Role, User
@@ -79,6 +80,8 @@ __all__ = [
     "NotificationPreference",
     "OtpCode",
     "Period",
+    "PolicyRefusal",
+    "PolicyVersion",
     "RateLimitHit",
     "RecurringInvoice",
     "RefreshToken",

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from api.app import watch_policy_files
 from api.deps import AppServices
 from core.authz import Authorizer
 from core.settings import Settings
 from domain.models import AuditLog
+from domain.policies.versions import watch_policy_files
 
 
 async def _audited_actions(services: AppServices) -> list[tuple[str, dict]]:
@@ -35,8 +35,11 @@ async def test_file_edits_reload_and_are_audited(
     shutil.copytree(settings.policy_dir, policies)
     services = AppServices(**{**app_services.__dict__, "authorizer": Authorizer(policies)})
     assert not services.authorizer.allows("employee", "audit", "read")
+    first_version = services.authorizer.version
 
-    watcher = asyncio.create_task(watch_policy_files(services, interval_seconds=0.05))
+    watcher = asyncio.create_task(
+        watch_policy_files(services.authorizer, services.db, applied_by="api", interval_seconds=0.05)
+    )
     try:
         with (policies / "policy.csv").open("a") as handle:
             handle.write("\np, employee, audit, read, *\n")
@@ -61,4 +64,7 @@ async def test_file_edits_reload_and_are_audited(
     assert services.authorizer.version == good_version, "a broken file must leave the good policy in force"
     assert services.authorizer.allows("employee", "audit", "read")
     actions = await _audited_actions(services)
-    assert ("policy.reloaded", {"trigger": "file change", "changed": True}) in actions
+    assert (
+        "policy.changed",
+        {"from_version": first_version, "to_version": good_version, "applied_by": "api"},
+    ) in actions

@@ -249,6 +249,7 @@ TABLE: list[Case] = [
     Case("GET", "/api/v1/admin/audit/verify", superadmin_only(200)),
     # --- superadmin only: policies and backups ---
     Case("POST", "/api/v1/admin/policies/reload", superadmin_only(200)),
+    Case("POST", "/api/v1/admin/policies/preview", superadmin_only(422), {}),
     Case("POST", "/api/v1/admin/backups", superadmin_only(503), temporal_down=True),
     Case("GET", "/api/v1/admin/backups", superadmin_only(200)),
     Case("GET", "/api/v1/admin/backups/{missing}", superadmin_only(404)),
