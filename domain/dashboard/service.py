@@ -271,10 +271,11 @@ async def recent_entries(tx: Tx, scope: DashboardScope, base: str) -> list[Recen
 
 
 async def current_budgets(
-    tx: Tx, authorizer: Authorizer, viewer: User, scope: DashboardScope, base: str, today: date
-) -> list[BudgetUse]:
+    tx: Tx, authorizer: Authorizer, viewer: User, scope: DashboardScope, base: str, today: date,
+    limit: int = TOP_BUDGETS,
+) -> list[BudgetUse]:  # fmt: skip
     """The current period of the budgets the viewer may see (`domain.budgets.service.scope_for`, from the owners the
-    dashboard's scope has read), the most used first, at most `TOP_BUDGETS`: one statement."""
+    dashboard's scope has read), the most used first, at most `limit`: one statement."""
     if not authorizer.allows(viewer.role, "budget", "read"):
         return []
     budgets = await budget_scope_for(tx.sql, authorizer, viewer, scope.owner_ids)
@@ -284,7 +285,7 @@ async def current_budgets(
         "FROM budgets b JOIN budget_periods p ON p.budget_id = b.id "
         f"WHERE p.starts_on <= %s AND p.ends_on > %s AND {condition} "
         "ORDER BY (p.committed + p.actual) / p.amount DESC, b.id LIMIT %s",
-        (today, today, *params, TOP_BUDGETS),
+        (today, today, *params, limit),
         prepare=False,  # a team of one or of hundreds: plan for this list
     )
     found = []
