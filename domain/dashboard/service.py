@@ -22,6 +22,8 @@ from sqlalchemy import select, text
 
 from core.authz import Authorizer
 from core.db import Tx
+from domain.analytics.plot import Chart, Unit
+from domain.analytics.plot import series as plot_series
 from domain.budgets.periods import Period as BudgetPeriod
 from domain.budgets.periods import elapsed_share
 from domain.budgets.progress import burn_rate, share_percent
@@ -597,6 +599,23 @@ async def kpi(tx: Tx, authorizer: Authorizer, viewer: User, months: int, base_cu
     # By permission, not by the size of the scope: a manager with no reports yet still gets the (short) list.
     show_spenders = sees_team_figures(authorizer, viewer)
     cycle, rate, escalations = await _approval_stats(tx, scope, start, end)
+    labels = [row.month for row in series]
+    charts = [
+        Chart(
+            title="Revenue, expenses and net by month",
+            labels=labels,
+            series=[
+                plot_series("revenue", Unit.MONEY, [row.revenue for row in series]),
+                plot_series("expenses", Unit.MONEY, [row.expenses for row in series]),
+                plot_series("net", Unit.MONEY, [row.net for row in series]),
+            ],
+        ),
+        Chart(
+            title="Top expense categories",
+            labels=[c.category for c in breakdown.categories],
+            series=[plot_series("amount", Unit.MONEY, [c.amount for c in breakdown.categories])],
+        ),
+    ]
     return Kpi(
         months=months,
         scope=scope.scope,
@@ -611,4 +630,5 @@ async def kpi(tx: Tx, authorizer: Authorizer, viewer: User, months: int, base_cu
         approval_cycle_time=cycle,
         approval_rate=rate,
         escalations=escalations,
+        charts=charts,
     )
