@@ -48,7 +48,7 @@ def expected_aggregates() -> list[tuple[str, str, str, str]]:
     ]  # fmt: skip
 
 
-_FACT_COLUMNS = "requester_id, level, approver_id, status, opened_at, closed_at, cycle_seconds, bucket, breached"
+FACT_COLUMNS = "requester_id, level, approver_id, status, opened_at, closed_at, cycle_seconds, bucket, breached"
 
 
 async def analytics_mismatches(session: AsyncSession) -> list[tuple[object, ...]]:
@@ -57,8 +57,8 @@ async def analytics_mismatches(session: AsyncSession) -> list[tuple[object, ...]
         text(
             f"WITH expected AS ({STEP_FACTS}) SELECT 'analytics_step_cycles', coalesce(e.step_id, k.step_id) "
             "FROM expected e FULL JOIN analytics_step_cycles k USING (step_id) "
-            f"WHERE (SELECT ROW(e.{_FACT_COLUMNS.replace(', ', ', e.')})) IS DISTINCT FROM "
-            f"(SELECT ROW(k.{_FACT_COLUMNS.replace(', ', ', k.')}))"
+            f"WHERE (SELECT ROW(e.{FACT_COLUMNS.replace(', ', ', e.')})) IS DISTINCT FROM "
+            f"(SELECT ROW(k.{FACT_COLUMNS.replace(', ', ', k.')}))"
         )
     )
     return [tuple(row) for row in facts] + await totals_mismatches(session, expected_aggregates())
