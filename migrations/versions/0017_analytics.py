@@ -20,7 +20,7 @@ Every table is kept by row triggers in the writer's own transaction, each change
 order (as the dashboard's, migrations 0003 and 0007); `domain.analytics.aggregates` says what each must equal.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 """
 
 from collections.abc import Sequence
@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | Sequence[str] | None = "0015"
+down_revision: str | Sequence[str] | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
