@@ -70,6 +70,10 @@ def _feature_routers() -> list[APIRouter]:
     from api.routes import dashboard
 
     routers += [dashboard.router]
+    # --- analytics ---
+    from api.routes import analytics
+
+    routers += [analytics.router]
     # --- exchange rates ---
     from api.routes import fx
 

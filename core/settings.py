@@ -299,6 +299,14 @@ class ReceivablesSettings(BaseSettings):
     dso_days: int = Field(default=90, ge=7, le=365, validation_alias="RECEIVABLES_DSO_DAYS")
 
 
+class AnalyticsSettings(BaseSettings):
+    """The analytics' cash forecast (domain/analytics/forecast.py)."""
+
+    model_config = _config()
+    # The books record no expense payments: an expense approved in week W is taken as paid in week W + this.
+    expense_payment_weeks: int = Field(default=4, ge=0, le=26, validation_alias="ANALYTICS_EXPENSE_PAYMENT_WEEKS")
+
+
 class ReportSettings(BaseSettings):
     model_config = _config()
     max_period_days: int = Field(default=1830, validation_alias="REPORT_MAX_PERIOD_DAYS")
@@ -481,6 +489,7 @@ class Settings(BaseSettings):
     fx: FxSettings = Field(default_factory=FxSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     receivables: ReceivablesSettings = Field(default_factory=ReceivablesSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     duplicates: DuplicateSettings = Field(default_factory=DuplicateSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)

@@ -221,7 +221,8 @@ async def step_with_entry(sql: Sql, step_id: int, entry_id: int | None) -> tuple
 _LAST_SEQUENCE = "SELECT max(sequence) FROM approval_steps WHERE request_id = %s"
 _INSERT_STEP = (
     "INSERT INTO approval_steps (request_id, sequence, round, level, approver_id, delegate_id, status, rule, "
-    f"remind_at, escalate_at) VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s) RETURNING {columns(StepRow)}"
+    f"remind_at, escalate_at, opened_at) VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s) "
+    f"RETURNING {columns(StepRow)}"
 )
 
 
@@ -240,6 +241,7 @@ class NewStep:
     rule: str
     remind_at: datetime
     escalate_at: datetime
+    opened_at: datetime  # the opener's clock (the workflow's for a timer's step): what its cycle time counts from
 
 
 async def insert_step(sql: Sql, new: NewStep) -> StepRow:
@@ -253,6 +255,7 @@ async def insert_step(sql: Sql, new: NewStep) -> StepRow:
         new.rule,
         new.remind_at,
         new.escalate_at,
+        new.opened_at,
     )
     return await sql.written(StepRow, _INSERT_STEP, params)
 

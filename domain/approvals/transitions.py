@@ -214,6 +214,7 @@ class Work:
             rule=route.rule,
             remind_at=self.now + timedelta(seconds=self.timers.reminder_seconds),
             escalate_at=self.now + timedelta(seconds=self.timers.escalation_seconds),
+            opened_at=self.now,
         )
         step = await requests.insert_step(self.sql, new)
         self._windows[step.id] = route.window

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from domain.analytics.plot import Chart
 from domain.money import AmountOut
 
 
@@ -248,3 +249,8 @@ class Kpi(BaseModel):
     approval_cycle_time: CycleTime
     approval_rate: ApprovalRate
     escalations: int
+    charts: list[Chart] = Field(
+        default_factory=list,
+        description="the series above as labels and values a client can plot: revenue, expenses and net by month; "
+        "top categories",
+    )

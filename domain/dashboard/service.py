@@ -22,6 +22,8 @@ from sqlalchemy import select, text
 
 from core.authz import Authorizer
 from core.db import Tx
+from domain.analytics.plot import Chart, Unit
+from domain.analytics.plot import series as plot_series
 from domain.budgets.periods import Period as BudgetPeriod
 from domain.budgets.periods import elapsed_share
 from domain.budgets.progress import burn_rate, share_percent
@@ -271,10 +273,11 @@ async def recent_entries(tx: Tx, scope: DashboardScope, base: str) -> list[Recen
 
 
 async def current_budgets(
-    tx: Tx, authorizer: Authorizer, viewer: User, scope: DashboardScope, base: str, today: date
-) -> list[BudgetUse]:
+    tx: Tx, authorizer: Authorizer, viewer: User, scope: DashboardScope, base: str, today: date,
+    limit: int = TOP_BUDGETS,
+) -> list[BudgetUse]:  # fmt: skip
     """The current period of the budgets the viewer may see (`domain.budgets.service.scope_for`, from the owners the
-    dashboard's scope has read), the most used first, at most `TOP_BUDGETS`: one statement."""
+    dashboard's scope has read), the most used first, at most `limit`: one statement."""
     if not authorizer.allows(viewer.role, "budget", "read"):
         return []
     budgets = await budget_scope_for(tx.sql, authorizer, viewer, scope.owner_ids)
@@ -284,7 +287,7 @@ async def current_budgets(
         "FROM budgets b JOIN budget_periods p ON p.budget_id = b.id "
         f"WHERE p.starts_on <= %s AND p.ends_on > %s AND {condition} "
         "ORDER BY (p.committed + p.actual) / p.amount DESC, b.id LIMIT %s",
-        (today, today, *params, TOP_BUDGETS),
+        (today, today, *params, limit),
         prepare=False,  # a team of one or of hundreds: plan for this list
     )
     found = []
@@ -596,6 +599,23 @@ async def kpi(tx: Tx, authorizer: Authorizer, viewer: User, months: int, base_cu
     # By permission, not by the size of the scope: a manager with no reports yet still gets the (short) list.
     show_spenders = sees_team_figures(authorizer, viewer)
     cycle, rate, escalations = await _approval_stats(tx, scope, start, end)
+    labels = [row.month for row in series]
+    charts = [
+        Chart(
+            title="Revenue, expenses and net by month",
+            labels=labels,
+            series=[
+                plot_series("revenue", Unit.MONEY, [row.revenue for row in series]),
+                plot_series("expenses", Unit.MONEY, [row.expenses for row in series]),
+                plot_series("net", Unit.MONEY, [row.net for row in series]),
+            ],
+        ),
+        Chart(
+            title="Top expense categories",
+            labels=[c.category for c in breakdown.categories],
+            series=[plot_series("amount", Unit.MONEY, [c.amount for c in breakdown.categories])],
+        ),
+    ]
     return Kpi(
         months=months,
         scope=scope.scope,
@@ -610,4 +630,5 @@ async def kpi(tx: Tx, authorizer: Authorizer, viewer: User, months: int, base_cu
         approval_cycle_time=cycle,
         approval_rate=rate,
         escalations=escalations,
+        charts=charts,
     )

@@ -1,5 +1,13 @@
 """SQLAlchemy models, one module per table group; importing this package registers them all on `Base`."""
 
+from domain.models.analytics import (
+    AnalyticsCounterpartyTotal,
+    AnalyticsExpenseWeek,
+    AnalyticsRequestOutcome,
+    AnalyticsStepCycle,
+    AnalyticsStepHistogram,
+    AnalyticsStepTotal,
+)
 from domain.models.approval import ApprovalOutbox, ApprovalRequest, ApprovalStep, RequestStatus, StepStatus
 from domain.models.audit import AuditLog
 from domain.models.backup import Backup, RestoreDrill
@@ -41,6 +49,12 @@ from domain.models.user import Role, User
 __all__ = [
     "Account",
     "AccountMapping",
+    "AnalyticsCounterpartyTotal",
+    "AnalyticsExpenseWeek",
+    "AnalyticsRequestOutcome",
+    "AnalyticsStepCycle",
+    "AnalyticsStepHistogram",
+    "AnalyticsStepTotal",
     "AppState",
     "ApprovalOutbox",
     "ApprovalRequest",

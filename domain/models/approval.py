@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -103,6 +104,9 @@ class ApprovalStep(Timestamps, Base):
     rule: Mapped[str | None] = mapped_column(String(200))
     remind_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     escalate_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the step was opened, on the clock of whoever opened it (the workflow's, for a step opened by a timer), so
+    # its cycle time (decided_at - opened_at) is on one clock (migration 0017).
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

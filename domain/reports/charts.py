@@ -21,7 +21,12 @@ def _axis_label(value: Decimal) -> str:
 
 
 def bar_chart_svg(chart: Chart) -> str:
-    """Grouped vertical bars, one group per label and one bar per series, with a legend."""
+    """Grouped vertical bars, one group per label and one bar per series, with a legend; then the charts it holds
+    in `more`, each its own picture."""
+    return "".join(_bars(one) for one in (chart, *chart.more))
+
+
+def _bars(chart: Chart) -> str:
     labels = chart.labels
     series = chart.series
     peak = max((value for _name, values in series for value in values if value is not None), default=Decimal(0))

@@ -244,6 +244,12 @@ TABLE: list[Case] = [
     Case("GET", "/api/v1/dashboard/kpi", signed_in(200)),
     # receivables: whoever may read invoices (employees may not), scoped to the invoices they may see
     Case("GET", "/api/v1/dashboard/receivables", (401, 403, 200, 200, 200, 200)),
+    # --- analytics (issue 29): as the dashboard, scoped to their visibility ---
+    Case("GET", "/api/v1/analytics/trends", signed_in(200)),
+    Case("GET", "/api/v1/analytics/approvals", signed_in(200)),
+    Case("GET", "/api/v1/analytics/budgets", signed_in(200)),
+    Case("GET", "/api/v1/analytics/receivables", (401, 403, 200, 200, 200, 200)),
+    Case("GET", "/api/v1/analytics/cash-forecast", signed_in(200)),
     # --- audit: admins read it, only the superadmin verifies the chain ---
     Case("GET", "/api/v1/admin/audit", admins(200)),
     Case("GET", "/api/v1/admin/audit/verify", superadmin_only(200)),
