@@ -13,7 +13,7 @@ RUNTIME_LOCK := requirements-runtime.lock
 LOCK_TOOL := uv==0.13.9
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: dev reset migration test lint format bench install browser clean lock
+.PHONY: dev reset migration test lint format bench install browser promtool clean lock
 
 # The venv's own pip installs wheels only, each checked against the lock's hashes (a missing pin or hash fails);
 # then the project itself, editable, without dependencies; `pip check` catches a lock older than pyproject.toml.
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PIP) check || { echo "pyproject.toml changed? make lock. A .venv from before? make clean" >&2; exit 1; }
 	touch $(STAMP)
 
-install: $(STAMP) browser
+install: $(STAMP) browser promtool
 
 # The browser tests (tests/api_docs) drive Debian's chromium through Playwright (never `playwright install`, which
 # downloads a browser build). Installed when missing, where apt-get exists and we are root; elsewhere a note, and
@@ -39,6 +39,20 @@ browser:
 		echo "note: no $(CHROMIUM) and no apt-get as root to install it: the browser tests in tests/api_docs will skip"; \
 	fi
 
+# The alert rules' tests (tests/operations) run Debian's promtool (`promtool check rules`, `promtool test rules`),
+# from the prometheus package: installed when missing, where apt-get exists and we are root; elsewhere a note, and
+# those tests skip saying why.
+PROMTOOL := /usr/bin/promtool
+promtool:
+	@if [ -x $(PROMTOOL) ] || command -v promtool >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing promtool for the alert rule tests (apt-get install prometheus)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else \
+		echo "note: no promtool and no apt-get as root to install it: the alert rule tests in tests/operations will skip"; \
+	fi
+
 dev: $(STAMP)
 	$(BIN)/python -m core.devstack
 
@@ -51,7 +65,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint browser
+test: lint browser promtool
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 format: $(STAMP)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
@@ -35,8 +36,9 @@ from domain.backups.schedules import backup_schedules
 from domain.budgets.schedules import budget_schedules
 from domain.fx.books import BooksMismatch, check_base_currency
 from domain.fx.imports import has_recent_ecb_rates
-from domain.fx.schedules import fx_schedules, import_input
+from domain.fx.schedules import fx_schedules, import_input, import_metadata
 from domain.invoices.reminder_policy import ReminderPolicyError, load_reminder_policy
+from domain.metrics.gauges import PolicyVersion, registry_of
 from domain.policies.versions import record_at_start, watch_policy_files
 from domain.reports import schedules as report_schedules
 from workflows.contracts import FX_RATES_BACKFILL_WORKFLOW_ID
@@ -176,6 +178,7 @@ async def start_fx_backfill(client: Client, deps: ActivityDeps, today: date | No
         import_input(fx, "history"),
         workflow_id=FX_RATES_BACKFILL_WORKFLOW_ID,
         task_queue=engine.queues.reports,
+        metadata=import_metadata("history"),
     )
     log.info(
         "no recent ECB rates: %s the backfill from %s", "started" if started else "already running", fx.history_url
@@ -204,6 +207,31 @@ def build_deps(settings: Settings) -> ActivityDeps:
         storage=create_storage(settings.storage),
         mail=create_transport(settings.smtp),
     )
+
+
+def serve_business_metrics(settings: Settings, authorizer: Authorizer) -> Callable[[], None]:
+    """The worker's business counters (domain/metrics/events.py) and its policy version, for Prometheus, on
+    WORKER_METRICS_HOST:WORKER_BUSINESS_METRICS_PORT (a thread of prometheus_client's). The SDK's own metrics stay
+    on WORKER_METRICS_PORT. Returns what stops it."""
+    port = settings.temporal.worker_business_metrics_port
+    if not port:
+        return lambda: None
+    registry = registry_of(PolicyVersion(authorizer))
+    try:
+        server, thread = start_http_server(port, settings.temporal.worker_metrics_host, registry=registry)
+    except OSError as error:
+        # The work matters more than its counters: the worker runs, and Prometheus sees this target down
+        # (the FinanceWorkerDown alert), which is how the operator hears of it.
+        log.error("business metrics NOT served on port %d (WORKER_BUSINESS_METRICS_PORT): %s", port, error)
+        return lambda: None
+    log.info("business metrics on %s:%d/metrics", settings.temporal.worker_metrics_host, port)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
 
 
 def build_workers(client: Client, plans: Sequence[QueuePlan]) -> list[Worker]:
@@ -260,6 +288,7 @@ async def run() -> int:
         return 0
     deps = build_deps(settings)
     deps.engine = WorkflowEngine(settings.temporal, client)
+    stop_metrics = serve_business_metrics(settings, deps.authorizer)
     check_reminder_policy(settings)
     refused: list[BooksMismatch] = []
 
@@ -305,6 +334,7 @@ async def run() -> int:
     relay.cancel()
     await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
     await asyncio.gather(*running, schedules, return_exceptions=True)
+    stop_metrics()
     log.info("worker stopped")
     return 1 if failed or refused else 0  # non-zero lets a supervisor restart us (or shows the refusal)
 

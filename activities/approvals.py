@@ -25,6 +25,7 @@ from domain.errors import DomainError
 from domain.fx.rates import terms_from
 from domain.ledger.periods import closed_period
 from domain.mail.delivery import Mailer, Recipient
+from domain.metrics import events
 from workflows.contracts import (
     EMAIL_LOCAL_ATTEMPT,
     AnnounceJob,
@@ -151,19 +152,34 @@ class ApprovalActivities:
 
     @activity.defn(name=ApprovalActivity.RECORD_DECISION)
     async def record_decision(self, job: RecordDecisionJob) -> DecisionOutcome:
-        return await self._transition(transitions.record_decision, job)
+        outcome = await self._transition(transitions.record_decision, job)
+        if outcome.changed:
+            events.decision_recorded(job.action)
+        return outcome
 
     @activity.defn(name=ApprovalActivity.REMIND)
     async def remind_step(self, job: StepJob) -> DecisionOutcome:
-        return await self._transition(transitions.remind_step, job)
+        outcome = await self._transition(transitions.remind_step, job)
+        if outcome.changed:
+            events.sla_event("reminded")
+        return outcome
 
     @activity.defn(name=ApprovalActivity.ESCALATE)
     async def escalate_step(self, job: StepJob) -> DecisionOutcome:
-        return await self._transition(transitions.escalate_step, job)
+        outcome = await self._transition(transitions.escalate_step, job)
+        waiting = outcome.next_step is not None and outcome.next_step.step_id == job.step_id
+        if outcome.changed:
+            events.sla_event("escalated")
+        elif waiting and outcome.request_status == "pending":
+            events.sla_event("nobody_to_escalate_to")  # the step keeps waiting, past its escalation time
+        return outcome
 
     @activity.defn(name=ApprovalActivity.EXPIRE)
     async def expire_request(self, job: TransitionJob) -> DecisionOutcome:
-        return await self._transition(transitions.expire_request, job)
+        outcome = await self._transition(transitions.expire_request, job)
+        if outcome.changed and outcome.request_status == "expired":
+            events.sla_event("expired")
+        return outcome
 
     @activity.defn(name=ApprovalActivity.WITHDRAW)
     async def withdraw_request(self, job: OwnerJob) -> DecisionOutcome:

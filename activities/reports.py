@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import ActivityDeps
 from domain.audit.service import AuditContext, record
 from domain.errors import DomainError
+from domain.metrics import events
 from domain.models import Report, User
 from domain.notifications.service import notify
 from domain.reports import schedules as schedule_service
@@ -204,6 +206,7 @@ class ReportActivities:
         key = storage_key_for(report, filename)
         counter = _Counter()
         info = activity.info()
+        started = time.monotonic()
         every = max(1.0, (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0)
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
             path = Path(folder) / filename
@@ -253,7 +256,10 @@ class ReportActivities:
                 )
             final = await tx.session.get(Report, report.id, populate_existing=True)
             assert final is not None
-            return self._result(final)
+            result = self._result(final)
+        if changed:  # committed: counted once, by the attempt that completed it
+            events.report_ended("completed", report.format, time.monotonic() - started)
+        return result
 
     async def after_batch(self, rows: int) -> None:
         """A seam for tests that need a slow render (a worker killed mid-report); does nothing here."""
@@ -262,7 +268,8 @@ class ReportActivities:
     async def fail_report(self, report_id: str, message: str) -> GeneratedReport:
         rid = uuid.UUID(report_id)
         async with self.deps.db.transaction() as tx:
-            if await service.mark_failed(tx, rid, message):
+            failed_now = await service.mark_failed(tx, rid, message)
+            if failed_now:
                 workflow_id = activity.info().workflow_id if activity.in_activity() else None
                 await record(
                     tx.sql,
@@ -275,7 +282,10 @@ class ReportActivities:
             report = await tx.session.get(Report, rid, populate_existing=True)
             if report is None:
                 raise ApplicationError("report not found", type="ReportNotFound", non_retryable=True)
-            return self._result(report)
+            result = self._result(report)
+        if failed_now:
+            events.report_ended("failed")
+        return result
 
     # --- notify ----------------------------------------------------------------------------------------
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
 
 from api import idempotency
 from core.authz import Authorizer
@@ -24,6 +26,7 @@ from domain.errors import Forbidden, Unauthorized
 from domain.invoices.commands import InvoiceCommands
 from domain.invoices.credit_notes import CreditNoteCommands
 from domain.invoices.payments import PaymentCommands
+from domain.metrics.gauges import DatabaseGauges, PolicyVersion, registry_of
 from domain.models import User
 from domain.users.caller import load_user
 
@@ -42,6 +45,15 @@ class AppServices:
     engine: WorkflowEngine
     storage: ObjectStorage
     mail: MailTransport
+
+    @cached_property
+    def database_gauges(self) -> DatabaseGauges:
+        return DatabaseGauges(self.db)
+
+    @cached_property
+    def metrics(self) -> CollectorRegistry:
+        """What GET /metrics serves: the process's metrics, the database gauges, the policy version."""
+        return registry_of(self.database_gauges, PolicyVersion(self.authorizer))
 
     @property
     def approvals(self) -> ApprovalCommands:

@@ -123,6 +123,9 @@ def check_ports(env: dict[str, str]) -> None:
     metrics = int(env.get("WORKER_METRICS_PORT") or "9464")
     if not port_free(metrics):
         raise port_taken(metrics, "WORKER_METRICS_PORT", "the worker's metrics")
+    business = int(env.get("WORKER_BUSINESS_METRICS_PORT") or "9465")
+    if business and not port_free(business):
+        raise port_taken(business, "WORKER_BUSINESS_METRICS_PORT", "the worker's business metrics")
     if env.get("TEMPORAL_ADDRESS"):
         return
     if port_in_use(TEMPORAL_PORT):

@@ -80,6 +80,26 @@ def search_attributes(values: dict[str, str | int]) -> TypedSearchAttributes:
     return TypedSearchAttributes(pairs)
 
 
+# What the Temporal UI can show of a workflow without its history (Temporal's user metadata): the server keeps
+# these sizes comfortably (the summary is one line of the list view; the details are markdown on the detail view).
+SUMMARY_CHARS = 200
+DETAILS_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class UserMetadata:
+    """A workflow's static summary and details, set when it starts: what it is about, for the operator reading the
+    Temporal UI. Names are fine (the UI's readers see them in the app too); secrets never."""
+
+    summary: str
+    details: str = ""
+
+    def fitted(self) -> UserMetadata:
+        summary = self.summary if len(self.summary) <= SUMMARY_CHARS else self.summary[: SUMMARY_CHARS - 1] + "…"
+        details = self.details if len(self.details) <= DETAILS_CHARS else self.details[: DETAILS_CHARS - 1] + "…"
+        return UserMetadata(summary, details)
+
+
 class WorkflowEngine:
     def __init__(self, settings: TemporalSettings, client: Client | None = None) -> None:
         self.settings = settings
@@ -122,11 +142,13 @@ class WorkflowEngine:
         task_queue: str,
         attributes: dict[str, str | int] | None = None,
         on_running: Literal["keep", "replace"] = "keep",
+        metadata: UserMetadata | None = None,
     ) -> bool:
         """Start `workflow` under its business key. A closed run of the id never blocks a new one; a running one is
         kept (the start counts as done: False) or, `on_running="replace"`, terminated and replaced atomically by the
-        server. True when this call started it."""
+        server. `metadata`: what the Temporal UI shows of it. True when this call started it."""
         client = await self.client()
+        shown = metadata.fitted() if metadata is not None else None
         try:
             await self._bounded(
                 client.start_workflow(
@@ -140,6 +162,8 @@ class WorkflowEngine:
                     id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING
                     if on_running == "replace"
                     else WorkflowIDConflictPolicy.FAIL,
+                    static_summary=shown.summary if shown else None,
+                    static_details=(shown.details or None) if shown else None,
                 )
             )
         except WorkflowAlreadyStartedError:
@@ -354,6 +378,7 @@ class ScheduledStart:
     calendars: tuple[Calendar, ...] = ()
     start_at: datetime | None = None
     remaining_actions: int | None = None
+    metadata: UserMetadata | None = None  # what the Temporal UI shows of each run it starts
 
 
 @dataclass(frozen=True)
@@ -393,6 +418,7 @@ def _calendar_spec(calendar: Calendar) -> ScheduleCalendarSpec:
 
 
 def _temporal_schedule(schedule: ScheduledStart) -> Schedule:
+    shown = schedule.metadata.fitted() if schedule.metadata is not None else None
     return Schedule(
         action=ScheduleActionStartWorkflow(
             schedule.workflow,
@@ -400,6 +426,8 @@ def _temporal_schedule(schedule: ScheduledStart) -> Schedule:
             id=schedule.workflow_id,
             task_queue=schedule.task_queue,
             execution_timeout=schedule.execution_timeout,
+            static_summary=shown.summary if shown else None,
+            static_details=(shown.details or None) if shown else None,
         ),
         spec=ScheduleSpec(
             cron_expressions=[schedule.cron] if schedule.cron else [],

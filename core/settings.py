@@ -62,6 +62,11 @@ class TemporalSettings(BaseSettings):
     worker_metrics_port: int = Field(default=9464, validation_alias="WORKER_METRICS_PORT")
     # Loopback by default (the metrics are not for the world); a container sets 0.0.0.0 so Prometheus can scrape.
     worker_metrics_host: str = Field(default="127.0.0.1", validation_alias="WORKER_METRICS_HOST")
+    # The worker's business counters (decisions, SLA timers, reports, emails: domain/metrics/events.py), beside the
+    # SDK's on the same host; 0 serves none. The SDK's endpoint is Temporal's own (Rust), it cannot carry ours.
+    worker_business_metrics_port: int = Field(
+        default=9465, ge=0, le=65535, validation_alias="WORKER_BUSINESS_METRICS_PORT"
+    )
     # TLS to a secured cluster or Temporal Cloud, under the names Temporal's own CLI and SDKs read. TLS is on when
     # TEMPORAL_TLS says so, or (unset) when any of the others is set; the server's certificate is then verified
     # against the CA file, else the system's trust store.

@@ -30,6 +30,7 @@ async def alert_operators(activity: str, alert: OperatorAlert, template: str, co
         result_type=list[int],
         start_to_close_timeout=ALERT_TIMEOUT,
         retry_policy=ALERT_RETRY,
+        summary=f"alert the operators in the app: {alert.event_type}",
     )
     if not user_ids:
         return
@@ -44,4 +45,5 @@ async def alert_operators(activity: str, alert: OperatorAlert, template: str, co
         ),
         start_to_close_timeout=EMAIL_TIMEOUT,
         retry_policy=EMAIL_RETRY,
+        summary=f"email {template} to {len(user_ids)} operator(s)",
     )

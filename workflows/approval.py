@@ -85,6 +85,30 @@ ACTIVITY_RETRY = RetryPolicy(
 )
 
 
+def _at(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "the start"
+
+
+def _activity_summary(name: str, job: Any) -> str:
+    """One line for the activity in the Temporal UI's timeline (ids only: the names are in the details)."""
+    step = f"step {job.step_id}" if isinstance(job, StepJob | RecordDecisionJob | RerouteJob) else "the open step"
+    if isinstance(job, RecordDecisionJob):
+        return f"record {job.action.replace('_', ' ')} by user {job.actor_id} on {step}"
+    if isinstance(job, ResubmitJob):
+        return f"open round {job.round} (resubmitted by user {job.actor_id})"
+    if isinstance(job, OwnerJob):
+        return f"withdraw (by user {job.actor_id})"
+    words = {
+        ApprovalActivity.ANNOUNCE: "announce the first step",
+        ApprovalActivity.REMIND: f"remind the approver of {step}",
+        ApprovalActivity.ESCALATE: f"escalate {step} up the hierarchy",
+        ApprovalActivity.EXPIRE: "expire the request",
+        ApprovalActivity.REROUTE: f"re-route {step} to the delegate",
+        ApprovalActivity.REFRESH: f"re-read {step} after a change in the database",
+    }
+    return words.get(name, name)
+
+
 def _conflict(message: str) -> ApplicationError:
     return ApplicationError(message, type="Conflict", non_retryable=True)
 
@@ -110,6 +134,7 @@ class EntryApprovalWorkflow:
         self._remind_at: datetime | None = None
         self._escalate_at: datetime | None = None
         self._expires_at: datetime | None = None
+        self._since: datetime | None = None  # when the open step, or the owner's turn, began (current details)
         self._changes = 0  # bumped on every transition, so the timer loop re-reads its deadlines
         self._lock = asyncio.Lock()
         self._deciding = False
@@ -129,6 +154,7 @@ class EntryApprovalWorkflow:
     @workflow.run
     async def run(self, request: ApprovalInput) -> ApprovalResult:
         self._local()  # the patch is decided before the first command
+        self._show()
         if request.auto_approve_rule:
             # Approved at submit, in the same transaction, by the recorded rule: nothing waits on anyone.
             self._upsert(initial=True)
@@ -163,6 +189,7 @@ class EntryApprovalWorkflow:
                 except TimeoutError:
                     pass
             await self._fire(kind, seen)
+        self._show()
         await workflow.wait_condition(workflow.all_handlers_finished)
         # Emails go out durably even after the decision: the workflow ends when they are delivered (or refused).
         await asyncio.gather(*self._emails, return_exceptions=True)
@@ -361,6 +388,7 @@ class EntryApprovalWorkflow:
                     return
                 self._send(outcome)
                 self._changes += 1
+                self._show()
                 return
             self._escalate_at = None
             outcome = await self._activity(ApprovalActivity.ESCALATE, self._job(StepJob, step_id=step.step_id))
@@ -370,6 +398,7 @@ class EntryApprovalWorkflow:
                 self._apply(outcome)
             else:
                 self._changes += 1  # nobody above: the step keeps waiting (until the expiry, if any)
+                self._show(note="nobody above to escalate to")
 
     def _restart_expiry(self) -> None:
         seconds = self._input.timers.expiry_seconds
@@ -391,6 +420,7 @@ class EntryApprovalWorkflow:
             remind_at=self._remind_at,
             escalate_at=self._escalate_at,
             expires_at=self._expires_at,
+            since=self._since,
         )
         workflow.continue_as_new(self._input.model_copy(update={"resume": resume}))
 
@@ -401,6 +431,7 @@ class EntryApprovalWorkflow:
         self._chain = list(resume.chain)
         self._step = resume.step
         self._remind_at, self._escalate_at, self._expires_at = resume.remind_at, resume.escalate_at, resume.expires_at
+        self._since = resume.since
 
     # --- state -------------------------------------------------------------------------------------
 
@@ -419,6 +450,7 @@ class EntryApprovalWorkflow:
         self._expires_at = None
         self._changes += 1
         self._upsert()
+        self._show()
         return True
 
     def _open_step(self, step: StepInfo | None) -> None:
@@ -427,6 +459,7 @@ class EntryApprovalWorkflow:
             self._remind_at = self._escalate_at = None
             return
         now = workflow.now()
+        self._since = now
         timers = self._input.timers
         self._remind_at = now + timedelta(seconds=timers.reminder_seconds)
         self._escalate_at = now + timedelta(seconds=timers.escalation_seconds)
@@ -450,9 +483,12 @@ class EntryApprovalWorkflow:
             self._step = next_step
         if self._status != previous_status and self._status in {PENDING, CHANGES_REQUESTED}:
             self._restart_expiry()  # a new round, or the owner's turn: the clock starts again
+        if self._status != previous_status and self._status == CHANGES_REQUESTED:
+            self._since = workflow.now()
         self._changes += 1
         self._upsert(amount=amount_changed)
         self._send(outcome)
+        self._show()
 
     def _current_approver(self) -> int | None:
         step = self._step
@@ -461,6 +497,46 @@ class EntryApprovalWorkflow:
         if step.delegate_id is not None and self._delegation_active(step):
             return step.delegate_id
         return step.approver_id
+
+    # --- what the Temporal UI shows ----------------------------------------------------------------
+
+    def _show(self, note: str = "") -> None:
+        """The current details of the Temporal UI: whom the request waits on, since when, and what comes next.
+        From the workflow's own state (names came with the steps the activities answered): no I/O, no command."""
+        workflow.set_current_details(self._details(note))
+
+    def _details(self, note: str) -> str:
+        status = self._status.replace("_", " ")
+        round_note = f", round {self._round}" if self._round > 1 else ""
+        step = self._step
+        if self._status == CHANGES_REQUESTED:
+            lines = [f"Changes requested{round_note}: waiting on the requester to resubmit since {_at(self._since)}"]
+        elif self._status == PENDING and step is not None:
+            lines = [f"Waiting on {self._waiting_on(step)}{round_note} since {_at(self._since)}"]
+            if self._remind_at is not None:
+                lines.append(f"Reminder due {_at(self._remind_at)}")
+            if self._escalate_at is not None:
+                lines.append(f"Escalates {_at(self._escalate_at)}")
+        elif self._status in FINAL:
+            lines = [f"{status.capitalize()}{round_note} at {_at(workflow.now())}"]
+        else:
+            lines = [f"{status.capitalize()}{round_note}"]
+        if self._expires_at is not None and self._status in OPEN:
+            lines.append(f"Expires {_at(self._expires_at)}")
+        if note:
+            lines.append(note.capitalize())
+        return "\n\n".join(lines)
+
+    def _waiting_on(self, step: StepInfo) -> str:
+        """`Jane Doe (manager, level 1 of 2)`; a delegate in force: `Bob Roe for Jane Doe (...)`."""
+        approver = step.approver_name or f"user {step.approver_id}"
+        total = len(self._chain)
+        level = f"level {step.level + 1} of {total}" if step.level < total else f"level {step.level + 1}"
+        who = f"{approver} ({step.approver_role or 'approver'}, {level})"
+        if step.delegate_id is not None and self._delegation_active(step):
+            delegate = step.delegate_name or f"user {step.delegate_id}"
+            return f"{delegate} for {who}"
+        return who
 
     # --- patches -----------------------------------------------------------------------------------
 
@@ -512,15 +588,26 @@ class EntryApprovalWorkflow:
 
     async def _activity(self, name: str, job: Any) -> DecisionOutcome:
         timeout = timedelta(seconds=self._input.timers.activity_seconds)
+        summary = _activity_summary(name, job)
         try:
             result: DecisionOutcome
             if self._local():
                 result = await workflow.execute_local_activity(
-                    name, job, result_type=DecisionOutcome, start_to_close_timeout=timeout, retry_policy=ACTIVITY_RETRY
+                    name,
+                    job,
+                    result_type=DecisionOutcome,
+                    start_to_close_timeout=timeout,
+                    retry_policy=ACTIVITY_RETRY,
+                    summary=summary,
                 )
             else:
                 result = await workflow.execute_activity(
-                    name, job, result_type=DecisionOutcome, start_to_close_timeout=timeout, retry_policy=ACTIVITY_RETRY
+                    name,
+                    job,
+                    result_type=DecisionOutcome,
+                    start_to_close_timeout=timeout,
+                    retry_policy=ACTIVITY_RETRY,
+                    summary=summary,
                 )
             return result
         except ActivityError as error:
@@ -535,6 +622,7 @@ class EntryApprovalWorkflow:
             if notice.key in outcome.emailed:
                 continue  # delivered by the transition itself, right after its commit
             job = notice.email_job()
+            summary = f"email {notice.event_type} to user {notice.user_id}"
             if self._local():
                 email = workflow.start_local_activity(
                     "send_email",
@@ -542,9 +630,10 @@ class EntryApprovalWorkflow:
                     start_to_close_timeout=EMAIL_LOCAL_ATTEMPT,
                     retry_policy=EMAIL_RETRY,
                     local_retry_threshold=timedelta(0),
+                    summary=summary,
                 )
             else:
                 email = workflow.start_activity(
-                    "send_email", job, start_to_close_timeout=EMAIL_TIMEOUT, retry_policy=EMAIL_RETRY
+                    "send_email", job, start_to_close_timeout=EMAIL_TIMEOUT, retry_policy=EMAIL_RETRY, summary=summary
                 )
             self._emails.append(email)

@@ -37,4 +37,5 @@ class AttachmentUpkeepWorkflow:
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=_RETRY,
+            summary="remove presigned uploads never completed",
         )

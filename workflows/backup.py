@@ -51,6 +51,7 @@ class BackupWorkflow:
     @workflow.run
     async def run(self, request: BackupInput) -> BackupResult:
         workflow_id = workflow.info().workflow_id
+        workflow.set_current_details("Dumping the database (pg_dump -Fc), checksumming and uploading")
         try:
             artifact = await workflow.execute_activity(
                 BackupActivity.CREATE,
@@ -59,15 +60,18 @@ class BackupWorkflow:
                 start_to_close_timeout=LONG_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_seconds),
                 retry_policy=LONG_RETRY,
+                summary="pg_dump, SHA-256 and upload",
             )
         except ActivityError as error:
             reason = failure_reason(error)
+            workflow.set_current_details(f"Failed: {reason}")
             failed_id = await workflow.execute_activity(
                 BackupActivity.FAIL,
                 BackupFailure(workflow_id=workflow_id, error=reason),
                 result_type=int,
                 start_to_close_timeout=SHORT_TIMEOUT,
                 retry_policy=SHORT_RETRY,
+                summary="record the backup as failed",
             )
             await alert_operators(
                 BackupActivity.ALERT_SUPERADMINS,
@@ -89,13 +93,19 @@ class BackupWorkflow:
             result_type=int,
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
+            summary=f"record the manifest row ({artifact.size_bytes} bytes)",
         )
+        workflow.set_current_details(f"Backup #{backup_id} stored ({artifact.size_bytes} bytes); applying retention")
         pruned = await workflow.execute_activity(
             BackupActivity.PRUNE,
             PruneJob(workflow_id=workflow_id),
             result_type=PruneResult,
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=SHORT_RETRY,
+            summary="apply retention (prune old backups)",
+        )
+        workflow.set_current_details(
+            f"Completed: backup #{backup_id}, {artifact.size_bytes} bytes; pruned {len(pruned.pruned_ids)}"
         )
         return BackupResult(
             backup_id=backup_id,
@@ -117,13 +127,16 @@ class RestoreDrillWorkflow:
     @workflow.run
     async def run(self, request: DrillInput) -> DrillResult:
         workflow_id = workflow.info().workflow_id
+        workflow.set_current_details("Choosing the backup to restore")
         target = await workflow.execute_activity(
             BackupActivity.PREPARE_DRILL,
             DrillJob(workflow_id=workflow_id, backup_id=request.backup_id),
             result_type=DrillTarget,
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
+            summary="choose the backup and a scratch database",
         )
+        workflow.set_current_details(f"Restoring backup #{target.backup_id} into a scratch database and verifying it")
         try:
             outcome = await workflow.execute_activity(
                 BackupActivity.RESTORE_AND_VERIFY,
@@ -132,6 +145,7 @@ class RestoreDrillWorkflow:
                 start_to_close_timeout=LONG_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_seconds),
                 retry_policy=LONG_RETRY,
+                summary=f"restore backup #{target.backup_id}, compare with its manifest, verify the audit chain",
             )
         except ActivityError as error:
             outcome = DrillOutcome(
@@ -143,7 +157,10 @@ class RestoreDrillWorkflow:
             result_type=DrillResult,
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
+            summary=f"record the drill as {'passed' if outcome.passed else 'failed'}",
         )
+        verdict = "Passed" if result.status == "passed" else f"Failed: {result.reason}"
+        workflow.set_current_details(f"{verdict} (backup #{result.backup_id}, drill #{result.drill_id})")
         if result.status != "passed":
             await alert_operators(
                 BackupActivity.ALERT_SUPERADMINS,

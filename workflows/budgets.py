@@ -43,6 +43,7 @@ class BudgetUpkeepWorkflow:
             start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=_RETRY,
+            summary="release commitments closed approvals left held",
         )
         alerts = await workflow.execute_activity(
             BudgetActivity.ALERTS,
@@ -50,15 +51,27 @@ class BudgetUpkeepWorkflow:
             result_type=list[BudgetAlertEmail],
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_RETRY,
+            summary="read the threshold alerts waiting to be emailed",
+        )
+        workflow.set_current_details(
+            f"Checked {reconcile.checked}, released {len(reconcile.released)}; {len(alerts)} alert email(s) to send"
         )
         sent = await asyncio.gather(*(self._send(alert) for alert in alerts), return_exceptions=True)
         return BudgetUpkeepSummary(reconcile=reconcile, alerts_sent=sum(1 for result in sent if result is True))
 
     async def _send(self, alert: BudgetAlertEmail) -> bool:
         await workflow.execute_activity(
-            SEND_EMAIL, alert.email, start_to_close_timeout=EMAIL_TIMEOUT, retry_policy=_EMAIL_RETRY
+            SEND_EMAIL,
+            alert.email,
+            start_to_close_timeout=EMAIL_TIMEOUT,
+            retry_policy=_EMAIL_RETRY,
+            summary=f"email budget alert {alert.alert_id}",
         )
         await workflow.execute_activity(
-            BudgetActivity.ALERT_SENT, alert.alert_id, start_to_close_timeout=timedelta(seconds=30), retry_policy=_RETRY
+            BudgetActivity.ALERT_SENT,
+            alert.alert_id,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_RETRY,
+            summary=f"mark budget alert {alert.alert_id} sent",
         )
         return True

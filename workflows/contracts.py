@@ -194,6 +194,9 @@ class StepInfo(Contract):
     delegate_id: int | None = None
     delegate_starts: datetime | None = None
     delegate_ends: datetime | None = None
+    # For the Temporal UI's current details ("waiting on Jane Doe"); histories recorded before them read None.
+    approver_name: str | None = None
+    delegate_name: str | None = None
 
 
 class ApprovalTimers(Contract):
@@ -252,6 +255,7 @@ class ApprovalResume(Contract):
     remind_at: datetime | None = None
     escalate_at: datetime | None = None
     expires_at: datetime | None = None
+    since: datetime | None = None  # when the open step (or the owner's turn) began: the UI's current details
 
 
 class DecisionRequest(Contract):

@@ -45,6 +45,7 @@ class ExportWorkflow:
                 start_to_close_timeout=RENDER_TIMEOUT,
                 heartbeat_timeout=RENDER_HEARTBEAT,
                 retry_policy=RENDER_RETRY,
+                summary=f"render export batch {job.batch_id}",
             )
         except ActivityError as error:
             return await workflow.execute_activity(
@@ -53,4 +54,5 @@ class ExportWorkflow:
                 result_type=ExportResult,
                 start_to_close_timeout=FAIL_TIMEOUT,
                 retry_policy=FAIL_RETRY,
+                summary=f"record export batch {job.batch_id} as failed",
             )

@@ -50,6 +50,7 @@ class FxRatesImportWorkflow:
                     maximum_attempts=request.attempts,
                     non_retryable_error_types=[ECB_FORMAT_ERROR],
                 ),
+                summary=f"fetch and store the ECB rates ({request.which})",
             )
         except ActivityError as error:
             reason = failure_reason(error)
@@ -63,6 +64,7 @@ class FxRatesImportWorkflow:
             raise ApplicationError(
                 f"exchange-rate import failed: {reason}", type=FX_IMPORT_FAILED, non_retryable=True
             ) from error
+        workflow.set_current_details(f"Stored {len(summary.stored)} day(s); refused {len(summary.refused)}")
         if summary.refused:
             refused = "; ".join(f"{day}: {why}" for day, why in sorted(summary.refused.items()))
             await self._alert(

@@ -73,8 +73,10 @@ class InvoiceWorkflow:
             task_queue=queue_beside(workflow.info().task_queue, REPORTS_QUEUE),
             start_to_close_timeout=SEND_TIMEOUT,
             retry_policy=RETRY,
+            summary=f"render and send invoice {start.number}",
         )
         if not sent.open:
+            workflow.set_current_details(f"Ended: {sent.status} before it was sent")
             return InvoiceOutcome(ended_by=sent.status)
         sent_at = workflow.now()
         reminded: list[int] = []
@@ -83,7 +85,12 @@ class InvoiceWorkflow:
             due = reminder_time(sent.due_date, step, sent.hour_utc)
             if due <= sent_at:
                 continue
+            workflow.set_current_details(
+                f"Sent; due {sent.due_date.isoformat()}. Next: reminder {number} of {len(sent.steps)} on "
+                f"{due.strftime('%Y-%m-%d %H:%M UTC')}, unless paid or void first"
+            )
             if await self._closed_before(due):
+                workflow.set_current_details(f"Ended: {self._closed or 'closed'}; reminders sent: {len(reminded)}")
                 return InvoiceOutcome(reminded=reminded, ended_by=self._closed or "closed", skipped=skipped)
             try:
                 outcome = await workflow.execute_activity(
@@ -92,6 +99,7 @@ class InvoiceWorkflow:
                     result_type=RemindOutcome,
                     start_to_close_timeout=REMIND_TIMEOUT,
                     retry_policy=RETRY,
+                    summary=f"reminder {number} of {len(sent.steps)} for invoice {start.number}",
                 )
             except ActivityError as error:
                 # Its day is in a closed period (an accountant closed the current month early): the step's fee
@@ -102,8 +110,10 @@ class InvoiceWorkflow:
                 skipped.append(number)
                 continue
             if outcome.ended:
+                workflow.set_current_details(f"Ended: {outcome.status}; reminders sent: {len(reminded)}")
                 return InvoiceOutcome(reminded=reminded, ended_by=outcome.status, skipped=skipped)
             reminded.append(number)
+        workflow.set_current_details(f"Every reminder step done ({len(reminded)} sent, {len(skipped)} skipped)")
         return InvoiceOutcome(reminded=reminded, ended_by="steps done", skipped=skipped)
 
     async def _closed_before(self, moment: datetime) -> bool:

@@ -51,6 +51,7 @@ class RecurringInvoiceSetupWorkflow:
             result_type=bool,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_SETUP_RETRY,
+            summary=f"create the schedule of recurring invoice {request.recurring_id}",
         )
         return created
 
@@ -71,5 +72,6 @@ class RecurringInvoiceRunWorkflow:
             result_type=RecurringRunResult,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=_RUN_RETRY,
+            summary=f"issue the invoice of {run_on.isoformat()}",
         )
         return result

@@ -55,6 +55,7 @@ async def _generate(report_id: str, heartbeat_seconds: int) -> GeneratedReport:
             start_to_close_timeout=GENERATE_TIMEOUT,
             heartbeat_timeout=timedelta(seconds=heartbeat_seconds),
             retry_policy=GENERATE_RETRY,
+            summary=f"gather, render and store report {report_id}",
         )
     except ActivityError as error:
         cause = error.cause
@@ -65,7 +66,16 @@ async def _generate(report_id: str, heartbeat_seconds: int) -> GeneratedReport:
             result_type=GeneratedReport,
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
+            summary=f"record report {report_id} as failed",
         )
+
+
+def _show(progress: ReportProgress) -> None:
+    """The Temporal UI's current details: the phase, the rows so far, the error."""
+    lines = [f"{progress.status.capitalize()}" + (f": {progress.rows} rows" if progress.rows else "")]
+    if progress.error:
+        lines.append(f"Error: {progress.error}")
+    workflow.set_current_details("\n\n".join(lines))
 
 
 class _TracksProgress:
@@ -82,11 +92,15 @@ class _TracksProgress:
         # than the latest heard from: a retry after a crash counts again from zero.
         if self._progress.status == "rendering" and update.attempt >= self._attempt:
             self._attempt = update.attempt
-            self._progress = ReportProgress(status="rendering", rows=update.rows)
+            self._phase(ReportProgress(status="rendering", rows=update.rows))
 
     @workflow.query
     def progress(self) -> ReportProgress:
         return self._progress
+
+    def _phase(self, progress: ReportProgress) -> None:
+        self._progress = progress
+        _show(progress)
 
 
 @workflow.defn(name="ReportWorkflow")
@@ -95,15 +109,16 @@ class ReportWorkflow(_TracksProgress):
 
     @workflow.run
     async def run(self, job: ReportJob) -> GeneratedReport:
-        self._progress = ReportProgress(status="rendering")
+        self._phase(ReportProgress(status="rendering"))
         report = await _generate(job.report_id, job.heartbeat_seconds)
-        self._progress = ReportProgress(status="notifying", rows=report.rows, error=report.error)
+        self._phase(ReportProgress(status="notifying", rows=report.rows, error=report.error))
         if job.requested_by_id is not None:
             await workflow.execute_activity(
                 ReportActivity.NOTIFY_REQUESTER,
                 ReportNotice(report=report, user_id=job.requested_by_id),
                 start_to_close_timeout=SHORT_TIMEOUT,
                 retry_policy=SHORT_RETRY,
+                summary=f"notify user {job.requested_by_id} in the app",
             )
             await workflow.execute_activity(
                 SEND_EMAIL,
@@ -116,8 +131,9 @@ class ReportWorkflow(_TracksProgress):
                 ),
                 start_to_close_timeout=EMAIL_TIMEOUT,
                 retry_policy=EMAIL_RETRY,
+                summary=f"email report_ready to user {job.requested_by_id}",
             )
-        self._progress = ReportProgress(status=report.status, rows=report.rows, error=report.error)
+        self._phase(ReportProgress(status=report.status, rows=report.rows, error=report.error))
         return report
 
 
@@ -155,10 +171,11 @@ class ScheduledReportWorkflow(_TracksProgress):
             result_type=ScheduledRun,
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
+            summary=f"record report {report_id} of schedule {schedule.name}",
         )
-        self._progress = ReportProgress(status="rendering")
+        self._phase(ReportProgress(status="rendering"))
         report = await _generate(run.report_id, schedule.heartbeat_seconds)
-        self._progress = ReportProgress(status="notifying", rows=report.rows, error=report.error)
+        self._phase(ReportProgress(status="notifying", rows=report.rows, error=report.error))
         attach = report.status == "completed" and report.attachable
         recipients = run.to_addresses + [f"user:{user_id}" for user_id in run.to_user_ids]
         if run.to_addresses or run.to_user_ids:
@@ -176,8 +193,9 @@ class ScheduledReportWorkflow(_TracksProgress):
                 ),
                 start_to_close_timeout=EMAIL_TIMEOUT,
                 retry_policy=EMAIL_RETRY,
+                summary=f"email scheduled_report to {len(recipients)} recipient(s)",
             )
-        self._progress = ReportProgress(status=report.status, rows=report.rows, error=report.error)
+        self._phase(ReportProgress(status=report.status, rows=report.rows, error=report.error))
         return ScheduledReportResult(report=report, delivered_to=recipients, attached=attach)
 
 
@@ -194,4 +212,5 @@ class ReportRetentionWorkflow:
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(maximum_attempts=3),
+            summary="delete expired report files",
         )

@@ -11,6 +11,7 @@ from api.deps import Authorize, Grant, ServicesDep, TxDep
 from api.listing import listing_of
 from core.engine import EngineUnavailable
 from domain.backups import service
+from domain.backups.schedules import backup_metadata, drill_metadata
 from domain.backups.schemas import BackupDetailOut, BackupOut, BackupPageOut, RestoreDrillOut, WorkflowStartedOut
 from domain.errors import Conflict, ServiceUnavailable
 from domain.pagination import Cursor, Pager
@@ -45,6 +46,7 @@ async def start_backup(grant: ManageBackups, tx: TxDep, services: ServicesDep) -
             BackupInput(requested_by_id=grant.user.id),
             workflow_id=workflow_id,
             task_queue=services.engine.queues.backups,
+            metadata=backup_metadata(grant.user.full_name),
         )
     except Exception as error:
         # Not started (or not known to be): never leave the row queued. Should the start have gone through
@@ -126,6 +128,7 @@ async def start_drill(
             DrillInput(backup_id=backup.id, requested_by_id=grant.user.id),
             workflow_id=workflow_id,
             task_queue=services.engine.queues.backups,
+            metadata=drill_metadata(backup.id, grant.user.full_name),
         )
     except Exception as error:
         reason = _not_started(error)

@@ -53,5 +53,7 @@ async def ready(services: ServicesDep) -> Annotated[Any, JSONResponse]:
 
 
 @router.get("/metrics", dependencies=[_public], summary="Prometheus metrics", include_in_schema=False)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(services: ServicesDep) -> Response:
+    # The database gauges are read here, at most once per their cache's lifetime (domain/metrics/gauges.py).
+    await services.database_gauges.refresh()
+    return Response(generate_latest(services.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -101,6 +101,7 @@ async def request_report(body: ReportRequest, grant: CreateReport, tx: TxDep, se
             ReportJob(report_id=str(report.id), requested_by_id=grant.user.id),
             workflow_id=workflow_id,
             task_queue=services.engine.queues.reports,
+            metadata=service.workflow_metadata(report, grant.user),
         )
     except EngineUnavailable as error:
         # The request is on record: it is marked failed (not left queued) and the caller is told to ask again.

@@ -68,6 +68,7 @@ class ApprovalLifecycle:
                 # After an undone start, a run of that start may still be going: the database says it is stale, so
                 # the new submission replaces it (atomically, in the server) instead of colliding with it.
                 on_running="replace" if submission.restarted else "keep",
+                metadata=submission.metadata,
             )
         except EngineUnavailable as error:
             if submission.input.auto_approve_rule:

@@ -18,7 +18,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from core.db import Database
-from core.engine import EngineUnavailable, WorkflowEngine, WorkflowGone
+from core.engine import EngineUnavailable, UserMetadata, WorkflowEngine, WorkflowGone
 from core.sql import Sql
 from workflows.contracts import (
     AMOUNT_CENTS,
@@ -79,20 +79,51 @@ _NEW_COLUMNS = "request_id, workflow_id, kind, name, payload"
 _ADD = f"INSERT INTO approval_outbox ({_NEW_COLUMNS}) VALUES (%s, %s, %s, %s, %s) RETURNING id"
 
 
+def _metadata_json(metadata: UserMetadata | None) -> dict[str, str]:
+    # Rows written before the workflows had user metadata carry none: they start without it.
+    return {"summary": metadata.summary, "details": metadata.details} if metadata is not None else {}
+
+
+def _metadata_of(payload: dict[str, Any]) -> UserMetadata | None:
+    summary = payload.get("summary")
+    return UserMetadata(str(summary), str(payload.get("details") or "")) if summary else None
+
+
 async def add_start(
-    sql: Sql, request_id: int, workflow_id: str, start: ApprovalInput, attributes: dict[str, str | int], replace: bool
+    sql: Sql,
+    request_id: int,
+    workflow_id: str,
+    start: ApprovalInput,
+    attributes: dict[str, str | int],
+    replace: bool,
+    metadata: UserMetadata | None = None,
 ) -> int:
-    """The workflow to start once this transaction commits."""
-    payload = {"input": start.model_dump(mode="json"), "attributes": attributes, "replace": replace}
+    """The workflow to start once this transaction commits (`metadata`: what the Temporal UI shows of it)."""
+    payload = {
+        "input": start.model_dump(mode="json"),
+        "attributes": attributes,
+        "replace": replace,
+        **_metadata_json(metadata),
+    }
     return int(await sql.scalar(_ADD, (request_id, workflow_id, START, APPROVAL_WORKFLOW, Jsonb(payload))))
 
 
 async def add_workflow_start(
-    sql: Sql, request_id: int, workflow_id: str, argument: Contract, attributes: dict[str, str | int]
+    sql: Sql,
+    request_id: int,
+    workflow_id: str,
+    argument: Contract,
+    attributes: dict[str, str | int],
+    metadata: UserMetadata | None = None,
 ) -> int:
     """Another workflow a committed change starts (an issued invoice's), kept like an approval's start."""
     name = next(name for name, kind in _INPUTS.items() if isinstance(argument, kind))
-    payload = {"input": argument.model_dump(mode="json"), "attributes": attributes, "replace": False}
+    payload = {
+        "input": argument.model_dump(mode="json"),
+        "attributes": attributes,
+        "replace": False,
+        **_metadata_json(metadata),
+    }
     return int(await sql.scalar(_ADD, (request_id, workflow_id, START, name, Jsonb(payload))))
 
 
@@ -151,6 +182,7 @@ async def _send(engine: WorkflowEngine, message: Message) -> str | None:
             task_queue=engine.queues.approvals,
             attributes=message.payload["attributes"],
             on_running="replace" if message.payload["replace"] else "keep",
+            metadata=_metadata_of(message.payload),
         )
         return None if started else "already running"
     try:

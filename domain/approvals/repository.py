@@ -458,3 +458,29 @@ async def insert_delegation(
 async def revoke_delegations(sql: Sql, user_id: int, at: datetime) -> list[int]:
     """Revoke the user's delegations in force or still to come; their ids."""
     return [values[0] for values in await sql.all(_REVOKE, {"user_id": user_id, "at": at})]
+
+
+# --- what the operators' metrics read (domain/metrics/gauges.py) --------------------------------------------------
+
+# The pending steps only, through ix_approval_steps_status_remind (status leads): the cost follows the approvals
+# waiting now, never the table's history. Ages are from the step's opening; `overdue` is past its escalation time.
+_PENDING_BY_LEVEL_AND_AGE = (
+    "SELECT LEAST(level + 1, %s) AS level, width_bucket(EXTRACT(EPOCH FROM (%s - created_at)), %s::float8[]) AS age, "
+    "count(*), count(*) FILTER (WHERE escalate_at < %s) "
+    "FROM approval_steps WHERE status = 'pending' GROUP BY 1, 2"
+)
+
+
+@dataclass(frozen=True)
+class PendingCount:
+    level: int  # 1 for a chain's first level; levels from `top_level` up are counted as `top_level`
+    age_bucket: int  # index into the caller's age bounds: 0 below the first, len(bounds) at or past the last
+    waiting: int
+    overdue: int  # of those, waiting past their escalation time
+
+
+async def pending_by_level_and_age(
+    sql: Sql, now: datetime, age_bounds_seconds: list[float], top_level: int
+) -> list[PendingCount]:
+    rows = await sql.all(_PENDING_BY_LEVEL_AND_AGE, (top_level, now, age_bounds_seconds, now))
+    return [PendingCount(int(level), int(age), int(waiting), int(overdue)) for level, age, waiting, overdue in rows]

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from core.engine import UserMetadata
 from core.sql import Sql
 from domain.approvals import outbox, rules
 from domain.approvals import repository as requests
@@ -23,6 +24,7 @@ from domain.approvals.chain import Candidate, Limits, approval_chain_for, auto_a
 from domain.approvals.notices import Notifier, link_for
 from domain.approvals.repository import NewStep, Opening
 from domain.approvals.rules import Route
+from domain.approvals.workflow_texts import approval_metadata
 from domain.attachments.receipts import require_receipt
 from domain.audit.service import AuditContext, record
 from domain.budgets import ledger as budgets
@@ -230,6 +232,7 @@ class Work:
             if found is not None and found[0].delegate_id == step.delegate_id:
                 window = (found[0].starts, found[0].ends)
         starts, ends = window if window is not None else (None, None)
+        delegate = await self.people.get(step.delegate_id)
         return StepInfo(
             step_id=step.id,
             sequence=step.sequence,
@@ -241,6 +244,8 @@ class Work:
             delegate_id=step.delegate_id,
             delegate_starts=starts,
             delegate_ends=ends,
+            approver_name=approver.full_name if approver is not None else None,
+            delegate_name=delegate.full_name if delegate is not None else None,
         )
 
     async def audit(self, context: AuditContext, action: str, changes: dict[str, Any]) -> None:
@@ -318,6 +323,7 @@ class Submission:
     restarted: bool = False
     outbox_id: int | None = None
     duplicates: Findings = field(default_factory=Findings)  # an expense's possible duplicates, as its check left them
+    metadata: UserMetadata | None = None  # what the Temporal UI shows of its workflow (workflow_texts.py)
 
 
 def _fx_changes(fx: Locked) -> dict[str, Any]:
@@ -482,7 +488,11 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
     # The outbox row before the audit row: what follows the audit row waits on the audit chain's lock (held to the
     # commit, one transaction at a time), so it is kept short.
     attributes = outbox.search_attributes(start, request.status)
-    outbox_id = await outbox.add_start(sql, request.id, request.workflow_id, start, attributes, replace=restarted)
+    names = await work.people.names({request.requester_id, *(link.approver_id for link in chain)})
+    metadata = approval_metadata(request, work.entry, chain, names, auto_approve_rule=rule)
+    outbox_id = await outbox.add_start(
+        sql, request.id, request.workflow_id, start, attributes, replace=restarted, metadata=metadata
+    )
     await work.audit(
         work.acting(context).with_rule(rule or context.policy_rule),
         _subject_action(request, "submitted", "approval_request.created"),
@@ -492,7 +502,7 @@ async def open_request(sql: Sql, opening: RequestOpening, context: AuditContext)
         await budgets.commit(sql, budget, request, opening.fx.base_currency)
         if rule:
             await budgets.settle(sql, request)
-    return Submission(request, work.entry, start, restarted, outbox_id, findings)
+    return Submission(request, work.entry, start, restarted, outbox_id, findings, metadata)
 
 
 async def undo_submission(sql: Sql, request_id: int, reason: str, context: AuditContext) -> RequestRow:

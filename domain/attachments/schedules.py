@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core.engine import ScheduledStart
+from core.engine import ScheduledStart, UserMetadata
 from core.settings import AttachmentSettings
 from workflows.contracts import ATTACHMENT_UPKEEP_SCHEDULE_ID, ATTACHMENT_UPKEEP_WORKFLOW, AttachmentUpkeepInput
 
@@ -25,5 +25,6 @@ def attachment_schedules(settings: AttachmentSettings, task_queue: str) -> dict[
             execution_timeout=timedelta(hours=1),
             catchup_window=timedelta(minutes=30),
             note="attachments upkeep: remove presigned uploads never completed (ATTACHMENT_PENDING_GRACE_SECONDS)",
+            metadata=UserMetadata(summary="Attachments upkeep: remove presigned uploads never completed"),
         )
     }

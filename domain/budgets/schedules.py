@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core.engine import ScheduledStart
+from core.engine import ScheduledStart, UserMetadata
 from core.settings import BudgetSettings
 from workflows.contracts import BUDGET_UPKEEP_SCHEDULE_ID, BudgetUpkeepInput
 
@@ -25,5 +25,6 @@ def budget_schedules(settings: BudgetSettings, task_queue: str) -> dict[str, Sch
             execution_timeout=timedelta(minutes=30),
             catchup_window=timedelta(minutes=10),
             note="budget upkeep: release commitments of approvals closed without approval, email threshold alerts",
+            metadata=UserMetadata(summary="Budget upkeep: release stale commitments, email threshold alerts"),
         )
     }

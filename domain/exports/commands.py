@@ -10,7 +10,7 @@ caller told to try again (503).
 from __future__ import annotations
 
 from core.db import Tx
-from core.engine import EngineUnavailable, WorkflowEngine
+from core.engine import EngineUnavailable, UserMetadata, WorkflowEngine
 from core.settings import Settings
 from domain.approvals.commands import Caller
 from domain.errors import ServiceUnavailable
@@ -37,11 +37,13 @@ class ExportCommands:
         if isinstance(answer, Replayed):
             batch = await service.get_batch(tx.sql, int(answer.body["id"]))
             if batch.status == ExportStatus.PENDING.value:
-                await self._start(batch.id, batch.workflow_id)
+                shown = _metadata(batch.number, batch.month.strftime("%Y-%m"), batch.format, batch.closing, caller)
+                await self._start(batch.id, batch.workflow_id, shown)
             return answer
         await tx.commit()  # the batch and the key's answer are durable before the workflow starts
         try:
-            await self._start(answer.id, answer.workflow_id)
+            shown = _metadata(answer.number, answer.month, answer.format, answer.closing, caller)
+            await self._start(answer.id, answer.workflow_id, shown)
         except ServiceUnavailable:
             await service.fail(tx.sql, answer.id, ENGINE_AWAY, caller.audit)
             if caller.key is not None:
@@ -54,13 +56,22 @@ class ExportCommands:
         batch = await service.request_export(tx.sql, self.settings, caller.user, request, caller.audit)
         return service.to_out(batch)
 
-    async def _start(self, batch_id: int, workflow_id: str) -> None:
+    async def _start(self, batch_id: int, workflow_id: str, metadata: UserMetadata) -> None:
         try:
             await self.engine.start(
                 EXPORT_WORKFLOW,
                 ExportJob(batch_id=batch_id),
                 workflow_id=workflow_id,
                 task_queue=self.engine.queues.reports,
+                metadata=metadata,
             )
         except EngineUnavailable as error:
             raise ServiceUnavailable("the workflow engine is unreachable; try again shortly") from error
+
+
+def _metadata(number: int, month: str, export_format: str, closing: int, caller: Caller) -> UserMetadata:
+    """What the Temporal UI shows of an export's workflow."""
+    return UserMetadata(
+        summary=f"Export #{number}: {month} journals as {export_format}, requested by {caller.user.full_name}",
+        details=f"Closing {closing} of {month}. In the app: /api/v1/exports (batch {number})",
+    )

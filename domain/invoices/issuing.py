@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from core.engine import UserMetadata
 from core.sql import Sql
 from domain.approvals import outbox
 from domain.audit.service import AuditContext, record
@@ -21,6 +22,7 @@ from domain.invoices import repository as invoices
 from domain.invoices.repository import InvoiceRow
 from domain.models import RequestStatus
 from domain.models.rows import RequestRow
+from domain.money import money_str
 from workflows.contracts import CUSTOMER_ID, INVOICE_NUMBER, InvoiceInput, invoice_workflow_id
 
 INVOICE = "invoice"  # the approval request's subject_kind
@@ -95,8 +97,15 @@ async def issue(sql: Sql, invoice: InvoiceRow, request_id: int, now: datetime, c
     )
     workflow_id = invoice_workflow_id(invoice.id)
     attributes: dict[str, str | int] = {INVOICE_NUMBER.name: number, CUSTOMER_ID.name: str(invoice.customer_id)}
+    customer = (await invoices.customer_names(sql, [invoice.customer_id])).get(invoice.customer_id, "")
+    metadata = UserMetadata(
+        summary=f"Invoice {number} to {customer or f'customer {invoice.customer_id}'}, "
+        f"{money_str(invoice.total, invoice.currency)} {invoice.currency}, due {invoice.due_date.isoformat()}",
+        details=f"Invoice #{invoice.id}: sent, then its customer reminded on the reminder policy's steps until it "
+        f"is paid or void. In the app: /api/v1/invoices/{invoice.id}",
+    )
     await outbox.add_workflow_start(
-        sql, request_id, workflow_id, InvoiceInput(invoice_id=invoice.id, number=number), attributes
+        sql, request_id, workflow_id, InvoiceInput(invoice_id=invoice.id, number=number), attributes, metadata
     )
     await record(sql, context, "invoice.issued", "invoice", invoice.id,
                  {"number": number, "status": [PENDING_APPROVAL, APPROVED], "workflow_id": workflow_id})  # fmt: skip

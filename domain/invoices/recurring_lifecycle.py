@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from core.engine import Calendar, ScheduledStart
+from core.engine import Calendar, ScheduledStart, UserMetadata
 from core.sql import Sql
 from domain.approvals import outbox
 from domain.audit.service import AuditContext, record
@@ -60,7 +60,14 @@ async def activate(sql: Sql, template: InvoiceRow, request_id: int, context: Aud
         return None
     active = await recurring.update(sql, row.id, {"status": ACTIVE})
     workflow_id = recurring_setup_workflow_id(row.id)
-    await outbox.add_workflow_start(sql, request_id, workflow_id, RecurringInvoiceInput(recurring_id=row.id), {})
+    metadata = UserMetadata(
+        summary=f"Recurring invoice {row.id}: create its {row.frequency} schedule",
+        details=f"Template invoice #{template.id} was approved; its runs are issued by the schedule "
+        f"recurring-invoice-{row.id}.",
+    )
+    await outbox.add_workflow_start(
+        sql, request_id, workflow_id, RecurringInvoiceInput(recurring_id=row.id), {}, metadata
+    )
     await record(sql, context, "recurring_invoice.activated", RESOURCE, row.id,
                  {"status": [row.status, ACTIVE], "schedule_id": recurring_schedule_id(row.id),
                   "workflow_id": workflow_id})  # fmt: skip
@@ -134,4 +141,8 @@ def engine_schedule(row: RecurringRow, task_queue: str) -> ScheduledStart:
         start_at=start_of(row.starts_on),
         remaining_actions=row.count - row.runs if row.count is not None else None,
         note=f"recurring invoice {row.id}: {row.frequency} from {row.starts_on.isoformat()}",
+        metadata=UserMetadata(
+            summary=f"Recurring invoice {row.id}: issue the {row.frequency} invoice",
+            details=f"From template invoice #{row.template_id}, {row.frequency} from {row.starts_on.isoformat()}",
+        ),
     )

@@ -45,6 +45,7 @@ from core.settings import Settings
 from core.sql import Sql
 from core.storage import ObjectStorage
 from domain.mail.rendering import EmailRenderer, TemplateError
+from domain.metrics import events
 from domain.notifications.service import email_users
 from workflows.contracts import EmailJob, EmailResult
 
@@ -183,7 +184,12 @@ class Mailer:
                 if claimed is None:
                     return False
                 # Still inside the transaction: the ledger row commits only if the server accepted the message.
-                await asyncio.to_thread(self.transport.send, mail)
+                try:
+                    await asyncio.to_thread(self.transport.send, mail)
+                except Exception:
+                    events.email_handed_over(sent=False)
+                    raise
+                events.email_handed_over(sent=True)
                 sent = True
         except _DATABASE_ERRORS:
             if not sent:

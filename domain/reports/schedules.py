@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from core.db import Tx
-from core.engine import ScheduledStart
+from core.engine import ScheduledStart, UserMetadata
 from core.settings import ReportSettings
 from domain.audit.service import AuditContext, diff, record
 from domain.errors import Conflict, NotFound
@@ -278,6 +278,11 @@ def engine_schedule(schedule: ReportSchedule, task_queue: str) -> ScheduledStart
         catchup_window=timedelta(hours=12),
         paused=schedule.paused,
         note=f"report schedule {schedule.name!r}",
+        metadata=UserMetadata(
+            summary=f"Scheduled report {schedule.name!r}: {schedule.type}, {schedule.format}",
+            details=f"Schedule {schedule.schedule_key}, {schedule.cron} ({schedule.timezone}): renders the report "
+            "for the period before the run and mails it to the schedule's recipients.",
+        ),
     )
 
 
@@ -291,6 +296,7 @@ def retention_schedule(task_queue: str, timezone: str) -> ScheduledStart:
         timezone=timezone,
         execution_timeout=timedelta(hours=1),
         note="prunes report files older than REPORT_RETENTION_DAYS",
+        metadata=UserMetadata(summary="Report retention: delete report files older than REPORT_RETENTION_DAYS"),
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from core.authz import Authorizer
 from core.db import Tx
+from core.engine import UserMetadata
 from core.settings import ReportSettings
 from domain.audit.service import AuditContext, record
 from domain.auth import rate_limits
@@ -24,6 +25,7 @@ from domain.pagination import Cursor, Keyset, Pager
 from domain.reports.datasets import BUDGETS_KEY, ReportQuery, ReportScope, budget_scope_dict, dataset_for
 from domain.reports.schemas import (
     PRESENTATION_KEY,
+    TITLES,
     ReportFilters,
     ReportFormat,
     ReportRequest,
@@ -103,6 +105,17 @@ BASE_ONLY: dict[ReportType, str] = {
     ReportType.BUDGET_VS_ACTUAL: "budgets are kept in it",
     ReportType.RECEIVABLES: "each balance is shown in its invoice's currency and in the base currency",
 }
+
+
+def workflow_metadata(report: Report, requested_by: User) -> UserMetadata:
+    """What the Temporal UI shows of a requested report's workflow: `Report: Profit and loss, 2024-01-01 to
+    2024-03-31, PDF, requested by Jane Doe`."""
+    title = TITLES[ReportType(report.type)] if report.type in set(ReportType) else report.type
+    period = f"{report.period_from.isoformat()} to {report.period_to.isoformat()}"
+    return UserMetadata(
+        summary=f"Report: {title}, {period}, {report.format.upper()}, requested by {requested_by.full_name}",
+        details=f"Report {report.id}. In the app: /api/v1/reports/{report.id}",
+    )
 
 
 def report_request_limit(settings: ReportSettings) -> rate_limits.Limit:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -76,6 +77,7 @@ async def test_reminder_after_48_hours_then_escalation_after_5_days(
     manager = await make_user("manager", manager=admin)
     employee = await make_user("employee", manager=manager)
     submission, handle = await _start(client, queue, activity_deps, employee.id, ApprovalTimers())
+    reminded, escalated = sla_count("reminded"), sla_count("escalated")
 
     assert await eventually(lambda: _has(activity_deps, manager.id, "entry_submitted"))
     await skipping.sleep(timedelta(hours=47))
@@ -84,6 +86,7 @@ async def test_reminder_after_48_hours_then_escalation_after_5_days(
     await skipping.sleep(timedelta(hours=2))
     assert await eventually(lambda: _has(activity_deps, manager.id, "approval_reminder"))
     assert "approval_reminder" in outbox.templates()
+    assert sla_count("reminded") == reminded + 1  # the business metric the dashboard plots (SLA events)
     status: LiveStatus = await handle.query(EntryApprovalWorkflow.status)
     assert status.current_approver_id == manager.id and status.status == "pending"
 
@@ -93,6 +96,7 @@ async def test_reminder_after_48_hours_then_escalation_after_5_days(
     status = await handle.query(EntryApprovalWorkflow.status)
     assert status.current_approver_id == admin.id
     assert outbox.templates().count("approval_escalated") == 2
+    assert sla_count("escalated") == escalated + 1
     # The Temporal UI finds the escalated request in the admin's queue.
     described = await handle.describe()
     assert described.typed_search_attributes.get(CURRENT_APPROVER) == str(admin.id)
@@ -134,6 +138,11 @@ async def test_expiry_ends_the_request(
         assert entry is not None and entry.status == "expired"
     assert await notifications_for(activity_deps, employee.id, "entry_expired")  # the owner is told it ended
     await record_history(client, handle.id, "expiry")
+
+
+def sla_count(event: str) -> float:
+    """The worker's counter of SLA timers that did something (the activities run in this process)."""
+    return REGISTRY.get_sample_value("finance_approval_sla_events_total", {"event": event}) or 0.0
 
 
 async def _has(deps: ActivityDeps, user_id: int, event_type: str) -> bool:

@@ -125,6 +125,7 @@ def running_stack(database_url: str, temporal_address: str, log_dir: Path, extra
         TEMPORAL_ADDRESS=temporal_address,
         TEMPORAL_TASK_QUEUE_PREFIX=f"bench-{secrets.token_hex(4)}",
         WORKER_METRICS_PORT=str(free_port()),
+        WORKER_BUSINESS_METRICS_PORT=str(free_port()),
         STORAGE_DIR=str(log_dir / "storage"),
         MAIL_DIR=str(log_dir / "mail"),
         BCRYPT_ROUNDS="4",

@@ -55,6 +55,7 @@ def test_the_worker_probe_passes_only_once_it_polls_temporal(database_url: str, 
         TEMPORAL_ADDRESS=f"127.0.0.1:{temporal_port}",  # nothing there yet
         TEMPORAL_TASK_QUEUE_PREFIX=f"probe-{secrets.token_hex(4)}",
         WORKER_METRICS_PORT=str(metrics_port),
+        WORKER_BUSINESS_METRICS_PORT="0",  # only the SDK metrics are probed here
         BACKUP_SCHEDULES_ENABLED="false",
         REPORT_DEFAULT_SCHEDULES="false",
         STORAGE_DIR=str(tmp_path / "storage"),

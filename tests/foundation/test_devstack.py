@@ -37,6 +37,7 @@ def dev_env(var: Path, ports: dict[str, int]) -> dict[str, str]:
         TEMPORAL_PORT=str(ports["temporal"]),
         TEMPORAL_UI_PORT=str(ports["ui"]),
         WORKER_METRICS_PORT=str(ports["metrics"]),
+        WORKER_BUSINESS_METRICS_PORT=str(ports.get("business_metrics") or free_port()),
     )
     return env
 

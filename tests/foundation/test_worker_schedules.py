@@ -53,6 +53,7 @@ def _start_worker(database_url: str, temporal_address: str, prefix: str, log: Pa
         TEMPORAL_ADDRESS=temporal_address,
         TEMPORAL_TASK_QUEUE_PREFIX=prefix,
         WORKER_METRICS_PORT=str(free_port()),
+        WORKER_BUSINESS_METRICS_PORT=str(free_port()),
         STORAGE_DIR=str(log.parent / "storage"),
         MAIL_DIR=str(log.parent / "mail"),
         FX_RATES_URL=FX_SAMPLE,

@@ -68,6 +68,7 @@ async def test_with_entries_a_changed_base_currency_stops_the_api_and_the_worker
         TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
         TEMPORAL_TASK_QUEUE_PREFIX=f"books-{secrets.token_hex(4)}",  # nothing of the session's queues
         WORKER_METRICS_PORT=str(free_port()),
+        WORKER_BUSINESS_METRICS_PORT=str(free_port()),
         STORAGE_DIR=str(tmp_path / "storage"),
         MAIL_DIR=str(tmp_path / "mail"),
         BASE_CURRENCY="EUR",
