@@ -230,31 +230,8 @@ class TemplateDataset(Dataset):
         self.layout = stored.layout
         self.title = f"{stored.name} (v{stored.version})"
         self.subject = self.checked.source.subject
-        self.columns = self._columns(self.checked)
+        self.columns = template_columns(self.checked, self.query.base_currency)
         self.basis = self._basis(self.checked)
-
-    def _money(self, kind: str) -> str | None:
-        return self.query.base_currency if kind == "money" else None
-
-    def _columns(self, checked: Checked) -> list[Column]:
-        if not checked.summary:
-            columns = [Column(f.key, f.label, OUTPUT_KINDS[f.kind], 1.0, self._money(f.kind)) for f in checked.listing]
-            for calculated, _ in checked.calculated_columns:
-                kind = {"money": "money", "number": "ratio", "percent": "percent"}[calculated.kind]
-                columns.append(Column(calculated.key, calculated.label or calculated.key, kind, 1.0, self._money(kind)))
-            return columns
-        fields = checked.source.fields
-        columns = []
-        for level in checked.levels:
-            if level.bucket is not None:
-                columns.append(Column("bucket", level.label or level.bucket.capitalize(), "text", 1.0))
-            else:
-                assert level.field is not None
-                source_field = fields[level.field]
-                kind = OUTPUT_KINDS[source_field.kind]
-                columns.append(Column(level.field, level.label or source_field.label, kind, 1.5, self._money(kind)))
-        columns += [Column(m.key, m.label, m.kind, 1.0, self._money(m.kind)) for m in checked.measures]
-        return columns
 
     def _basis(self, checked: Checked) -> str:
         definition = checked.definition
@@ -569,6 +546,32 @@ class TemplateDataset(Dataset):
             places = minor_units(self.query.base_currency) or 0
             return number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
         return number.quantize(_CENT, rounding=ROUND_HALF_UP)
+
+
+def template_columns(checked: Checked, base_currency: str) -> list[Column]:
+    """A checked definition's columns: a listing's fields, or a summary's levels and measures, then the calculated
+    columns; money in `base_currency`."""
+
+    def money(kind: str) -> str | None:
+        return base_currency if kind == "money" else None
+
+    if not checked.summary:
+        columns = [Column(f.key, f.label, OUTPUT_KINDS[f.kind], 1.0, money(f.kind)) for f in checked.listing]
+        for calculated, _ in checked.calculated_columns:
+            kind = {"money": "money", "number": "ratio", "percent": "percent"}[calculated.kind]
+            columns.append(Column(calculated.key, calculated.label or calculated.key, kind, 1.0, money(kind)))
+        return columns
+    fields = checked.source.fields
+    columns = []
+    for level in checked.levels:
+        if level.bucket is not None:
+            columns.append(Column("bucket", level.label or level.bucket.capitalize(), "text", 1.0))
+        else:
+            assert level.field is not None
+            source_field = fields[level.field]
+            kind = OUTPUT_KINDS[source_field.kind]
+            columns.append(Column(level.field, level.label or source_field.label, kind, 1.5, money(kind)))
+    return columns + [Column(m.key, m.label, m.kind, 1.0, money(m.kind)) for m in checked.measures]
 
 
 def filter_condition(

@@ -6,7 +6,7 @@ What a formula may hold: decimal numbers (`12`, `0.5`), names of other rows or c
 literal exponent from -6 to 6, parentheses, and the functions abs(x), min(a, b, ...), max(a, b, ...) and
 round(x[, places]). Nothing else parses: no attribute access, no subscripts, no strings, no comparisons, no
 lambdas, comprehensions or keywords; names starting with `_` are refused. A formula is at most 300 characters and
-its tree at most 40 levels deep (each term of a chain `a + b + c` is a level).
+its parentheses at most 12 deep and its tree at most 40 levels (each term of a chain `a + b + c` is a level).
 
 Two layers, so a formula that slipped past one is stopped by the other:
 - `compile_formula` checks it when the template is saved: Python's own parser (`ast`) reads it, and every node is
@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import decimal
 import re
+import warnings
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -33,13 +34,16 @@ from simpleeval import FeatureNotAvailable, InvalidExpression, SimpleEval
 
 MAX_LENGTH = 300
 MAX_DEPTH = 40  # a chain a + b + c ... is one level per term: room for the rows of a statement
+MAX_PARENTHESES = 12
 MAX_EXPONENT = 6
 MAX_ARGUMENTS = 10
 MAX_PLACES = 6
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _NUMBER = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,10})?$")
 # The precision of formula arithmetic: far beyond NUMERIC(19, 4) sums, small enough that nothing grows unbounded.
-_CONTEXT = decimal.Context(prec=34, Emax=10**6, Emin=-(10**6), traps=[decimal.InvalidOperation, decimal.Overflow])
+_CONTEXT = decimal.Context(
+    prec=34, Emax=10**6, Emin=-(10**6), traps=[decimal.InvalidOperation, decimal.Overflow, decimal.DivisionByZero]
+)
 
 Value = Decimal | None
 
@@ -57,7 +61,8 @@ def _none_aware(operation: Callable[..., Decimal]) -> Callable[..., Value]:
             return None
         try:
             with decimal.localcontext(_CONTEXT):
-                return operation(*values)
+                result = operation(*values)
+            return result if result.is_finite() else None
         except (decimal.InvalidOperation, decimal.Overflow, decimal.DivisionByZero, ZeroDivisionError):
             return None
 
@@ -138,8 +143,11 @@ def compile_formula(text: str, allowed_names: Collection[str] | None = None) -> 
         raise FormulaError(f"a formula is at most {MAX_LENGTH} characters (this one has {len(text)})")
     if "\n" in text or "\r" in text or "\\" in text:
         raise FormulaError("a formula is one line of arithmetic")
+    _check_parentheses(text)
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # "invalid decimal literal" and the like: the text is refused or checked below
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as error:
         raise FormulaError(f"not a formula: {error.msg}") from error
     except (ValueError, RecursionError, MemoryError) as error:  # null bytes, a parser stack overflow
@@ -154,6 +162,14 @@ def compile_formula(text: str, allowed_names: Collection[str] | None = None) -> 
         children = _check_node(node, text, names, allowed_names)
         stack.extend((child, depth + 1) for child in children)
     return Formula(text.strip(), tree, frozenset(names))
+
+
+def _check_parentheses(text: str) -> None:
+    depth = 0
+    for character in text:
+        depth += {"(": 1, ")": -1}.get(character, 0)
+        if depth > MAX_PARENTHESES:
+            raise FormulaError(f"a formula nests parentheses at most {MAX_PARENTHESES} deep")
 
 
 def _check_node(node: ast.AST, text: str, names: set[str], allowed_names: Collection[str] | None) -> list[ast.AST]:

@@ -105,8 +105,13 @@ def render_layout(layout: str, context: dict[str, Any]) -> str:
         raise ValidationFailed(f"the PDF layout failed: {type(error).__name__}: {error}", field="layout") from error
 
 
-def check_layout(layout: str) -> None:
-    """A layout worth saving: within its size, compiling, and rendering a sample report (422 otherwise)."""
+_SAMPLE_CELLS = {"text": "Sample", "money": "1.00", "int": "1", "hours": "1.00", "date": "2024-01-01",
+                 "ratio": "1.00", "percent": "1.00"}  # fmt: skip
+
+
+def check_layout(layout: str, columns: Sequence[Column]) -> None:
+    """A layout worth saving: within its size, compiling, and rendering a one-row sample of the template's
+    `columns` (422 otherwise)."""
     if len(layout) > MAX_LAYOUT_CHARS:
         raise ValidationFailed(f"a layout is at most {MAX_LAYOUT_CHARS} characters", field="layout")
     sample = ReportMeta(
@@ -120,8 +125,9 @@ def check_layout(layout: str) -> None:
         basis="sample",
         currency="USD",
     )
-    columns = [Column("category", "Category", "text"), Column("amount", "Amount", "money", currency="USD")]
-    render_layout(layout, _context(sample, columns, [["Travel", "10.00"]], [["Total", "10.00"]]))
+    row = [_SAMPLE_CELLS.get(column.kind, "") for column in columns]
+    total = ["Total", *row[1:]]
+    render_layout(layout, _context(sample, columns, [row], [total]))
 
 
 def _no_fetching() -> Any:

@@ -21,7 +21,7 @@ from domain.entries.service import parse_if_match
 from domain.errors import Conflict, Forbidden, InvalidState, NotFound, PreconditionFailed, ValidationFailed
 from domain.invoices.receivables import scope_for as receivables_scope_for
 from domain.models import ReportTemplate, ReportTemplateVersion, User
-from domain.report_templates.dataset import TEMPLATE_KEY, TemplateRun
+from domain.report_templates.dataset import TEMPLATE_KEY, TemplateRun, template_columns
 from domain.report_templates.definition import TemplateDefinition, check, resolve_parameters
 from domain.report_templates.layout import check_layout
 from domain.report_templates.schemas import (
@@ -35,6 +35,7 @@ from domain.reports.datasets import BUDGETS_KEY, budget_scope_dict
 from domain.users.visibility import Visibility
 
 RESOURCE = "report_template"
+SAMPLE_CURRENCY = "USD"  # the sample a layout is tried on when saved: only the cells' text depends on it
 
 
 def out(template: ReportTemplate, version: ReportTemplateVersion, *, with_layout: bool = True) -> ReportTemplateOut:
@@ -88,8 +89,9 @@ async def create(
     """Save version 1, once the definition (and the layout, an admin's) is checked: 422 naming the field."""
     if data.layout is not None:
         _check_layout_right(authorizer, user)
-        check_layout(data.layout)
-    check(data.definition)
+    checked = check(data.definition)
+    if data.layout is not None:
+        check_layout(data.layout, template_columns(checked, SAMPLE_CURRENCY))
     await _name_free(tx, data.name)
     template = ReportTemplate(
         name=data.name,
@@ -148,12 +150,13 @@ async def update(
     layout = current.layout
     if "layout" in changes:
         _check_layout_right(authorizer, user)
-        if patch.layout is not None:
-            check_layout(patch.layout)
         layout = patch.layout
     definition = patch.definition or TemplateDefinition.model_validate(current.definition)
+    checked = check(definition)
+    if patch.definition is not None or "layout" in changes:
+        if layout is not None:  # a new definition must still suit the layout, a new layout the definition
+            check_layout(layout, template_columns(checked, SAMPLE_CURRENCY))
     if patch.definition is not None:
-        check(patch.definition)
         if patch.definition.dataset != template.dataset:
             # Reports and schedules of a template read one kind of data: another dataset is another template.
             raise Conflict(
