@@ -235,9 +235,10 @@ class TemplateDataset(Dataset):
 
     def _basis(self, checked: Checked) -> str:
         definition = checked.definition
-        parts = [f"Template {self.run.template_id}, version {self.run.version}, over {definition.dataset}."]
-        if definition.dataset in ("entries", "approvals", "budgets", "invoices", "payments"):
-            parts.append("Amounts in the base currency, as locked when each record was submitted.")
+        parts = [
+            f"Template {self.run.template_id}, version {self.run.version}, over {definition.dataset}.",
+            "Amounts in the base currency, as locked when each record was submitted.",
+        ]
         given = {name: value for name, value in self.values.items() if value is not None}
         if given:
             parts.append("Parameters: " + ", ".join(f"{name} = {value}" for name, value in sorted(given.items())) + ".")
@@ -445,6 +446,12 @@ class TemplateDataset(Dataset):
             for m in measures:
                 values.setdefault(m.key, _missing(m))
         detail = sorted((key[1:] for key in merged if key[0] == 0 and count), key=_order)
+        below: dict[tuple[Any, ...], list[Any]] = defaultdict(list)  # a prefix of levels -> its next values, in order
+        for key in detail:
+            for depth in range(count):
+                values_below = below[tuple(key[:depth])]
+                if not values_below or values_below[-1] != key[depth]:
+                    values_below.append(key[depth])
         rows: list[Row] = []
 
         def shown(prefix: Sequence[Any], label: str | None, values: Values) -> Row:
@@ -461,7 +468,7 @@ class TemplateDataset(Dataset):
 
         def emit(prefix: tuple[Any, ...]) -> None:
             depth = len(prefix)
-            children = sorted({key[depth] for key in detail if key[:depth] == prefix}, key=_order_value)
+            children = below[prefix]
             if depth == count - 1:
                 siblings: list[tuple[Any, Values]] = []
                 for child in children:

@@ -14,6 +14,7 @@ Two kinds of template:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -337,8 +338,10 @@ def resolve_parameters(
     return values
 
 
-def _check_listing(definition: TemplateDefinition, source: Source, field_of: object) -> Checked:
-    lookup = field_of  # type: ignore[assignment]
+FieldLookup = Callable[[str, str], SourceField]  # (key, where) -> the field, or a 422 naming `where`
+
+
+def _check_listing(definition: TemplateDefinition, source: Source, lookup: FieldLookup) -> Checked:
     if not definition.columns:
         raise fail("a template lists columns, or aggregates them: give columns or aggregates", "definition.columns")
     for name in ("group_by", "comparisons", "calculated_rows"):
@@ -348,14 +351,13 @@ def _check_listing(definition: TemplateDefinition, source: Source, field_of: obj
     for index, key in enumerate(definition.columns):
         if key in definition.columns[:index]:
             raise fail(f"column {key!r} is listed twice", f"definition.columns[{index}]")
-        listing.append(lookup(key, f"definition.columns[{index}]"))  # type: ignore[operator]
+        listing.append(lookup(key, f"definition.columns[{index}]"))
     numeric = [column.key for column in listing if column.numeric]
     calculated = _check_calculated_columns(definition, set(numeric), set(definition.columns))
     return Checked(definition, source, listing=listing, calculated_columns=calculated)
 
 
-def _check_summary(definition: TemplateDefinition, source: Source, field_of: object) -> Checked:
-    lookup = field_of  # type: ignore[assignment]
+def _check_summary(definition: TemplateDefinition, source: Source, lookup: FieldLookup) -> Checked:
     if definition.columns:
         raise fail(
             "columns are for listings: a summary's columns are its group levels and aggregates", "definition.columns"
@@ -367,7 +369,7 @@ def _check_summary(definition: TemplateDefinition, source: Source, field_of: obj
     seen: set[str] = set()
     for index, level in enumerate(levels):
         if level.field is not None:
-            found = lookup(level.field, f"definition.group_by[{index}].field")  # type: ignore[operator]
+            found = lookup(level.field, f"definition.group_by[{index}].field")
             if not found.groupable:
                 raise fail(
                     f"{level.field!r} has a value per record: list it (columns) rather than group by it",
@@ -387,7 +389,7 @@ def _check_summary(definition: TemplateDefinition, source: Source, field_of: obj
             if aggregate.function != "count":
                 raise fail(f"{aggregate.function} needs a field", f"{where}.field")
         else:
-            found = lookup(aggregate.field, f"{where}.field")  # type: ignore[operator]
+            found = lookup(aggregate.field, f"{where}.field")
             if aggregate.function != "count" and not found.numeric:
                 raise fail(
                     f"{aggregate.function} needs a numeric field; {aggregate.field!r} is {found.kind}", f"{where}.field"
