@@ -1,5 +1,5 @@
 """Report templates: a named report a finance lead defines without code (domain/report_templates), and every version
-of its definition. A version is never changed once saved (a trigger refuses UPDATE and DELETE, migration 0016):
+of its definition. A version is never changed once saved (a trigger refuses UPDATE and DELETE, migration 0018):
 a run pins the version it ran, so a report can always be explained by the definition that made it."""
 
 from __future__ import annotations
