@@ -29,10 +29,13 @@ from domain.errors import DomainError
 from domain.metrics import events
 from domain.models import Report, User
 from domain.notifications.service import notify
+from domain.report_templates import service as templates
+from domain.report_templates.dataset import TemplateDataset
+from domain.report_templates.layout import renderer_for
 from domain.reports import schedules as schedule_service
 from domain.reports import service
 from domain.reports.datasets import ReportQuery, dataset_for, describe_scope
-from domain.reports.renderers import ReportMeta, open_renderer, report_filename
+from domain.reports.renderers import ReportMeta, report_filename
 from domain.reports.schemas import CONTENT_TYPES, TITLES, ReportFormat, ReportStatus, ReportType
 from workflows.contracts import (
     REPORT_PROGRESS_SIGNAL,
@@ -127,6 +130,13 @@ async def _signalling_progress(counter: _Counter, every_seconds: float) -> Async
             await task
 
 
+def _title(report: Report) -> str:
+    run = service.template_run_of(report)
+    if run is not None and run.name:
+        return run.name
+    return TITLES[ReportType(report.type)] if report.type in set(ReportType) else report.type
+
+
 class ReportActivities:
     def __init__(self, deps: ActivityDeps, progress_seconds: float = PROGRESS_SIGNAL_SECONDS) -> None:
         self.deps = deps
@@ -155,7 +165,7 @@ class ReportActivities:
                 report.size_bytes is not None and report.size_bytes <= settings.reports.attachment_limit_bytes
             ),
             "link": link,
-            "title": TITLES[ReportType(report.type)] if report.type in set(ReportType) else report.type,
+            "title": _title(report),
             "period": f"{report.period_from.isoformat()} to {report.period_to.isoformat()}",
             "format": report.format,
         }
@@ -188,19 +198,19 @@ class ReportActivities:
     async def _render_and_store(self, report: Report) -> GeneratedReport:
         settings = self.deps.settings
         report_type, report_format, filters, scope = service.report_query_parts(report)
-        dataset = dataset_for(
-            ReportQuery(
-                report_type,
-                report.period_from,
-                report.period_to,
-                scope,
-                filters,
-                settings.reports.timezone,
-                base_currency=settings.approvals.base_currency,
-                presentation_currency=service.presentation_of(report),
-                max_stale_days=settings.fx.max_stale_days,
-            )
+        query = ReportQuery(
+            report_type,
+            report.period_from,
+            report.period_to,
+            scope,
+            filters,
+            settings.reports.timezone,
+            base_currency=settings.approvals.base_currency,
+            presentation_currency=service.presentation_of(report),
+            max_stale_days=settings.fx.max_stale_days,
         )
+        run = service.template_run_of(report)
+        dataset = TemplateDataset(query, run, report.scope or {}) if run is not None else dataset_for(query)
         filename = report_filename(report.type, report_format, report.period_from, report.period_to)
         content_type = CONTENT_TYPES[report_format]
         key = storage_key_for(report, filename)
@@ -214,7 +224,7 @@ class ReportActivities:
                 await dataset.prepare(tx)  # the conversion rates, or a refusal naming the missing ones
                 meta = ReportMeta(
                     report_id=str(report.id),
-                    title=TITLES[report_type],
+                    title=dataset.title or TITLES[report_type],
                     report_type=report.type,
                     period_from=report.period_from,
                     period_to=report.period_to,
@@ -225,7 +235,8 @@ class ReportActivities:
                     base_currency=dataset.presentation.base,
                     currency_note=dataset.presentation.note(),
                 )
-                renderer = await asyncio.to_thread(open_renderer, report_format, path, meta, dataset.columns)
+                layout = dataset.layout if isinstance(dataset, TemplateDataset) else None
+                renderer = await asyncio.to_thread(renderer_for, report_format, path, meta, dataset.columns, layout)
                 async with _heartbeating(counter, every), _signalling_progress(counter, self.progress_seconds) as told:
                     async for batch in dataset.batches(tx, BATCH_SIZE):
                         await asyncio.to_thread(renderer.write, batch)
@@ -324,7 +335,8 @@ class ReportActivities:
                 format=ReportFormat(schedule.format).value,
                 period_from=period_from,
                 period_to=period_to,
-                filters=dict(schedule.filters),
+                # A template schedule without a version runs the template's version current at this run.
+                filters=await templates.pin_version(tx, dict(schedule.filters)),
                 scope=dict(schedule.scope),
                 workflow_id=workflow_id,
             )

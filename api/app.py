@@ -66,6 +66,9 @@ def _feature_routers() -> list[APIRouter]:
     from api.routes import reports
 
     routers += reports.routers  # /reports/schedules before /reports/{id}
+    from api.routes import report_templates
+
+    routers += [report_templates.router]
     # --- dashboard ---
     from api.routes import dashboard
 

@@ -87,6 +87,11 @@ def _out(report: Report, progress_rows: int | None = None, base_currency: str | 
     responses={403: {"description": "a report on people outside your visibility"}},
 )
 async def request_report(body: ReportRequest, grant: CreateReport, tx: TxDep, services: ServicesDep) -> ReportAccepted:
+    return await accept_report(body, grant, tx, services)
+
+
+async def accept_report(body: ReportRequest, grant: Grant, tx: Tx, services: AppServices) -> ReportAccepted:
+    """Record the request, commit, start its workflow (a report template's run comes here too)."""
     settings = services.settings
     visibility = await visibility_for(tx.sql, services.authorizer, grant.user)
     report = await service.request_report(

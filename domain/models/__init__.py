@@ -43,6 +43,7 @@ from domain.models.ledger import (
 from domain.models.notification import Notification, NotificationPreference, SentEmail
 from domain.models.policy import PolicyRefusal, PolicyVersion
 from domain.models.report import Report, ReportSchedule
+from domain.models.report_template import ReportTemplate, ReportTemplateVersion
 from domain.models.session import OtpCode, RateLimitHit, RefreshToken
 from domain.models.user import Role, User
 
@@ -101,6 +102,8 @@ __all__ = [
     "RefreshToken",
     "Report",
     "ReportSchedule",
+    "ReportTemplate",
+    "ReportTemplateVersion",
     "RequestStatus",
     "RestoreDrill",
     "Role",

@@ -232,6 +232,7 @@ class Dataset(ABC):
     counts_money = True
     money_kind: str | None = None  # the kind of entries counted (None: both)
     subject = "entries"  # what the report lists, for the description of its scope
+    title: str | None = None  # the report's title when not its type's (a report template's name)
 
     def __init__(self, query: ReportQuery) -> None:
         self.query = query

@@ -17,11 +17,21 @@ from core.db import Tx
 from core.engine import ScheduledStart, UserMetadata
 from core.settings import ReportSettings
 from domain.audit.service import AuditContext, diff, record
-from domain.errors import Conflict, NotFound
+from domain.errors import Conflict, NotFound, ValidationFailed
 from domain.models import ReportSchedule
 from domain.pagination import Keyset, Pager
+from domain.report_templates import service as templates
+from domain.report_templates.dataset import TEMPLATE_KEY
 from domain.reports.datasets import ReportScope
-from domain.reports.schemas import RelativePeriod, ReportFilters, ReportFormat, ReportType, ScheduleIn, SchedulePatch
+from domain.reports.schemas import (
+    RelativePeriod,
+    ReportFilters,
+    ReportFormat,
+    ReportType,
+    ScheduleIn,
+    SchedulePatch,
+    TemplateChoice,
+)
 from domain.reports.service import check_filters, check_recipients
 from workflows.contracts import ReportRetentionInput, ScheduledReportInput
 
@@ -95,6 +105,7 @@ ALL = ReportScope(everyone=True)
 async def create_schedule(tx: Tx, settings: ReportSettings, data: ScheduleIn, actor_id: int | None) -> ReportSchedule:
     await check_recipients(tx, settings, [str(r) for r in data.recipients])
     check_filters(ALL, data.type, data.filters)
+    template = await _template_choice(tx, data.type, data, None)
     if await tx.session.scalar(select(func.count()).where(ReportSchedule.name == data.name)):
         raise Conflict("a schedule with this name exists", name=data.name)
     schedule = ReportSchedule(
@@ -104,7 +115,7 @@ async def create_schedule(tx: Tx, settings: ReportSettings, data: ScheduleIn, ac
         cron=data.cron,
         timezone=data.timezone,
         recipients=[str(r) for r in data.recipients],
-        filters={**data.filters.model_dump(exclude_defaults=True), PERIOD_KEY: data.period.value},
+        filters=_stored_filters(data.filters, data.period.value, template),
         created_by_id=actor_id,
         paused=False,
         schedule_key=f"{SCHEDULE_KEY_PREFIX}{uuid.uuid4().hex[:16]}",
@@ -128,8 +139,11 @@ async def update_schedule(
     if patch.recipients is not None:
         await check_recipients(tx, settings, [str(r) for r in patch.recipients])
     report_type = ReportType(changes.get("type", current.type))
-    filters = patch.filters if patch.filters is not None else ReportFilters.model_validate(current.filters)
+    stored_template = current.filters.get(TEMPLATE_KEY)
+    plain = {key: value for key, value in current.filters.items() if key != TEMPLATE_KEY}
+    filters = patch.filters if patch.filters is not None else ReportFilters.model_validate(plain)
     check_filters(ALL, report_type, filters)
+    template = await _template_choice(tx, report_type, patch, stored_template)
     if patch.name is not None and patch.name != schedule.name:
         taken = await tx.session.scalar(select(func.count()).where(ReportSchedule.name == patch.name))
         if taken:
@@ -142,9 +156,34 @@ async def update_schedule(
     if patch.recipients is not None:
         schedule.recipients = [str(r) for r in patch.recipients]
     period = patch.period.value if patch.period is not None else current.period
-    schedule.filters = {**filters.model_dump(exclude_defaults=True), PERIOD_KEY: period}
+    schedule.filters = _stored_filters(filters, period, template)
     await tx.session.flush()
     return schedule, diff(before, snapshot(schedule))
+
+
+def _stored_filters(filters: ReportFilters, period: str, template: dict[str, Any] | None) -> dict[str, Any]:
+    """A schedule's `filters` JSON: the report's filters, the relative period and (type template) the template."""
+    stored = {**filters.model_dump(exclude_defaults=True), PERIOD_KEY: period}
+    if template is not None:
+        stored[TEMPLATE_KEY] = template
+    return stored
+
+
+async def _template_choice(
+    tx: Tx, report_type: ReportType, choice: TemplateChoice, stored: Any
+) -> dict[str, Any] | None:
+    """The template a schedule of type template runs: the one sent (checked), else the one it had."""
+    if report_type != ReportType.TEMPLATE:
+        if choice.template_id is not None or choice.template_version is not None or choice.parameters:
+            raise ValidationFailed(
+                "template_id, template_version and parameters are for type template only", field="template_id"
+            )
+        return None
+    sent = choice.model_fields_set & {"template_id", "template_version", "parameters"}
+    if not sent and isinstance(stored, dict):
+        return stored
+    template_id = choice.template_id or (stored.get("id") if isinstance(stored, dict) else None)
+    return await templates.schedule_choice(tx, template_id, choice.template_version, dict(choice.parameters))
 
 
 async def set_paused(tx: Tx, schedule_id: int, paused: bool) -> ReportSchedule:

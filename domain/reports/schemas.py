@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 from domain.money import is_currency
 from domain.pagination import PageInfo
@@ -23,6 +23,7 @@ class ReportType(StrEnum):
     LEDGER = "ledger"
     BUDGET_VS_ACTUAL = "budget_vs_actual"
     RECEIVABLES = "receivables"
+    TEMPLATE = "template"  # a report template's version (domain/report_templates): template_id names it
 
 
 class ReportFormat(StrEnum):
@@ -67,6 +68,7 @@ TITLES: dict[ReportType, str] = {
     ReportType.LEDGER: "Entries ledger",
     ReportType.BUDGET_VS_ACTUAL: "Budget versus actual",
     ReportType.RECEIVABLES: "Receivables aging",
+    ReportType.TEMPLATE: "Report template",
 }
 
 _Name = Annotated[str, Field(min_length=1, max_length=100)]
@@ -112,7 +114,32 @@ def _check_currency(value: str | None) -> str | None:
     return code
 
 
-class ReportRequest(BaseModel):
+TemplateParameters = dict[str, str | int | None]
+_TemplateId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+_TemplateVersion = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class TemplateChoice(BaseModel):
+    """Which report template a report (or a schedule) runs: type `template` only."""
+
+    template_id: _TemplateId | None = Field(default=None, description="type template: the report template to run")
+    template_version: _TemplateVersion | None = Field(
+        default=None, description="type template: the version to run (default: the current one, when run)"
+    )
+    parameters: TemplateParameters = Field(
+        default_factory=dict, max_length=20, description="type template: values of the template's parameters"
+    )
+
+    def _check_template(self, report_type: ReportType | None) -> None:
+        if report_type == ReportType.TEMPLATE and self.template_id is None:
+            raise ValueError("type template needs template_id")
+        if report_type not in (None, ReportType.TEMPLATE) and (
+            self.template_id is not None or self.template_version is not None or self.parameters
+        ):
+            raise ValueError("template_id, template_version and parameters are for type template only")
+
+
+class ReportRequest(TemplateChoice):
     model_config = ConfigDict(extra="forbid")
 
     type: ReportType
@@ -131,6 +158,11 @@ class ReportRequest(BaseModel):
     @classmethod
     def _currency(cls, value: str | None) -> str | None:
         return _check_currency(value)
+
+    @model_validator(mode="after")
+    def _template(self) -> ReportRequest:
+        self._check_template(self.type)
+        return self
 
 
 # Where a report row keeps its presentation currency: beside the filters, in the same JSON (no column of its own).
@@ -189,7 +221,7 @@ def _check_cron(value: str) -> str:
     return " ".join(fields)
 
 
-class ScheduleIn(BaseModel):
+class ScheduleIn(TemplateChoice):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
@@ -211,8 +243,16 @@ class ScheduleIn(BaseModel):
     def _cron(cls, value: str) -> str:
         return _check_cron(value)
 
+    @model_validator(mode="after")
+    def _template(self) -> ScheduleIn:
+        self._check_template(self.type)
+        return self
 
-class SchedulePatch(BaseModel):
+
+class SchedulePatch(TemplateChoice):
+    """A left-out field keeps its value; for a template schedule, template_id, template_version and parameters,
+    when sent, replace the template's choice as a whole."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)

@@ -22,6 +22,8 @@ from domain.fx.rates import Terms
 from domain.invoices.receivables import scope_for as receivables_scope_for
 from domain.models import Report, User
 from domain.pagination import Cursor, Keyset, Pager
+from domain.report_templates import service as templates
+from domain.report_templates.dataset import TEMPLATE_KEY, TemplateRun
 from domain.reports.datasets import BUDGETS_KEY, ReportQuery, ReportScope, budget_scope_dict, dataset_for
 from domain.reports.schemas import (
     PRESENTATION_KEY,
@@ -80,6 +82,8 @@ def check_period(settings: ReportSettings, period_from: date, period_to: date) -
 
 def check_filters(visibility: Visibility | ReportScope, report_type: ReportType, filters: ReportFilters) -> None:
     """A report on people outside the requester's visibility may not be made (403)."""
+    if report_type == ReportType.TEMPLATE and filters != ReportFilters():
+        raise ValidationFailed("filters do not apply to a template: its parameters narrow it", field="filters")
     if filters.kind is not None and report_type != ReportType.LEDGER:
         raise ValidationFailed("filters.kind applies to the ledger only")
     if filters.categories and report_type == ReportType.RECEIVABLES:
@@ -104,6 +108,7 @@ def check_filters(visibility: Visibility | ReportScope, report_type: ReportType,
 BASE_ONLY: dict[ReportType, str] = {
     ReportType.BUDGET_VS_ACTUAL: "budgets are kept in it",
     ReportType.RECEIVABLES: "each balance is shown in its invoice's currency and in the base currency",
+    ReportType.TEMPLATE: "a template's amounts are the base amounts locked at submit",
 }
 
 
@@ -146,6 +151,7 @@ async def request_report(
     presentation currency is refused (422)."""
     check_period(settings, request.period.from_, request.period.to)
     presentation = request.presentation_currency
+    run: TemplateRun | None = None
     scope: dict[str, Any] = dict(visibility.as_scope())
     within: Visibility | ReportScope = visibility
     if request.type in BASE_ONLY:
@@ -169,6 +175,12 @@ async def request_report(
             raise Forbidden("your role may not read invoices")
         scope = invoices.as_scope()
         within = ReportScope.from_dict(scope)
+    if request.type == ReportType.TEMPLATE:
+        assert authorizer is not None and request.template_id is not None
+        if not authorizer.allows(user.role, templates.RESOURCE, "run"):
+            raise Forbidden("your role may not run report templates")
+        run = await templates.run_of(tx, request.template_id, request.template_version, request.parameters)
+        scope = await templates.scope_for_run(tx, authorizer, user, visibility, run)
     check_filters(within, request.type, request.filters)
     if fx is not None and presentation is not None and presentation != fx.base:
         query = ReportQuery(
@@ -186,6 +198,8 @@ async def request_report(
     options = request.filters.model_dump(exclude_defaults=True)
     if presentation is not None:
         options[PRESENTATION_KEY] = presentation
+    if run is not None:
+        options[TEMPLATE_KEY] = run.as_dict()
     # Each report costs a workflow and a render over the whole period: a per-user budget keeps one caller (or a
     # stolen token) from flooding the reports worker. A refused request rolls its own count back.
     await rate_limits.hit(tx, report_request_limit(settings), f"user:{user.id}")
@@ -406,14 +420,23 @@ async def forget_files(tx: Tx, report_ids: list[uuid.UUID]) -> None:
 
 
 def report_query_parts(report: Report) -> tuple[ReportType, ReportFormat, ReportFilters, ReportScope]:
-    filters = {key: value for key, value in (report.filters or {}).items() if key != PRESENTATION_KEY}
+    filters = {
+        key: value for key, value in (report.filters or {}).items() if key not in (PRESENTATION_KEY, TEMPLATE_KEY)
+    }
     report_type = ReportType(report.type)
+    run = template_run_of(report)
+    budget_report = report_type == ReportType.BUDGET_VS_ACTUAL or (run is not None and run.dataset == "budgets")
     return (
         report_type,
         ReportFormat(report.format),
         ReportFilters.model_validate(filters),
-        ReportScope.from_dict(report.scope or {}, budget_report=report_type == ReportType.BUDGET_VS_ACTUAL),
+        ReportScope.from_dict(report.scope or {}, budget_report=budget_report),
     )
+
+
+def template_run_of(report: Report) -> TemplateRun | None:
+    """The template version (and parameters) a template report runs; None for the other report types."""
+    return TemplateRun.from_filters(report.filters) if report.type == ReportType.TEMPLATE.value else None
 
 
 def presentation_of(report: Report) -> str | None:

@@ -187,6 +187,15 @@ TABLE: list[Case] = [
     Case("POST", "/api/v1/reports/schedules/{missing}/pause", admins(404)),
     Case("POST", "/api/v1/reports/schedules/{missing}/resume", admins(404)),
     Case("POST", "/api/v1/reports/schedules/{missing}/trigger", admins(404)),
+    # --- report templates: everyone lists, reads and runs them; accountants and up create, revise and archive ---
+    Case("GET", "/api/v1/report-templates", signed_in(200)),
+    Case("GET", "/api/v1/report-templates/{missing}", signed_in(404)),
+    Case("GET", "/api/v1/report-templates/{missing}/versions", signed_in(404)),
+    Case("GET", "/api/v1/report-templates/{missing}/versions/{missing}", signed_in(404)),
+    Case("POST", "/api/v1/report-templates", (401, 403, 422, 403, 422, 422), {}),
+    Case("PATCH", "/api/v1/report-templates/{missing}", (401, 403, 404, 403, 404, 404), {"name": "x"}),
+    Case("DELETE", "/api/v1/report-templates/{missing}", (401, 403, 404, 403, 404, 404)),
+    Case("POST", "/api/v1/report-templates/{missing}/runs", signed_in(422), {}),
     # --- exchange rates: everyone reads them; accountants and up set manual ones ---
     Case("GET", "/api/v1/fx/rates", signed_in(200)),
     Case("POST", "/api/v1/fx/rates", (401, 403, 422, 403, 422, 422), {}),
