@@ -12,7 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.listing import listing_of
 from api.routes.reports import accept_report
+from domain.pagination import Cursor, Pager
 from domain.report_templates import service
 from domain.report_templates.schemas import (
     ReportTemplateIn,
@@ -57,14 +59,18 @@ async def create_template(
 async def list_templates(
     tx: TxDep,
     grant: Read,
+    cursor: Annotated[Cursor, Depends(listing_of(ReportTemplateOut))],
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     include_archived: bool = False,
     dataset: Annotated[str | None, Query(pattern="^(entries|approvals|budgets|invoices|payments)$")] = None,
 ) -> ReportTemplatePage:
-    rows, total = await service.list_templates(tx, limit, offset, include_archived=include_archived, dataset=dataset)
+    pager = Pager(limit, offset, cursor)
+    rows, total, next_cursor = await service.list_templates(
+        tx, pager, include_archived=include_archived, dataset=dataset
+    )
     items = [service.out(template, version, with_layout=False) for template, version in rows]
-    return ReportTemplatePage(items=items, total=total, limit=limit, offset=offset)
+    return ReportTemplatePage(items=items, total=total, limit=limit, offset=pager.page_offset, next_cursor=next_cursor)
 
 
 @router.get("/{template_id}", summary="A report template as it stands now")

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from domain.pagination import PageInfo
 from domain.report_templates.definition import TemplateDefinition
 from domain.report_templates.layout import MAX_LAYOUT_CHARS
 from domain.reports.schemas import Period, ReportFormat
@@ -70,11 +71,8 @@ class ReportTemplateVersionOut(BaseModel):
     created_at: datetime
 
 
-class ReportTemplatePage(BaseModel):
+class ReportTemplatePage(PageInfo):
     items: list[ReportTemplateOut]
-    total: int
-    limit: int
-    offset: int
 
 
 class ReportTemplateRun(BaseModel):

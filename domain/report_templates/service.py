@@ -21,6 +21,7 @@ from domain.entries.service import parse_if_match
 from domain.errors import Conflict, Forbidden, InvalidState, NotFound, PreconditionFailed, ValidationFailed
 from domain.invoices.receivables import scope_for as receivables_scope_for
 from domain.models import ReportTemplate, ReportTemplateVersion, User
+from domain.pagination import Keyset, Pager
 from domain.report_templates.dataset import TEMPLATE_KEY, TemplateRun, template_columns
 from domain.report_templates.definition import TemplateDefinition, check, resolve_parameters
 from domain.report_templates.layout import check_layout
@@ -231,13 +232,21 @@ async def current(tx: Tx, template_id: int) -> tuple[ReportTemplate, ReportTempl
     return template, await version_of(tx, template_id, template.current_version)
 
 
+# By name, then id: a cursor's `(name, id) > (%s, %s)` starts after the last template a page showed.
+KEYSET = Keyset("report-templates", ("name", "id"), (str, int), descending=False)
+
+
 async def list_templates(
-    tx: Tx, limit: int, offset: int, *, include_archived: bool = False, dataset: str | None = None
-) -> tuple[list[tuple[ReportTemplate, ReportTemplateVersion]], int]:
+    tx: Tx, pager: Pager, *, include_archived: bool = False, dataset: str | None = None
+) -> tuple[list[tuple[ReportTemplate, ReportTemplateVersion]], int, str | None]:
+    """A page of templates with their current versions, how many match, and the cursor to the next page."""
     conditions: list[ColumnElement[bool]] = [] if include_archived else [ReportTemplate.archived_at.is_(None)]
     if dataset is not None:
         conditions.append(ReportTemplate.dataset == dataset)
     total = await tx.session.scalar(select(func.count()).select_from(ReportTemplate).where(*conditions))
+    after = pager.key(KEYSET)
+    if after is not None:
+        conditions.append(KEYSET.after_clause([ReportTemplate.name, ReportTemplate.id], after))
     rows = await tx.session.execute(
         select(ReportTemplate, ReportTemplateVersion)
         .join(
@@ -247,10 +256,11 @@ async def list_templates(
         )
         .where(*conditions)
         .order_by(ReportTemplate.name, ReportTemplate.id)
-        .limit(limit)
-        .offset(offset)
+        .limit(pager.fetch)
+        .offset(pager.offset)
     )
-    return [(template, version) for template, version in rows.tuples()], int(total or 0)
+    page, next_cursor = pager.cut(KEYSET, list(rows.tuples()), lambda row: (row[0].name, row[0].id))
+    return [(template, version) for template, version in page], int(total or 0), next_cursor
 
 
 async def versions(tx: Tx, template_id: int) -> list[ReportTemplateVersion]:

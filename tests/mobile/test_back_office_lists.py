@@ -191,3 +191,17 @@ async def test_periods_walk_latest_first_and_schedules_page_by_header(
         if cursor is None:
             break
     assert seen == sorted(seen) and len(seen) == 5
+
+
+async def test_report_templates_walk_by_name(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    accountant = await make_user("accountant")
+    names = iter(["Margin", "Travel", "Budgets", "margins", "Aging", "Zeta", "Marginal", "Payroll", "Cash", "Omega"])
+
+    async def save() -> None:
+        body = {"name": next(names), "definition": {"dataset": "entries", "columns": ["date", "amount"]}}
+        response = await client.post("/api/v1/report-templates", json=body, headers=accountant.headers)
+        assert response.status_code == 201, response.text
+
+    for _ in range(5):
+        await save()
+    await check_walk(client, "/api/v1/report-templates", accountant, save)
