@@ -132,7 +132,7 @@ def _history_steps(
             else None,
             comment=step.comment,
             rule=step.rule,
-            opened_at=step.created_at,
+            opened_at=step.opened_at,
             remind_at=step.remind_at,
             escalate_at=step.escalate_at,
             decided_at=step.decided_at,

@@ -98,6 +98,7 @@ class StepRow:
     decided_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    opened_at: datetime  # when it began waiting, on the opener's clock (its cycle time counts from it)
 
 
 @dataclass(frozen=True)

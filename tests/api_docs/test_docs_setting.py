@@ -3,6 +3,7 @@ dialog uses."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import fastapi_offline
@@ -19,7 +20,7 @@ ASSETS = Path(fastapi_offline.__file__).parent / "static"
 
 async def test_docs_off_serves_neither_pages_nor_assets(settings: Settings, app_services: AppServices) -> None:
     closed = settings.model_copy(update={"docs_enabled": False})
-    app = create_app(services=AppServices(**{**app_services.__dict__, "settings": closed}))
+    app = create_app(services=dataclasses.replace(app_services, settings=closed))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         for path in ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/docs/assets/swagger-ui-bundle.js"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -33,7 +34,7 @@ async def test_file_edits_reload_and_are_audited(
 ) -> None:
     policies = tmp_path / "policies"
     shutil.copytree(settings.policy_dir, policies)
-    services = AppServices(**{**app_services.__dict__, "authorizer": Authorizer(policies)})
+    services = dataclasses.replace(app_services, authorizer=Authorizer(policies))
     assert not services.authorizer.allows("employee", "audit", "read")
     first_version = services.authorizer.version
 

@@ -3,6 +3,7 @@ a new tag. An entry's tag still works in If-Match."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from decimal import Decimal
 
@@ -176,7 +177,7 @@ async def test_the_contract_declares_the_304_and_the_tag_where_if_none_match_is_
 async def test_a_browser_app_on_an_allowed_origin_may_send_if_none_match(app_services: AppServices) -> None:
     """CORS: the preflight allows If-None-Match, and the ETag is readable by the page's script."""
     settings = app_services.settings.model_copy(update={"cors_origins": "https://app.example.com"})
-    services = AppServices(**{**app_services.__dict__, "settings": settings})
+    services = dataclasses.replace(app_services, settings=settings)
     app = create_app(services=services)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]

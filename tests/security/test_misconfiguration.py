@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 
@@ -42,7 +43,7 @@ def production(settings: Settings) -> Settings:
 async def test_production_hides_stack_traces_docs_and_foreign_origins(
     production: Settings, app_services: AppServices
 ) -> None:
-    services = AppServices(**{**app_services.__dict__, "settings": production})
+    services = dataclasses.replace(app_services, settings=production)
     app = create_app(services=services)
     boom = APIRouter()
 
