@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
 import sys
-from importlib import resources
 from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
-from jsonschema.validators import validator_for
 
 from core.settings import PROJECT_ROOT, Settings
 from core.temporal import search_attribute_flags
+from tests.foundation.compose_spec import compose_spec_problems, published_ports
 from tests.foundation.setting_names import every_variable_read, setting_names
 from tests.foundation.temporal_cli import bare_temporal_server, listed_search_attributes
 from tests.services import TEMPORAL_CLI, admin_database_url, scratch_database
@@ -113,26 +111,13 @@ ONE_SHOTS = ("migrate", "temporal-setup", "minio-setup")
 
 def test_the_file_follows_the_compose_specification() -> None:
     """Validated against the Compose Specification's JSON schema, as check-jsonschema vendors it."""
-    schema = json.loads(
-        resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
-    )
-    validator = validator_for(schema)(schema)
-    problems = [
-        f"{'/'.join(map(str, error.absolute_path))}: {error.message}" for error in validator.iter_errors(_compose())
-    ]
+    problems = compose_spec_problems(_compose())
     assert not problems, problems
-
-
-def _published(service: dict) -> list[str]:
-    return [
-        str(port) if not isinstance(port, dict) else f"{port.get('host_ip', '')}:{port.get('published')}"
-        for port in service.get("ports", [])
-    ]
 
 
 def test_every_published_port_listens_on_localhost_only() -> None:
     services = _compose()["services"]
-    published = {name: _published(service) for name, service in services.items() if service.get("ports")}
+    published = {name: published_ports(service) for name, service in services.items() if service.get("ports")}
     # What an operator on the host reaches: the API, Temporal's gRPC and UI, MinIO's S3 API and console, Mailpit.
     assert {"api", "temporal", "temporal-ui", "minio", "mailpit"} <= set(published)
     for name, ports in published.items():
