@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from activities.deps import ActivityDeps
 from core.settings import PROJECT_ROOT, Settings
 from core.storage import S3Storage
 from core.temporal import task_queues
+from domain.metrics.gauges import DatabaseGauges
 from domain.models import Backup, Notification
 from tests.backups.conftest import BackupWorker, Seeded
 from workflows.contracts import BackupInput, BackupResult, backup_workflow_id
@@ -36,6 +38,10 @@ def _unique_id() -> str:
     return f"{backup_workflow_id(datetime.now(UTC))}-{uuid.uuid4().hex[:6]}"
 
 
+def _gauge(gauges: DatabaseGauges, name: str) -> float:
+    return next(sample.value for metric in gauges.collect() for sample in metric.samples if sample.name == name)
+
+
 async def _run_backup(client: Client, runner: BackupWorker, part_size: int | None = PART) -> BackupResult:
     return await client.execute_workflow(
         "BackupWorkflow",
@@ -50,8 +56,13 @@ async def _run_backup(client: Client, runner: BackupWorker, part_size: int | Non
 async def test_backup_lands_in_s3_with_its_checksum_and_manifest(
     temporal_client: Client, backup_worker: BackupWorker, s3: S3Storage, seeded: Seeded, s3_deps: ActivityDeps
 ) -> None:
+    gauges = DatabaseGauges(s3_deps.db, ttl=0)  # what GET /metrics serves: the alert's input
+    await gauges.refresh()
+    assert math.isinf(_gauge(gauges, "finance_backup_last_success_age_seconds"))  # none yet: the alert would fire
     backup_worker.start()
     result = await _run_backup(temporal_client, backup_worker)
+    await gauges.refresh()
+    assert 0 <= _gauge(gauges, "finance_backup_last_success_age_seconds") < 60
 
     body = _download(s3, result.storage_key)
     assert len(body) == result.size_bytes > 3 * PART  # a real multipart upload
