@@ -28,10 +28,16 @@ def search_attribute_flags(keys: Iterable[SearchAttributeKey[Any]]) -> list[str]
 
 
 class TaskQueues:
+    NAMES = (APPROVALS_QUEUE, REPORTS_QUEUE, BACKUPS_QUEUE)  # what `worker.py --queues` takes
+
     def __init__(self, prefix: str) -> None:
         self.approvals = task_queue_name(prefix, APPROVALS_QUEUE)
         self.reports = task_queue_name(prefix, REPORTS_QUEUE)
         self.backups = task_queue_name(prefix, BACKUPS_QUEUE)
+
+    def named(self, name: str) -> str:
+        """The task queue of a short name in NAMES (`reports` -> `finance-reports`)."""
+        return {APPROVALS_QUEUE: self.approvals, REPORTS_QUEUE: self.reports, BACKUPS_QUEUE: self.backups}[name]
 
 
 def task_queues(settings: TemporalSettings) -> TaskQueues:
