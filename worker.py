@@ -164,7 +164,7 @@ async def reconcile_schedules(
     ids of the schedules reconciled."""
     settings = deps.settings
     engine = WorkflowEngine(settings.temporal, client)
-    wanted = {}
+    wanted: dict[str, Any] = {}
     if REPORTS_QUEUE in queues:
         async with deps.db.transaction() as tx:  # the default schedules' records commit before the engine hears
             wanted.update(await report_schedules.standing_schedules(tx, settings.reports, engine.queues.reports))

@@ -114,7 +114,7 @@ class DatabaseSettings(BaseSettings):
         """These settings on the read replica, or None when DATABASE_READ_URL is unset."""
         if not self.read_url:
             return None
-        return self.model_copy(update={"url": self.read_url, "direct_url": self.session_url, "read_url": ""})
+        return self.model_copy(update={"url": self.read_url, "read_url": ""})
 
 
 class TemporalSettings(BaseSettings):
