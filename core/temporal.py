@@ -35,10 +35,6 @@ class TaskQueues:
         self.reports = task_queue_name(prefix, REPORTS_QUEUE)
         self.backups = task_queue_name(prefix, BACKUPS_QUEUE)
 
-    def named(self, name: str) -> str:
-        """The task queue of a short name in NAMES (`reports` -> `finance-reports`)."""
-        return {APPROVALS_QUEUE: self.approvals, REPORTS_QUEUE: self.reports, BACKUPS_QUEUE: self.backups}[name]
-
 
 def task_queues(settings: TemporalSettings) -> TaskQueues:
     return TaskQueues(settings.task_queue_prefix)
