@@ -13,7 +13,7 @@ RUNTIME_LOCK := requirements-runtime.lock
 LOCK_TOOL := uv==0.13.9
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: dev reset migration test lint format bench install browser promtool clean lock
+.PHONY: dev reset migration test lint format bench install browser promtool pgbouncer clean lock
 
 # The venv's own pip installs wheels only, each checked against the lock's hashes (a missing pin or hash fails);
 # then the project itself, editable, without dependencies; `pip check` catches a lock older than pyproject.toml.
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PIP) check || { echo "pyproject.toml changed? make lock. A .venv from before? make clean" >&2; exit 1; }
 	touch $(STAMP)
 
-install: $(STAMP) browser promtool
+install: $(STAMP) browser promtool pgbouncer
 
 # The browser tests (tests/api_docs) drive Debian's chromium through Playwright (never `playwright install`, which
 # downloads a browser build). Installed when missing, where apt-get exists and we are root; elsewhere a note, and
@@ -53,6 +53,20 @@ promtool:
 		echo "note: no promtool and no apt-get as root to install it: the alert rule tests in tests/operations will skip"; \
 	fi
 
+# The pooling tests (tests/pooling) start a private PgBouncer in transaction mode from Debian's pgbouncer package
+# (never its system service): installed when missing, where apt-get exists and we are root; elsewhere a note, and
+# those tests skip saying why.
+PGBOUNCER := /usr/sbin/pgbouncer
+pgbouncer:
+	@if [ -x $(PGBOUNCER) ] || command -v pgbouncer >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing pgbouncer for the pooling tests (apt-get)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null; \
+	else \
+		echo "note: no pgbouncer and no apt-get as root to install it: the pooling tests in tests/pooling will skip"; \
+	fi
+
 dev: $(STAMP)
 	$(BIN)/python -m core.devstack
 
@@ -65,7 +79,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint browser promtool
+test: lint browser promtool pgbouncer
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 format: $(STAMP)

@@ -1,15 +1,30 @@
 """The Temporal worker: connects with the pydantic data converter, runs one Worker per task queue
 (approvals, reports, backups), reconciles the schedules (and starts the exchange-rate backfill when no recent rate
-is stored), and drains cleanly on SIGTERM."""
+is stored), and drains cleanly on SIGTERM.
+
+`python worker.py --queues approvals,reports` runs only those queues' Workers, so each queue's workers scale apart
+(docs/operations.md). Without the flag, all of them. What runs beside the Workers goes with the queue it serves, so
+however the queues are split over processes each of these runs in every process serving its queue, and only there:
+
+- approvals: the outbox relay (the approval and recurring-invoice starts and signals an API could not deliver);
+- reports: the schedules of reports, report retention, the exchange-rate import, the budget and attachments
+  upkeep, and the exchange-rate backfill;
+- backups: the backup and restore-drill schedules, and the check of pg_dump/pg_restore.
+
+Every process checks the books' currency, records the policy version in force and watches the policy files (its
+activities authorize with them), and serves its metrics. Reconciling a schedule from two processes is harmless
+(the same spec is put twice), so scaling a queue to N processes needs no leader.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -22,13 +37,13 @@ from temporalio.worker import Worker
 from activities.deps import ActivityDeps
 from activities.notifications import NotificationActivities
 from core.authz import Authorizer
-from core.db import Database
+from core.db import Database, ReadDatabase
 from core.engine import WorkflowEngine
 from core.logging import configure_logging
 from core.mail import create_transport
 from core.settings import Settings, get_settings
 from core.storage import create_storage
-from core.temporal import connect, metrics_runtime, task_queues
+from core.temporal import TaskQueues, connect, metrics_runtime, task_queues
 from domain.approvals import outbox
 from domain.attachments.schedules import attachment_schedules
 from domain.backups import pg_tools
@@ -41,7 +56,7 @@ from domain.invoices.reminder_policy import ReminderPolicyError, load_reminder_p
 from domain.metrics.gauges import PolicyVersion, registry_of
 from domain.policies.versions import record_at_start, watch_policy_files
 from domain.reports import schedules as report_schedules
-from workflows.contracts import FX_RATES_BACKFILL_WORKFLOW_ID
+from workflows.contracts import APPROVALS_QUEUE, BACKUPS_QUEUE, FX_RATES_BACKFILL_WORKFLOW_ID, REPORTS_QUEUE
 
 log = logging.getLogger("worker")
 
@@ -53,12 +68,12 @@ class QueuePlan:
     activities: list[Callable[..., Any]] = field(default_factory=list)
 
 
-def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
-    """Which workflows and activities run on which task queue."""
-    queues = task_queues(deps.settings.temporal)
-    approvals = QueuePlan(queues.approvals)
-    reports = QueuePlan(queues.reports)
-    backups = QueuePlan(queues.backups)
+def worker_plan(deps: ActivityDeps, queues: Collection[str] = TaskQueues.NAMES) -> list[QueuePlan]:
+    """Which workflows and activities run on which task queue; only those of `queues` (short names)."""
+    names = task_queues(deps.settings.temporal)
+    approvals = QueuePlan(names.approvals)
+    reports = QueuePlan(names.reports)
+    backups = QueuePlan(names.backups)
     # --- approvals queue ---
     from activities.approvals import ApprovalActivities
     from workflows.approval import EntryApprovalWorkflow
@@ -123,7 +138,12 @@ def worker_plan(deps: ActivityDeps) -> list[QueuePlan]:
 
     backups.workflows += [BackupWorkflow, RestoreDrillWorkflow]
     backups.activities += BackupActivities(deps).all()
-    return [plan for plan in (approvals, reports, backups) if plan.workflows or plan.activities]
+    chosen = {
+        APPROVALS_QUEUE: approvals,
+        REPORTS_QUEUE: reports,
+        BACKUPS_QUEUE: backups,
+    }
+    return [plan for name, plan in chosen.items() if name in queues and (plan.workflows or plan.activities)]
 
 
 async def check_books(deps: ActivityDeps) -> None:
@@ -133,15 +153,38 @@ async def check_books(deps: ActivityDeps) -> None:
             raise RuntimeError("the database is not migrated yet")
 
 
-async def reconcile_schedules(client: Client, deps: ActivityDeps) -> list[str]:
-    """At start: say which pg_dump/pg_restore the backups will use (or clearly that none fits the server), then make
-    the engine's standing schedules match their records and the settings: every report schedule (the defaults from
-    settings created first), the daily report retention, the daily backup, the weekly restore drill, the daily
-    exchange-rate import, the budget upkeep and the attachments upkeep. A schedule already there is brought to what
-    is wanted. Returns the ids of the schedules reconciled."""
+async def reconcile_schedules(
+    client: Client, deps: ActivityDeps, queues: Collection[str] = TaskQueues.NAMES
+) -> list[str]:
+    """At start: make the engine's standing schedules of `queues` (short names: the process runs their Workers)
+    match their records and the settings. Reports: every report schedule (the defaults from settings created
+    first), the daily report retention, the daily exchange-rate import, the budget upkeep and the attachments
+    upkeep. Backups: say which pg_dump/pg_restore the backups will use (or clearly that none fits the server), and
+    the daily backup and weekly restore drill. A schedule already there is brought to what is wanted. Returns the
+    ids of the schedules reconciled."""
     settings = deps.settings
+    engine = WorkflowEngine(settings.temporal, client)
+    wanted: dict[str, Any] = {}
+    if REPORTS_QUEUE in queues:
+        async with deps.db.transaction() as tx:  # the default schedules' records commit before the engine hears
+            wanted.update(await report_schedules.standing_schedules(tx, settings.reports, engine.queues.reports))
+    if BACKUPS_QUEUE in queues:
+        await check_backup_tools(settings)
+        wanted.update(backup_schedules(settings.backups, engine.queues.backups))
+    if REPORTS_QUEUE in queues:
+        wanted.update(fx_schedules(settings.fx, engine.queues.reports))
+        wanted.update(budget_schedules(settings.budgets, engine.queues.reports))
+        wanted.update(attachment_schedules(settings.attachments, engine.queues.reports))
+    for schedule_id, schedule in wanted.items():
+        await engine.put_schedule(schedule_id, schedule)
+    log.info("schedules reconciled: %s", list(wanted))
+    return list(wanted)
+
+
+async def check_backup_tools(settings: Settings) -> None:
+    """Say which pg_dump/pg_restore the backups will use, or clearly that none fits the server. A check only."""
     try:
-        server = pg_tools.connection_for(settings.db.url)
+        server = pg_tools.connection_for(settings.db.session_url)
         major = await pg_tools.server_major_of(server)
         tools = await asyncio.to_thread(pg_tools.find_pg_tools, major, settings.backups.pg_bin_dir)
         log.info("backups use pg_dump/pg_restore %d from %s", tools.major, tools.bin_dir)
@@ -149,17 +192,6 @@ async def reconcile_schedules(client: Client, deps: ActivityDeps) -> list[str]:
         log.error("BACKUPS WILL FAIL: %s", error)
     except Exception as error:  # a check only: the schedules and the workers start anyway
         log.warning("could not check the PostgreSQL client tools for backups: %s", error)
-    engine = WorkflowEngine(settings.temporal, client)
-    async with deps.db.transaction() as tx:  # the default schedules' records commit before the engine hears of them
-        wanted = await report_schedules.standing_schedules(tx, settings.reports, engine.queues.reports)
-    wanted.update(backup_schedules(settings.backups, engine.queues.backups))
-    wanted.update(fx_schedules(settings.fx, engine.queues.reports))
-    wanted.update(budget_schedules(settings.budgets, engine.queues.reports))
-    wanted.update(attachment_schedules(settings.attachments, engine.queues.reports))
-    for schedule_id, schedule in wanted.items():
-        await engine.put_schedule(schedule_id, schedule)
-    log.info("schedules reconciled: %s", list(wanted))
-    return list(wanted)
 
 
 async def start_fx_backfill(client: Client, deps: ActivityDeps, today: date | None = None) -> bool:
@@ -199,13 +231,15 @@ def check_reminder_policy(settings: Settings) -> bool:
 
 
 def build_deps(settings: Settings) -> ActivityDeps:
+    # Every activity retries a failed attempt: no pre-ping round trip on each of its sessions (core/db.py).
+    db = Database.connect(settings.db, pre_ping=False)
     return ActivityDeps(
         settings=settings,
-        # Every activity retries a failed attempt: no pre-ping round trip on each of its sessions (core/db.py).
-        db=Database.connect(settings.db, pre_ping=False),
+        db=db,
         authorizer=Authorizer(settings.policy_dir),
         storage=create_storage(settings.storage),
         mail=create_transport(settings.smtp),
+        read_database=ReadDatabase.connect(settings.db, db, pre_ping=False),
     )
 
 
@@ -275,7 +309,8 @@ async def connect_until_ready(settings: Settings, runtime: Runtime, stop: asynci
     return None
 
 
-async def run() -> int:
+async def run(queues: Sequence[str] = TaskQueues.NAMES) -> int:
+    """The worker for `queues` (short names), until SIGTERM or SIGINT."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_file)
     stop = asyncio.Event()
@@ -301,8 +336,9 @@ async def run() -> int:
             try:
                 await check_books(deps)
                 await record_at_start(deps.db, deps.authorizer, applied_by="worker")
-                await reconcile_schedules(client, deps)
-                await start_fx_backfill(client, deps)
+                await reconcile_schedules(client, deps, queues)
+                if REPORTS_QUEUE in queues:  # the import runs on the reports queue
+                    await start_fx_backfill(client, deps)
             except BooksMismatch as mismatch:
                 log.critical("%s", mismatch)
                 refused.append(mismatch)
@@ -318,8 +354,13 @@ async def run() -> int:
             delay = min(delay * 2, 60.0)
 
     schedules = asyncio.create_task(reconcile_until_done())
-    relay = asyncio.create_task(relay_outbox(deps, WorkflowEngine(settings.temporal, client), stop))
-    workers = build_workers(client, worker_plan(deps))
+    # The outbox holds approval and recurring-invoice starts: the approvals queue's processes deliver them.
+    relay = (
+        asyncio.create_task(relay_outbox(deps, WorkflowEngine(settings.temporal, client), stop))
+        if APPROVALS_QUEUE in queues
+        else None
+    )
+    workers = build_workers(client, worker_plan(deps, queues))
     watcher = asyncio.create_task(watch_policy_files(deps.authorizer, deps.db, applied_by="worker"))
     log.info("worker started on %s", [worker.task_queue for worker in workers])
     running = [asyncio.create_task(worker.run()) for worker in workers]
@@ -331,7 +372,8 @@ async def run() -> int:
     log.info("draining: finishing in-flight tasks")
     watcher.cancel()
     schedules.cancel()
-    relay.cancel()
+    if relay is not None:
+        relay.cancel()
     await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
     await asyncio.gather(*running, schedules, return_exceptions=True)
     stop_metrics()
@@ -350,6 +392,33 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
+def queue_names(value: str) -> tuple[str, ...]:
+    """`approvals,reports` -> ("approvals", "reports"); an unknown name is refused with the valid ones."""
+    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    unknown = [name for name in names if name not in TaskQueues.NAMES]
+    valid = f"choose one or more of {', '.join(TaskQueues.NAMES)}, comma-separated"
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown task queue {', '.join(map(repr, unknown))}: {valid}")
+    if not names:
+        raise argparse.ArgumentTypeError(f"no task queue named: {valid}")
+    return names
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Exits 2 (argparse's usage error) on an unknown queue name, naming the valid ones."""
+    parser = argparse.ArgumentParser(prog="worker.py", description="Run the Temporal workers.")
+    parser.add_argument(
+        "--queues",
+        type=queue_names,
+        default=TaskQueues.NAMES,
+        metavar="NAME[,NAME...]",
+        help=f"the task queues to serve, of {', '.join(TaskQueues.NAMES)} (default: all), with what belongs to them "
+        "(their schedules and background loops: see worker.py's docstring)",
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
+    arguments = parse_args(sys.argv[1:])
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        sys.exit(runner.run(run()))
+        sys.exit(runner.run(run(arguments.queues)))

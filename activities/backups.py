@@ -100,7 +100,7 @@ class BackupActivities:
 
     @property
     def server(self) -> pg.Connection:
-        return pg.connection_for(self.deps.settings.db.url)
+        return pg.connection_for(self.deps.settings.db.session_url)  # pg_dump needs a session (DATABASE_DIRECT_URL)
 
     async def pg_tools(self) -> pg.PgTools:
         """pg_dump/pg_restore of the server's major version (non-retryable failure when none is installed)."""

@@ -220,7 +220,9 @@ class ReportActivities:
         every = max(1.0, (info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 10.0)
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
             path = Path(folder) / filename
-            async with self.deps.db.transaction() as tx:
+            # The dataset is read on the read replica when there is one (DATABASE_READ_URL): a report's rows are
+            # what was committed a moment ago, and its long scan then takes nothing from the primary.
+            async with self.deps.reads.transaction() as tx:
                 await dataset.prepare(tx)  # the conversion rates, or a refusal naming the missing ones
                 meta = ReportMeta(
                     report_id=str(report.id),

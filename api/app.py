@@ -24,7 +24,7 @@ from api.routes import health
 from api.routes.attachments import upload_body_limit
 from api.trailing_slash import answer_both_slash_forms
 from core.authz import Authorizer
-from core.db import Database
+from core.db import Database, ReadDatabase
 from core.engine import WorkflowEngine
 from core.logging import configure_logging
 from core.mail import create_transport
@@ -174,13 +174,15 @@ def route_permissions(app: FastAPI) -> list[RoutePermission]:
 
 
 def build_services(settings: Settings, engine: WorkflowEngine | None = None) -> AppServices:
+    db = Database.connect(settings.db)
     return AppServices(
         settings=settings,
-        db=Database.connect(settings.db),
+        db=db,
         authorizer=Authorizer(settings.policy_dir),
         engine=engine or WorkflowEngine(settings.temporal),
         storage=create_storage(settings.storage),
         mail=create_transport(settings.smtp),
+        read_database=ReadDatabase.connect(settings.db, db),
     )
 
 
@@ -210,6 +212,7 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
                 await watcher
             if services is None:
                 await app.state.services.db.dispose()
+                await app.state.services.reads.dispose()
 
     docs = settings.serve_docs
     app = FastAPI(

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from api import idempotency
 from core.authz import Authorizer
-from core.db import Database, Tx
+from core.db import Database, ReadDatabase, Tx
 from core.engine import WorkflowEngine
 from core.logging import request_id_var
 from core.mail import MailTransport
@@ -45,6 +45,12 @@ class AppServices:
     engine: WorkflowEngine
     storage: ObjectStorage
     mail: MailTransport
+    # The read replica (DATABASE_READ_URL) for the dashboard's and analytics' figures; None: the primary.
+    read_database: ReadDatabase | None = None
+
+    @cached_property
+    def reads(self) -> ReadDatabase:
+        return self.read_database or ReadDatabase(self.db)
 
     @cached_property
     def database_gauges(self) -> DatabaseGauges:
@@ -120,6 +126,17 @@ async def _transaction(request: Request) -> AsyncIterator[Tx]:
 
 
 TxDep = Annotated[Tx, Depends(_transaction, scope="function")]
+
+
+async def _read_transaction(request: Request, tx: TxDep) -> AsyncIterator[Tx]:
+    """For figures that tolerate a replica's lag (the dashboard, analytics): a READ ONLY transaction on the read
+    replica, or, without one (or while it is unreachable), the request's own transaction. The caller's session is
+    still checked on the primary (`CurrentUser` uses TxDep), so a logout or demotion is never read late."""
+    async with services(request).reads.transaction(on_primary=tx) as read:
+        yield read
+
+
+ReadTxDep = Annotated[Tx, Depends(_read_transaction, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login")
 

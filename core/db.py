@@ -10,33 +10,46 @@ connection and the transaction on it; on that same transaction it offers
   models (accounts, reports, backups, notifications). It never commits by itself: the Tx does, after flushing it.
 
 So plain and ORM statements mix in one transaction, and nothing but `Tx` begins or ends one.
+
+Reads that tolerate a replica's lag (reports' datasets, the dashboard and analytics) go through `ReadDatabase`:
+DATABASE_READ_URL when set and reachable, else the primary (core/settings.py `DatabaseSettings`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import psycopg
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 from core.settings import DatabaseSettings
 from core.sql import Sql, configure_plain_statements
 
+log = logging.getLogger(__name__)
 
-def create_engine(settings: DatabaseSettings, *, pre_ping: bool = True) -> AsyncEngine:
+
+def create_engine(
+    settings: DatabaseSettings, *, pre_ping: bool = True, connect_timeout: int | None = None
+) -> AsyncEngine:
     """`pre_ping` tests each pooled connection before use (a round trip per checkout), so a request never fails on
     a connection the database dropped. Callers that retry anyway (the worker's activities) can go without it:
     the first statement on a dead connection fails, the whole pool is renewed, and the retry reconnects."""
+    # psycopg: prepare at the first execution (0), or never (None: behind a transaction-mode pooler).
+    connect_args: dict[str, Any] = {"prepare_threshold": 0 if settings.prepares_statements else None}
+    if connect_timeout is not None:
+        connect_args["connect_timeout"] = connect_timeout
     engine = create_async_engine(
         settings.async_url,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_pre_ping=pre_ping,
-        # psycopg: prepare at the first execution (0), or never (None).
-        connect_args={"prepare_threshold": 0 if settings.prepared_statements else None},
+        connect_args=connect_args,
         echo=settings.echo,
     )
     event.listen(engine.sync_engine, "connect", _configure_connection)
@@ -121,14 +134,16 @@ class Database:
         return cls(create_engine(settings, pre_ping=pre_ping))
 
     @asynccontextmanager
-    async def transaction(self, *, autocommit: bool = False) -> AsyncIterator[Tx]:
+    async def transaction(self, *, autocommit: bool = False, read_only: bool = False) -> AsyncIterator[Tx]:
         """One unit of work: committed when the block ends, rolled back when it raises; the connection goes back to
-        the pool either way."""
+        the pool either way. `read_only`: BEGIN READ ONLY, so PostgreSQL refuses any write in it."""
         connection = await self.engine.connect()
         try:
             if autocommit:
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
             else:
+                if read_only:  # reset when the connection goes back to the pool
+                    await connection.execution_options(postgresql_readonly=True)
                 await connection.begin()
             # The pooled connection is in hand already: no awaited (greenlet) call to fetch its driver connection.
             sync = connection.sync_connection
@@ -155,3 +170,61 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class ReadDatabase:
+    """Where reads that tolerate replication lag go: the replica (DATABASE_READ_URL) when one is configured and
+    answers, else the primary. The transactions it opens are READ ONLY on either, so a write that strays here fails
+    loudly on the primary too, not only on a real replica (a request's own transaction, handed in as `on_primary`,
+    stays what it is: a `read_only` route's, in autocommit).
+
+    The replica is given DATABASE_READ_CONNECT_TIMEOUT_SECONDS to accept a connection; when it does not, the read
+    runs on the primary (a warning says so) and the replica is left alone for DATABASE_READ_RETRY_SECONDS, so an
+    outage costs one timeout, not one per request. Only reaching it falls back: a statement that fails on the
+    replica fails the read, as it would on the primary."""
+
+    def __init__(self, primary: Database, replica: Database | None = None, *, retry_seconds: float = 30.0) -> None:
+        self.primary = primary
+        self.replica = replica
+        self.retry_seconds = retry_seconds
+        self._replica_down_until = 0.0
+
+    @classmethod
+    def connect(cls, settings: DatabaseSettings, primary: Database, *, pre_ping: bool = True) -> ReadDatabase:
+        replica_settings = settings.replica()
+        if replica_settings is None:
+            return cls(primary)
+        engine = create_engine(
+            replica_settings, pre_ping=pre_ping, connect_timeout=settings.read_connect_timeout_seconds
+        )
+        return cls(primary, Database(engine), retry_seconds=settings.read_retry_seconds)
+
+    @property
+    def replica_in_use(self) -> bool:
+        return self.replica is not None and time.monotonic() >= self._replica_down_until
+
+    @asynccontextmanager
+    async def transaction(self, *, on_primary: Tx | None = None) -> AsyncIterator[Tx]:
+        """A READ ONLY transaction on the replica, else on the primary: `on_primary` when given (a request's own
+        transaction, so a read without a replica takes no second connection), else a new one."""
+        async with AsyncExitStack() as stack:
+            tx: Tx | None = None
+            if self.replica is not None and self.replica_in_use:
+                try:
+                    tx = await stack.enter_async_context(self.replica.transaction(read_only=True))
+                except (OperationalError, psycopg.OperationalError) as error:
+                    self._replica_down_until = time.monotonic() + self.retry_seconds
+                    log.warning(
+                        "read replica unreachable (%s): reading from the primary for the next %.0f s",
+                        str(error.orig if isinstance(error, OperationalError) else error).strip(),
+                        self.retry_seconds,
+                    )
+            if tx is None:
+                tx = on_primary
+            if tx is None:
+                tx = await stack.enter_async_context(self.primary.transaction(read_only=True))
+            yield tx
+
+    async def dispose(self) -> None:
+        if self.replica is not None:
+            await self.replica.dispose()

@@ -34,7 +34,30 @@ def _config() -> SettingsConfigDict:
     )
 
 
+class DatabasePooler(StrEnum):
+    """What stands between the app and PostgreSQL at DATABASE_URL (and DATABASE_READ_URL)."""
+
+    NONE = "none"  # PostgreSQL itself, or a pooler in session mode: a connection is a session
+    TRANSACTION = "transaction"  # PgBouncer (or alike) in transaction mode: a server session per transaction only
+
+
 class DatabaseSettings(BaseSettings):
+    """Where the app's statements go.
+
+    - DATABASE_URL: every transaction (the API's requests, the activities, the CLI). May be a pooler in transaction
+      mode (PgBouncer `pool_mode = transaction`): then say so with DATABASE_POOLER=transaction, which turns off
+      server-side prepared statements (a prepared statement lives in one server session, and the pooler hands the
+      next transaction another one: 'prepared statement "_pg3_0" does not exist' / 'already exists').
+    - DATABASE_DIRECT_URL: what needs a session of its own, which a transaction-mode pooler cannot give: the
+      notification stream's `LISTEN` (it waits on one connection between transactions), pg_dump/pg_restore for the
+      backups and drills (session `SET`s, a snapshot), and the migrations. PostgreSQL itself or a session-mode pool.
+      Unset: DATABASE_URL; with DATABASE_POOLER=transaction it must be set.
+    - DATABASE_READ_URL (optional): a read replica for the reads that tolerate its lag: the report activities'
+      datasets and the dashboard and analytics figures (never the caller's session check, never a write: those
+      transactions are READ ONLY). Unset: the primary. When it cannot be reached, reads go to the primary, with a
+      warning, and the replica is tried again after DATABASE_READ_RETRY_SECONDS (core/db.py `ReadDatabase`).
+    """
+
     model_config = _config()
     url: str = Field(default="", validation_alias="DATABASE_URL")
     pool_size: int = Field(default=10, ge=1, validation_alias="DATABASE_POOL_SIZE")
@@ -42,14 +65,56 @@ class DatabaseSettings(BaseSettings):
     # server process per use): size the pool for the steady load and keep this for bursts.
     max_overflow: int = Field(default=10, ge=0, validation_alias="DATABASE_MAX_OVERFLOW")
     echo: bool = Field(default=False, validation_alias="DATABASE_ECHO")
+    pooler: DatabasePooler = Field(default=DatabasePooler.NONE, validation_alias="DATABASE_POOLER")
     # Server-side prepared statements from a statement's first use (parsed and planned once per connection: a
-    # tenth less CPU per approval, docs/benchmarks.md). Turn off behind a pooler in transaction mode (PgBouncer).
-    prepared_statements: bool = Field(default=True, validation_alias="DATABASE_PREPARED_STATEMENTS")
+    # tenth less CPU per approval, docs/benchmarks.md). Unset: on, unless DATABASE_POOLER=transaction. Set it true
+    # behind a pooler only when the pooler keeps protocol-level prepared statements itself (PgBouncer >= 1.21 with
+    # max_prepared_statements > 0); `prepares_statements` is the one rule.
+    prepared_statements: bool | None = Field(default=None, validation_alias="DATABASE_PREPARED_STATEMENTS")
+    direct_url: str = Field(default="", validation_alias="DATABASE_DIRECT_URL")
+    read_url: str = Field(default="", validation_alias="DATABASE_READ_URL")
+    # How long a read waits to reach the replica before it goes to the primary (libpq's minimum is 2 seconds).
+    read_connect_timeout_seconds: int = Field(
+        default=2, ge=2, le=60, validation_alias="DATABASE_READ_CONNECT_TIMEOUT_SECONDS"
+    )
+    # After the replica could not be reached, reads stay on the primary this long before it is tried again.
+    read_retry_seconds: float = Field(default=30.0, ge=0, le=3600, validation_alias="DATABASE_READ_RETRY_SECONDS")
+
+    @model_validator(mode="after")
+    def _refuse_listen_through_a_transaction_pooler(self) -> DatabaseSettings:
+        if self.pooler == DatabasePooler.TRANSACTION and self.url and not self.direct_url:
+            raise ValueError(
+                "DATABASE_POOLER=transaction needs DATABASE_DIRECT_URL: the notification stream's LISTEN, the "
+                "backups and the migrations need a session of their own, which a transaction-mode pooler does not "
+                "keep (PostgreSQL itself, or a session-mode pool)"
+            )
+        return self
+
+    @property
+    def prepares_statements(self) -> bool:
+        if self.prepared_statements is not None:
+            return self.prepared_statements
+        return self.pooler != DatabasePooler.TRANSACTION
 
     @property
     def async_url(self) -> str:
         """The URL with the psycopg 3 driver, whatever scheme the operator wrote."""
         return to_psycopg_url(self.url)
+
+    @property
+    def session_url(self) -> str:
+        """DATABASE_DIRECT_URL, else DATABASE_URL, as the operator wrote it: for what needs a session."""
+        return self.direct_url or self.url
+
+    @property
+    def session_async_url(self) -> str:
+        return to_psycopg_url(self.session_url)
+
+    def replica(self) -> DatabaseSettings | None:
+        """These settings on the read replica, or None when DATABASE_READ_URL is unset."""
+        if not self.read_url:
+            return None
+        return self.model_copy(update={"url": self.read_url, "read_url": ""})
 
 
 class TemporalSettings(BaseSettings):

@@ -28,6 +28,8 @@ def search_attribute_flags(keys: Iterable[SearchAttributeKey[Any]]) -> list[str]
 
 
 class TaskQueues:
+    NAMES = (APPROVALS_QUEUE, REPORTS_QUEUE, BACKUPS_QUEUE)  # what `worker.py --queues` takes
+
     def __init__(self, prefix: str) -> None:
         self.approvals = task_queue_name(prefix, APPROVALS_QUEUE)
         self.reports = task_queue_name(prefix, REPORTS_QUEUE)

@@ -33,7 +33,7 @@ def _url() -> str:
     settings = DatabaseSettings()
     if not settings.url:
         raise SystemExit("DATABASE_URL is not set")
-    return settings.async_url
+    return settings.session_async_url  # DDL and its locks belong on a session of their own (DATABASE_DIRECT_URL)
 
 
 def run_migrations_offline() -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.deps import Authorize, Grant, ReadTxDep, ServicesDep, read_only
 from api.etags import ConditionalGet
 from domain.analytics import service
 from domain.analytics.schemas import (
@@ -57,7 +57,7 @@ def _today() -> date:
 @read_only
 async def get_trends(
     grant: Reader,
-    tx: TxDep,
+    tx: ReadTxDep,
     services: ServicesDep,
     _etag: ConditionalGet,
     months: Months = 12,
@@ -83,7 +83,7 @@ async def get_trends(
 @read_only
 async def get_approval_performance(
     grant: Reader,
-    tx: TxDep,
+    tx: ReadTxDep,
     services: ServicesDep,
     _etag: ConditionalGet,
     months: Months = 12,
@@ -101,7 +101,7 @@ async def get_approval_performance(
 @read_only
 async def get_budget_burn(
     grant: Reader,
-    tx: TxDep,
+    tx: ReadTxDep,
     services: ServicesDep,
     _etag: ConditionalGet,
     as_of: Annotated[
@@ -125,7 +125,7 @@ async def get_budget_burn(
 )
 @read_only
 async def get_receivables(
-    grant: Reader, tx: TxDep, services: ServicesDep, _etag: ConditionalGet
+    grant: Reader, tx: ReadTxDep, services: ServicesDep, _etag: ConditionalGet
 ) -> ReceivablesAnalytics:
     settings = services.settings
     return await service.receivables(
@@ -142,7 +142,7 @@ async def get_receivables(
 @read_only
 async def get_cash_forecast(
     grant: Reader,
-    tx: TxDep,
+    tx: ReadTxDep,
     services: ServicesDep,
     _etag: ConditionalGet,
     cash_on_hand: Annotated[

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.deps import Authorize, Grant, ReadTxDep, ServicesDep, read_only
 from api.etags import ConditionalGet
 from domain.dashboard import service
 from domain.dashboard.schemas import DashboardPeriod, Kpi, Overview, Receivables
@@ -25,7 +25,7 @@ Reader = Annotated[Grant, Depends(Authorize("dashboard", "read"))]
 @read_only
 async def get_overview(
     grant: Reader,
-    tx: TxDep,
+    tx: ReadTxDep,
     services: ServicesDep,
     _etag: ConditionalGet,
     period: Annotated[DashboardPeriod, Query(description="calendar month, quarter or year containing today (UTC)")] = (
@@ -52,7 +52,7 @@ async def get_overview(
 @read_only
 async def get_receivables(
     grant: Reader,
-    tx: TxDep,
+    tx: ReadTxDep,
     services: ServicesDep,
     _etag: ConditionalGet,
     period: Annotated[
@@ -81,7 +81,7 @@ async def get_receivables(
 @read_only
 async def get_kpi(
     grant: Reader,
-    tx: TxDep,
+    tx: ReadTxDep,
     services: ServicesDep,
     _etag: ConditionalGet,
     months: Annotated[int, Query(ge=1, le=60, description="months back, the current one included")] = 12,

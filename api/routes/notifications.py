@@ -100,7 +100,8 @@ def notification_feed(request: Request, services: ServicesDep) -> NotificationFe
     """This process's feed (one LISTEN connection, opened while someone is subscribed)."""
     feed: NotificationFeed | None = getattr(request.app.state, "notification_feed", None)
     if feed is None:
-        feed = NotificationFeed(libpq_url(services.settings.db.async_url))
+        # LISTEN waits on one connection between transactions: DATABASE_DIRECT_URL, never a transaction pooler.
+        feed = NotificationFeed(libpq_url(services.settings.db.session_async_url))
         request.app.state.notification_feed = feed
     return feed
 

@@ -76,7 +76,7 @@ async def plan_restore(
     row: Backup | None = None
     if backup_id is not None or key:
         try:
-            async with one_off_transaction(settings.db.async_url) as tx:
+            async with one_off_transaction(settings.db.session_async_url) as tx:
                 query = select(Backup).where(Backup.id == backup_id if backup_id else Backup.storage_key == key)
                 row = await tx.session.scalar(query)
         except Exception as error:
@@ -98,7 +98,7 @@ async def restore(settings: Settings, storage: ObjectStorage, plan: RestorePlan,
     tables) on the DATABASE_URL server, then compare with the manifest and verify the audit chain; check the
     receipts' files in the backup set and put back those missing from the storage."""
     pg.check_database_name(database)
-    server = pg.connection_for(settings.db.url)
+    server = pg.connection_for(settings.db.session_url)  # pg_restore needs a session: never a transaction pooler
     admin = server.with_database("postgres")
     tools = await asyncio.to_thread(pg.find_pg_tools, await pg.server_major_of(admin), settings.backups.pg_bin_dir)
     target = server.with_database(database)
