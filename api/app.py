@@ -14,9 +14,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from api.compression import JsonGZipMiddleware
+from api.contract import complete_contract, serve_options
 from api.deps import AppServices, declared_permission, is_read_only
 from api.docs import declare_password_sign_in, serve_docs
-from api.errors import COMMON_ERROR_RESPONSES, install_error_handlers
+from api.errors import install_error_handlers
 from api.etags import ConditionalGetMiddleware, declare_conditional_gets
 from api.middleware import RequestContextMiddleware
 from api.operation_ids import check_operation_ids, operation_id
@@ -212,7 +213,6 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         docs_url=None,  # FastAPI's pages load from a CDN: api/docs.py serves the same ones from local files
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
-        responses=COMMON_ERROR_RESPONSES,
         generate_unique_id_function=operation_id,  # <resource>-<action>, for generated clients (api/operation_ids.py)
     )
     # Innermost first: ?fields= and ETags on the body the route made, then gzip (api/etags.py, api/compression.py).
@@ -249,6 +249,9 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
     answer_both_slash_forms(app)
     declare_password_sign_in(app, token_url=f"{API_PREFIX}/auth/login")
     declare_conditional_gets(api_routes(app))  # 304 and ETag where If-None-Match is taken (api/etags.py)
+    # Statuses, headers, error shape and links derived from each route; OPTIONS and Allow (api/contract.py).
+    complete_contract(app, api_routes(app))
+    serve_options(app, api_routes(app))
     if docs:
         serve_docs(app)
     return app

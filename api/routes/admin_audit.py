@@ -16,6 +16,7 @@ from api.deps import Authorize, Grant, ServicesDep, TxDep
 from domain.audit.queries import AuditFilter, search, stream_rows
 from domain.audit.schemas import CSV_COLUMNS, AuditEntryOut, AuditPageOut, ChainVerdictOut
 from domain.audit.service import verify_chain
+from domain.dates import Instant
 from domain.reports.renderers import spreadsheet_text
 
 router = APIRouter(prefix="/admin/audit", tags=["audit"])
@@ -63,8 +64,8 @@ async def list_audit(
     action: Annotated[str | None, Query(max_length=60)] = None,
     resource_type: Annotated[str | None, Query(max_length=40)] = None,
     resource_id: Annotated[str | None, Query(max_length=64)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     output: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 
+from domain.json_numbers import BodyId
 from domain.models import Role
 
 # 8 to 128 characters, every one of them counts (core.security pre-hashes before bcrypt's 72-byte cut).
@@ -60,7 +62,7 @@ class UserCreate(BaseModel):
     full_name: FullName
     password: Password
     role: Role = Role.EMPLOYEE
-    manager_id: int = Field(description="every user but a superadmin reports to a manager")
+    manager_id: BodyId = Field(description="every user but a superadmin reports to a manager")
 
 
 class UserUpdate(BaseModel):
@@ -68,12 +70,12 @@ class UserUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailStr | None = None
-    username: Username | None = None
-    full_name: FullName | None = None
-    role: Role | None = None
-    manager_id: int | None = None
-    is_active: bool | None = None
+    email: EmailStr | SkipJsonSchema[None] = None
+    username: Username | SkipJsonSchema[None] = None
+    full_name: FullName | SkipJsonSchema[None] = None
+    role: Role | SkipJsonSchema[None] = None
+    manager_id: BodyId | None = None
+    is_active: StrictBool | SkipJsonSchema[None] = None
 
 
 class MeUpdate(BaseModel):
