@@ -125,10 +125,10 @@ def api_routes(app: FastAPI) -> Iterator[Any]:
                     yield context
 
 
-def _dependency_calls(dependant: Any) -> Iterator[object]:
+def dependency_calls(dependant: Any) -> Iterator[object]:
     for dependency in dependant.dependencies:
         yield dependency.call
-        yield from _dependency_calls(dependency)
+        yield from dependency_calls(dependency)
 
 
 def check_read_only_routes_only_read(app: FastAPI) -> None:
@@ -147,7 +147,7 @@ def check_every_route_declares_permission(app: FastAPI) -> None:
     missing = [
         f"{sorted(route.methods)} {route.path}"
         for route in api_routes(app)
-        if declared_permission(list(_dependency_calls(route.dependant))) is None
+        if declared_permission(list(dependency_calls(route.dependant))) is None
     ]
     if missing:
         raise UndeclaredPermissionError("routes without a declared permission: " + "; ".join(missing))

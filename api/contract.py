@@ -35,7 +35,8 @@ from starlette.routing import Route
 
 from api.deps import Authorize, is_rate_limited, is_read_only
 from api.errors import ErrorBody, error_response
-from api.etags import ETAG_HEADER, conditional_get
+from api.etags import ETAG_HEADER
+from api.trailing_slash import other_form
 
 WRITES = {"post", "put", "patch", "delete"}
 _METHODS = ("get", "put", "post", "patch", "delete")
@@ -330,26 +331,14 @@ def _declare_links(schema: dict[str, Any]) -> None:
 # --- OPTIONS and Allow ---------------------------------------------------------------------------------------------
 
 
-def documented_methods(schema: dict[str, Any]) -> dict[str, list[str]]:
-    """Each documented path and its methods, as Allow lists them (OPTIONS too: every path answers it)."""
-    methods: dict[str, list[str]] = defaultdict(list)
-    for path, method, _ in _operations(schema):
-        methods[path].append(method.upper())
-    return {path: [*sorted(found), "OPTIONS"] for path, found in methods.items()}
-
-
 def _allow_for(app: FastAPI, scope: Any) -> str | None:
     """The Allow of the documented path a request's path is (in either slash form), or None."""
     for route in app.state.contract_paths:
-        for candidate in (scope, {**scope, "path": _other_form(scope["path"])}):
+        for candidate in (scope, {**scope, "path": other_form(scope["path"])}):
             match, _ = route.matches({**candidate, "method": "OPTIONS"})
             if match.name == "FULL":
                 return ", ".join(route.methods_allowed)
     return None
-
-
-def _other_form(path: str) -> str:
-    return path.rstrip("/") if path.endswith("/") else f"{path}/"
 
 
 class _PathMethods(Route):
@@ -415,6 +404,3 @@ def complete_contract(app: FastAPI, routes: Iterable[Any]) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-__all__ = ["complete_contract", "conditional_get", "derived_links", "derived_statuses", "serve_options"]

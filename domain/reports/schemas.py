@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, JsonValue, field_va
 from pydantic.json_schema import SkipJsonSchema
 
 from domain.dates import BusinessDate
+from domain.entries.schemas import Category
 from domain.json_numbers import BodyId
 from domain.money import CurrencyCode
 
@@ -71,7 +73,7 @@ TITLES: dict[ReportType, str] = {
     ReportType.RECEIVABLES: "Receivables aging",
 }
 
-_Name = Annotated[str, Field(min_length=1, max_length=100)]
+_Name = Category  # an entry category: no NUL, not blank, 100 characters at most
 
 
 class ReportFilters(BaseModel):
@@ -166,7 +168,7 @@ class ReportPage(BaseModel):
 # In the document: the IANA names this machine knows, and a cron expression's five fields (its values are the
 # workflow engine's to judge).
 ZONES: list[JsonValue] = [*sorted(available_timezones())]
-CRON_PATTERN = r"^\s*\S+(?:\s+\S+){4}\s*$"
+CRON_PATTERN = r"^[ \t]*[!-~]+(?:[ \t]+[!-~]+){4}[ \t]*$"  # five fields of printable ASCII
 
 
 def _check_timezone(value: str) -> str:
@@ -179,7 +181,7 @@ def _check_timezone(value: str) -> str:
 
 def _check_cron(value: str) -> str:
     fields = value.split()
-    if len(fields) != 5:
+    if len(fields) != 5 or not re.match(CRON_PATTERN, value):
         raise ValueError("cron must have five fields: minute hour day-of-month month day-of-week")
     return " ".join(fields)
 

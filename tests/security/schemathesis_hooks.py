@@ -75,8 +75,10 @@ ALLOWED = (
     Allowed(
         SCHEMA_VALID_REJECTED,
         422,
-        r"addresses of the organisation|needs an expense or a revenue account|is an? \w+ account",
-        "what the organisation's domains are, and which type an account has: data, not shape",
+        r"addresses of the organisation|needs an expense or a revenue account|is an? \w+ account|nobody above you in "
+        r"the manager tree|needs DATEV_",
+        "what the organisation's domains are, which type an account has, who is above the caller, which exports are "
+        "configured (DATEV's numbers are settings): data, not shape",
     ),
     Allowed(
         SCHEMA_VALID_REJECTED,
@@ -112,7 +114,7 @@ ALLOWED = (
     Allowed(
         SCHEMA_VALID_REJECTED,
         422,
-        r"the workflow engine refused the schedule|the file is empty|one file per request",
+        r"the workflow engine refused the schedule|the file is empty|one file per request|not a receipt type",
         "what a cron expression's fields may hold is the workflow engine's judgement; an upload's bytes are judged "
         "as they arrive",
     ),
@@ -126,7 +128,8 @@ ALLOWED = (
     Allowed(
         SCHEMA_VALID_REJECTED,
         422,
-        r"applies to the ledger only|not for (receivables|budget_vs_actual)|needs a scope|mapped twice",
+        r"applies to the ledger only|does not apply to|not for (receivables|budget_vs_actual)|needs a scope|"
+        r"mapped twice",
         "which filters a report type takes, a budget's scope (one of two fields), one account per mapping: rules "
         "across fields",
     ),
