@@ -8,19 +8,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
-_ANY_JSON: dict[str, Any] = {"schema": {}}  # a file in JSON (a report's data) is a document, not a string
 
 
 def file_responses(
     media_types: Iterable[str], others: Mapping[int, str], description: str = "the file"
 ) -> dict[int | str, dict[str, Any]]:
     """The `responses` of a file download: the 200 with its types, and each other status with its description."""
-    content = {
-        "application/octet-stream": _BINARY,
-        **{
-            media.split(";")[0]: _ANY_JSON if media.startswith("application/json") else _BINARY for media in media_types
-        },
-    }
+    content = {"application/octet-stream": _BINARY, **{media.split(";")[0]: _BINARY for media in media_types}}
     return {200: {"description": description, "content": content}, **{
         status: {"description": text} for status, text in others.items()
     }}  # fmt: skip
