@@ -51,8 +51,9 @@ class _StorableText:
 
 
 NO_NUL_PATTERN = "^[^\\u0000]*$"
-# Something besides blanks, and no NUL (no lookahead: generators draw from lookaheads slowly).
-NOT_BLANK_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+# Something besides blanks, and no NUL (no lookahead: generators draw from lookaheads slowly). Blanks as Python's
+# strip() has them: ECMA's \\s and the separators U+001C to U+001F and U+0085.
+NOT_BLANK_PATTERN = "^[^\\u0000]*[^\\s\\u0000\\u001c-\\u001f\\u0085][^\\u0000]*$"
 Storable = _StorableText()
 Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Storable]

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
+from domain.entries.schemas import Storable
 from domain.json_numbers import BodyId
 from domain.models import Role
 
@@ -28,7 +29,7 @@ def password_length_problem(password: str) -> str | None:
 
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{3,64}$", to_lower=True)]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
 
 
 class UserOut(BaseModel):
