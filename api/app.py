@@ -14,9 +14,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from api.compression import JsonGZipMiddleware
+from api.contract import complete_contract, serve_options
 from api.deps import AppServices, Authorize, declared_permission, is_read_only
 from api.docs import declare_password_sign_in, serve_docs
-from api.errors import COMMON_ERROR_RESPONSES, install_error_handlers
+from api.errors import install_error_handlers
 from api.etags import ConditionalGetMiddleware, declare_conditional_gets
 from api.middleware import RequestContextMiddleware
 from api.operation_ids import check_operation_ids, operation_id
@@ -132,10 +133,10 @@ def api_routes(app: FastAPI) -> Iterator[Any]:
                     yield context
 
 
-def _dependency_calls(dependant: Any) -> Iterator[object]:
+def dependency_calls(dependant: Any) -> Iterator[object]:
     for dependency in dependant.dependencies:
         yield dependency.call
-        yield from _dependency_calls(dependency)
+        yield from dependency_calls(dependency)
 
 
 def check_read_only_routes_only_read(app: FastAPI) -> None:
@@ -154,7 +155,7 @@ def check_every_route_declares_permission(app: FastAPI) -> None:
     missing = [
         f"{sorted(route.methods)} {route.path}"
         for route in api_routes(app)
-        if declared_permission(list(_dependency_calls(route.dependant))) is None
+        if declared_permission(list(dependency_calls(route.dependant))) is None
     ]
     if missing:
         raise UndeclaredPermissionError("routes without a declared permission: " + "; ".join(missing))
@@ -165,7 +166,7 @@ def route_permissions(app: FastAPI) -> list[RoutePermission]:
     Built from the app object alone, without starting it: the policy preview's CLI builds one for this."""
     table: list[RoutePermission] = []
     for route in api_routes(app):
-        declared = declared_permission(list(_dependency_calls(route.dependant)))
+        declared = declared_permission(list(dependency_calls(route.dependant)))
         if not isinstance(declared, Authorize):
             continue
         for method in sorted(route.methods - {"HEAD"}):
@@ -223,7 +224,6 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         docs_url=None,  # FastAPI's pages load from a CDN: api/docs.py serves the same ones from local files
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
-        responses=COMMON_ERROR_RESPONSES,
         generate_unique_id_function=operation_id,  # <resource>-<action>, for generated clients (api/operation_ids.py)
     )
     # Innermost first: ?fields= and ETags on the body the route made, then gzip (api/etags.py, api/compression.py).
@@ -260,6 +260,9 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
     answer_both_slash_forms(app)
     declare_password_sign_in(app, token_url=f"{API_PREFIX}/auth/login")
     declare_conditional_gets(api_routes(app))  # 304 and ETag where If-None-Match is taken (api/etags.py)
+    # Statuses, headers, error shape and links derived from each route; OPTIONS and Allow (api/contract.py).
+    complete_contract(app, api_routes(app))
+    serve_options(app, api_routes(app))
     if docs:
         serve_docs(app)
     return app

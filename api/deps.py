@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 
@@ -31,8 +31,14 @@ from domain.models import User
 from domain.users.caller import load_user
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# A row's id in a path: 1 or more, and no more than its column holds (BIGINT; INTEGER for the few tables declared
+# with it, report schedules and backups), so a larger number is a 422 saying so, not a database error.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+SmallRowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _READ_ONLY = "__read_only_route__"
 _KEY_ONLY = "__writes_only_its_idempotency_key__"
+_RATE_LIMITED = "__rate_limited_route__"
 
 
 @dataclass
@@ -100,6 +106,17 @@ def read_only(endpoint: F) -> F:
 
 def is_read_only(endpoint: object) -> bool:
     return getattr(endpoint, _READ_ONLY, False) is True
+
+
+def rate_limited(endpoint: F) -> F:
+    """Mark a route that counts attempts against a rate limit (domain/auth/rate_limits.py): it may answer 429 with
+    Retry-After, which the OpenAPI document then declares (api/contract.py)."""
+    setattr(endpoint, _RATE_LIMITED, True)
+    return endpoint
+
+
+def is_rate_limited(endpoint: object) -> bool:
+    return getattr(endpoint, _RATE_LIMITED, False) is True
 
 
 def writes_only_its_idempotency_key(endpoint: F) -> F:

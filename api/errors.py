@@ -12,7 +12,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -55,21 +55,24 @@ _CODE_BY_STATUS = {
 
 
 class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any] | list[Any] | None = None
+    code: str = Field(description="stable and machine-readable: `validation_failed`, `invalid_state`, ...")
+    message: str = Field(description="for people: what was wrong, and what to do")
+    details: dict[str, Any] | list[Any] | None = Field(
+        description="more about it where there is more: the invalid fields of a 422, the current version of a 412"
+    )
 
 
 class ErrorBody(BaseModel):
-    """The body of every error response."""
+    """The body of every error response (the OpenAPI document refers every 4xx and 5xx to it: api/contract.py)."""
 
     error: ErrorDetail
-    request_id: str | None = None
+    request_id: str | None = Field(description="this request's id (the X-Request-ID header), for the logs")
 
 
 def error_response(status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None):
-    body = {"error": {"code": code, "message": message, "details": details}, "request_id": request_id_var.get()}
-    return JSONResponse(status_code=status, content=body, headers=headers)
+    # Through the model the OpenAPI document declares, so what is sent is what is documented.
+    body = ErrorBody(error=ErrorDetail(code=code, message=message, details=details), request_id=request_id_var.get())
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"), headers=headers)
 
 
 _LOGGED_FLAG = "_finance_ops_logged"
@@ -109,9 +112,15 @@ def _clean_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]
     return cleaned
 
 
+# Every 503 says when to try again (nothing was changed): the engine or the mail server away, a transaction aborted.
+RETRY_UNAVAILABLE_SECONDS = 1
+
+
 def _domain_response(exc: errors.DomainError) -> JSONResponse:
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
     status = status_for(exc)
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_UNAVAILABLE_SECONDS)}
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return error_response(status, exc.code, exc.message, exc.details or None, headers)
@@ -146,14 +155,16 @@ def install_error_handlers(app: FastAPI) -> None:
             message = (
                 "the database aborted this request to resolve a conflict with another; nothing was changed, try again"
             )
-            return error_response(503, errors.ServiceUnavailable.code, message, headers={"Retry-After": "1"})
+            retry = {"Retry-After": str(RETRY_UNAVAILABLE_SECONDS)}
+            return error_response(503, errors.ServiceUnavailable.code, message, headers=retry)
         raise exc
 
     @app.exception_handler(EngineUnavailable)
     async def _engine_away(_: Request, exc: EngineUnavailable) -> JSONResponse:
         # Raised before anything was recorded or sent: the action changed nothing and may simply be tried again.
         message = "the workflow engine is unreachable; nothing was changed, try again shortly"
-        return error_response(503, errors.ServiceUnavailable.code, message)
+        retry = {"Retry-After": str(RETRY_UNAVAILABLE_SECONDS)}
+        return error_response(503, errors.ServiceUnavailable.code, message, headers=retry)
 
     @app.exception_handler(ScheduleRefused)
     async def _schedule_refused(_: Request, exc: ScheduleRefused) -> JSONResponse:
@@ -196,11 +207,3 @@ def _unstorable_response(error: BaseException | None) -> JSONResponse:
     diag = getattr(error, "diag", None)
     reason = str((diag and diag.message_primary) or error).split("\n")[0]
     return error_response(422, "validation_failed", f"a value in the request cannot be stored: {reason}")
-
-
-# Documented on every route so clients (and schema-based tests) know the error shape.
-COMMON_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": code.replace("_", " ")}
-    for status, code in _CODE_BY_STATUS.items()
-    if status in (401, 403, 404, 409, 412, 413, 422, 428, 429, 503)
-}

@@ -6,6 +6,7 @@ fields of each item, before the ETag is computed and the body compressed. The it
 kept, so a client can match a sparse item to the one it holds.
 """
 
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
@@ -31,6 +32,10 @@ def fields_of(
     always = frozenset(identity)
     if not always <= set(names):
         raise ValueError(f"{item.__name__} has no field(s) {sorted(always - set(names))}")
+    # The names, comma-separated: in the document as a pattern, so a client (and a generator) sends only those. The
+    # check below says which name is unknown, in words.
+    name = " *(?:" + "|".join(re.escape(name) for name in names) + ") *"
+    pattern = f"^{name}(?:,{name})*$"
     description = (
         "comma-separated item fields to return (the others are left out of each item; "
         f"{', '.join(sorted(always))} always come): {', '.join(names)}"
@@ -38,7 +43,10 @@ def fields_of(
 
     async def chosen_fields(
         request: Request,
-        fields: Annotated[str | None, Query(max_length=MAX_LENGTH, description=description)] = None,
+        fields: Annotated[
+            str | None,
+            Query(max_length=MAX_LENGTH, description=description, json_schema_extra={"pattern": pattern}),
+        ] = None,
     ) -> frozenset[str] | None:
         if fields is None:
             return None

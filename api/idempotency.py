@@ -20,6 +20,7 @@ IdempotencyKey = Annotated[
     Header(
         alias=HEADER,
         max_length=service.MAX_KEY_LENGTH,
+        pattern=service.KEY_PATTERN.pattern,
         description="repeat the request with the same key to get the first answer again (never a second effect)",
     ),
 ]

@@ -19,7 +19,7 @@ CENT = Decimal("0.01")
 MAX_PLACES = 4  # ISO 4217's largest minor unit (CLF, UYW)
 # Plain decimal notation only: no exponent, no NaN/Infinity, no thousands separators.
 # Fifteen digits before the point: what NUMERIC(19, 4) holds.
-_AMOUNT_PATTERN = re.compile(r"^-?\d{1,15}(\.\d{1,4})?$")
+_AMOUNT_PATTERN = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,4})?$")  # ASCII digits only (`\d` takes any script's)
 
 
 @functools.cache
@@ -35,6 +35,24 @@ def minor_units(currency: str) -> int | None:
 def is_currency(code: str) -> bool:
     """A currency money can be kept in: known to ISO 4217, with minor units."""
     return len(code) == 3 and minor_units(code) is not None
+
+
+# Every code money can be kept in, for the OpenAPI document's enum.
+CURRENCIES = tuple(sorted(currency.code for currency in Currency if currency.exponent is not None))
+
+
+def _currency_code(value: Any) -> str:
+    if not isinstance(value, str) or not is_currency(code := value.strip().upper()):
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code with minor units (such as EUR, USD, JPY)")
+    return code
+
+
+# In requests: an ISO 4217 code with minor units, in any case (`usd` is USD); the document lists them.
+CurrencyCode = Annotated[
+    str,
+    BeforeValidator(_currency_code),
+    WithJsonSchema({"type": "string", "enum": list(CURRENCIES), "description": "ISO 4217, with minor units"}),
+]
 
 
 def places_of(amount: Decimal) -> int:
@@ -120,15 +138,29 @@ def plain_str(amount: Decimal) -> str:
 _amount_schema = WithJsonSchema(
     {"type": "string", "pattern": r"^-?\d+(\.\d{1,4})?$", "examples": ["125.00", "1250", "12.345"]}
 )
-_money_input_schema = WithJsonSchema(
-    {
-        "anyOf": [
-            {"type": "string", "pattern": r"^\d{1,15}(\.\d{1,4})?$"},
-            {"type": "number", "exclusiveMinimum": 0, "multipleOf": 0.0001},
-        ],
-        "examples": ["125.00"],
-    }
-)
+_LARGEST = 999_999_999_999_999.9999  # fifteen digits and four places: what NUMERIC(19, 4) holds
+
+
+def decimal_input_schema(
+    *, positive: bool, integer_digits: int = 15, maximum: float = _LARGEST, pattern: str | None = None
+) -> WithJsonSchema:
+    """A decimal a client sends, as a string (or a number) of at most `integer_digits` digits and four places; more
+    than 0 when `positive` (the string then has a digit other than 0: a lookahead, as JSON Schema has no minimum
+    for strings)."""
+    nonzero = "(?=.*[1-9])" if positive else ""
+    bound = {"exclusiveMinimum": 0} if positive else {"minimum": 0}
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": pattern or rf"^{nonzero}[0-9]{{1,{integer_digits}}}(\.[0-9]{{1,4}})?$"},
+                {"type": "number", **bound, "maximum": maximum, "multipleOf": 0.0001},
+            ],
+            "examples": ["125.00"],
+        }
+    )
+
+
+_money_input_schema = decimal_input_schema(positive=True)
 
 # In responses: an amount already in its currency's minor units (JPY "1250", USD "125.00", BHD "12.345").
 AmountOut = Annotated[Decimal, PlainSerializer(plain_str, return_type=str), _amount_schema]

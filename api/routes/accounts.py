@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
-from api.deps import Authorize, Grant, TxDep, read_only
+from api.deps import Authorize, Grant, RowId, TxDep, read_only
 from api.listing import listing_of
 from domain.ledger import accounts, mappings
 from domain.ledger.schemas import (
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/accounts", tags=["ledger"])
 Read = Annotated[Grant, Depends(Authorize("account", "read"))]
 Create = Annotated[Grant, Depends(Authorize("account", "create"))]
 Update = Annotated[Grant, Depends(Authorize("account", "update"))]
-AccountId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+AccountId = RowId
 
 
 # The mapping's routes before /{account_id}: "mappings" is no account id.
@@ -66,13 +66,13 @@ async def list_accounts(
     return await accounts.page(tx, type, active, limit, offset, cursor)
 
 
-@router.get("/{account_id}", summary="One account")
+@router.get("/{account_id:int}", summary="One account")
 @read_only
 async def get_account(account_id: AccountId, tx: TxDep, grant: Read) -> AccountOut:
     return await accounts.get(tx, account_id)
 
 
-@router.patch("/{account_id}", summary="Change an account")
+@router.patch("/{account_id:int}", summary="Change an account")
 async def update_account(account_id: AccountId, body: AccountUpdate, tx: TxDep, grant: Update) -> AccountOut:
     """Journals already frozen keep the code and name they were written with. 409 when the new code is taken, or
     when a mapped account would no longer fit its role or would be deactivated (change the mapping first)."""

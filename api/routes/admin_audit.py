@@ -17,6 +17,7 @@ from api.listing import listing_of
 from domain.audit.queries import AuditFilter, search, stream_rows
 from domain.audit.schemas import CSV_COLUMNS, AuditEntryOut, AuditPageOut, ChainVerdictOut
 from domain.audit.service import verify_chain
+from domain.dates import Instant
 from domain.pagination import Cursor, Pager
 from domain.reports.renderers import spreadsheet_text
 
@@ -66,8 +67,8 @@ async def list_audit(
     action: Annotated[str | None, Query(max_length=60)] = None,
     resource_type: Annotated[str | None, Query(max_length=40)] = None,
     resource_id: Annotated[str | None, Query(max_length=64)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     output: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",

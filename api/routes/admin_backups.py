@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep
+from api.deps import Authorize, Grant, ServicesDep, SmallRowId, TxDep
 from api.listing import listing_of
 from core.engine import EngineUnavailable
 from domain.backups import service
@@ -19,7 +19,7 @@ from workflows.contracts import BackupInput, DrillInput, backup_workflow_id, res
 
 router = APIRouter(prefix="/admin/backups", tags=["backups"])
 ManageBackups = Annotated[Grant, Depends(Authorize("backup", "manage"))]
-BackupId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+BackupId = SmallRowId
 _UNREACHABLE = "the workflow engine was unreachable; try again shortly"
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, status
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep, writes_only_its_idempotency_key
+from api.deps import Authorize, Grant, RowId, ServicesDep, TxDep, writes_only_its_idempotency_key
 from api.idempotency import IdempotencyKey, replayed
 from api.listing import listing_of
 from domain.approvals import queries
@@ -57,7 +57,7 @@ async def create_request(
 
 
 @router.get("/{request_id:int}", summary="One approval request with its steps and live status")
-async def get_request(request_id: int, tx: TxDep, services: ServicesDep, grant: Read) -> ApprovalRequestOut:
+async def get_request(request_id: RowId, tx: TxDep, services: ServicesDep, grant: Read) -> ApprovalRequestOut:
     request = await queries.visible_request(tx, services.authorizer, grant.user, request_id, datetime.now(UTC))
     return await services.approvals.request_view(tx, request.id, live=True)
 
@@ -65,7 +65,7 @@ async def get_request(request_id: int, tx: TxDep, services: ServicesDep, grant: 
 @router.post("/{request_id:int}/approve", summary="Approve the step waiting on you", response_model=ApprovalRequestOut)
 @writes_only_its_idempotency_key
 async def approve(
-    request_id: int,
+    request_id: RowId,
     tx: TxDep,
     services: ServicesDep,
     grant: Decide,
@@ -81,7 +81,7 @@ async def approve(
 @router.post("/{request_id:int}/reject", summary="Reject (a reason is required)", response_model=ApprovalRequestOut)
 @writes_only_its_idempotency_key
 async def reject(
-    request_id: int, body: RejectBody, tx: TxDep, services: ServicesDep, grant: Decide, key: IdempotencyKey = None
+    request_id: RowId, body: RejectBody, tx: TxDep, services: ServicesDep, grant: Decide, key: IdempotencyKey = None
 ) -> Any:
     verdict = Verdict("reject", body.reason)
     return replayed(
@@ -96,7 +96,7 @@ async def reject(
 )
 @writes_only_its_idempotency_key
 async def request_changes(
-    request_id: int, body: ChangesBody, tx: TxDep, services: ServicesDep, grant: Decide, key: IdempotencyKey = None
+    request_id: RowId, body: ChangesBody, tx: TxDep, services: ServicesDep, grant: Decide, key: IdempotencyKey = None
 ) -> Any:
     verdict = Verdict("request_changes", body.comment)
     return replayed(
@@ -106,7 +106,9 @@ async def request_changes(
 
 @router.post("/{request_id:int}/withdraw", summary="Withdraw one's own request", response_model=ApprovalRequestOut)
 @writes_only_its_idempotency_key
-async def withdraw(request_id: int, tx: TxDep, services: ServicesDep, grant: Create, key: IdempotencyKey = None) -> Any:
+async def withdraw(
+    request_id: RowId, tx: TxDep, services: ServicesDep, grant: Create, key: IdempotencyKey = None
+) -> Any:
     caller = Caller(grant.user, grant.audit, key)
     return replayed(await services.approvals.request_owner_action(tx, caller, request_id, "withdraw"))
 
@@ -117,7 +119,9 @@ async def withdraw(request_id: int, tx: TxDep, services: ServicesDep, grant: Cre
     response_model=ApprovalRequestOut,
 )
 @writes_only_its_idempotency_key
-async def resubmit(request_id: int, tx: TxDep, services: ServicesDep, grant: Create, key: IdempotencyKey = None) -> Any:
+async def resubmit(
+    request_id: RowId, tx: TxDep, services: ServicesDep, grant: Create, key: IdempotencyKey = None
+) -> Any:
     """Entries are resubmitted through `POST /expenses/{id}/submit` (or `/revenue/...`) after editing them."""
     caller = Caller(grant.user, grant.audit, key)
     return replayed(await services.approvals.request_owner_action(tx, caller, request_id, "resubmit"))

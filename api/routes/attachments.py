@@ -18,7 +18,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from api.deps import AppServices, Authorize, Grant, ServicesDep, TxDep, read_only
+from api.deps import AppServices, Authorize, Grant, RowId, ServicesDep, TxDep, read_only
 from api.file_responses import file_responses
 from api.uploads import FRAMING_BYTES, received_file
 from core.db import Tx
@@ -79,7 +79,7 @@ _UPLOAD_BODY: dict[str, Any] = {
     openapi_extra=_UPLOAD_BODY,
     responses={413: {"description": "the file is larger than ATTACHMENT_MAX_BYTES (nothing is stored)"}},
 )
-async def upload(entry_id: int, request: Request, grant: Update, tx: TxDep, services: ServicesDep) -> AttachmentOut:
+async def upload(entry_id: RowId, request: Request, grant: Update, tx: TxDep, services: ServicesDep) -> AttachmentOut:
     """One part named `file`. Its type is read from its first bytes; its name's extension must agree. The owner
     only, while the expense is a draft or returned for changes (403, 409); at most ATTACHMENT_MAX_PER_ENTRY (409)."""
     settings = services.settings.attachments
@@ -113,7 +113,7 @@ async def _commit_or_drop(tx: Tx, storage: ObjectStorage, key: str) -> None:
     },
 )
 async def start_upload(
-    entry_id: int, body: UploadStart, grant: Update, tx: TxDep, services: ServicesDep
+    entry_id: RowId, body: UploadStart, grant: Update, tx: TxDep, services: ServicesDep
 ) -> UploadTicket:
     """A pending attachment and an S3 presigned POST for its file (the store takes at most ATTACHMENT_MAX_BYTES
     under exactly its key). Upload, then POST `complete_url`: the API reads the file back and checks it."""
@@ -142,7 +142,7 @@ async def start_upload(
     },
 )
 async def complete_upload(
-    entry_id: int, attachment_id: int, grant: Update, tx: TxDep, services: ServicesDep
+    entry_id: RowId, attachment_id: RowId, grant: Update, tx: TxDep, services: ServicesDep
 ) -> AttachmentOut:
     completion = await service.complete_upload(
         tx, services.authorizer, services.storage, services.settings.attachments, grant.user, entry_id,
@@ -159,7 +159,7 @@ async def complete_upload(
 
 @router.get("/{entry_id:int}/attachments", response_model=AttachmentList, summary="An expense's receipts")
 @read_only
-async def list_attachments(entry_id: int, grant: Read, tx: TxDep, services: ServicesDep) -> AttachmentList:
+async def list_attachments(entry_id: RowId, grant: Read, tx: TxDep, services: ServicesDep) -> AttachmentList:
     """Whoever may see the expense (its owner, their managers, accountants, the approvers of its steps)."""
     rows = await service.list_of(tx, services.authorizer, grant.user, entry_id)
     return AttachmentList(items=[_out(row) for row in rows])
@@ -191,7 +191,7 @@ def content_disposition(filename: str) -> str:
     ),
 )
 @read_only
-async def download(entry_id: int, attachment_id: int, grant: Read, tx: TxDep, services: ServicesDep) -> Response:
+async def download(entry_id: RowId, attachment_id: RowId, grant: Read, tx: TxDep, services: ServicesDep) -> Response:
     row = await service.stored_one(tx, services.authorizer, grant.user, entry_id, attachment_id)
     return await _file_response(services, row)
 
@@ -226,7 +226,7 @@ async def _file_response(services: AppServices, row: AttachmentRow) -> Response:
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove a receipt from a draft expense",
 )
-async def delete(entry_id: int, attachment_id: int, grant: Update, tx: TxDep, services: ServicesDep) -> None:
+async def delete(entry_id: RowId, attachment_id: RowId, grant: Update, tx: TxDep, services: ServicesDep) -> None:
     """The owner, while the expense is a draft (403, 409). The file is deleted once the removal has committed."""
     key = await service.delete(tx, services.authorizer, grant.user, entry_id, attachment_id, grant.audit)
     await tx.commit()

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.routing import APIRoute
 from starlette.types import Message
 
-from api.deps import Authorize, Grant, Public, ServicesDep, TxDep
+from api.deps import Authorize, Grant, Public, ServicesDep, TxDep, rate_limited
 from core.db import Tx
 from domain.audit.service import AuditContext
 from domain.auth import rate_limits, sessions
@@ -113,6 +113,7 @@ async def _form_as_json(request: Request) -> Request:
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, summary="Register as an employee")
+@rate_limited
 async def register(body: RegisterRequest, tx: TxDep, services: ServicesDep, context: PublicContext) -> UserOut:
     """Open when `ALLOW_REGISTRATION` is on (default: on outside production); otherwise 403."""
     login, _ = rate_limits.login_limits(services.settings.auth)
@@ -123,6 +124,7 @@ async def register(body: RegisterRequest, tx: TxDep, services: ServicesDep, cont
     return UserOut.model_validate(user)
 
 
+@rate_limited
 async def login(credentials: LoginRequest, tx: TxDep, services: ServicesDep, context: PublicContext) -> Any:
     """JSON, or the same fields as the OAuth2 password form (`application/x-www-form-urlencoded`). Answers tokens,
     or `otp_required` with an `otp_token` when the account has two-factor sign-in (finish with POST
@@ -148,6 +150,7 @@ router.add_api_route(
 
 
 @router.post("/login/otp", summary="Finish a sign-in with an authenticator or emailed code")
+@rate_limited
 async def login_otp(body: OtpLoginRequest, tx: TxDep, services: ServicesDep, context: PublicContext) -> TokenPair:
     user = await auth_service.challenged_user(tx, services.settings, body.otp_token)
     per_account, per_address = rate_limits.otp_verify_limits(services.settings.auth)
@@ -157,6 +160,7 @@ async def login_otp(body: OtpLoginRequest, tx: TxDep, services: ServicesDep, con
 
 
 @router.post("/generate-otp", summary="Email a 6-digit sign-in code")
+@rate_limited
 async def generate_otp(body: GenerateOtpRequest, tx: TxDep, services: ServicesDep, context: PublicContext) -> OtpSent:
     """For a sign-in that answered `otp_required`: the code (10 minutes, single use, 5 tries) goes to the
     account's email; a new code replaces the previous one."""
@@ -191,6 +195,7 @@ async def _throttle_password_check(services: ServicesDep, grant: Grant) -> None:
 
 
 @router.post("/otp/setup", summary="Start authenticator-app enrolment (needs the current password): secret, URI, QR")
+@rate_limited
 async def otp_setup(body: PasswordConfirmation, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpSetup:
     await _throttle_password_check(services, grant)
     async with keeping_failure_records(tx):
@@ -198,6 +203,7 @@ async def otp_setup(body: PasswordConfirmation, tx: TxDep, services: ServicesDep
 
 
 @router.post("/otp/verify", summary="Confirm enrolment with a code from the app (and the password); enables it")
+@rate_limited
 async def otp_verify(body: OtpVerifyRequest, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpStatus:
     per_account, per_address = rate_limits.otp_verify_limits(services.settings.auth)
     await throttle(services, [(per_address, _address(grant.audit)), (per_account, str(grant.user.id))])
@@ -207,6 +213,7 @@ async def otp_verify(body: OtpVerifyRequest, tx: TxDep, services: ServicesDep, g
 
 
 @router.post("/otp/email", summary="Turn on two-factor sign-in by emailed code (needs the current password)")
+@rate_limited
 async def otp_email(body: PasswordConfirmation, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpStatus:
     """From then on a sign-in answers `otp_required`; POST /auth/generate-otp emails the code to the account's
     address. 409 when two-factor sign-in is already on."""
@@ -216,6 +223,7 @@ async def otp_email(body: PasswordConfirmation, tx: TxDep, services: ServicesDep
 
 
 @router.post("/otp/disable", summary="Turn two-factor sign-in off (needs the current password)")
+@rate_limited
 async def otp_disable(body: PasswordConfirmation, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpStatus:
     """Forgets the authenticator secret (a new enrolment starts from scratch) and kills live emailed codes.
     409 when two-factor sign-in is not on."""
@@ -225,6 +233,7 @@ async def otp_disable(body: PasswordConfirmation, tx: TxDep, services: ServicesD
 
 
 @router.post("/change-password", summary="Change the password (needs the current one); ends every other session")
+@rate_limited
 async def change_password(body: PasswordChange, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> TokenPair:
     await _throttle_password_check(services, grant)
     return await auth_service.change_password(

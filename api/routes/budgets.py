@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.deps import Authorize, Grant, RowId, ServicesDep, TxDep, read_only
 from api.listing import listing_of
 from domain.budgets import service
 from domain.budgets.schemas import BudgetCreate, BudgetOut, BudgetPage, BudgetRevision, BudgetVersionOut
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/budgets", tags=["budgets"])
 Read = Annotated[Grant, Depends(Authorize("budget", "read"))]
 Create = Annotated[Grant, Depends(Authorize("budget", "create"))]
 Update = Annotated[Grant, Depends(Authorize("budget", "update"))]
-BudgetId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+BudgetId = RowId
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="the budget's version (its ETag)")]
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 
-from api.deps import Authorize, Grant, TxDep, read_only
+from api.deps import Authorize, Grant, RowId, TxDep, read_only
 from api.listing import listing_of
 from domain.invoices import service
 from domain.invoices.schemas import CustomerCreate, CustomerOut, CustomerPage, CustomerUpdate
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/customers", tags=["customers"])
 Read = Annotated[Grant, Depends(Authorize("customer", "read"))]
 Create = Annotated[Grant, Depends(Authorize("customer", "create"))]
 Update = Annotated[Grant, Depends(Authorize("customer", "update"))]
-CustomerId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+CustomerId = RowId
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="the customer's version (its ETag)")]
 
 

@@ -7,18 +7,17 @@ collection the request came in on says which kind it acts on. Only creating and 
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from api.deps import (
     AppServices,
     Authorize,
     Grant,
+    RowId,
     ServicesDep,
     TxDep,
     read_only,
@@ -32,6 +31,7 @@ from domain.approvals.commands import Caller, Verdict
 from domain.approvals.lifecycle import workflow_url
 from domain.approvals.queries import history
 from domain.attachments import service as attachments
+from domain.dates import AwareInstant, BusinessDate
 from domain.entries import service
 from domain.entries.schemas import (
     ApprovalHistory,
@@ -74,6 +74,8 @@ def _kind(request: Request) -> EntryKind:
 
 
 Kind = Annotated[EntryKind, Depends(_kind)]
+# An amount to filter by: plain ASCII digits, two places at most, eighteen digits in all (what an entry's amount holds).
+AMOUNT_FILTER = r"^[0-9]{1,16}(\.[0-9]{1,2})?$"
 
 
 def _out(entry: EntryRow | EntryOut, response: Response) -> EntryOut:
@@ -123,15 +125,15 @@ async def list_entries(
     status_: Annotated[EntryStatus | None, Query(alias="status")] = None,
     category: Annotated[str | None, Query(max_length=100)] = None,
     owner_id: int | None = None,
-    date_from: date | None = None,
-    date_to: date | None = None,
-    amount_min: Annotated[Decimal | None, Query(ge=0, max_digits=18, decimal_places=2)] = None,
-    amount_max: Annotated[Decimal | None, Query(ge=0, max_digits=18, decimal_places=2)] = None,
+    date_from: BusinessDate | None = None,
+    date_to: BusinessDate | None = None,
+    amount_min: Annotated[str | None, Query(pattern=AMOUNT_FILTER, description="at least this much")] = None,
+    amount_max: Annotated[str | None, Query(pattern=AMOUNT_FILTER, description="at most this much")] = None,
     sort: EntrySort = EntrySort.DATE,
     order: SortOrder = SortOrder.DESC,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
-    updated_since: Annotated[AwareDatetime | None, Query(description=UPDATED_SINCE)] = None,
+    updated_since: Annotated[AwareInstant | None, Query(description=UPDATED_SINCE)] = None,
 ) -> EntryPage:
     """Employees see their own, managers their team's, accountants and admins everyone's."""
     filters = EntryFilters(
@@ -140,8 +142,8 @@ async def list_entries(
         owner_id=owner_id,
         date_from=date_from,
         date_to=date_to,
-        amount_min=amount_min,
-        amount_max=amount_max,
+        amount_min=None if amount_min is None else Decimal(amount_min),
+        amount_max=None if amount_max is None else Decimal(amount_max),
         sort=sort,
         order=order,
         limit=limit,
@@ -154,14 +156,20 @@ async def list_entries(
 
 @read_only
 async def get(
-    entry_id: int, kind: Kind, response: Response, tx: TxDep, services: ServicesDep, grant: Read, _etag: ConditionalGet
+    entry_id: RowId,
+    kind: Kind,
+    response: Response,
+    tx: TxDep,
+    services: ServicesDep,
+    grant: Read,
+    _etag: ConditionalGet,
 ) -> EntryOut:
     entry = await service.visible_entry(tx, services.authorizer, grant.user, kind, entry_id)
     return _out(await service.present_one(tx.sql, terms_from(services.settings), entry), response)
 
 
 async def _update(
-    entry_id: int,
+    entry_id: RowId,
     kind: EntryKind,
     body: EntryUpdateBody,
     tx: TxDep,
@@ -177,7 +185,7 @@ async def _update(
 
 
 async def update_revenue(
-    entry_id: int,
+    entry_id: RowId,
     body: RevenueUpdate,
     response: Response,
     tx: TxDep,
@@ -190,7 +198,7 @@ async def update_revenue(
 
 
 async def update_expense(
-    entry_id: int,
+    entry_id: RowId,
     body: ExpenseUpdate,
     response: Response,
     tx: TxDep,
@@ -202,7 +210,7 @@ async def update_expense(
     return _out(await _update(entry_id, EntryKind.EXPENSE, body, tx, services, grant, if_match), response)
 
 
-async def delete(entry_id: int, kind: Kind, tx: TxDep, services: ServicesDep, grant: Delete) -> None:
+async def delete(entry_id: RowId, kind: Kind, tx: TxDep, services: ServicesDep, grant: Delete) -> None:
     receipts = await service.delete_entry(tx, services.authorizer, grant.user, kind, entry_id, grant.audit)
     if receipts:  # their rows went with the entry; the files go once that has committed
         await tx.commit()
@@ -213,7 +221,7 @@ async def delete(entry_id: int, kind: Kind, tx: TxDep, services: ServicesDep, gr
 
 
 async def submit(
-    entry_id: int,
+    entry_id: RowId,
     kind: Kind,
     response: Response,
     tx: TxDep,
@@ -234,7 +242,7 @@ async def _decide(
     grant: Grant,
     key: str | None,
     kind: EntryKind,
-    entry_id: int,
+    entry_id: RowId,
     verdict: Verdict,
     response: Response,
 ) -> Any:
@@ -244,7 +252,7 @@ async def _decide(
 
 @writes_only_its_idempotency_key
 async def approve(
-    entry_id: int,
+    entry_id: RowId,
     kind: Kind,
     response: Response,
     tx: TxDep,
@@ -261,7 +269,7 @@ async def approve(
 
 @writes_only_its_idempotency_key
 async def reject(
-    entry_id: int,
+    entry_id: RowId,
     kind: Kind,
     body: RejectBody,
     response: Response,
@@ -275,7 +283,7 @@ async def reject(
 
 @writes_only_its_idempotency_key
 async def request_changes(
-    entry_id: int,
+    entry_id: RowId,
     kind: Kind,
     body: ChangesBody,
     response: Response,
@@ -290,7 +298,7 @@ async def request_changes(
 
 @writes_only_its_idempotency_key
 async def withdraw(
-    entry_id: int,
+    entry_id: RowId,
     kind: Kind,
     response: Response,
     tx: TxDep,
@@ -303,7 +311,7 @@ async def withdraw(
     return _answer(answer, response)
 
 
-async def history_of(entry_id: int, kind: Kind, tx: TxDep, services: ServicesDep, grant: Read) -> ApprovalHistory:
+async def history_of(entry_id: RowId, kind: Kind, tx: TxDep, services: ServicesDep, grant: Read) -> ApprovalHistory:
     entry = await service.visible_entry(tx, services.authorizer, grant.user, kind, entry_id)
     url = workflow_url(services.settings, entry.workflow_id) if entry.workflow_id else None
     return await history(tx, entry.approval_request_id, "entry", entry.id, url)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep
+from api.deps import Authorize, Grant, RowId, ServicesDep, TxDep
 from domain.duplicates import dismissal
 from domain.duplicates.schemas import PossibleDuplicate
 from domain.entries.schemas import DismissDuplicateBody
@@ -23,7 +23,7 @@ Decide = Annotated[Grant, Depends(Authorize("approval", "decide"))]
     summary="Dismiss a possible duplicate, with a reason (approvers, accountants, admins; not the requester)",
 )
 async def dismiss(
-    entry_id: int, duplicate_id: int, body: DismissDuplicateBody, tx: TxDep, services: ServicesDep, grant: Decide
+    entry_id: RowId, duplicate_id: RowId, body: DismissDuplicateBody, tx: TxDep, services: ServicesDep, grant: Decide
 ) -> PossibleDuplicate:
     """403 for the requester and for anyone who neither decides on the expense nor reads every entry; 404 outside
     one's visibility or for another expense's duplicate; 409 when it was dismissed already."""

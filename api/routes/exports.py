@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.deps import Authorize, Grant, RowId, ServicesDep, TxDep, read_only
 from api.file_responses import file_responses
 from api.idempotency import IdempotencyKey, replayed
 from api.listing import listing_of
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/exports", tags=["exports"])
 
 Create = Annotated[Grant, Depends(Authorize("export", "create"))]
 Read = Annotated[Grant, Depends(Authorize("export", "read"))]
-ExportId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+ExportId = RowId
 DOWNLOAD_LINK_SECONDS = 300
 
 

@@ -3,13 +3,14 @@ manual rate, which wins over the imported ECB rate of its day for submits from t
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
 from api.listing import listing_of
+from domain.dates import BusinessDate
 from domain.fx import service
 from domain.fx.rates import terms_from
 from domain.fx.schemas import CurrencyCode, ManualRateIn, ManualRateOut, RateFilters, RatePage, RateRow
@@ -30,8 +31,8 @@ async def list_rates(
     cursor: Annotated[Cursor, Depends(listing_of(RateRow))],
     currency: CurrencyCode | None = None,
     source: Annotated[str | None, Query(pattern="^(ecb|manual)$")] = None,
-    date_from: date | None = None,
-    date_to: date | None = None,
+    date_from: BusinessDate | None = None,
+    date_to: BusinessDate | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> RatePage:
@@ -40,8 +41,7 @@ async def list_rates(
     filters = RateFilters(
         currency=currency, source=source, date_from=date_from, date_to=date_to, limit=limit, offset=offset
     )
-    today = datetime.now(UTC).date()
-    return await service.list_rates(tx.sql, terms_from(services.settings), filters, today, cursor)
+    return await service.list_rates(tx.sql, terms_from(services.settings), filters, cursor)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Set a manual rate for a currency and day")

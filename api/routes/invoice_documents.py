@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Response
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.deps import Authorize, Grant, RowId, ServicesDep, TxDep, read_only
 from api.file_responses import file_responses
 from domain.invoices import document
 
 router = APIRouter(prefix="/invoices", tags=["invoices"])
 
 Read = Annotated[Grant, Depends(Authorize("invoice", "read"))]
-InvoiceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+InvoiceId = RowId
 
 _PDF_RESPONSES = file_responses((document.CONTENT_TYPE,), {
     404: "no such invoice, or not one you may see",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.deps import Authorize, Grant, RowId, ServicesDep, TxDep, read_only
 from api.idempotency import IdempotencyKey, replayed
 from api.listing import listing_of
 from domain.approvals.commands import Caller
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/invoices", tags=["invoices"])
 Read = Annotated[Grant, Depends(Authorize("invoice", "read"))]
 Pay = Annotated[Grant, Depends(Authorize("invoice", "pay"))]
 Credit = Annotated[Grant, Depends(Authorize("invoice", "credit"))]
-InvoiceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+InvoiceId = RowId
 Limit = Annotated[int, Query(ge=1, le=100)]
 Offset = Annotated[int, Query(ge=0, le=100_000)]
 

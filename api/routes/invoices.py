@@ -7,15 +7,15 @@ approved it is numbered and sent by its workflow (`invoice-<id>`).
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.deps import Authorize, Grant, RowId, ServicesDep, TxDep, read_only
 from api.idempotency import IdempotencyKey, replayed
 from api.listing import listing_of
 from domain.approvals.commands import Caller
+from domain.dates import BusinessDate
 from domain.invoices import service
 from domain.invoices.schemas import InvoiceCreate, InvoiceOut, InvoicePage, InvoiceStatus, InvoiceUpdate, VoidRequest
 from domain.invoices.service import InvoiceFilters
@@ -28,9 +28,9 @@ Create = Annotated[Grant, Depends(Authorize("invoice", "create"))]
 Update = Annotated[Grant, Depends(Authorize("invoice", "update"))]
 Submit = Annotated[Grant, Depends(Authorize("invoice", "submit"))]
 Void = Annotated[Grant, Depends(Authorize("invoice", "void"))]
-InvoiceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+InvoiceId = RowId
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="the invoice's version (its ETag)")]
-Day = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2100, 12, 31))]
+Day = Annotated[BusinessDate | None, Query()]
 
 
 def _tagged(response: Response, invoice: InvoiceOut) -> InvoiceOut:

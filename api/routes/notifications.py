@@ -13,12 +13,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep
+from api.deps import Authorize, Grant, RowId, ServicesDep, TxDep
 from api.listing import UPDATED_SINCE, listing_of
 from core.db import Tx
 from domain.audit.service import record
+from domain.dates import AwareInstant
 from domain.errors import ValidationFailed
 from domain.models import Notification
 from domain.notifications import service
@@ -44,7 +44,7 @@ async def list_notifications(
     unread: Annotated[bool, Query(description="only the unread ones")] = False,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    updated_since: Annotated[AwareDatetime | None, Query(description=UPDATED_SINCE)] = None,
+    updated_since: Annotated[AwareInstant | None, Query(description=UPDATED_SINCE)] = None,
 ) -> NotificationPageOut:
     """With `updated_since`: the notifications created or read since (none is ever deleted)."""
     page = await service.list_for_user(
@@ -79,7 +79,7 @@ async def read_all(grant: Marker, tx: TxDep) -> ReadAllOut:
     summary="Mark one of your notifications read",
     responses={404: {"description": "no such notification among yours"}},
 )
-async def read_one(notification_id: int, grant: Marker, tx: TxDep) -> NotificationOut:
+async def read_one(notification_id: RowId, grant: Marker, tx: TxDep) -> NotificationOut:
     notification, changed = await service.mark_read(tx, grant.user.id, notification_id)
     if changed:
         await record(

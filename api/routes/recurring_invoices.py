@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
+from api.deps import Authorize, Grant, RowId, ServicesDep, TxDep, read_only
 from api.idempotency import IdempotencyKey, replayed
 from api.listing import listing_of
 from domain.approvals.commands import Caller
@@ -30,7 +30,7 @@ Read = Annotated[Grant, Depends(Authorize("invoice", "read"))]
 Create = Annotated[Grant, Depends(Authorize("invoice", "create"))]
 Submit = Annotated[Grant, Depends(Authorize("invoice", "submit"))]
 Cancel = Annotated[Grant, Depends(Authorize("invoice", "void"))]
-RecurringId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+RecurringId = RowId
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a recurring invoice (a draft template)")

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from api.cursors import PageCursor
-from api.deps import AppServices, Authorize, Grant, ServicesDep, TxDep
+from api.deps import AppServices, Authorize, Grant, ServicesDep, SmallRowId, TxDep
 from api.file_responses import file_responses
 from api.listing import listing_of
 from core.db import Tx
@@ -308,13 +308,15 @@ async def list_schedules(
 
 
 @schedules_router.get("/{schedule_id}", response_model=ScheduleOut, summary="One report schedule")
-async def get_schedule(schedule_id: int, grant: ManageSchedules, tx: TxDep, services: ServicesDep) -> ScheduleOut:
+async def get_schedule(
+    schedule_id: SmallRowId, grant: ManageSchedules, tx: TxDep, services: ServicesDep
+) -> ScheduleOut:
     return await _with_runs(services, await schedule_service.get_schedule(tx, schedule_id))
 
 
 @schedules_router.patch("/{schedule_id}", response_model=ScheduleOut, summary="Change a report schedule")
 async def update_schedule(
-    schedule_id: int, body: SchedulePatch, grant: ManageSchedules, tx: TxDep, services: ServicesDep
+    schedule_id: SmallRowId, body: SchedulePatch, grant: ManageSchedules, tx: TxDep, services: ServicesDep
 ) -> ScheduleOut:
     schedule, changes = await schedule_service.update_schedule(tx, services.settings.reports, schedule_id, body)
     await _apply(services, schedule)
@@ -323,7 +325,9 @@ async def update_schedule(
 
 
 @schedules_router.delete("/{schedule_id}", status_code=204, summary="Delete a report schedule")
-async def delete_schedule(schedule_id: int, grant: ManageSchedules, tx: TxDep, services: ServicesDep) -> Response:
+async def delete_schedule(
+    schedule_id: SmallRowId, grant: ManageSchedules, tx: TxDep, services: ServicesDep
+) -> Response:
     schedule, before = await schedule_service.delete_schedule(tx, schedule_id)
     await services.engine.delete_schedule(schedule.schedule_key)  # already gone is as good
     await schedule_service.audit_change(tx, grant.audit, "deleted", schedule_id, before)
@@ -345,19 +349,25 @@ async def _set_paused(schedule_id: int, paused: bool, grant: Grant, tx: Tx, serv
 
 
 @schedules_router.post("/{schedule_id}/pause", response_model=ScheduleOut, summary="Pause a report schedule")
-async def pause_schedule(schedule_id: int, grant: ManageSchedules, tx: TxDep, services: ServicesDep) -> ScheduleOut:
+async def pause_schedule(
+    schedule_id: SmallRowId, grant: ManageSchedules, tx: TxDep, services: ServicesDep
+) -> ScheduleOut:
     return await _set_paused(schedule_id, True, grant, tx, services)
 
 
 @schedules_router.post("/{schedule_id}/resume", response_model=ScheduleOut, summary="Resume a paused report schedule")
-async def resume_schedule(schedule_id: int, grant: ManageSchedules, tx: TxDep, services: ServicesDep) -> ScheduleOut:
+async def resume_schedule(
+    schedule_id: SmallRowId, grant: ManageSchedules, tx: TxDep, services: ServicesDep
+) -> ScheduleOut:
     return await _set_paused(schedule_id, False, grant, tx, services)
 
 
 @schedules_router.post(
     "/{schedule_id}/trigger", status_code=202, response_model=ScheduleOut, summary="Run a schedule now"
 )
-async def trigger_schedule(schedule_id: int, grant: ManageSchedules, tx: TxDep, services: ServicesDep) -> ScheduleOut:
+async def trigger_schedule(
+    schedule_id: SmallRowId, grant: ManageSchedules, tx: TxDep, services: ServicesDep
+) -> ScheduleOut:
     schedule = await schedule_service.get_schedule(tx, schedule_id)
     try:
         await services.engine.trigger_schedule(schedule.schedule_key)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from api.deps import Authorize, Grant, ServicesDep, TxDep
+from api.deps import Authorize, Grant, RowId, ServicesDep, TxDep, rate_limited
 from api.listing import listing_of
 from api.routes.auth import throttle
 from domain.auth import rate_limits
@@ -37,6 +37,7 @@ async def me(grant: ProfileRead) -> UserOut:
 
 
 @router.patch("/me", summary="Change one's name or password (role, manager and status are not one's own to set)")
+@rate_limited
 async def update_me(body: MeUpdate, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> UserOut:
     """A new password needs `current_password` and ends every session, this one included."""
     if body.password is not None:
@@ -69,7 +70,7 @@ async def create_user(body: UserCreate, tx: TxDep, services: ServicesDep, grant:
 
 
 @router.get("/{user_id:int}", summary="A user within one's visibility (else 404)")
-async def get_user(user_id: int, tx: TxDep, services: ServicesDep, grant: ProfileRead) -> UserOut:
+async def get_user(user_id: RowId, tx: TxDep, services: ServicesDep, grant: ProfileRead) -> UserOut:
     """Admins see everyone, managers their subtree, everyone else themselves."""
     user = await service.get_visible(tx, services.authorizer, grant.user, user_id)
     return UserOut.model_validate(user)
@@ -77,7 +78,7 @@ async def get_user(user_id: int, tx: TxDep, services: ServicesDep, grant: Profil
 
 @router.patch("/{user_id:int}", summary="Change a user below one's own role")
 async def update_user(
-    user_id: int, body: UserUpdate, tx: TxDep, services: ServicesDep, grant: UserUpdateGrant
+    user_id: RowId, body: UserUpdate, tx: TxDep, services: ServicesDep, grant: UserUpdateGrant
 ) -> UserOut:
     """A role change or deactivation ends the user's sessions at once; a manager change may not close a cycle."""
     user = await service.update_user(tx, services.settings, services.authorizer, grant.user, user_id, body, grant.audit)
@@ -85,14 +86,14 @@ async def update_user(
 
 
 @router.delete("/{user_id:int}", status_code=status.HTTP_204_NO_CONTENT, summary="Deactivate a user")
-async def deactivate_user(user_id: int, tx: TxDep, services: ServicesDep, grant: UserDelete) -> None:
+async def deactivate_user(user_id: RowId, tx: TxDep, services: ServicesDep, grant: UserDelete) -> None:
     """Users are never deleted (their records and audit trail stay); they stop being able to sign in."""
     await service.deactivate_user(tx, services.authorizer, grant.user, user_id, grant.audit)
 
 
 @router.get("/{user_id:int}/team", summary="Everyone below a user in the manager tree")
 async def team(
-    user_id: int,
+    user_id: RowId,
     tx: TxDep,
     services: ServicesDep,
     grant: TeamRead,

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.budgets.checks import BudgetFlag
+from domain.dates import AwareInstant
 from domain.duplicates.schemas import PossibleDuplicate
 from domain.entries.schemas import HistoryStep, Storable
+from domain.json_numbers import BodyId
 from domain.models.rows import RequestRow
 from domain.money import AmountOut, PositiveMoney, RateOut, in_minor_units
 from domain.pagination import PageInfo
@@ -127,9 +129,9 @@ class ApprovalRequestOut(Priced):
 class DelegationSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    delegate_id: int = Field(gt=0)
-    starts: AwareDatetime
-    ends: AwareDatetime
+    delegate_id: BodyId
+    starts: AwareInstant
+    ends: AwareInstant
 
 
 class DelegationOut(BaseModel):

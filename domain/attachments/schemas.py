@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.entries.schemas import Storable
+from domain.json_numbers import JSON_INTEGER
 
 Filename = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), Storable]
 
@@ -40,7 +41,7 @@ class UploadStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: Filename
-    size_bytes: int = Field(ge=1, le=5 * 1024**3)
+    size_bytes: Annotated[int, Field(ge=1, le=5 * 1024**3), JSON_INTEGER]
 
 
 class UploadTicket(BaseModel):

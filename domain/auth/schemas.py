@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
 from domain.users.schemas import FullName, Password, Username
 
@@ -72,7 +72,7 @@ class RefreshRequest(BaseModel):
 class LogoutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    everywhere: bool = Field(default=False, description="also end every other session of this user")
+    everywhere: StrictBool = Field(default=False, description="also end every other session of this user")
 
 
 class OtpSetup(BaseModel):

@@ -6,19 +6,19 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
+from domain.dates import MonthStart
 from domain.entries.schemas import Category, Storable
+from domain.json_numbers import JSON_INTEGER, BodyId
 from domain.money import AmountOut, PositiveMoney
 from domain.pagination import PageInfo
 
 Policy = Literal["ignore", "warn", "extra_approval", "block"]
 PeriodKind = Literal["month", "quarter", "year"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120), Storable]
-Threshold = Annotated[int, Field(ge=1, le=1000, description="percent of the period's amount")]
-EARLIEST = date(2000, 1, 1)
-LATEST = date(2100, 12, 1)
+Threshold = Annotated[int, Field(ge=1, le=1000, description="percent of the period's amount"), JSON_INTEGER]
 MAX_PERIODS = 60
-MAX_ID = 2**63 - 1  # a BIGINT id
 
 
 def _thresholds(values: list[int] | None) -> list[int] | None:
@@ -33,27 +33,16 @@ class BudgetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    team_manager_id: int | None = Field(
-        None, ge=1, le=MAX_ID, description="the manager whose team subtree the budget covers"
-    )
+    team_manager_id: BodyId | None = Field(None, description="the manager whose team subtree the budget covers")
     category: Category | None = Field(None, description="the expense category the budget covers")
     period: PeriodKind
-    starts_on: date = Field(description="the first day of a month; quarters and years count from it")
+    starts_on: MonthStart = Field(description="the first day of a month; quarters and years count from it")
     amounts: list[PositiveMoney] = Field(min_length=1, max_length=MAX_PERIODS, description="one per period")
     policy: Policy = "warn"
-    thresholds: list[Threshold] = Field(default=[80, 100], max_length=10)
-    owner_id: int | None = Field(None, ge=1, le=MAX_ID, description="who is alerted and approves over-budget spend")
+    thresholds: list[Threshold] = Field(default=[80, 100], max_length=10, json_schema_extra={"uniqueItems": True})
+    owner_id: BodyId | None = Field(None, description="who is alerted and approves over-budget spend")
 
     _distinct = field_validator("thresholds")(_thresholds)
-
-    @field_validator("starts_on")
-    @classmethod
-    def _first_of_month(cls, value: date) -> date:
-        if value.day != 1:
-            raise ValueError("starts_on must be the first day of a month")
-        if not EARLIEST <= value <= LATEST:
-            raise ValueError(f"starts_on must be between {EARLIEST} and {LATEST}")
-        return value
 
     @model_validator(mode="after")
     def _scoped(self) -> BudgetCreate:
@@ -65,13 +54,15 @@ class BudgetCreate(BaseModel):
 class BudgetRevision(BaseModel):
     """A new version: send only what changes. `amounts` lists every period (it may add periods at the end)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})  # a change of something
 
-    name: Name | None = None
-    amounts: list[PositiveMoney] | None = Field(None, min_length=1, max_length=MAX_PERIODS)
-    policy: Policy | None = None
-    thresholds: list[Threshold] | None = Field(None, max_length=10)
-    owner_id: int | None = Field(None, ge=1, le=MAX_ID)
+    name: Name | SkipJsonSchema[None] = None
+    amounts: Annotated[list[PositiveMoney], Field(min_length=1, max_length=MAX_PERIODS)] | SkipJsonSchema[None] = None
+    policy: Policy | SkipJsonSchema[None] = None
+    thresholds: (
+        Annotated[list[Threshold], Field(max_length=10, json_schema_extra={"uniqueItems": True})] | SkipJsonSchema[None]
+    ) = None
+    owner_id: BodyId | SkipJsonSchema[None] = None
 
     _distinct = field_validator("thresholds")(_thresholds)
 

@@ -5,14 +5,25 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
+from pydantic_core import core_schema
 
 from domain.budgets.checks import BudgetFlag
+from domain.dates import BusinessDate
 from domain.duplicates.schemas import PossibleDuplicate
 from domain.models import EntryStatus
-from domain.money import AmountOut, PositiveMoney, RateOut, in_minor_units
+from domain.money import AmountOut, CurrencyCode, PositiveMoney, RateOut, in_minor_units
 
 
 def _storable(text: str) -> str:
@@ -23,11 +34,31 @@ def _storable(text: str) -> str:
     return text
 
 
-Storable = AfterValidator(_storable)
+class _StorableText:
+    """Text PostgreSQL can keep: refused with a clear message when it holds NUL, and declared so in the document (a
+    pattern), so clients and schema-driven tests do not send it as valid."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(_storable, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json = handler(schema)
+        # Blanks are stripped first, so a required text needs something besides them.
+        pattern = NOT_BLANK_PATTERN if json.get("minLength", 0) >= 1 else NO_NUL_PATTERN
+        return {**json, "pattern": pattern}
+
+
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+# Something besides blanks, and no NUL (no lookahead: generators draw from lookaheads slowly). Blanks as Python's
+# strip() has them: ECMA's \\s and the separators U+001C to U+001F and U+0085.
+NOT_BLANK_PATTERN = "^[^\\u0000]*[^\\s\\u0000\\u001c-\\u001f\\u0085][^\\u0000]*$"
+Storable = _StorableText()
 Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Storable]
 Party = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
-Currency = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{3}$")]
+Currency = CurrencyCode
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), Storable]
 RequiredText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Storable]
 
@@ -41,7 +72,7 @@ class EntryCreate(BaseModel):
     currency: Currency | None = Field(default=None, description="ISO 4217; the base currency when left out")
     category: Category
     description: Description = ""
-    entry_date: date
+    entry_date: BusinessDate
 
 
 class RevenueCreate(EntryCreate):
@@ -55,18 +86,21 @@ class ExpenseCreate(EntryCreate):
 class EntryUpdate(BaseModel):
     """A change to a draft (or an entry returned for changes); send only the fields that change."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})  # a change of something
 
-    amount: PositiveMoney | None = None
-    currency: Currency | None = None
-    category: Category | None = None
-    description: Description | None = None
-    entry_date: date | None = None
+    amount: PositiveMoney | SkipJsonSchema[None] = None
+    currency: Currency | SkipJsonSchema[None] = None
+    category: Category | SkipJsonSchema[None] = None
+    description: Description | SkipJsonSchema[None] = None
+    entry_date: BusinessDate | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _something(self) -> EntryUpdate:
         if not self.model_fields_set:
             raise ValueError("send at least one field to change")
+        for name in self.model_fields_set & {"amount", "currency", "category", "entry_date", "description"}:
+            if getattr(self, name) is None:  # refused here, before the version is compared: a 422, not a 412
+                raise ValueError(f"{name} cannot be empty")
         return self
 
 

@@ -7,14 +7,34 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    TypeAdapter,
+    WithJsonSchema,
+)
 
+from domain.dates import BusinessDate
 from domain.entries.schemas import Storable
-from domain.money import RateOut, rate_str
+from domain.fx.rates import EUR
+from domain.money import CURRENCIES, CurrencyCode, RateOut, rate_str
 from domain.pagination import PageInfo
 
 EARLIEST = date(1999, 1, 4)  # the ECB's first reference rates (the euro's first day)
-_RATE_PATTERN = r"^\d{1,16}(\.\d{1,12})?$"
+_RATE_PATTERN = r"^[0-9]{1,16}(\.[0-9]{1,12})?$"
+# What the document says: the same, and not zero (a digit other than 0 somewhere).
+_POSITIVE_RATE_PATTERN = r"^(?=.*[1-9])[0-9]{1,16}(\.[0-9]{1,12})?$"
+
+
+def _rated_currency(value: Any) -> str:
+    code = TypeAdapter(CurrencyCode).validate_python(value)
+    if code == EUR:
+        raise ValueError("EUR is the reference of every rate (1 EUR = rate units of a currency)")
+    return code
 
 
 def _positive_rate(value: Any) -> Decimal:
@@ -39,9 +59,14 @@ PositiveRate = Annotated[
     Decimal,
     BeforeValidator(_positive_rate),
     PlainSerializer(rate_str, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": _RATE_PATTERN, "examples": ["1.0854", "162.34"]}),
+    WithJsonSchema({"type": "string", "pattern": _POSITIVE_RATE_PATTERN, "examples": ["1.0854", "162.34"]}),
 ]
-CurrencyCode = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{3}$")]
+# A rate is for one unit of EUR (the ECB's form), so EUR itself has none.
+RatedCurrency = Annotated[
+    str,
+    BeforeValidator(_rated_currency),
+    WithJsonSchema({"type": "string", "enum": [code for code in CURRENCIES if code != EUR]}),
+]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), Storable]
 
 
@@ -51,8 +76,8 @@ class ManualRateIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    currency: CurrencyCode
-    rate_date: date
+    currency: RatedCurrency
+    rate_date: BusinessDate
     rate: PositiveRate = Field(description="units of `currency` for 1 EUR")
     note: Note = Field("", description="where the rate comes from (a bank's quote, a central bank's fixing)")
 

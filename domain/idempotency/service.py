@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,9 @@ from domain.errors import ValidationFailed
 from domain.models import IdempotencyKey
 
 MAX_KEY_LENGTH = 200
+# Printable ASCII without blanks at either end (a UUID, a ULID, any client's counter): a header carries ASCII, and a
+# key must read the same to the client that made it and to us.
+KEY_PATTERN = re.compile(r"^[!-~](?:[ -~]*[!-~])?$")
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,10 @@ def request_hash(scope: str, body: Any) -> str:
 
 
 def check_key(key: str) -> str:
-    key = key.strip()
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters")
+    if len(key) > MAX_KEY_LENGTH or not KEY_PATTERN.match(key):
+        raise ValidationFailed(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, without blanks at either end"
+        )
     return key
 
 

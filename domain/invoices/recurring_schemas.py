@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.dates import BusinessDate
 from domain.entries.schemas import Currency
-from domain.invoices.schemas import EARLIEST, LATEST, MAX_ID, MAX_LINES, InvoiceOut, LineIn, Notes
+from domain.invoices.schemas import MAX_LINES, InvoiceOut, LineIn, Notes
+from domain.json_numbers import JSON_INTEGER, BodyId
 from domain.pagination import PageInfo
 
 Frequency = Literal["weekly", "monthly", "quarterly", "yearly"]
@@ -22,7 +24,7 @@ class TemplateIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: int = Field(ge=1, le=MAX_ID)
+    customer_id: BodyId
     currency: Currency | None = Field(None, description="ISO 4217; the customer's currency when left out")
     lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
     notes: Notes = ""
@@ -36,13 +38,13 @@ class RecurringInvoiceCreate(BaseModel):
 
     template: TemplateIn
     frequency: Frequency
-    starts_on: date = Field(
-        ge=EARLIEST,
-        le=LATEST,
+    starts_on: BusinessDate = Field(
         description="the first run's date (today or later); monthly, quarterly and yearly runs fall on its day of "
         "the month (the 29th to 31st: the month's last day in shorter months), weekly ones on its weekday",
     )
-    count: int | None = Field(None, ge=1, le=MAX_COUNT, description="how many invoices; null: until cancelled")
+    count: Annotated[int, Field(ge=1, le=MAX_COUNT), JSON_INTEGER] | None = Field(
+        None, description="how many invoices; null: until cancelled"
+    )
 
 
 class RecurringInvoiceOut(BaseModel):

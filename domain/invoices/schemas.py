@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
+from domain.dates import BusinessDate
 from domain.entries.schemas import Currency, Storable
-from domain.money import AmountOut, MoneyError, PositiveMoney, RateOut, parse_amount
+from domain.json_numbers import JSON_INTEGER, BodyId
+from domain.money import AmountOut, MoneyError, PositiveMoney, RateOut, decimal_input_schema, parse_amount
 from domain.pagination import PageInfo
 
-EARLIEST = date(2000, 1, 1)
-LATEST = date(2100, 12, 31)
-MAX_ID = 2**63 - 1
 MAX_LINES = 200
 
 InvoiceStatus = Literal["draft", "pending_approval", "approved", "sent", "partially_paid", "paid", "void"]
@@ -22,13 +32,7 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), Storable]
 Notes = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Storable]
 LineText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Storable]
-Terms = Annotated[int, Field(ge=0, le=365, description="days from the issue date to the due date")]
-
-
-def _bounded(value: date | None) -> date | None:
-    if value is not None and not EARLIEST <= value <= LATEST:
-        raise ValueError(f"dates must be between {EARLIEST} and {LATEST}")
-    return value
+Terms = Annotated[int, Field(ge=0, le=365, description="days from the issue date to the due date"), JSON_INTEGER]
 
 
 def _decimal(value: object, what: str, *, positive: bool) -> Decimal:
@@ -57,13 +61,13 @@ class CustomerCreate(BaseModel):
 class CustomerUpdate(BaseModel):
     """Send only what changes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})  # a change of something
 
-    name: Name | None = None
-    billing_email: EmailStr | None = None
-    currency: Currency | None = None
-    payment_terms_days: Terms | None = None
-    address: Address | None = None
+    name: Name | SkipJsonSchema[None] = None
+    billing_email: EmailStr | SkipJsonSchema[None] = None
+    currency: Currency | SkipJsonSchema[None] = None
+    payment_terms_days: Terms | SkipJsonSchema[None] = None
+    address: Address | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _something(self) -> CustomerUpdate:
@@ -95,15 +99,24 @@ class CustomerPage(PageInfo):
 # --- invoices -----------------------------------------------------------------------------------------------------
 
 
+PERCENT_PATTERN = r"^(?:100(?:\.0{1,4})?|[0-9]{1,2}(?:\.[0-9]{1,4})?)$"  # 0 to 100, four places at most
+
+
 class LineIn(BaseModel):
     """A line: quantity x unit price, taxed at `tax_rate` percent (19 for 19%)."""
 
     model_config = ConfigDict(extra="forbid")
 
     description: LineText
-    quantity: Decimal = Field(description="greater than 0, at most four decimal places")
-    unit_price: Decimal = Field(description="in the invoice's currency, at most its decimal places")
-    tax_rate: Decimal = Field(Decimal(0), description="percent, 0 to 100")
+    quantity: Annotated[Decimal, decimal_input_schema(positive=True)] = Field(
+        description="greater than 0, at most four decimal places"
+    )
+    unit_price: Annotated[Decimal, decimal_input_schema(positive=False)] = Field(
+        description="in the invoice's currency, at most its decimal places"
+    )
+    tax_rate: Annotated[Decimal, decimal_input_schema(positive=False, maximum=100, pattern=PERCENT_PATTERN)] = Field(
+        Decimal(0), description="percent, 0 to 100"
+    )
 
     @field_validator("quantity", mode="before")
     @classmethod
@@ -129,14 +142,12 @@ class InvoiceCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: int = Field(ge=1, le=MAX_ID)
+    customer_id: BodyId
     currency: Currency | None = Field(None, description="ISO 4217; the customer's currency when left out")
-    issue_date: date
-    due_date: date | None = None
+    issue_date: BusinessDate
+    due_date: BusinessDate | None = None
     lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
     notes: Notes = ""
-
-    _dates = field_validator("issue_date", "due_date")(_bounded)
 
     @model_validator(mode="after")
     def _due_after_issue(self) -> InvoiceCreate:
@@ -148,16 +159,14 @@ class InvoiceCreate(BaseModel):
 class InvoiceUpdate(BaseModel):
     """A change to a draft; send only what changes (`lines` replaces every line)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})  # a change of something
 
-    customer_id: int | None = Field(None, ge=1, le=MAX_ID)
-    currency: Currency | None = None
-    issue_date: date | None = None
-    due_date: date | None = None
-    lines: list[LineIn] | None = Field(None, min_length=1, max_length=MAX_LINES)
-    notes: Notes | None = None
-
-    _dates = field_validator("issue_date", "due_date")(_bounded)
+    customer_id: BodyId | SkipJsonSchema[None] = None
+    currency: Currency | SkipJsonSchema[None] = None
+    issue_date: BusinessDate | SkipJsonSchema[None] = None
+    due_date: BusinessDate | None = None
+    lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)] | SkipJsonSchema[None] = None
+    notes: Notes | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _something(self) -> InvoiceUpdate:
@@ -229,6 +238,18 @@ class VoidRequest(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Storable]
 
 
+_FX_RATE = r"[0-9]{1,15}(\.[0-9]{1,12})?"  # plain notation, as stored
+POSITIVE_RATE_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "pattern": rf"^(?=.*[1-9]){_FX_RATE}$"},
+            {"type": "number", "exclusiveMinimum": 0, "maximum": 999_999_999_999_999, "multipleOf": 0.0001},
+        ],
+        "examples": ["1.0854"],
+    }
+)
+
+
 class PaymentIn(BaseModel):
     """A payment received, in the invoice's currency. `fx_rate`: units of the base currency for one unit of the
     invoice's, as the bank converted it (else the rate stored for `paid_on`)."""
@@ -236,26 +257,23 @@ class PaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount: PositiveMoney
-    paid_on: date
+    paid_on: BusinessDate
     reference: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), Storable] = ""
-    fx_rate: Decimal | None = Field(None, description="positive; at most 12 decimal places")
-
-    _dates = field_validator("paid_on")(_bounded)
+    fx_rate: Annotated[Decimal, POSITIVE_RATE_SCHEMA] | None = Field(
+        None, description="positive; at most 12 decimal places"
+    )
 
     @field_validator("fx_rate", mode="before")
     @classmethod
     def _rate(cls, value: object) -> Decimal | None:
         if value is None:
             return None
-        text = str(value).strip() if not isinstance(value, float) else repr(value)
-        try:
-            rate = Decimal(text)
-        except ArithmeticError as error:
-            raise ValueError("fx_rate must be a plain decimal") from error
-        exponent = rate.as_tuple().exponent
-        if not rate.is_finite() or rate <= 0 or rate > 10**15 or (isinstance(exponent, int) and exponent < -12):
+        if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+            raise ValueError("fx_rate must be a plain decimal")
+        text = value.strip() if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
+        if not re.fullmatch(_FX_RATE, text) or Decimal(text) <= 0:
             raise ValueError("fx_rate must be a positive decimal with at most 12 decimal places")
-        return rate
+        return Decimal(text)
 
 
 class PaymentOut(BaseModel):

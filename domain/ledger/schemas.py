@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from domain.entries.schemas import Storable
 from domain.money import AmountOut, RateOut
@@ -33,19 +34,19 @@ class AccountCreate(BaseModel):
     name: AccountName
     type: AccountType
     tax_code: TaxCode | None = Field(default=None, description="what the importing product books the line's tax as")
-    active: bool = True
+    active: StrictBool = True
 
 
 class AccountUpdate(BaseModel):
     """Send only what changes. A mapped account keeps a type that fits its role and stays active (409)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})  # a change of something
 
-    code: Code | None = None
-    name: AccountName | None = None
-    type: AccountType | None = None
+    code: Code | SkipJsonSchema[None] = None
+    name: AccountName | SkipJsonSchema[None] = None
+    type: AccountType | SkipJsonSchema[None] = None
     tax_code: TaxCode | None = None
-    active: bool | None = None
+    active: StrictBool | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _something(self) -> AccountUpdate:

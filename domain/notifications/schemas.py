@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
+from domain.notifications.events import CONFIGURABLE_EVENTS
 from domain.pagination import PageInfo
 
 
@@ -51,4 +52,14 @@ class EmailPreferencesIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: dict[str, bool] = Field(max_length=50, examples=[{"entry_submitted": True, "approval_reminder": False}])
+    # The event types one may set, named in the document (the others are refused: unknown, or security mail).
+    email: Annotated[
+        dict[str, StrictBool],
+        WithJsonSchema(
+            {
+                "type": "object",
+                "properties": {event: {"type": "boolean"} for event in CONFIGURABLE_EVENTS},
+                "additionalProperties": False,
+            }
+        ),
+    ] = Field(max_length=50, examples=[{"entry_submitted": True, "approval_reminder": False}])

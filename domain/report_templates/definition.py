@@ -22,10 +22,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from domain.dates import EARLIEST, LATEST
 from domain.errors import ValidationFailed
 from domain.report_templates.formulas import NAME, Formula, FormulaError, compile_formula
 from domain.report_templates.sources import SOURCES, Source, SourceField
-from domain.reports.schemas import EARLIEST_DATE, LATEST_DATE
 
 Key = Annotated[str, Field(min_length=1, max_length=63, pattern=NAME.pattern)]
 Label = Annotated[str, Field(min_length=1, max_length=100)]
@@ -181,8 +181,8 @@ def coerce(kind: str, value: object, where: str) -> str | int | Decimal | date:
             day = date.fromisoformat(value)
         except ValueError as error:
             raise fail(f"{value!r} is not a date (YYYY-MM-DD)", where) from error
-        if not EARLIEST_DATE <= day <= LATEST_DATE:
-            raise fail(f"must be between {EARLIEST_DATE} and {LATEST_DATE}", where)
+        if not EARLIEST <= day <= LATEST:
+            raise fail(f"must be between {EARLIEST} and {LATEST}", where)
         return day
     raise fail(f"unknown kind {kind}", where)  # pragma: no cover - the kinds are the sources'
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
@@ -9,8 +10,12 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from domain.money import is_currency
+from domain.dates import BusinessDate
+from domain.entries.schemas import Category
+from domain.json_numbers import BodyId
+from domain.money import CurrencyCode
 from domain.pagination import PageInfo
 
 
@@ -71,7 +76,7 @@ TITLES: dict[ReportType, str] = {
     ReportType.TEMPLATE: "Report template",
 }
 
-_Name = Annotated[str, Field(min_length=1, max_length=100)]
+_Name = Category  # an entry category: no NUL, not blank, 100 characters at most
 
 
 class ReportFilters(BaseModel):
@@ -84,18 +89,16 @@ class ReportFilters(BaseModel):
         max_length=100,
         description="budget_vs_actual: the budgets of these categories; not for receivables",
     )
-    owner_ids: list[int] = Field(
+    owner_ids: list[BodyId] = Field(
         default_factory=list, max_length=100, description="receivables: the invoices they own; not for budget_vs_actual"
     )
     kind: str | None = Field(default=None, pattern="^(revenue|expense)$", description="ledger only")
 
 
-# Reports cover business dates: a bound far inside date's range keeps month arithmetic (the P&L's month after
-# the last) from overflowing in the activity. The longest period allowed is a setting (REPORT_MAX_PERIOD_DAYS),
-# checked by the service.
-EARLIEST_DATE = date(1900, 1, 1)
-LATEST_DATE = date(2999, 12, 31)
-_ReportDate = Annotated[date, Field(ge=EARLIEST_DATE, le=LATEST_DATE)]
+# Reports cover business dates (domain/dates.py: a bound far inside date's range also keeps month arithmetic, the
+# P&L's month after the last, from overflowing in the activity). The longest period allowed is a setting
+# (REPORT_MAX_PERIOD_DAYS), checked by the service.
+_ReportDate = BusinessDate
 
 
 class Period(BaseModel):
@@ -103,15 +106,6 @@ class Period(BaseModel):
 
     from_: _ReportDate = Field(alias="from")
     to: _ReportDate
-
-
-def _check_currency(value: str | None) -> str | None:
-    if value is None:
-        return None
-    code = value.strip().upper()
-    if not is_currency(code):
-        raise ValueError(f"{value!r} is not an ISO 4217 currency code with minor units (such as EUR, GBP, JPY)")
-    return code
 
 
 TemplateParameters = dict[str, str | int | None]
@@ -146,18 +140,12 @@ class ReportRequest(TemplateChoice):
     format: ReportFormat
     period: Period
     filters: ReportFilters = Field(default_factory=ReportFilters)
-    presentation_currency: str | None = Field(
+    presentation_currency: CurrencyCode | None = Field(
         default=None,
-        max_length=3,
         description="show the amounts in this currency (ISO 4217), converted from the base currency at each entry's "
         "locked rate date; default the base currency",
         examples=["GBP"],
     )
-
-    @field_validator("presentation_currency")
-    @classmethod
-    def _currency(cls, value: str | None) -> str | None:
-        return _check_currency(value)
 
     @model_validator(mode="after")
     def _template(self) -> ReportRequest:
@@ -206,6 +194,10 @@ class ReportPage(PageInfo):
     items: list[ReportOut]
 
 
+# In the document: a cron expression's five fields (its values are the workflow engine's to judge).
+CRON_PATTERN = r"^[ \t]*[!-~]+(?:[ \t]+[!-~]+){4}[ \t]*$"  # five fields of printable ASCII
+
+
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -216,7 +208,7 @@ def _check_timezone(value: str) -> str:
 
 def _check_cron(value: str) -> str:
     fields = value.split()
-    if len(fields) != 5:
+    if len(fields) != 5 or not re.match(CRON_PATTERN, value):
         raise ValueError("cron must have five fields: minute hour day-of-month month day-of-week")
     return " ".join(fields)
 
@@ -227,8 +219,8 @@ class ScheduleIn(TemplateChoice):
     name: str = Field(min_length=1, max_length=200)
     type: ReportType
     format: ReportFormat
-    cron: str = Field(min_length=9, max_length=100, examples=["0 6 1 * *"])
-    timezone: str = Field(default="UTC", max_length=64)
+    cron: str = Field(min_length=9, max_length=100, examples=["0 6 1 * *"], json_schema_extra={"pattern": CRON_PATTERN})
+    timezone: str = Field(default="UTC", max_length=64, description="an IANA time zone, such as Europe/Berlin")
     period: RelativePeriod = RelativePeriod.PREVIOUS_MONTH
     recipients: list[EmailStr] = Field(default_factory=list, max_length=50)
     filters: ReportFilters = Field(default_factory=ReportFilters)
@@ -255,14 +247,17 @@ class SchedulePatch(TemplateChoice):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    type: ReportType | None = None
-    format: ReportFormat | None = None
-    cron: str | None = Field(default=None, min_length=9, max_length=100)
-    timezone: str | None = Field(default=None, max_length=64)
-    period: RelativePeriod | None = None
-    recipients: list[EmailStr] | None = Field(default=None, max_length=50)
-    filters: ReportFilters | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
+    type: ReportType | SkipJsonSchema[None] = None
+    format: ReportFormat | SkipJsonSchema[None] = None
+    cron: (
+        Annotated[str, Field(min_length=9, max_length=100, json_schema_extra={"pattern": CRON_PATTERN})]
+        | SkipJsonSchema[None]
+    ) = None
+    timezone: Annotated[str, Field(max_length=64)] | SkipJsonSchema[None] = None
+    period: RelativePeriod | SkipJsonSchema[None] = None
+    recipients: Annotated[list[EmailStr], Field(max_length=50)] | SkipJsonSchema[None] = None
+    filters: ReportFilters | SkipJsonSchema[None] = None
 
     @field_validator("name", "type", "format", "cron", "timezone", "period", "recipients", "filters", mode="before")
     @classmethod

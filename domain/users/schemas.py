@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 
+from domain.entries.schemas import Storable
+from domain.json_numbers import BodyId
 from domain.models import Role
 from domain.pagination import PageInfo
 
@@ -27,7 +30,7 @@ def password_length_problem(password: str) -> str | None:
 
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{3,64}$", to_lower=True)]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
 
 
 class UserOut(BaseModel):
@@ -58,7 +61,7 @@ class UserCreate(BaseModel):
     full_name: FullName
     password: Password
     role: Role = Role.EMPLOYEE
-    manager_id: int = Field(description="every user but a superadmin reports to a manager")
+    manager_id: BodyId = Field(description="every user but a superadmin reports to a manager")
 
 
 class UserUpdate(BaseModel):
@@ -66,12 +69,12 @@ class UserUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailStr | None = None
-    username: Username | None = None
-    full_name: FullName | None = None
-    role: Role | None = None
-    manager_id: int | None = None
-    is_active: bool | None = None
+    email: EmailStr | SkipJsonSchema[None] = None
+    username: Username | SkipJsonSchema[None] = None
+    full_name: FullName | SkipJsonSchema[None] = None
+    role: Role | SkipJsonSchema[None] = None
+    manager_id: BodyId | None = None
+    is_active: StrictBool | SkipJsonSchema[None] = None
 
 
 class MeUpdate(BaseModel):

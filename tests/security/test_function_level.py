@@ -11,7 +11,7 @@ import re
 import httpx
 import pytest
 
-from api.app import _dependency_calls, api_routes
+from api.app import api_routes, dependency_calls
 from api.deps import Authorize, Public
 from core.authz import KNOWN_ROLES
 from tests.conftest import MakeUser
@@ -20,7 +20,7 @@ LOWER_THAN_ADMIN = ("employee", "accountant", "manager")
 
 
 def _declared(route: object) -> Authorize | Public:
-    for call in _dependency_calls(route.dependant):  # type: ignore[attr-defined]
+    for call in dependency_calls(route.dependant):  # type: ignore[attr-defined]
         if isinstance(call, Authorize | Public):
             return call
     raise AssertionError(f"route {route} declares no permission")
