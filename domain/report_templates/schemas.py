@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from domain.pagination import PageInfo
 from domain.report_templates.definition import TemplateDefinition
@@ -32,9 +34,10 @@ class ReportTemplatePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=120)
-    description: str | None = Field(default=None, max_length=2000)
-    definition: TemplateDefinition | None = None
+    # Null is refused for these (leave a field out to keep it): the document says so by not offering null.
+    name: Annotated[str, Field(min_length=1, max_length=120)] | SkipJsonSchema[None] = None
+    description: Annotated[str, Field(max_length=2000)] | SkipJsonSchema[None] = None
+    definition: TemplateDefinition | SkipJsonSchema[None] = None
     layout: str | None = Field(
         default=None, max_length=MAX_LAYOUT_CHARS, description="admins only; null removes the layout"
     )

@@ -14,7 +14,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from domain.dates import BusinessDate
 from domain.entries.schemas import Category
-from domain.json_numbers import BodyId
+from domain.json_numbers import JSON_INTEGER, BodyId
 from domain.money import CurrencyCode
 from domain.pagination import PageInfo
 
@@ -109,14 +109,13 @@ class Period(BaseModel):
 
 
 TemplateParameters = dict[str, str | int | None]
-_TemplateId = Annotated[int, Field(ge=1, le=2**63 - 1)]
-_TemplateVersion = Annotated[int, Field(ge=1, le=1_000_000)]
+_TemplateVersion = Annotated[int, Field(ge=1, le=1_000_000), JSON_INTEGER]
 
 
 class TemplateChoice(BaseModel):
     """Which report template a report (or a schedule) runs: type `template` only."""
 
-    template_id: _TemplateId | None = Field(default=None, description="type template: the report template to run")
+    template_id: BodyId | None = Field(default=None, description="type template: the report template to run")
     template_version: _TemplateVersion | None = Field(
         default=None, description="type template: the version to run (default: the current one, when run)"
     )

@@ -135,6 +135,21 @@ ALLOWED = (
         "which filters a report type takes, a budget's scope (one of two fields), one account per mapping: rules "
         "across fields",
     ),
+    Allowed(
+        SCHEMA_VALID_REJECTED,
+        422,
+        r"for type template only|type template needs template_id|filters do not apply to a template|"
+        r"has no field '|names either a field or a bucket|^field=definition",
+        "a template's id and parameters go with type `template` only, and a definition's fields, groups and "
+        "formulas are judged against its dataset's (another field's) whitelist: rules between fields",
+    ),
+    Allowed(
+        SCHEMA_VALID_REJECTED,
+        422,
+        r"the proposed policy is refused",
+        "a proposed policy is a file whose lines are judged as Casbin reads them (named by line): the document can "
+        "only say it is text of a bounded size",
+    ),
 )
 
 
