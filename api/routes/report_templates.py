@@ -10,10 +10,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from api.deps import Authorize, Grant, ServicesDep, TxDep, read_only
 from api.listing import listing_of
 from api.routes.reports import accept_report
+from domain.json_numbers import MAX_BODY_ID
 from domain.pagination import Cursor, Pager
 from domain.report_templates import service
 from domain.report_templates.schemas import (
@@ -32,7 +35,8 @@ Read = Annotated[Grant, Depends(Authorize("report_template", "read"))]
 Create = Annotated[Grant, Depends(Authorize("report_template", "create"))]
 Update = Annotated[Grant, Depends(Authorize("report_template", "update"))]
 Run = Annotated[Grant, Depends(Authorize("report_template", "run"))]
-TemplateId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# A template's id is also carried in bodies (a report request, a schedule): bounded as a body's ids are.
+TemplateId = Annotated[int, Path(ge=1, le=MAX_BODY_ID)]
 VersionNumber = Annotated[int, Path(ge=1, le=1_000_000)]
 IfMatch = Annotated[
     str | None, Header(alias="If-Match", description="the version you read (its ETag): 412 when it moved on")
@@ -130,12 +134,15 @@ async def run_template(
 ) -> ReportAccepted:
     """The same as `POST /reports` with type `template`: the run pins the version (the current one unless named)
     and holds only what the runner may see. Follow it at `status_url`."""
-    request = ReportRequest(
-        type=ReportType.TEMPLATE,
-        format=body.format,
-        period=body.period,
-        template_id=template_id,
-        template_version=body.version,
-        parameters=body.parameters,
-    )
+    try:
+        request = ReportRequest(
+            type=ReportType.TEMPLATE,
+            format=body.format,
+            period=body.period,
+            template_id=template_id,
+            template_version=body.version,
+            parameters=body.parameters,
+        )
+    except ValidationError as invalid:  # the run's parts checked as one report request: a 422 like any body's
+        raise RequestValidationError(invalid.errors()) from invalid
     return await accept_report(request, grant, tx, services)

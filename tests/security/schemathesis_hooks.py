@@ -143,7 +143,7 @@ ALLOWED = (
         SCHEMA_VALID_REJECTED,
         422,
         r"for type template only|type template needs template_id|filters do not apply to a template|"
-        r"has no field '|names either a field or a bucket|^field=definition",
+        r"has no field '|names either a field or a bucket|^field=definition|has either a value or a param",
         "a template's id and parameters go with type `template` only, and a definition's fields, groups and "
         "formulas are judged against its dataset's (another field's) whitelist: rules between fields",
     ),

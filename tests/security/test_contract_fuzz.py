@@ -31,8 +31,11 @@ from tests.conftest import MakeUser, TestUser
 
 CONFIG = Path(__file__).parent / "schemathesis.toml"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-# An endless Server-Sent Events stream: covered by its own tests, not by request/response fuzzing.
-NOT_FUZZED = ("notifications-stream",)
+# Not fuzzed: the endless Server-Sent Events stream (covered by its own tests), and the policy preview, whose body is
+# two files of up to 256 KiB each judged line by line as Casbin reads them: generated text says nothing about it (a
+# fuzzed 256 KiB of astral characters is counted differently by the generator and the server). tests/policy_preview
+# drives it with real and broken files.
+NOT_FUZZED = ("notifications-stream", "admin-preview-policy")
 # They end the caller's session (every token of theirs stops working): each runs last, alone, as a user of its own.
 SESSION_ENDING = ("auth-logout", "auth-change-password", "users-update-me")
 RUN_SECONDS = 600  # one role's run; the whole test aims at a few minutes
