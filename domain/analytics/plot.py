@@ -3,9 +3,10 @@ where there is nothing to show). Shared by the analytics and the dashboard, and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from enum import StrEnum
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,3 +52,23 @@ def values_of(numbers: Iterable[Decimal | int | str | None]) -> list[str | None]
 
 def series(name: str, unit: Unit, numbers: Iterable[Decimal | int | str | None]) -> PlotSeries:
     return PlotSeries(name=name, unit=unit, values=values_of(numbers))
+
+
+class MonthFigures(Protocol):
+    month: str
+    revenue: Decimal
+    expenses: Decimal
+    net: Decimal
+
+
+def money_by_month(rows: Sequence[MonthFigures]) -> Chart:
+    """Revenue, expenses and net by month: the trends' and the dashboard KPI's first chart."""
+    return Chart(
+        title="Revenue, expenses and net by month",
+        labels=[row.month for row in rows],
+        series=[
+            series("revenue", Unit.MONEY, [row.revenue for row in rows]),
+            series("expenses", Unit.MONEY, [row.expenses for row in rows]),
+            series("net", Unit.MONEY, [row.net for row in rows]),
+        ],
+    )

@@ -27,7 +27,7 @@ from sqlalchemy import select, text
 from core.authz import Authorizer
 from core.db import Tx
 from domain.analytics import forecast
-from domain.analytics.plot import Chart, Unit, series
+from domain.analytics.plot import Chart, Unit, money_by_month, series
 from domain.analytics.schemas import (
     ApprovalPerformance,
     ApproverPerformance,
@@ -209,15 +209,7 @@ async def trends(
         )  # fmt: skip
     month_labels = [row.month for row in rows]
     charts = [
-        Chart(
-            title="Revenue, expenses and net by month",
-            labels=month_labels,
-            series=[
-                series("revenue", Unit.MONEY, [r.revenue for r in rows]),
-                series("expenses", Unit.MONEY, [r.expenses for r in rows]),
-                series("net", Unit.MONEY, [r.net for r in rows]),
-            ],
-        ),
+        money_by_month(rows),
         Chart(
             title="Change against the month before and the same month a year before (%)",
             labels=month_labels,

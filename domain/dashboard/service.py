@@ -22,7 +22,7 @@ from sqlalchemy import select, text
 
 from core.authz import Authorizer
 from core.db import Tx
-from domain.analytics.plot import Chart, Unit
+from domain.analytics.plot import Chart, Unit, money_by_month
 from domain.analytics.plot import series as plot_series
 from domain.budgets.periods import Period as BudgetPeriod
 from domain.budgets.periods import elapsed_share
@@ -595,17 +595,8 @@ async def kpi(tx: Tx, authorizer: Authorizer, viewer: User, months: int, base_cu
     # By permission, not by the size of the scope: a manager with no reports yet still gets the (short) list.
     show_spenders = sees_team_figures(authorizer, viewer)
     cycle, rate, escalations = await _approval_stats(tx, scope, start, end)
-    labels = [row.month for row in series]
     charts = [
-        Chart(
-            title="Revenue, expenses and net by month",
-            labels=labels,
-            series=[
-                plot_series("revenue", Unit.MONEY, [row.revenue for row in series]),
-                plot_series("expenses", Unit.MONEY, [row.expenses for row in series]),
-                plot_series("net", Unit.MONEY, [row.net for row in series]),
-            ],
-        ),
+        money_by_month(series),
         Chart(
             title="Top expense categories",
             labels=[c.category for c in breakdown.categories],
