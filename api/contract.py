@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.deps import Authorize, is_rate_limited, is_read_only
-from api.errors import ErrorBody, error_response
+from api.errors import CODE_BY_STATUS, ErrorBody, error_response
 from api.etags import ETAG_HEADER
 from api.trailing_slash import other_form
 
@@ -68,20 +68,6 @@ _DESCRIPTIONS = {
     428: "Precondition Required: send If-Match with the version (ETag) you read",
     429: "Too Many Requests: wait Retry-After seconds",
     503: "Service Unavailable: nothing was changed; try again after Retry-After seconds",
-}
-_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    409: "conflict",
-    412: "precondition_failed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_failed",
-    428: "precondition_required",
-    429: "rate_limited",
-    503: "service_unavailable",
 }
 _EXAMPLE_MESSAGES = {
     400: "There was an error parsing the body",
@@ -187,7 +173,7 @@ def derived_statuses(route: Any, method: str, operation: dict[str, Any]) -> dict
 
 def _error_response(status: int, description: str | None) -> dict[str, Any]:
     example = {
-        "error": {"code": _CODES[status], "message": _EXAMPLE_MESSAGES[status], "details": None},
+        "error": {"code": CODE_BY_STATUS[status], "message": _EXAMPLE_MESSAGES[status], "details": None},
         "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
     }
     response: dict[str, Any] = {

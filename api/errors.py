@@ -37,7 +37,8 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.ServiceUnavailable: 503,
 }
 
-_CODE_BY_STATUS = {
+# The error body's `code` for each status: the answers and the OpenAPI examples (api/contract.py) read it here.
+CODE_BY_STATUS = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
@@ -181,7 +182,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _CODE_BY_STATUS.get(exc.status_code, "error")
+        code = CODE_BY_STATUS.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), None, getattr(exc, "headers", None))
 
     @app.exception_handler(DataError)
