@@ -13,9 +13,12 @@ the same stretch a year before (52 weeks before, for a week). Without a time buc
 with the period as long just before it (whole months move by months), or a year before. An end on the last day of a
 month stays on the last day of the month it moves to (February's 29th compares with January's 31st).
 
-The budget comparison adds what the budgets the runner may see hold for a row: the amounts of the budget periods that
-start within the row's bucket, of the row's category when grouped by category (team budgets, without a category,
-count where the rows are not split by category); the template's filters on `category` apply to the budgets too.
+The budget comparison adds what the budgets the runner may see hold for a row: each budget period's amount shared
+among the buckets by its calendar days in each (a quarter's budget against months: January 31/91 of it, February
+29/91, March 31/91; rounded to the currency's minor units so that the parts add up to the amount exactly: prorata.py),
+of the row's category when grouped by category (team budgets, without a category, count where the rows are not split
+by category); the template's filters on `category` apply to the budgets too. The days of a budget period outside the
+report's period keep their part out of it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,21 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Date, Select, and_, bindparam, func, literal, not_, select, text
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Date,
+    Numeric,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    func,
+    literal,
+    not_,
+    select,
+    text,
+)
 from sqlalchemy.sql.selectable import TableValuedAlias
 
 from core.db import Tx
@@ -47,6 +64,7 @@ from domain.report_templates.definition import (
     row_name,
 )
 from domain.report_templates.formulas import Formula
+from domain.report_templates.prorata import overlap_days, pro_rata
 from domain.report_templates.sources import Context, Source, SourceField
 from domain.reports.datasets import Column, Dataset, ReportQuery, ReportScope, Row
 
@@ -175,6 +193,19 @@ def shifted(kind: str, bucket: str | None, stretch: Stretch, period: tuple[date,
     return Stretch(stretch.key, stretch.first - timedelta(days=length), stretch.last - timedelta(days=length))
 
 
+def spread(
+    amount: Decimal, starts_on: date, ends_on: date, found: Sequence[Stretch], query: ReportQuery, places: int
+) -> list[tuple[Stretch, Decimal]]:
+    """The stretches of `found` a budget period [starts_on, ends_on) has days in, each with its part by those days
+    (prorata.py); the days before and after the report's period keep theirs, so that all parts add up to the
+    amount."""
+    inside = [overlap_days(starts_on, ends_on, stretch.first, stretch.last) for stretch in found]
+    before = overlap_days(starts_on, ends_on, date.min, query.period_from - timedelta(days=1))
+    after = overlap_days(starts_on, ends_on, query.period_to + timedelta(days=1), date.max)
+    parts = pro_rata(amount, [before, *inside, after], places)[1:-1]
+    return [(stretch, part) for stretch, days, part in zip(found, inside, parts, strict=True) if days]
+
+
 def _ranges(found: Sequence[Stretch]) -> TableValuedAlias:
     return (
         func.unnest(
@@ -245,7 +276,7 @@ class TemplateDataset(Dataset):
         if definition.comparisons:
             parts.append(
                 "Comparisons: a bucket against the same stretch of the bucket before (prior period) or a year before; "
-                "budget: the budget periods starting in the bucket."
+                "budget: each budget period's amount shared among the buckets by its days in each."
             )
         return " ".join(parts)
 
@@ -322,14 +353,15 @@ class TemplateDataset(Dataset):
         }
 
     async def _budgets(self, tx: Tx, checked: Checked, found: Sequence[Stretch]) -> dict[Key, Values]:
-        """The budget column: the budget periods' amounts by the same keys (see the module's docstring)."""
-        ranges = _ranges(found)
+        """The budget column: each budget period overlapping the report's period shared among the stretches by its
+        days in each (prorata.py), then grouped by the same keys as the rows (see the module's docstring)."""
+        q = self.query
         category = func.coalesce(Budget.category, "")
-        projected: list[ColumnElement[Any]] = []
-        for index, level in enumerate(checked.levels):
-            projected.append((ranges.c.key if level.bucket is not None else category).label(f"l{index}"))
         budgets = ReportScope.from_dict(self.raw_scope, budget_report=True).budget_scope()
-        conditions: list[ColumnElement[bool]] = []
+        conditions: list[ColumnElement[bool]] = [
+            BudgetPeriod.starts_on <= q.period_to,
+            BudgetPeriod.ends_on > q.period_from,  # a period's end is the next one's start
+        ]
         if not budgets.everyone:
             conditions.append(
                 (Budget.owner_id == budgets.viewer_id) | Budget.team_manager_id.in_(list(budgets.team_ids))
@@ -341,14 +373,35 @@ class TemplateDataset(Dataset):
                     conditions.append(condition)
         if any(level.field == "category" for level in checked.levels):
             conditions.append(Budget.category.is_not(None))
-        inner = (
-            select(*projected, BudgetPeriod.amount.label("amount"))
+        periods = (
+            select(category, BudgetPeriod.starts_on, BudgetPeriod.ends_on, BudgetPeriod.amount)
             .select_from(BudgetPeriod)
             .join(Budget, Budget.id == BudgetPeriod.budget_id)
-            .join(ranges, and_(BudgetPeriod.starts_on >= ranges.c.first, BudgetPeriod.starts_on <= ranges.c.last))
             .where(*conditions)
-            .subquery("t")
         )
+        places = minor_units(q.base_currency) or 0
+        keys: list[date] = []
+        categories: list[str] = []
+        amounts: list[Decimal] = []
+        for name, starts_on, ends_on, amount in await tx.session.execute(periods):
+            for stretch, part in spread(amount, starts_on, ends_on, found, q, places):
+                keys.append(stretch.key)
+                categories.append(name)
+                amounts.append(part)
+        shares = (
+            func.unnest(
+                bindparam("share_keys", keys, type_=ARRAY(Date)),
+                bindparam("share_categories", categories, type_=ARRAY(Text)),
+                bindparam("share_amounts", amounts, type_=ARRAY(Numeric)),
+            )
+            .table_valued("key", "category", "amount")
+            .render_derived(name="share")
+        )
+        projected = [
+            (shares.c.key if level.bucket is not None else shares.c.category).label(f"l{index}")
+            for index, level in enumerate(checked.levels)
+        ]
+        inner = select(*projected, shares.c.amount.label("amount")).select_from(shares).subquery("t")
         count = len(checked.levels)
         levels = [inner.c[f"l{index}"] for index in range(count)]
         grouping = func.grouping(*levels) if levels else literal(0)
