@@ -92,7 +92,7 @@ async def create(
         _check_layout_right(authorizer, user)
     checked = check(data.definition)
     if data.layout is not None:
-        check_layout(data.layout, template_columns(checked, SAMPLE_CURRENCY))
+        await check_layout(data.layout, template_columns(checked, SAMPLE_CURRENCY))
     await _name_free(tx, data.name)
     template = ReportTemplate(
         name=data.name,
@@ -156,7 +156,7 @@ async def update(
     checked = check(definition)
     if patch.definition is not None or "layout" in changes:
         if layout is not None:  # a new definition must still suit the layout, a new layout the definition
-            check_layout(layout, template_columns(checked, SAMPLE_CURRENCY))
+            await check_layout(layout, template_columns(checked, SAMPLE_CURRENCY))
     if patch.definition is not None:
         if patch.definition.dataset != template.dataset:
             # Reports and schedules of a template read one kind of data: another dataset is another template.

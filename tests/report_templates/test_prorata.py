@@ -20,7 +20,7 @@ from domain.reports.schemas import ReportType
 AMOUNTS = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("1e13"), places=4, allow_nan=False)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     amount=AMOUNTS,
     places=st.sampled_from([0, 2, 3]),
@@ -61,7 +61,7 @@ BUCKETS = st.sampled_from(["week", "month", "quarter", "year"])
 DAYS = st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     bucket=BUCKETS,
     report_start=DAYS,
