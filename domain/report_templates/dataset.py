@@ -19,6 +19,10 @@ among the buckets by its calendar days in each (a quarter's budget against month
 of the row's category when grouped by category (team budgets, without a category, count where the rows are not split
 by category); the template's filters on `category` apply to the budgets too. The days of a budget period outside the
 report's period keep their part out of it.
+
+A summary whose first group level is a time bucket charts its first aggregate by bucket (with that aggregate's
+comparisons, and the budget when it is money) unless its definition says `chart: false`: the reports' chart
+(domain/reports/charts.py) in the default PDF, plain data and that picture for an admin's layout.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ from domain.report_templates.definition import (
 from domain.report_templates.formulas import Formula
 from domain.report_templates.prorata import overlap_days, pro_rata
 from domain.report_templates.sources import Context, Source, SourceField
-from domain.reports.datasets import Column, Dataset, ReportQuery, ReportScope, Row
+from domain.reports.datasets import Chart, Column, Dataset, ReportQuery, ReportScope, Row
 
 TEMPLATE_KEY = "template"  # where a report row keeps the template it runs, beside its filters
 MAX_GROUPS = 20_000  # a summary with more groups than this is a listing: refuse it with a clear message
@@ -322,6 +326,8 @@ class TemplateDataset(Dataset):
         if self.checked.definition.subtotals:
             for length in range(1, count):
                 sets.append(((1 << (count - length)) - 1, names[:length]))
+        elif self.checked.charted and count > 1:  # the chart's values: by bucket alone (a subtotal's set otherwise)
+            sets.append(((1 << (count - 1)) - 1, names[:1]))
         if self.checked.calculated_rows and count > 1:
             sets.append((((1 << count) - 1) ^ 1, [names[-1]]))
         sets.append(((1 << count) - 1, []))
@@ -487,7 +493,31 @@ class TemplateDataset(Dataset):
         if any(m.role == "budget" for m in checked.measures):
             for key, values in (await self._budgets(tx, checked, found)).items():
                 merged[key].update(values)
-        return self._arrange(checked, merged)
+        rows = self._arrange(checked, merged)
+        self.chart = self._chart(checked, merged, found)
+        return rows
+
+    def _chart(self, checked: Checked, merged: dict[Key, Values], found: Sequence[Stretch]) -> Chart | None:
+        """The charted measures (`Checked.charted`) by bucket, every bucket of the period in order, as the cells
+        show them."""
+        charted = checked.charted
+        if not charted:
+            return None
+        bucket = checked.levels[0].bucket
+        assert bucket is not None
+        count = len(checked.levels)
+        by_bucket = (1 << (count - 1)) - 1  # the grouping of the set by the first level alone
+        rest = (None,) * (count - 1)
+        series: list[tuple[str, list[Decimal]]] = []
+        for measure in charted:
+            values: list[Decimal] = []
+            for stretch in found:
+                found_values = merged.get((by_bucket, stretch.key, *rest))
+                value = found_values.get(measure.key) if found_values is not None else _missing(measure)
+                shown = self._shown(measure.kind, value)
+                values.append(Decimal(0) if shown is None else Decimal(shown))  # no figure (an empty average): no bar
+            series.append((measure.label, values))
+        return Chart(checked.chart_title, [bucket_label(bucket, stretch.key) for stretch in found], series)
 
     def _arrange(self, checked: Checked, merged: dict[Key, Values]) -> list[Row]:
         """Detail rows in level order, calculated rows after each innermost group, subtotals after each outer one;
@@ -632,6 +662,13 @@ def template_columns(checked: Checked, base_currency: str) -> list[Column]:
             kind = OUTPUT_KINDS[source_field.kind]
             columns.append(Column(level.field, level.label or source_field.label, kind, 1.5, money(kind)))
     return columns + [Column(m.key, m.label, m.kind, 1.0, money(m.kind)) for m in checked.measures]
+
+
+def sample_chart(checked: Checked) -> Chart | None:
+    """A layout's `chart` on the sample it is tried on when saved: one bucket, each charted measure 1."""
+    if not checked.charted:
+        return None
+    return Chart(checked.chart_title, ["2024-01"], [(m.label, [Decimal(1)]) for m in checked.charted])
 
 
 def filter_condition(

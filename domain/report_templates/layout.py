@@ -2,9 +2,11 @@
 
 The layout sees plain data only (strings, lists, dicts): `report` (title, period, scope, generated_at, basis,
 currency), `columns` (key, label, kind, numeric), `rows` and `totals` (each a list of cells as text), `records`
-(each row as a dict by column key). It is rendered in Jinja2's immutable sandbox (sandbox.py), in a process of its
-own with a hard CPU limit (REPORT_LAYOUT_CPU_SECONDS) and a memory limit: a layout that loops within the sandbox's
-caps is stopped there, never the worker's process, never a hang.
+(each row as a dict by column key) and, for a template that charts (a time bucket first), `chart` (title, labels,
+series of name and points, decimal strings) and `chart_svg` (the default PDF's picture of it; empty otherwise). It
+is rendered in Jinja2's immutable sandbox (sandbox.py), in a process of its own with a hard CPU limit
+(REPORT_LAYOUT_CPU_SECONDS) and a memory limit: a layout that loops within the sandbox's caps is stopped there,
+never the worker's process, never a hang.
 
 On save a layout must compile and render sample data within SAMPLE_CPU_SECONDS (422 otherwise); at run time a
 failure fails the report with a clear message (the report's `error`), never the worker.
@@ -18,9 +20,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 from core.processes import LimitExceeded, Limits, run_limited
+from domain.analytics.plot import values_of
 from domain.errors import ValidationFailed
 from domain.report_templates.sandbox import compile_layout, try_layout, write_layout_pdf
+from domain.reports.charts import bar_chart_svg
 from domain.reports.datasets import Chart, Column, Row, Section
 from domain.reports.renderers import PdfRenderer, Renderer, ReportMeta, cell_text, open_renderer
 from domain.reports.schemas import ReportFormat
@@ -37,6 +43,7 @@ def _context(
     columns: Sequence[Column],
     rows: list[list[str]],
     totals: list[list[str]],
+    chart: Chart | None,
 ) -> dict[str, Any]:
     return {
         "report": {
@@ -54,6 +61,20 @@ def _context(
         "rows": rows,
         "totals": totals,
         "records": [{c.key: cell for c, cell in zip(columns, row, strict=True)} for row in rows],
+        "chart": _chart_data(chart) if chart is not None else None,
+        # The default PDF's picture: markup to print as it is; charts.py escapes every text it puts in (labels are
+        # group values people typed).
+        "chart_svg": Markup(bar_chart_svg(chart)) if chart is not None else "",  # noqa: S704
+    }
+
+
+def _chart_data(chart: Chart) -> dict[str, Any]:
+    """The chart as plain data, its values decimal strings as the analytics answer them (domain/analytics/plot.py)."""
+    return {
+        "title": chart.title,
+        "labels": list(chart.labels),
+        # "points", not "values": in Jinja2 `s.values` is the dict's method, not the key.
+        "series": [{"name": name, "points": values_of(values)} for name, values in chart.series],
     }
 
 
@@ -75,9 +96,9 @@ _SAMPLE_CELLS = {"text": "Sample", "money": "1.00", "int": "1", "hours": "1.00",
                  "ratio": "1.00", "percent": "1.00"}  # fmt: skip
 
 
-async def check_layout(layout: str, columns: Sequence[Column]) -> None:
+async def check_layout(layout: str, columns: Sequence[Column], chart: Chart | None) -> None:
     """A layout worth saving: within its size, compiling, and rendering a one-row sample of the template's
-    `columns` within SAMPLE_CPU_SECONDS (422 otherwise)."""
+    `columns` (and its sample `chart`, when it charts) within SAMPLE_CPU_SECONDS (422 otherwise)."""
     if len(layout) > MAX_LAYOUT_CHARS:
         raise ValidationFailed(f"a layout is at most {MAX_LAYOUT_CHARS} characters", field="layout")
     compile_layout(layout)  # a broken template is refused here, without starting a process
@@ -94,7 +115,7 @@ async def check_layout(layout: str, columns: Sequence[Column]) -> None:
     )
     row = [_SAMPLE_CELLS.get(column.kind, "") for column in columns]
     total = ["Total", *row[1:]]
-    context = _context(sample, columns, [row], [total])
+    context = _context(sample, columns, [row], [total], chart)
     # In a thread: starting the process takes a second, which the API's event loop must not wait out.
     await asyncio.to_thread(_bounded, try_layout, layout, context, cpu_seconds=SAMPLE_CPU_SECONDS)
 
@@ -110,7 +131,7 @@ class LayoutPdfRenderer(PdfRenderer):
 
     def finish(self, totals: list[Row], chart: Chart | None, sections: Sequence[Section] = ()) -> None:
         shown = [[cell_text(self.columns[i], value) for i, value in enumerate(row)] for row in totals]
-        context = _context(self.meta, self.columns, self.rows, shown)
+        context = _context(self.meta, self.columns, self.rows, shown, chart)
         _bounded(write_layout_pdf, self.layout, context, str(self.path), cpu_seconds=self.cpu_seconds)
 
 
