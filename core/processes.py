@@ -86,6 +86,8 @@ def run_limited(function: Callable[..., T], *arguments: Any, limits: Limits) -> 
         else:
             waited_out = True
     finally:
+        if not waited_out:  # it answered or ended: let it exit, so that its exit code is its own, never our kill
+            process.join(5)
         if process.is_alive():
             process.kill()
         process.join()
@@ -102,8 +104,9 @@ def run_limited(function: Callable[..., T], *arguments: Any, limits: Limits) -> 
     code = process.exitcode
     if code == -signal.SIGXCPU:
         raise LimitExceeded(f"used more than {limits.cpu_seconds} s of CPU")
-    ended = signal.Signals(-code).name if code is not None and code < 0 else f"exit code {code}"
-    raise LimitExceeded(f"ended without an answer ({ended}), over its memory limit perhaps")
+    if code is not None and code < 0:  # a library that could not allocate may abort, or the system's OOM killer
+        raise LimitExceeded(f"ended without an answer ({signal.Signals(-code).name}), over its memory limit perhaps")
+    raise LimitExceeded(f"ended without an answer (exit code {code})")
 
 
 def _run_within(

@@ -25,7 +25,7 @@ from markupsafe import Markup
 from core.processes import LimitExceeded, Limits, run_limited
 from domain.analytics.plot import values_of
 from domain.errors import ValidationFailed
-from domain.report_templates.sandbox import compile_layout, try_layout, write_layout_pdf
+from domain.report_templates.sandbox import compile_layout, try_layout
 from domain.reports.charts import bar_chart_svg
 from domain.reports.datasets import Chart, Column, Row, Section
 from domain.reports.renderers import PdfRenderer, Renderer, ReportMeta, cell_text, open_renderer
@@ -132,6 +132,8 @@ class LayoutPdfRenderer(PdfRenderer):
     def finish(self, totals: list[Row], chart: Chart | None, sections: Sequence[Section] = ()) -> None:
         shown = [[cell_text(self.columns[i], value) for i, value in enumerate(row)] for row in totals]
         context = _context(self.meta, self.columns, self.rows, shown, chart)
+        from domain.report_templates.drawing import write_layout_pdf  # WeasyPrint: the worker's, not the API's
+
         _bounded(write_layout_pdf, self.layout, context, str(self.path), cpu_seconds=self.cpu_seconds)
 
 

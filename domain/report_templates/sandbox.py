@@ -1,11 +1,11 @@
 """What runs an admin's layout: Jinja2's immutable sandbox with its caps, then WeasyPrint fetching nothing.
 
 The functions here run in a process of their own under a CPU and memory limit (layout.py starts it through
-core.processes.run_limited): they import only Jinja2 (and WeasyPrint when drawing), so that process starts fast.
+core.processes.run_limited): they import only Jinja2, so that process starts fast; drawing.py adds WeasyPrint.
 
 Jinja2's `ImmutableSandboxedEnvironment` refuses attribute access outside plain data (`''.__class__`,
 `cycler.__init__.__globals__`) with a SecurityError, and refuses to change the data. On top: `range()` is capped,
-`*` and `**` may not build huge values, the output is capped, and WeasyPrint fetches nothing but `data:` URLs (no
+`*` and `**` may not build huge values, the output is capped, and WeasyPrint (drawing.py) fetches only `data:` URLs (no
 file, no network: a layout cannot read the server's files or reach the network into the PDF). What the caps cannot
 bound (loops within them, nested: 1,000 x 1,000 x 1,000 steps) the process's limits do.
 """
@@ -90,12 +90,3 @@ def _invalid(error: TemplateError) -> ValidationFailed:
 def try_layout(layout: str, context: dict[str, Any]) -> None:
     """Render the layout and throw the HTML away: the check on save."""
     render_layout(layout, context)
-
-
-def write_layout_pdf(layout: str, context: dict[str, Any], path: str) -> None:
-    """Render the layout and write its PDF to `path`."""
-    from weasyprint import HTML
-    from weasyprint.urls import URLFetcher
-
-    no_fetching = URLFetcher(allowed_protocols=("data",), allow_redirects=False)
-    HTML(string=render_layout(layout, context), url_fetcher=no_fetching).write_pdf(path)
