@@ -124,6 +124,9 @@ def _run_within(
     try:
         answer = ("returned", function(*arguments))
     except Exception as error:
+        # Without its traceback and chain (the parent reads neither): they hold the work's frames, and after a
+        # MemoryError all the memory, which pickling the answer then needs.
+        error.__traceback__ = error.__cause__ = error.__context__ = None
         answer = ("raised", error)
     try:
         message = pickle.dumps(answer)
