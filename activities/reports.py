@@ -238,7 +238,10 @@ class ReportActivities:
                     currency_note=dataset.presentation.note(),
                 )
                 layout = dataset.layout if isinstance(dataset, TemplateDataset) else None
-                renderer = await asyncio.to_thread(renderer_for, report_format, path, meta, dataset.columns, layout)
+                cpu = settings.reports.layout_cpu_seconds  # an admin's layout is stopped past it
+                renderer = await asyncio.to_thread(
+                    renderer_for, report_format, path, meta, dataset.columns, layout, cpu
+                )
                 async with _heartbeating(counter, every), _signalling_progress(counter, self.progress_seconds) as told:
                     async for batch in dataset.batches(tx, BATCH_SIZE):
                         await asyncio.to_thread(renderer.write, batch)

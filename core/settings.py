@@ -389,6 +389,9 @@ class ReportSettings(BaseSettings):
     # How long a presigned download link in a report's email works: whoever holds the mail holds the file meanwhile
     # (a forwarded or leaked mail), so short; the API's download route stays behind a login.
     mail_link_hours: float = Field(default=24, gt=0, le=168, validation_alias="REPORT_MAIL_LINK_HOURS")
+    # The CPU an admin's PDF layout of a report template may use (its process is stopped past it, and the report
+    # fails saying so): a 5,000-row PDF of the reports' own takes ~8 s; a layout with a box per cell several times.
+    layout_cpu_seconds: int = Field(default=60, ge=1, le=600, validation_alias="REPORT_LAYOUT_CPU_SECONDS")
 
 
 class BackupSettings(BaseSettings):

@@ -13,9 +13,16 @@ the same stretch a year before (52 weeks before, for a week). Without a time buc
 with the period as long just before it (whole months move by months), or a year before. An end on the last day of a
 month stays on the last day of the month it moves to (February's 29th compares with January's 31st).
 
-The budget comparison adds what the budgets the runner may see hold for a row: the amounts of the budget periods that
-start within the row's bucket, of the row's category when grouped by category (team budgets, without a category,
-count where the rows are not split by category); the template's filters on `category` apply to the budgets too.
+The budget comparison adds what the budgets the runner may see hold for a row: each budget period's amount shared
+among the buckets by its calendar days in each (a quarter's budget against months: January 31/91 of it, February
+29/91, March 31/91; rounded to the currency's minor units so that the parts add up to the amount exactly: prorata.py),
+of the row's category when grouped by category (team budgets, without a category, count where the rows are not split
+by category); the template's filters on `category` apply to the budgets too. The days of a budget period outside the
+report's period keep their part out of it.
+
+A summary whose first group level is a time bucket charts its first aggregate by bucket (with that aggregate's
+comparisons, and the budget when it is money) unless its definition says `chart: false`: the reports' chart
+(domain/reports/charts.py) in the default PDF, plain data and that picture for an admin's layout.
 """
 
 from __future__ import annotations
@@ -28,7 +35,21 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Date, Select, and_, bindparam, func, literal, not_, select, text
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Date,
+    Numeric,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    func,
+    literal,
+    not_,
+    select,
+    text,
+)
 from sqlalchemy.sql.selectable import TableValuedAlias
 
 from core.db import Tx
@@ -47,8 +68,9 @@ from domain.report_templates.definition import (
     row_name,
 )
 from domain.report_templates.formulas import Formula
+from domain.report_templates.prorata import overlap_days, pro_rata
 from domain.report_templates.sources import Context, Source, SourceField
-from domain.reports.datasets import Column, Dataset, ReportQuery, ReportScope, Row
+from domain.reports.datasets import Chart, Column, Dataset, ReportQuery, ReportScope, Row
 
 TEMPLATE_KEY = "template"  # where a report row keeps the template it runs, beside its filters
 MAX_GROUPS = 20_000  # a summary with more groups than this is a listing: refuse it with a clear message
@@ -175,6 +197,19 @@ def shifted(kind: str, bucket: str | None, stretch: Stretch, period: tuple[date,
     return Stretch(stretch.key, stretch.first - timedelta(days=length), stretch.last - timedelta(days=length))
 
 
+def spread(
+    amount: Decimal, starts_on: date, ends_on: date, found: Sequence[Stretch], query: ReportQuery, places: int
+) -> list[tuple[Stretch, Decimal]]:
+    """The stretches of `found` a budget period [starts_on, ends_on) has days in, each with its part by those days
+    (prorata.py); the days before and after the report's period keep theirs, so that all parts add up to the
+    amount."""
+    inside = [overlap_days(starts_on, ends_on, stretch.first, stretch.last) for stretch in found]
+    before = overlap_days(starts_on, ends_on, date.min, query.period_from - timedelta(days=1))
+    after = overlap_days(starts_on, ends_on, query.period_to + timedelta(days=1), date.max)
+    parts = pro_rata(amount, [before, *inside, after], places)[1:-1]
+    return [(stretch, part) for stretch, days, part in zip(found, inside, parts, strict=True) if days]
+
+
 def _ranges(found: Sequence[Stretch]) -> TableValuedAlias:
     return (
         func.unnest(
@@ -245,7 +280,7 @@ class TemplateDataset(Dataset):
         if definition.comparisons:
             parts.append(
                 "Comparisons: a bucket against the same stretch of the bucket before (prior period) or a year before; "
-                "budget: the budget periods starting in the bucket."
+                "budget: each budget period's amount shared among the buckets by its days in each."
             )
         return " ".join(parts)
 
@@ -291,6 +326,8 @@ class TemplateDataset(Dataset):
         if self.checked.definition.subtotals:
             for length in range(1, count):
                 sets.append(((1 << (count - length)) - 1, names[:length]))
+        elif self.checked.charted and count > 1:  # the chart's values: by bucket alone (a subtotal's set otherwise)
+            sets.append(((1 << (count - 1)) - 1, names[:1]))
         if self.checked.calculated_rows and count > 1:
             sets.append((((1 << count) - 1) ^ 1, [names[-1]]))
         sets.append(((1 << count) - 1, []))
@@ -322,14 +359,15 @@ class TemplateDataset(Dataset):
         }
 
     async def _budgets(self, tx: Tx, checked: Checked, found: Sequence[Stretch]) -> dict[Key, Values]:
-        """The budget column: the budget periods' amounts by the same keys (see the module's docstring)."""
-        ranges = _ranges(found)
+        """The budget column: each budget period overlapping the report's period shared among the stretches by its
+        days in each (prorata.py), then grouped by the same keys as the rows (see the module's docstring)."""
+        q = self.query
         category = func.coalesce(Budget.category, "")
-        projected: list[ColumnElement[Any]] = []
-        for index, level in enumerate(checked.levels):
-            projected.append((ranges.c.key if level.bucket is not None else category).label(f"l{index}"))
         budgets = ReportScope.from_dict(self.raw_scope, budget_report=True).budget_scope()
-        conditions: list[ColumnElement[bool]] = []
+        conditions: list[ColumnElement[bool]] = [
+            BudgetPeriod.starts_on <= q.period_to,
+            BudgetPeriod.ends_on > q.period_from,  # a period's end is the next one's start
+        ]
         if not budgets.everyone:
             conditions.append(
                 (Budget.owner_id == budgets.viewer_id) | Budget.team_manager_id.in_(list(budgets.team_ids))
@@ -341,14 +379,35 @@ class TemplateDataset(Dataset):
                     conditions.append(condition)
         if any(level.field == "category" for level in checked.levels):
             conditions.append(Budget.category.is_not(None))
-        inner = (
-            select(*projected, BudgetPeriod.amount.label("amount"))
+        periods = (
+            select(category, BudgetPeriod.starts_on, BudgetPeriod.ends_on, BudgetPeriod.amount)
             .select_from(BudgetPeriod)
             .join(Budget, Budget.id == BudgetPeriod.budget_id)
-            .join(ranges, and_(BudgetPeriod.starts_on >= ranges.c.first, BudgetPeriod.starts_on <= ranges.c.last))
             .where(*conditions)
-            .subquery("t")
         )
+        places = minor_units(q.base_currency) or 0
+        keys: list[date] = []
+        categories: list[str] = []
+        amounts: list[Decimal] = []
+        for name, starts_on, ends_on, amount in await tx.session.execute(periods):
+            for stretch, part in spread(amount, starts_on, ends_on, found, q, places):
+                keys.append(stretch.key)
+                categories.append(name)
+                amounts.append(part)
+        shares = (
+            func.unnest(
+                bindparam("share_keys", keys, type_=ARRAY(Date)),
+                bindparam("share_categories", categories, type_=ARRAY(Text)),
+                bindparam("share_amounts", amounts, type_=ARRAY(Numeric)),
+            )
+            .table_valued("key", "category", "amount")
+            .render_derived(name="share")
+        )
+        projected = [
+            (shares.c.key if level.bucket is not None else shares.c.category).label(f"l{index}")
+            for index, level in enumerate(checked.levels)
+        ]
+        inner = select(*projected, shares.c.amount.label("amount")).select_from(shares).subquery("t")
         count = len(checked.levels)
         levels = [inner.c[f"l{index}"] for index in range(count)]
         grouping = func.grouping(*levels) if levels else literal(0)
@@ -434,7 +493,31 @@ class TemplateDataset(Dataset):
         if any(m.role == "budget" for m in checked.measures):
             for key, values in (await self._budgets(tx, checked, found)).items():
                 merged[key].update(values)
-        return self._arrange(checked, merged)
+        rows = self._arrange(checked, merged)
+        self.chart = self._chart(checked, merged, found)
+        return rows
+
+    def _chart(self, checked: Checked, merged: dict[Key, Values], found: Sequence[Stretch]) -> Chart | None:
+        """The charted measures (`Checked.charted`) by bucket, every bucket of the period in order, as the cells
+        show them."""
+        charted = checked.charted
+        if not charted:
+            return None
+        bucket = checked.levels[0].bucket
+        assert bucket is not None
+        count = len(checked.levels)
+        by_bucket = (1 << (count - 1)) - 1  # the grouping of the set by the first level alone
+        rest = (None,) * (count - 1)
+        series: list[tuple[str, list[Decimal]]] = []
+        for measure in charted:
+            values: list[Decimal] = []
+            for stretch in found:
+                found_values = merged.get((by_bucket, stretch.key, *rest))
+                value = found_values.get(measure.key) if found_values is not None else _missing(measure)
+                shown = self._shown(measure.kind, value)
+                values.append(Decimal(0) if shown is None else Decimal(shown))  # no figure (an empty average): no bar
+            series.append((measure.label, values))
+        return Chart(checked.chart_title, [bucket_label(bucket, stretch.key) for stretch in found], series)
 
     def _arrange(self, checked: Checked, merged: dict[Key, Values]) -> list[Row]:
         """Detail rows in level order, calculated rows after each innermost group, subtotals after each outer one;
@@ -579,6 +662,13 @@ def template_columns(checked: Checked, base_currency: str) -> list[Column]:
             kind = OUTPUT_KINDS[source_field.kind]
             columns.append(Column(level.field, level.label or source_field.label, kind, 1.5, money(kind)))
     return columns + [Column(m.key, m.label, m.kind, 1.0, money(m.kind)) for m in checked.measures]
+
+
+def sample_chart(checked: Checked) -> Chart | None:
+    """A layout's `chart` on the sample it is tried on when saved: one bucket, each charted measure 1."""
+    if not checked.charted:
+        return None
+    return Chart(checked.chart_title, ["2024-01"], [(m.label, [Decimal(1)]) for m in checked.charted])
 
 
 def filter_condition(

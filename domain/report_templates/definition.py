@@ -127,6 +127,11 @@ class TemplateDefinition(Strict):
     calculated_columns: list[CalculatedColumn] = Field(default_factory=list, max_length=10)
     calculated_rows: list[CalculatedRow] = Field(default_factory=list, max_length=10)
     subtotals: bool = Field(default=False, description="a subtotal row after each group of the outer levels")
+    chart: bool = Field(
+        default=True,
+        description="a summary whose first group level is a time bucket charts its first aggregate by bucket in the "
+        "PDF; false: no chart",
+    )
 
 
 # --- meaning -------------------------------------------------------------------------------------------------------
@@ -221,6 +226,23 @@ class Checked:
     @property
     def summary(self) -> bool:
         return bool(self.definition.aggregates)
+
+    @property
+    def charted(self) -> list[Measure]:
+        """What the PDF's chart plots by bucket: the first aggregate, its comparisons, and the budget when it is
+        money (one unit on one axis); nothing unless the first group level is a time bucket and `chart` is on."""
+        if not self.definition.chart or not self.levels or self.levels[0].bucket is None:
+            return []
+        first = next(m for m in self.measures if m.role == "aggregate")
+        return [
+            m for m in self.measures
+            if m is first or m.compares == first.key or (m.role == "budget" and first.kind == "money")
+        ]  # fmt: skip
+
+    @property
+    def chart_title(self) -> str:
+        first = next(m for m in self.measures if m.role == "aggregate")
+        return f"{first.label} by {self.levels[0].bucket}" if self.levels else first.label
 
 
 def _aggregate_kind(function: str, field_kind: str | None) -> str:

@@ -1,66 +1,49 @@
-"""An admin's HTML layout for a template's PDF, rendered in Jinja2's sandbox.
+"""An admin's HTML layout for a template's PDF: what it sees, and where it runs.
 
 The layout sees plain data only (strings, lists, dicts): `report` (title, period, scope, generated_at, basis,
-currency), `columns` (key, label, kind, numeric), `rows` and `totals` (each a list of cells as text) and `records`
-(each row as a dict by column key). Jinja2's `ImmutableSandboxedEnvironment` refuses attribute access outside that
-(`''.__class__`, `cycler.__init__.__globals__`) with a SecurityError, and refuses to change the data. On top:
-`range()` is capped, `*` and `**` may not build huge values, the output is capped, and WeasyPrint fetches nothing
-but `data:` URLs (no file, no network: a layout cannot read the server's files or reach the network into the PDF).
+currency), `columns` (key, label, kind, numeric), `rows` and `totals` (each a list of cells as text), `records`
+(each row as a dict by column key) and, for a template that charts (a time bucket first), `chart` (title, labels,
+series of name and points, decimal strings) and `chart_svg` (the default PDF's picture of it; empty otherwise). It
+is rendered in Jinja2's immutable sandbox (sandbox.py), in a process of its own with a hard CPU limit
+(REPORT_LAYOUT_CPU_SECONDS) and a memory limit: a layout that loops within the sandbox's caps is stopped there,
+never the worker's process, never a hang.
 
-On save a layout must compile and render sample data (422 otherwise); at run time a failure fails the report with a
-clear message (the report's `error`), never the worker.
+On save a layout must compile and render sample data within SAMPLE_CPU_SECONDS (422 otherwise); at run time a
+failure fails the report with a clear message (the report's `error`), never the worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
 
+from core.processes import LimitExceeded, Limits, run_limited
+from domain.analytics.plot import values_of
 from domain.errors import ValidationFailed
+from domain.report_templates.sandbox import compile_layout, try_layout
+from domain.reports.charts import bar_chart_svg
 from domain.reports.datasets import Chart, Column, Row, Section
 from domain.reports.renderers import PdfRenderer, Renderer, ReportMeta, cell_text, open_renderer
 from domain.reports.schemas import ReportFormat
 
 MAX_LAYOUT_CHARS = 50_000
-MAX_OUTPUT_CHARS = 5_000_000
-MAX_RANGE = 1_000
-MAX_REPEAT = 10_000  # the longest string or list `*` may build
-MAX_EXPONENT = 100
-
-
-class LayoutEnvironment(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
-
-    def __init__(self) -> None:
-        super().__init__(autoescape=True, undefined=StrictUndefined)  # an unsafe access fails, not blanks
-        self.globals = {"range": _bounded_range}
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for sequence, times in ((left, right), (right, left)):
-                if isinstance(sequence, (str, list, tuple)) and isinstance(times, int):
-                    if len(sequence) * times > MAX_REPEAT:
-                        raise SecurityError(f"a layout may not build values longer than {MAX_REPEAT}")
-        if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"exponents in a layout are at most {MAX_EXPONENT}")
-        return super().call_binop(context, operator, left, right)
-
-
-def _bounded_range(*arguments: int) -> range:
-    numbers = range(*arguments)
-    if len(numbers) > MAX_RANGE:
-        raise SecurityError(f"range() in a layout has at most {MAX_RANGE} items")
-    return numbers
+# The layout's process, WeasyPrint included: its address space (a spawned Python with Jinja2 and WeasyPrint is
+# ~0.2 GiB; a 1,000-row table with a box per cell ~0.3 GiB more). Past it a render fails with MemoryError.
+LAYOUT_MEMORY_BYTES = 2 * 2**30
+SAMPLE_CPU_SECONDS = 2  # the one-row sample a layout is tried on when saved: Jinja2 alone, milliseconds
 
 
 def _context(
-    meta: ReportMeta, columns: Sequence[Column], rows: list[list[str]], totals: list[list[str]]
+    meta: ReportMeta,
+    columns: Sequence[Column],
+    rows: list[list[str]],
+    totals: list[list[str]],
+    chart: Chart | None,
 ) -> dict[str, Any]:
     return {
         "report": {
@@ -78,42 +61,47 @@ def _context(
         "rows": rows,
         "totals": totals,
         "records": [{c.key: cell for c, cell in zip(columns, row, strict=True)} for row in rows],
+        "chart": _chart_data(chart) if chart is not None else None,
+        # The default PDF's picture: markup to print as it is; charts.py escapes every text it puts in (labels are
+        # group values people typed).
+        "chart_svg": Markup(bar_chart_svg(chart)) if chart is not None else "",  # noqa: S704
     }
 
 
-def render_layout(layout: str, context: dict[str, Any]) -> str:
-    """The layout rendered on `context`; a ValidationFailed saying what went wrong when it cannot be."""
+def _chart_data(chart: Chart) -> dict[str, Any]:
+    """The chart as plain data, its values decimal strings as the analytics answer them (domain/analytics/plot.py)."""
+    return {
+        "title": chart.title,
+        "labels": list(chart.labels),
+        # "points", not "values": in Jinja2 `s.values` is the dict's method, not the key.
+        "series": [{"name": name, "points": values_of(values)} for name, values in chart.series],
+    }
+
+
+def _bounded(function: Callable[..., None], *arguments: Any, cpu_seconds: int) -> None:
+    """`function(*arguments)` (one of sandbox.py's) in a process of its own under the layout's limits; a 422 (the
+    report's error at run time) saying which limit stopped it."""
     try:
-        template = LayoutEnvironment().from_string(layout)
-        parts: list[str] = []
-        size = 0
-        for part in template.generate(context):
-            size += len(part)
-            if size > MAX_OUTPUT_CHARS:
-                raise SecurityError(f"a layout renders at most {MAX_OUTPUT_CHARS} characters")
-            parts.append(part)
-        return "".join(parts)
-    except SecurityError as error:
+        run_limited(function, *arguments, limits=Limits(cpu_seconds, LAYOUT_MEMORY_BYTES))
+    except LimitExceeded as error:
         raise ValidationFailed(
-            f"the PDF layout tried something the sandbox refuses: {error}", field="layout"
+            f"the PDF layout was stopped: it {error}. A layout may use {cpu_seconds} s of CPU and "
+            f"{LAYOUT_MEMORY_BYTES // 2**20} MiB of memory: loop less, or choose a shorter period",
+            field="layout",
+            cpu_seconds=cpu_seconds,
         ) from error
-    except TemplateError as error:
-        line = getattr(error, "lineno", None)
-        where = f" (line {line})" if line else ""
-        raise ValidationFailed(f"the PDF layout is not a valid template{where}: {error}", field="layout") from error
-    except (ArithmeticError, TypeError, ValueError, LookupError, RecursionError, MemoryError) as error:
-        raise ValidationFailed(f"the PDF layout failed: {type(error).__name__}: {error}", field="layout") from error
 
 
 _SAMPLE_CELLS = {"text": "Sample", "money": "1.00", "int": "1", "hours": "1.00", "date": "2024-01-01",
                  "ratio": "1.00", "percent": "1.00"}  # fmt: skip
 
 
-def check_layout(layout: str, columns: Sequence[Column]) -> None:
+async def check_layout(layout: str, columns: Sequence[Column], chart: Chart | None) -> None:
     """A layout worth saving: within its size, compiling, and rendering a one-row sample of the template's
-    `columns` (422 otherwise)."""
+    `columns` (and its sample `chart`, when it charts) within SAMPLE_CPU_SECONDS (422 otherwise)."""
     if len(layout) > MAX_LAYOUT_CHARS:
         raise ValidationFailed(f"a layout is at most {MAX_LAYOUT_CHARS} characters", field="layout")
+    compile_layout(layout)  # a broken template is refused here, without starting a process
     sample = ReportMeta(
         report_id="sample",
         title="Sample",
@@ -127,36 +115,33 @@ def check_layout(layout: str, columns: Sequence[Column]) -> None:
     )
     row = [_SAMPLE_CELLS.get(column.kind, "") for column in columns]
     total = ["Total", *row[1:]]
-    render_layout(layout, _context(sample, columns, [row], [total]))
-
-
-def _no_fetching() -> Any:
-    from weasyprint.urls import URLFetcher
-
-    return URLFetcher(allowed_protocols=("data",), allow_redirects=False)
+    context = _context(sample, columns, [row], [total], chart)
+    # In a thread: starting the process takes a second, which the API's event loop must not wait out.
+    await asyncio.to_thread(_bounded, try_layout, layout, context, cpu_seconds=SAMPLE_CPU_SECONDS)
 
 
 class LayoutPdfRenderer(PdfRenderer):
-    """The PDF of a template with an admin's layout: the same rows and totals, the layout's HTML."""
+    """The PDF of a template with an admin's layout: the same rows and totals, the layout's HTML, drawn in a
+    process of its own within `cpu_seconds` (see the module's docstring)."""
 
-    def __init__(self, path: Path, meta: ReportMeta, columns: list[Column], layout: str) -> None:
+    def __init__(self, path: Path, meta: ReportMeta, columns: list[Column], layout: str, cpu_seconds: int) -> None:
         super().__init__(path, meta, columns)
         self.layout = layout
-
-    def html(self, totals: list[Row], chart: Chart | None, sections: Sequence[Section] = ()) -> str:
-        shown = [[cell_text(self.columns[i], value) for i, value in enumerate(row)] for row in totals]
-        return render_layout(self.layout, _context(self.meta, self.columns, self.rows, shown))
+        self.cpu_seconds = cpu_seconds
 
     def finish(self, totals: list[Row], chart: Chart | None, sections: Sequence[Section] = ()) -> None:
-        from weasyprint import HTML
+        shown = [[cell_text(self.columns[i], value) for i, value in enumerate(row)] for row in totals]
+        context = _context(self.meta, self.columns, self.rows, shown, chart)
+        from domain.report_templates.drawing import write_layout_pdf  # WeasyPrint: the worker's, not the API's
 
-        HTML(string=self.html(totals, chart, sections), url_fetcher=_no_fetching()).write_pdf(str(self.path))
+        _bounded(write_layout_pdf, self.layout, context, str(self.path), cpu_seconds=self.cpu_seconds)
 
 
 def renderer_for(
-    format: ReportFormat, path: Path, meta: ReportMeta, columns: list[Column], layout: str | None
+    format: ReportFormat, path: Path, meta: ReportMeta, columns: list[Column], layout: str | None, cpu_seconds: int
 ) -> Renderer:
-    """A template's renderer: its layout for a PDF when an admin attached one, else the reports' own."""
+    """A template's renderer: its layout for a PDF when an admin attached one (drawn within `cpu_seconds` of CPU:
+    REPORT_LAYOUT_CPU_SECONDS), else the reports' own."""
     if format == ReportFormat.PDF and layout:
-        return LayoutPdfRenderer(path, meta, columns, layout)
+        return LayoutPdfRenderer(path, meta, columns, layout, cpu_seconds)
     return open_renderer(format, path, meta, columns)

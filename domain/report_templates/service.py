@@ -22,7 +22,7 @@ from domain.errors import Conflict, Forbidden, InvalidState, NotFound, Precondit
 from domain.invoices.receivables import scope_for as receivables_scope_for
 from domain.models import ReportTemplate, ReportTemplateVersion, User
 from domain.pagination import Keyset, Pager
-from domain.report_templates.dataset import TEMPLATE_KEY, TemplateRun, template_columns
+from domain.report_templates.dataset import TEMPLATE_KEY, TemplateRun, sample_chart, template_columns
 from domain.report_templates.definition import TemplateDefinition, check, resolve_parameters
 from domain.report_templates.layout import check_layout
 from domain.report_templates.schemas import (
@@ -92,7 +92,7 @@ async def create(
         _check_layout_right(authorizer, user)
     checked = check(data.definition)
     if data.layout is not None:
-        check_layout(data.layout, template_columns(checked, SAMPLE_CURRENCY))
+        await check_layout(data.layout, template_columns(checked, SAMPLE_CURRENCY), sample_chart(checked))
     await _name_free(tx, data.name)
     template = ReportTemplate(
         name=data.name,
@@ -156,7 +156,7 @@ async def update(
     checked = check(definition)
     if patch.definition is not None or "layout" in changes:
         if layout is not None:  # a new definition must still suit the layout, a new layout the definition
-            check_layout(layout, template_columns(checked, SAMPLE_CURRENCY))
+            await check_layout(layout, template_columns(checked, SAMPLE_CURRENCY), sample_chart(checked))
     if patch.definition is not None:
         if patch.definition.dataset != template.dataset:
             # Reports and schedules of a template read one kind of data: another dataset is another template.

@@ -78,6 +78,8 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("an unknown aggregate function", _with({"aggregates": [{"key": "a", "function": "median", "field": "amount"}]}),
      "function"),
     ("an unknown bucket", _with({"group_by": [{"bucket": "fortnight"}]}), "bucket"),
+    ("a chart option that is no flag", _with({"chart": "pie"}), "chart"),
+    ("a chart option it does not know", _with({"chart_type": "pie"}), "chart_type"),
     ("an over-long formula", _with({"calculated_columns": [{"key": "x", "formula": "1+" * 200 + "1"}]}), "formula"),
 ]  # fmt: skip
 
