@@ -4,7 +4,6 @@ same version, and each workflow type moves between builds the way its owner chos
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,8 @@ from pydantic import ValidationError
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.workflow import _Definition
 
-from activities.deps import ActivityDeps
-from core.settings import TemporalSettings
-from worker import WORKFLOW_CODE, deployment_config, worker_plan, workflow_code_digest
+from core.settings import DatabaseSettings, Environment, Settings, SmtpSettings, StorageSettings, TemporalSettings
+from worker import WORKFLOW_CODE, build_deps, deployment_config, worker_plan, workflow_code_digest
 
 # Every workflow type the workers run, with how it moves between builds when the workers are versioned. A new type
 # lands here on purpose: pinned (the default) keeps the build it started on alive until it ends.
@@ -64,18 +62,27 @@ def test_a_deployment_name_with_a_dot_is_refused_by_name() -> None:
     assert TemporalSettings(worker_deployment_name="finance-ops", worker_build_id="1.4.2").worker_build_id == "1.4.2"
 
 
-def _registered(deps: ActivityDeps) -> dict[str, VersioningBehavior]:
-    """Workflow type -> the behaviour its registered class declares, over every queue's Workers."""
-    definitions = [_Definition.must_from_class(cls) for plan in worker_plan(deps) for cls in plan.workflows]
+def _registered(temporal: TemporalSettings, tmp_path: Path) -> dict[str, VersioningBehavior]:
+    """Workflow type -> the behaviour its class declares, as worker.py registers them over every queue (its deps
+    built as the worker builds them; nothing here connects to the database)."""
+    settings = Settings(
+        environment=Environment.TEST,
+        db=DatabaseSettings(url="postgresql://nobody@127.0.0.1:1/unused"),
+        temporal=temporal,
+        storage=StorageSettings(bucket="", local_dir=tmp_path / "storage"),
+        smtp=SmtpSettings(host="", mail_dir=tmp_path / "mail"),
+    )
+    definitions = [
+        _Definition.must_from_class(cls) for plan in worker_plan(build_deps(settings)) for cls in plan.workflows
+    ]
     return {d.name or "": d.versioning_behavior or VersioningBehavior.UNSPECIFIED for d in definitions}
 
 
-def test_each_workflow_type_moves_between_builds_as_chosen(activity_deps: ActivityDeps) -> None:
+def test_each_workflow_type_moves_between_builds_as_chosen(tmp_path: Path) -> None:
     temporal = TemporalSettings(worker_deployment_name="finance-ops", worker_build_id="1.4.2")
     config = deployment_config(temporal)
     assert config is not None
-    versioned = replace(activity_deps, settings=activity_deps.settings.model_copy(update={"temporal": temporal}))
-    declared = _registered(versioned)
+    declared = _registered(temporal, tmp_path)
     assert set(BEHAVIOURS) <= set(declared)
     for name, behaviour in declared.items():
         effective = config.default_versioning_behavior if behaviour == VersioningBehavior.UNSPECIFIED else behaviour
@@ -83,11 +90,10 @@ def test_each_workflow_type_moves_between_builds_as_chosen(activity_deps: Activi
         assert effective == wanted, f"{name}: decide how it moves between builds (workflows/approval.py says how)"
 
 
-def test_unversioned_workers_declare_no_behaviour(activity_deps: ActivityDeps) -> None:
+def test_unversioned_workers_declare_no_behaviour(tmp_path: Path) -> None:
     """Temporal fails every workflow task whose worker declares a behaviour without being versioned ("versioning
     behavior cannot be specified without deployment options being set with versioned mode"): the approvals would
     hang in dev and the tests."""
-    assert not activity_deps.settings.temporal.versions_workers
-    declared = _registered(activity_deps)
+    declared = _registered(TemporalSettings(worker_deployment_name=""), tmp_path)
     assert set(BEHAVIOURS) <= set(declared)
     assert set(declared.values()) == {VersioningBehavior.UNSPECIFIED}
