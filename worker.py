@@ -21,19 +21,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 import sys
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import start_http_server
 from temporalio.client import Client
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.runtime import Runtime
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
+import workflows
 from activities.deps import ActivityDeps
 from activities.notifications import NotificationActivities
 from core.authz import Authorizer
@@ -41,7 +45,7 @@ from core.db import Database, ReadDatabase
 from core.engine import WorkflowEngine
 from core.logging import configure_logging
 from core.mail import create_transport
-from core.settings import Settings, get_settings
+from core.settings import Settings, TemporalSettings, get_settings
 from core.storage import create_storage
 from core.temporal import TaskQueues, connect, metrics_runtime, task_queues
 from domain.approvals import outbox
@@ -74,11 +78,14 @@ def worker_plan(deps: ActivityDeps, queues: Collection[str] = TaskQueues.NAMES) 
     approvals = QueuePlan(names.approvals)
     reports = QueuePlan(names.reports)
     backups = QueuePlan(names.backups)
+    # Versioned workers register the classes that declare how a workflow moves between builds (the approval pinned,
+    # an invoice auto-upgrading: see them); every other type takes the default of `deployment_config`.
+    versioned = deps.settings.temporal.versions_workers
     # --- approvals queue ---
     from activities.approvals import ApprovalActivities
-    from workflows.approval import EntryApprovalWorkflow
+    from workflows.approval import EntryApprovalWorkflow, PinnedEntryApprovalWorkflow
 
-    approvals.workflows.append(EntryApprovalWorkflow)
+    approvals.workflows.append(PinnedEntryApprovalWorkflow if versioned else EntryApprovalWorkflow)
     approvals.activities += ApprovalActivities(deps).all()
     # Recurring invoices: the outbox starts their setup on this queue, and a run is one short transaction like an
     # approval's (with the issued invoice's workflow, which runs here too).
@@ -94,10 +101,10 @@ def worker_plan(deps: ActivityDeps, queues: Collection[str] = TaskQueues.NAMES) 
     # a second): it runs on the reports queue with the other renders, so a burst of approvals (each invoice one
     # render) takes no activity slot from the approval decisions people wait on. Its reminders are a few statements.
     from activities.invoices import InvoiceActivities
-    from workflows.invoices import InvoiceWorkflow
+    from workflows.invoices import AutoUpgradeInvoiceWorkflow, InvoiceWorkflow
 
     invoice_activities = InvoiceActivities(deps)
-    approvals.workflows.append(InvoiceWorkflow)
+    approvals.workflows.append(AutoUpgradeInvoiceWorkflow if versioned else InvoiceWorkflow)
     approvals.activities.append(invoice_activities.remind)
     # --- reports queue ---
     reports.activities.append(email.send_email)
@@ -268,7 +275,40 @@ def serve_business_metrics(settings: Settings, authorizer: Authorizer) -> Callab
     return stop
 
 
-def build_workers(client: Client, plans: Sequence[QueuePlan]) -> list[Worker]:
+WORKFLOW_CODE = Path(workflows.__file__).parent
+
+
+def workflow_code_digest(directory: Path = WORKFLOW_CODE) -> str:
+    """12 hex digits over every module of the workflow code, by name and content: the same in every replica of one
+    build, and changed by any change to what the workflows' histories replay against."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*.py")):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def deployment_config(settings: TemporalSettings) -> WorkerDeploymentConfig | None:
+    """The worker deployment version this process's Workers report (docs/operations.md, "Rolling deploy"), or None
+    while WORKER_DEPLOYMENT_NAME is unset: unversioned, as in dev and the tests."""
+    if not settings.versions_workers:
+        return None
+    build_id = settings.worker_build_id or f"workflows-{workflow_code_digest()}"
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(settings.worker_deployment_name, build_id),
+        use_worker_versioning=True,
+        # For the workflow types that declare no behaviour of their own (the approval is pinned and an invoice
+        # auto-upgrades: worker_plan). Reports, exports, backups, drills, imports, the upkeep and a recurring
+        # invoice's setup and run end within minutes (a run waiting for an exchange rate: two days at most), so
+        # pinned keeps a retired build busy only briefly, and their code may change between builds without a patch.
+        default_versioning_behavior=VersioningBehavior.PINNED,
+    )
+
+
+def build_workers(
+    client: Client, plans: Sequence[QueuePlan], deployment: WorkerDeploymentConfig | None = None
+) -> list[Worker]:
+    """One Worker per plan; all of them report `deployment`'s version when given (one build, one version, however
+    its queues are split over processes: the version is current for all of its task queues at once)."""
     return [
         Worker(
             client,
@@ -276,9 +316,17 @@ def build_workers(client: Client, plans: Sequence[QueuePlan]) -> list[Worker]:
             workflows=plan.workflows,
             activities=plan.activities,
             graceful_shutdown_timeout=timedelta(seconds=20),
+            deployment_config=deployment,
         )
         for plan in plans
     ]
+
+
+def describe_version(deployment: WorkerDeploymentConfig | None) -> str:
+    if deployment is None:
+        return "unversioned (WORKER_DEPLOYMENT_NAME is not set)"
+    version = deployment.version
+    return f"worker deployment {version.deployment_name!r}, build id {version.build_id!r}"
 
 
 async def relay_outbox(deps: ActivityDeps, engine: WorkflowEngine, stop: asyncio.Event) -> None:
@@ -360,9 +408,10 @@ async def run(queues: Sequence[str] = TaskQueues.NAMES) -> int:
         if APPROVALS_QUEUE in queues
         else None
     )
-    workers = build_workers(client, worker_plan(deps, queues))
+    deployment = deployment_config(settings.temporal)
+    workers = build_workers(client, worker_plan(deps, queues), deployment)
     watcher = asyncio.create_task(watch_policy_files(deps.authorizer, deps.db, applied_by="worker"))
-    log.info("worker started on %s", [worker.task_queue for worker in workers])
+    log.info("worker started on %s, %s", [worker.task_queue for worker in workers], describe_version(deployment))
     running = [asyncio.create_task(worker.run()) for worker in workers]
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopped, *running], return_when=asyncio.FIRST_COMPLETED)

@@ -142,6 +142,26 @@ class TemporalSettings(BaseSettings):
     # The name the server's certificate must carry (and the SNI), when it is not the host in TEMPORAL_ADDRESS.
     tls_server_name: str = Field(default="", validation_alias="TEMPORAL_TLS_SERVER_NAME")
     api_key: str = Field(default="", validation_alias="TEMPORAL_API_KEY")
+    # Worker versioning (docs/operations.md, "Rolling deploy"): off while WORKER_DEPLOYMENT_NAME is empty (dev,
+    # tests, Compose). Set, every worker of one build reports the version `<name>.<build id>`: new workflows go to
+    # the version the operator made current, and a pinned one stays on the version it started on. The build id is
+    # WORKER_BUILD_ID (the image's tag), else a digest of the workflow code (worker.py `deployment_config`).
+    worker_deployment_name: str = Field(default="", max_length=200, validation_alias="WORKER_DEPLOYMENT_NAME")
+    worker_build_id: str = Field(default="", max_length=200, validation_alias="WORKER_BUILD_ID")
+
+    @field_validator("worker_deployment_name")
+    @classmethod
+    def _deployment_name_without_a_dot(cls, name: str) -> str:
+        if "." in name:
+            raise ValueError(
+                f"WORKER_DEPLOYMENT_NAME={name!r} contains a dot: Temporal writes a version as "
+                "<deployment name>.<build id>, so the name cannot hold one (the build id may)"
+            )
+        return name
+
+    @property
+    def versions_workers(self) -> bool:
+        return bool(self.worker_deployment_name)
 
     @property
     def uses_tls(self) -> bool:

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeUpdate, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -637,3 +637,23 @@ class EntryApprovalWorkflow:
                     "send_email", job, start_to_close_timeout=EMAIL_TIMEOUT, retry_policy=EMAIL_RETRY, summary=summary
                 )
             self._emails.append(email)
+
+
+# Versioned workers (WORKER_DEPLOYMENT_NAME; docs/operations.md, "Rolling deploy") register this class instead: the
+# same workflow under the same name, pinned. Temporal refuses a versioning behaviour from an unversioned worker, so
+# the behaviour is declared here, on a class only versioned workers register, and never on the one above.
+#
+# Pinned: an approval runs to its end on the build it started on (continued-as-new runs too), so a change to this
+# workflow is safe for the approvals in flight without a patch; auto-upgrade would move every open approval onto
+# each new build at its next task, and every change would have to replay every open approval's history. The price:
+# an approval may wait days on its reminder, escalation and expiry timers, and the build it is pinned to needs a
+# running worker until its last approval ends. The operator keeps the old build's workers until Temporal reports
+# that version drained. To retire it sooner, its open approvals are moved to the new build (`temporal workflow
+# update-options ... --versioning-override-behavior pinned`), which is safe only for a build that replays their
+# histories: the change made with `workflow.patched` and tests/approvals/test_replay.py passing on recordings of
+# the old build. That is why changes here still go behind patches.
+@workflow.defn(name="EntryApprovalWorkflow", sandboxed=False, versioning_behavior=VersioningBehavior.PINNED)
+class PinnedEntryApprovalWorkflow(EntryApprovalWorkflow):
+    @workflow.run
+    async def run(self, request: ApprovalInput) -> ApprovalResult:
+        return await super().run(request)

@@ -14,7 +14,9 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from temporalio.common import WorkerDeploymentVersion
 
+from core.settings import TemporalSettings
 from tests.deploy.app_facts import (
     APP_QUEUES,
     DEPLOY,
@@ -27,6 +29,7 @@ from tests.deploy.app_facts import (
     worker_drain_seconds,
 )
 from tests.foundation.setting_names import setting_names
+from worker import deployment_config
 
 # The oldest Kubernetes minor still widely run; every field used here exists there.
 KUBERNETES_VERSION = "1.30"
@@ -237,6 +240,26 @@ def test_the_workers_serve_every_task_queue_between_them() -> None:
         if deployment["metadata"]["name"] != "finance-ops-api"
     ]
     assert set().union(*served) == APP_QUEUES and not set.intersection(*served), served
+
+
+def test_each_build_runs_its_own_worker_deployments() -> None:
+    """A release's workers start beside the previous build's instead of replacing them (a rolling deploy with worker
+    versioning: docs/operations.md): each worker Deployment is named for the image tag, selects its pods by it, and
+    gives it to the worker as WORKER_BUILD_ID, within the ConfigMap's WORKER_DEPLOYMENT_NAME."""
+    tag = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())["images"][0]["newTag"]
+    temporal = TemporalSettings(worker_deployment_name=_config()["WORKER_DEPLOYMENT_NAME"], worker_build_id=tag)
+    config = deployment_config(temporal)
+    assert config is not None and config.version == WorkerDeploymentVersion("finance-ops", tag)
+    workers = [document for document in _of_kind("Deployment") if document["metadata"]["name"] != "finance-ops-api"]
+    assert workers
+    for deployment in workers:
+        name = deployment["metadata"]["name"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert name == f"finance-ops-{labels['app.kubernetes.io/component']}-{tag}"
+        assert deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/version"] == tag, name
+        assert labels["app.kubernetes.io/version"] == tag, name
+        (worker,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert {variable["name"]: variable.get("value") for variable in worker["env"]}["WORKER_BUILD_ID"] == tag, name
 
 
 SECRET_LOOKING = re.compile(r"PASSWORD|PWD|SECRET|HMAC|API_KEY|TOKEN|DATABASE_URL")
