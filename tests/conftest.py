@@ -20,7 +20,6 @@ import httpx
 import pytest
 import uvicorn
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.deps import ActivityDeps
@@ -43,17 +42,16 @@ from core.settings import (
 from core.storage import LocalStorage
 from domain.models import User
 from tests.services import (
-    TEMPORAL_CLI,
     SmtpSink,
     admin_database_url,
     free_port,
     migrate,
     scratch_database,
     smtp_server,
+    start_temporal_dev_server,
     truncate_all,
 )
 from worker import build_workers, worker_plan
-from workflows.contracts import SEARCH_ATTRIBUTES
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -92,14 +90,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        port=free_port(),
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=str(TEMPORAL_CLI),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-    )
-    async with env:
+    async with await start_temporal_dev_server() as env:
         yield env
 
 

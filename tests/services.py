@@ -23,8 +23,11 @@ from pathlib import Path
 import psycopg
 from alembic import command
 from alembic.config import Config
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
 from core.settings import PROJECT_ROOT
+from workflows.contracts import SEARCH_ATTRIBUTES
 
 BIN = Path(sys.executable).parent
 TEMPORAL_CLI = BIN / "temporal"
@@ -36,6 +39,19 @@ TEMPORAL_TEST_SERVER = BIN / "temporal-test-server"
 # (Temporal's HTTP and metrics ports, say) before the test's own server binds it.
 _TEST_PORTS = range(20_000, 32_000)
 _random_ports = random.Random()
+
+
+async def start_temporal_dev_server(*extra_args: str) -> WorkflowEnvironment:
+    """The `temporal` CLI's dev server on a free port, as the app meets it (its search attributes, the pydantic data
+    converter); `extra_args` are the CLI's own (dynamic config values, say). Use it as an async context manager."""
+    return await WorkflowEnvironment.start_local(
+        port=free_port(),
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+        dev_server_extra_args=list(extra_args),
+    )
 
 
 def free_port() -> int:

@@ -19,13 +19,10 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkerDeploymentVersion
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from tests.services import TEMPORAL_CLI, free_port
-from workflows.contracts import SEARCH_ATTRIBUTES
+from tests.services import start_temporal_dev_server
 
 # Server defaults: refresh every 3 minutes, after a 3-minute grace for visibility to catch up.
 FAST_DRAINAGE = [
@@ -38,15 +35,7 @@ FAST_DRAINAGE = [
 
 @pytest.fixture(scope="module")
 async def versioned_temporal() -> AsyncIterator[Client]:
-    env = await WorkflowEnvironment.start_local(
-        port=free_port(),
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=str(TEMPORAL_CLI),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-        dev_server_extra_args=FAST_DRAINAGE,
-    )
-    async with env:
+    async with await start_temporal_dev_server(*FAST_DRAINAGE) as env:
         yield env.client
 
 
