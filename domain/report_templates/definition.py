@@ -233,16 +233,21 @@ class Checked:
         money (one unit on one axis); nothing unless the first group level is a time bucket and `chart` is on."""
         if not self.definition.chart or not self.levels or self.levels[0].bucket is None:
             return []
-        first = next(m for m in self.measures if m.role == "aggregate")
+        first = self.first_aggregate
         return [
             m for m in self.measures
             if m is first or m.compares == first.key or (m.role == "budget" and first.kind == "money")
         ]  # fmt: skip
 
     @property
+    def first_aggregate(self) -> Measure:
+        """The measure a chart plots (a summary has at least one aggregate)."""
+        return next(m for m in self.measures if m.role == "aggregate")
+
+    @property
     def chart_title(self) -> str:
-        first = next(m for m in self.measures if m.role == "aggregate")
-        return f"{first.label} by {self.levels[0].bucket}" if self.levels else first.label
+        label = self.first_aggregate.label
+        return f"{label} by {self.levels[0].bucket}" if self.levels else label
 
 
 def _aggregate_kind(function: str, field_kind: str | None) -> str:
