@@ -70,13 +70,16 @@ class QueuePlan:
     task_queue: str
     workflows: list[type] = field(default_factory=list)
     activities: list[Callable[..., Any]] = field(default_factory=list)
+    # None: the SDK's default (100 at once). The reports queue sets its own (WORKER_REPORTS_ACTIVITY_SLOTS).
+    max_concurrent_activities: int | None = None
 
 
 def worker_plan(deps: ActivityDeps, queues: Collection[str] = TaskQueues.NAMES) -> list[QueuePlan]:
     """Which workflows and activities run on which task queue; only those of `queues` (short names)."""
     names = task_queues(deps.settings.temporal)
     approvals = QueuePlan(names.approvals)
-    reports = QueuePlan(names.reports)
+    # Renders are long and hold a database connection each: a few at a time per process (core/settings.py).
+    reports = QueuePlan(names.reports, max_concurrent_activities=deps.settings.temporal.worker_reports_activity_slots)
     backups = QueuePlan(names.backups)
     # Versioned workers register the classes that declare how a workflow moves between builds (the approval pinned,
     # an invoice auto-upgrading: see them); every other type takes the default of `deployment_config`.
@@ -315,6 +318,7 @@ def build_workers(
             task_queue=plan.task_queue,
             workflows=plan.workflows,
             activities=plan.activities,
+            max_concurrent_activities=plan.max_concurrent_activities,
             graceful_shutdown_timeout=timedelta(seconds=20),
             deployment_config=deployment,
         )

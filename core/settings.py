@@ -132,6 +132,12 @@ class TemporalSettings(BaseSettings):
     worker_business_metrics_port: int = Field(
         default=9465, ge=0, le=65535, validation_alias="WORKER_BUSINESS_METRICS_PORT"
     )
+    # How many activities a process's reports Worker runs at once (renders, exports, invoice PDFs, that queue's
+    # emails); the rest wait in Temporal's queue, where any reports process can take them. A render holds a database
+    # connection and a thread for its whole run: at the SDK's default of 100, a storm of 50 large reports took every
+    # pooled connection, renders failed waiting for one, and approvals starved for CPU (docs/benchmarks.md, issue 32).
+    # Keep it under DATABASE_POOL_SIZE; add reports processes, not slots, for more throughput.
+    worker_reports_activity_slots: int = Field(default=4, ge=1, le=32, validation_alias="WORKER_REPORTS_ACTIVITY_SLOTS")
     # TLS to a secured cluster or Temporal Cloud, under the names Temporal's own CLI and SDKs read. TLS is on when
     # TEMPORAL_TLS says so, or (unset) when any of the others is set; the server's certificate is then verified
     # against the CA file, else the system's trust store.
