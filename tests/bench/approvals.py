@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -193,15 +193,23 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[int(fraction * (len(ordered) - 1))]
 
 
-async def approval_throughput(stack: Stack, count: int, concurrency: int) -> dict[str, float]:
+async def approval_throughput(
+    stack: Stack, count: int, concurrency: int, api_urls: Sequence[str] = ()
+) -> dict[str, float]:
+    """`count` expenses created, submitted and approved over HTTP by `concurrency` clients, after a warm-up. With
+    `api_urls` (several API processes), client n talks to API n mod their number, as behind a load balancer."""
     manager, employee = make_team(stack, f"tp{int(time.time())}")
     gate = asyncio.Semaphore(concurrency)
     ids: list[int] = []
+    urls = list(api_urls) or [stack.api_url]
+    per_api = -(-concurrency // len(urls))
 
-    async with load_client(stack.api_url, concurrency) as http:
+    async with contextlib.AsyncExitStack() as clients:
+        posters = [await clients.enter_async_context(load_client(url, per_api)) for url in urls]
 
         async def one(n: int) -> None:
             async with gate:
+                http = posters[n % len(posters)]
                 entry_id = await _create_and_submit(http, employee, n)
                 ids.append(entry_id)
                 await _approve(http, manager, entry_id)

@@ -4,6 +4,10 @@ Every figure is measured side by side with its baseline on the same machine in t
 noisy: ratios and medians, not absolute numbers, are what to compare between runs).
 
     python -m tests.bench [--only approvals,reads,analytics,reports,backup] [--approvals 500] [--entries 1000000]
+
+Three more sections run only when `--only` names them (each takes minutes and a machine to itself):
+`storm` (approvals while reports and a backup run beside them, tests/bench/storm.py), `scale` (1 API + 1 worker
+against 2 + 2, tests/bench/scale.py) and `auditchain` (the audit chain's writes per second, tests/bench/auditchain.py).
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ from pathlib import Path
 
 from core.settings import PROJECT_ROOT
 from tests.bench import approvals, sections
+from tests.bench.auditchain import bench_auditchain
 from tests.bench.cpu import CpuSplit, cpu_split, database_backends, pids_with_arguments
 from tests.bench.dashboard import dashboard_latency
 from tests.bench.dbcost import database_costs
 from tests.bench.generate import DataSetMismatch, ensure_bench_dataset
+from tests.bench.scale import bench_scale
 from tests.bench.stack import bench_database_url, running_stack, temporal_server
+from tests.bench.storm import bench_storm
 
 Row = tuple[str, str, str, str, str]  # what, figure, baseline, ratio, goal
 
@@ -276,12 +283,19 @@ def bench_backup(args: argparse.Namespace, work: Path, rows: list[Row], notes: l
     )
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace, Path, list[Row], list[str]], None]] = {
+Section = Callable[[argparse.Namespace, Path, list[Row], list[str]], None]
+SECTIONS: dict[str, Section] = {
     "approvals": bench_approvals,
     "reads": bench_reads,
     "analytics": bench_analytics,
     "reports": bench_reports,
     "backup": bench_backup,
+}
+# Not in the default set: each runs only when --only names it.
+ON_REQUEST: dict[str, Section] = {
+    "storm": bench_storm,
+    "scale": bench_scale,
+    "auditchain": bench_auditchain,
 }
 
 
@@ -343,7 +357,11 @@ def _commit() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench")
-    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections (default {','.join(SECTIONS)}; on request only: {','.join(ON_REQUEST)})",
+    )
     parser.add_argument("--approvals", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--throughput-pairs", type=int, default=3, help="alternating floor/ours throughput runs")
@@ -355,7 +373,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-samples", type=int, default=100)
     parser.add_argument("--report-rows", type=int, default=100_000)
     parser.add_argument("--pdf-rows", type=int, default=1_000)
+    parser.add_argument("--scale-rounds", type=int, default=3, help="scale: rounds of floor, 1 + 1, 2 + 2")
+    parser.add_argument(
+        "--storm-slots", type=int, default=0, help="storm: WORKER_REPORTS_ACTIVITY_SLOTS for the run (0: its default)"
+    )
+    parser.add_argument("--storm-samples", type=int, default=300, help="storm: most approvals timed during the storm")
+    parser.add_argument("--storm-timeout", type=float, default=1800, help="storm: seconds to wait for it to finish")
+    parser.add_argument("--audit-seconds", type=float, default=4.0, help="auditchain: seconds per level")
     args = parser.parse_args(argv)
+    known = SECTIONS | ON_REQUEST
+    unknown = [name for name in args.only.split(",") if name not in known]
+    if unknown:
+        parser.error(f"unknown section {', '.join(unknown)}: choose from {', '.join(known)}")
     started = datetime.now(UTC)
     calibration = cpu_calibration()
     print(f"[bench] CPU calibration: {calibration:.2f} s", flush=True)
@@ -365,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.only.split(","):
             print(f"[bench] {name} ...", flush=True)
             try:
-                SECTIONS[name](args, Path(folder), rows, notes)
+                known[name](args, Path(folder), rows, notes)
             except DataSetMismatch as mismatch:  # nothing is written: figures of another size would mislead
                 print(f"[bench] {name}: {mismatch}", file=sys.stderr)
                 return 2

@@ -49,7 +49,7 @@ def bench_database_url() -> str:
     return with_database(admin, BENCH_DATABASE)
 
 
-def _wait(url: str, timeout: float = 60) -> None:
+def wait_for_health(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
@@ -59,7 +59,7 @@ def _wait(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -105,18 +105,51 @@ def temporal_server(log_dir: Path, db_file: Path | None = None, port: int | None
             time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop_process(process)
 
 
-def start_worker(env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
-    log = (log_dir / "bench-worker.log").open("ab")
-    return subprocess.Popen([sys.executable, "worker.py"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
+def start_worker(
+    env: dict[str, str], log_dir: Path, queues: str | None = None, log_name: str = "bench-worker.log"
+) -> subprocess.Popen[bytes]:
+    """`worker.py` in a process of its own; `queues` (`approvals`, `reports,backups`) passes `--queues`."""
+    log = (log_dir / log_name).open("ab")
+    arguments = ["--queues", queues] if queues else []
+    return subprocess.Popen(
+        [sys.executable, "worker.py", *arguments], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log
+    )
 
 
-@contextlib.contextmanager
-def running_stack(database_url: str, temporal_address: str, log_dir: Path, extra_env: dict[str, str] | None = None):
-    migrate(database_url)
-    api_port = free_port()
+def start_api(
+    env: dict[str, str], log_dir: Path, port: int, log_name: str = "bench-api.log"
+) -> subprocess.Popen[bytes]:
+    """The API under uvicorn on 127.0.0.1:`port` (one process, as each replica of a deployment runs it)."""
+    log = (log_dir / log_name).open("ab")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:app_factory",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+
+
+def stack_env(
+    database_url: str, temporal_address: str, log_dir: Path, extra_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment every process of one benchmarked system shares (its own task queues, secret and folders)."""
     env = dict(os.environ)
     env.update(
         APP_ENV="test",
@@ -143,35 +176,23 @@ def running_stack(database_url: str, temporal_address: str, log_dir: Path, extra
     for key in ("SMTP_HOST", "AWS_BUCKET_NAME", "S3_BUCKET"):
         if key not in (extra_env or {}):
             env.pop(key, None)
-    api_log = (log_dir / "bench-api.log").open("ab")
+    return env
+
+
+@contextlib.contextmanager
+def running_stack(database_url: str, temporal_address: str, log_dir: Path, extra_env: dict[str, str] | None = None):
+    migrate(database_url)
+    api_port = free_port()
+    env = stack_env(database_url, temporal_address, log_dir, extra_env)
     worker = start_worker(env, log_dir)
-    api = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.app:app_factory",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(api_port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=api_log,
-        stderr=api_log,
-    )
+    api = start_api(env, log_dir, api_port)
     try:
-        _wait(f"http://127.0.0.1:{api_port}/health")
+        wait_for_health(f"http://127.0.0.1:{api_port}/health")
         stack = Stack(f"http://127.0.0.1:{api_port}", temporal_address, database_url, env, worker, api)
         yield stack
     finally:
-        _stop(api)
-        _stop(stack.worker if "stack" in locals() else worker)  # a fault test may have replaced the worker
+        stop_process(api)
+        stop_process(stack.worker if "stack" in locals() else worker)  # a fault test may have replaced the worker
 
 
 def stack_user(stack: Stack, role: str, manager_id: int | None) -> tuple[int, dict[str, str]]:
