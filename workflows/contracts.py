@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import Priority, RetryPolicy, SearchAttributeKey
 
 
 class Contract(BaseModel):
@@ -88,6 +88,12 @@ SEARCH_ATTRIBUTES = (ENTRY_KIND, ENTRY_ID, APPROVAL_STATUS, CURRENT_APPROVER, AM
 APPROVALS_QUEUE = "approvals"
 REPORTS_QUEUE = "reports"
 BACKUPS_QUEUE = "backups"
+
+# Renders that may wait (a report's, an export batch's: seconds to minutes each) go after everything else queued on
+# their task queue: Temporal gives a free activity slot to the lowest priority key queued (1-5, default 3). So in a
+# storm of reports, an invoice's sending, a report-ready email or a budget alert on the reports queue waits for the
+# next free slot, not for every render queued before it (docs/operations.md, "Scaling workers by queue").
+BULK_PRIORITY = Priority(priority_key=4)
 
 
 def task_queue_name(prefix: str, role: str) -> str:

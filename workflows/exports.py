@@ -18,7 +18,14 @@ from temporalio.exceptions import ActivityError
 from workflows.alerts import failure_reason
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import EXPORT_REFUSED, ExportActivity, ExportFailure, ExportJob, ExportResult
+    from workflows.contracts import (
+        BULK_PRIORITY,
+        EXPORT_REFUSED,
+        ExportActivity,
+        ExportFailure,
+        ExportJob,
+        ExportResult,
+    )
 
 RENDER_TIMEOUT = timedelta(minutes=30)
 RENDER_HEARTBEAT = timedelta(minutes=2)  # a crashed worker's render is retried elsewhere this soon
@@ -45,6 +52,7 @@ class ExportWorkflow:
                 start_to_close_timeout=RENDER_TIMEOUT,
                 heartbeat_timeout=RENDER_HEARTBEAT,
                 retry_policy=RENDER_RETRY,
+                priority=BULK_PRIORITY,
                 summary=f"render export batch {job.batch_id}",
             )
         except ActivityError as error:

@@ -14,6 +14,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
+        BULK_PRIORITY,
         EMAIL_RETRY,
         EMAIL_TIMEOUT,
         REPORT_PROGRESS_SIGNAL,
@@ -55,6 +56,7 @@ async def _generate(report_id: str, heartbeat_seconds: int) -> GeneratedReport:
             start_to_close_timeout=GENERATE_TIMEOUT,
             heartbeat_timeout=timedelta(seconds=heartbeat_seconds),
             retry_policy=GENERATE_RETRY,
+            priority=BULK_PRIORITY,
             summary=f"gather, render and store report {report_id}",
         )
     except ActivityError as error:

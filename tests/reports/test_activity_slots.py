@@ -1,5 +1,6 @@
 """A worker process runs at most WORKER_REPORTS_ACTIVITY_SLOTS of the reports queue's activities at once; the rest
-wait in Temporal's queue (a storm of renders must not take every database connection and the CPU at once)."""
+wait in Temporal's queue (a storm of renders must not take every database connection and the CPU at once), where
+the renders go after the queue's quicker work (a report-ready email does not wait for every render)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import pytest
 from pydantic import ValidationError
 from temporalio import activity, workflow
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from core.settings import DatabaseSettings, Environment, Settings, SmtpSettings, StorageSettings, TemporalSettings
 from worker import build_deps, build_workers, worker_plan
+from workflows.contracts import SEND_EMAIL, EmailJob, GeneratedReport, ReportActivity, ReportJob, ReportNotice
+from workflows.report import ReportWorkflow
 
 
 class Occupancy:
@@ -90,3 +94,51 @@ def test_the_slots_default_to_a_few_and_are_bounded(monkeypatch: pytest.MonkeyPa
         monkeypatch.setenv("WORKER_REPORTS_ACTIVITY_SLOTS", refused)
         with pytest.raises(ValidationError, match="WORKER_REPORTS_ACTIVITY_SLOTS"):
             TemporalSettings()
+
+
+STARTS: list[str] = []
+
+
+@activity.defn(name=ReportActivity.GENERATE)
+async def render_stand_in(report_id: str) -> GeneratedReport:
+    STARTS.append(f"render {report_id}")
+    await asyncio.sleep(0.3)
+    return GeneratedReport(report_id=report_id, status="completed", rows=1, title="Ledger", period="2026-11")
+
+
+@activity.defn(name=ReportActivity.NOTIFY_REQUESTER)
+async def notify_stand_in(notice: ReportNotice) -> None:
+    STARTS.append(f"notify {notice.report.report_id}")
+
+
+@activity.defn(name=SEND_EMAIL)
+async def email_stand_in(job: EmailJob) -> None:
+    STARTS.append(f"email {job.message_key.removeprefix('report-ready-')}")
+
+
+async def test_a_report_ready_email_does_not_wait_for_every_render_queued_before_it(temporal_client: Client) -> None:
+    """Six reports requested at once on one slot: in the order they were queued, every render would run before the
+    first report's email. The renders go at a lower priority (workflows/contracts.py BULK_PRIORITY), so the first
+    report's email takes a slot while renders are still waiting."""
+    task_queue = f"priority-{uuid.uuid4().hex[:8]}"
+    worker = Worker(
+        temporal_client,
+        task_queue=task_queue,
+        workflows=[ReportWorkflow],
+        activities=[render_stand_in, notify_stand_in, email_stand_in],
+        max_concurrent_activities=1,
+    )
+    async with worker:
+        handles = [
+            await temporal_client.start_workflow(
+                ReportWorkflow.run,
+                ReportJob(report_id=str(n), requested_by_id=1),
+                id=f"report-prio-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )  # fmt: skip
+            for n in range(6)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(handle.result() for handle in handles)), timeout=60)
+    renders = [n for n, start in enumerate(STARTS) if start.startswith("render")]
+    assert len(renders) == 6
+    assert STARTS.index("email 0") < renders[-1], STARTS
