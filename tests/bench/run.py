@@ -390,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] CPU calibration: {calibration:.2f} s", flush=True)
     rows: list[Row] = []
     notes: list[str] = []
+    noted = 0
     with tempfile.TemporaryDirectory(prefix="finance-bench-") as folder:
         for name in args.only.split(","):
             print(f"[bench] {name} ...", flush=True)
@@ -400,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             for row in rows:
                 print("  " + " | ".join(row), flush=True)
+            for note in notes[noted:]:  # as they come: a later section's failure must not lose them
+                print(f"  note: {note}", flush=True)
+            noted = len(notes)
     command = "make bench" + (f" ARGS='{' '.join(argv)}'" if argv else "")
     path = write_report(rows, notes, command, started, calibration)
     print(f"[bench] written to {path}")

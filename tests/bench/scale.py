@@ -21,6 +21,7 @@ from temporalio.client import Client
 from tests.bench import approvals
 from tests.bench.cluster import Cluster, running_cluster
 from tests.bench.cpu import CpuSplit, cpu_split, pids_with_arguments
+from tests.bench.generate import plain_url
 from tests.bench.stack import bench_database_url, temporal_server
 
 Row = tuple[str, str, str, str, str]
@@ -123,7 +124,7 @@ class ScaleRuns:
 
 
 def measure(args: argparse.Namespace, work: Path) -> ScaleRuns:
-    database_url = bench_database_url()
+    database_url = plain_url(bench_database_url())  # psycopg's form: the app takes it too
     runs: dict[str, list[LayoutRun]] = {layout: [] for layout in LAYOUTS}
     floor_cpus: list[CpuSplit] = []
     with temporal_server(work) as address:

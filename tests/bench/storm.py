@@ -31,7 +31,7 @@ from tests.bench import approvals
 from tests.bench.approvals import Actor, Http, load_client, percentile
 from tests.bench.cluster import Cluster, running_cluster
 from tests.bench.cpu import cpu_split
-from tests.bench.generate import bench_viewers, ensure_bench_dataset
+from tests.bench.generate import bench_viewers, ensure_bench_dataset, plain_url
 from tests.bench.stack import bench_database_url, stack_user, temporal_server
 
 Row = tuple[str, str, str, str, str]
@@ -206,7 +206,7 @@ def _storm_outcome(database_url: str, report_ids: list[str], backup_id: int) -> 
 
 
 def bench_storm(args: argparse.Namespace, work: Path, rows: list[Row], notes: list[str]) -> None:
-    database_url = bench_database_url()
+    database_url = plain_url(bench_database_url())  # psycopg's form: the app takes it too
     data = ensure_bench_dataset(database_url, entries=args.entries, users=1_000, rebuild=args.rebuild)
     extra = {"APPROVAL_REMINDER_HOURS": "48", "REPORT_REQUESTS_PER_HOUR": "1000"}
     if args.storm_slots:
