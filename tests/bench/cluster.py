@@ -74,9 +74,11 @@ def running_cluster(
     apis: int = 1,
     workers: Sequence[str | None] = (None,),
     extra_env: dict[str, str] | None = None,
+    worker_nice: Sequence[int] = (),
 ) -> Iterator[Cluster]:
     """`apis` API processes and one worker process per entry of `workers`, started together and stopped (SIGTERM,
-    then SIGKILL after 30 s) however the block ends. Logs go to `log_dir` as bench-api-N.log, bench-worker-N.log."""
+    then SIGKILL after 30 s) however the block ends. Logs go to `log_dir` as bench-api-N.log, bench-worker-N.log.
+    `worker_nice[i]`, when given, is the i-th worker's niceness (0: as the others)."""
     if apis < 1 or not workers:
         raise ValueError("a cluster needs at least one API and one worker process")
     migrate(database_url)
@@ -84,8 +86,9 @@ def running_cluster(
     cluster = Cluster(temporal_address, database_url, env, api_urls=[])
     try:
         for index, queues in enumerate(workers):
+            nice = worker_nice[index] if index < len(worker_nice) else 0
             cluster.workers.append(
-                start_worker(cluster.worker_env(), log_dir, queues, log_name=f"bench-worker-{index}.log")
+                start_worker(cluster.worker_env(), log_dir, queues, log_name=f"bench-worker-{index}.log", nice=nice)
             )
             cluster.worker_queues.append(queues)
         for index in range(apis):

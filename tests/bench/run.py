@@ -378,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         "--storm-slots", type=int, default=0, help="storm: WORKER_REPORTS_ACTIVITY_SLOTS for the run (0: its default)"
     )
     parser.add_argument("--storm-samples", type=int, default=300, help="storm: most approvals timed during the storm")
+    parser.add_argument(
+        "--storm-nice", type=int, default=0, help="storm: the reports worker's niceness (0-19; 0: as the others)"
+    )
     parser.add_argument("--storm-timeout", type=float, default=1800, help="storm: seconds to wait for it to finish")
     parser.add_argument("--audit-seconds", type=float, default=4.0, help="auditchain: seconds per level")
     args = parser.parse_args(argv)

@@ -109,13 +109,15 @@ def temporal_server(log_dir: Path, db_file: Path | None = None, port: int | None
 
 
 def start_worker(
-    env: dict[str, str], log_dir: Path, queues: str | None = None, log_name: str = "bench-worker.log"
+    env: dict[str, str], log_dir: Path, queues: str | None = None, log_name: str = "bench-worker.log", nice: int = 0
 ) -> subprocess.Popen[bytes]:
-    """`worker.py` in a process of its own; `queues` (`approvals`, `reports,backups`) passes `--queues`."""
+    """`worker.py` in a process of its own; `queues` (`approvals`, `reports,backups`) passes `--queues`; `nice`
+    lowers its CPU priority (and its children's: pg_dump), as a host shared between queues would."""
     log = (log_dir / log_name).open("ab")
     arguments = ["--queues", queues] if queues else []
+    niceness = ["nice", "-n", str(nice)] if nice else []  # nice execs the worker: the pid is the worker's
     return subprocess.Popen(
-        [sys.executable, "worker.py", *arguments], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log
+        [*niceness, sys.executable, "worker.py", *arguments], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log
     )
 
 

@@ -214,7 +214,9 @@ def bench_storm(args: argparse.Namespace, work: Path, rows: list[Row], notes: li
     layout = ["approvals", "reports,backups"]
     with (
         temporal_server(work) as address,
-        running_cluster(database_url, address, work, workers=layout, extra_env=extra) as cluster,
+        running_cluster(
+            database_url, address, work, workers=layout, extra_env=extra, worker_nice=[0, args.storm_nice]
+        ) as cluster,
     ):
         processes = cluster.processes()
         approvals_worker, reports_worker = cluster.workers
@@ -224,12 +226,13 @@ def bench_storm(args: argparse.Namespace, work: Path, rows: list[Row], notes: li
         with cpu_split(processes, 1) as cpu:  # the whole section's CPU seconds (units=1), by process
             found = asyncio.run(_measure(cluster, args.latency_samples, args.storm_samples, args.storm_timeout))
     slots = args.storm_slots or "the default"
+    niceness = f", at nice {args.storm_nice}" if args.storm_nice else ""
     idle, storm = found["idle"], found["storm"]
     ratio = storm["p95_ms"] / idle["p95_ms"] if storm["approvals"] else float("nan")
     rows.append(
         (
             f"Approve latency over HTTP, serial and paced, while {STORM_REPORTS} large reports and a backup run on "
-            f"their own worker process (reports,backups; {slots} activity slots), p50 / p95, "
+            f"their own worker process (reports,backups; {slots} activity slots{niceness}), p50 / p95, "
             f"{storm['approvals']} approvals during the storm",
             f"{storm['p50_ms']} / {storm['p95_ms']} ms",
             f"idle, same run: {idle['p50_ms']} / {idle['p95_ms']} ms ({idle['approvals']} approvals)",
