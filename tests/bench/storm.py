@@ -4,7 +4,8 @@ One API, one worker process for the approvals queue and one for reports and back
 docs/operations.md splits them. Serial approvals, paced, are timed first with nothing else running (the idle
 figure), then while 50 large reports (CSV and XLSX of about 50,000 ledger rows, PDFs of a few thousand) and a
 backup of the whole bench database are queued and running. The reports worker takes WORKER_REPORTS_ACTIVITY_SLOTS
-of them at a time (`--storm-slots` overrides it for the run); the rest wait in Temporal's queue.
+of them at a time (`--storm-slots` overrides it for the run); the rest wait in Temporal's queue. `--storm-nice N`
+runs the reports process at a lower CPU priority, as its own nodes or CPU limits would keep it off the approvals'.
 
 Only approvals answered while the storm was still running count towards the storm figure. The goal: the storm's
 approve p95 within 2x of the idle one, and every report and the backup completing.
@@ -18,6 +19,7 @@ import contextlib
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -82,7 +84,7 @@ class StormWatch:
 
 
 async def _approve_paced(
-    http: Http, manager: Actor, ids: list[int], keep_going: Any = None
+    http: Http, manager: Actor, ids: list[int], keep_going: Callable[[], bool] | None = None
 ) -> list[tuple[float, float]]:
     """Approve `ids` one after the other, a pause between them; (when answered, seconds) for each. Stops early when
     `keep_going()` says no."""
