@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import shutil
 import statistics
 import subprocess
 import time
@@ -194,6 +195,8 @@ class AuditChainFigures:
 
 
 def measure(work: Path, seconds: float) -> AuditChainFigures:
+    if shutil.which("pgbench") is None:
+        raise RuntimeError("the auditchain section needs pgbench (Debian: the postgresql-15 package) on the PATH")
     with scratch_database(admin_database_url(), "finance_bench_audit") as url:
         migrate(url)
         app = asyncio.run(_app_levels(url, seconds))  # first: its chain is verified before pgbench's rows follow
