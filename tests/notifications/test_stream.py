@@ -132,6 +132,24 @@ async def test_reconnect_with_last_event_id_replays_what_was_missed(
         assert (await events.next_notification())[0] == newest
 
 
+async def test_a_reconnect_before_the_first_notice_loses_nothing(
+    api_url: str, make_user, activity_deps: ActivityDeps
+) -> None:
+    """The first block says where the stream starts, so a client cut off before any notice reached it (its API
+    process killed, say) can still say where it was, and gets what was created while it was away."""
+    user = await make_user("employee")
+    older = await _notify(activity_deps, user.id, "before connecting")
+    async with httpx.AsyncClient(base_url=api_url, timeout=httpx.Timeout(10.0, read=None)) as http:
+        async with http.stream("GET", STREAM, headers=user.headers) as response:
+            first = await EventReader(response).next()
+    assert first["retry"] == str(notification_routes.RETRY_MILLISECONDS)
+    assert first["id"] == str(older)  # where it starts: after what existed, which is not pushed again
+    missed = await _notify(activity_deps, user.id, "while disconnected")
+
+    async with open_stream(api_url, {**user.headers, "Last-Event-ID": first["id"]}) as events:
+        assert (await events.next_notification())[0] == missed
+
+
 async def test_heartbeats_keep_an_idle_stream_alive(api_url: str, make_user, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(notification_routes, "HEARTBEAT_SECONDS", 0.2)
     user = await make_user("employee")
