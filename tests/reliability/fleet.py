@@ -5,7 +5,8 @@ the APIs and fails over to the next one when an API refuses the connection (a lo
 miniature).
 
 The fault run (tests/reliability/faults.py) drives it; one API and one worker is the stack the benchmarks measure
-(tests/bench/stack.py), with the same settings.
+(tests/bench/stack.py), with its settings but for the ones `fleet_env` names (a small sign-in limit, a policy folder
+of the run's own, the sample exchange rates, a pool sized by the number of processes).
 """
 
 from __future__ import annotations
