@@ -156,10 +156,6 @@ class Fleet:
         return [member.ready_url.removesuffix("/health") for member in self.apis]
 
     @property
-    def worker_metrics_urls(self) -> list[str]:
-        return [member.ready_url for member in self.workers]
-
-    @property
     def members(self) -> list[Member]:
         return [*self.apis, *self.workers]
 
