@@ -128,11 +128,26 @@ def _domain_response(exc: errors.DomainError) -> JSONResponse:
 
 
 _TRY_AGAIN = {"40P01", "40001"}  # deadlock_detected, serialization_failure
+# The server ended the session: admin_shutdown (pg_terminate_backend), crash_shutdown, cannot_connect_now.
+_SESSION_ENDED = {"57P01", "57P02", "57P03"}
 
 
 def _sqlstate(exc: Exception) -> str | None:
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
     return cause.sqlstate if isinstance(cause, psycopg.Error) else None
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """The database could not be reached, or cut this request's connection (a restart, a failover, an operator's
+    pg_terminate_backend): not the request's fault, and a retry gets a fresh connection (core/db.py renews the
+    pool). A statement the server refused (a constraint, a timeout) carries its own SQLSTATE and is not this."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    if not isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
+        return False
+    state = cause.sqlstate
+    return state is None or state.startswith("08") or state in _SESSION_ENDED  # 08: connection_exception
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -156,6 +171,16 @@ def install_error_handlers(app: FastAPI) -> None:
             message = (
                 "the database aborted this request to resolve a conflict with another; nothing was changed, try again"
             )
+            retry = {"Retry-After": str(RETRY_UNAVAILABLE_SECONDS)}
+            return error_response(503, errors.ServiceUnavailable.code, message, headers=retry)
+        if _connection_lost(exc):
+            # This request's transaction is gone with its connection (nothing it wrote was kept); an action it had
+            # already handed to the workflow engine stands, and a repeat meets it (a replay or a 409), never twice.
+            log.warning(
+                "database connection lost during a request: %s",
+                (str(exc).strip().splitlines() or [type(exc).__name__])[0],
+            )
+            message = "the connection to the database was lost; what this request wrote was not kept, try again"
             retry = {"Retry-After": str(RETRY_UNAVAILABLE_SECONDS)}
             return error_response(503, errors.ServiceUnavailable.code, message, headers=retry)
         raise exc

@@ -46,15 +46,20 @@ _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _BODY_HEADERS = (b"content-type", b"content-length", b"transfer-encoding")
 
 
-async def throttle(services: ServicesDep, checks: Iterable[tuple[rate_limits.Limit, str]]) -> None:
-    """Count the attempt in every bucket (in its own committed transaction, shared by all API processes)."""
+async def throttle(tx: Tx, checks: Iterable[tuple[rate_limits.Limit, str]]) -> None:
+    """Count the attempt in every bucket, shared by all API processes, and commit at once, so the count stands
+    whatever the request does next. Call it before the route writes anything (that would be committed too).
+
+    On the request's own connection: a transaction of its own took a second pooled connection per request, and a
+    burst of sign-ins as large as the pool held every connection while waiting for one (a stall until the pool's
+    timeout, then 500s; found by the multi-process fault run, tests/reliability/cross_process.py)."""
     refused: list[RateLimited] = []
-    async with services.db.transaction() as tx:
-        for limit, key in checks:
-            try:
-                await rate_limits.hit(tx, limit, key)
-            except RateLimited as exc:
-                refused.append(exc)
+    for limit, key in checks:
+        try:
+            await rate_limits.hit(tx, limit, key)
+        except RateLimited as exc:
+            refused.append(exc)
+    await tx.commit()
     if refused:
         raise max(refused, key=lambda exc: exc.retry_after)
 
@@ -118,7 +123,7 @@ async def register(body: RegisterRequest, tx: TxDep, services: ServicesDep, cont
     """Open when `ALLOW_REGISTRATION` is on (default: on outside production); otherwise 403."""
     login, _ = rate_limits.login_limits(services.settings.auth)
     await throttle(
-        services, [(rate_limits.Limit("register:address", "registrations", login.max_hits, 60), _address(context))]
+        tx, [(rate_limits.Limit("register:address", "registrations", login.max_hits, 60), _address(context))]
     )
     user = await users_service.register(tx, services.settings, body, context)
     return UserOut.model_validate(user)
@@ -131,7 +136,7 @@ async def login(credentials: LoginRequest, tx: TxDep, services: ServicesDep, con
     /auth/login/otp)."""
     per_account, per_address = rate_limits.login_limits(services.settings.auth)
     account = await auth_service.throttle_key(tx, credentials.username)
-    await throttle(services, [(per_address, _address(context)), (per_account, account)])
+    await throttle(tx, [(per_address, _address(context)), (per_account, account)])
     async with keeping_failure_records(tx):
         user = await auth_service.authenticate(
             tx, services.settings, credentials.username, credentials.password, context
@@ -154,7 +159,7 @@ router.add_api_route(
 async def login_otp(body: OtpLoginRequest, tx: TxDep, services: ServicesDep, context: PublicContext) -> TokenPair:
     user = await auth_service.challenged_user(tx, services.settings, body.otp_token)
     per_account, per_address = rate_limits.otp_verify_limits(services.settings.auth)
-    await throttle(services, [(per_address, _address(context)), (per_account, str(user.id))])
+    await throttle(tx, [(per_address, _address(context)), (per_account, str(user.id))])
     async with keeping_failure_records(tx):
         return await auth_service.complete_otp_login(tx, services.settings, body.otp_token, body.code, context)
 
@@ -166,7 +171,7 @@ async def generate_otp(body: GenerateOtpRequest, tx: TxDep, services: ServicesDe
     account's email; a new code replaces the previous one."""
     user = await auth_service.challenged_user(tx, services.settings, body.otp_token)
     per_account, per_address = rate_limits.otp_send_limits(services.settings.auth)
-    await throttle(services, [(per_address, _address(context)), (per_account, str(user.id))])
+    await throttle(tx, [(per_address, _address(context)), (per_account, str(user.id))])
     expires_in = await auth_service.send_login_code(tx, services.settings, services.mail, user, context)
     return OtpSent(expires_in=expires_in)
 
@@ -188,16 +193,16 @@ async def logout(request: Request, tx: TxDep, grant: SessionRevoke, body: Logout
     await sessions.logout(tx, grant.user, family, everywhere, grant.audit)
 
 
-async def _throttle_password_check(services: ServicesDep, grant: Grant) -> None:
+async def _throttle_password_check(tx: Tx, services: ServicesDep, grant: Grant) -> None:
     """Every route that checks the current password shares the account's login allowance (no guessing here)."""
     per_account, _ = rate_limits.login_limits(services.settings.auth)
-    await throttle(services, [(per_account, f"user:{grant.user.id}")])
+    await throttle(tx, [(per_account, f"user:{grant.user.id}")])
 
 
 @router.post("/otp/setup", summary="Start authenticator-app enrolment (needs the current password): secret, URI, QR")
 @rate_limited
 async def otp_setup(body: PasswordConfirmation, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpSetup:
-    await _throttle_password_check(services, grant)
+    await _throttle_password_check(tx, services, grant)
     async with keeping_failure_records(tx):
         return await auth_service.setup_totp(tx, services.settings, grant.user, body.current_password, grant.audit)
 
@@ -206,8 +211,8 @@ async def otp_setup(body: PasswordConfirmation, tx: TxDep, services: ServicesDep
 @rate_limited
 async def otp_verify(body: OtpVerifyRequest, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpStatus:
     per_account, per_address = rate_limits.otp_verify_limits(services.settings.auth)
-    await throttle(services, [(per_address, _address(grant.audit)), (per_account, str(grant.user.id))])
-    await _throttle_password_check(services, grant)
+    await throttle(tx, [(per_address, _address(grant.audit)), (per_account, str(grant.user.id))])
+    await _throttle_password_check(tx, services, grant)
     async with keeping_failure_records(tx):
         return await auth_service.enable_totp(tx, grant.user, body.code, body.current_password, grant.audit)
 
@@ -217,7 +222,7 @@ async def otp_verify(body: OtpVerifyRequest, tx: TxDep, services: ServicesDep, g
 async def otp_email(body: PasswordConfirmation, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpStatus:
     """From then on a sign-in answers `otp_required`; POST /auth/generate-otp emails the code to the account's
     address. 409 when two-factor sign-in is already on."""
-    await _throttle_password_check(services, grant)
+    await _throttle_password_check(tx, services, grant)
     async with keeping_failure_records(tx):
         return await auth_service.enable_email_otp(tx, grant.user, body.current_password, grant.audit)
 
@@ -227,7 +232,7 @@ async def otp_email(body: PasswordConfirmation, tx: TxDep, services: ServicesDep
 async def otp_disable(body: PasswordConfirmation, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> OtpStatus:
     """Forgets the authenticator secret (a new enrolment starts from scratch) and kills live emailed codes.
     409 when two-factor sign-in is not on."""
-    await _throttle_password_check(services, grant)
+    await _throttle_password_check(tx, services, grant)
     async with keeping_failure_records(tx):
         return await auth_service.disable_otp(tx, grant.user, body.current_password, grant.audit)
 
@@ -235,7 +240,7 @@ async def otp_disable(body: PasswordConfirmation, tx: TxDep, services: ServicesD
 @router.post("/change-password", summary="Change the password (needs the current one); ends every other session")
 @rate_limited
 async def change_password(body: PasswordChange, tx: TxDep, services: ServicesDep, grant: ProfileUpdate) -> TokenPair:
-    await _throttle_password_check(services, grant)
+    await _throttle_password_check(tx, services, grant)
     return await auth_service.change_password(
         tx, services.settings, grant.user, body.current_password, body.new_password, grant.audit
     )

@@ -145,10 +145,11 @@ def _last_event_id(value: str | None) -> int | None:
     description=(
         "Each new notification arrives as `event: notification` with the notification as JSON in `data` and its id "
         f"in `id`. A comment line every {HEARTBEAT_SECONDS:.0f} s keeps the connection open. Reconnect with the "
-        "`Last-Event-ID` header (browsers' EventSource does this by itself) to receive what you missed. The stream "
-        "ends when your access token expires (`event: token_expired`): reconnect with a fresh token; and within "
-        "moments of your session ending (`event: session_ended`): a logout, a password change, deactivation or a "
-        "change of role."
+        "`Last-Event-ID` header (browsers' EventSource does this by itself) to receive what you missed; the first "
+        "block (`retry:`) carries the `id` the stream starts from, so this holds before any notification too. "
+        "The stream ends when your access token expires (`event: token_expired`): reconnect with a fresh token; "
+        "and within moments of your session ending (`event: session_ended`): a logout, a password change, "
+        "deactivation or a change of role."
     ),
     responses={200: {"content": {"text/event-stream": {}}, "description": "an endless event stream"}},
 )
@@ -168,7 +169,6 @@ async def stream(
 
     async def events() -> AsyncIterator[bytes]:
         async with feed.subscribe(user_id) as subscription:
-            yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
             sent: set[int] = set()
             # Subscribed first, then read the backlog: whatever commits in between arrives twice at most
             # (`sent` drops the second copy), never zero times.
@@ -183,6 +183,10 @@ async def stream(
                 else:
                     cursor = resume_after
                     backlog = await service.after_id(tx, user_id, resume_after, REPLAY_LIMIT)
+            # Once subscribed, the first block: the retry hint and where this stream starts. A client that reconnects
+            # before any notice arrived then says where it was (Last-Event-ID) and gets what came meanwhile;
+            # without the id it would resume from whatever is newest by then, and lose that.
+            yield f"retry: {RETRY_MILLISECONDS}\nid: {cursor}\n\n".encode()
             if ended:
                 yield _ended(ended)
                 return

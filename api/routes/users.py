@@ -42,7 +42,7 @@ async def update_me(body: MeUpdate, tx: TxDep, services: ServicesDep, grant: Pro
     """A new password needs `current_password` and ends every session, this one included."""
     if body.password is not None:
         per_account, _ = rate_limits.login_limits(services.settings.auth)
-        await throttle(services, [(per_account, f"user:{grant.user.id}")])
+        await throttle(tx, [(per_account, f"user:{grant.user.id}")])
     user = await service.update_me(tx, services.settings, grant.user, body, grant.audit)
     return UserOut.model_validate(user)
 

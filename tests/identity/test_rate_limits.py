@@ -91,3 +91,22 @@ async def test_code_sending_and_checking_are_throttled(
         wrong = await client.post("/api/v1/auth/login/otp", json={"otp_token": otp_token, "code": "999999"})
         assert wrong.status_code == 401
     _assert_throttled(await client.post("/api/v1/auth/login/otp", json={"otp_token": otp_token, "code": "999999"}), 60)
+
+
+async def test_a_burst_of_sign_ins_larger_than_the_pool_is_answered_at_once(
+    settings: Settings,
+    temporal_client: Client,
+    make_user: MakeUser,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_window: None,
+) -> None:
+    """Each sign-in counts its attempt on the request's own connection: were it to take a second one, a burst
+    as large as the pool (a password-spraying client, say) would hold every connection while waiting for
+    another, and the process would stall until the pool's timeout, then answer 500."""
+    small_pool = settings.db.model_copy(update={"pool_size": 2, "max_overflow": 0})
+    limited = settings.model_copy(update={"db": small_pool})
+    monkeypatch.setattr(settings.auth, "login_rate_per_minute", 3)  # shared by the copy
+    user = await make_user("employee")
+    async with own_api(limited, temporal_client) as http, asyncio.timeout(20):
+        answers = await asyncio.gather(*(login(http, user.username, "wrong-password") for _ in range(8)))
+    assert sorted(answer.status_code for answer in answers) == [401] * 3 + [429] * 5

@@ -1,17 +1,24 @@
-"""Fault injection: approvals in flight while the worker is SIGKILLed, Temporal restarts and the database drops
-every connection. Afterwards nothing is lost or doubled.
+"""Fault injection: approvals in flight while workers and API processes are SIGKILLed, Temporal restarts and the
+database drops every connection. Afterwards nothing is lost or doubled, and what must hold across processes holds.
 
     python -m tests.reliability.faults [--approvals 100] [--kills 3] [--window 20] [--seed N] [--keep DIR]
+        [--apis N] [--workers M] [--api-kills K] [--temporal-restarts R]
 
-Every expense is submitted first (all workflows in flight); then the approve calls start at random moments across
-the approval window, and the faults (the worker kills, one connection drop, one Temporal restart) strike at other
-random moments across the same window, one at a time. Afterwards every approval workflow must have COMPLETED (asked
-of Temporal), every entry be approved with exactly one approve transition and one `approval.approved` audit row, no
-email be doubled (but for one the server took just before its sender was killed: SMTP's own window), and the audit
-chain verify.
+N API processes and M workers (default one of each) share one Temporal dev server and one database
+(tests/reliability/fleet.py); the client spreads the entries over the APIs and fails over when one refuses the
+connection. Every expense is created and submitted first (all workflows in flight); then the approve calls start at
+random moments across the approval window, and the faults (the worker kills, the API kills, one connection drop, the
+Temporal restarts) strike at other random moments across the same window, one at a time; a killed process is
+restarted at once. Afterwards every approval workflow must have COMPLETED (asked of Temporal), every entry be approved
+with exactly one approve transition and one `approval.approved` audit row, no email be doubled (but for one the
+server took just before its sender was killed: SMTP's own window), each entry's approver and owner mailed once, no
+request answered 500, and the audit chain verify. Then the cross-process checks (tests/reliability/cross_process.py):
+the notification stream held on the first API received every notice, whichever API the decision went through and
+across that API's kill; a policy edit reloaded through the first API takes effect in every process (timed); the
+sign-in throttle lets exactly its limit through across the APIs.
 
-The test suite runs a short variant (tests/reliability/test_faults.py); the numbers of the full run go to
-docs/reliability.md.
+The test suite runs short variants (tests/reliability/test_faults.py, test_multi_process.py); the numbers of the
+full runs go to docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -21,13 +28,12 @@ import asyncio
 import contextlib
 import json
 import random
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +44,35 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from core.settings import PROJECT_ROOT
-from tests.bench.approvals import Actor, HttpxPoster, _create_and_submit, make_team
-from tests.bench.stack import Stack, running_stack, start_worker, temporal_server
-from tests.services import SmtpSink, admin_database_url, free_port, scratch_database, smtp_server
+from tests.bench.approvals import Actor, _create_and_submit, make_team
+from tests.bench.stack import temporal_server
+from tests.reliability.cross_process import (
+    MailCheck,
+    PolicyCheck,
+    StreamCheck,
+    StreamWatcher,
+    ThrottleCheck,
+    login_throttle_holds_across_apis,
+    mail_per_recipient_and_entry,
+    policy_edit_reaches_every_process,
+    stream_check,
+)
+from tests.reliability.fleet import LOGIN_LIMIT_PER_MINUTE, Fleet, FleetClient, FleetPoster, Member, running_fleet
+from tests.services import SmtpSink, admin_database_url, free_port, migrate, scratch_database, smtp_server
 
 
 @dataclass
 class FaultReport:
     approvals: int
+    apis: int = 1
+    workers: int = 1
     seed: int = 0
     window_seconds: float = 0.0
     faults_at: list[tuple[str, float]] = field(default_factory=list)  # (fault, wall seconds since the window opened)
     approvals_done_from_to: list[float] = field(default_factory=list)  # first and last approve answered, same clock
     worker_kills: int = 0
+    api_kills: int = 0
+    api_back_after_seconds: list[float] = field(default_factory=list)  # each killed API until it served again
     temporal_restarts: int = 0
     database_drops: int = 0
     during_outage: dict[str, int] = field(default_factory=dict)
@@ -66,7 +88,19 @@ class FaultReport:
     duplicates_sent_as_a_worker_died: int = 0
     audit_chain_ok: bool = False
     audit_verifier: str = ""  # what `cli.py verify-audit` printed
+    # Every HTTP answer the run's client got, per API process and status; a 500 is a problem whatever the fault.
+    answers_by_api: dict[str, dict[int, int]] = field(default_factory=dict)
+    failovers: int = 0  # requests the client sent to another API because the first refused the connection
+    decisions_by_api: dict[str, int] = field(default_factory=dict)  # approve calls answered 200, per API
+    # The cross-process checks (tests/reliability/cross_process.py).
+    stream: StreamCheck | None = None
+    policy: PolicyCheck | None = None
+    throttle: ThrottleCheck | None = None
+    mail: MailCheck | None = None
     seconds: float = 0.0
+    # Seconds since the start when each phase ended (start: the processes serve; then the entries submitted, the
+    # approvals answered, everything settled, every check done); `seconds` includes stopping it all.
+    phase_seconds: dict[str, float] = field(default_factory=dict)
     # Per entry, kept out of the printed summary (which gives their histograms) but named by problems().
     transitions_per_entry: dict[int, int] = field(default_factory=dict)
     approved_audit_rows_per_entry: dict[int, int] = field(default_factory=dict)
@@ -90,6 +124,9 @@ class FaultReport:
             )
         }
         result["faults_at"] = [f"{name} at {at} s" for name, at in self.faults_at]
+        for name in ("stream", "policy", "throttle", "mail"):
+            check = getattr(self, name)
+            result[name] = asdict(check) if check is not None else None
         result["entries_by_approve_transitions"] = _histogram(self.transitions_per_entry)
         result["entries_by_approved_audit_rows"] = _histogram(self.approved_audit_rows_per_entry)
         return result
@@ -131,10 +168,17 @@ class FaultReport:
             found.append(f"the team budget's sums (committed, actual) disagree with its ledger: {self.budget_books}")
         if not self.audit_chain_ok:
             found.append(f"the audit chain does not verify: {self.audit_verifier}")
-        if self.during_outage.get("action_status") != 503:
-            found.append(f"an approval while Temporal was down answered {self.during_outage.get('action_status')}")
-        if self.during_outage.get("read_status") != 200:
-            found.append(f"a read while Temporal was down answered {self.during_outage.get('read_status')}")
+        if self.temporal_restarts or self.during_outage:
+            if self.during_outage.get("action_status") != 503:
+                found.append(f"an approval while Temporal was down answered {self.during_outage.get('action_status')}")
+            if self.during_outage.get("read_status") != 200:
+                found.append(f"a read while Temporal was down answered {self.during_outage.get('read_status')}")
+        errors = {api: statuses[500] for api, statuses in self.answers_by_api.items() if statuses.get(500)}
+        if errors:
+            found.append(f"requests answered 500 (a fault must be a 503 to try again, never a 500): {errors}")
+        for check in (self.stream, self.policy, self.throttle, self.mail):
+            if check is not None:
+                found.extend(check.problems())
         return found
 
 
@@ -173,26 +217,39 @@ class WindowClock:
 
 
 async def _approve_until_done(
-    http: httpx.AsyncClient, manager: Actor, entry_id: int, clock: WindowClock, at: float, deadline: float
-) -> float:
-    """At `at` seconds into the window, approve, trying again through faults; a 409 on an entry that reads approved
-    means an earlier call already won (its answer was lost to a fault). Returns when it was done (wall seconds)."""
+    http: FleetClient,
+    manager: Actor,
+    entry_id: int,
+    clock: WindowClock,
+    at: float,
+    deadline: float,
+    prefer: int,
+) -> tuple[float, str]:
+    """At `at` seconds into the window, approve through the API `prefer` (the client fails over when it refuses
+    the connection), trying again through faults; a 409 on an entry that reads approved means an earlier call
+    already won (its answer was lost to a fault). Returns when it was done (wall seconds) and through which API
+    the winning call went ("unknown" when its answer was lost)."""
     await clock.reach(at)
-    response = httpx.Response(0, text="no answer yet")
+    last = "no answer yet"
     while time.monotonic() < deadline:
         try:
-            response = await http.post(f"/api/v1/expenses/{entry_id}/approve", json={}, headers=manager.headers)
-        except httpx.HTTPError:
+            response = await http.post(
+                f"/api/v1/expenses/{entry_id}/approve", json={}, headers=manager.headers, prefer=prefer
+            )
+        except httpx.HTTPError as error:
+            last = repr(error)
             await asyncio.sleep(0.5)
             continue
         if response.status_code == 200:
-            return clock.wall()
+            return clock.wall(), f"api{http.api_of(response) + 1}"
+        last = f"{response.status_code}: {response.text}"
         if response.status_code == 409:
-            status = await http.get(f"/api/v1/expenses/{entry_id}", headers=manager.headers)
-            if status.status_code == 200 and status.json().get("status") == "approved":
-                return clock.wall()
+            with contextlib.suppress(httpx.HTTPError):
+                status = await http.get(f"/api/v1/expenses/{entry_id}", headers=manager.headers, prefer=prefer)
+                if status.status_code == 200 and status.json().get("status") == "approved":
+                    return clock.wall(), "unknown"
         await asyncio.sleep(0.3 + random.random() * 0.5)
-    raise TimeoutError(f"entry {entry_id} was never approved (last answer {response.status_code}: {response.text})")
+    raise TimeoutError(f"entry {entry_id} was never approved (last answer {last})")
 
 
 def _drop_connections(database_url: str) -> None:
@@ -210,12 +267,20 @@ def default_window(approvals: int) -> float:
 
 
 async def run_faults(
-    approvals: int, kills: int, work: Path, window: float | None = None, seed: int | None = None
+    approvals: int,
+    kills: int,
+    work: Path,
+    window: float | None = None,
+    seed: int | None = None,
+    apis: int = 1,
+    workers: int = 1,
+    api_kills: int = 0,
+    temporal_restarts: int = 1,
 ) -> FaultReport:
     seed = random.randrange(2**32) if seed is None else seed
     rng = random.Random(seed)  # printed in the report: a failing run can be replayed with --seed
     window = default_window(approvals) if window is None else window
-    report = FaultReport(approvals=approvals, seed=seed, window_seconds=window)
+    report = FaultReport(approvals=approvals, apis=apis, workers=workers, seed=seed, window_seconds=window)
     started = time.monotonic()
     temporal_port = free_port()
     temporal_db = work / "temporal.db"
@@ -224,47 +289,87 @@ async def run_faults(
         scratch_database(admin_database_url(), "finance_faults") as database_url,
     ):
         temporal = temporal_server(work, temporal_db, temporal_port)
-        address = temporal.__enter__()
+        # The Temporal server starts while the database is migrated (seconds each; the fleet's own migration then
+        # finds nothing to do).
+        migrated = asyncio.create_task(asyncio.to_thread(migrate, database_url))
+        address = await asyncio.to_thread(temporal.__enter__)
         temporal_up = True
         smtp_env = {"SMTP_HOST": smtp.host, "SMTP_PORT": str(smtp.port), "SMTP_STARTTLS": "false"}
+        extra_env = {**smtp_env, "TEMPORAL_RPC_TIMEOUT_SECONDS": "3"}
         try:
-            with running_stack(database_url, address, work, {**smtp_env, "TEMPORAL_RPC_TIMEOUT_SECONDS": "3"}) as stack:
-                manager, employee = make_team(stack, f"faults{int(time.time())}")
-                async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
-                    ids = [await _create_and_submit(HttpxPoster(http), employee, n) for n in range(approvals)]
-                    clock = WindowClock()
-                    deadline = clock.opened + window + 120
-                    deciders = [
-                        asyncio.create_task(
-                            _approve_until_done(http, manager, entry_id, clock, rng.uniform(0, window), deadline)
+            await migrated
+            async with (
+                running_fleet(database_url, address, work, apis, workers, extra_env) as fleet,
+                FleetClient(fleet.api_urls) as http,
+            ):
+                report.phase_seconds["start"] = round(time.monotonic() - started, 1)
+                tag = f"faults{int(time.time())}"
+                manager, employee = make_team(fleet.as_stack(), tag)
+                superadmin = fleet.user("superadmin", None, f"root-{tag}")
+                throttled = fleet.user("employee", manager.id, f"throttled-{tag}")
+                # The owner's stream, held on the first API (the one killed first): it must see every approval,
+                # whichever API took the decision, and lose none across its process's kill.
+                watcher = StreamWatcher(fleet.api_urls[0], employee)
+                watcher.start()
+                await asyncio.wait_for(watcher.connected.wait(), 30)
+                ids = await _create_and_submit_spread(http, employee, approvals, apis)
+                report.phase_seconds["create_and_submit"] = round(time.monotonic() - started, 1)
+                clock = WindowClock()
+                deadline = clock.opened + window + 120
+                deciders = [
+                    asyncio.create_task(
+                        _approve_until_done(
+                            http, manager, entry_id, clock, rng.uniform(0, window), deadline, prefer=n % apis
                         )
-                        for entry_id in ids
-                    ]
-                    faults = ["worker_kill"] * kills + ["database_drop", "temporal_restart"]
-                    # One at a time, in the order drawn (a Temporal restart takes seconds, and the window's clock
-                    # stands still meanwhile).
-                    for at, fault in sorted((rng.uniform(0, window), fault) for fault in faults):
-                        await clock.reach(at)
-                        report.faults_at.append((fault, clock.wall()))
-                        if fault == "worker_kill":
-                            report.kill_times.append(time.monotonic())
-                            _kill_and_restart_worker(stack, work)
-                            report.worker_kills += 1
-                        elif fault == "database_drop":
-                            _drop_connections(database_url)
-                            report.database_drops += 1
-                        else:
-                            clock.pause()
-                            temporal.__exit__(None, None, None)
-                            temporal_up = False
-                            report.during_outage = await _probe_outage(http, manager, employee)
-                            temporal = temporal_server(work, temporal_db, temporal_port)
-                            temporal.__enter__()
-                            temporal_up = True
-                            report.temporal_restarts += 1
-                            clock.resume()
-                    done_at = await asyncio.gather(*deciders)
-                    report.approvals_done_from_to = [min(done_at), max(done_at)]
+                    )
+                    for n, entry_id in enumerate(ids)
+                ]
+                faults = (
+                    ["worker_kill"] * kills
+                    + ["api_kill"] * api_kills
+                    + ["database_drop"]
+                    + ["temporal_restart"] * temporal_restarts
+                )
+                restarts: list[asyncio.Task[None]] = []
+                # One at a time, in the order drawn (a Temporal restart takes seconds, and the window's clock
+                # stands still meanwhile).
+                for at, fault in sorted((rng.uniform(0, window), fault) for fault in faults):
+                    await clock.reach(at)
+                    report.faults_at.append((fault, clock.wall()))
+                    if fault == "worker_kill":
+                        report.kill_times.append(time.monotonic())
+                        _kill_and_restart(fleet.workers[report.worker_kills % workers])
+                        report.worker_kills += 1
+                    elif fault == "api_kill":
+                        # The first kill strikes the API the stream is held on; then the next, in turn.
+                        member = fleet.apis[report.api_kills % apis]
+                        _kill_and_restart(member)
+                        restarts.append(asyncio.create_task(_time_back(member, report)))
+                        report.api_kills += 1
+                    elif fault == "database_drop":
+                        _drop_connections(database_url)
+                        report.database_drops += 1
+                    else:
+                        clock.pause()
+                        temporal.__exit__(None, None, None)
+                        temporal_up = False
+                        report.during_outage = await _probe_outage(http, manager, employee)
+                        temporal = temporal_server(work, temporal_db, temporal_port)
+                        temporal.__enter__()
+                        temporal_up = True
+                        report.temporal_restarts += 1
+                        clock.resume()
+                done = await asyncio.gather(*deciders)
+                report.phase_seconds["approvals"] = round(time.monotonic() - started, 1)
+                await asyncio.gather(*restarts)
+                # No fault strikes from here on (the throttle's count is exact only if no process dies during its
+                # burst): these two run while the last workflows finish.
+                cross_checks = asyncio.gather(
+                    login_throttle_holds_across_apis(http, _username(fleet, throttled), LOGIN_LIMIT_PER_MINUTE),
+                    policy_edit_reaches_every_process(fleet, http, superadmin, employee),
+                )
+                report.approvals_done_from_to = [min(at for at, _ in done), max(at for at, _ in done)]
+                report.decisions_by_api = dict(sorted(Counter(api for _, api in done).items()))
                 report.unsettled_after_wait = await _wait_settled(database_url, ids, deadline=time.monotonic() + 120)
                 # Each entry mails its approver on submission and its owner on approval.
                 report.expected_emails = 2 * approvals
@@ -273,12 +378,51 @@ async def run_faults(
                     address, database_url, ids, deadline=time.monotonic() + 60
                 )
                 report.workflows = dict(Counter(report.workflow_status_per_entry.values()))
-                _collect(report, stack.env, ids, smtp)
+                report.phase_seconds["settled"] = round(time.monotonic() - started, 1)
+                decided_through = {entry: api for entry, (_, api) in zip(ids, done, strict=True)}
+                report.stream = await stream_check(watcher, database_url, decided_through, "api1")
+                await watcher.stop()
+                report.throttle, report.policy = await cross_checks
+                report.mail = mail_per_recipient_and_entry(smtp, database_url, ids)
+                report.answers_by_api = {
+                    f"api{n + 1}": dict(sorted(statuses.items())) for n, statuses in http.answers.items()
+                }
+                report.failovers = http.failovers
+                _collect(report, fleet.env, ids, smtp)
+                report.phase_seconds["checked"] = round(time.monotonic() - started, 1)
         finally:
             if temporal_up:
                 temporal.__exit__(None, None, None)
     report.seconds = round(time.monotonic() - started, 1)
     return report
+
+
+async def _create_and_submit_spread(http: FleetClient, employee: Actor, approvals: int, apis: int) -> list[int]:
+    """Create and submit the expenses through the APIs in turn, a few at a time; their ids in order."""
+    gate = asyncio.Semaphore(8)
+
+    async def one(n: int) -> int:
+        async with gate:
+            return await _create_and_submit(FleetPoster(http, prefer=n % apis), employee, n)
+
+    return list(await asyncio.gather(*(one(n) for n in range(approvals))))
+
+
+def _username(fleet: Fleet, user: Actor) -> str:
+    with psycopg.connect(fleet.database_url) as conn:
+        row = conn.execute("SELECT username FROM users WHERE id = %s", (user.id,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _kill_and_restart(member: Member) -> None:
+    """SIGKILL, then start it again at once (it serves a few seconds later)."""
+    member.kill()
+    member.start()
+
+
+async def _time_back(member: Member, report: FaultReport) -> None:
+    report.api_back_after_seconds.append(await member.wait_ready())
 
 
 async def _workflow_statuses(address: str, database_url: str, ids: list[int], deadline: float) -> dict[int, str]:
@@ -308,20 +452,14 @@ async def _workflow_statuses(address: str, database_url: str, ids: list[int], de
     return statuses
 
 
-def _kill_and_restart_worker(stack: Stack, work: Path) -> None:
-    stack.worker.send_signal(signal.SIGKILL)
-    stack.worker.wait()
-    stack.worker = start_worker(stack.env, work)
-
-
-async def _probe_outage(http: httpx.AsyncClient, manager: Actor, employee: Actor) -> dict[str, int]:
+async def _probe_outage(http: FleetClient, manager: Actor, employee: Actor) -> dict[str, int]:
     extra = await _create_and_submit_tolerant(http, employee)
     read = await http.get("/api/v1/expenses/", headers=manager.headers)
     action = await http.post(f"/api/v1/expenses/{extra}/submit", headers=employee.headers)
     return {"read_status": read.status_code, "action_status": action.status_code}
 
 
-async def _create_and_submit_tolerant(http: httpx.AsyncClient, employee: Actor) -> int:
+async def _create_and_submit_tolerant(http: FleetClient, employee: Actor) -> int:
     """Creating a draft needs only the database: it works while Temporal is down."""
     body = {
         "amount": "12.34",
@@ -443,14 +581,36 @@ def main(argv: list[str] | None = None) -> int:
         "--window", type=float, help="seconds to spread the approvals and faults over (default: max(15, approvals / 4))"
     )
     parser.add_argument("--seed", type=int, help="replay the random approve and fault times of an earlier run")
-    parser.add_argument("--keep", type=Path, help="keep the logs (worker, API, Temporal) in this folder")
+    parser.add_argument("--keep", type=Path, help="keep the logs (workers, APIs, Temporal) in this folder")
+    parser.add_argument("--apis", type=int, default=1, help="API processes (uvicorn), each on its own port")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (worker.py)")
+    parser.add_argument("--api-kills", type=int, default=0, help="API processes SIGKILLed (and restarted)")
+    parser.add_argument("--temporal-restarts", type=int, default=1, help="Temporal server stops and restarts")
     args = parser.parse_args(argv)
+    if min(args.apis, args.workers) < 1:
+        parser.error("--apis and --workers need at least one process each")
+
+    def run(work: Path) -> FaultReport:
+        return asyncio.run(
+            run_faults(
+                args.approvals,
+                args.kills,
+                work,
+                args.window,
+                args.seed,
+                apis=args.apis,
+                workers=args.workers,
+                api_kills=args.api_kills,
+                temporal_restarts=args.temporal_restarts,
+            )
+        )
+
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-        report = asyncio.run(run_faults(args.approvals, args.kills, args.keep, args.window, args.seed))
+        report = run(args.keep)
     else:
         with tempfile.TemporaryDirectory(prefix="finance-faults-") as folder:
-            report = asyncio.run(run_faults(args.approvals, args.kills, Path(folder), args.window, args.seed))
+            report = run(Path(folder))
     print(json.dumps(report.summary(), indent=2, default=str))
     problems = report.problems()
     for problem in problems:
