@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import shutil
 import signal
@@ -32,7 +31,7 @@ import psycopg
 from core.security import hash_password, issue_token
 from core.settings import PROJECT_ROOT, AuthSettings
 from tests.bench.approvals import Actor, Answer
-from tests.bench.stack import Stack
+from tests.bench.stack import Stack, stack_env
 from tests.services import free_port, migrate
 
 # The login throttle every process enforces (LOGIN_RATE_PER_MINUTE): small, so the run can prove it holds in total
@@ -113,34 +112,18 @@ def fleet_env(
     policy_dir = work / "policies"
     shutil.rmtree(policy_dir, ignore_errors=True)  # a kept folder may hold an earlier run's edit
     shutil.copytree(PROJECT_ROOT / "policies", policy_dir)
-    env = dict(os.environ)
-    env.update(
-        APP_ENV="test",
-        DATABASE_URL=database_url,
-        SECRET_KEY=secrets.token_urlsafe(48),
-        TEMPORAL_ADDRESS=temporal_address,
-        TEMPORAL_TASK_QUEUE_PREFIX=f"fleet-{secrets.token_hex(4)}",
-        STORAGE_DIR=str(work / "storage"),
-        MAIL_DIR=str(work / "mail"),
-        POLICY_DIR=str(policy_dir),
-        BCRYPT_ROUNDS="4",
-        LOG_LEVEL="WARNING",
-        LOGIN_RATE_PER_MINUTE=str(LOGIN_LIMIT_PER_MINUTE),
-        BACKUP_SCHEDULES_ENABLED="false",
-        REPORT_DEFAULT_SCHEDULES="false",
+    own = {
+        "TEMPORAL_TASK_QUEUE_PREFIX": f"fleet-{secrets.token_hex(4)}",
+        "POLICY_DIR": str(policy_dir),
+        "LOGIN_RATE_PER_MINUTE": str(LOGIN_LIMIT_PER_MINUTE),
         # A fixed pool (an overflow connection is closed when given back: docs/benchmarks.md): 30 for one API and
         # one worker as in the benchmarks, less each when there are more, for the server's 100 connections.
-        DATABASE_POOL_SIZE=str(max(10, 60 // processes)),
-        DATABASE_MAX_OVERFLOW="0",
+        "DATABASE_POOL_SIZE": str(max(10, 60 // processes)),
         # The exchange rates the workers import at start come from the shipped sample, never from the internet.
-        FX_RATES_URL=SAMPLE_RATES,
-        FX_RATES_HISTORY_URL=SAMPLE_RATES,
-    )
-    env.update(extra_env or {})
-    for key in ("SMTP_HOST", "AWS_BUCKET_NAME", "S3_BUCKET"):
-        if key not in (extra_env or {}):
-            env.pop(key, None)
-    return env
+        "FX_RATES_URL": SAMPLE_RATES,
+        "FX_RATES_HISTORY_URL": SAMPLE_RATES,
+    }
+    return stack_env(database_url, temporal_address, work, own | (extra_env or {}))
 
 
 @dataclass

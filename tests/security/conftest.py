@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +11,8 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from core.settings import PROJECT_ROOT, Settings
+from core.settings import Settings
+from tests.bench.stack import start_api
 from tests.services import free_port
 
 
@@ -36,29 +35,10 @@ def live_api(settings: Settings, temporal_env: WorkflowEnvironment, worker: None
     }
     for key in ("SMTP_HOST", "AWS_BUCKET_NAME", "S3_BUCKET"):
         env.pop(key, None)
-    log = (tmp_path / "api.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.app:app_factory",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_api(env, tmp_path, port, log_name="api.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a busy machine imports the app slowly
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
